@@ -1,0 +1,1221 @@
+#!/usr/bin/env python3
+"""kernel-magnifier: see how the Linux kernel really executes.
+
+Records kernel function calls with ftrace (``record``), maps function names to
+source files from DWARF debug info (``generate-symbol-map``) and draws the calls
+as a heat-coloured call graph plus a chart of the most-called functions
+(``visualize``).
+
+The file is a pipeline in sections, read top to bottom:
+    Console      errors, progress, atomic output files
+    Model        CallGraph: functions, call edges, what was not seen
+    Input        opening plain/.gz/.xz traces, rejecting what is not text
+    Parsers      function_graph text, function tracer text, trace-cmd report
+    Symbol map   reading a name -> source file map
+    Filters      --filter-filepath, --filter-execution-no, drawing pruning
+    Output       heat theme, graphviz drawing, JSON, matplotlib chart
+    CLI          argparse, subcommands, main
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import lzma
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Callable
+
+VERSION = "1.0.0"
+PROG = "kernel-magnifier"
+
+
+# ============================================================================
+# Console: errors, progress, atomic outputs
+# ============================================================================
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, no traceback."""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A one-line progress display on stderr, silent when stderr is not a terminal."""
+
+    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.drawn = False
+
+    def update(self, done: int, extra: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last_draw < 0.2:
+            return
+        self.last_draw = now
+        elapsed = now - self.started
+        if self.total:
+            share = min(done / self.total, 1.0)
+            text = f"{self.label}: {share:6.1%} of {format_size(self.total)}, {elapsed:.0f} s"
+        else:
+            text = f"{self.label}: {format_size(done)}, {elapsed:.0f} s"
+        if extra:
+            text += f", {extra}"
+        self.stream.write("\r\x1b[K" + text)
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GiB"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, mode: str = "w") -> Iterator[str]:
+    """Yield a temporary path beside `path`; rename it over `path` only on success.
+
+    A failed or interrupted run therefore never leaves a half-written output.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from err
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_writable(path: str) -> None:
+    """Fail before a long parse, not after it, when an output cannot be written."""
+    if os.path.isdir(path):
+        raise UserError(f"cannot write {path}: it is a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".kernel-magnifier-check.", dir=directory)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from err
+    os.close(fd)
+    os.unlink(tmp)
+
+
+# ============================================================================
+# Model: the call graph and what was not seen
+# ============================================================================
+
+
+@dataclass
+class TraceStats:
+    """Everything the user should know about what the trace did and did not show."""
+
+    lines: int = 0
+    events: int = 0  # ring-buffer events: entry=1, leaf=2 (entry+exit), exit=1, function line=1
+    unparsed_lines: int = 0
+    unparsed_example: str = ""
+    unparsed_example_where: str = ""
+    lost_by_cpu: dict[str, int] = field(default_factory=dict)
+    lost_unknown_count: dict[str, int] = field(default_factory=dict)  # "[LOST EVENTS]" without a count
+    duplicate_lost_lines: int = 0
+    orphan_exits: int = 0  # exits whose entry was not in the trace
+    calls_without_caller: int = 0  # calls below depth 0 whose caller was not in the trace
+    kernel_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # from a record data file
+    metadata: dict[str, str] = field(default_factory=dict)
+    formats: set[str] = field(default_factory=set)
+    inputs: list[str] = field(default_factory=list)
+
+    def note_unparsed(self, line: str, where: str) -> None:
+        self.unparsed_lines += 1
+        if not self.unparsed_example:
+            self.unparsed_example = line[:200]
+            self.unparsed_example_where = where
+
+    def lost_per_cpu(self) -> dict[str, int]:
+        """Lost events per CPU: the larger of the LOST lines and the kernel's own counters."""
+        merged = dict(self.lost_by_cpu)
+        for cpu, counters in self.kernel_stats.items():
+            from_kernel = counters.get("overrun", 0) + counters.get("dropped-events", 0)
+            merged[cpu] = max(merged.get(cpu, 0), from_kernel)
+        return {cpu: n for cpu, n in sorted(merged.items(), key=lambda kv: _cpu_sort_key(kv[0])) if n}
+
+    @property
+    def lost_events(self) -> int:
+        return sum(self.lost_per_cpu().values())
+
+    def lost_share(self) -> float:
+        lost = self.lost_events
+        return lost / (lost + self.events) if lost + self.events else 0.0
+
+
+def _cpu_sort_key(cpu: str) -> tuple[int, str]:
+    return (int(cpu), "") if cpu.isdigit() else (1 << 30, cpu)
+
+
+@dataclass
+class CallGraph:
+    """Functions (nodes) with their calls and times, caller -> callee edges with call counts."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    total_us: dict[str, float] = field(default_factory=dict)
+    self_us: dict[str, float] = field(default_factory=dict)
+    modules: dict[str, str] = field(default_factory=dict)
+    edges: dict[tuple[str, str], int] = field(default_factory=dict)
+    stats: TraceStats = field(default_factory=TraceStats)
+
+    def add_node(self, name: str) -> None:
+        if name not in self.calls:
+            self.calls[name] = 0
+
+    def nodes(self) -> list[str]:
+        return list(self.calls)
+
+    def has_times(self) -> bool:
+        return bool(self.total_us)
+
+
+# ============================================================================
+# Input: plain, .gz and .xz files, rejecting what is not trace text
+# ============================================================================
+
+CHUNK_BYTES = 4 << 20
+TRACE_CMD_MAGIC = b"\x17\x08\x44tracing"
+
+
+def open_binary(path: str) -> tuple[IO[bytes], IO[bytes]]:
+    """Return (decompressed stream, raw file) so progress can follow the raw file position."""
+    try:
+        raw = open(path, "rb")
+    except FileNotFoundError:
+        raise UserError(f"input file {path} does not exist (record one with 'sudo ./kernel-magnifier.py record')") from None
+    except IsADirectoryError:
+        raise UserError(f"input {path} is a directory, not a trace file") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from err
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw), raw
+    if path.endswith(".xz"):
+        return lzma.LZMAFile(raw), raw
+    return raw, raw
+
+
+def read_text_lines(path: str, progress: Progress | None = None) -> Iterator[list[str]]:
+    """Yield the file's lines in batches, streaming with bounded memory."""
+    stream, raw = open_binary(path)
+    with raw, stream:
+        carry = b""
+        first = True
+        while True:
+            try:
+                block = stream.read(CHUNK_BYTES)
+            except (OSError, EOFError, lzma.LZMAError) as err:
+                raise UserError(f"{path} is damaged or truncated: {err}") from err
+            if first:
+                reject_non_text(path, block)
+                first = False
+            if not block:
+                break
+            block = carry + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                carry = block
+                continue
+            carry = block[cut + 1 :]
+            yield block[:cut].decode("utf-8", "replace").split("\n")
+            if progress:
+                progress.update(raw.tell())
+        if carry:
+            yield [carry.decode("utf-8", "replace")]
+
+
+def reject_non_text(path: str, head: bytes) -> None:
+    if not head:
+        raise UserError(f"{path} is empty: nothing was recorded")
+    if head.startswith(TRACE_CMD_MAGIC):
+        raise UserError(f"{path} is a binary trace-cmd file: convert it with 'trace-cmd report -i {path} > trace.txt'")
+    sample = head[:65536]
+    if b"\x00" in sample or sample.decode("utf-8", "replace").count("\ufffd") > len(sample) // 100:
+        raise UserError(f"{path} is binary data, not ftrace text")
+
+
+# ============================================================================
+# Parsers: function_graph text, function tracer text, trace-cmd report
+# ============================================================================
+#
+# Every line of every input goes through TraceParser.feed(). The common lines
+# take a fast path (function_graph: split at the last "|  ", body looked up in a
+# cache; function tracer: split at ": " and " <-"); everything else goes through
+# classify_slow(), which knows every line kind in docs/ftrace-format notes.
+
+# function_graph body after the "|  " separator: indentation + text.
+GRAPH_BODY = re.compile(
+    r"^( *)(?:"
+    r"(?P<name>[^\s(\[{}/]+)(?: \[(?P<module>[^\]\s]+)\])?\((?P<args>.*?)\)(?P<kind> \{|;)(?: /\*.*\*/)?"
+    r"|\}(?: /\* (?P<tail>[^\s\]]+?)(?: \[[^\]\s]+\])?(?: .*)? \*/)?"
+    r"|(?P<comment>/\*.*\*/)"
+    r")\s*$"
+)
+# The columns before the body (each optional): abstime, cpu, proc, latency flags, duration.
+GRAPH_PREFIX = re.compile(
+    r"^ *(?:\d+\.\d+ \|  +)?(?:(?P<cpu>\d+)\) +)?(?:(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| +)?"
+    r"(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?(?:[+!#*@$] +)?(?:(?P<dur>\d+(?:\.\d+)?) us +)?$"
+)
+# A graph line without the "|  " separator (funcgraph-duration off): prefix then body.
+GRAPH_NO_DURATION = re.compile(
+    r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d+)\) )?(?: *(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| )?"
+    r"(?: *(?P<flags>[.a-zA-Z0-9]{4,7}) \| )?(?P<body> *\S.*)$"
+)
+IRQ_ARROW = re.compile(r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d+)\) )?.*(?P<arrow>==========>|<==========) *\|?\s*$")
+LOST_LINE = re.compile(r"^CPU:(\d+) \[(?:LOST(?: (\d+))? EVENTS|(?:(\d+) )?EVENTS DROPPED)\]\s*$")
+SWITCH_DASHES = re.compile(r"^ -{20,}\s*$")
+SWITCH_LINE = re.compile(r"^ *(?P<cpu>\d+)\) +(?P<prev>.+?)-(?P<prev_pid>\d+) +=> +(?P<next>.+?)-(?P<next_pid>\d+) *$")
+OVERRUN_LINE = re.compile(r"^ \(Overruns: \d+\)\s*$")
+METADATA_LINE = re.compile(r"^# ([A-Za-z0-9_-]+): ?(.*?)\s*$")
+ENTRIES_HEADER = re.compile(r"^# entries-in-buffer/entries-written: (\d+)/(\d+)")
+STATS_VALUE = re.compile(r"([a-z-]+)=(\d+)")
+# Plain function tracer: "comm-pid [(tgid)] [cpu] [flags] timestamp: func <-parent".
+FUNCTION_LINE = re.compile(
+    r"^ *(?P<comm>.*?)-(?P<pid>\d+) +(?:\( *(?:\d+|-+)\) +)?\[(?P<cpu>\d+)\] +"
+    r"(?:(?P<flags>[.a-zA-Z0-9]{4,7}) +)?(?P<ts>\d+(?:\.\d+)?): (?P<body>.*)$"
+)
+TRACE_CMD_GRAPH = re.compile(r"^(?P<event>funcgraph_entry|funcgraph_exit): +(?P<rest>.*)$")
+TRACE_CMD_GRAPH_FIELDS = re.compile(r"^(?:[+!#*@$] )?(?:(?P<dur>\d+(?:\.\d+)?) us)? *\|  (?P<body>.*)$")
+FUNCTION_BODY = re.compile(
+    r"^(?P<name>[^\s(<]+)(?: \[(?P<module>[^\]\s]+)\])?(?:\(.*?\))?(?: <-{1,2}(?P<parent>[^\s(]+)(?: \[[^\]\s]+\])?)?\s*$"
+)
+SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
+
+ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
+BODY_CACHE_LIMIT = 200_000
+
+
+class Frame:
+    """An open function_graph call on a task's stack."""
+
+    __slots__ = ("child_us", "depth", "irq", "name")
+
+    def __init__(self, name: str, depth: int, irq: str) -> None:
+        self.name = name
+        self.depth = depth
+        self.child_us = 0.0
+        self.irq = irq
+
+
+class TaskState:
+    """Per-task nesting: the open calls and calls whose caller is not known yet."""
+
+    __slots__ = ("cpu", "irq_entry", "pending", "stack")
+
+    def __init__(self) -> None:
+        self.stack: list[Frame] = []
+        # Calls seen with no caller frame; an orphan "} /* f */" one level up names their caller.
+        self.pending: list[tuple[int, str]] = []
+        self.irq_entry = False
+        self.cpu: str | None = None
+
+
+class TraceParser:
+    """Turns ftrace text lines into a CallGraph, one line at a time, keeping only per-task state."""
+
+    def __init__(self, graph: CallGraph) -> None:
+        self.graph = graph
+        self.stats = graph.stats
+        self.tasks: dict[object, TaskState] = {}
+        self.cpu_task: dict[str | None, object] = {}
+        self.body_cache: dict[str, tuple | None] = {}
+        self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, events of that cpu since)
+        self.cpu_events: dict[str | None, int] = {}
+        self.where = ""
+        self.line_no = 0
+
+    # -- driving ----------------------------------------------------------
+
+    def parse_file(self, path: str, progress: Progress | None = None) -> None:
+        self.where = path
+        self.stats.inputs.append(path)
+        for batch in read_text_lines(path, progress):
+            self.feed_lines(batch)
+
+    def feed_lines(self, lines: Iterable[str]) -> None:
+        """The hot loop: the two common line shapes are handled inline."""
+        body_cache = self.body_cache
+        graph_prefix = GRAPH_PREFIX.match
+        for line in lines:
+            self.line_no += 1
+            if line.endswith("\r"):
+                line = line[:-1]
+            sep = line.rfind("|  ")
+            if sep >= 0:
+                body = line[sep + 3 :]
+                parsed = body_cache.get(body)
+                if parsed is None and body not in body_cache:
+                    parsed = self.classify_graph_body(body)
+                if parsed is not None:
+                    prefix = graph_prefix(line, 0, sep)
+                    if prefix is not None:
+                        self.stats.formats.add("function_graph")
+                        cpu, pid, flags, dur = prefix.group("cpu", "pid", "flags", "dur")
+                        self.graph_event(parsed, cpu, pid, flags, dur)
+                        continue
+            self.classify_slow(line)
+        self.stats.lines = self.line_no
+
+    def classify_graph_body(self, body: str) -> tuple | None:
+        """(kind, depth, name, module) for a function_graph body, cached; None if it is not one."""
+        match = GRAPH_BODY.match(body)
+        if match is None:
+            parsed = None
+        else:
+            depth = len(match.group(1)) // 2
+            if match.group("name"):
+                kind = ENTRY if match.group("kind") == " {" else LEAF
+                parsed = (kind, depth, match.group("name"), match.group("module"))
+            elif match.group("comment"):
+                parsed = (COMMENT, depth, None, None)
+            else:
+                parsed = (EXIT, depth, match.group("tail"), None)
+        if len(self.body_cache) >= BODY_CACHE_LIMIT:
+            self.body_cache.clear()  # funcgraph-args makes bodies unique; keep memory bounded
+        if match is None or not match.group("args"):
+            self.body_cache[body] = parsed
+        return parsed
+
+    # -- slow path: every other line kind ---------------------------------
+
+    def classify_slow(self, line: str) -> None:
+        stripped = line.strip()
+        if not stripped:
+            return
+        if line.startswith("#"):
+            self.header_line(line)
+            return
+        match = LOST_LINE.match(line)
+        if match:
+            count = match.group(2) or match.group(3)
+            self.lost_line(match.group(1), int(count) if count is not None else None)
+            return
+        if SWITCH_DASHES.match(line) or OVERRUN_LINE.match(line):
+            return
+        match = SWITCH_LINE.match(line)
+        if match and "|" not in line:
+            self.context_switch(match)
+            return
+        if "==========>" in line or "<==========" in line:
+            match = IRQ_ARROW.match(line)
+            if match:
+                self.irq_arrow(match.group("cpu"), match.group("arrow"))
+                return
+        if stripped.startswith("=> ") or stripped == "<stack trace>":
+            return  # func_stack_trace frames
+        match = FUNCTION_LINE.match(line)
+        if match:
+            self.function_line(match)
+            return
+        if self.graph_line_without_separator(line):
+            return
+        match = FUNCTION_BODY.match(stripped)
+        if match and (match.group("parent") or "function" in self.stats.formats):
+            # context-info off: only "func <-parent"
+            self.stats.formats.add("function")
+            self.function_call(match, None)
+            return
+        self.stats.note_unparsed(line, f"{self.where}:{self.line_no}")
+
+    def header_line(self, line: str) -> None:
+        if line.startswith("# entries-in-buffer/"):
+            match = ENTRIES_HEADER.match(line)
+            if match and int(match.group(2)) > int(match.group(1)):
+                # A `trace` file read after the buffer wrapped: written - kept were overwritten.
+                cpu = "all"
+                self.stats.lost_by_cpu[cpu] = self.stats.lost_by_cpu.get(cpu, 0) + int(match.group(2)) - int(match.group(1))
+            return
+        match = METADATA_LINE.match(line)
+        if not match:
+            return
+        key, value = match.groups()
+        stats_key = re.fullmatch(r"cpu(\d+)-stats", key)
+        if stats_key:
+            counters = {k: int(v) for k, v in STATS_VALUE.findall(value)}
+            cpu = stats_key.group(1)
+            previous = self.stats.kernel_stats.get(cpu, {})
+            self.stats.kernel_stats[cpu] = {k: previous.get(k, 0) + v for k, v in counters.items()}
+        elif key not in ("tracer",) or "tracer" not in self.stats.metadata:
+            self.stats.metadata.setdefault(key, value)
+
+    def lost_line(self, cpu: str, count: int | None) -> None:
+        stats = self.stats
+        if count is None:
+            stats.lost_unknown_count[cpu] = stats.lost_unknown_count.get(cpu, 0) + 1
+        else:
+            last = self.last_lost.get(cpu)
+            events_since = self.cpu_events.get(cpu, 0)
+            # trace_pipe sometimes prints the same loss twice, a line or two apart.
+            if last is not None and last[0] == count and events_since - last[1] <= 2:
+                stats.duplicate_lost_lines += 1
+                return
+            self.last_lost[cpu] = (count, events_since)
+            stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
+        self.break_call_stacks(cpu)
+
+    def break_call_stacks(self, cpu: str) -> None:
+        """After lost events on a CPU, the open calls of the tasks that ran there are unknown."""
+        for state in self.tasks.values():
+            if state.cpu == cpu or state.cpu is None:
+                state.stack.clear()
+                state.pending.clear()
+
+    def context_switch(self, match: re.Match[str]) -> None:
+        cpu = match.group("cpu")
+        prev_key = task_key(match.group("prev_pid"), cpu)
+        current = self.cpu_task.get(cpu)
+        placeholder = ("cpu", cpu)
+        if current == placeholder and placeholder in self.tasks and prev_key not in self.tasks:
+            # Lines before the first switch block on this CPU belonged to the previous task.
+            self.tasks[prev_key] = self.tasks.pop(placeholder)
+        next_key = task_key(match.group("next_pid"), cpu)
+        self.cpu_task[cpu] = next_key
+        self.cpu_task[None] = next_key
+
+    def irq_arrow(self, cpu: str | None, arrow: str) -> None:
+        if arrow == "==========>":
+            state = self.task_state(cpu, None)
+            state.irq_entry = True
+
+    def graph_line_without_separator(self, line: str) -> bool:
+        """function_graph with funcgraph-duration off (no "|  " column), or no columns at all."""
+        match = GRAPH_NO_DURATION.match(line)
+        if match is None:
+            return False
+        body = match.group("body")
+        parsed = self.classify_graph_body(body)
+        if parsed is None:
+            # trace-cmd report: "comm-pid [cpu] ts: funcgraph_entry: 1.2 us | body"
+            return self.trace_cmd_graph_line(line)
+        self.stats.formats.add("function_graph")
+        self.graph_event(parsed, match.group("cpu"), match.group("pid"), match.group("flags"), None)
+        return True
+
+    def trace_cmd_graph_line(self, line: str) -> bool:
+        match = FUNCTION_LINE.match(line)
+        if not match:
+            return False
+        event = TRACE_CMD_GRAPH.match(match.group("body"))
+        if not event:
+            return False
+        fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest"))
+        if not fields:
+            return False
+        parsed = self.classify_graph_body(fields.group("body"))
+        if parsed is None:
+            return False
+        self.stats.formats.add("trace-cmd report")
+        self.graph_event(parsed, match.group("cpu").lstrip("0") or "0", match.group("pid"), match.group("flags"), fields.group("dur"))
+        return True
+
+    # -- function tracer ----------------------------------------------------
+
+    def function_line(self, match: re.Match[str]) -> None:
+        body = match.group("body")
+        if body.startswith(("funcgraph_entry:", "funcgraph_exit:")):
+            if not self.trace_cmd_graph_line(match.string):
+                self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+            return
+        if body.startswith("function:"):
+            body = body[len("function:") :].strip()  # trace-cmd report of the function tracer
+        if body.startswith("<stack trace>") or body.startswith("<user stack trace>"):
+            return
+        call = FUNCTION_BODY.match(body)
+        if call is None:
+            self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+            return
+        self.stats.formats.add("function")
+        cpu = match.group("cpu").lstrip("0") or "0"
+        self.function_call(call, cpu)
+
+    def function_call(self, call: re.Match[str], cpu: str | None) -> None:
+        graph = self.graph
+        name = SYMBOL_OFFSET.sub("", call.group("name"))
+        graph.calls[name] = graph.calls.get(name, 0) + 1
+        if call.group("module"):
+            graph.modules[name] = call.group("module")
+        parent = call.group("parent")
+        if parent:
+            parent = SYMBOL_OFFSET.sub("", parent)
+            graph.add_node(parent)
+            edge = (parent, name)
+            graph.edges[edge] = graph.edges.get(edge, 0) + 1
+        self.stats.events += 1
+        self.cpu_events[cpu] = self.cpu_events.get(cpu, 0) + 1
+
+    # -- function_graph -----------------------------------------------------
+
+    def task_state(self, cpu: str | None, pid: str | None) -> TaskState:
+        key = task_key(pid, cpu) if pid is not None else self.cpu_task.get(cpu)
+        if key is None:
+            key = ("cpu", cpu)
+            self.cpu_task[cpu] = key
+        state = self.tasks.get(key)
+        if state is None:
+            state = self.tasks[key] = TaskState()
+        state.cpu = cpu
+        return state
+
+    def graph_event(self, parsed: tuple, cpu: str | None, pid: str | None, flags: str | None, dur: str | None) -> None:
+        kind, depth, name, module = parsed
+        if kind == COMMENT:
+            return
+        state = self.task_state(cpu, pid)
+        self.cpu_events[cpu] = self.cpu_events.get(cpu, 0) + 1
+        stack = state.stack
+        graph = self.graph
+        if kind == EXIT:
+            self.stats.events += 1
+            self.graph_exit(state, depth, name, float(dur) if dur else None)
+            return
+        self.stats.events += 1 if kind == ENTRY else 2
+        while stack and stack[-1].depth >= depth:
+            stack.pop()  # its exit was lost
+        if state.pending and state.pending[-1][0] >= depth:
+            state.pending = [p for p in state.pending if p[0] < depth]
+        irq = flags[2] if flags and len(flags) > 2 else ""
+        parent = stack[-1] if stack and stack[-1].depth == depth - 1 else None
+        if parent is not None and (state.irq_entry or (irq != parent.irq and irq not in ("", "."))):
+            parent = None  # an interrupt handler is not a callee of what it interrupted
+        state.irq_entry = False
+        graph.calls[name] = graph.calls.get(name, 0) + 1
+        if module:
+            graph.modules[name] = module
+        if parent is not None:
+            edge = (parent.name, name)
+            graph.edges[edge] = graph.edges.get(edge, 0) + 1
+        elif depth > 0:
+            self.stats.calls_without_caller += 1
+            state.pending.append((depth, name))
+        if kind == ENTRY:
+            stack.append(Frame(name, depth, irq))
+        elif dur:
+            duration = float(dur)
+            graph.total_us[name] = graph.total_us.get(name, 0.0) + duration
+            graph.self_us[name] = graph.self_us.get(name, 0.0) + duration
+            if parent is not None:
+                parent.child_us += duration
+
+    def graph_exit(self, state: TaskState, depth: int, tail: str | None, duration: float | None) -> None:
+        stack = state.stack
+        graph = self.graph
+        while stack and stack[-1].depth > depth:
+            stack.pop()
+        if stack and stack[-1].depth == depth and (tail is None or tail == stack[-1].name):
+            frame = stack.pop()
+            if duration is not None:
+                graph.total_us[frame.name] = graph.total_us.get(frame.name, 0.0) + duration
+                graph.self_us[frame.name] = graph.self_us.get(frame.name, 0.0) + duration - frame.child_us
+                if stack and stack[-1].depth == depth - 1:
+                    stack[-1].child_us += duration
+            return
+        if stack and stack[-1].depth == depth:
+            stack.pop()  # a different function closed here: the entry we hold was not its own
+        self.stats.orphan_exits += 1
+        if tail is None:
+            return
+        graph.add_node(tail)
+        # Calls one level deeper whose caller was unknown were made by this function.
+        still_pending = []
+        for pending_depth, callee in state.pending:
+            if pending_depth == depth + 1:
+                edge = (tail, callee)
+                graph.edges[edge] = graph.edges.get(edge, 0) + 1
+                self.stats.calls_without_caller -= 1
+            elif pending_depth <= depth:
+                still_pending.append((pending_depth, callee))
+        state.pending = still_pending
+
+
+def task_key(pid: str | None, cpu: str | None) -> object:
+    """The idle task has pid 0 on every CPU: key it per CPU; other tasks by pid."""
+    if pid == "0":
+        return ("idle", cpu)
+    return pid
+
+
+def parse_traces(paths: list[str]) -> CallGraph:
+    graph = CallGraph()
+    for path in paths:
+        size = file_size(path)
+        progress = Progress(f"parsing {path}", size)
+        parser = TraceParser(graph)
+        parser.parse_file(path, progress)
+        progress.close()
+        if parser.line_no == 0:
+            raise UserError(f"{path} is empty: nothing was recorded")
+        if not parser.stats.formats.intersection({"function_graph", "function", "trace-cmd report"}):
+            example = graph.stats.unparsed_example or "(only comment lines)"
+            raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
+    return graph
+
+
+def file_size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+# ============================================================================
+# Symbol map: function name -> source file(s)
+# ============================================================================
+
+DEFAULT_SYMBOL_MAP = "symbol-filepath.map"
+SYMBOL_MAP_HEADER = "# kernel-magnifier symbol map 1"
+CLONE_SUFFIX = re.compile(r"(?:\.(?:isra|constprop|part|cold|llvm|lto_priv|localalias)(?:\.[0-9a-f]+)*)+$")
+
+
+def base_function_name(name: str) -> str:
+    """`foo.constprop.0.isra.0` -> `foo`: GCC/Clang clones keep the DWARF name of the original."""
+    return CLONE_SUFFIX.sub("", name)
+
+
+class SymbolMap:
+    """Function name -> source files, relative to the kernel tree."""
+
+    def __init__(self, files: dict[str, list[str]] | None = None, path: str = "") -> None:
+        self.files: dict[str, list[str]] = files or {}
+        self.path = path
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def lookup(self, name: str) -> list[str]:
+        found = self.files.get(name)
+        if found is None:
+            found = self.files.get(base_function_name(name), [])
+        return found
+
+    @classmethod
+    def load(cls, path: str) -> SymbolMap:
+        """Read our tab-separated format or the original tool's `name|path` lines."""
+        files: dict[str, list[str]] = {}
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    line = line.rstrip("\n")
+                    if not line or line.startswith("#"):
+                        continue
+                    if "\t" in line:
+                        name, *paths = line.split("\t")
+                    elif "|" in line:
+                        name, _, one_path = line.partition("|")
+                        paths = [one_path]
+                    else:
+                        raise UserError(f"{path} is not a symbol map: line {line[:80]!r} has neither a tab nor '|'")
+                    known = files.setdefault(name.strip(), [])
+                    for source in paths:
+                        source = source.strip()
+                        if source and source not in known:
+                            known.append(source)
+        except OSError as err:
+            raise UserError(f"cannot read symbol map {path}: {err.strerror}") from err
+        return cls(files, path)
+
+
+# ============================================================================
+# Filters: what the user asked to see, and what fits in a drawing
+# ============================================================================
+
+
+@dataclass
+class View:
+    """The part of the call graph that passed the user's filters (every node and edge of it)."""
+
+    graph: CallGraph
+    nodes: list[str]
+    edges: list[tuple[str, str]]
+    files: dict[str, list[str]]
+    notes: list[str] = field(default_factory=list)
+    entry_callers: list[str] = field(default_factory=list)  # outside the filter, calling into it
+    dropped_no_file: int = 0
+
+
+def build_view(graph: CallGraph, symbols: SymbolMap | None, path_filters: list[str], min_calls: int | None) -> View:
+    names = graph.nodes()
+    files = {name: symbols.lookup(name) for name in names} if symbols else {}
+    kept = set(names)
+    notes: list[str] = []
+    dropped_no_file = 0
+    if min_calls is not None:
+        kept = {name for name in kept if graph.calls[name] > min_calls}
+        notes.append(f"--filter-execution-no {min_calls}: kept {len(kept)} of {len(names)} functions called more than {min_calls} times")
+    if path_filters:
+        before = len(kept)
+        dropped_no_file = sum(1 for name in kept if not files.get(name))
+        kept = {name for name in kept if any(p in source for source in files.get(name, ()) for p in path_filters)}
+        notes.append(
+            f"--filter-filepath {','.join(path_filters)}: kept {len(kept)} of {before} functions"
+            f" ({dropped_no_file} dropped because the symbol map has no file for them)"
+        )
+    edges = [edge for edge in graph.edges if edge[0] in kept and edge[1] in kept]
+    entry_callers = sorted({caller for caller, callee in graph.edges if callee in kept and caller not in kept})
+    ordered = sorted(kept, key=lambda name: (-graph.calls[name], name))
+    return View(graph, ordered, edges, files, notes, entry_callers if path_filters else [], dropped_no_file)
+
+
+@dataclass
+class Drawing:
+    """What the drawing shows: the hottest part of a view, small enough to lay out and read."""
+
+    nodes: list[str]
+    edges: list[tuple[str, str]]
+    callers: list[str]  # grey entry points from outside a --filter-filepath selection
+    caller_edges: list[tuple[str, str]]
+    left_out_nodes: int
+    left_out_edges: int
+
+
+def prune_for_drawing(view: View, max_nodes: int, max_edges: int) -> Drawing:
+    graph = view.graph
+    nodes = view.nodes if max_nodes <= 0 else view.nodes[:max_nodes]
+    shown = set(nodes)
+    edges = [edge for edge in view.edges if edge[0] in shown and edge[1] in shown]
+    edges.sort(key=lambda edge: (-graph.edges[edge], edge))
+    if max_edges > 0:
+        edges = edges[:max_edges]
+    caller_edges = [(caller, callee) for caller, callee in graph.edges if callee in shown and caller in set(view.entry_callers)]
+    caller_edges.sort(key=lambda edge: (-graph.edges[edge], edge))
+    caller_edges = caller_edges[: max(10, len(nodes) // 2)]
+    callers = sorted({caller for caller, _ in caller_edges})
+    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges))
+
+
+# ============================================================================
+# Output: heat theme, graphviz drawing, JSON, chart
+# ============================================================================
+
+
+class HeatTheme:
+    """Colours and widths from a weight in [0, 1]; weights are log-scaled over what is drawn.
+
+    Real call counts are very skewed (a few functions are called 1000x more than
+    most), so a linear scale would paint everything but a handful blue.
+    """
+
+    def __init__(self, counts: Iterable[int]) -> None:
+        positive = [count for count in counts if count > 0]
+        self.low = min(positive, default=1)
+        self.high = max(positive, default=1)
+
+    def weight(self, count: int) -> float:
+        if count <= 0:
+            return 0.0
+        if self.high <= self.low:
+            return 1.0
+        return (math.log(count) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+
+    @staticmethod
+    def colour(weight: float) -> str:
+        """Blue (cold) through green and yellow to red (hot), as an HSV string graphviz reads."""
+        hue = (1.0 - weight) * 0.66
+        saturation = 0.35 + 0.55 * weight
+        return f"{hue:.3f} {saturation:.3f} 0.95"
+
+    @staticmethod
+    def pen_width(weight: float) -> float:
+        return round(0.6 + 4.4 * weight, 2)
+
+    @staticmethod
+    def font_size(weight: float) -> float:
+        return round(10 + 6 * weight, 1)
+
+
+def node_label(name: str, graph: CallGraph, files: dict[str, list[str]], have_map: bool) -> str:
+    lines = [f"{name}()"]
+    module = graph.modules.get(name)
+    if module:
+        lines.append(f"[{module}]")
+    sources = files.get(name, [])
+    if len(sources) == 1:
+        lines.append(sources[0])
+    elif len(sources) > 1:
+        lines.append(f"one of {len(sources)} files")
+    elif have_map and not module:
+        lines.append("(file unknown)")
+    lines.append(f"{graph.calls[name]:,} calls")
+    if name in graph.total_us:
+        lines.append(f"{format_us(graph.total_us[name])} total, {format_us(graph.self_us[name])} self")
+    return "\n".join(lines)
+
+
+def format_us(value: float) -> str:
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.2f} s"
+    if value >= 1000:
+        return f"{value / 1000:.2f} ms"
+    return f"{value:.1f} us"
+
+
+def drawing_caption(view: View, drawing: Drawing, theme: HeatTheme) -> str:
+    stats = view.graph.stats
+    parts = [
+        f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}",
+        f"colour = calls on a log scale: blue {theme.low:,} ... red {theme.high:,}; edge labels = calls from caller to callee",
+    ]
+    lost = stats.lost_events
+    if lost:
+        parts.append(f"the kernel lost {lost:,} events ({stats.lost_share():.1%}): counts are lower bounds")
+    if drawing.left_out_nodes or drawing.left_out_edges:
+        parts.append(
+            f"showing the {len(drawing.nodes):,} most-called of {len(view.nodes):,} functions and {len(drawing.edges):,} of"
+            f" {len(view.edges):,} edges; --max-nodes/--max-edges 0 draws all"
+        )
+    if drawing.callers:
+        parts.append("grey boxes: callers outside the --filter-filepath selection")
+    parts.extend(view.notes)
+    return "\n".join(parts)
+
+
+def render_graph(view: View, drawing: Drawing, output: str, layout: str, have_map: bool) -> None:
+    import pygraphviz
+
+    graph = view.graph
+    theme = HeatTheme(graph.calls[name] for name in drawing.nodes)
+    edge_theme = HeatTheme(graph.edges[edge] for edge in drawing.edges)
+    agraph = pygraphviz.AGraph(directed=True, strict=False)
+    agraph.graph_attr.update(
+        label=drawing_caption(view, drawing, theme), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="14",
+        rankdir="TB", ranksep="0.5", nodesep="0.25",
+    )
+    agraph.node_attr.update(shape="box", style="filled,rounded", fontname="Helvetica")
+    agraph.edge_attr.update(fontname="Helvetica", fontsize="10", arrowsize="0.6")
+    for name in drawing.nodes:
+        weight = theme.weight(graph.calls[name])
+        agraph.add_node(
+            name, label=node_label(name, graph, view.files, have_map), fillcolor=theme.colour(weight),
+            fontsize=str(theme.font_size(weight)), penwidth=str(theme.pen_width(weight) / 2),
+        )
+    for name in drawing.callers:
+        agraph.add_node(name, label=f"{name}()", fillcolor="0 0 0.9", fontcolor="0 0 0.35", color="0 0 0.6", fontsize="9", style="filled,dashed")
+    for caller, callee in drawing.edges:
+        calls = graph.edges[(caller, callee)]
+        weight = edge_theme.weight(calls)
+        colour = theme.colour(weight)
+        agraph.add_edge(caller, callee, label=f"{calls:,}", penwidth=str(theme.pen_width(weight)), color=colour, fontcolor=colour)
+    for caller, callee in drawing.caller_edges:
+        agraph.add_edge(caller, callee, label=f"{graph.edges[(caller, callee)]:,}", color="0 0 0.6", fontcolor="0 0 0.45", style="dashed")
+    program = layout if layout != "auto" else ("dot" if len(drawing.nodes) <= 400 else "sfdp")
+    if program == "sfdp":
+        agraph.graph_attr.update(overlap="prism", splines="false", outputorder="edgesfirst")
+    fmt = output_format(output)
+    with atomic_output(output) as tmp:
+        if fmt == "dot":
+            agraph.write(tmp)
+        else:
+            agraph.draw(tmp, format=fmt, prog=program)
+
+
+def output_format(path: str) -> str:
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in ("pdf", "svg", "png", "dot", "json"):
+        raise UserError(f"cannot tell the output format of {path}: use .pdf, .svg, .png, .dot or .json")
+    return extension
+
+
+def graph_json(view: View) -> dict:
+    graph = view.graph
+    stats = graph.stats
+    nodes = []
+    for name in view.nodes:
+        node = {
+            "name": name,
+            "calls": graph.calls[name],
+            "files": view.files.get(name, []),
+            "total_time_us": round(graph.total_us[name], 3) if name in graph.total_us else None,
+            "self_time_us": round(graph.self_us[name], 3) if name in graph.self_us else None,
+        }
+        if name in graph.modules:
+            node["module"] = graph.modules[name]
+        nodes.append(node)
+    edges = [{"caller": caller, "callee": callee, "calls": graph.edges[(caller, callee)]} for caller, callee in view.edges]
+    edges.sort(key=lambda edge: (-edge["calls"], edge["caller"], edge["callee"]))
+    return {
+        "stats": {
+            "events": stats.events,
+            "lost_events": stats.lost_events,
+            "lost_events_per_cpu": stats.lost_per_cpu(),
+            "lost_unknown_count_lines": stats.lost_unknown_count,
+            "duplicate_lost_lines": stats.duplicate_lost_lines,
+            "unparsed_lines": stats.unparsed_lines,
+            "unparsed_example": stats.unparsed_example,
+            "unparsed_example_where": stats.unparsed_example_where,
+            "lines": stats.lines,
+            "orphan_exits": stats.orphan_exits,
+            "calls_without_caller": stats.calls_without_caller,
+            "formats": sorted(stats.formats),
+            "inputs": stats.inputs,
+            "kernel_stats": stats.kernel_stats,
+            "metadata": stats.metadata,
+            "functions_total": len(graph.calls),
+            "filter_notes": view.notes,
+        },
+        "nodes": nodes,
+        "edges": edges,
+        "entry_callers": view.entry_callers,
+    }
+
+
+def write_json(view: View, output: str) -> None:
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(graph_json(view), handle, indent=1)
+        handle.write("\n")
+
+
+def render_chart(view: View, output: str, top: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graph = view.graph
+    stats = graph.stats
+    shown = [name for name in view.nodes if graph.calls[name] > 0][:top]
+    counts = [graph.calls[name] for name in shown]
+    height = max(3.0, 0.32 * len(shown) + 1.6)
+    figure, axes = plt.subplots(figsize=(11, height))
+    theme = HeatTheme(counts)
+    colours = [hsv_to_rgb(theme.colour(theme.weight(count))) for count in counts]
+    positions = list(range(len(shown)))
+    axes.barh(positions, counts, color=colours, edgecolor="0.3", linewidth=0.4)
+    axes.set_yticks(positions)
+    axes.set_yticklabels([f"{name}()" for name in shown], fontsize=9, family="monospace")
+    axes.invert_yaxis()
+    if counts and max(counts) > 50 * max(min(counts), 1):
+        axes.set_xscale("log")
+        axes.set_xlabel("calls (log scale)")
+    else:
+        axes.set_xlabel("calls")
+    for position, count in zip(positions, counts):
+        axes.text(count, position, f" {count:,}", va="center", fontsize=8)
+    total_calls = sum(graph.calls[name] for name in view.nodes)
+    title = f"Most-called kernel functions: top {len(shown)} of {len(view.nodes):,}, {total_calls:,} calls, {stats.events:,} events"
+    lost = stats.lost_events
+    title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
+    axes.set_title(title, fontsize=11)
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    with atomic_output(output) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
+def hsv_to_rgb(hsv: str) -> tuple[float, float, float]:
+    import colorsys
+
+    hue, saturation, value = (float(part) for part in hsv.split())
+    return colorsys.hsv_to_rgb(hue, saturation, value)
+
+
+# ============================================================================
+# Visualize: parse, filter, draw
+# ============================================================================
+
+
+def summarize(view: View, drawing: Drawing | None) -> list[str]:
+    stats = view.graph.stats
+    lines = []
+    lost = stats.lost_per_cpu()
+    if lost:
+        per_cpu = ", ".join(f"CPU{cpu}: {count:,}" if cpu.isdigit() else f"{cpu}: {count:,}" for cpu, count in lost.items())
+        lines.append(f"lost events: {stats.lost_events:,} ({stats.lost_share():.1%} of all events; {per_cpu})")
+    else:
+        lines.append("lost events: none reported")
+    for cpu, times in stats.lost_unknown_count.items():
+        lines.append(f"lost events: CPU{cpu} lost an unknown number of events {times} time(s)")
+    if stats.unparsed_lines:
+        lines.append(
+            f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
+        )
+    if stats.orphan_exits or stats.calls_without_caller:
+        lines.append(
+            f"incomplete call trees: {stats.orphan_exits:,} exits without their entry, {stats.calls_without_caller:,} calls whose caller was not in the trace"
+        )
+    lines.extend(view.notes)
+    if view.files:
+        unknown = sum(1 for name in view.nodes if not view.files.get(name))
+        several = sum(1 for name in view.nodes if len(view.files.get(name, [])) > 1)
+        lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
+    if drawing and (drawing.left_out_nodes or drawing.left_out_edges):
+        lines.append(
+            f"drawing: the {len(drawing.nodes):,} most-called functions and {len(drawing.edges):,} edges;"
+            f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges (--max-nodes 0 --max-edges 0 draws all)"
+        )
+    return lines
+
+
+def run_visualize(args: argparse.Namespace) -> None:
+    inputs = args.input or ["kernel-magnifier.data"]
+    output_fmt = output_format(args.output)
+    path_filters = [part.strip() for part in (args.filter_filepath or "").split(",") if part.strip()]
+    symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
+    for path in [args.output] + ([args.chart] if args.chart else []):
+        check_writable(path)
+    say("Visualization mode - now generating visualization...")
+    graph = parse_traces(inputs)
+    say(f"parsing completed, found {graph.stats.events} events")
+    view = build_view(graph, symbols, path_filters, args.filter_execution_no)
+    if not view.nodes:
+        raise UserError("the filters left no function to show: " + "; ".join(view.notes))
+    drawing = None if output_fmt == "json" else prune_for_drawing(view, args.max_nodes, args.max_edges)
+    for line in summarize(view, drawing):
+        say(line)
+    if args.chart:
+        render_chart(view, args.chart, args.chart_top)
+        say(f"{args.chart} generated")
+    if output_fmt == "json":
+        write_json(view, args.output)
+    else:
+        assert drawing is not None
+        render_graph(view, drawing, args.output, args.layout, symbols is not None)
+    say(f"{args.output} generated")
+
+
+def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
+    if not os.path.exists(path):
+        if required:
+            raise UserError(
+                f"--filter-filepath needs a symbol map, and {path} does not exist: create it with"
+                " './kernel-magnifier.py generate-symbol-map' or name one with --symbol-map"
+            )
+        if explicit:
+            raise UserError(f"symbol map {path} does not exist")
+        return None
+    symbols = SymbolMap.load(path)
+    say(f"symbol map {path}: {len(symbols):,} functions")
+    return symbols
+
+
+# ============================================================================
+# CLI
+# ============================================================================
+
+VISUALIZE_EXAMPLES = """examples:
+  ./kernel-magnifier.py visualize                      # kernel-magnifier.data -> kernel-magnifier.pdf + function-calls.png
+  ./kernel-magnifier.py visualize -i trace.txt.xz      # any ftrace text: function_graph or function tracer, .gz/.xz
+  ./kernel-magnifier.py visualize -i a.data -i b.data  # aggregate several recordings into one graph
+  ./kernel-magnifier.py visualize --filter-filepath net,kernel/sched   # only functions from these source paths
+  ./kernel-magnifier.py visualize --filter-execution-no 100            # only functions called more than 100 times
+  ./kernel-magnifier.py visualize --max-nodes 200 -o graph.svg         # a bigger drawing, as SVG
+  ./kernel-magnifier.py visualize -o graph.json                        # every node and edge, for scripts
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernel-magnifier.py", description="See how the Linux kernel really executes: record ftrace call data and draw it as a call graph.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show a full traceback on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    visualize = commands.add_parser(
+        "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,
+        help="draw a call graph and a chart of the most-called functions from recorded data",
+        description="Parse ftrace text (kernel-magnifier.data, trace, trace_pipe or trace-cmd report output) and draw the calls.",
+    )
+    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file(s) to read, repeatable (default: kernel-magnifier.data); .gz and .xz are read directly")
+    visualize.add_argument("-o", "--output", default="kernel-magnifier.pdf", metavar="FILE", help="call graph file; format from the extension: .pdf .svg .png .dot .json")
+    visualize.add_argument("--chart", default="function-calls.png", metavar="FILE", help="PNG chart of the most-called functions ('' for none)")
+    visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
+    visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
+    visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
+    visualize.add_argument("--filter-execution-no", type=non_negative_int, metavar="N", help="keep only functions called more than N times")
+    visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N most-called functions (0: all)")
+    visualize.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw the N most-used edges among them (0: all)")
+    visualize.add_argument("--layout", choices=("auto", "dot", "sfdp"), default="auto", help="graphviz layout: dot (layered) or sfdp (scales to thousands of nodes); auto picks by size")
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"visualize": run_visualize}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.symbol_map_given = "--symbol-map" in argv or any(a.startswith("--symbol-map=") for a in argv)
+    try:
+        COMMANDS[args.command](args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"{PROG}: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
