@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_INPUT := docs/sample/tcp-sendmsg.data.xz
+DEMO_INPUT := tests/data/fg-graphfunc/trace.txt.xz
 
 .PHONY: demo test lint bench vm-test docs-images clean
 

@@ -30,6 +30,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Callable
@@ -289,11 +290,9 @@ GRAPH_BODY = re.compile(
     r"|(?P<comment>/\*.*\*/)"
     r")\s*$"
 )
-# The columns before the body (each optional): abstime, cpu, proc, latency flags, duration.
-GRAPH_PREFIX = re.compile(
-    r"^ *(?:\d+\.\d+ \|  +)?(?:(?P<cpu>\d+)\) +)?(?:(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| +)?"
-    r"(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?(?:[+!#*@$] +)?(?:(?P<dur>\d+(?:\.\d+)?) us +)?$"
-)
+# The CPU, task and latency columns of a graph line (after abstime, before the duration field).
+GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d+)\) +)?(?:(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
+TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
 # A graph line without the "|  " separator (funcgraph-duration off): prefix then body.
 GRAPH_NO_DURATION = re.compile(
     r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d+)\) )?(?: *(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| )?"
@@ -303,6 +302,7 @@ IRQ_ARROW = re.compile(r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d+)\) )?.*(?P<arrow>
 LOST_LINE = re.compile(r"^CPU:(\d+) \[(?:LOST(?: (\d+))? EVENTS|(?:(\d+) )?EVENTS DROPPED)\]\s*$")
 SWITCH_DASHES = re.compile(r"^ -{20,}\s*$")
 SWITCH_LINE = re.compile(r"^ *(?P<cpu>\d+)\) +(?P<prev>.+?)-(?P<prev_pid>\d+) +=> +(?P<next>.+?)-(?P<next_pid>\d+) *$")
+TRACE_CMD_HEADER = re.compile(r"^(?:cpus=\d+|version = \d+)\s*$")
 OVERRUN_LINE = re.compile(r"^ \(Overruns: \d+\)\s*$")
 METADATA_LINE = re.compile(r"^# ([A-Za-z0-9_-]+): ?(.*?)\s*$")
 ENTRIES_HEADER = re.compile(r"^# entries-in-buffer/entries-written: (\d+)/(\d+)")
@@ -320,19 +320,13 @@ FUNCTION_BODY = re.compile(
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
 ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
+LOST_REPEAT_WINDOW = 32
 BODY_CACHE_LIMIT = 200_000
 
 
-class Frame:
-    """An open function_graph call on a task's stack."""
-
-    __slots__ = ("child_us", "depth", "irq", "name")
-
-    def __init__(self, name: str, depth: int, irq: str) -> None:
-        self.name = name
-        self.depth = depth
-        self.child_us = 0.0
-        self.irq = irq
+# An open function_graph call on a task's stack is a list (cheaper than an object
+# on the hot path): [name, depth, time spent in its children (us), irq flag].
+FRAME_NAME, FRAME_DEPTH, FRAME_CHILD_US, FRAME_IRQ = 0, 1, 2, 3
 
 
 class TaskState:
@@ -341,7 +335,7 @@ class TaskState:
     __slots__ = ("cpu", "irq_entry", "pending", "stack")
 
     def __init__(self) -> None:
-        self.stack: list[Frame] = []
+        self.stack: list[list] = []
         # Calls seen with no caller frame; an orphan "} /* f */" one level up names their caller.
         self.pending: list[tuple[int, str]] = []
         self.irq_entry = False
@@ -357,8 +351,12 @@ class TraceParser:
         self.tasks: dict[object, TaskState] = {}
         self.cpu_task: dict[str | None, object] = {}
         self.body_cache: dict[str, tuple | None] = {}
-        self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, events of that cpu since)
-        self.cpu_events: dict[str | None, int] = {}
+        self.context_cache: dict[str, tuple | bool] = {}
+        self.function_cache: dict[str, tuple | bool] = {}
+        self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, line number)
+        self.called: list[str] = []
+        self.called_from: list[tuple[str, str]] = []
+        self.entries = self.leaves = self.exits = self.function_lines = 0
         self.where = ""
         self.line_no = 0
 
@@ -371,28 +369,107 @@ class TraceParser:
             self.feed_lines(batch)
 
     def feed_lines(self, lines: Iterable[str]) -> None:
-        """The hot loop: the two common line shapes are handled inline."""
+        """The hot loop over every line.
+
+        Real traces are millions of lines, so the two common shapes are handled
+        here with cached lookups instead of regular expressions: a function_graph
+        line (split at its last "|  ": fixed 14-column duration field before it,
+        the CPU/task columns before that) and a function tracer line (split at
+        "] " and ": "). Everything else goes to classify_slow().
+        """
         body_cache = self.body_cache
-        graph_prefix = GRAPH_PREFIX.match
+        context_cache = self.context_cache
+        function_cache = self.function_cache
+        graph_event = self.graph_event
+        function_call = self.function_call
+        classify_slow = self.classify_slow
+        line_no = self.line_no
         for line in lines:
-            self.line_no += 1
-            if line.endswith("\r"):
-                line = line[:-1]
+            line_no += 1
             sep = line.rfind("|  ")
-            if sep >= 0:
+            if sep >= 14:
                 body = line[sep + 3 :]
                 parsed = body_cache.get(body)
                 if parsed is None and body not in body_cache:
                     parsed = self.classify_graph_body(body)
                 if parsed is not None:
-                    prefix = graph_prefix(line, 0, sep)
-                    if prefix is not None:
-                        self.stats.formats.add("function_graph")
-                        cpu, pid, flags, dur = prefix.group("cpu", "pid", "flags", "dur")
-                        self.graph_event(parsed, cpu, pid, flags, dur)
-                        continue
-            self.classify_slow(line)
-        self.stats.lines = self.line_no
+                    columns = line[: sep - 14]
+                    context = context_cache.get(columns)
+                    if context is None:
+                        stamp = columns.find(" |  ")  # funcgraph-abstime: unique per line, not a cache key
+                        if stamp >= 0:
+                            context = context_cache.get(columns[stamp + 4 :])
+                        if context is None:
+                            context = self.graph_context(columns)
+                    if context:
+                        field = line[sep - 14 : sep]
+                        unit = field.find(" us")
+                        if unit > 2:
+                            graph_event(parsed, context, float(field[2:unit]))
+                            continue
+                        if field.isspace():
+                            graph_event(parsed, context, None)
+                            continue
+            elif sep < 0:
+                close = line.find("] ")
+                if close > 0:
+                    colon = line.find(": ", close)
+                    if colon > 0 and line[colon - 1].isdigit():
+                        call = function_cache.get(line[colon + 2 :])
+                        if call is None:
+                            call = self.classify_function_body(line[colon + 2 :])
+                        if call:
+                            function_call(call)
+                            continue
+            self.line_no = line_no
+            classify_slow(line.rstrip("\r"))
+        self.line_no = line_no
+        self.stats.lines = line_no
+        self.flush_counts()
+
+    def graph_context(self, context: str) -> tuple | bool:
+        """(cpu, task key or None, irq flag) from the columns before the duration; cached."""
+        text = context
+        if "|  " in text:
+            stamp = text.find(" |  ")
+            if stamp > 0 and TIMESTAMP_TAIL.search(text, 0, stamp):
+                text = text[stamp + 4 :]  # funcgraph-abstime: unique per line, keep it out of the cache key
+                cached = self.context_cache.get(text)
+                if cached is not None:
+                    return cached
+        match = GRAPH_CONTEXT.match(text)
+        if match is None:
+            result: tuple | bool = False
+        else:
+            cpu, pid, flags = match.group("cpu", "pid", "flags")
+            if cpu is not None:
+                cpu = str(int(cpu))
+            key = task_key(pid, cpu) if pid is not None else None
+            irq = flags[2] if flags and len(flags) > 2 else ""
+            result = (cpu, key, irq)
+            self.stats.formats.add("function_graph")
+        if len(self.context_cache) >= BODY_CACHE_LIMIT:
+            self.context_cache.clear()
+        self.context_cache[text] = result
+        return result
+
+    def classify_function_body(self, body: str) -> tuple | bool:
+        """(name, parent, module) of a function tracer line's text after the timestamp; cached."""
+        if body.startswith(("funcgraph_entry:", "funcgraph_exit:", "<stack trace>", "<user stack trace>")):
+            return False  # trace-cmd graph lines and stack-trace markers take the slow path
+        if body.startswith("function:"):
+            body = body[len("function:") :].strip()  # trace-cmd report of the function tracer
+        match = FUNCTION_BODY.match(body)
+        result: tuple | bool = False
+        if match:
+            parent = match.group("parent")
+            result = (SYMBOL_OFFSET.sub("", match.group("name")), SYMBOL_OFFSET.sub("", parent) if parent else None, match.group("module"))
+            self.stats.formats.add("function")
+        if len(self.function_cache) >= BODY_CACHE_LIMIT:
+            self.function_cache.clear()
+        if "(" not in body:  # with func-args every body is unique
+            self.function_cache[body] = result
+        return result
 
     def classify_graph_body(self, body: str) -> tuple | None:
         """(kind, depth, name, module) for a function_graph body, cached; None if it is not one."""
@@ -428,7 +505,7 @@ class TraceParser:
             count = match.group(2) or match.group(3)
             self.lost_line(match.group(1), int(count) if count is not None else None)
             return
-        if SWITCH_DASHES.match(line) or OVERRUN_LINE.match(line):
+        if SWITCH_DASHES.match(line) or OVERRUN_LINE.match(line) or TRACE_CMD_HEADER.match(line):
             return
         match = SWITCH_LINE.match(line)
         if match and "|" not in line:
@@ -447,11 +524,9 @@ class TraceParser:
             return
         if self.graph_line_without_separator(line):
             return
-        match = FUNCTION_BODY.match(stripped)
-        if match and (match.group("parent") or "function" in self.stats.formats):
-            # context-info off: only "func <-parent"
-            self.stats.formats.add("function")
-            self.function_call(match, None)
+        call = self.classify_function_body(stripped) if " <-" in stripped or "function" in self.stats.formats else False
+        if call:
+            self.function_call(call)  # context-info off: only "func <-parent"
             return
         self.stats.note_unparsed(line, f"{self.where}:{self.line_no}")
 
@@ -482,12 +557,12 @@ class TraceParser:
             stats.lost_unknown_count[cpu] = stats.lost_unknown_count.get(cpu, 0) + 1
         else:
             last = self.last_lost.get(cpu)
-            events_since = self.cpu_events.get(cpu, 0)
-            # trace_pipe sometimes prints the same loss twice, a line or two apart.
-            if last is not None and last[0] == count and events_since - last[1] <= 2:
+            # trace_pipe sometimes prints the same loss twice, a few lines apart (seen 2-6);
+            # two real losses are at least a page of events (~100 lines) apart.
+            if last is not None and last[0] == count and self.line_no - last[1] <= LOST_REPEAT_WINDOW:
                 stats.duplicate_lost_lines += 1
                 return
-            self.last_lost[cpu] = (count, events_since)
+            self.last_lost[cpu] = (count, self.line_no)
             stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
         self.break_call_stacks(cpu)
 
@@ -512,7 +587,7 @@ class TraceParser:
 
     def irq_arrow(self, cpu: str | None, arrow: str) -> None:
         if arrow == "==========>":
-            state = self.task_state(cpu, None)
+            state = self.task_state(normalize_cpu(cpu), None)
             state.irq_entry = True
 
     def graph_line_without_separator(self, line: str) -> bool:
@@ -526,7 +601,7 @@ class TraceParser:
             # trace-cmd report: "comm-pid [cpu] ts: funcgraph_entry: 1.2 us | body"
             return self.trace_cmd_graph_line(line)
         self.stats.formats.add("function_graph")
-        self.graph_event(parsed, match.group("cpu"), match.group("pid"), match.group("flags"), None)
+        self.graph_event(parsed, self.context_of(match.group("cpu"), match.group("pid"), match.group("flags")), None)
         return True
 
     def trace_cmd_graph_line(self, line: str) -> bool:
@@ -543,111 +618,128 @@ class TraceParser:
         if parsed is None:
             return False
         self.stats.formats.add("trace-cmd report")
-        self.graph_event(parsed, match.group("cpu").lstrip("0") or "0", match.group("pid"), match.group("flags"), fields.group("dur"))
+        context = self.context_of(match.group("cpu"), match.group("pid"), match.group("flags"))
+        self.graph_event(parsed, context, float(fields.group("dur")) if fields.group("dur") else None)
         return True
+
+    @staticmethod
+    def context_of(cpu: str | None, pid: str | None, flags: str | None) -> tuple:
+        cpu = normalize_cpu(cpu)
+        return (cpu, task_key(pid, cpu) if pid is not None else None, flags[2] if flags and len(flags) > 2 else "")
 
     # -- function tracer ----------------------------------------------------
 
     def function_line(self, match: re.Match[str]) -> None:
-        body = match.group("body")
-        if body.startswith(("funcgraph_entry:", "funcgraph_exit:")):
+        call = self.classify_function_body(match.group("body"))
+        if call:
+            self.function_call(call)
+        elif match.group("body").startswith(("funcgraph_entry:", "funcgraph_exit:")):
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
-            return
-        if body.startswith("function:"):
-            body = body[len("function:") :].strip()  # trace-cmd report of the function tracer
-        if body.startswith("<stack trace>") or body.startswith("<user stack trace>"):
-            return
-        call = FUNCTION_BODY.match(body)
-        if call is None:
+        elif not match.group("body").startswith(("<stack trace>", "<user stack trace>")):
             self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
-            return
-        self.stats.formats.add("function")
-        cpu = match.group("cpu").lstrip("0") or "0"
-        self.function_call(call, cpu)
 
-    def function_call(self, call: re.Match[str], cpu: str | None) -> None:
-        graph = self.graph
-        name = SYMBOL_OFFSET.sub("", call.group("name"))
-        graph.calls[name] = graph.calls.get(name, 0) + 1
-        if call.group("module"):
-            graph.modules[name] = call.group("module")
-        parent = call.group("parent")
+    def function_call(self, call: tuple) -> None:
+        """One function tracer line: one call of `name`, made from `parent` (the call site)."""
+        name, parent, module = call
+        self.called.append(name)
+        self.function_lines += 1
+        if module:
+            self.graph.modules[name] = module
         if parent:
-            parent = SYMBOL_OFFSET.sub("", parent)
-            graph.add_node(parent)
-            edge = (parent, name)
-            graph.edges[edge] = graph.edges.get(edge, 0) + 1
-        self.stats.events += 1
-        self.cpu_events[cpu] = self.cpu_events.get(cpu, 0) + 1
+            self.called_from.append((parent, name))
 
     # -- function_graph -----------------------------------------------------
 
-    def task_state(self, cpu: str | None, pid: str | None) -> TaskState:
-        key = task_key(pid, cpu) if pid is not None else self.cpu_task.get(cpu)
+    def task_state(self, cpu: str | None, key: object) -> TaskState:
+        """The nesting state of the task a line belongs to (from its pid, or who runs on its CPU)."""
         if key is None:
-            key = ("cpu", cpu)
-            self.cpu_task[cpu] = key
+            key = self.cpu_task.get(cpu)
+            if key is None:
+                key = self.cpu_task[cpu] = ("cpu", cpu)
         state = self.tasks.get(key)
         if state is None:
             state = self.tasks[key] = TaskState()
         state.cpu = cpu
         return state
 
-    def graph_event(self, parsed: tuple, cpu: str | None, pid: str | None, flags: str | None, dur: str | None) -> None:
+    def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> None:
+        """One function_graph entry, leaf or exit line at its depth, for its task.
+
+        Called for every line of a trace: counts go to lists that flush_counts()
+        folds into the graph once per batch.
+        """
         kind, depth, name, module = parsed
         if kind == COMMENT:
             return
-        state = self.task_state(cpu, pid)
-        self.cpu_events[cpu] = self.cpu_events.get(cpu, 0) + 1
-        stack = state.stack
-        graph = self.graph
+        cpu, key, irq = context
+        state = self.tasks.get(key) if key is not None else None
+        if state is None:
+            state = self.task_state(cpu, key)
+        state.cpu = cpu
         if kind == EXIT:
-            self.stats.events += 1
-            self.graph_exit(state, depth, name, float(dur) if dur else None)
+            self.exits += 1
+            self.graph_exit(state, depth, name, duration)
             return
-        self.stats.events += 1 if kind == ENTRY else 2
-        while stack and stack[-1].depth >= depth:
+        stack = state.stack
+        while stack and stack[-1][FRAME_DEPTH] >= depth:
             stack.pop()  # its exit was lost
         if state.pending and state.pending[-1][0] >= depth:
             state.pending = [p for p in state.pending if p[0] < depth]
-        irq = flags[2] if flags and len(flags) > 2 else ""
-        parent = stack[-1] if stack and stack[-1].depth == depth - 1 else None
-        if parent is not None and (state.irq_entry or (irq != parent.irq and irq not in ("", "."))):
+        parent = stack[-1] if stack and stack[-1][FRAME_DEPTH] == depth - 1 else None
+        if parent is not None and (state.irq_entry or (irq != parent[FRAME_IRQ] and irq not in ("", "."))):
             parent = None  # an interrupt handler is not a callee of what it interrupted
         state.irq_entry = False
-        graph.calls[name] = graph.calls.get(name, 0) + 1
+        self.called.append(name)
         if module:
-            graph.modules[name] = module
+            self.graph.modules[name] = module
         if parent is not None:
-            edge = (parent.name, name)
-            graph.edges[edge] = graph.edges.get(edge, 0) + 1
+            self.called_from.append((parent[FRAME_NAME], name))
         elif depth > 0:
             self.stats.calls_without_caller += 1
             state.pending.append((depth, name))
         if kind == ENTRY:
-            stack.append(Frame(name, depth, irq))
-        elif dur:
-            duration = float(dur)
-            graph.total_us[name] = graph.total_us.get(name, 0.0) + duration
-            graph.self_us[name] = graph.self_us.get(name, 0.0) + duration
-            if parent is not None:
-                parent.child_us += duration
+            self.entries += 1
+            stack.append([name, depth, 0.0, irq])
+        else:
+            self.leaves += 1
+            if duration is not None:
+                graph = self.graph
+                graph.total_us[name] = graph.total_us.get(name, 0.0) + duration
+                graph.self_us[name] = graph.self_us.get(name, 0.0) + duration
+                if parent is not None:
+                    parent[FRAME_CHILD_US] += duration
+
+    def flush_counts(self) -> None:
+        """Fold the batch's calls and edges into the graph (Counter does the counting in C)."""
+        graph = self.graph
+        calls = graph.calls
+        for name, count in Counter(self.called).items():
+            calls[name] = calls.get(name, 0) + count
+        edges = graph.edges
+        for edge, count in Counter(self.called_from).items():
+            edges[edge] = edges.get(edge, 0) + count
+            if edge[0] not in calls:
+                calls[edge[0]] = 0
+        self.stats.events += self.entries + 2 * self.leaves + self.exits + self.function_lines
+        self.called.clear()
+        self.called_from.clear()
+        self.entries = self.leaves = self.exits = self.function_lines = 0
 
     def graph_exit(self, state: TaskState, depth: int, tail: str | None, duration: float | None) -> None:
         stack = state.stack
         graph = self.graph
-        while stack and stack[-1].depth > depth:
+        while stack and stack[-1][FRAME_DEPTH] > depth:
             stack.pop()
-        if stack and stack[-1].depth == depth and (tail is None or tail == stack[-1].name):
-            frame = stack.pop()
+        if stack and stack[-1][FRAME_DEPTH] == depth and (tail is None or tail == stack[-1][FRAME_NAME]):
+            name, _, child_us, _ = stack.pop()
             if duration is not None:
-                graph.total_us[frame.name] = graph.total_us.get(frame.name, 0.0) + duration
-                graph.self_us[frame.name] = graph.self_us.get(frame.name, 0.0) + duration - frame.child_us
-                if stack and stack[-1].depth == depth - 1:
-                    stack[-1].child_us += duration
+                graph.total_us[name] = graph.total_us.get(name, 0.0) + duration
+                graph.self_us[name] = graph.self_us.get(name, 0.0) + duration - child_us
+                if stack and stack[-1][FRAME_DEPTH] == depth - 1:
+                    stack[-1][FRAME_CHILD_US] += duration
             return
-        if stack and stack[-1].depth == depth:
+        if stack and stack[-1][FRAME_DEPTH] == depth:
             stack.pop()  # a different function closed here: the entry we hold was not its own
         self.stats.orphan_exits += 1
         if tail is None:
@@ -657,12 +749,18 @@ class TraceParser:
         still_pending = []
         for pending_depth, callee in state.pending:
             if pending_depth == depth + 1:
-                edge = (tail, callee)
-                graph.edges[edge] = graph.edges.get(edge, 0) + 1
+                self.called_from.append((tail, callee))
                 self.stats.calls_without_caller -= 1
             elif pending_depth <= depth:
                 still_pending.append((pending_depth, callee))
         state.pending = still_pending
+
+
+def normalize_cpu(cpu: str | None) -> str | None:
+    """"001" (function tracer), "1" (function_graph, LOST lines) -> "1"."""
+    if cpu is None or len(cpu) == 1:
+        return cpu
+    return cpu.lstrip("0") or "0"
 
 
 def task_key(pid: str | None, cpu: str | None) -> object:
@@ -806,16 +904,31 @@ class Drawing:
 
 
 def prune_for_drawing(view: View, max_nodes: int, max_edges: int) -> Drawing:
+    """Keep the hot paths: the most-called edges with their ends, topped up with the most-called functions."""
     graph = view.graph
-    nodes = view.nodes if max_nodes <= 0 else view.nodes[:max_nodes]
-    shown = set(nodes)
-    edges = [edge for edge in view.edges if edge[0] in shown and edge[1] in shown]
-    edges.sort(key=lambda edge: (-graph.edges[edge], edge))
+    ranked_edges = sorted(view.edges, key=lambda edge: (-graph.edges[edge], edge))
+    if max_nodes <= 0:
+        chosen = set(view.nodes)
+    else:
+        chosen = set()
+        for caller, callee in ranked_edges:
+            new = {caller, callee} - chosen
+            if len(chosen) + len(new) > max_nodes:
+                break
+            chosen |= new
+        for name in view.nodes:
+            if len(chosen) >= max_nodes:
+                break
+            chosen.add(name)
+    nodes = [name for name in view.nodes if name in chosen]
+    edges = [edge for edge in ranked_edges if edge[0] in chosen and edge[1] in chosen]
     if max_edges > 0:
         edges = edges[:max_edges]
-    caller_edges = [(caller, callee) for caller, callee in graph.edges if callee in shown and caller in set(view.entry_callers)]
-    caller_edges.sort(key=lambda edge: (-graph.edges[edge], edge))
-    caller_edges = caller_edges[: max(10, len(nodes) // 2)]
+    outside = set(view.entry_callers)
+    caller_edges = sorted(
+        ((caller, callee) for caller, callee in graph.edges if callee in chosen and caller in outside),
+        key=lambda edge: (-graph.edges[edge], edge),
+    )[: max(10, len(nodes) // 2)]
     callers = sorted({caller for caller, _ in caller_edges})
     return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges))
 
@@ -860,6 +973,11 @@ class HeatTheme:
         return round(10 + 6 * weight, 1)
 
 
+DOT_MAX_NODES = 250  # dot is readable but slow past this; sfdp scales to thousands
+DOT_MAX_EDGES = 500
+EDGE_LABEL_LIMIT = 600
+
+
 def node_label(name: str, graph: CallGraph, files: dict[str, list[str]], have_map: bool) -> str:
     lines = [f"{name}()"]
     module = graph.modules.get(name)
@@ -897,7 +1015,7 @@ def drawing_caption(view: View, drawing: Drawing, theme: HeatTheme) -> str:
         parts.append(f"the kernel lost {lost:,} events ({stats.lost_share():.1%}): counts are lower bounds")
     if drawing.left_out_nodes or drawing.left_out_edges:
         parts.append(
-            f"showing the {len(drawing.nodes):,} most-called of {len(view.nodes):,} functions and {len(drawing.edges):,} of"
+            f"showing the hottest {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of"
             f" {len(view.edges):,} edges; --max-nodes/--max-edges 0 draws all"
         )
     if drawing.callers:
@@ -927,22 +1045,49 @@ def render_graph(view: View, drawing: Drawing, output: str, layout: str, have_ma
         )
     for name in drawing.callers:
         agraph.add_node(name, label=f"{name}()", fillcolor="0 0 0.9", fontcolor="0 0 0.35", color="0 0 0.6", fontsize="9", style="filled,dashed")
+    program = layout if layout != "auto" else ("dot" if len(drawing.nodes) <= DOT_MAX_NODES and len(drawing.edges) <= DOT_MAX_EDGES else "sfdp")
+    # Placing thousands of edge labels is what makes big layouts take minutes; widths still show calls.
+    edge_labels = len(drawing.edges) <= EDGE_LABEL_LIMIT
     for caller, callee in drawing.edges:
         calls = graph.edges[(caller, callee)]
         weight = edge_theme.weight(calls)
         colour = theme.colour(weight)
-        agraph.add_edge(caller, callee, label=f"{calls:,}", penwidth=str(theme.pen_width(weight)), color=colour, fontcolor=colour)
+        label = {"label": f"{calls:,}", "fontcolor": "0 0 0.25"} if edge_labels else {"tooltip": f"{calls:,} calls"}
+        agraph.add_edge(caller, callee, penwidth=str(theme.pen_width(weight)), color=colour, **label)
     for caller, callee in drawing.caller_edges:
         agraph.add_edge(caller, callee, label=f"{graph.edges[(caller, callee)]:,}", color="0 0 0.6", fontcolor="0 0 0.45", style="dashed")
-    program = layout if layout != "auto" else ("dot" if len(drawing.nodes) <= 400 else "sfdp")
     if program == "sfdp":
-        agraph.graph_attr.update(overlap="prism", splines="false", outputorder="edgesfirst")
+        agraph.graph_attr.update(overlap="true", splines="false", outputorder="edgesfirst")
+    if not edge_labels:
+        agraph.graph_attr["label"] += f"\nedge labels left out above {EDGE_LABEL_LIMIT} edges: edge width and colour show the calls"
     fmt = output_format(output)
     with atomic_output(output) as tmp:
         if fmt == "dot":
             agraph.write(tmp)
         else:
-            agraph.draw(tmp, format=fmt, prog=program)
+            with graphviz_messages_filtered():
+                agraph.draw(tmp, format=fmt, prog=program)
+
+
+GRAPHVIZ_NOISE = re.compile(r"remove_overlap: Graphviz not built with triangulation library|^Fontconfig warning|layout may take a long time")
+
+
+@contextlib.contextmanager
+def graphviz_messages_filtered() -> Iterator[None]:
+    """Graphviz (a C library here) writes to fd 2; pass its messages on, minus known harmless noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for message in captured.read().decode("utf-8", "replace").splitlines():
+                if message.strip() and not GRAPHVIZ_NOISE.search(message):
+                    warn(f"graphviz: {message.strip()}")
 
 
 def output_format(path: str) -> str:
@@ -1077,7 +1222,7 @@ def summarize(view: View, drawing: Drawing | None) -> list[str]:
         lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
     if drawing and (drawing.left_out_nodes or drawing.left_out_edges):
         lines.append(
-            f"drawing: the {len(drawing.nodes):,} most-called functions and {len(drawing.edges):,} edges;"
+            f"drawing: the hottest {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges;"
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges (--max-nodes 0 --max-edges 0 draws all)"
         )
     return lines

@@ -1,0 +1,145 @@
+"""visualize as a user runs it: default files, output formats, filters, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import shutil
+
+import pytest
+from conftest import DATA, SCRIPT, run_cli
+
+SAMPLE = DATA / "fg-graphfunc" / "trace.txt.xz"
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A directory holding kernel-magnifier.data, as after 'record' and a copy to a laptop."""
+    with lzma.open(SAMPLE, "rb") as source, open(tmp_path / "kernel-magnifier.data", "wb") as target:
+        shutil.copyfileobj(source, target)
+    return tmp_path
+
+
+def test_no_arguments_reads_the_data_file_and_writes_pdf_and_png(data_dir):
+    result = run_cli("visualize", cwd=data_dir)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0] == "Visualization mode - now generating visualization..."
+    assert out[1] == "parsing completed, found 110524 events"
+    assert "function-calls.png generated" in out
+    assert out[-1] == "kernel-magnifier.pdf generated"
+    assert any(line.startswith("lost events: 192,250 (63.5% of all events; CPU0: 114,909, CPU1: 77,341)") for line in out)
+    assert any("left out" in line and "--max-nodes 0" in line for line in out)
+    assert (data_dir / "kernel-magnifier.pdf").read_bytes().startswith(b"%PDF")
+    assert (data_dir / "function-calls.png").read_bytes().startswith(b"\x89PNG")
+    assert result.stderr == ""
+    leftovers = [name for name in os.listdir(data_dir) if name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_svg_and_dot_show_labels_heat_and_caption(data_dir):
+    result = run_cli("visualize", "-o", "graph.dot", "--chart", "", "--max-nodes", "20", cwd=data_dir)
+    assert result.returncode == 0, result.stderr
+    dot = (data_dir / "graph.dot").read_text()
+    assert "__rcu_read_lock()" in dot and "2,459 calls" in dot
+    assert "colour = calls on a log scale" in dot
+    assert "showing the hottest 20 of 408 functions" in dot
+    assert '"0.000 0.900 0.95"' in dot  # the most-called function is red
+    result = run_cli("visualize", "-o", "graph.svg", "--chart", "", cwd=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "<svg" in (data_dir / "graph.svg").read_text()
+
+
+def test_full_unfiltered_graph_finishes_with_a_scalable_layout(tmp_path):
+    trace = DATA / "fg-abstime-proc" / "trace.txt.xz"  # 1,685 functions, 3,481 edges
+    result = run_cli("visualize", "-i", str(trace), "-o", "all.pdf", "--chart", "", "--max-nodes", "0", "--max-edges", "0", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "all.pdf").stat().st_size > 10_000
+    assert "left out" not in result.stdout
+
+
+def test_filter_execution_no_keeps_functions_called_more_than_n_times(data_dir):
+    result = run_cli("visualize", "-o", "g.json", "--chart", "", "--filter-execution-no", "300", cwd=data_dir)
+    assert result.returncode == 0, result.stderr
+    graph = json.loads((data_dir / "g.json").read_text())
+    assert graph["nodes"] and all(node["calls"] > 300 for node in graph["nodes"])
+    names = {node["name"] for node in graph["nodes"]}
+    assert all(edge["caller"] in names and edge["callee"] in names for edge in graph["edges"])
+    assert "__rcu_read_lock" in names and "tcp_sendmsg" not in names
+
+
+def test_help_ends_with_examples():
+    result = run_cli("visualize", "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("  ./kernel-magnifier.py visualize")
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kernel-magnifier: error: ")
+    assert fragment in lines[0], lines[0]
+
+
+def test_missing_input(tmp_path):
+    assert_one_line_error(run_cli("visualize", cwd=tmp_path), "kernel-magnifier.data does not exist")
+
+
+def test_empty_input(tmp_path):
+    (tmp_path / "kernel-magnifier.data").write_bytes(b"")
+    assert_one_line_error(run_cli("visualize", cwd=tmp_path), "is empty")
+
+
+def test_binary_garbage(tmp_path):
+    (tmp_path / "garbage.bin").write_bytes(bytes(range(256)) * 64)
+    assert_one_line_error(run_cli("visualize", "-i", "garbage.bin", cwd=tmp_path), "binary data, not ftrace text")
+
+
+def test_trace_cmd_binary_file_gets_a_hint(tmp_path):
+    (tmp_path / "trace.dat").write_bytes(b"\x17\x08\x44tracing6\x00" + b"\x00" * 100)
+    assert_one_line_error(run_cli("visualize", "-i", "trace.dat", cwd=tmp_path), "trace-cmd report")
+
+
+def test_text_that_is_not_a_trace(tmp_path):
+    (tmp_path / "notes.txt").write_text("Dear diary,\ntoday I read the kernel source.\n")
+    assert_one_line_error(run_cli("visualize", "-i", "notes.txt", cwd=tmp_path), "not an ftrace text trace")
+
+
+def test_truncated_compressed_input(tmp_path):
+    (tmp_path / "cut.txt.xz").write_bytes(SAMPLE.read_bytes()[:5000])
+    assert_one_line_error(run_cli("visualize", "-i", "cut.txt.xz", cwd=tmp_path), "damaged or truncated")
+
+
+def test_unwritable_output_fails_before_parsing(data_dir):
+    result = run_cli("visualize", "-o", "no/such/dir/graph.pdf", cwd=data_dir)
+    assert_one_line_error(result, "cannot write no/such/dir/graph.pdf")
+    assert "parsing completed" not in result.stdout
+
+
+def test_unknown_output_format(data_dir):
+    assert_one_line_error(run_cli("visualize", "-o", "graph.jpeg", cwd=data_dir), "cannot tell the output format")
+
+
+def test_filters_that_leave_nothing(data_dir):
+    result = run_cli("visualize", "--filter-execution-no", "100000000", cwd=data_dir)
+    assert_one_line_error(result, "the filters left no function to show")
+    assert not (data_dir / "kernel-magnifier.pdf").exists()
+    assert not (data_dir / "function-calls.png").exists()
+
+
+def test_filter_filepath_without_symbol_map(data_dir):
+    assert_one_line_error(run_cli("visualize", "--filter-filepath", "net", cwd=data_dir), "needs a symbol map")
+
+
+def test_existing_output_survives_a_failed_run(data_dir):
+    (data_dir / "kernel-magnifier.pdf").write_bytes(b"%PDF previous drawing")
+    run_cli("visualize", "--filter-execution-no", "100000000", cwd=data_dir)
+    assert (data_dir / "kernel-magnifier.pdf").read_bytes() == b"%PDF previous drawing"
+
+
+def test_script_is_executable():
+    assert os.access(SCRIPT, os.X_OK)
