@@ -851,6 +851,428 @@ class SymbolMap:
 
 
 # ============================================================================
+# Symbol map generation: DWARF definitions joined with ELF symbols
+# ============================================================================
+#
+# Only out-of-line definitions count: a DW_TAG_subprogram with code (low_pc or
+# ranges), named directly or through DW_AT_abstract_origin (GCC clones such as
+# foo.isra.0 have no name of their own). Declarations, inline-only abstract
+# instances, variables and members never enter the map. ELF symbols (nm) are
+# then placed by address inside those definitions: that gives exactly the names
+# ftrace prints (clone suffixes, syscall wrappers) and which of several
+# same-named static functions really have code.
+
+DEFAULT_VMLINUX = f"/usr/lib/debug/boot/vmlinux-{os.uname().release}"
+LLVM_DIE = re.compile(
+    rb"^0x([0-9a-f]+):\s+(DW_TAG_\w+|NULL)"
+    rb"|^\s+DW_AT_(name|decl_file|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
+    rb"|^\s+\[0x([0-9a-f]+), 0x([0-9a-f]+)\)",
+    re.M,
+)
+QUOTED = re.compile(r'"(.*)"')
+REFERENCE = re.compile(r"^(0x[0-9a-f]+)")
+LIBDWARF_DIE = re.compile(r"^<(\d+)><0x([0-9a-f]+)(?:\+0x[0-9a-f]+)?><(DW_TAG_\w+)>(.*)$")
+LIBDWARF_ATTRS = {
+    "name": re.compile(r" DW_AT_name<([^>]*)>"),
+    "decl_file": re.compile(r" DW_AT_decl_file<0x([0-9a-f]+)(?: ([^>]*))?>"),
+    "low_pc": re.compile(r" DW_AT_low_pc<(0x[0-9a-f]+)>"),
+    "high_pc": re.compile(r" DW_AT_high_pc<(?:<offset-from-lowpc> \d+ <highpc: )?(0x[0-9a-f]+)>"),
+    "ranges": re.compile(r" DW_AT_ranges<"),
+    "abstract_origin": re.compile(r" DW_AT_(?:abstract_origin|specification)<<(0x[0-9a-f]+)>>"),
+    "declaration": re.compile(r" DW_AT_declaration<yes"),
+    "comp_dir": re.compile(r" DW_AT_comp_dir<([^>]*)>"),
+}
+
+
+@dataclass
+class Subprogram:
+    offset: int
+    name: str | None = None
+    decl_file: str | None = None
+    origin: int | None = None
+    origin_name: str | None = None
+    declaration: bool = False
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    has_code: bool = False
+    low_pc: int | None = None
+
+
+@dataclass
+class DwarfCensus:
+    """What the DWARF walk saw, for the summary and the map header."""
+
+    units: int = 0
+    subprograms: int = 0
+    declarations: int = 0
+    definitions: int = 0
+    clones: int = 0
+    without_path: int = 0
+    unresolved_origin: int = 0
+    path_from_unit: int = 0
+
+
+class TreePaths:
+    """Turns DWARF paths into paths inside the kernel tree, learning the build layout from the data.
+
+    Debian builds in <source>/debian/build/build_amd64_none_amd64 (comp_dir) and
+    records decl files as debian/build/.../net/ipv4/tcp.c; assembly units carry
+    absolute /build/reproducible-path/linux-x.y/arch/... paths. Nothing here is
+    Debian-specific: the overlap of comp_dir's tail with a relative path's head
+    is the build directory, and comp_dir minus it is the source root.
+    """
+
+    def __init__(self) -> None:
+        self.roots: list[str] = []
+
+    def relative(self, path: str, comp_dir: str) -> str:
+        if path.startswith("/"):
+            for root in [comp_dir, *self.roots]:
+                if root and path.startswith(root.rstrip("/") + "/"):
+                    return os.path.normpath(path[len(root.rstrip("/")) + 1 :])
+            return os.path.normpath(path)
+        parts = os.path.normpath(path).split("/")
+        tail = comp_dir.rstrip("/").split("/")
+        for overlap in range(min(len(parts) - 1, len(tail)), 0, -1):
+            if tail[-overlap:] == parts[:overlap]:
+                root = "/".join(tail[:-overlap]) or "/"
+                if root not in self.roots:
+                    self.roots.append(root)
+                return "/".join(parts[overlap:])
+        return "/".join(parts)
+
+
+class DefinitionCollector:
+    """Collects out-of-line definitions, one compile unit at a time (memory bounded by a unit)."""
+
+    def __init__(self) -> None:
+        self.census = DwarfCensus()
+        self.paths = TreePaths()
+        self.files: dict[str, list[str]] = {}
+        self.intervals: list[tuple[int, int, tuple[str, ...]]] = []
+        self.unit_name = ""
+        self.comp_dir = ""
+        self.unit: list[Subprogram] = []
+
+    def start_unit(self, name: str, comp_dir: str) -> None:
+        self.finish_unit()
+        self.census.units += 1
+        self.unit_name, self.comp_dir = name, comp_dir
+
+    def add(self, die: Subprogram) -> None:
+        self.census.subprograms += 1
+        if die.declaration:
+            self.census.declarations += 1
+        self.unit.append(die)
+
+    def finish_unit(self) -> None:
+        by_offset = {die.offset: die for die in self.unit}
+        unit_file = self.paths.relative(self.unit_name, self.comp_dir) if self.unit_name else ""
+        for die in self.unit:
+            if die.declaration or not die.has_code:
+                continue
+            origin = by_offset.get(die.origin) if die.origin is not None else None
+            name = die.name or (origin.name if origin else None) or die.origin_name
+            decl_file = die.decl_file or (origin.decl_file if origin else None)
+            if name is None:
+                self.census.unresolved_origin += 1
+                continue
+            self.census.definitions += 1
+            if die.name is None:
+                self.census.clones += 1
+            files = []
+            if decl_file:
+                files.append(self.paths.relative(decl_file, self.comp_dir))
+            else:
+                self.census.path_from_unit += 1
+            if unit_file and unit_file not in files:
+                files.append(unit_file)  # defined in a header or #included .c: the filter matches either
+            if not files:
+                self.census.without_path += 1
+                continue
+            known = self.files.setdefault(name, [])
+            known.extend(f for f in files if f not in known)
+            for low, high in die.ranges:
+                self.intervals.append((low, high, tuple(files)))
+        self.unit = []
+
+    def symbol_map(self, symbols: list[tuple[int, str]]) -> dict[str, list[str]]:
+        """Place ELF function symbols inside DWARF definitions by address; keep DWARF names ftrace cannot print too."""
+        self.finish_unit()
+        if not symbols:
+            return {name: files for name, files in self.files.items()}
+        import bisect
+
+        self.intervals.sort()
+        starts = [low for low, _, _ in self.intervals]
+        by_symbol: dict[str, list[str]] = {}
+        for address, name in symbols:
+            index = bisect.bisect_right(starts, address) - 1
+            if index < 0 or not (self.intervals[index][0] <= address < self.intervals[index][1]):
+                files = self.files.get(base_function_name(name))
+                if not files:
+                    continue
+            else:
+                files = list(self.intervals[index][2])
+            known = by_symbol.setdefault(name, [])
+            known.extend(f for f in files if f not in known)
+        for name, files in self.files.items():
+            by_symbol.setdefault(name, files)
+        return by_symbol
+
+
+def parse_llvm_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
+    """Stream `llvm-dwarfdump --debug-info --recurse-depth=1`: top-level DIEs of every unit."""
+    die: Subprogram | None = None
+    unit: dict[str, str] | None = None
+    last_attr = ""
+    done = 0
+    carry = b""
+    while True:
+        block = stream.read(CHUNK_BYTES)
+        if not block:
+            break
+        done += len(block)
+        block = carry + block
+        cut = block.rfind(b"\n") + 1
+        carry = block[cut:]
+        for match in LLVM_DIE.finditer(block, 0, cut):
+            offset, tag, attr, value, low, high = match.groups()
+            if tag is not None:
+                if die is not None:
+                    collector.add(die)
+                    die = None
+                if unit is not None:
+                    collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""))
+                    unit = None
+                if tag == b"DW_TAG_subprogram":
+                    die = Subprogram(int(offset, 16))
+                elif tag in (b"DW_TAG_compile_unit", b"DW_TAG_partial_unit"):
+                    unit = {}
+                last_attr = ""
+            elif attr is not None:
+                last_attr = attr.decode()
+                text = value.decode("utf-8", "replace")
+                if unit is not None and last_attr in ("name", "comp_dir"):
+                    unit[last_attr] = quoted(text)
+                elif die is not None:
+                    apply_llvm_attribute(die, last_attr, text)
+            elif die is not None and last_attr == "ranges":
+                die.ranges.append((int(low, 16), int(high, 16)))
+        if progress:
+            progress.update(done, f"{collector.census.subprograms:,} subprograms")
+    if die is not None:
+        collector.add(die)
+    if unit is not None:
+        collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""))
+
+
+def quoted(text: str) -> str:
+    match = QUOTED.search(text)
+    return match.group(1) if match else text.rstrip(")")
+
+
+def apply_llvm_attribute(die: Subprogram, attr: str, text: str) -> None:
+    if attr == "name":
+        die.name = quoted(text)
+    elif attr == "decl_file":
+        die.decl_file = quoted(text)
+    elif attr == "low_pc":
+        die.low_pc = int(text.rstrip(")"), 16)
+        die.has_code = True
+    elif attr == "high_pc" and die.low_pc is not None:
+        die.ranges.append((die.low_pc, int(text.rstrip(")"), 16)))
+    elif attr == "ranges":
+        die.has_code = True
+    elif attr in ("abstract_origin", "specification"):
+        reference = REFERENCE.match(text)
+        die.origin = int(reference.group(1), 16) if reference else None
+        die.origin_name = quoted(text) if '"' in text else None
+    elif attr == "declaration":
+        die.declaration = text.startswith("true")
+
+
+def parse_libdwarf_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
+    """Stream libdwarf's `dwarfdump -i -d` (one line per DIE).
+
+    Its 20210528 release prints no path for a decl_file in DWARF 5's
+    implicit-const form; index 1 is the unit's own source file, other indexes
+    stay without a path and are counted.
+    """
+    done = 0
+    for raw in stream:
+        done += len(raw)
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        match = LIBDWARF_DIE.match(line)
+        if not match:
+            continue
+        depth, offset, tag, attrs = match.groups()
+        if tag in ("DW_TAG_compile_unit", "DW_TAG_partial_unit"):
+            name = LIBDWARF_ATTRS["name"].search(attrs)
+            comp_dir = LIBDWARF_ATTRS["comp_dir"].search(attrs)
+            collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "")
+        elif tag == "DW_TAG_subprogram" and depth == "1":
+            collector.add(libdwarf_subprogram(int(offset, 16), attrs, collector))
+        if progress and done & 0xFFFFF < len(raw):
+            progress.update(done, f"{collector.census.subprograms:,} subprograms")
+
+
+def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector) -> Subprogram:
+    die = Subprogram(offset)
+    found = {key: pattern.search(attrs) for key, pattern in LIBDWARF_ATTRS.items()}
+    if found["name"]:
+        die.name = found["name"].group(1)
+    if found["decl_file"]:
+        index, path = found["decl_file"].groups()
+        if path:
+            die.decl_file = path
+        elif int(index, 16) == 1:
+            die.decl_file = collector.unit_name
+        else:
+            collector.census.without_path += 1
+    if found["low_pc"]:
+        die.has_code = True
+        low = int(found["low_pc"].group(1), 16)
+        if found["high_pc"]:
+            die.ranges.append((low, int(found["high_pc"].group(1), 16)))
+    if found["ranges"]:
+        die.has_code = True
+    if found["abstract_origin"]:
+        die.origin = int(found["abstract_origin"].group(1), 16)
+    die.declaration = found["declaration"] is not None
+    return die
+
+
+def elf_function_symbols(vmlinux: str) -> list[tuple[int, str]]:
+    """Function symbols (t/T/w/W) from nm: the names ftrace prints, with their addresses."""
+    import shutil
+    import subprocess
+
+    nm = shutil.which("nm")
+    if nm is None:
+        warn("nm (binutils) not found: mapping DWARF names only, without the ELF symbol join")
+        return []
+    result = subprocess.run([nm, "--defined-only", vmlinux], capture_output=True, env=c_locale())
+    if result.returncode != 0:
+        return []
+    symbols = []
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTwW":
+            symbols.append((int(parts[0], 16), parts[2]))
+    return symbols
+
+
+def c_locale() -> dict[str, str]:
+    return {**os.environ, "LC_ALL": "C"}
+
+
+def find_dwarfdump(requested: str | None) -> tuple[str, str]:
+    """(path, kind): llvm-dwarfdump prints every path resolved, so it is preferred."""
+    import shutil
+
+    candidates = [requested] if requested else ["llvm-dwarfdump", *[f"llvm-dwarfdump-{v}" for v in range(20, 10, -1)], "dwarfdump"]
+    for candidate in candidates:
+        path = shutil.which(candidate) if candidate else None
+        if path:
+            return path, dwarfdump_kind(path)
+    if requested:
+        raise UserError(f"dwarfdump program {requested} not found")
+    raise UserError("no dwarfdump found: install llvm (llvm-dwarfdump, preferred) or dwarfdump, or name one with --dwarfdump")
+
+
+def dwarfdump_kind(path: str) -> str:
+    import subprocess
+
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, env=c_locale())
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise UserError(f"cannot run {path}: {err}") from err
+    return "llvm" if "LLVM" in version.stdout + version.stderr else "libdwarf"
+
+
+def check_vmlinux(path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} does not exist: install the kernel's debug symbols (Debian: linux-image-$(uname -r)-dbg) or name the vmlinux with -k"
+        ) from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a vmlinux") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from err
+    if head != b"\x7fELF":
+        raise UserError(f"{path} is not an ELF file (a compressed vmlinuz? the debug vmlinux is needed)")
+
+
+def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
+    import subprocess
+
+    check_vmlinux(vmlinux)
+    program, kind = find_dwarfdump(dwarfdump)
+    command = [program, "--debug-info", "--recurse-depth=1", vmlinux] if kind == "llvm" else [program, "-i", "-d", vmlinux]
+    collector = DefinitionCollector()
+    progress = Progress(f"reading DWARF with {os.path.basename(program)}", None)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=c_locale())
+        assert process.stdout is not None
+        try:
+            if kind == "llvm":
+                parse_llvm_dwarfdump(process.stdout, collector, progress)
+            else:
+                parse_libdwarf_dwarfdump(process.stdout, collector, progress)
+        finally:
+            process.stdout.close()
+            status = process.wait()
+            progress.close()
+        errors.seek(0)
+        message = errors.read().decode("utf-8", "replace").strip().splitlines()
+    if status != 0 and collector.census.subprograms == 0:
+        detail = message[-1] if message else f"exit status {status}"
+        raise UserError(f"{os.path.basename(program)} could not read {vmlinux}: {detail}")
+    if status != 0:
+        raise UserError(f"{os.path.basename(program)} stopped with an error on {vmlinux} (truncated file?): {message[-1] if message else status}")
+    if collector.census.subprograms == 0:
+        raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)")
+    files = collector.symbol_map(elf_function_symbols(vmlinux))
+    return files, collector, f"{os.path.basename(program)} ({kind})"
+
+
+def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(SYMBOL_MAP_HEADER + "\n")
+        for line in header:
+            handle.write(f"# {line}\n")
+        for name in sorted(files):
+            handle.write(name + "\t" + "\t".join(files[name]) + "\n")
+
+
+def run_generate_symbol_map(args: argparse.Namespace) -> None:
+    check_writable(args.output)
+    started = time.monotonic()
+    say(f"Symbol map mode - reading DWARF debug info of {args.vmlinux}")
+    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump)
+    census = collector.census
+    several = sum(1 for sources in files.values() if len(sources) > 1)
+    header = [
+        f"vmlinux: {args.vmlinux}",
+        f"dwarfdump: {tool}",
+        f"functions: {len(files)}; names with several files: {several}",
+        "format: name<TAB>file[<TAB>file...], files relative to the kernel tree",
+    ]
+    write_symbol_map(args.output, files, header)
+    say(
+        f"{census.units:,} compile units, {census.subprograms:,} subprogram entries: {census.definitions:,} out-of-line definitions"
+        f" ({census.clones:,} compiler clones named through their origin), {census.declarations:,} declarations skipped"
+    )
+    if census.without_path or census.unresolved_origin:
+        say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
+    say(f"{len(files):,} function names mapped, {several:,} of them to several files (kept all, shown as 'one of N files')")
+    say(f"{args.output} generated in {time.monotonic() - started:.1f} s")
+
+
+# ============================================================================
 # Filters: what the user asked to see, and what fits in a drawing
 # ============================================================================
 
@@ -1033,7 +1455,7 @@ def render_graph(view: View, drawing: Drawing, output: str, layout: str, have_ma
     agraph = pygraphviz.AGraph(directed=True, strict=False)
     agraph.graph_attr.update(
         label=drawing_caption(view, drawing, theme), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="14",
-        rankdir="TB", ranksep="0.5", nodesep="0.25",
+        rankdir="TB", ranksep="0.5", nodesep="0.25", pack="true", packmode="array_u",
     )
     agraph.node_attr.update(shape="box", style="filled,rounded", fontname="Helvetica")
     agraph.edge_attr.update(fontname="Helvetica", fontsize="10", arrowsize="0.6")
@@ -1285,8 +1707,23 @@ VISUALIZE_EXAMPLES = """examples:
 """
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+SYMBOL_MAP_EXAMPLES = """examples:
+  ./kernel-magnifier.py generate-symbol-map                 # vmlinux of the running kernel from /usr/lib/debug/boot
+  ./kernel-magnifier.py generate-symbol-map -k /usr/lib/debug/boot/vmlinux-6.1.0-56-amd64 -o 6.1.map
+  ./kernel-magnifier.py generate-symbol-map -k ~/linux/vmlinux      # your own build (CONFIG_DEBUG_INFO=y)
+  ./kernel-magnifier.py generate-symbol-map --dwarfdump dwarfdump   # libdwarf's dwarfdump instead of llvm-dwarfdump
+  ./kernel-magnifier.py visualize --filter-filepath net,kernel/sched  # then use the map
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the examples' layout; show a default only where there is one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, "", argparse.SUPPRESS) and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1305,16 +1742,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw a call graph and a chart of the most-called functions from recorded data",
         description="Parse ftrace text (kernel-magnifier.data, trace, trace_pipe or trace-cmd report output) and draw the calls.",
     )
-    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file(s) to read, repeatable (default: kernel-magnifier.data); .gz and .xz are read directly")
+    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
     visualize.add_argument("-o", "--output", default="kernel-magnifier.pdf", metavar="FILE", help="call graph file; format from the extension: .pdf .svg .png .dot .json")
     visualize.add_argument("--chart", default="function-calls.png", metavar="FILE", help="PNG chart of the most-called functions ('' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
     visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
     visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
     visualize.add_argument("--filter-execution-no", type=non_negative_int, metavar="N", help="keep only functions called more than N times")
-    visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N most-called functions (0: all)")
+    visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N hottest functions (0: all)")
     visualize.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw the N most-used edges among them (0: all)")
     visualize.add_argument("--layout", choices=("auto", "dot", "sfdp"), default="auto", help="graphviz layout: dot (layered) or sfdp (scales to thousands of nodes); auto picks by size")
+    symbol_map = commands.add_parser(
+        "generate-symbol-map", parents=[common], formatter_class=HelpFormatter, epilog=SYMBOL_MAP_EXAMPLES,
+        help="map kernel function names to the source files that define them, from DWARF debug info",
+        description="Run a dwarfdump on a vmlinux with debug info and write a function name -> source file map for visualize.",
+    )
+    symbol_map.add_argument("-k", "--vmlinux", default=DEFAULT_VMLINUX, metavar="VMLINUX", help="kernel image with debug info")
+    symbol_map.add_argument("-o", "--output", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="map file to write")
+    symbol_map.add_argument("--dwarfdump", metavar="PROGRAM", help="llvm-dwarfdump (preferred, default when installed) or libdwarf's dwarfdump")
     return parser
 
 
@@ -1335,7 +1780,7 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"visualize": run_visualize}
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"visualize": run_visualize, "generate-symbol-map": run_generate_symbol_map}
 
 
 def main(argv: list[str] | None = None) -> int:
