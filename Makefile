@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: $(VENV)/.installed
 	mkdir -p demo
-	$(PY) kernel-magnifier.py visualize -i $(DEMO_INPUT) -o demo/kernel-magnifier.pdf --chart demo/function-calls.png
+	$(PY) kernel-magnifier.py visualize -i $(DEMO_INPUT) --symbol-map tests/data/symbol-map-6.1.0-56-amd64.map.xz -o demo/kernel-magnifier.pdf --chart demo/function-calls.png
 	@echo "open demo/kernel-magnifier.pdf and demo/function-calls.png"
 
 lint: $(VENV)/.installed

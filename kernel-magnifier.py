@@ -827,8 +827,9 @@ class SymbolMap:
     def load(cls, path: str) -> SymbolMap:
         """Read our tab-separated format or the original tool's `name|path` lines."""
         files: dict[str, list[str]] = {}
+        opener = lzma.open if path.endswith(".xz") else gzip.open if path.endswith(".gz") else open
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
+            with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     line = line.rstrip("\n")
                     if not line or line.startswith("#"):
@@ -863,6 +864,7 @@ class SymbolMap:
 # same-named static functions really have code.
 
 DEFAULT_VMLINUX = f"/usr/lib/debug/boot/vmlinux-{os.uname().release}"
+DEFINITION_SEPARATOR = "|"  # "include/trace/events/sched.h|kernel/sched/core.c": declared in one, compiled in the other
 LLVM_DIE = re.compile(
     rb"^0x([0-9a-f]+):\s+(DW_TAG_\w+|NULL)"
     rb"|^\s+DW_AT_(name|decl_file|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
@@ -979,20 +981,22 @@ class DefinitionCollector:
             self.census.definitions += 1
             if die.name is None:
                 self.census.clones += 1
-            files = []
+            parts = []
             if decl_file:
-                files.append(self.paths.relative(decl_file, self.comp_dir))
+                parts.append(self.paths.relative(decl_file, self.comp_dir))
             else:
                 self.census.path_from_unit += 1
-            if unit_file and unit_file not in files:
-                files.append(unit_file)  # defined in a header or #included .c: the filter matches either
-            if not files:
+            if unit_file and unit_file not in parts:
+                parts.append(unit_file)  # defined in a header or #included .c: the filter matches either
+            if not parts:
                 self.census.without_path += 1
                 continue
+            definition = DEFINITION_SEPARATOR.join(parts)
             known = self.files.setdefault(name, [])
-            known.extend(f for f in files if f not in known)
+            if definition not in known:
+                known.append(definition)
             for low, high in die.ranges:
-                self.intervals.append((low, high, tuple(files)))
+                self.intervals.append((low, high, (definition,)))
         self.unit = []
 
     def symbol_map(self, symbols: list[tuple[int, str]]) -> dict[str, list[str]]:
@@ -1050,6 +1054,8 @@ def parse_llvm_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, prog
                     unit = {}
                 last_attr = ""
             elif attr is not None:
+                if die is None and unit is None:
+                    continue
                 last_attr = attr.decode()
                 text = value.decode("utf-8", "replace")
                 if unit is not None and last_attr in ("name", "comp_dir"):
@@ -1245,7 +1251,7 @@ def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) 
         for line in header:
             handle.write(f"# {line}\n")
         for name in sorted(files):
-            handle.write(name + "\t" + "\t".join(files[name]) + "\n")
+            handle.write(name + "\t" + "\t".join(sorted(files[name])) + "\n")
 
 
 def run_generate_symbol_map(args: argparse.Namespace) -> None:
@@ -1407,7 +1413,8 @@ def node_label(name: str, graph: CallGraph, files: dict[str, list[str]], have_ma
         lines.append(f"[{module}]")
     sources = files.get(name, [])
     if len(sources) == 1:
-        lines.append(sources[0])
+        decl_file, _, unit_file = sources[0].partition(DEFINITION_SEPARATOR)
+        lines.append(f"{decl_file} (in {unit_file})" if unit_file else decl_file)
     elif len(sources) > 1:
         lines.append(f"one of {len(sources)} files")
     elif have_map and not module:
@@ -1527,7 +1534,8 @@ def graph_json(view: View) -> dict:
         node = {
             "name": name,
             "calls": graph.calls[name],
-            "files": view.files.get(name, []),
+            "files": [part for definition in view.files.get(name, []) for part in definition.split(DEFINITION_SEPARATOR)],
+            "definitions": len(view.files.get(name, [])),
             "total_time_us": round(graph.total_us[name], 3) if name in graph.total_us else None,
             "self_time_us": round(graph.self_us[name], 3) if name in graph.self_us else None,
         }

@@ -1,0 +1,131 @@
+"""generate-symbol-map on real DWARF from gcc, with both dwarfdump tools, and visualize using a real kernel map."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT, run_cli
+
+CSRC = ROOT / "tests" / "csrc"
+TOOLS = [tool for tool in ("llvm-dwarfdump", "dwarfdump") if shutil.which(tool)]
+# What the map must say for tests/csrc: only functions with code, the ELF names ftrace would print.
+EXPECTED = {
+    "a_entry": ["a.c"],
+    "b_entry": ["b.c"],
+    "main": ["b.c"],
+    "helper": ["a.c", "b.c"],  # two static functions of the same name
+    "header_twice": ["api.h|a.c", "api.h|b.c"],  # defined in a header, compiled in two units
+    "maybe_slow": ["b.c"],
+    "maybe_slow.part.0": ["b.c"],
+    "only_x": ["b.c"],
+    "only_x.isra.0": ["b.c"],
+    "scale": ["b.c"],
+    "scale.constprop.0": ["b.c"],
+}
+
+
+def build(tmp_path: Path, *flags: str, name: str = "prog") -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    work = tmp_path / "src dir"  # a space in the path: no shell in between
+    if not work.exists():
+        shutil.copytree(CSRC, work)
+    subprocess.run(["gcc", *flags, "-O2", "a.c", "b.c", "-o", name], cwd=work, check=True)
+    return work / name
+
+
+def read_map(path: Path) -> dict[str, list[str]]:
+    entries = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            name, *files = line.split("\t")
+            entries[name] = files
+    return entries
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("dwarf", ["-gdwarf-5", "-gdwarf-4"])
+def test_map_of_real_compiled_c_is_exact(tmp_path, tool, dwarf):
+    program = build(tmp_path, "-g", dwarf)
+    out = tmp_path / "symbol-filepath.map"
+    result = run_cli("generate-symbol-map", "-k", str(program), "-o", str(out), "--dwarfdump", tool, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    entries = read_map(out)
+    compiled = {name: files for name, files in entries.items() if name in EXPECTED or not name.startswith(("_", "deregister", "register", "frame"))}
+    assert compiled == EXPECTED
+    for not_a_function in ("global_counter", "origin", "point", "x", "label", "printf", "snprintf", "strlen"):
+        assert not_a_function not in entries
+    assert "names mapped, 2 of them to several files" in result.stdout
+
+
+def test_map_is_stable_across_runs(tmp_path):
+    program = build(tmp_path, "-g")
+    first, second = tmp_path / "one.map", tmp_path / "two.map"
+    assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(first)).returncode == 0
+    assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(second)).returncode == 0
+    assert first.read_text() == second.read_text()
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_bad_inputs_leave_no_map(tmp_path):
+    out = tmp_path / "symbol-filepath.map"
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(tmp_path / "missing"), "-o", str(out)), "does not exist")
+    (tmp_path / "notes.txt").write_text("not an ELF file\n")
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(tmp_path / "notes.txt"), "-o", str(out)), "is not an ELF file")
+    no_debug = build(tmp_path, "-g0", name="nodebug")
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(no_debug), "-o", str(out)), "has no DWARF debug info")
+    full = build(tmp_path, "-g", name="full")
+    cut = tmp_path / "cut"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    assert run_cli("generate-symbol-map", "-k", str(cut), "-o", str(out)).returncode != 0
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(full), "-o", str(out), "--dwarfdump", "no-such-dwarfdump"), "not found")
+    assert not out.exists()
+
+
+SAMPLE = DATA / "fg-graphfunc" / "trace.txt.xz"
+KERNEL_MAP = DATA / "symbol-map-6.1.0-56-amd64.map.xz"  # generated from the real Debian 6.1 debug vmlinux
+
+
+def test_filter_filepath_with_the_real_kernel_map(tmp_path):
+    out = tmp_path / "net.json"
+    result = run_cli("visualize", "-i", str(SAMPLE), "--symbol-map", str(KERNEL_MAP), "--filter-filepath", "net", "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    graph = json.loads(out.read_text())
+    names = {node["name"]: node for node in graph["nodes"]}
+    assert names["tcp_sendmsg"]["files"] == ["net/ipv4/tcp.c"]
+    assert all(any("net" in f for f in node["files"]) for node in graph["nodes"])
+    assert "__rcu_read_lock" not in names  # kernel/rcu: filtered out
+    assert all(edge["caller"] in names and edge["callee"] in names for edge in graph["edges"])
+    # where the kept part is entered from: softirq handling (kernel/softirq.c) runs the network receive path
+    assert "handle_softirqs" in graph["entry_callers"]
+    assert "__x64_sys_sendto" not in names  # set_graph_function started at __sys_sendto: no syscall entry recorded
+    assert "dropped because the symbol map has no file for them" in result.stdout
+
+
+def test_drawing_labels_show_files_and_ambiguity(tmp_path):
+    out = tmp_path / "g.dot"
+    result = run_cli("visualize", "-i", str(SAMPLE), "--symbol-map", str(KERNEL_MAP), "--filter-filepath", "net/ipv4", "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    dot = out.read_text()
+    assert "net/ipv4/tcp.c" in dot
+    assert "grey boxes: callers outside the --filter-filepath selection" in dot
+
+
+def test_original_tools_map_format_is_read(tmp_path):
+    legacy = tmp_path / "legacy.map"
+    legacy.write_text("tcp_sendmsg|net/ipv4/tcp.c\ntcp_sendmsg_locked|net/ipv4/tcp.c\n")
+    out = tmp_path / "g.json"
+    result = run_cli("visualize", "-i", str(SAMPLE), "--symbol-map", str(legacy), "--filter-filepath", "net/ipv4/tcp.c", "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    graph = json.loads(out.read_text())
+    assert {node["name"] for node in graph["nodes"]} == {"tcp_sendmsg", "tcp_sendmsg_locked"}
