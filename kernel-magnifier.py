@@ -205,9 +205,6 @@ class CallGraph:
     def nodes(self) -> list[str]:
         return list(self.calls)
 
-    def has_times(self) -> bool:
-        return bool(self.total_us)
-
 
 # ============================================================================
 # Input: plain, .gz and .xz files, rejecting what is not trace text

@@ -48,6 +48,15 @@ def load_module():
     return module
 
 
+def assert_one_line_error(result, fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kernel-magnifier: error: ")
+    assert fragment in lines[0], lines[0]
+
+
 def nodes_by_name(graph: dict) -> dict[str, dict]:
     return {node["name"]: node for node in graph["nodes"]}
 

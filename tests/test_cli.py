@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import DATA, SCRIPT, run_cli
+from conftest import DATA, SCRIPT, assert_one_line_error, run_cli
 
 SAMPLE = DATA / "fg-graphfunc" / "trace.txt.xz"
 
@@ -74,15 +74,6 @@ def test_help_ends_with_examples():
     assert result.returncode == 0
     assert "examples:" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith("  ./kernel-magnifier.py visualize")
-
-
-def assert_one_line_error(result, fragment: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("kernel-magnifier: error: ")
-    assert fragment in lines[0], lines[0]
 
 
 def test_missing_input(tmp_path):

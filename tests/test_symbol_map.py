@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, run_cli
+from conftest import DATA, ROOT, assert_one_line_error, run_cli
 
 CSRC = ROOT / "tests" / "csrc"
 TOOLS = [tool for tool in ("llvm-dwarfdump", "dwarfdump") if shutil.which(tool)]
@@ -68,13 +68,6 @@ def test_map_is_stable_across_runs(tmp_path):
     assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(first)).returncode == 0
     assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(second)).returncode == 0
     assert first.read_text() == second.read_text()
-
-
-def assert_one_line_error(result, fragment: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
 def test_bad_inputs_leave_no_map(tmp_path):
