@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import itertools
 import json
 import lzma
 import math
@@ -59,9 +60,10 @@ def warn(message: str) -> None:
 class Progress:
     """A one-line progress display on stderr, silent when stderr is not a terminal."""
 
-    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None) -> None:
+    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None, counting: bool = False) -> None:
         self.label = label
         self.total = total
+        self.counting = counting  # done/total are items, not bytes
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
         self.started = time.monotonic()
@@ -76,7 +78,9 @@ class Progress:
             return
         self.last_draw = now
         elapsed = now - self.started
-        if self.total:
+        if self.total and self.counting:
+            text = f"{self.label}: {done:,}/{self.total:,}, {elapsed:.0f} s"
+        elif self.total:
             share = min(done / self.total, 1.0)
             text = f"{self.label}: {share:6.1%} of {format_size(self.total)}, {elapsed:.0f} s"
         else:
@@ -862,9 +866,11 @@ class SymbolMap:
 
 DEFAULT_VMLINUX = f"/usr/lib/debug/boot/vmlinux-{os.uname().release}"
 DEFINITION_SEPARATOR = "|"  # "include/trace/events/sched.h|kernel/sched/core.c": declared in one, compiled in the other
-LLVM_DIE = re.compile(
-    rb"^0x([0-9a-f]+):\s+(DW_TAG_\w+|NULL)"
-    rb"|^\s+DW_AT_(name|decl_file|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
+# Whole top-level DIEs of the kinds the map needs; the literal "DW_TAG_" lets
+# the regex engine skip types and variables (94 % of the dump) in C.
+LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit)\n(.*?)\n\n", re.S)
+LLVM_ATTRIBUTE = re.compile(
+    rb"^\s+DW_AT_(name|decl_file|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
     rb"|^\s+\[0x([0-9a-f]+), 0x([0-9a-f]+)\)",
     re.M,
 )
@@ -908,6 +914,10 @@ class DwarfCensus:
     without_path: int = 0
     unresolved_origin: int = 0
     path_from_unit: int = 0
+
+    def add(self, other: DwarfCensus) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class TreePaths:
@@ -1021,52 +1031,92 @@ class DefinitionCollector:
         return by_symbol
 
 
-def parse_llvm_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
-    """Stream `llvm-dwarfdump --debug-info --recurse-depth=1`: top-level DIEs of every unit."""
-    die: Subprogram | None = None
-    unit: dict[str, str] | None = None
-    last_attr = ""
+def read_ahead(stream: IO[bytes], depth: int = 32) -> Iterator[bytes]:
+    """Chunks of a pipe, read by a thread so the writer never waits on a full pipe while we parse.
+
+    Without it dwarfdump and the parser take turns (a 64 KiB pipe fills in
+    microseconds) and the run takes their sum instead of the slower of the two.
+    Memory stays bounded by `depth` chunks.
+    """
+    import queue
+    import threading
+
+    with contextlib.suppress(OSError, AttributeError):
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+
+    def pump() -> None:
+        try:
+            while chunk := os.read(stream.fileno(), 1 << 20):
+                chunks.put(chunk)
+            chunks.put(b"")
+        except BaseException as err:  # handed to the consumer, which raises it
+            chunks.put(err)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        item = chunks.get()
+        if isinstance(item, BaseException):
+            raise item
+        if not item:
+            return
+        yield item
+
+
+def file_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK_BYTES):
+        yield chunk
+
+
+def chunk_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    carry = b""
+    for chunk in chunks:
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        yield from lines
+    if carry:
+        yield carry
+
+
+def parse_llvm_dwarfdump(chunks: Iterable[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
+    """Parse `llvm-dwarfdump --debug-info --recurse-depth=1`: top-level DIEs of every unit, blank-line separated."""
     done = 0
     carry = b""
-    while True:
-        block = stream.read(CHUNK_BYTES)
-        if not block:
+    for chunk in itertools.chain(chunks, [b""]):
+        done += len(chunk)
+        block = carry + (chunk or b"\n\n")  # at the end, close the last DIE
+        resume = 0
+        for match in LLVM_DIE_BLOCK.finditer(block):
+            add_llvm_die(block, match, collector)
+            resume = match.end()
+        if not chunk:
             break
-        done += len(block)
-        block = carry + block
-        cut = block.rfind(b"\n") + 1
-        carry = block[cut:]
-        for match in LLVM_DIE.finditer(block, 0, cut):
-            offset, tag, attr, value, low, high = match.groups()
-            if tag is not None:
-                if die is not None:
-                    collector.add(die)
-                    die = None
-                if unit is not None:
-                    collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""))
-                    unit = None
-                if tag == b"DW_TAG_subprogram":
-                    die = Subprogram(int(offset, 16))
-                elif tag in (b"DW_TAG_compile_unit", b"DW_TAG_partial_unit"):
-                    unit = {}
-                last_attr = ""
-            elif attr is not None:
-                if die is None and unit is None:
-                    continue
-                last_attr = attr.decode()
-                text = value.decode("utf-8", "replace")
-                if unit is not None and last_attr in ("name", "comp_dir"):
-                    unit[last_attr] = quoted(text)
-                elif die is not None:
-                    apply_llvm_attribute(die, last_attr, text)
-            elif die is not None and last_attr == "ranges":
-                die.ranges.append((int(low, 16), int(high, 16)))
+        last_gap = block.rfind(b"\n\n")
+        carry = block[max(resume, last_gap + 1) :]
         if progress:
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
-    if die is not None:
-        collector.add(die)
-    if unit is not None:
+    collector.finish_unit()
+
+
+def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionCollector) -> None:
+    tag, body = match.groups()
+    line_start = block.rfind(b"\n", 0, match.start()) + 1
+    offset = int(block[line_start : block.index(b":", line_start)], 16)
+    if tag != b"subprogram":
+        unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in LLVM_ATTRIBUTE.findall(body) if attr}
         collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""))
+        return
+    die = Subprogram(offset)
+    last_attr = b""
+    for attr, value, low, high in LLVM_ATTRIBUTE.findall(body):
+        if attr:
+            last_attr = attr
+            apply_llvm_attribute(die, attr.decode(), value.decode("utf-8", "replace"))
+        elif last_attr == b"ranges":
+            die.ranges.append((int(low, 16), int(high, 16)))
+    collector.add(die)
 
 
 def quoted(text: str) -> str:
@@ -1094,7 +1144,7 @@ def apply_llvm_attribute(die: Subprogram, attr: str, text: str) -> None:
         die.declaration = text.startswith("true")
 
 
-def parse_libdwarf_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
+def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
     """Stream libdwarf's `dwarfdump -i -d` (one line per DIE).
 
     Its 20210528 release prints no path for a decl_file in DWARF 5's
@@ -1102,9 +1152,9 @@ def parse_libdwarf_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, 
     stay without a path and are counted.
     """
     done = 0
-    for raw in stream:
-        done += len(raw)
-        line = raw.decode("utf-8", "replace").rstrip("\n")
+    for raw in chunk_lines(chunks):
+        done += len(raw) + 1
+        line = raw.decode("utf-8", "replace")
         match = LIBDWARF_DIE.match(line)
         if not match:
             continue
@@ -1115,7 +1165,7 @@ def parse_libdwarf_dwarfdump(stream: IO[bytes], collector: DefinitionCollector, 
             collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "")
         elif tag == "DW_TAG_subprogram" and depth == "1":
             collector.add(libdwarf_subprogram(int(offset, 16), attrs, collector))
-        if progress and done & 0xFFFFF < len(raw):
+        if progress and done & 0xFFFFF <= len(raw):
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
 
 
@@ -1145,24 +1195,39 @@ def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector)
     return die
 
 
-def elf_function_symbols(vmlinux: str) -> list[tuple[int, str]]:
-    """Function symbols (t/T/w/W) from nm: the names ftrace prints, with their addresses."""
-    import shutil
-    import subprocess
+class ElfSymbols:
+    """Function symbols (t/T/w/W) from nm, the names ftrace prints: started early, it runs beside dwarfdump."""
 
-    nm = shutil.which("nm")
-    if nm is None:
-        warn("nm (binutils) not found: mapping DWARF names only, without the ELF symbol join")
-        return []
-    result = subprocess.run([nm, "--defined-only", vmlinux], capture_output=True, env=c_locale())
-    if result.returncode != 0:
-        return []
-    symbols = []
-    for line in result.stdout.decode("utf-8", "replace").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] in "tTwW":
-            symbols.append((int(parts[0], 16), parts[2]))
-    return symbols
+    def __init__(self, vmlinux: str) -> None:
+        import shutil
+        import subprocess
+
+        self.output = tempfile.TemporaryFile()
+        nm = shutil.which("nm")
+        self.process = subprocess.Popen([nm, "--defined-only", vmlinux], stdout=self.output, stderr=subprocess.DEVNULL, env=c_locale()) if nm else None
+
+    def result(self) -> list[tuple[int, str]]:
+        if self.process is None:
+            warn("nm (binutils) not found: mapping DWARF names only, without the ELF symbol join")
+            return []
+        status = self.process.wait()
+        self.output.seek(0)
+        text = self.output.read().decode("utf-8", "replace")
+        self.output.close()
+        if status != 0:
+            return []
+        symbols = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] in "tTwW":
+                symbols.append((int(parts[0], 16), parts[2]))
+        return symbols
+
+    def cancel(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.output.close()
 
 
 def c_locale() -> dict[str, str]:
@@ -1209,37 +1274,117 @@ def check_vmlinux(path: str) -> None:
         raise UserError(f"{path} is not an ELF file (a compressed vmlinuz? the debug vmlinux is needed)")
 
 
-def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
+def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionCollector, progress: Progress | None) -> None:
+    """Stream one ELF file's DWARF through the parser; a failing or empty dump is a UserError."""
     import subprocess
 
-    check_vmlinux(vmlinux)
-    program, kind = find_dwarfdump(dwarfdump)
-    command = [program, "--debug-info", "--recurse-depth=1", vmlinux] if kind == "llvm" else [program, "-i", "-d", vmlinux]
-    collector = DefinitionCollector()
-    progress = Progress(f"reading DWARF with {os.path.basename(program)}", None)
+    command = [program, "--debug-info", "--recurse-depth=1", path] if kind == "llvm" else [program, "-i", "-d", path]
+    before = collector.census.subprograms
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=c_locale())
         assert process.stdout is not None
+        parse = parse_llvm_dwarfdump if kind == "llvm" else parse_libdwarf_dwarfdump
         try:
-            if kind == "llvm":
-                parse_llvm_dwarfdump(process.stdout, collector, progress)
-            else:
-                parse_libdwarf_dwarfdump(process.stdout, collector, progress)
+            parse(read_ahead(process.stdout), collector, progress)
+        except BaseException:
+            process.kill()  # also on Ctrl-C: no dwarfdump left writing into a pipe nobody reads
+            raise
         finally:
-            process.stdout.close()
             status = process.wait()
-            progress.close()
+            process.stdout.close()
         errors.seek(0)
         message = errors.read().decode("utf-8", "replace").strip().splitlines()
-    if status != 0 and collector.census.subprograms == 0:
-        detail = message[-1] if message else f"exit status {status}"
-        raise UserError(f"{os.path.basename(program)} could not read {vmlinux}: {detail}")
+    seen = collector.census.subprograms - before
+    tool = os.path.basename(program)
+    if status != 0 and seen == 0:
+        raise UserError(f"{tool} could not read {path}: {message[-1] if message else f'exit status {status}'}")
     if status != 0:
-        raise UserError(f"{os.path.basename(program)} stopped with an error on {vmlinux} (truncated file?): {message[-1] if message else status}")
-    if collector.census.subprograms == 0:
-        raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)")
-    files = collector.symbol_map(elf_function_symbols(vmlinux))
+        raise UserError(f"{tool} stopped with an error on {path} (truncated file?): {message[-1] if message else status}")
+    if seen == 0:
+        raise UserError(f"{path} has no DWARF debug info")
+
+
+def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
+    check_vmlinux(vmlinux)
+    program, kind = find_dwarfdump(dwarfdump)
+    collector = DefinitionCollector()
+    progress = Progress(f"reading DWARF with {os.path.basename(program)}", None)
+    symbols = ElfSymbols(vmlinux)
+    try:
+        run_dwarfdump(program, kind, vmlinux, collector, progress)
+    except BaseException as err:
+        symbols.cancel()
+        if isinstance(err, UserError) and "no DWARF debug info" in str(err):
+            raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)") from None
+        raise
+    finally:
+        progress.close()
+    files = collector.symbol_map(symbols.result())
     return files, collector, f"{os.path.basename(program)} ({kind})"
+
+
+@dataclass
+class ModuleReport:
+    read: int = 0
+    without_debug_info: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+
+def module_debug_files(directory: str, only_loaded: bool) -> list[str]:
+    """The .ko (or Fedora-style .ko.debug) files under DIRECTORY, optionally only modules loaded now."""
+    if not os.path.isdir(directory):
+        raise UserError(f"--modules {directory} is not a directory (Debian: /usr/lib/debug/lib/modules/VERSION)")
+    found = sorted(
+        os.path.join(root, name) for root, _, names in os.walk(directory) for name in names if name.endswith((".ko", ".ko.debug"))
+    )
+    if only_loaded:
+        loaded = loaded_module_names()
+        found = [path for path in found if module_name(path) in loaded]
+    if not found:
+        raise UserError(f"no {'loaded ' if only_loaded else ''}module debug files (.ko) under {directory}")
+    return found
+
+
+def module_name(path: str) -> str:
+    """fs/9p/9p.ko -> 9p; the kernel treats - and _ in module names alike."""
+    name = os.path.basename(path).removesuffix(".debug").removesuffix(".ko")
+    return name.replace("-", "_")
+
+
+def loaded_module_names() -> set[str]:
+    try:
+        with open("/proc/modules", encoding="utf-8") as handle:
+            return {line.split()[0].replace("-", "_") for line in handle if line.strip()}
+    except OSError as err:
+        raise UserError(f"cannot read /proc/modules for --only-loaded: {err.strerror}") from err
+
+
+def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdump: str | None, collector: DefinitionCollector) -> ModuleReport:
+    """Module functions by name (module addresses are not final, so no ELF join): merged into FILES."""
+    program, kind = find_dwarfdump(dwarfdump)
+    report = ModuleReport()
+    progress = Progress("reading module DWARF", len(modules), counting=True)
+    try:
+        for index, path in enumerate(modules):
+            progress.update(index, f"{module_name(path)}")
+            module = DefinitionCollector()
+            module.paths = collector.paths
+            try:
+                run_dwarfdump(program, kind, path, module, None)
+            except UserError as err:
+                (report.without_debug_info if "no DWARF" in str(err) else report.failed).append(path)
+                continue
+            module.finish_unit()
+            collector.census.add(module.census)
+            report.read += 1
+            for name, definitions in module.files.items():
+                known = files.setdefault(name, [])
+                known.extend(d for d in definitions if d not in known)
+                report.names.add(name)
+    finally:
+        progress.close()
+    return report
 
 
 def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) -> None:
@@ -1255,7 +1400,11 @@ def run_generate_symbol_map(args: argparse.Namespace) -> None:
     check_writable(args.output)
     started = time.monotonic()
     say(f"Symbol map mode - reading DWARF debug info of {args.vmlinux}")
+    if args.only_loaded and not args.modules:
+        raise UserError("--only-loaded needs --modules DIR (the folder of the modules' debug files)")
+    modules = module_debug_files(args.modules, args.only_loaded) if args.modules else []
     files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump)
+    report = add_module_symbols(files, modules, args.dwarfdump, collector) if modules else None
     census = collector.census
     several = sum(1 for sources in files.values() if len(sources) > 1)
     header = [
@@ -1264,13 +1413,22 @@ def run_generate_symbol_map(args: argparse.Namespace) -> None:
         f"functions: {len(files)}; names with several files: {several}",
         "format: name<TAB>file[<TAB>file...], files relative to the kernel tree",
     ]
+    if report:
+        header.insert(2, f"modules: {report.read} read from {args.modules}")
     write_symbol_map(args.output, files, header)
     say(
         f"{census.units:,} compile units, {census.subprograms:,} subprogram entries: {census.definitions:,} out-of-line definitions"
         f" ({census.clones:,} compiler clones named through their origin), {census.declarations:,} declarations skipped"
     )
+    if census.path_from_unit:
+        say(f"{census.path_from_unit:,} definitions without a declaring file (assembly, compiler-made) mapped to their unit's source file")
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
+    if report:
+        say(f"modules: {report.read:,} of {len(modules):,} read from {args.modules}, {len(report.names):,} function names from them")
+        for label, paths in (("without debug info (stripped?)", report.without_debug_info), ("that dwarfdump could not read", report.failed)):
+            if paths:
+                warn(f"{len(paths):,} module files {label}, e.g. {paths[0]}")
     say(f"{len(files):,} function names mapped, {several:,} of them to several files (kept all, shown as 'one of N files')")
     say(f"{args.output} generated in {time.monotonic() - started:.1f} s")
 
@@ -1717,6 +1875,7 @@ SYMBOL_MAP_EXAMPLES = """examples:
   ./kernel-magnifier.py generate-symbol-map -k /usr/lib/debug/boot/vmlinux-6.1.0-56-amd64 -o 6.1.map
   ./kernel-magnifier.py generate-symbol-map -k ~/linux/vmlinux      # your own build (CONFIG_DEBUG_INFO=y)
   ./kernel-magnifier.py generate-symbol-map --dwarfdump dwarfdump   # libdwarf's dwarfdump instead of llvm-dwarfdump
+  ./kernel-magnifier.py generate-symbol-map --modules /usr/lib/debug/lib/modules/$(uname -r) --only-loaded
   ./kernel-magnifier.py visualize --filter-filepath net,kernel/sched  # then use the map
 """
 
@@ -1765,6 +1924,10 @@ def build_parser() -> argparse.ArgumentParser:
     symbol_map.add_argument("-k", "--vmlinux", default=DEFAULT_VMLINUX, metavar="VMLINUX", help="kernel image with debug info")
     symbol_map.add_argument("-o", "--output", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="map file to write")
     symbol_map.add_argument("--dwarfdump", metavar="PROGRAM", help="llvm-dwarfdump (preferred, default when installed) or libdwarf's dwarfdump")
+    symbol_map.add_argument(
+        "--modules", metavar="DIR", help="also map functions of kernel modules: every .ko with debug info under DIR (Debian: /usr/lib/debug/lib/modules/VERSION)"
+    )
+    symbol_map.add_argument("--only-loaded", action="store_true", help="with --modules: only modules loaded now (/proc/modules)")
     return parser
 
 

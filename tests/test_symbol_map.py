@@ -122,3 +122,48 @@ def test_original_tools_map_format_is_read(tmp_path):
     assert result.returncode == 0, result.stderr
     graph = json.loads(out.read_text())
     assert {node["name"] for node in graph["nodes"]} == {"tcp_sendmsg", "tcp_sendmsg_locked"}
+
+
+def build_module(tmp_path: Path, debug: str, name: str) -> Path:
+    """A relocatable object with DWARF, compiled with a tree-relative path as kbuild does: what a .ko debug file is."""
+    work = tmp_path / "src dir"
+    modules = tmp_path / "debug modules" / "kernel" / "drivers" / "net"
+    modules.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["gcc", debug, "-O2", "-c", "drivers/net/netmod.c", "-o", str(modules / name)], cwd=work, check=True)
+    return modules / name
+
+
+def test_modules_add_their_functions_by_name(tmp_path):
+    program = build(tmp_path, "-g")
+    build_module(tmp_path, "-g", "netmod.ko")
+    build_module(tmp_path, "-g0", "stripped-mod.ko")
+    out = tmp_path / "with-modules.map"
+    result = run_cli("generate-symbol-map", "-k", str(program), "--modules", str(tmp_path / "debug modules"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    entries = read_map(out)
+    assert entries["netmod_rx"] == ["drivers/net/netmod.c"]
+    assert entries["helper"] == ["a.c", "b.c", "drivers/net/netmod.c"]  # the module's static helper joins the two others
+    assert entries["a_entry"] == ["a.c"]
+    assert "modules: 1 of 2 read" in result.stdout
+    assert "1 module files without debug info (stripped?), e.g." in result.stderr
+    assert "stripped-mod.ko" in result.stderr
+
+
+def test_module_options_errors(tmp_path):
+    program = build(tmp_path, "-g")
+    out = tmp_path / "m.map"
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(program), "--only-loaded", "-o", str(out)), "--only-loaded needs --modules DIR")
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(program), "--modules", str(tmp_path / "nowhere"), "-o", str(out)), "is not a directory")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_cli("generate-symbol-map", "-k", str(program), "--modules", str(tmp_path / "empty"), "-o", str(out)), "no module debug files")
+    assert not out.exists()
+
+
+def test_only_loaded_keeps_modules_the_running_kernel_has(tmp_path):
+    program = build(tmp_path, "-g")
+    build_module(tmp_path, "-g", "netmod.ko")  # no kernel has a module called netmod loaded
+    out = tmp_path / "m.map"
+    result = run_cli("generate-symbol-map", "-k", str(program), "--modules", str(tmp_path / "debug modules"), "--only-loaded", "-o", str(out))
+    expected = "no loaded module debug files" if Path("/proc/modules").exists() else "cannot read /proc/modules"
+    assert_one_line_error(result, expected)
+    assert not out.exists()

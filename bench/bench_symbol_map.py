@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Benchmark generate-symbol-map against the dwarfdump run alone (the floor) on a real vmlinux.
+
+    python bench/bench_symbol_map.py -k /usr/lib/debug/boot/vmlinux-6.1.0-56-amd64 --rounds 3
+
+Runs are interleaved (dwarfdump alone, then the tool) so that a busy machine
+slows both alike; the medians and their ratio are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-k", "--vmlinux", required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    dwarfdump = shutil.which("llvm-dwarfdump")
+    if dwarfdump is None:
+        sys.exit("llvm-dwarfdump not found")
+    alone, tool = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for _ in range(args.rounds):
+            alone.append(timed([dwarfdump, "--debug-info", "--recurse-depth=1", args.vmlinux]))
+            tool.append(timed([sys.executable, str(ROOT / "kernel-magnifier.py"), "generate-symbol-map", "-k", args.vmlinux, "-o", f"{scratch}/map"]))
+    dump, ours = statistics.median(alone), statistics.median(tool)
+    print(f"llvm-dwarfdump alone    median {dump:6.1f} s  runs {', '.join(f'{t:.1f}' for t in alone)}")
+    print(f"generate-symbol-map     median {ours:6.1f} s  runs {', '.join(f'{t:.1f}' for t in tool)}")
+    print(f"ratio                   {ours / dump:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
