@@ -5,8 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_INPUT := tests/data/fg-graphfunc/trace.txt.xz
+# make vm-test: record on a real Debian kernel under QEMU (downloaded once, never installed)
+KERNEL_PACKAGE ?= linux-image-6.1.0-56-amd64-unsigned
+VM_CACHE ?= $(HOME)/.cache/kernel-magnifier/vm
+VM_TESTS ?= tests/vm
 
-.PHONY: demo test lint bench vm-test docs-images clean
+.PHONY: demo test lint bench vm-test vm-demo docs-images clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +26,20 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kernel-magnifier.py tests bench
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/vm
+
+vm-test: $(VENV)/.installed
+	tests/vm/fetch-kernel.sh $(KERNEL_PACKAGE) $(VM_CACHE)/$(KERNEL_PACKAGE)
+	mkdir -p $(VM_CACHE)/out
+	tests/vm/run-in-vm.sh --kernel $(VM_CACHE)/$(KERNEL_PACKAGE) --out $(VM_CACHE)/out -- \
+		$(abspath $(PY)) -m pytest -p no:cacheprovider -v -rs $(VM_TESTS)
+
+# the README walkthrough's recording: record on the real kernel with a loopback TCP echo running
+vm-demo: $(VENV)/.installed
+	tests/vm/fetch-kernel.sh $(KERNEL_PACKAGE) $(VM_CACHE)/$(KERNEL_PACKAGE)
+	mkdir -p $(VM_CACHE)/demo
+	tests/vm/run-in-vm.sh --kernel $(VM_CACHE)/$(KERNEL_PACKAGE) --out $(VM_CACHE)/demo -- tests/vm/record-demo.sh
+	@echo "recording and record's output in $(VM_CACHE)/demo"
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench.py

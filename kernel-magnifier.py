@@ -14,6 +14,7 @@ The file is a pipeline in sections, read top to bottom:
     Symbol map   reading a name -> source file map
     Filters      --filter-filepath, --filter-execution-no, drawing pruning
     Output       heat theme, graphviz drawing, JSON, matplotlib chart
+    Record       borrowing tracefs, streaming trace_pipe, giving tracefs back
     CLI          argparse, subcommands, main
 """
 
@@ -28,6 +29,7 @@ import lzma
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -1792,6 +1794,8 @@ def summarize(view: View, drawing: Drawing | None) -> list[str]:
         lines.append("lost events: none reported")
     for cpu, times in stats.lost_unknown_count.items():
         lines.append(f"lost events: CPU{cpu} lost an unknown number of events {times} time(s)")
+    if "kernel-magnifier-data" in stats.metadata and stats.metadata.get("end") != "complete":
+        lines.append("data file: no '# end: complete' line: the recording was cut short (copied while record ran?); lost counts are missing")
     if stats.unparsed_lines:
         lines.append(
             f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
@@ -1856,6 +1860,727 @@ def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
 
 
 # ============================================================================
+# Record: borrow tracefs, stream what the kernel emits, give tracefs back
+# ============================================================================
+# The kernel's tracing state is shared by everyone on the machine. Every file
+# record writes is read first and written back on every way out (normal end,
+# Ctrl-C, SIGTERM, SIGHUP, an error); where the tracer can run in a private
+# tracefs instance, the global buffer is not touched at all.
+
+TRACEFS_PLACES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+DEFAULT_DATA_FILE = "kernel-magnifier.data"
+DEFAULT_RECORD_SECONDS = 10.0
+DATA_FORMAT_VERSION = 1
+HIGH_LOSS_SHARE = 0.01  # above this, the report suggests how to lose less
+READ_BYTES = 1 << 16
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+KERNEL_STATS_KEYS = {"entries": "entries", "overrun": "overrun", "commit overrun": "commit-overrun", "dropped events": "dropped-events", "read events": "read-events"}
+
+
+class RecordInterrupted(UserError):
+    """A stop signal arrived before recording began: nothing recorded, state given back."""
+
+    exit_status = 130
+
+
+def read_tracefs(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def write_tracefs(path: str, text: str, truncate: bool = True) -> None:
+    """One write() per call: the kernel takes each as a whole (a tracer name, a mask, one filter pattern)."""
+    fd = os.open(path, os.O_WRONLY | (os.O_TRUNC if truncate else os.O_APPEND))
+    try:
+        if text:
+            os.write(fd, text.encode())
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, path) from None  # name the file in the error
+    finally:
+        os.close(fd)
+
+
+def list_entries(content: str) -> list[str]:
+    """Entries of a filter or pid file as it reads back; comments and 'no pid' mean empty."""
+    entries = []
+    for line in content.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or line == "no pid":
+            continue
+        module = re.fullmatch(r"(\S+) \[(\S+)\]", line)  # a module function reads back as "name [mod]"
+        entries.append(f"{module.group(1)}:mod:{module.group(2)}" if module else line)
+    return entries
+
+
+@dataclass
+class SavedSetting:
+    path: str
+    is_list: bool  # filter and pid files: cleared, then entries written back one by one
+    content: str
+
+
+class BorrowedSettings:
+    """The tracefs files record changed, each with its content before; restored last-changed first."""
+
+    def __init__(self) -> None:
+        self.saved: list[SavedSetting] = []
+
+    def set(self, path: str, value: str) -> None:
+        self.remember(path, is_list=False)
+        write_tracefs(path, value)
+
+    def set_list(self, path: str, entries: list[str], what: str) -> None:
+        """Replace a filter/pid list; an entry the kernel refuses is the user's error, named."""
+        self.remember(path, is_list=True)
+        write_tracefs(path, "")
+        for entry in entries:
+            try:
+                write_tracefs(path, entry + "\n", truncate=False)
+            except OSError as err:
+                raise UserError(f"{what} {entry!r}: the kernel refused it ({err.strerror}){list_refusal_hint(path)}") from None
+
+    def remember(self, path: str, is_list: bool) -> None:
+        if all(saved.path != path for saved in self.saved):
+            self.saved.append(SavedSetting(path, is_list, read_tracefs(path)))
+
+    def restore(self) -> list[str]:
+        """Write everything back; returns the settings that could not be restored, with why."""
+        failures = []
+        for saved in reversed(self.saved):
+            try:
+                restore_setting(saved)
+            except OSError as err:
+                failures.append(f"{saved.path} ({err.strerror})")
+        return failures
+
+
+def list_refusal_hint(path: str) -> str:
+    name = os.path.basename(path)
+    if name in ("set_ftrace_filter", "set_ftrace_notrace", "set_graph_function"):
+        return ": no traceable function matches it (see available_filter_functions)"
+    if name.endswith("pid"):
+        return ": no such process"
+    return ""
+
+
+def restore_setting(saved: SavedSetting) -> None:
+    if saved.is_list:
+        write_tracefs(saved.path, "")
+        for entry in list_entries(saved.content):
+            write_tracefs(saved.path, entry + "\n", truncate=False)
+        return
+    value = saved.content.strip()
+    expanded = re.fullmatch(r"\d+ \(expanded: (\d+)\)", value)
+    if expanded:  # an unexpanded ring buffer cannot be shrunk back; its expanded size is what it had
+        value = expanded.group(1)
+    write_tracefs(saved.path, value)
+
+
+# --- finding tracefs, the lock, the instance ---------------------------------
+
+
+@dataclass
+class TracefsPlace:
+    top: str  # the tracefs mount
+    mounted_here: bool
+
+
+def find_tracefs() -> TracefsPlace:
+    for place in TRACEFS_PLACES:
+        if os.path.exists(os.path.join(place, "trace")):
+            return TracefsPlace(place, False)
+    import subprocess
+
+    target = TRACEFS_PLACES[0]
+    if not os.path.isdir(target):
+        raise UserError("no tracefs: this kernel has no /sys/kernel/tracing (CONFIG_FTRACE not set?)")
+    result = subprocess.run(["mount", "-t", "tracefs", "nodev", target], capture_output=True, text=True)
+    if result.returncode != 0 or not os.path.exists(os.path.join(target, "trace")):
+        raise UserError(f"tracefs is not mounted and mounting it failed: {result.stderr.strip() or 'no trace file'}")
+    return TracefsPlace(target, True)
+
+
+def unmount_tracefs(place: TracefsPlace) -> None:
+    import subprocess
+
+    if place.mounted_here and subprocess.run(["umount", place.top], capture_output=True).returncode != 0:
+        warn(f"could not unmount {place.top}, which record mounted")
+
+
+def take_record_lock() -> IO[str]:
+    """Two recorders would interleave their settings: the second one stops here."""
+    import fcntl
+
+    directory = "/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
+    handle = open(os.path.join(directory, "kernel-magnifier.lock"), "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise UserError(f"another kernel-magnifier record is running (pid {holder}); wait for it to end") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def tracing_files_needed(args: argparse.Namespace) -> list[str]:
+    needed = ["current_tracer", "tracing_on", "trace_pipe", "trace", "tracing_cpumask", "buffer_size_kb", "per_cpu"]
+    wanted = {"filter": "set_ftrace_filter", "notrace": "set_ftrace_notrace", "graph_function": "set_graph_function", "max_depth": "max_graph_depth"}
+    needed += [name for option, name in wanted.items() if getattr(args, option)]
+    if args.pid or args.command:
+        needed += ["set_ftrace_pid", "options/function-fork"]
+    return needed
+
+
+def private_instance(top: str, tracer: str, needed: list[str]) -> str | None:
+    """A tracefs instance of our own when this kernel runs TRACER in one (6.1: function, not function_graph)."""
+    instances = os.path.join(top, "instances")
+    if not os.path.isdir(instances):
+        return None
+    path = os.path.join(instances, f"kernel-magnifier-{os.getpid()}")
+    try:
+        os.mkdir(path)
+    except OSError:
+        return None
+    usable = tracer in read_tracefs(os.path.join(path, "available_tracers")).split() and all(os.path.exists(os.path.join(path, n)) for n in needed)
+    if not usable:
+        remove_instance(path)
+        return None
+    return path
+
+
+def remove_instance(path: str) -> None:
+    for _ in range(20):  # the kernel refuses while a reader still holds a file open
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+    warn(f"could not remove the tracefs instance {path}: remove it with rmdir")
+
+
+# --- what the user asked for ------------------------------------------------
+
+
+def online_cpus() -> list[int]:
+    try:
+        return parse_cpu_list(read_tracefs("/sys/devices/system/cpu/online").strip())
+    except (OSError, ValueError):
+        return list(range(os.cpu_count() or 1))
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    cpus: list[int] = []
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return sorted(set(cpus))
+
+
+def parse_cpumask(text: str, existing: list[int]) -> int:
+    """A hex mask as the kernel takes it (1, f, 0x3, ffffffff,ffffffff) or a CPU list (0,2-3; one CPU: 2-2)."""
+    value = text.strip().lower()
+    groups = value.split(",")
+    is_mask = "-" not in value and (len(groups) == 1 or all(len(g) == 8 for g in groups[1:]))
+    try:
+        if is_mask:
+            mask = int("".join(groups).removeprefix("0x"), 16)
+        else:
+            mask = sum(1 << cpu for cpu in parse_cpu_list(value))
+    except ValueError:
+        raise UserError(f"--cpumask {text}: not a hex CPU mask (1, f, 0x3) nor a CPU list (0,2-3)") from None
+    if mask == 0:
+        raise UserError(f"--cpumask {text} selects no CPU")
+    missing = [cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1 and cpu not in existing]
+    if missing:
+        raise UserError(f"--cpumask {text}: CPU {missing[0]} does not exist (online CPUs: {format_cpu_list(existing)})")
+    return mask
+
+
+def format_cpu_list(cpus: list[int]) -> str:
+    ranges, start = [], None
+    for index, cpu in enumerate(cpus):
+        start = cpu if start is None else start
+        if index + 1 == len(cpus) or cpus[index + 1] != cpu + 1:
+            ranges.append(str(start) if start == cpu else f"{start}-{cpu}")
+            start = None
+    return ",".join(ranges)
+
+
+def kernel_cpumask(mask: int) -> str:
+    """The kernel's own notation: hex in comma-separated 32-bit groups."""
+    digits = f"{mask:x}"
+    groups = []
+    while digits:
+        groups.insert(0, digits[-8:])
+        digits = digits[:-8]
+    return ",".join(groups)
+
+
+def split_names(values: list[str] | None) -> list[str]:
+    return [name for value in values or [] for name in value.replace(",", " ").split()]
+
+
+def tracer_option(option: str, options_dir: str) -> tuple[str, str]:
+    """-O funcgraph-proc -> (options/funcgraph-proc, 1); -O nofuncgraph-irqs -> (options/funcgraph-irqs, 0)."""
+    name, value = option, "1"
+    if not os.path.exists(os.path.join(options_dir, name)) and name.startswith("no"):
+        name, value = name[2:], "0"
+    path = os.path.join(options_dir, name)
+    if not os.path.exists(path):
+        available = sorted(os.listdir(options_dir))
+        raise UserError(f"-O {option}: no such tracer option; this kernel has: {' '.join(available)}")
+    return path, value
+
+
+# --- the traced command -------------------------------------------------------
+
+
+class TracedCommand:
+    """`-- COMMAND`: forked at once but held before exec until its PID is in set_ftrace_pid and tracing is on."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import shutil
+
+        if shutil.which(argv[0]) is None:
+            raise UserError(f"command not found: {argv[0]}")
+        self.argv = argv
+        go_read, self.go_write = os.pipe()
+        self.error_read, error_write = os.pipe()  # close-on-exec: EOF means the exec worked
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.child(go_read, error_write)
+        os.close(go_read)
+        os.close(error_write)
+        self.status: int | None = None
+
+    def child(self, go_read: int, error_write: int) -> None:
+        for name in STOP_SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        os.close(self.go_write)
+        try:
+            if os.read(go_read, 1) == b"x":
+                os.execvp(self.argv[0], self.argv)
+        except OSError as err:
+            os.write(error_write, (err.strerror or "exec failed").encode())
+        os._exit(127)
+
+    def start(self) -> None:
+        os.write(self.go_write, b"x")
+        os.close(self.go_write)
+        self.go_write = -1
+        message = os.read(self.error_read, 512).decode("utf-8", "replace")
+        os.close(self.error_read)
+        if message:
+            self.reap()
+            raise UserError(f"cannot run {self.argv[0]}: {message}")
+
+    def running(self) -> bool:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status is None
+
+    def reap(self) -> None:
+        """Never leave it behind: an unreleased child exits at EOF, a running one gets SIGTERM."""
+        if self.go_write >= 0:
+            os.close(self.go_write)
+            self.go_write = -1
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            _, status = os.waitpid(self.pid, 0)
+            self.status = os.waitstatus_to_exitcode(status)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM/SIGHUP: during set-up they abort (and everything is given back),
+    while recording they end it early with the data kept, while restoring they wait."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.phase = "setup"
+        self.previous: dict[int, Callable | int | None] = {}
+
+    def __enter__(self) -> StopSignals:
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name)
+            self.previous[number] = signal.signal(number, self.handle)
+        return self
+
+    def handle(self, number: int, _frame: object) -> None:
+        self.received = signal.Signals(number).name
+        if self.phase == "setup":
+            self.phase = "aborting"
+            raise RecordInterrupted(f"{self.received} during set-up: nothing recorded, tracing state given back")
+
+    def __exit__(self, *_: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+# --- the data file ----------------------------------------------------------
+
+
+class DataFile:
+    """Written beside FILE and renamed into place when complete; an existing FILE becomes FILE.old."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        check_writable(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=directory)
+        os.close(fd)
+        if path.endswith(".gz"):
+            self.stream: IO[bytes] = gzip.open(self.tmp, "wb", compresslevel=3)
+        elif path.endswith(".xz"):
+            self.stream = lzma.open(self.tmp, "wb", preset=1)
+        else:
+            self.stream = open(self.tmp, "wb", buffering=1 << 20)  # closed in finish() or discard()
+        self.bytes_in = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.stream.write(data)
+        except OSError as err:
+            raise UserError(f"cannot write {self.path}: {err.strerror}; the recording was discarded") from None
+        self.bytes_in += len(data)
+
+    def comment(self, key: str, value: object) -> None:
+        self.write(f"# {key}: {value}\n".encode())
+
+    def finish(self) -> str | None:
+        """Close, move an older FILE to FILE.old, rename into place; returns the .old path if there was one."""
+        try:
+            self.stream.close()
+        except OSError as err:
+            raise UserError(f"cannot write {self.path}: {err.strerror}; the recording was discarded") from None
+        os.chmod(self.tmp, 0o644)
+        old = None
+        if os.path.exists(self.path):
+            old = self.path + ".old"
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        give_to_sudo_user(self.path)
+        return old
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+def give_to_sudo_user(path: str) -> None:
+    """Under sudo the file belongs to the user who asked for it, not to root."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if uid and gid and os.geteuid() == 0:
+        with contextlib.suppress(OSError, ValueError):
+            os.chown(path, int(uid), int(gid))
+
+
+def data_file_header(args: argparse.Namespace, tracing: str, options: list[str], command: list[str]) -> list[tuple[str, object]]:
+    uname = os.uname()
+    clock = read_tracefs(os.path.join(tracing, "trace_clock"))
+    clock_match = re.search(r"\[(\S+)\]", clock)
+    return [
+        ("kernel-magnifier-data", DATA_FORMAT_VERSION),
+        ("tool-version", VERSION),
+        ("kernel", f"{uname.release} {uname.version}"),
+        ("hostname", uname.nodename),
+        ("cpus", len(online_cpus())),
+        ("tracer", args.tracer),
+        ("options", " ".join(options)),
+        ("cpumask", read_tracefs(os.path.join(tracing, "tracing_cpumask")).strip()),
+        ("buffer-size-kb", read_tracefs(os.path.join(tracing, "buffer_size_kb")).strip()),
+        ("clock", clock_match.group(1) if clock_match else clock.strip()),
+        ("graph-function", " ".join(split_names(args.graph_function))),
+        ("filter", " ".join(split_names(args.filter))),
+        ("notrace", " ".join(split_names(args.notrace))),
+        ("max-depth", args.max_depth or 0),
+        ("pid", " ".join(str(p) for p in args.pid or [])),
+        ("command", " ".join(command)),
+        ("tracefs", tracing),
+        ("start-time", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+    ]
+
+
+# --- the per-CPU counters -------------------------------------------------
+
+
+def kernel_cpu_stats(tracing: str) -> dict[int, dict[str, int]]:
+    """per_cpu/cpuN/stats: what the kernel kept, overwrote and dropped on each CPU."""
+    stats = {}
+    per_cpu = os.path.join(tracing, "per_cpu")
+    for name in os.listdir(per_cpu):
+        if not name.startswith("cpu"):
+            continue
+        counters = {}
+        with contextlib.suppress(OSError):
+            for line in read_tracefs(os.path.join(per_cpu, name, "stats")).splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() in KERNEL_STATS_KEYS and value.strip().isdigit():
+                    counters[KERNEL_STATS_KEYS[key.strip()]] = int(value)
+        stats[int(name[3:])] = counters
+    return dict(sorted(stats.items()))
+
+
+def lost_in(counters: dict[str, int]) -> int:
+    return counters.get("overrun", 0) + counters.get("dropped-events", 0)
+
+
+# --- the recording ------------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    tracing: str = ""
+    instance: str | None = None
+    seconds: float = 0.0
+    stopped_by: str = ""
+    stats: dict[int, dict[str, int]] = field(default_factory=dict)
+    old_file: str | None = None
+    size: int = 0
+    command_status: int | None = None
+    self_excluded: bool = False
+
+
+def run_record(args: argparse.Namespace) -> None:
+    command = args.command_argv
+    check_record_arguments(args, command)
+    place = find_tracefs()
+    try:
+        with take_record_lock() as _lock, StopSignals() as stop:
+            recording = record_with_borrowed_state(args, command, place.top, stop)
+    finally:
+        unmount_tracefs(place)
+    report_recording(args, recording)
+
+
+def check_record_arguments(args: argparse.Namespace, command: list[str]) -> None:
+    if os.geteuid() != 0:
+        raise UserError("record drives the kernel's tracefs and needs root: run it with sudo")
+    if args.record_time is not None and args.record_time <= 0:
+        raise UserError("--record-time must be more than 0 seconds")
+    if args.cpumask:
+        args.cpumask_value = parse_cpumask(args.cpumask, online_cpus())
+    for pid in args.pid or []:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise UserError(f"--pid {pid}: no such process")
+    if args.pid and command:
+        raise UserError("--pid and -- COMMAND exclude each other: record either a running process or a new command")
+    check_writable(args.output)
+
+
+def record_with_borrowed_state(args: argparse.Namespace, command: list[str], top: str, stop: StopSignals) -> Recording:
+    available = read_tracefs(os.path.join(top, "available_tracers")).split()
+    if args.tracer not in available:
+        hint = "; try --tracer function" if args.tracer == "function_graph" and "function" in available else ""
+        raise UserError(f"this kernel has no {args.tracer} tracer (available: {' '.join(available)}){hint}")
+    recording = Recording()
+    recording.instance = private_instance(top, args.tracer, tracing_files_needed(args))
+    recording.tracing = recording.instance or top
+    current = read_tracefs(os.path.join(recording.tracing, "current_tracer")).strip()
+    if current != "nop" and not args.force:
+        if recording.instance:
+            remove_instance(recording.instance)
+        raise UserError(f"another tracer is active ({current}): someone is tracing; stop it, or use --force to borrow it anyway")
+    settings = BorrowedSettings()
+    traced: TracedCommand | None = None
+    try:
+        traced = TracedCommand(command) if command else None
+        record_into_file(args, recording, settings, traced, stop, command)
+    except OSError as err:
+        if err.filename is None:
+            raise
+        raise UserError(f"the kernel refused {err.filename}: {err.strerror}; nothing recorded, tracing state given back") from None
+    finally:
+        stop.phase = "restoring"
+        if traced is not None:
+            traced.reap()
+            recording.command_status = traced.status
+        give_back(settings, recording)
+    return recording
+
+
+def record_into_file(
+    args: argparse.Namespace, recording: Recording, settings: BorrowedSettings, traced: TracedCommand | None, stop: StopSignals, command: list[str]
+) -> None:
+    options = configure_tracing(args, recording, settings, traced)
+    output = DataFile(args.output)
+    try:
+        for key, value in data_file_header(args, recording.tracing, options, command):
+            output.comment(key, value)
+        output.comment("self-excluded", "yes" if recording.self_excluded else "no")
+        stream_trace(args, recording, output, traced, stop)
+        write_footer(output, recording)
+        stop.phase = "restoring"
+        recording.old_file = output.finish()
+    except BaseException:
+        output.discard()
+        raise
+    recording.size = os.path.getsize(args.output)
+
+
+def give_back(settings: BorrowedSettings, recording: Recording) -> None:
+    failures = settings.restore()
+    if recording.instance:
+        remove_instance(recording.instance)
+    for failure in failures:
+        warn(f"could not restore {failure}: set it back by hand")
+
+
+def configure_tracing(args: argparse.Namespace, recording: Recording, settings: BorrowedSettings, traced: TracedCommand | None) -> list[str]:
+    """Tracing off first (writes below must not start a flood), filters before the tracer (patch text once)."""
+    tracing = recording.tracing
+
+    def path(name: str) -> str:
+        return os.path.join(tracing, name)
+
+    settings.set(path("tracing_on"), "0")
+    if args.buffer_size:
+        settings.set(path("buffer_size_kb"), str(args.buffer_size))
+    if args.cpumask:
+        settings.set(path("tracing_cpumask"), kernel_cpumask(args.cpumask_value))
+    for option, name, what in (
+        ("filter", "set_ftrace_filter", "--filter"),
+        ("notrace", "set_ftrace_notrace", "--notrace"),
+        ("graph_function", "set_graph_function", "--graph-function"),
+    ):
+        if getattr(args, option):
+            settings.set_list(path(name), split_names(getattr(args, option)), what)
+    if args.max_depth:
+        settings.set(path("max_graph_depth"), str(args.max_depth))
+    pids = [str(traced.pid)] if traced else [str(p) for p in args.pid or []]
+    if pids:
+        settings.set_list(path("set_ftrace_pid"), pids, "--pid")
+        settings.set(path("options/function-fork"), "1" if traced else "0")
+    elif os.path.exists(path("set_ftrace_notrace_pid")):
+        settings.set_list(path("set_ftrace_notrace_pid"), [str(os.getpid())], "own pid")
+        recording.self_excluded = True
+    else:
+        warn("this kernel has no set_ftrace_notrace_pid (before 5.8): the recorder's own reads will appear in the trace")
+    settings.set(path("current_tracer"), args.tracer)
+    options = []
+    for option in args.tracer_options or []:
+        option_path, value = tracer_option(option, path("options"))
+        settings.set(option_path, value)
+        options.append(option)
+    write_tracefs(path("trace"), "")  # start from an empty buffer
+    return options
+
+
+def stream_trace(args: argparse.Namespace, recording: Recording, output: DataFile, traced: TracedCommand | None, stop: StopSignals) -> None:
+    """Non-blocking reads against a deadline; after tracing stops, drain what the kernel still holds."""
+    import select
+
+    tracing = recording.tracing
+    limit = args.record_time if args.record_time is not None else (None if traced else DEFAULT_RECORD_SECONDS)
+    fd = os.open(os.path.join(tracing, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+    progress = Progress("recording", None)
+    try:
+        announce_recording(args, limit, traced)
+        write_tracefs(os.path.join(tracing, "tracing_on"), "1")
+        started = time.monotonic()
+        stop.phase = "recording"
+        if traced:
+            traced.start()
+        next_stats = started
+        while True:
+            now = time.monotonic()
+            reason = stop_reason(now - started, limit, traced, args.pid, stop)
+            if reason:
+                break
+            select.select([fd], [], [], min(0.2, limit - (now - started)) if limit else 0.2)
+            read_available(fd, output, budget=8 << 20)
+            if progress.enabled and now >= next_stats:
+                next_stats = now + 1.0
+                show_record_progress(progress, now - started, limit, output.bytes_in, tracing)
+        write_tracefs(os.path.join(tracing, "tracing_on"), "0")
+        recording.seconds = time.monotonic() - started
+        recording.stopped_by = reason
+        read_available(fd, output, budget=None)
+    finally:
+        progress.close()
+        os.close(fd)
+    recording.stats = kernel_cpu_stats(tracing)
+
+
+def show_record_progress(progress: Progress, elapsed: float, limit: float | None, written: int, tracing: str) -> None:
+    lost = sum(lost_in(c) for c in kernel_cpu_stats(tracing).values())
+    limit_text = f"limit {limit:.0f} s, " if limit else ""
+    progress.update(written, f"{limit_text}{format_size(written / max(elapsed, 0.001))}/s, lost so far {lost:,}")
+
+
+def announce_recording(args: argparse.Namespace, limit: float | None, traced: TracedCommand | None) -> None:
+    if traced and limit is None:
+        say(f"Record mode - now recording while {' '.join(traced.argv)} runs")
+    else:
+        say(f"Record mode - now starting recording traces for {limit:.1f} seconds" + (f" (or until {traced.argv[0]} ends)" if traced else ""))
+    if args.cpumask:
+        say(f"Limit recording to CPU mask {kernel_cpumask(args.cpumask_value)} (CPUs {format_cpu_list([c for c in range(args.cpumask_value.bit_length()) if args.cpumask_value >> c & 1])})")
+
+
+def stop_reason(elapsed: float, limit: float | None, traced: TracedCommand | None, pids: list[int] | None, stop: StopSignals) -> str:
+    if stop.received:
+        return stop.received
+    if limit is not None and elapsed >= limit:
+        return "time"
+    if traced and not traced.running():
+        return "command ended"
+    if pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        return "process ended"
+    return ""
+
+
+def read_available(fd: int, output: DataFile, budget: int | None) -> None:
+    """Read until the kernel has nothing more (EAGAIN), or BUDGET bytes so the deadline is checked."""
+    done = 0
+    while budget is None or done < budget:
+        try:
+            data = os.read(fd, READ_BYTES)
+        except BlockingIOError:
+            return
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        output.write(data)
+        done += len(data)
+
+
+def write_footer(output: DataFile, recording: Recording) -> None:
+    output.comment("duration-s", f"{recording.seconds:.3f}")
+    output.comment("stopped-by", recording.stopped_by)
+    for cpu, counters in recording.stats.items():
+        output.comment(f"cpu{cpu}-stats", " ".join(f"{key}={counters.get(key, 0)}" for key in KERNEL_STATS_KEYS.values()))
+    output.comment("end", "complete")
+
+
+def report_recording(args: argparse.Namespace, recording: Recording) -> None:
+    if recording.stopped_by in STOP_SIGNALS:
+        say(f"Stopped by {recording.stopped_by} after {recording.seconds:.1f} s; everything read so far is kept")
+    if recording.command_status is not None:
+        say(f"Command exited with status {recording.command_status}")
+    say(f"Wrote data to {args.output}" + (f" (the previous one is now {recording.old_file})" if recording.old_file else ""))
+    say(f"Recorded filesize: {format_size(recording.size)}")
+    read = sum(c.get("read-events", 0) for c in recording.stats.values())
+    lost = {cpu: lost_in(c) for cpu, c in recording.stats.items()}
+    total = sum(lost.values())
+    per_cpu = ", ".join(f"cpu{cpu} {n:,}" for cpu, n in lost.items())
+    share = total / (total + read) if total + read else 0.0
+    say(f"Events read: {read:,}; lost by the kernel: {total:,} ({share:.1%}) [{per_cpu}]")
+    if share > HIGH_LOSS_SHARE:
+        say("Hint: to lose less, give each CPU a bigger buffer (--buffer-size 16384), trace fewer CPUs (--cpumask)"
+            " or less code (--graph-function tcp_sendmsg, --filter, --max-depth)")
+
+
+# ============================================================================
 # CLI
 # ============================================================================
 
@@ -1869,6 +2594,23 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize -o graph.json                        # every node and edge, for scripts
 """
 
+
+RECORD_EXAMPLES = """examples:
+  sudo ./kernel-magnifier.py record                                  # 10 s of function_graph on every CPU
+  sudo ./kernel-magnifier.py record --record-time 10 --cpumask 1     # CPU 0 only (hex mask, as tracing_cpumask)
+  sudo ./kernel-magnifier.py record --cpumask 0,2-3                  # a CPU list works too (one CPU as a list: 2-2)
+  sudo ./kernel-magnifier.py record --graph-function tcp_sendmsg,tcp_recvmsg --record-time 2
+  sudo ./kernel-magnifier.py record --filter 'tcp_*' --tracer function   # plain function tracer, only tcp_* functions
+  sudo ./kernel-magnifier.py record --notrace 'rcu_*' --max-depth 5
+  sudo ./kernel-magnifier.py record --buffer-size 16384 -o net.data.xz  # 16 MiB per CPU, compressed on the fly
+  sudo ./kernel-magnifier.py record -O funcgraph-proc -O nofuncgraph-irqs
+  sudo ./kernel-magnifier.py record --pid 1234 --record-time 5       # one running process
+  sudo ./kernel-magnifier.py record -- ping -c 3 localhost           # a command and its children, until it ends
+
+Ctrl-C (or SIGTERM, SIGHUP) ends the recording early and keeps what was read.
+The tracing state (tracer, tracing_on, cpumask, buffer size, filters, pids,
+options) is given back as it was found on every way out.
+"""
 
 SYMBOL_MAP_EXAMPLES = """examples:
   ./kernel-magnifier.py generate-symbol-map                 # vmlinux of the running kernel from /usr/lib/debug/boot
@@ -1916,6 +2658,24 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N hottest functions (0: all)")
     visualize.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw the N most-used edges among them (0: all)")
     visualize.add_argument("--layout", choices=("auto", "dot", "sfdp"), default="auto", help="graphviz layout: dot (layered) or sfdp (scales to thousands of nodes); auto picks by size")
+    record = commands.add_parser(
+        "record", parents=[common], formatter_class=HelpFormatter, epilog=RECORD_EXAMPLES,
+        usage="%(prog)s [options] [-- COMMAND [ARG ...]]",
+        help="record the kernel's function calls with ftrace into a data file (needs root)",
+        description="Drive tracefs with the function_graph (or function) tracer and stream what the kernel emits into a data file.",
+    )
+    record.add_argument("--record-time", type=float, metavar="SECONDS", help="how long to record (default 10; with -- COMMAND: until it ends)")
+    record.add_argument("--cpumask", metavar="MASK", help="only these CPUs: hex mask (1, f) or CPU list (0,2-3)")
+    record.add_argument("-o", "--output", default=DEFAULT_DATA_FILE, metavar="FILE", help="data file (.gz/.xz: compressed); an existing one becomes FILE.old")
+    record.add_argument("--tracer", choices=("function_graph", "function"), default="function_graph", help="ftrace tracer")
+    record.add_argument("--buffer-size", type=positive_int, metavar="KB", help="ring buffer per CPU in KiB (kernel default 1408)")
+    record.add_argument("--graph-function", action="append", metavar="F[,F...]", help="only calls below these functions (set_graph_function)")
+    record.add_argument("--filter", action="append", metavar="F[,F...]", help="only these functions, globs allowed (set_ftrace_filter)")
+    record.add_argument("--notrace", action="append", metavar="F[,F...]", help="never these functions, globs allowed (set_ftrace_notrace)")
+    record.add_argument("--max-depth", type=positive_int, metavar="N", help="function_graph: at most N levels deep (max_graph_depth)")
+    record.add_argument("--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
+    record.add_argument("-O", dest="tracer_options", action="append", metavar="OPTION", help="tracer option on (funcgraph-proc) or off (nofuncgraph-irqs); repeatable")
+    record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
     symbol_map = commands.add_parser(
         "generate-symbol-map", parents=[common], formatter_class=HelpFormatter, epilog=SYMBOL_MAP_EXAMPLES,
         help="map kernel function names to the source files that define them, from DWARF debug info",
@@ -1948,12 +2708,31 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {"visualize": run_visualize, "generate-symbol-map": run_generate_symbol_map}
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "record": run_record,
+    "visualize": run_visualize,
+    "generate-symbol-map": run_generate_symbol_map,
+}
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`record [options] -- COMMAND ARGS`: everything after the first -- is the command, untouched by argparse."""
+    if "--" not in argv:
+        return argv, None
+    index = argv.index("--")
+    return argv[:index], argv[index + 1 :]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    argv, command = split_command(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if command is not None and args.command != "record":
+        parser.error("-- COMMAND is only for record")
+    if command == []:
+        parser.error("-- must be followed by the command to record")
+    args.command_argv = command or []
     args.symbol_map_given = "--symbol-map" in argv or any(a.startswith("--symbol-map=") for a in argv)
     try:
         COMMANDS[args.command](args)
@@ -1961,7 +2740,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
+        return getattr(err, "exit_status", 1)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

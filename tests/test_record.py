@@ -1,0 +1,89 @@
+"""record's pieces that need no tracing kernel: CPU masks, tracefs list syntax, refusals before tracefs is touched.
+
+The recording itself is tested on a real Debian kernel under QEMU: tests/vm (make vm-test).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus", "mask"),
+    [
+        ("1", 2, 0b1),  # a hex mask as tracing_cpumask takes it: CPU 0
+        ("3", 2, 0b11),
+        ("f", 4, 0xF),
+        ("0x2", 2, 0b10),
+        ("0,2-3", 4, 0b1101),  # a CPU list
+        ("2-2", 4, 0b100),  # one CPU as a list
+        ("1,00000000", 40, 1 << 32),  # the kernel's own notation for more than 32 CPUs
+    ],
+)
+def test_cpumask_accepts_masks_and_lists(km, text, cpus, mask):
+    assert km.parse_cpumask(text, list(range(cpus))) == mask
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0", "selects no CPU"),
+        ("zz", "not a hex CPU mask"),
+        ("4", "CPU 2 does not exist (online CPUs: 0-1)"),
+        ("0,5", "CPU 5 does not exist"),
+    ],
+)
+def test_cpumask_rejects_what_the_machine_does_not_have(km, text, message):
+    with pytest.raises(km.UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        km.parse_cpumask(text, [0, 1])
+
+
+def test_cpumask_is_written_in_the_kernels_notation(km):
+    assert km.kernel_cpumask(0b101) == "5"
+    assert km.kernel_cpumask((1 << 40) | 1) == "100,00000001"
+    assert km.format_cpu_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+def test_filter_and_pid_files_read_back_as_entries(km):
+    """The read-back forms of real 6.1 tracefs files (see ../shared/lab notes): comments and 'no pid' are empty lists."""
+    assert km.list_entries("#### all functions enabled ####\n") == []
+    assert km.list_entries("no pid\n") == []
+    assert km.list_entries("tcp_sendmsg\nvirtnet_poll [virtio_net]\n") == ["tcp_sendmsg", "virtnet_poll:mod:virtio_net"]
+    assert km.list_entries("12\n345\n") == ["12", "345"]
+
+
+def test_restore_of_an_unexpanded_buffer_size_on_plain_files_not_tracefs(km, tmp_path):
+    """Plain files stand in for tracefs here (no tracing kernel on the host): the value written back is the expanded size."""
+    size = tmp_path / "buffer_size_kb"
+    size.write_text("7 (expanded: 1408)\n")
+    settings = km.BorrowedSettings()
+    settings.set(str(size), "64")
+    assert size.read_text() == "64"
+    assert settings.restore() == []
+    assert size.read_text() == "1408"
+
+
+def test_record_needs_root(km, tmp_path):
+    """Really not root: as root, this process drops its effective uid to nobody for the check and takes it back."""
+    args = km.build_parser().parse_args(["record", "--record-time", "1", "-o", str(tmp_path / "x.data")])
+    args.command_argv = []
+    was_root = os.geteuid() == 0
+    if was_root:
+        os.seteuid(65534)
+    try:
+        with pytest.raises(km.UserError, match="needs root: run it with sudo"):
+            km.run_record(args)
+    finally:
+        if was_root:
+            os.seteuid(0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_command_separator_is_only_for_record(tmp_path):
+    result = run_cli("visualize", "--", "ls", cwd=tmp_path)
+    assert result.returncode == 2 and "-- COMMAND is only for record" in result.stderr
+    result = run_cli("record", "--", cwd=tmp_path)
+    assert result.returncode == 2 and "-- must be followed by the command" in result.stderr

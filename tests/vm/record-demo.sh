@@ -1,0 +1,15 @@
+#!/bin/bash
+# Runs in the guest (make vm-demo): the README walkthrough's recording, with a
+# loopback TCP echo running. Records to the guest's tmpfs (writing the trace to
+# the 9p share while tracing would trace 9p itself), then copies to $OUT.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+cd /tmp
+python3 "$HERE/tcp_echo.py" &
+ECHO=$!
+sleep 1
+"$ROOT/.venv/bin/python" "$ROOT/kernel-magnifier.py" record --graph-function tcp_sendmsg,tcp_recvmsg --buffer-size 8192 --record-time 2 \
+  | tee "$OUT/record-output.txt"
+kill $ECHO
+cp kernel-magnifier.data "$OUT/kernel-magnifier.data"
