@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_INPUT := tests/data/fg-graphfunc/trace.txt.xz
+DEMO_INPUT := tests/data/record-demo/kernel-magnifier.data.xz
 # make vm-test: record on a real Debian kernel under QEMU (downloaded once, never installed)
 KERNEL_PACKAGE ?= linux-image-6.1.0-56-amd64-unsigned
 VM_CACHE ?= $(HOME)/.cache/kernel-magnifier/vm
@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: $(VENV)/.installed
 	mkdir -p demo
-	$(PY) kernel-magnifier.py visualize -i $(DEMO_INPUT) --symbol-map tests/data/symbol-map-6.1.0-56-amd64.map.xz -o demo/kernel-magnifier.pdf --chart demo/function-calls.png
+	$(PY) kernel-magnifier.py visualize -i $(DEMO_INPUT) --symbol-map tests/data/symbol-map-6.1.0-56-amd64.map.xz --max-nodes 40 --max-edges 80 -o demo/kernel-magnifier.pdf --chart demo/function-calls.png
 	@echo "open demo/kernel-magnifier.pdf and demo/function-calls.png"
 
 lint: $(VENV)/.installed

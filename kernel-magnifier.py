@@ -2204,6 +2204,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: str | None = None
+        self.count = 0
         self.phase = "setup"
         self.previous: dict[int, Callable | int | None] = {}
 
@@ -2215,6 +2216,7 @@ class StopSignals:
 
     def handle(self, number: int, _frame: object) -> None:
         self.received = signal.Signals(number).name
+        self.count += 1
         if self.phase == "setup":
             self.phase = "aborting"
             raise RecordInterrupted(f"{self.received} during set-up: nothing recorded, tracing state given back")
@@ -2476,13 +2478,10 @@ def configure_tracing(args: argparse.Namespace, recording: Recording, settings: 
 
 
 def stream_trace(args: argparse.Namespace, recording: Recording, output: DataFile, traced: TracedCommand | None, stop: StopSignals) -> None:
-    """Non-blocking reads against a deadline; after tracing stops, drain what the kernel still holds."""
-    import select
-
+    """Non-blocking reads that never run past the deadline; after tracing stops, drain what the kernel still holds."""
     tracing = recording.tracing
     limit = args.record_time if args.record_time is not None else (None if traced else DEFAULT_RECORD_SECONDS)
     fd = os.open(os.path.join(tracing, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
-    progress = Progress("recording", None)
     try:
         announce_recording(args, limit, traced)
         write_tracefs(os.path.join(tracing, "tracing_on"), "1")
@@ -2490,31 +2489,57 @@ def stream_trace(args: argparse.Namespace, recording: Recording, output: DataFil
         stop.phase = "recording"
         if traced:
             traced.start()
-        next_stats = started
-        while True:
-            now = time.monotonic()
-            reason = stop_reason(now - started, limit, traced, args.pid, stop)
-            if reason:
-                break
-            select.select([fd], [], [], min(0.2, limit - (now - started)) if limit else 0.2)
-            read_available(fd, output, budget=8 << 20)
-            if progress.enabled and now >= next_stats:
-                next_stats = now + 1.0
-                show_record_progress(progress, now - started, limit, output.bytes_in, tracing)
+        recording.stopped_by = read_until_stopped(fd, output, started, limit, traced, args.pid, stop, tracing)
         write_tracefs(os.path.join(tracing, "tracing_on"), "0")
         recording.seconds = time.monotonic() - started
-        recording.stopped_by = reason
-        read_available(fd, output, budget=None)
+        drain(fd, output, stop)
     finally:
-        progress.close()
         os.close(fd)
     recording.stats = kernel_cpu_stats(tracing)
+
+
+def read_until_stopped(
+    fd: int, output: DataFile, started: float, limit: float | None, traced: TracedCommand | None, pids: list[int] | None, stop: StopSignals, tracing: str
+) -> str:
+    import select
+
+    progress = Progress("recording", None)
+    next_stats = started
+    try:
+        while True:
+            now = time.monotonic()
+            reason = stop_reason(now - started, limit, traced, pids, stop)
+            if reason:
+                return reason
+            slice_end = min(now + 0.5, started + limit) if limit else now + 0.5
+            select.select([fd], [], [], max(0.0, min(0.2, slice_end - now)))
+            read_available(fd, output, until=slice_end)
+            if progress.enabled and time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + 1.0
+                show_record_progress(progress, time.monotonic() - started, limit, output.bytes_in, tracing)
+    finally:
+        progress.close()
 
 
 def show_record_progress(progress: Progress, elapsed: float, limit: float | None, written: int, tracing: str) -> None:
     lost = sum(lost_in(c) for c in kernel_cpu_stats(tracing).values())
     limit_text = f"limit {limit:.0f} s, " if limit else ""
     progress.update(written, f"{limit_text}{format_size(written / max(elapsed, 0.001))}/s, lost so far {lost:,}")
+
+
+def drain(fd: int, output: DataFile, stop: StopSignals) -> None:
+    """Everything the kernel still holds; a further stop signal cuts the drain short (what is left shows as entries)."""
+    progress = Progress("reading what the kernel still holds", None)
+    signals_before = stop.count
+    try:
+        while stop.count == signals_before:
+            before = output.bytes_in
+            read_available(fd, output, until=time.monotonic() + 0.5)
+            if output.bytes_in == before:
+                return
+            progress.update(output.bytes_in)
+    finally:
+        progress.close()
 
 
 def announce_recording(args: argparse.Namespace, limit: float | None, traced: TracedCommand | None) -> None:
@@ -2538,10 +2563,9 @@ def stop_reason(elapsed: float, limit: float | None, traced: TracedCommand | Non
     return ""
 
 
-def read_available(fd: int, output: DataFile, budget: int | None) -> None:
-    """Read until the kernel has nothing more (EAGAIN), or BUDGET bytes so the deadline is checked."""
-    done = 0
-    while budget is None or done < budget:
+def read_available(fd: int, output: DataFile, until: float) -> None:
+    """Read until the kernel has nothing more (EAGAIN) or the time slice ends: never blocks, never overruns."""
+    while time.monotonic() < until:
         try:
             data = os.read(fd, READ_BYTES)
         except BlockingIOError:
@@ -2551,7 +2575,6 @@ def read_available(fd: int, output: DataFile, budget: int | None) -> None:
         if not data:
             return
         output.write(data)
-        done += len(data)
 
 
 def write_footer(output: DataFile, recording: Recording) -> None:
@@ -2575,6 +2598,9 @@ def report_recording(args: argparse.Namespace, recording: Recording) -> None:
     per_cpu = ", ".join(f"cpu{cpu} {n:,}" for cpu, n in lost.items())
     share = total / (total + read) if total + read else 0.0
     say(f"Events read: {read:,}; lost by the kernel: {total:,} ({share:.1%}) [{per_cpu}]")
+    unread = sum(c.get("entries", 0) for c in recording.stats.values())
+    if unread:
+        say(f"Not read: {unread:,} events were still in the kernel's buffer when reading stopped (a second stop signal)")
     if share > HIGH_LOSS_SHARE:
         say("Hint: to lose less, give each CPU a bigger buffer (--buffer-size 16384), trace fewer CPUs (--cpumask)"
             " or less code (--graph-function tcp_sendmsg, --filter, --max-depth)")

@@ -6,9 +6,10 @@ The recording itself is tested on a real Debian kernel under QEMU: tests/vm (mak
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
-from conftest import run_cli
+from conftest import DATA, edges_by_pair, graph_json, nodes_by_name, read_lines, run_cli
 
 
 @pytest.mark.parametrize(
@@ -87,3 +88,27 @@ def test_command_separator_is_only_for_record(tmp_path):
     assert result.returncode == 2 and "-- COMMAND is only for record" in result.stderr
     result = run_cli("record", "--", cwd=tmp_path)
     assert result.returncode == 2 and "-- must be followed by the command" in result.stderr
+
+
+def test_a_real_record_data_file_explains_itself(tmp_path):
+    """tests/data/record-demo: what `make vm-demo` recorded on the real 6.1 kernel (the README walkthrough's file)."""
+    data = DATA / "record-demo" / "kernel-magnifier.data.xz"
+    lines = read_lines(data)
+    footer = dict(re.findall(r"^# (cpu\d+)-stats: .*read-events=(\d+)", "\n".join(lines), re.M))
+    depth0_sendmsg = sum(1 for line in lines if re.search(r"\|  tcp_sendmsg\(\) \{$", line))
+    graph = graph_json(tmp_path, data)
+    assert graph["stats"]["events"] == sum(int(n) for n in footer.values()) == 172_564  # every event the kernel says was read
+    assert graph["stats"]["lost_events"] == 0
+    assert graph["stats"]["metadata"]["graph-function"] == "tcp_sendmsg tcp_recvmsg"
+    assert graph["stats"]["metadata"]["end"] == "complete"
+    assert nodes_by_name(graph)["tcp_sendmsg"]["calls"] == depth0_sendmsg > 200
+    assert edges_by_pair(graph)[("tcp_sendmsg", "tcp_sendmsg_locked")] == depth0_sendmsg
+
+
+def test_visualize_says_when_a_data_file_was_cut_short(tmp_path):
+    lines = read_lines(DATA / "record-demo" / "kernel-magnifier.data.xz")
+    cut = tmp_path / "cut.data"
+    cut.write_text("\n".join(lines[: len(lines) // 2]) + "\n")  # copied while record was still writing
+    result = run_cli("visualize", "-i", str(cut), "-o", str(tmp_path / "g.json"), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    assert "no '# end: complete' line: the recording was cut short" in result.stdout + result.stderr

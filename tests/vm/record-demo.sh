@@ -9,7 +9,7 @@ cd /tmp
 python3 "$HERE/tcp_echo.py" &
 ECHO=$!
 sleep 1
-"$ROOT/.venv/bin/python" "$ROOT/kernel-magnifier.py" record --graph-function tcp_sendmsg,tcp_recvmsg --buffer-size 8192 --record-time 2 \
+"$ROOT/.venv/bin/python" "$ROOT/kernel-magnifier.py" record --graph-function tcp_sendmsg,tcp_recvmsg --buffer-size 32768 --record-time 1 \
   | tee "$OUT/record-output.txt"
 kill $ECHO
 cp kernel-magnifier.data "$OUT/kernel-magnifier.data"
