@@ -779,12 +779,21 @@ def parse_traces(paths: list[str]) -> CallGraph:
         size = file_size(path)
         progress = Progress(f"parsing {path}", size)
         parser = TraceParser(graph)
+        stats = graph.stats
+        # Judge each input on its own lines: a trace first must not let a plain text file pass second.
+        formats_before, stats.formats = stats.formats, set()
+        example_before = (stats.unparsed_example, stats.unparsed_example_where)
+        stats.unparsed_example = ""
         parser.parse_file(path, progress)
         progress.close()
+        file_formats, file_example = stats.formats, stats.unparsed_example
+        stats.formats = formats_before | file_formats
+        if example_before[0]:
+            stats.unparsed_example, stats.unparsed_example_where = example_before
         if parser.line_no == 0:
             raise UserError(f"{path} is empty: nothing was recorded")
-        if not parser.stats.formats.intersection({"function_graph", "function", "trace-cmd report"}):
-            example = graph.stats.unparsed_example or "(only comment lines)"
+        if not file_formats.intersection({"function_graph", "function", "trace-cmd report"}):
+            example = file_example or "(only comment lines)"
             raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
     return graph
 

@@ -100,6 +100,13 @@ def test_text_that_is_not_a_trace(tmp_path):
     assert_one_line_error(run_cli("visualize", "-i", "notes.txt", cwd=tmp_path), "not an ftrace text trace")
 
 
+def test_text_that_is_not_a_trace_after_a_real_trace(tmp_path):
+    (tmp_path / "notes.txt").write_text("Dear diary,\ntoday I read the kernel source.\n")
+    result = run_cli("visualize", "-i", str(SAMPLE), "-i", "notes.txt", cwd=tmp_path)
+    assert_one_line_error(result, "notes.txt is not an ftrace text trace")
+    assert "'Dear diary,'" in result.stderr  # its own first line, not one from the trace before it
+
+
 def test_truncated_compressed_input(tmp_path):
     (tmp_path / "cut.txt.xz").write_bytes(SAMPLE.read_bytes()[:5000])
     assert_one_line_error(run_cli("visualize", "-i", "cut.txt.xz", cwd=tmp_path), "damaged or truncated")

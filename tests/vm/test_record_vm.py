@@ -257,3 +257,29 @@ def test_second_recorder_waits_for_the_lock(tmp_path, state_kept):
         lock.write("4242")
         lock.flush()
         assert_one_line_error(record("--record-time", "1", cwd=tmp_path), "another kernel-magnifier record is running")
+
+
+def test_full_disk_discards_the_recording_and_keeps_the_old_file(tmp_path, state_kept, workload):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+        (small / "k.data").write_text("the user's previous recording\n")
+        result = record("--record-time", "2", "-o", str(small / "k.data"), cwd=tmp_path)  # all of function_graph: megabytes
+        assert_one_line_error(result, f"cannot write {small / 'k.data'}: No space left on device; the recording was discarded")
+        assert sorted(p.name for p in small.iterdir()) == ["k.data"]  # no partial file left behind
+        assert (small / "k.data").read_text() == "the user's previous recording\n"
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_mounts_tracefs_when_absent_and_unmounts_it_again(tmp_path):
+    subprocess.run(["umount", str(TRACEFS)], check=True)
+    try:
+        result = record("--tracer", "function", "--filter", "vfs_read", "--record-time", "1", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert not (TRACEFS / "trace").exists(), "record left tracefs mounted"
+        assert metadata(tmp_path / "kernel-magnifier.data")["end"] == "complete"
+    finally:
+        if not (TRACEFS / "trace").exists():
+            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], check=True)
