@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the test initramfs (busybox sh as PID 1): load virtio/9p, mount the
-# host root read-only (9p tag hostroot) and the writable result share (tag
-# out), chroot into the host root with tracefs mounted, run /run/vmctl/cmd.sh,
+# host root read-only (9p tag hostroot), the project read-only (tag project)
+# and the writable result share (tag out) at their host paths, chroot into the host root with tracefs mounted, run /run/vmctl/cmd.sh,
 # write its exit status to the control share, power off.
 PATH=/bin
 export PATH
@@ -25,6 +25,9 @@ mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 mount -t tmpfs -o mode=0755 tmpfs $R/run
 mount -t tracefs nodev $R/sys/kernel/tracing || echo "[guest-init] tracefs mount failed" > /dev/console
 mkdir -p $R/run/vmctl && mount -o bind /ctl $R/run/vmctl
+# After the tmpfs mounts: a project or result folder under /tmp or /run stays visible.
+mkdir -p "$R$VM_PROJECT" "$R$VM_OUT" 2>/dev/null
+mount -t 9p -o $O9P,ro,cache=loose project "$R$VM_PROJECT" || die "cannot mount the project at $VM_PROJECT"
 mount -t 9p -o $O9P,cache=none out "$R$VM_OUT" || die "cannot mount the result share at $VM_OUT"
 ip link set lo up 2>/dev/null
 hostname km-vm
@@ -36,6 +39,6 @@ rc=$?
 echo "$rc" > /ctl/rc
 echo "@@VM-CMD-END@@ rc=$rc" > /dev/console
 sync
-umount "$R$VM_OUT" 2>/dev/null
+umount "$R$VM_OUT" "$R$VM_PROJECT" 2>/dev/null
 poweroff -f
 sleep 10

@@ -3,7 +3,8 @@
 # Boot the Debian kernel unpacked in DIR under QEMU (TCG, single-threaded:
 # multi-threaded TCG hung guests while ftrace patched kernel text), run COMMAND
 # as root in a chroot of the host's root filesystem (read-only 9p) with tracefs
-# mounted and --out shared writable at the same path, print the guest console,
+# mounted, the current directory (the project) shared read-only and --out
+# shared writable at the same paths (also under /tmp), print the guest console,
 # exit with COMMAND's exit status (124: timeout, 255: the guest never reported).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +30,7 @@ fi
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 CTL=$(mktemp -d "${TMPDIR:-/tmp}/km-vmctl.XXXXXX")
 trap 'rm -rf "$CTL"' EXIT
-printf 'VM_OUT=%q\n' "$OUT" > "$CTL/config"
+printf 'VM_OUT=%q\nVM_PROJECT=%q\n' "$OUT" "$PWD" > "$CTL/config"
 { echo "export OUT=$(printf '%q' "$OUT")"; echo "cd $(printf '%q' "$PWD")"; printf 'exec'; printf ' %q' "$@"; echo; } > "$CTL/cmd.sh"
 STARTED=$SECONDS
 timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=single -cpu max -M pc -smp "$CPUS" -m 2048 \
@@ -37,6 +38,7 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=single -cpu max -M 
   -kernel "$VMLINUZ" -initrd "$INITRD" -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nokaslr" \
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
   -virtfs "local,path=$CTL,mount_tag=vmctl,security_model=none,multidevs=remap" \
+  -virtfs "local,path=$PWD,mount_tag=project,security_model=none,readonly=on,multidevs=remap" \
   -virtfs "local,path=$OUT,mount_tag=out,security_model=none,multidevs=remap" < /dev/null | sed -u 's/\r$//'
 QRC=${PIPESTATUS[0]}
 echo "[run-in-vm] qemu ran $((SECONDS - STARTED)) s" >&2

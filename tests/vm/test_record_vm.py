@@ -20,6 +20,8 @@ import pytest
 from conftest import SCRIPT, assert_one_line_error, edges_by_pair, graph_json, read_lines
 
 TRACEFS = Path("/sys/kernel/tracing")
+# Functions of a context switch that run after the kernel flipped its pid filter to the incoming (traced) task.
+SWITCH_TAIL = {"switch_mm_irqs_off", "save_fpregs_to_fpstate", "enter_lazy_tlb", "load_new_mm_cr3", "switch_ldt", "__switch_to", "__switch_to_xtra"}
 pytestmark = pytest.mark.skipif(os.environ.get("KM_IN_VM") != "1", reason="needs the QEMU guest of `make vm-test` (a kernel that can trace)")
 
 
@@ -158,8 +160,7 @@ def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kep
     # pid filter at the sched_switch tracepoint, just before the switch. The forked child is python's until it execs.
     foreign = {comm: names for comm, names in by_comm.items() if comm not in ("sh", "cat", "ls") and not comm.startswith("python")}
     foreign_tops = {name for names in foreign.values() for name in names}  # depth-0 functions: the regex needs no indent
-    switch_tail = {"switch_mm_irqs_off", "save_fpregs_to_fpstate", "enter_lazy_tlb", "load_new_mm_cr3", "switch_ldt", "__switch_to", "__switch_to_xtra"}
-    assert foreign_tops <= switch_tail, foreign
+    assert foreign_tops <= SWITCH_TAIL, foreign
     depths = [len(m.group(1)) // 2 for line in graph_lines(data) if (m := re.search(r".*\|  ( *)\S", line))]
     assert max(depths) <= 2  # --max-depth 3: depths 0, 1, 2
 
@@ -177,6 +178,30 @@ def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload):
     assert "Hint: to lose less" in result.stdout
     graph = graph_json(tmp_path, data)
     assert graph["stats"]["lost_events_per_cpu"] == {cpu: n for cpu, n in lost.items() if n}
+    assert graph["nodes"] and not [node["name"] for node in graph["nodes"] if node["name"].startswith("rcu_")]  # --notrace 'rcu_*'
+
+
+def test_one_running_process_until_it_exits(tmp_path, state_kept, workload):
+    stop = tmp_path / "stop"
+    target = subprocess.Popen(["sh", "-c", f"while [ ! -e {stop} ]; do cat /etc/hostname > /dev/null; done"])
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "record", "--pid", str(target.pid), "--record-time", "120", "-O", "funcgraph-proc", "--max-depth", "2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert "now starting recording" in process.stdout.readline()
+        time.sleep(1.5)
+    finally:
+        stop.touch()
+        target.wait()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    meta = metadata(tmp_path / "kernel-magnifier.data")
+    assert meta["pid"] == str(target.pid) and meta["stopped-by"] == "process ended"
+    pids = {int(m.group(1)) for line in graph_lines(tmp_path / "kernel-magnifier.data") if (m := re.search(r"\)\s+\S+-(\d+)\s+\|  ", line))}
+    assert target.pid in pids
+    tops = {m.group(2) for line in graph_lines(tmp_path / "kernel-magnifier.data") if (m := re.search(r"\)\s+\S+-(\d+)\s+\|[^|]*\|  (\S+)\(\)", line)) and int(m.group(1)) != target.pid}
+    assert tops <= SWITCH_TAIL, tops  # other tasks: only the tail of a switch into the traced one (see the command test)
 
 
 def test_function_tracer_in_its_own_instance_compressed(tmp_path, state_kept, workload):
