@@ -7,10 +7,13 @@ PY := $(VENV)/bin/python
 DEMO_INPUT := tests/data/record-demo/kernel-magnifier.data.xz
 # make vm-test: record on a real Debian kernel under QEMU (downloaded once, never installed)
 KERNEL_PACKAGE ?= linux-image-6.1.0-56-amd64-unsigned
+KERNEL_SUITE ?=
+KERNEL_DIR = $(VM_CACHE)/$(firstword $(KERNEL_PACKAGE))
 VM_CACHE ?= $(HOME)/.cache/kernel-magnifier/vm
+NEWER_KERNEL := linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64 linux-base-7.3.4+deb13-amd64
 VM_TESTS ?= tests/vm
 
-.PHONY: demo test lint bench vm-test vm-demo docs-images clean
+.PHONY: demo test lint bench vm-test vm-test-newer vm-demo clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +32,20 @@ test: lint
 	$(PY) -m pytest -q tests --ignore=tests/vm
 
 vm-test: $(VENV)/.installed
-	tests/vm/fetch-kernel.sh $(KERNEL_PACKAGE) $(VM_CACHE)/$(KERNEL_PACKAGE)
+	tests/vm/fetch-kernel.sh $(if $(KERNEL_SUITE),--suite $(KERNEL_SUITE)) $(KERNEL_DIR) $(KERNEL_PACKAGE)
 	mkdir -p $(VM_CACHE)/out
-	tests/vm/run-in-vm.sh --kernel $(VM_CACHE)/$(KERNEL_PACKAGE) --out $(VM_CACHE)/out -- \
+	tests/vm/run-in-vm.sh --kernel $(KERNEL_DIR) --out $(VM_CACHE)/out -- \
 		$(abspath $(PY)) -m pytest -p no:cacheprovider -v -rs $(VM_TESTS)
+
+# the same checks on Debian's newer 7.3 kernel (trixie-backports: function_graph in instances, funcgraph-args)
+vm-test-newer:
+	$(MAKE) vm-test KERNEL_SUITE=trixie-backports KERNEL_PACKAGE="$(NEWER_KERNEL)"
 
 # the README walkthrough's recording: record on the real kernel with a loopback TCP echo running
 vm-demo: $(VENV)/.installed
-	tests/vm/fetch-kernel.sh $(KERNEL_PACKAGE) $(VM_CACHE)/$(KERNEL_PACKAGE)
+	tests/vm/fetch-kernel.sh $(KERNEL_DIR) $(KERNEL_PACKAGE)
 	mkdir -p $(VM_CACHE)/demo
-	tests/vm/run-in-vm.sh --kernel $(VM_CACHE)/$(KERNEL_PACKAGE) --out $(VM_CACHE)/demo -- tests/vm/record-demo.sh
+	tests/vm/run-in-vm.sh --kernel $(KERNEL_DIR) --out $(VM_CACHE)/demo -- tests/vm/record-demo.sh
 	@echo "recording and record's output in $(VM_CACHE)/demo"
 
 bench: $(VENV)/.installed
