@@ -2641,6 +2641,7 @@ RECORD_EXAMPLES = """examples:
   sudo ./kernel-magnifier.py record -O funcgraph-proc -O nofuncgraph-irqs
   sudo ./kernel-magnifier.py record --pid 1234 --record-time 5       # one running process
   sudo ./kernel-magnifier.py record -- ping -c 3 localhost           # a command and its children, until it ends
+  sudo ./kernel-magnifier.py record --force                          # borrow the tracer someone left active (given back after)
 
 Ctrl-C (or SIGTERM, SIGHUP) ends the recording early and keeps what was read.
 The tracing state (tracer, tracing_on, cpumask, buffer size, filters, pids,
