@@ -2409,6 +2409,8 @@ def record_with_borrowed_state(args: argparse.Namespace, command: list[str], top
     except OSError as err:
         if err.filename is None:
             raise
+        if not str(err.filename).startswith(top):
+            raise UserError(f"{err.filename}: {err.strerror}; the recording was discarded, tracing state given back") from None
         raise UserError(f"the kernel refused {err.filename}: {err.strerror}; nothing recorded, tracing state given back") from None
     finally:
         stop.phase = "restoring"
