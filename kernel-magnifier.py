@@ -2681,21 +2681,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    visualize = commands.add_parser(
-        "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,
-        help="draw a call graph and a chart of the most-called functions from recorded data",
-        description="Parse ftrace text (kernel-magnifier.data, trace, trace_pipe or trace-cmd report output) and draw the calls.",
-    )
-    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
-    visualize.add_argument("-o", "--output", default="kernel-magnifier.pdf", metavar="FILE", help="call graph file; format from the extension: .pdf .svg .png .dot .json")
-    visualize.add_argument("--chart", default="function-calls.png", metavar="FILE", help="PNG chart of the most-called functions ('' for none)")
-    visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
-    visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
-    visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
-    visualize.add_argument("--filter-execution-no", type=non_negative_int, metavar="N", help="keep only functions called more than N times")
-    visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N hottest functions (0: all)")
-    visualize.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw the N most-used edges among them (0: all)")
-    visualize.add_argument("--layout", choices=("auto", "dot", "sfdp"), default="auto", help="graphviz layout: dot (layered) or sfdp (scales to thousands of nodes); auto picks by size")
     record = commands.add_parser(
         "record", parents=[common], formatter_class=HelpFormatter, epilog=RECORD_EXAMPLES,
         usage="%(prog)s [options] [-- COMMAND [ARG ...]]",
@@ -2714,6 +2699,21 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
     record.add_argument("-O", dest="tracer_options", action="append", metavar="OPTION", help="tracer option on (funcgraph-proc) or off (nofuncgraph-irqs); repeatable")
     record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
+    visualize = commands.add_parser(
+        "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,
+        help="draw a call graph and a chart of the most-called functions from recorded data",
+        description="Parse ftrace text (kernel-magnifier.data, trace, trace_pipe or trace-cmd report output) and draw the calls.",
+    )
+    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
+    visualize.add_argument("-o", "--output", default="kernel-magnifier.pdf", metavar="FILE", help="call graph file; format from the extension: .pdf .svg .png .dot .json")
+    visualize.add_argument("--chart", default="function-calls.png", metavar="FILE", help="PNG chart of the most-called functions ('' for none)")
+    visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
+    visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
+    visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
+    visualize.add_argument("--filter-execution-no", type=non_negative_int, metavar="N", help="keep only functions called more than N times")
+    visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N hottest functions (0: all)")
+    visualize.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw the N most-used edges among them (0: all)")
+    visualize.add_argument("--layout", choices=("auto", "dot", "sfdp"), default="auto", help="graphviz layout: dot (layered) or sfdp (scales to thousands of nodes); auto picks by size")
     symbol_map = commands.add_parser(
         "generate-symbol-map", parents=[common], formatter_class=HelpFormatter, epilog=SYMBOL_MAP_EXAMPLES,
         help="map kernel function names to the source files that define them, from DWARF debug info",
