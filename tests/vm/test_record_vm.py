@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,27 @@ from conftest import SCRIPT, assert_one_line_error, edges_by_pair, graph_json, r
 TRACEFS = Path("/sys/kernel/tracing")
 # Functions of a context switch that run after the kernel flipped its pid filter to the incoming (traced) task.
 SWITCH_TAIL = {"switch_mm_irqs_off", "save_fpregs_to_fpstate", "enter_lazy_tlb", "load_new_mm_cr3", "switch_ldt", "__switch_to", "__switch_to_xtra"}
+DEPTH0_CALL = re.compile(r"\)\s+(\S+)-(\d+)\s+\|[^|]*\|  (\S+)\(\)")
+ANY_ENTRY = re.compile(r"\)\s+(\S+)-(\d+)\s+\|[^|]*\|\s+(\S+)\(\) \{$")
+
+
+def unexplained_foreign_calls(path: Path, traced: Callable[[str, int], bool]) -> list[str]:
+    """Depth-0 calls of tasks outside the pid filter, other than the two things the 6.1 kernel shows anyway:
+    the tail of a switch INTO a traced task (the kernel flips its pid filter at the sched_switch tracepoint, just
+    before the switch), and a traced task's open entry printed a second time, under the next task's pid, right
+    after a context-switch block (trace_pipe's text output; seen for x64_sys_call)."""
+    recent_traced_entries: deque[str] = deque(maxlen=16)
+    unexplained = []
+    for line in read_lines(path):
+        entry = ANY_ENTRY.search(line)
+        if entry and traced(entry.group(1), int(entry.group(2))):
+            recent_traced_entries.append(entry.group(3))
+        call = DEPTH0_CALL.search(line)
+        if not call or traced(call.group(1), int(call.group(2))):
+            continue
+        if call.group(3) not in SWITCH_TAIL and call.group(3) not in recent_traced_entries:
+            unexplained.append(line)
+    return unexplained
 pytestmark = pytest.mark.skipif(os.environ.get("KM_IN_VM") != "1", reason="needs the QEMU guest of `make vm-test` (a kernel that can trace)")
 
 
@@ -156,11 +179,8 @@ def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kep
             by_comm.setdefault(match.group(1), set()).add(match.group(2))
     assert by_comm, "no funcgraph-proc column"
     assert {"sh", "cat", "ls"} <= set(by_comm), set(by_comm)  # children of the command are followed (function-fork)
-    # Other tasks (the dd workload, idle, kthreads) show only the tail of a switch INTO a traced task: the kernel flips its
-    # pid filter at the sched_switch tracepoint, just before the switch. The forked child is python's until it execs.
-    foreign = {comm: names for comm, names in by_comm.items() if comm not in ("sh", "cat", "ls") and not comm.startswith("python")}
-    foreign_tops = {name for names in foreign.values() for name in names}  # depth-0 functions: the regex needs no indent
-    assert foreign_tops <= SWITCH_TAIL, foreign
+    # Not the dd workload, idle or kthreads (beyond what the kernel shows anyway); the forked child is python's until it execs.
+    assert unexplained_foreign_calls(data, lambda comm, _pid: comm in ("sh", "cat", "ls") or comm.startswith("python")) == []
     depths = [len(m.group(1)) // 2 for line in graph_lines(data) if (m := re.search(r".*\|  ( *)\S", line))]
     assert max(depths) <= 2  # --max-depth 3: depths 0, 1, 2
 
@@ -200,8 +220,7 @@ def test_one_running_process_until_it_exits(tmp_path, state_kept, workload):
     assert meta["pid"] == str(target.pid) and meta["stopped-by"] == "process ended"
     pids = {int(m.group(1)) for line in graph_lines(tmp_path / "kernel-magnifier.data") if (m := re.search(r"\)\s+\S+-(\d+)\s+\|  ", line))}
     assert target.pid in pids
-    tops = {m.group(2) for line in graph_lines(tmp_path / "kernel-magnifier.data") if (m := re.search(r"\)\s+\S+-(\d+)\s+\|[^|]*\|  (\S+)\(\)", line)) and int(m.group(1)) != target.pid}
-    assert tops <= SWITCH_TAIL, tops  # other tasks: only the tail of a switch into the traced one (see the command test)
+    assert unexplained_foreign_calls(tmp_path / "kernel-magnifier.data", lambda _comm, pid: pid == target.pid) == []
 
 
 def test_function_tracer_in_its_own_instance_compressed(tmp_path, state_kept, workload):
