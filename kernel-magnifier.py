@@ -108,10 +108,11 @@ def format_size(size: float) -> str:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str, mode: str = "w") -> Iterator[str]:
+def atomic_output(path: str, mode: str = "w", keep_old: bool = False) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.
 
     A failed or interrupted run therefore never leaves a half-written output.
+    With keep_old, an existing `path` becomes `path.old` instead of being replaced.
     """
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -122,6 +123,8 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[str]:
     try:
         yield tmp
         os.chmod(tmp, 0o644)
+        if keep_old and os.path.exists(path):
+            os.replace(path, path + ".old")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -814,6 +817,14 @@ SYMBOL_MAP_HEADER = "# kernel-magnifier symbol map 1"
 CLONE_SUFFIX = re.compile(r"(?:\.(?:isra|constprop|part|cold|llvm|lto_priv|localalias)(?:\.[0-9a-f]+)*)+$")
 
 
+def add_definitions(files: dict[str, list[str]], name: str, definitions: Iterable[str]) -> None:
+    """Add NAME's definitions (source files) to the map, each once, in order of first appearance."""
+    known = files.setdefault(name, [])
+    for definition in definitions:
+        if definition not in known:
+            known.append(definition)
+
+
 def base_function_name(name: str) -> str:
     """`foo.constprop.0.isra.0` -> `foo`: GCC/Clang clones keep the DWARF name of the original."""
     return CLONE_SUFFIX.sub("", name)
@@ -853,11 +864,7 @@ class SymbolMap:
                         paths = [one_path]
                     else:
                         raise UserError(f"{path} is not a symbol map: line {line[:80]!r} has neither a tab nor '|'")
-                    known = files.setdefault(name.strip(), [])
-                    for source in paths:
-                        source = source.strip()
-                        if source and source not in known:
-                            known.append(source)
+                    add_definitions(files, name.strip(), filter(None, (source.strip() for source in paths)))
         except OSError as err:
             raise UserError(f"cannot read symbol map {path}: {err.strerror}") from err
         return cls(files, path)
@@ -1010,9 +1017,7 @@ class DefinitionCollector:
                 self.census.without_path += 1
                 continue
             definition = DEFINITION_SEPARATOR.join(parts)
-            known = self.files.setdefault(name, [])
-            if definition not in known:
-                known.append(definition)
+            add_definitions(self.files, name, [definition])
             for low, high in die.ranges:
                 self.intervals.append((low, high, (definition,)))
         self.unit = []
@@ -1035,8 +1040,7 @@ class DefinitionCollector:
                     continue
             else:
                 files = list(self.intervals[index][2])
-            known = by_symbol.setdefault(name, [])
-            known.extend(f for f in files if f not in known)
+            add_definitions(by_symbol, name, files)
         for name, files in self.files.items():
             by_symbol.setdefault(name, files)
         return by_symbol
@@ -1074,11 +1078,6 @@ def read_ahead(stream: IO[bytes], depth: int = 32) -> Iterator[bytes]:
         if not item:
             return
         yield item
-
-
-def file_chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    while chunk := stream.read(CHUNK_BYTES):
-        yield chunk
 
 
 def chunk_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -1285,6 +1284,10 @@ def check_vmlinux(path: str) -> None:
         raise UserError(f"{path} is not an ELF file (a compressed vmlinuz? the debug vmlinux is needed)")
 
 
+class NoDebugInfo(UserError):
+    """dwarfdump read the file fine but found no DWARF in it (a stripped module, a vmlinuz)."""
+
+
 def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionCollector, progress: Progress | None) -> None:
     """Stream one ELF file's DWARF through the parser; a failing or empty dump is a UserError."""
     import subprocess
@@ -1312,7 +1315,7 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     if status != 0:
         raise UserError(f"{tool} stopped with an error on {path} (truncated file?): {message[-1] if message else status}")
     if seen == 0:
-        raise UserError(f"{path} has no DWARF debug info")
+        raise NoDebugInfo(f"{path} has no DWARF debug info")
 
 
 def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
@@ -1323,10 +1326,11 @@ def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, 
     symbols = ElfSymbols(vmlinux)
     try:
         run_dwarfdump(program, kind, vmlinux, collector, progress)
-    except BaseException as err:
+    except NoDebugInfo:
         symbols.cancel()
-        if isinstance(err, UserError) and "no DWARF debug info" in str(err):
-            raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)") from None
+        raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)") from None
+    except BaseException:
+        symbols.cancel()
         raise
     finally:
         progress.close()
@@ -1383,15 +1387,17 @@ def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdum
             module.paths = collector.paths
             try:
                 run_dwarfdump(program, kind, path, module, None)
-            except UserError as err:
-                (report.without_debug_info if "no DWARF" in str(err) else report.failed).append(path)
+            except NoDebugInfo:
+                report.without_debug_info.append(path)
+                continue
+            except UserError:
+                report.failed.append(path)
                 continue
             module.finish_unit()
             collector.census.add(module.census)
             report.read += 1
             for name, definitions in module.files.items():
-                known = files.setdefault(name, [])
-                known.extend(d for d in definitions if d not in known)
+                add_definitions(files, name, definitions)
                 report.names.add(name)
     finally:
         progress.close()
@@ -2239,20 +2245,16 @@ class StopSignals:
 
 
 class DataFile:
-    """Written beside FILE and renamed into place when complete; an existing FILE becomes FILE.old."""
+    """The data file's stream, compressed when the final name ends in .gz or .xz; writing errors are one line."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, tmp: str, path: str) -> None:
         self.path = path
-        check_writable(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, self.tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=directory)
-        os.close(fd)
         if path.endswith(".gz"):
-            self.stream: IO[bytes] = gzip.open(self.tmp, "wb", compresslevel=3)
+            self.stream: IO[bytes] = gzip.open(tmp, "wb", compresslevel=3)
         elif path.endswith(".xz"):
-            self.stream = lzma.open(self.tmp, "wb", preset=1)
+            self.stream = lzma.open(tmp, "wb", preset=1)
         else:
-            self.stream = open(self.tmp, "wb", buffering=1 << 20)  # closed in finish() or discard()
+            self.stream = open(tmp, "wb", buffering=1 << 20)  # closed by close()
         self.bytes_in = 0
 
     def write(self, data: bytes) -> None:
@@ -2265,26 +2267,12 @@ class DataFile:
     def comment(self, key: str, value: object) -> None:
         self.write(f"# {key}: {value}\n".encode())
 
-    def finish(self) -> str | None:
-        """Close, move an older FILE to FILE.old, rename into place; returns the .old path if there was one."""
+    def close(self, quietly: bool = False) -> None:
         try:
             self.stream.close()
         except OSError as err:
-            raise UserError(f"cannot write {self.path}: {err.strerror}; the recording was discarded") from None
-        os.chmod(self.tmp, 0o644)
-        old = None
-        if os.path.exists(self.path):
-            old = self.path + ".old"
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        give_to_sudo_user(self.path)
-        return old
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.stream.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
+            if not quietly:
+                raise UserError(f"cannot write {self.path}: {err.strerror}; the recording was discarded") from None
 
 
 def give_to_sudo_user(path: str) -> None:
@@ -2425,18 +2413,22 @@ def record_into_file(
     args: argparse.Namespace, recording: Recording, settings: BorrowedSettings, traced: TracedCommand | None, stop: StopSignals, command: list[str]
 ) -> None:
     options = configure_tracing(args, recording, settings, traced)
-    output = DataFile(args.output)
-    try:
-        for key, value in data_file_header(args, recording.tracing, options, command):
-            output.comment(key, value)
-        output.comment("self-excluded", "yes" if recording.self_excluded else "no")
-        stream_trace(args, recording, output, traced, stop)
-        write_footer(output, recording)
+    replacing = os.path.exists(args.output)
+    with atomic_output(args.output, keep_old=True) as tmp:  # an older FILE becomes FILE.old, as perf does
+        output = DataFile(tmp, args.output)
+        try:
+            for key, value in data_file_header(args, recording.tracing, options, command):
+                output.comment(key, value)
+            output.comment("self-excluded", "yes" if recording.self_excluded else "no")
+            stream_trace(args, recording, output, traced, stop)
+            write_footer(output, recording)
+        except BaseException:
+            output.close(quietly=True)
+            raise
+        output.close()
         stop.phase = "restoring"
-        recording.old_file = output.finish()
-    except BaseException:
-        output.discard()
-        raise
+    recording.old_file = args.output + ".old" if replacing else None
+    give_to_sudo_user(args.output)
     recording.size = os.path.getsize(args.output)
 
 

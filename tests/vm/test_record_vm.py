@@ -102,11 +102,13 @@ def workload():
         loop.wait()
 
 
+def start_record(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(SCRIPT), "record", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 def record(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """Run record; the result also carries the recorder's pid, to look for it in the trace."""
-    with subprocess.Popen(
-        [sys.executable, str(SCRIPT), "record", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    ) as process:
+    with start_record(*args, cwd=cwd, env=env) as process:
         out, err = process.communicate(timeout=timeout)
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     result.pid = process.pid  # type: ignore[attr-defined]
@@ -204,10 +206,7 @@ def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload):
 def test_one_running_process_until_it_exits(tmp_path, state_kept, workload):
     stop = tmp_path / "stop"
     target = subprocess.Popen(["sh", "-c", f"while [ ! -e {stop} ]; do cat /etc/hostname > /dev/null; done"])
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "record", "--pid", str(target.pid), "--record-time", "120", "-O", "funcgraph-proc", "--max-depth", "2"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_record("--pid", str(target.pid), "--record-time", "120", "-O", "funcgraph-proc", "--max-depth", "2", cwd=tmp_path)
     try:
         assert "now starting recording" in process.stdout.readline()
         time.sleep(1.5)
@@ -238,10 +237,7 @@ def test_function_tracer_in_its_own_instance_compressed(tmp_path, state_kept, wo
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_stop_signal_mid_run_keeps_the_data(tmp_path, state_kept, workload, stop):
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "record", "--record-time", "120", "--graph-function", "ksys_read"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_record("--record-time", "120", "--graph-function", "ksys_read", cwd=tmp_path)
     assert "now starting recording" in process.stdout.readline()
     time.sleep(1.5)
     process.send_signal(stop)
@@ -254,9 +250,7 @@ def test_stop_signal_mid_run_keeps_the_data(tmp_path, state_kept, workload, stop
 
 
 def test_signal_during_setup_gives_everything_back(tmp_path, state_kept):
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "record", "--graph-function", "ksys_read"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_record("--graph-function", "ksys_read", cwd=tmp_path)
     deadline = time.monotonic() + 60
     while (TRACEFS / "tracing_on").read_text().strip() != "0" and time.monotonic() < deadline:
         time.sleep(0.05)  # set-up has begun: tracing off is its first step; switching the tracer then takes seconds here
