@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import fnmatch
 import gzip
+import heapq
+import html
 import itertools
 import json
 import lzma
@@ -36,7 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 VERSION = "1.0.0"
 PROG = "kernel-magnifier"
@@ -198,21 +202,180 @@ def _cpu_sort_key(cpu: str) -> tuple[int, str]:
 
 @dataclass
 class CallGraph:
-    """Functions (nodes) with their calls and times, caller -> callee edges with call counts."""
+    """Functions (nodes) and caller -> callee edges, derived from a calling-context tree.
 
+    While parsing only `tree`, `stats` and `modules` are filled; derive_graph()
+    computes the rest. `inclusive`/`edge_weight` are what pruning and heat rank
+    by: total time where the trace has durations, else calls in the subtree.
+    """
+
+    tree: CallTree = field(default_factory=lambda: CallTree())
+    stats: TraceStats = field(default_factory=TraceStats)
+    modules: dict[str, str] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     total_us: dict[str, float] = field(default_factory=dict)
     self_us: dict[str, float] = field(default_factory=dict)
-    modules: dict[str, str] = field(default_factory=dict)
+    inclusive: dict[str, float] = field(default_factory=dict)
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
-    stats: TraceStats = field(default_factory=TraceStats)
-
-    def add_node(self, name: str) -> None:
-        if name not in self.calls:
-            self.calls[name] = 0
+    edge_weight: dict[tuple[str, str], float] = field(default_factory=dict)
+    roots: dict[str, float] = field(default_factory=dict)  # functions with top-level activations, by weight
+    timed: bool = False
+    uses_time: bool = False
+    weight_total: float = 0.0
+    reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
 
     def nodes(self) -> list[str]:
         return list(self.calls)
+
+
+ROOT_NODE = 0
+MAX_CALL_PATHS = 3_000_000  # distinct call paths kept in memory (about 1 GB); a pathological trace is refused beyond
+
+
+class CallTree:
+    """The calling-context tree: one node per distinct call path, with its calls, total and self time.
+
+    Node 0 is the root (no function). Nodes live in parallel lists indexed by id,
+    which keeps the per-event cost to one dict lookup. A node made for a call
+    whose caller is not known yet is "detached": it belongs to no parent's
+    children until merge_detached() places it, so an orphan `} /* f */` can still
+    name its caller later.
+    """
+
+    def __init__(self, limit: int = MAX_CALL_PATHS) -> None:
+        self.function: list[str | None] = [None]
+        self.parent: list[int] = [-1]
+        self.calls: list[int] = [0]
+        self.total_us: list[float] = [0.0]
+        self.self_us: list[float] = [0.0]
+        self.children: list[dict[str, int] | None] = [None]
+        self.timed = False  # some node has a duration
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self.function)
+
+    def child(self, node: int, name: str) -> int:
+        kids = self.children[node]
+        if kids is None:
+            kids = self.children[node] = {}
+        found = kids.get(name)
+        if found is None:
+            found = kids[name] = self.new_node(node, name)
+        return found
+
+    def new_node(self, parent: int, name: str) -> int:
+        node = len(self.function)
+        if node >= self.limit:
+            raise UserError(
+                f"the trace has more than {self.limit:,} distinct call paths, more than fit in memory:"
+                " record less (--graph-function, --max-depth, --filter) or split the input"
+            )
+        self.function.append(name)
+        self.parent.append(parent)
+        self.calls.append(0)
+        self.total_us.append(0.0)
+        self.self_us.append(0.0)
+        self.children.append(None)
+        return node
+
+    def detached(self, name: str) -> int:
+        return self.new_node(ROOT_NODE, name)
+
+    def merge_detached(self, node: int, into_parent: int) -> None:
+        """Add a detached node's subtree into the tree below `into_parent`."""
+        self.merge(node, self.child(into_parent, self.function[node] or ""))
+
+    def merge(self, source: int, target: int) -> None:
+        work = [(source, target)]
+        while work:
+            source, target = work.pop()
+            self.calls[target] += self.calls[source]
+            self.total_us[target] += self.total_us[source]
+            self.self_us[target] += self.self_us[source]
+            self.calls[source] = 0
+            self.total_us[source] = self.self_us[source] = 0.0
+            kids = self.children[source]
+            if kids:
+                self.children[source] = None
+                work.extend((kid, self.child(target, name)) for name, kid in kids.items())
+
+    def walk(self, start: int = ROOT_NODE) -> Iterator[int]:
+        """Node ids below `start` (excluded), parents before children."""
+        stack = list((self.children[start] or {}).values())
+        while stack:
+            node = stack.pop()
+            yield node
+            kids = self.children[node]
+            if kids:
+                stack.extend(kids.values())
+
+    def live_nodes(self) -> int:
+        return sum(1 for _ in self.walk())
+
+    def path(self, node: int) -> list[str]:
+        names = []
+        while node > ROOT_NODE:
+            names.append(self.function[node] or "")
+            node = self.parent[node]
+        return names[::-1]
+
+    def subtree_calls(self) -> list[int]:
+        """Calls in each node's subtree (itself included): the weight of a path without durations."""
+        inclusive = list(self.calls)
+        for node in reversed(list(self.walk())):
+            parent = self.parent[node]
+            if parent > ROOT_NODE:
+                inclusive[parent] += inclusive[node]
+        inclusive[ROOT_NODE] = sum(inclusive[kid] for kid in (self.children[ROOT_NODE] or {}).values())
+        return inclusive
+
+
+def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], metric: str = "auto") -> CallGraph:
+    """The function-level call graph of a calling-context tree.
+
+    A function's total time counts only its outermost activations on each path
+    (recursion would count it again), its self time and calls every activation.
+    Inclusive weight is total time when the trace has durations, else the calls
+    in the subtrees below the function's outermost activations.
+    """
+    graph = CallGraph(tree=tree, stats=stats, modules=modules)
+    graph.timed = tree.timed
+    subtree = tree.subtree_calls()
+    use_time = tree.timed if metric == "auto" else metric == "time"
+    calls, total, self_us, inclusive, edges, edge_weight = graph.calls, graph.total_us, graph.self_us, graph.inclusive, graph.edges, graph.edge_weight
+    on_path: Counter[str] = Counter()
+    stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    while stack:
+        node, leaving = stack.pop()
+        name = tree.function[node] or ""
+        if leaving:
+            on_path[name] -= 1
+            continue
+        weight = tree.total_us[node] if use_time else subtree[node]
+        calls[name] = calls.get(name, 0) + tree.calls[node]
+        self_us[name] = self_us.get(name, 0.0) + tree.self_us[node]
+        if not on_path[name]:
+            total[name] = total.get(name, 0.0) + tree.total_us[node]
+            inclusive[name] = inclusive.get(name, 0.0) + weight
+        parent = tree.parent[node]
+        if parent > ROOT_NODE:
+            edge = (tree.function[parent] or "", name)
+            edges[edge] = edges.get(edge, 0) + tree.calls[node]
+            if not on_path[name]:
+                edge_weight[edge] = edge_weight.get(edge, 0.0) + weight
+            else:
+                edge_weight.setdefault(edge, 0.0)
+        else:
+            graph.roots[name] = graph.roots.get(name, 0.0) + weight
+        on_path[name] += 1
+        stack.append((node, True))
+        kids = tree.children[node]
+        if kids:
+            stack.extend((kid, False) for kid in kids.values())
+    graph.weight_total = sum(graph.roots.values())
+    graph.uses_time = use_time
+    return graph
 
 
 # ============================================================================
@@ -331,8 +494,8 @@ BODY_CACHE_LIMIT = 200_000
 
 
 # An open function_graph call on a task's stack is a list (cheaper than an object
-# on the hot path): [name, depth, time spent in its children (us), irq flag].
-FRAME_NAME, FRAME_DEPTH, FRAME_CHILD_US, FRAME_IRQ = 0, 1, 2, 3
+# on the hot path): [name, depth, time spent in its children (us), irq flag, call-tree node].
+FRAME_NAME, FRAME_DEPTH, FRAME_CHILD_US, FRAME_IRQ, FRAME_NODE = 0, 1, 2, 3, 4
 
 
 class TaskState:
@@ -342,8 +505,9 @@ class TaskState:
 
     def __init__(self) -> None:
         self.stack: list[list] = []
-        # Calls seen with no caller frame; an orphan "} /* f */" one level up names their caller.
-        self.pending: list[tuple[int, str]] = []
+        # Calls seen with no caller frame (depth, detached call-tree node); an orphan
+        # "} /* f */" one level up names their caller.
+        self.pending: list[tuple[int, int]] = []
         self.irq_entry = False
         self.cpu: str | None = None
 
@@ -354,14 +518,15 @@ class TraceParser:
     def __init__(self, graph: CallGraph) -> None:
         self.graph = graph
         self.stats = graph.stats
+        self.tree = graph.tree
+        self.function_nodes: dict[tuple, int] = {}
         self.tasks: dict[object, TaskState] = {}
         self.cpu_task: dict[str | None, object] = {}
         self.body_cache: dict[str, tuple | None] = {}
         self.context_cache: dict[str, tuple | bool] = {}
         self.function_cache: dict[str, tuple | bool] = {}
         self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, line number)
-        self.called: list[str] = []
-        self.called_from: list[tuple[str, str]] = []
+        self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
         self.entries = self.leaves = self.exits = self.function_lines = 0
         self.where = ""
         self.line_no = 0
@@ -577,7 +742,27 @@ class TraceParser:
         for state in self.tasks.values():
             if state.cpu == cpu or state.cpu is None:
                 state.stack.clear()
-                state.pending.clear()
+                self.settle_pending(state, 0)
+
+    def settle_pending(self, state: TaskState, depth: int) -> None:
+        """Calls at `depth` or deeper whose caller was never named become top-level paths."""
+        if not state.pending or state.pending[-1][0] < depth:
+            return
+        self.flush_counts()
+        keep = []
+        for pending_depth, node in state.pending:
+            if pending_depth >= depth:
+                self.tree.merge_detached(node, ROOT_NODE)
+            else:
+                keep.append((pending_depth, node))
+        state.pending = keep
+
+    def finish(self) -> None:
+        """End of input: place every call still waiting for its caller."""
+        for state in self.tasks.values():
+            self.settle_pending(state, 0)
+        self.flush_counts()
+        self.tree.timed = self.tree.timed or any(self.tree.total_us)
 
     def context_switch(self, match: re.Match[str]) -> None:
         cpu = match.group("cpu")
@@ -647,13 +832,15 @@ class TraceParser:
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
-        name, parent, module = call
-        self.called.append(name)
+        node = self.function_nodes.get(call)
+        if node is None:
+            name, parent, module = call
+            tree = self.tree
+            node = self.function_nodes[call] = tree.child(tree.child(ROOT_NODE, parent), name) if parent else tree.child(ROOT_NODE, name)
+            if module:
+                self.graph.modules[name] = module
+        self.called.append(node)
         self.function_lines += 1
-        if module:
-            self.graph.modules[name] = module
-        if parent:
-            self.called_from.append((parent, name))
 
     # -- function_graph -----------------------------------------------------
 
@@ -691,57 +878,57 @@ class TraceParser:
         while stack and stack[-1][FRAME_DEPTH] >= depth:
             stack.pop()  # its exit was lost
         if state.pending and state.pending[-1][0] >= depth:
-            state.pending = [p for p in state.pending if p[0] < depth]
+            self.settle_pending(state, depth)
         parent = stack[-1] if stack and stack[-1][FRAME_DEPTH] == depth - 1 else None
         if parent is not None and (state.irq_entry or (irq != parent[FRAME_IRQ] and irq not in ("", "."))):
             parent = None  # an interrupt handler is not a callee of what it interrupted
         state.irq_entry = False
-        self.called.append(name)
-        if module:
-            self.graph.modules[name] = module
+        tree = self.tree
         if parent is not None:
-            self.called_from.append((parent[FRAME_NAME], name))
+            kids = tree.children[parent[FRAME_NODE]]
+            node = kids.get(name) if kids is not None else None
+            if node is None:
+                node = tree.child(parent[FRAME_NODE], name)
         elif depth > 0:
             self.stats.calls_without_caller += 1
-            state.pending.append((depth, name))
+            node = tree.detached(name)
+            state.pending.append((depth, node))
+        else:
+            node = tree.child(ROOT_NODE, name)
+        self.called.append(node)
+        if module:
+            self.graph.modules[name] = module
         if kind == ENTRY:
             self.entries += 1
-            stack.append([name, depth, 0.0, irq])
+            stack.append([name, depth, 0.0, irq, node])
         else:
             self.leaves += 1
             if duration is not None:
-                graph = self.graph
-                graph.total_us[name] = graph.total_us.get(name, 0.0) + duration
-                graph.self_us[name] = graph.self_us.get(name, 0.0) + duration
+                tree.total_us[node] += duration
+                tree.self_us[node] += duration
                 if parent is not None:
                     parent[FRAME_CHILD_US] += duration
 
     def flush_counts(self) -> None:
-        """Fold the batch's calls and edges into the graph (Counter does the counting in C)."""
-        graph = self.graph
-        calls = graph.calls
-        for name, count in Counter(self.called).items():
-            calls[name] = calls.get(name, 0) + count
-        edges = graph.edges
-        for edge, count in Counter(self.called_from).items():
-            edges[edge] = edges.get(edge, 0) + count
-            if edge[0] not in calls:
-                calls[edge[0]] = 0
+        """Fold the batch's calls into the call tree (Counter does the counting in C)."""
+        calls = self.tree.calls
+        for node, count in Counter(self.called).items():
+            calls[node] += count
         self.stats.events += self.entries + 2 * self.leaves + self.exits + self.function_lines
         self.called.clear()
-        self.called_from.clear()
         self.entries = self.leaves = self.exits = self.function_lines = 0
 
     def graph_exit(self, state: TaskState, depth: int, tail: str | None, duration: float | None) -> None:
         stack = state.stack
-        graph = self.graph
         while stack and stack[-1][FRAME_DEPTH] > depth:
             stack.pop()
         if stack and stack[-1][FRAME_DEPTH] == depth and (tail is None or tail == stack[-1][FRAME_NAME]):
-            name, _, child_us, _ = stack.pop()
+            frame = stack.pop()
             if duration is not None:
-                graph.total_us[name] = graph.total_us.get(name, 0.0) + duration
-                graph.self_us[name] = graph.self_us.get(name, 0.0) + duration - child_us
+                tree = self.tree
+                node = frame[FRAME_NODE]
+                tree.total_us[node] += duration
+                tree.self_us[node] += duration - frame[FRAME_CHILD_US]
                 if stack and stack[-1][FRAME_DEPTH] == depth - 1:
                     stack[-1][FRAME_CHILD_US] += duration
             return
@@ -750,15 +937,19 @@ class TraceParser:
         self.stats.orphan_exits += 1
         if tail is None:
             return
-        graph.add_node(tail)
+        tree = self.tree
+        caller = tree.child(ROOT_NODE, tail)  # its entry (and so its own caller) was not seen
         # Calls one level deeper whose caller was unknown were made by this function.
+        self.flush_counts()
         still_pending = []
-        for pending_depth, callee in state.pending:
+        for pending_depth, node in state.pending:
             if pending_depth == depth + 1:
-                self.called_from.append((tail, callee))
+                tree.merge_detached(node, caller)
                 self.stats.calls_without_caller -= 1
             elif pending_depth <= depth:
-                still_pending.append((pending_depth, callee))
+                still_pending.append((pending_depth, node))
+            else:
+                tree.merge_detached(node, ROOT_NODE)
         state.pending = still_pending
 
 
@@ -788,6 +979,7 @@ def parse_traces(paths: list[str]) -> CallGraph:
         example_before = (stats.unparsed_example, stats.unparsed_example_where)
         stats.unparsed_example = ""
         parser.parse_file(path, progress)
+        parser.finish()
         progress.close()
         file_formats, file_example = stats.formats, stats.unparsed_example
         stats.formats = formats_before | file_formats
@@ -798,7 +990,7 @@ def parse_traces(paths: list[str]) -> CallGraph:
         if not file_formats.intersection({"function_graph", "function", "trace-cmd report"}):
             example = file_example or "(only comment lines)"
             raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
-    return graph
+    return derive_graph(graph.tree, graph.stats, graph.modules)
 
 
 def file_size(path: str) -> int | None:
@@ -1451,13 +1643,105 @@ def run_generate_symbol_map(args: argparse.Namespace) -> None:
 
 
 # ============================================================================
-# Filters: what the user asked to see, and what fits in a drawing
+# Views: focus on call paths, filters, what fits in a drawing
 # ============================================================================
+# Every view is derived from the calling-context tree: --root and --callers
+# cut exact subtrees (or the reversed tree of callers) out of it, and the
+# function graph of the result is what the filters and the drawing work on.
+
+def function_names(tree: CallTree) -> set[str]:
+    return {tree.function[node] or "" for node in tree.walk()}
+
+
+def matching_functions(tree: CallTree, patterns: list[str], option: str) -> set[str]:
+    """Function names matching any glob; a pattern that matches nothing is an error (a typo, usually)."""
+    names = function_names(tree)
+    matched: set[str] = set()
+    for pattern in patterns:
+        found = {name for name in names if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_function_name(name), pattern)}
+        if not found:
+            close = difflib.get_close_matches(pattern, sorted(names), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise UserError(f"{option} {pattern}: no function of that name was called in the trace{hint}")
+        matched |= found
+    return matched
+
+
+def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None) -> None:
+    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`."""
+    work = [(source, target, 0)]
+    while work:
+        node, into, level = work.pop()
+        target_tree.calls[into] += tree.calls[node]
+        target_tree.total_us[into] += tree.total_us[node]
+        target_tree.self_us[into] += tree.self_us[node]
+        kids = tree.children[node]
+        if kids and (depth is None or level < depth):
+            work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
+
+
+def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+    """The subtrees below every outermost activation of the functions, merged per function.
+
+    Only activations that are not already inside another selected activation
+    are taken, so recursion (or two selected functions on one path) is not
+    counted twice.
+    """
+    focused = CallTree()
+    focused.timed = tree.timed
+    stack = list((tree.children[ROOT_NODE] or {}).values())
+    while stack:
+        node = stack.pop()
+        name = tree.function[node] or ""
+        if name in functions:
+            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth)
+            continue
+        kids = tree.children[node]
+        if kids:
+            stack.extend(kids.values())
+    return focused
+
+
+def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+    """The reversed tree: each function at a root, its callers below it, their callers below them.
+
+    A node's calls and times are those of the selected function's activations
+    reached through that chain of callers.
+    """
+    reverse = CallTree()
+    reverse.timed = tree.timed
+    for node in list(tree.walk()):
+        name = tree.function[node] or ""
+        if name not in functions or (not tree.calls[node] and not tree.total_us[node]):
+            continue
+        calls, total, self_us = tree.calls[node], tree.total_us[node], tree.self_us[node]
+        target = reverse.child(ROOT_NODE, name)
+        level = 0
+        ancestor = node
+        while True:
+            reverse.calls[target] += calls
+            reverse.total_us[target] += total
+            reverse.self_us[target] += self_us
+            ancestor = tree.parent[ancestor]
+            level += 1
+            if ancestor <= ROOT_NODE or (depth is not None and level > depth):
+                break
+            target = reverse.child(target, tree.function[ancestor] or "")
+    return reverse
+
+
+def reversed_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str]) -> CallGraph:
+    """The function graph of a reversed (callers) tree, with edges pointing from caller to callee again."""
+    graph = derive_graph(tree, stats, modules)
+    graph.edges = {(callee, caller): count for (caller, callee), count in graph.edges.items()}
+    graph.edge_weight = {(callee, caller): weight for (caller, callee), weight in graph.edge_weight.items()}
+    graph.reversed = True
+    return graph
 
 
 @dataclass
 class View:
-    """The part of the call graph that passed the user's filters (every node and edge of it)."""
+    """The part of the call graph that passed the user's focus and filters (every node and edge of it)."""
 
     graph: CallGraph
     nodes: list[str]
@@ -1466,34 +1750,108 @@ class View:
     notes: list[str] = field(default_factory=list)
     entry_callers: list[str] = field(default_factory=list)  # outside the filter, calling into it
     dropped_no_file: int = 0
+    required: list[str] = field(default_factory=list)  # always drawn: --root/--callers functions, --graph-function
+    entries: list[str] = field(default_factory=list)  # where a drawing starts: roots of the tree, entries into a selection
 
 
-def build_view(graph: CallGraph, symbols: SymbolMap | None, path_filters: list[str], min_calls: int | None) -> View:
+@dataclass
+class ViewRequest:
+    """What the user asked to look at (visualize's options)."""
+
+    symbols: SymbolMap | None = None
+    path_filters: list[str] = field(default_factory=list)
+    module_filters: list[str] = field(default_factory=list)
+    min_calls: int | None = None
+    roots: list[str] = field(default_factory=list)
+    callers: list[str] = field(default_factory=list)
+    depth: int | None = None
+
+
+def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
+    """The graph of the requested focus, the functions it is about, and notes saying what it is."""
+    if request.roots and request.callers:
+        raise UserError("--root and --callers are two different views: use one of them")
+    depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    if request.roots:
+        functions = matching_functions(graph.tree, request.roots, "--root")
+        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        note = f"--root {','.join(request.roots)}: what {plural_names(functions)} called, on exact call paths{depth_note}"
+        return focused, sorted(functions), [note]
+    if request.callers:
+        functions = matching_functions(graph.tree, request.callers, "--callers")
+        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        note = f"--callers {','.join(request.callers)}: the call paths that lead to {plural_names(functions)}{depth_note}; numbers count its calls through each caller"
+        return focused, sorted(functions), [note]
+    if request.depth is not None:
+        trimmed = CallTree()
+        trimmed.timed = graph.tree.timed
+        for node in (graph.tree.children[ROOT_NODE] or {}).values():
+            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1)
+        return derive_graph(trimmed, graph.stats, graph.modules), [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
+    return graph, [], []
+
+
+def plural_names(functions: set[str]) -> str:
+    names = sorted(functions)
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def traced_entry_functions(graph: CallGraph) -> list[str]:
+    """The recording's --graph-function functions that appear in the trace (always drawn)."""
+    listed = graph.stats.metadata.get("graph-function", "").replace(",", " ").split()
+    return [name for name in listed if name in graph.calls]
+
+
+def build_view(graph: CallGraph, request: ViewRequest) -> View:
+    graph, focus_functions, notes = focused_graph(graph, request)
     names = graph.nodes()
+    symbols = request.symbols
     files = {name: symbols.lookup(name) for name in names} if symbols else {}
     kept = set(names)
-    notes: list[str] = []
     dropped_no_file = 0
-    if min_calls is not None:
-        kept = {name for name in kept if graph.calls[name] > min_calls}
-        notes.append(f"--filter-execution-no {min_calls}: kept {len(kept)} of {len(names)} functions called more than {min_calls} times")
-    if path_filters:
+    if request.min_calls is not None:
+        kept = {name for name in kept if graph.calls[name] > request.min_calls}
+        notes.append(f"--min-calls {request.min_calls}: kept {len(kept)} of {len(names)} functions called more than {request.min_calls} times")
+    if request.module_filters:
         before = len(kept)
-        dropped_no_file = sum(1 for name in kept if not files.get(name))
-        kept = {name for name in kept if any(p in source for source in files.get(name, ()) for p in path_filters)}
+        kept = {name for name in kept if graph.modules.get(name) in request.module_filters}
+        notes.append(f"--filter-module {','.join(request.module_filters)}: kept {len(kept)} of {before} functions")
+    if request.path_filters:
+        before = len(kept)
+        dropped_no_file = sum(1 for name in kept if not files.get(name) and name not in graph.modules)
+        kept = {name for name in kept if matches_path(name, files, graph.modules, request.path_filters)}
         notes.append(
-            f"--filter-filepath {','.join(path_filters)}: kept {len(kept)} of {before} functions"
+            f"--filter-filepath {','.join(request.path_filters)}: kept {len(kept)} of {before} functions"
             f" ({dropped_no_file} dropped because the symbol map has no file for them)"
         )
+    selective = bool(request.min_calls is not None or request.module_filters or request.path_filters)
     edges = [edge for edge in graph.edges if edge[0] in kept and edge[1] in kept]
-    entry_callers = sorted({caller for caller, callee in graph.edges if callee in kept and caller not in kept})
-    ordered = sorted(kept, key=lambda name: (-graph.calls[name], name))
-    return View(graph, ordered, edges, files, notes, entry_callers if path_filters else [], dropped_no_file)
+    entry_callers = sorted({caller for caller, callee in graph.edges if callee in kept and caller not in kept}) if selective else []
+    ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
+    required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
+    entries = entry_points(graph, kept, selective)
+    return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries)
+
+
+def matches_path(name: str, files: dict[str, list[str]], modules: dict[str, str], patterns: list[str]) -> bool:
+    """A source path contains a pattern; a module function without a file matches by `[module]`."""
+    sources = files.get(name) or ([f"[{modules[name]}]"] if name in modules else [])
+    return any(pattern in source for source in sources for pattern in patterns)
+
+
+def entry_points(graph: CallGraph, kept: set[str], selective: bool) -> list[str]:
+    """Where the flow starts: the tree's top-level functions, and functions called from outside a selection."""
+    starts = {name for name in graph.roots if name in kept}
+    if selective:
+        called_inside = {callee for caller, callee in graph.edges if caller in kept and caller != callee}
+        starts |= {name for name in kept if name not in called_inside}
+        starts |= {callee for caller, callee in graph.edges if callee in kept and caller not in kept}
+    return sorted(starts, key=lambda name: (-graph.inclusive.get(name, 0.0), name))
 
 
 @dataclass
 class Drawing:
-    """What the drawing shows: the hottest part of a view, small enough to lay out and read."""
+    """What the drawing shows: the heaviest part of a view that is reachable from its entry points."""
 
     nodes: list[str]
     edges: list[tuple[str, str]]
@@ -1501,89 +1859,197 @@ class Drawing:
     caller_edges: list[tuple[str, str]]
     left_out_nodes: int
     left_out_edges: int
+    node_min: float = 0.0
+    edge_min: float = 0.0
 
 
-def prune_for_drawing(view: View, max_nodes: int, max_edges: int) -> Drawing:
-    """Keep the hot paths: the most-called edges with their ends, topped up with the most-called functions."""
+DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
+DEFAULT_EDGE_THRES = 0.1
+
+
+def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: float = DEFAULT_NODE_THRES, edge_thres: float = DEFAULT_EDGE_THRES) -> Drawing:
+    """Grow the drawing from its entry points along the heaviest edges (a connected pick).
+
+    Nodes lighter than node_thres percent of the whole weight, and edges
+    lighter than edge_thres percent, are left out; so is whatever does not fit
+    in max_nodes/max_edges. Every drawn node is reachable from a drawn entry
+    point; the required functions (--root, --graph-function) are always drawn.
+    """
     graph = view.graph
-    ranked_edges = sorted(view.edges, key=lambda edge: (-graph.edges[edge], edge))
-    if max_nodes <= 0:
-        chosen = set(view.nodes)
-    else:
-        chosen = set()
-        for caller, callee in ranked_edges:
-            new = {caller, callee} - chosen
-            if len(chosen) + len(new) > max_nodes:
-                break
-            chosen |= new
-        for name in view.nodes:
-            if len(chosen) >= max_nodes:
-                break
-            chosen.add(name)
-    nodes = [name for name in view.nodes if name in chosen]
-    edges = [edge for edge in ranked_edges if edge[0] in chosen and edge[1] in chosen]
-    if max_edges > 0:
-        edges = edges[:max_edges]
+    whole = graph.weight_total or 1.0
+    node_min, edge_min = whole * node_thres / 100, whole * edge_thres / 100
+    kept = set(view.nodes)
+    grow: dict[str, list[tuple[float, str, tuple[str, str]]]] = {}
+    for edge in view.edges:
+        start, end = (edge[1], edge[0]) if graph.reversed else edge
+        grow.setdefault(start, []).append((graph.edge_weight.get(edge, 0.0), end, edge))
+    chosen: dict[str, None] = {}
+    tree_edges: set[tuple[str, str]] = set()
+    frontier: list[tuple[float, str, str, tuple[str, str]]] = []
+    required = set(view.required)
+    starts = list(view.required) + [name for name in view.entries if name not in required and graph.inclusive.get(name, 0.0) >= node_min]
+    for name in starts:
+        if name in chosen or name not in kept or (max_nodes and len(chosen) >= max_nodes and name not in required):
+            continue
+        chosen[name] = None
+        for weight, end, edge in grow.get(name, ()):
+            heapq.heappush(frontier, (-weight, end, name, edge))
+    while frontier and (not max_nodes or len(chosen) < max_nodes):
+        weight, end, _, edge = heapq.heappop(frontier)
+        if end in chosen or -weight < edge_min or graph.inclusive.get(end, 0.0) < node_min:
+            continue
+        chosen[end] = None
+        tree_edges.add(edge)
+        for next_weight, next_end, next_edge in grow.get(end, ()):
+            if next_end not in chosen:
+                heapq.heappush(frontier, (-next_weight, next_end, end, next_edge))
+    nodes = list(chosen)
+    more = sorted(
+        (edge for edge in view.edges if edge[0] in chosen and edge[1] in chosen and edge not in tree_edges and graph.edge_weight.get(edge, 0.0) >= edge_min),
+        key=lambda edge: (-graph.edge_weight.get(edge, 0.0), -graph.edges[edge], edge),
+    )
+    room = max(0, max_edges - len(tree_edges)) if max_edges else len(more)
+    edges = sorted(tree_edges, key=lambda edge: (-graph.edge_weight.get(edge, 0.0), edge)) + more[:room]
     outside = set(view.entry_callers)
     caller_edges = sorted(
         ((caller, callee) for caller, callee in graph.edges if callee in chosen and caller in outside),
-        key=lambda edge: (-graph.edges[edge], edge),
+        key=lambda edge: (-graph.edge_weight.get(edge, 0.0), -graph.edges[edge], edge),
     )[: max(10, len(nodes) // 2)]
     callers = sorted({caller for caller, _ in caller_edges})
-    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges))
+    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges), node_min, edge_min)
 
 
 # ============================================================================
-# Output: heat theme, graphviz drawing, JSON, chart
+# Output: heat, graphviz drawing, JSON, chart
 # ============================================================================
 
 
-class HeatTheme:
-    """Colours and widths from a weight in [0, 1]; weights are log-scaled over what is drawn.
+HEAT_METRICS = ("self", "total", "calls")
 
-    Real call counts are very skewed (a few functions are called 1000x more than
-    most), so a linear scale would paint everything but a handful blue.
+
+@dataclass
+class Heat:
+    """What colours a function: self time, total time or calls, on one scale over the whole view.
+
+    The scale spans every function that passed the focus and filters (not only
+    the drawn ones), so a function keeps its colour when --max-nodes changes.
+    With a baseline the colour is the change instead: blue less, red more.
     """
 
-    def __init__(self, counts: Iterable[int]) -> None:
-        positive = [count for count in counts if count > 0]
-        self.low = min(positive, default=1)
-        self.high = max(positive, default=1)
+    metric: str
+    values: dict[str, float]
+    baseline: dict[str, float] | None = None
+    low: float = 1.0
+    high: float = 1.0
+    largest_change: float = 0.0
 
-    def weight(self, count: int) -> float:
-        if count <= 0:
+    @classmethod
+    def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None) -> Heat:
+        values = {name: metric_value(view.graph, name, metric) for name in view.nodes}
+        positive = [value for value in values.values() if value > 0]
+        heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0))
+        if baseline is not None:
+            heat.largest_change = max((abs(value - baseline.get(name, 0.0)) for name, value in values.items()), default=0.0)
+        return heat
+
+    def weight(self, value: float) -> float:
+        """A value's place on the log scale, 0 (coldest) to 1 (hottest)."""
+        if value <= 0:
             return 0.0
         if self.high <= self.low:
             return 1.0
-        return (math.log(count) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return max(0.0, min(1.0, (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))))
 
-    @staticmethod
-    def colour(weight: float) -> str:
-        """Blue (cold) through green and yellow to red (hot), as an HSV string graphviz reads."""
-        hue = (1.0 - weight) * 0.66
-        saturation = 0.35 + 0.55 * weight
-        return f"{hue:.3f} {saturation:.3f} 0.95"
+    def change(self, name: str) -> float:
+        """Signed change from the baseline in [-1, 1] (square-root scaled so small changes still show)."""
+        if self.baseline is None or not self.largest_change:
+            return 0.0
+        delta = self.values.get(name, 0.0) - self.baseline.get(name, 0.0)
+        return math.copysign(math.sqrt(abs(delta) / self.largest_change), delta)
 
-    @staticmethod
-    def pen_width(weight: float) -> float:
-        return round(0.6 + 4.4 * weight, 2)
+    def node_colour(self, name: str) -> str:
+        if self.baseline is not None:
+            return colour_hex("RdBu_r", 0.5 + 0.42 * self.change(name))
+        return colour_hex("YlOrRd", 0.06 + 0.8 * self.weight(self.values.get(name, 0.0)))
 
-    @staticmethod
-    def font_size(weight: float) -> float:
-        return round(10 + 6 * weight, 1)
+    def scale_weight(self, name: str) -> float:
+        """How heavy a function looks (font size), the same for heat and for diffs."""
+        if self.baseline is not None:
+            return abs(self.change(name))
+        return self.weight(self.values.get(name, 0.0))
+
+    def describe(self) -> str:
+        unit = "calls" if self.metric == "calls" else f"{self.metric} time"
+        if self.baseline is not None:
+            return f"colour = change of {unit} from the baseline: blue less, white the same, red more"
+        return f"colour = {unit} on a log scale over the {len(self.values):,} functions of this view"
+
+    def legend_stops(self) -> list[tuple[str, str]]:
+        """(colour, label) pairs for the colour bar, coldest first."""
+        stops = []
+        steps = 9
+        for index in range(steps):
+            fraction = index / (steps - 1)
+            if self.baseline is not None:
+                signed = 2 * fraction - 1
+                value = math.copysign(signed * signed * self.largest_change, signed)
+                stops.append((colour_hex("RdBu_r", 0.5 + 0.42 * signed), format_metric(value, self.metric, signed=True)))
+            else:
+                value = math.exp(math.log(self.low) + fraction * (math.log(self.high) - math.log(self.low))) if self.high > self.low else self.high
+                stops.append((colour_hex("YlOrRd", 0.06 + 0.8 * fraction), format_metric(value, self.metric)))
+        return stops
 
 
-DOT_MAX_NODES = 250  # dot is readable but slow past this; sfdp scales to thousands
-DOT_MAX_EDGES = 500
-EDGE_LABEL_LIMIT = 600
+def metric_value(graph: CallGraph, name: str, metric: str) -> float:
+    if metric == "calls":
+        return float(graph.calls.get(name, 0))
+    if metric == "total":
+        return graph.total_us.get(name, 0.0)
+    return graph.self_us.get(name, 0.0)
 
 
-def node_label(name: str, graph: CallGraph, files: dict[str, list[str]], have_map: bool) -> str:
+def format_metric(value: float, metric: str, signed: bool = False) -> str:
+    sign = "+" if signed and value > 0 else "-" if value < 0 else ""
+    if metric == "calls":
+        return f"{sign}{abs(value):,.0f}"
+    return sign + format_us(abs(value))
+
+
+def colour_hex(colour_map: str, fraction: float) -> str:
+    import matplotlib
+
+    red, green, blue, _ = matplotlib.colormaps[colour_map](max(0.0, min(1.0, fraction)))
+    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
+
+
+def text_colour(background: str) -> str:
+    """Black on light fills, white on dark ones."""
+    red, green, blue = (int(background[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return "#000000" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "#ffffff"
+
+
+def pen_width(weight: float) -> str:
+    return f"{0.8 + 4.2 * weight:.2f}"
+
+
+# dot lays out this many boxes and edges within 60 s on a 2-core machine (measured:
+# README "Big drawings"); beyond it a drawing is refused, never piled up.
+DOT_MAX_NODES = 150
+DOT_MAX_EDGES = 300
+LAYOUT_SECONDS = 60.0
+
+
+def plural(count: float, word: str) -> str:
+    return f"{count:,.0f} {word}" + ("" if count == 1 else "s")
+
+
+def node_label(name: str, view: View, have_map: bool) -> str:
+    graph = view.graph
     lines = [f"{name}()"]
     module = graph.modules.get(name)
     if module:
         lines.append(f"[{module}]")
-    sources = files.get(name, [])
+    sources = view.files.get(name, [])
     if len(sources) == 1:
         decl_file, _, unit_file = sources[0].partition(DEFINITION_SEPARATOR)
         lines.append(f"{decl_file} (in {unit_file})" if unit_file else decl_file)
@@ -1591,10 +2057,23 @@ def node_label(name: str, graph: CallGraph, files: dict[str, list[str]], have_ma
         lines.append(f"one of {len(sources)} files")
     elif have_map and not module:
         lines.append("(file unknown)")
-    lines.append(f"{graph.calls[name]:,} calls")
-    if name in graph.total_us:
-        lines.append(f"{format_us(graph.total_us[name])} total, {format_us(graph.self_us[name])} self")
+    lines.append(plural(graph.calls[name], "call"))
+    if graph.timed:
+        whole = graph.weight_total if graph.uses_time else 0.0
+        lines.append(f"total {format_us(graph.total_us[name])}{share(graph.total_us[name], whole)}")
+        lines.append(f"self {format_us(graph.self_us[name])}{share(graph.self_us[name], whole)}")
     return "\n".join(lines)
+
+
+def share(value: float, whole: float) -> str:
+    return f" ({value / whole:.1%})" if whole > 0 else ""
+
+
+def diff_label(name: str, heat: Heat) -> str:
+    assert heat.baseline is not None
+    new, old = heat.values.get(name, 0.0), heat.baseline.get(name, 0.0)
+    change = f"{(new - old) / old:+.0%}" if old else "new"
+    return f"{heat.metric}: {format_metric(new, heat.metric)} (was {format_metric(old, heat.metric)}, {change})"
 
 
 def format_us(value: float) -> str:
@@ -1605,69 +2084,158 @@ def format_us(value: float) -> str:
     return f"{value:.1f} us"
 
 
-def drawing_caption(view: View, drawing: Drawing, theme: HeatTheme) -> str:
+def node_tooltip(name: str, view: View) -> str:
+    """The SVG tooltip of a box: everything known about the function, with its top callers and callees."""
+    graph = view.graph
+    lines = [node_label(name, view, bool(view.files)).replace("\n", "; ")]
+    for title, pairs in (("callers", [(a, n) for (a, b), n in graph.edges.items() if b == name]), ("callees", [(b, n) for (a, b), n in graph.edges.items() if a == name])):
+        top = sorted(pairs, key=lambda pair: -pair[1])[:8]
+        if top:
+            lines.append(f"{title}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
+    return "\n".join(lines)
+
+
+def edge_tooltip(edge: tuple[str, str], graph: CallGraph) -> str:
+    text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}"
+    if graph.uses_time:
+        text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {edge[1]}"
+    return text
+
+
+def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     stats = view.graph.stats
-    parts = [
-        f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}",
-        f"colour = calls on a log scale: blue {theme.low:,} ... red {theme.high:,}; edge labels = calls from caller to callee",
-    ]
+    graph = view.graph
+    parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
+    parts.extend(view.notes)
+    parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
+    if graph.timed:
+        parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     lost = stats.lost_events
     if lost:
         parts.append(f"the kernel lost {lost:,} events ({stats.lost_share():.1%}): counts are lower bounds")
     if drawing.left_out_nodes or drawing.left_out_edges:
+        unit = format_us if graph.uses_time else (lambda value: plural(value, "call"))
         parts.append(
-            f"showing the hottest {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of"
-            f" {len(view.edges):,} edges; --max-nodes/--max-edges 0 draws all"
+            f"showing {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of {len(view.edges):,} edges,"
+            f" grown from the entry points along the heaviest edges; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
+            f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges; --root F focuses on one function"
         )
     if drawing.callers:
-        parts.append("grey boxes: callers outside the --filter-filepath selection")
-    parts.extend(view.notes)
-    return "\n".join(parts)
+        parts.append("grey dashed boxes: callers outside the selection")
+    return parts
 
 
-def render_graph(view: View, drawing: Drawing, output: str, layout: str, have_map: bool) -> None:
+def caption_html(lines: list[str], heat: Heat) -> str:
+    """The caption with a colour bar, as a graphviz HTML-like label."""
+    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(heat.legend_stops())}">{html.escape(line)}</TD></TR>' for line in lines)
+    cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in heat.legend_stops())
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
+
+
+def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> Any:
     import pygraphviz
 
     graph = view.graph
-    theme = HeatTheme(graph.calls[name] for name in drawing.nodes)
-    edge_theme = HeatTheme(graph.edges[edge] for edge in drawing.edges)
     agraph = pygraphviz.AGraph(directed=True, strict=False)
     agraph.graph_attr.update(
-        label=drawing_caption(view, drawing, theme), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="14",
-        rankdir="TB", ranksep="0.5", nodesep="0.25", pack="true", packmode="array_u",
+        label=caption_html(drawing_caption(view, drawing, heat), heat), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="13",
+        rankdir="TB", ranksep="0.45", nodesep="0.3",
     )
     agraph.node_attr.update(shape="box", style="filled,rounded", fontname="Helvetica")
     agraph.edge_attr.update(fontname="Helvetica", fontsize="10", arrowsize="0.6")
     for name in drawing.nodes:
-        weight = theme.weight(graph.calls[name])
+        fill = heat.node_colour(name)
+        label = node_label(name, view, have_map)
+        if heat.baseline is not None:
+            label += "\n" + diff_label(name, heat)
+        required = name in view.required
         agraph.add_node(
-            name, label=node_label(name, graph, view.files, have_map), fillcolor=theme.colour(weight),
-            fontsize=str(theme.font_size(weight)), penwidth=str(theme.pen_width(weight) / 2),
+            name, label=label, fillcolor=fill, fontcolor=text_colour(fill), fontsize=f"{10 + 5 * heat.scale_weight(name):.1f}",
+            penwidth="3" if required else "1", color="#202020", tooltip=node_tooltip(name, view),
         )
     for name in drawing.callers:
-        agraph.add_node(name, label=f"{name}()", fillcolor="0 0 0.9", fontcolor="0 0 0.35", color="0 0 0.6", fontsize="9", style="filled,dashed")
-    program = layout if layout != "auto" else ("dot" if len(drawing.nodes) <= DOT_MAX_NODES and len(drawing.edges) <= DOT_MAX_EDGES else "sfdp")
-    # Placing thousands of edge labels is what makes big layouts take minutes; widths still show calls.
-    edge_labels = len(drawing.edges) <= EDGE_LABEL_LIMIT
-    for caller, callee in drawing.edges:
-        calls = graph.edges[(caller, callee)]
-        weight = edge_theme.weight(calls)
-        colour = theme.colour(weight)
-        label = {"label": f"{calls:,}", "fontcolor": "0 0 0.25"} if edge_labels else {"tooltip": f"{calls:,} calls"}
-        agraph.add_edge(caller, callee, penwidth=str(theme.pen_width(weight)), color=colour, **label)
-    for caller, callee in drawing.caller_edges:
-        agraph.add_edge(caller, callee, label=f"{graph.edges[(caller, callee)]:,}", color="0 0 0.6", fontcolor="0 0 0.45", style="dashed")
-    if program == "sfdp":
-        agraph.graph_attr.update(overlap="true", splines="false", outputorder="edgesfirst")
-    if not edge_labels:
-        agraph.graph_attr["label"] += f"\nedge labels left out above {EDGE_LABEL_LIMIT} edges: edge width and colour show the calls"
+        agraph.add_node(name, label=f"{name}()", fillcolor="#eeeeee", fontcolor="#555555", color="#999999", fontsize="9", style="filled,dashed", tooltip=f"{name}: outside the selection")
+    edge_values = [edge_heat_value(edge, graph, heat) for edge in drawing.edges]
+    edge_scale = Heat(heat.metric, {}, None, min((v for v in edge_values if v > 0), default=1.0), max(edge_values, default=1.0))
+    for edge, value in zip(drawing.edges, edge_values):
+        weight = edge_scale.weight(value)
+        agraph.add_edge(
+            *edge, label=f"{graph.edges[edge]:,}", fontcolor="#333333", penwidth=pen_width(weight),
+            color=colour_hex("Greys", 0.35 + 0.6 * weight), tooltip=edge_tooltip(edge, graph),
+        )
+    for edge in drawing.caller_edges:
+        agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, graph))
+    return agraph
+
+
+def edge_heat_value(edge: tuple[str, str], graph: CallGraph, heat: Heat) -> float:
+    """Edges weigh what flows through them: calls for the calls heat, time otherwise."""
+    if heat.metric == "calls" or not graph.uses_time:
+        return float(graph.edges[edge])
+    return graph.edge_weight.get(edge, 0.0)
+
+
+def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map: bool) -> None:
+    if len(drawing.nodes) + len(drawing.callers) > DOT_MAX_NODES or len(drawing.edges) + len(drawing.caller_edges) > DOT_MAX_EDGES:
+        raise UserError(
+            f"{len(drawing.nodes):,} functions and {len(drawing.edges):,} edges are too many to lay out readably"
+            f" (graphviz takes minutes beyond {DOT_MAX_NODES} functions or {DOT_MAX_EDGES} edges):"
+            " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres"
+        )
+    agraph = build_agraph(view, drawing, heat, have_map)
     fmt = output_format(output)
     with atomic_output(output) as tmp:
         if fmt == "dot":
             agraph.write(tmp)
         else:
+            lay_out_in_child(agraph, tmp, fmt, len(drawing.nodes))
+
+
+def lay_out_in_child(agraph: Any, path: str, fmt: str, nodes: int) -> None:
+    """Run graphviz in a forked child, so Ctrl-C, SIGTERM and the time limit end it at once.
+
+    Graphviz is a C library here: while it runs, the interpreter cannot react
+    to signals. The parent only waits, and kills the child when asked to stop.
+    """
+    progress = Progress(f"laying out {plural(nodes, 'function')} with dot", counting=True)
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             with graphviz_messages_filtered():
-                agraph.draw(tmp, format=fmt, prog=program)
+                agraph.draw(path, format=fmt, prog="dot")
+            status = 0
+        except BaseException as err:  # the child must never return into the parent's code
+            with contextlib.suppress(Exception):
+                warn(f"graphviz: {err}")
+        finally:
+            os._exit(status)
+    started = time.monotonic()
+    try:
+        while True:
+            done, status = os.waitpid(child, os.WNOHANG)
+            if done:
+                break
+            elapsed = time.monotonic() - started
+            if elapsed > LAYOUT_SECONDS:
+                raise UserError(
+                    f"graphviz did not finish laying out {plural(nodes, 'function')} in {LAYOUT_SECONDS:.0f} s:"
+                    " draw fewer with --max-nodes, --node-thres, or focus with --root F"
+                )
+            progress.update(int(elapsed))
+            time.sleep(0.05)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        raise
+    finally:
+        progress.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise UserError(f"graphviz could not draw {path}")
 
 
 GRAPHVIZ_NOISE = re.compile(r"remove_overlap: Graphviz not built with triangulation library|^Fontconfig warning|layout may take a long time")
@@ -1698,7 +2266,7 @@ def output_format(path: str) -> str:
     return extension
 
 
-def graph_json(view: View) -> dict:
+def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
     nodes = []
@@ -1708,15 +2276,22 @@ def graph_json(view: View) -> dict:
             "calls": graph.calls[name],
             "files": [part for definition in view.files.get(name, []) for part in definition.split(DEFINITION_SEPARATOR)],
             "definitions": len(view.files.get(name, [])),
-            "total_time_us": round(graph.total_us[name], 3) if name in graph.total_us else None,
-            "self_time_us": round(graph.self_us[name], 3) if name in graph.self_us else None,
+            "total_time_us": round(graph.total_us[name], 3) if graph.timed else None,
+            "self_time_us": round(graph.self_us[name], 3) if graph.timed else None,
+            "inclusive_weight": round(graph.inclusive.get(name, 0.0), 3),
         }
         if name in graph.modules:
             node["module"] = graph.modules[name]
+        if baseline is not None:
+            node["baseline"] = function_numbers(baseline, name)
+            node["change"] = {heat.metric: round(heat.values.get(name, 0.0) - (heat.baseline or {}).get(name, 0.0), 3)}
         nodes.append(node)
-    edges = [{"caller": caller, "callee": callee, "calls": graph.edges[(caller, callee)]} for caller, callee in view.edges]
+    edges = [
+        {"caller": caller, "callee": callee, "calls": graph.edges[(caller, callee)], "weight": round(graph.edge_weight.get((caller, callee), 0.0), 3)}
+        for caller, callee in view.edges
+    ]
     edges.sort(key=lambda edge: (-edge["calls"], edge["caller"], edge["callee"]))
-    return {
+    result = {
         "stats": {
             "events": stats.events,
             "lost_events": stats.lost_events,
@@ -1734,21 +2309,65 @@ def graph_json(view: View) -> dict:
             "kernel_stats": stats.kernel_stats,
             "metadata": stats.metadata,
             "functions_total": len(graph.calls),
+            "call_paths": len(call_tree_json(graph.tree)),
             "filter_notes": view.notes,
+            "heat": heat.metric,
+            "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
+            "reversed": graph.reversed,
         },
         "nodes": nodes,
         "edges": edges,
         "entry_callers": view.entry_callers,
+        "call_tree": call_tree_json(graph.tree),
+    }
+    if baseline is not None:
+        result["baseline"] = {
+            "inputs": baseline.stats.inputs,
+            "events": baseline.stats.events,
+            "only_in_baseline": sorted(name for name in baseline.calls if name not in graph.calls),
+        }
+    return result
+
+
+def function_numbers(graph: CallGraph, name: str) -> dict:
+    return {
+        "calls": graph.calls.get(name, 0),
+        "total_time_us": round(graph.total_us.get(name, 0.0), 3) if graph.timed else None,
+        "self_time_us": round(graph.self_us.get(name, 0.0), 3) if graph.timed else None,
     }
 
 
-def write_json(view: View, output: str) -> None:
+def call_tree_json(tree: CallTree) -> list[dict]:
+    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root."""
+    renumber = {ROOT_NODE: 0}
+    nodes = []
+    stack = sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)
+    stack_ids = [kid for _, kid in stack]
+    while stack_ids:
+        node = stack_ids.pop()
+        renumber[node] = len(renumber)
+        nodes.append({
+            "id": renumber[node],
+            "parent": renumber[tree.parent[node]],
+            "function": tree.function[node],
+            "calls": tree.calls[node],
+            "total_time_us": round(tree.total_us[node], 3) if tree.timed else None,
+            "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
+        })
+        kids = tree.children[node]
+        if kids:
+            stack_ids.extend(kid for _, kid in sorted(kids.items(), reverse=True))
+    return nodes
+
+
+def write_json(view: View, output: str, heat: Heat, baseline: CallGraph | None) -> None:
     with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(graph_json(view), handle, indent=1)
+        json.dump(graph_json(view, heat, baseline), handle, indent=1)
         handle.write("\n")
 
 
-def render_chart(view: View, output: str, top: int) -> None:
+def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
+    """A bar chart of the functions ranked by the heat metric, or by their change from the baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1756,26 +2375,34 @@ def render_chart(view: View, output: str, top: int) -> None:
 
     graph = view.graph
     stats = graph.stats
-    shown = [name for name in view.nodes if graph.calls[name] > 0][:top]
-    counts = [graph.calls[name] for name in shown]
+    if heat.baseline is not None:
+        names = set(heat.values) | set(heat.baseline)
+        changes = {name: heat.values.get(name, 0.0) - heat.baseline.get(name, 0.0) for name in names}
+        shown = sorted((name for name in names if changes[name]), key=lambda name: (-abs(changes[name]), name))[:top]
+        values = [changes[name] for name in shown]
+        colours = [colour_hex("RdBu_r", 0.5 + 0.42 * math.copysign(math.sqrt(abs(v) / max(map(abs, values))), v)) for v in values] if values else []
+        what = f"Biggest changes of {heat.metric if heat.metric == 'calls' else heat.metric + ' time'} from the baseline"
+    else:
+        shown = sorted((name for name in view.nodes if heat.values.get(name, 0.0) > 0), key=lambda name: (-heat.values[name], name))[:top]
+        values = [heat.values[name] for name in shown]
+        colours = [heat.node_colour(name) for name in shown]
+        what = "Most-called kernel functions" if heat.metric == "calls" else f"Kernel functions by {heat.metric} time"
     height = max(3.0, 0.32 * len(shown) + 1.6)
     figure, axes = plt.subplots(figsize=(11, height))
-    theme = HeatTheme(counts)
-    colours = [hsv_to_rgb(theme.colour(theme.weight(count))) for count in counts]
     positions = list(range(len(shown)))
-    axes.barh(positions, counts, color=colours, edgecolor="0.3", linewidth=0.4)
+    axes.barh(positions, values, color=colours, edgecolor="0.3", linewidth=0.4)
     axes.set_yticks(positions)
     axes.set_yticklabels([f"{name}()" for name in shown], fontsize=9, family="monospace")
     axes.invert_yaxis()
-    if counts and max(counts) > 50 * max(min(counts), 1):
+    unit = "calls" if heat.metric == "calls" else f"{heat.metric} time (us)"
+    if heat.baseline is None and values and max(values) > 50 * max(min(values), 1e-9):
         axes.set_xscale("log")
-        axes.set_xlabel("calls (log scale)")
+        axes.set_xlabel(f"{unit} (log scale)")
     else:
-        axes.set_xlabel("calls")
-    for position, count in zip(positions, counts):
-        axes.text(count, position, f" {count:,}", va="center", fontsize=8)
-    total_calls = sum(graph.calls[name] for name in view.nodes)
-    title = f"Most-called kernel functions: top {len(shown)} of {len(view.nodes):,}, {total_calls:,} calls, {stats.events:,} events"
+        axes.set_xlabel(unit if heat.baseline is None else f"change of {unit}")
+    for position, value in zip(positions, values):
+        axes.text(value, position, f" {format_metric(value, heat.metric, signed=heat.baseline is not None)}", va="center", fontsize=8)
+    title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events"
     lost = stats.lost_events
     title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
     axes.set_title(title, fontsize=11)
@@ -1786,15 +2413,8 @@ def render_chart(view: View, output: str, top: int) -> None:
     plt.close(figure)
 
 
-def hsv_to_rgb(hsv: str) -> tuple[float, float, float]:
-    import colorsys
-
-    hue, saturation, value = (float(part) for part in hsv.split())
-    return colorsys.hsv_to_rgb(hue, saturation, value)
-
-
 # ============================================================================
-# Visualize: parse, filter, draw
+# Visualize: parse, focus, filter, draw
 # ============================================================================
 
 
@@ -1826,36 +2446,84 @@ def summarize(view: View, drawing: Drawing | None) -> list[str]:
         lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
     if drawing and (drawing.left_out_nodes or drawing.left_out_edges):
         lines.append(
-            f"drawing: the hottest {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges;"
-            f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges (--max-nodes 0 --max-edges 0 draws all)"
+            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
+            f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
+            " (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more, --root F to focus)"
         )
     return lines
 
 
+def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewRequest:
+    return ViewRequest(
+        symbols=symbols,
+        path_filters=split_names([args.filter_filepath] if args.filter_filepath else None),
+        module_filters=split_names(args.filter_module),
+        min_calls=args.filter_execution_no,
+        roots=split_names(args.root),
+        callers=split_names(args.callers),
+        depth=args.depth,
+    )
+
+
+def heat_metric(requested: str | None, graph: CallGraph) -> str:
+    if requested is None:
+        return "self" if graph.timed else "calls"
+    if requested != "calls" and not graph.timed:
+        raise UserError(f"--heat {requested} needs durations, and this trace has none (function tracer, or funcgraph-duration off): use --heat calls")
+    return requested
+
+
+def baseline_values(args: argparse.Namespace, request: ViewRequest, metric: str) -> tuple[CallGraph | None, dict[str, float] | None]:
+    """The baseline recording's graph, seen through the same focus, and its heat values per function."""
+    if not args.baseline:
+        return None, None
+    graph = parse_traces(args.baseline)
+    say(f"baseline parsed: {graph.stats.events:,} events")
+    if metric != "calls" and not graph.timed:
+        raise UserError(f"the baseline has no durations, so --heat {metric} cannot compare: use --heat calls")
+    baseline, _, _ = focused_graph(graph, ViewRequest(roots=request.roots, callers=request.callers, depth=request.depth))
+    return baseline, {name: metric_value(baseline, name, metric) for name in baseline.calls}
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends visualize like Ctrl-C: outputs are not left half-written, a layout child is killed."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_visualize(args: argparse.Namespace) -> None:
+    stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
     output_fmt = output_format(args.output)
-    path_filters = [part.strip() for part in (args.filter_filepath or "").split(",") if part.strip()]
+    path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
     for path in [args.output] + ([args.chart] if args.chart else []):
         check_writable(path)
     say("Visualization mode - now generating visualization...")
     graph = parse_traces(inputs)
     say(f"parsing completed, found {graph.stats.events} events")
-    view = build_view(graph, symbols, path_filters, args.filter_execution_no)
+    say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
+    request = view_request(args, symbols)
+    view = build_view(graph, request)
     if not view.nodes:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
-    drawing = None if output_fmt == "json" else prune_for_drawing(view, args.max_nodes, args.max_edges)
+    metric = heat_metric(args.heat, view.graph)
+    baseline, baseline_heat = baseline_values(args, request, metric)
+    heat = Heat.of_view(view, metric, baseline_heat)
+    drawing = None if output_fmt == "json" else prune_for_drawing(view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
     for line in summarize(view, drawing):
         say(line)
     if args.chart:
-        render_chart(view, args.chart, args.chart_top)
+        render_chart(view, args.chart, args.chart_top, heat)
         say(f"{args.chart} generated")
     if output_fmt == "json":
-        write_json(view, args.output)
+        write_json(view, args.output, heat, baseline)
     else:
         assert drawing is not None
-        render_graph(view, drawing, args.output, args.layout, symbols is not None)
+        render_graph(view, drawing, args.output, heat, symbols is not None)
     say(f"{args.output} generated")
 
 
@@ -2617,10 +3285,24 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize                      # kernel-magnifier.data -> kernel-magnifier.pdf + function-calls.png
   ./kernel-magnifier.py visualize -i trace.txt.xz      # any ftrace text: function_graph or function tracer, .gz/.xz
   ./kernel-magnifier.py visualize -i a.data -i b.data  # aggregate several recordings into one graph
+  ./kernel-magnifier.py visualize --root tcp_sendmsg --depth 3 -o send.svg   # what tcp_sendmsg calls, 3 levels deep
+  ./kernel-magnifier.py visualize --callers kfree --depth 4                  # the call paths that lead to kfree
+  ./kernel-magnifier.py visualize --heat calls         # colour by calls instead of self time
+  ./kernel-magnifier.py visualize -i new.data --baseline old.data            # what changed: blue less, red more
   ./kernel-magnifier.py visualize --filter-filepath net,kernel/sched   # only functions from these source paths
-  ./kernel-magnifier.py visualize --filter-execution-no 100            # only functions called more than 100 times
-  ./kernel-magnifier.py visualize --max-nodes 200 -o graph.svg         # a bigger drawing, as SVG
-  ./kernel-magnifier.py visualize -o graph.json                        # every node and edge, for scripts
+  ./kernel-magnifier.py visualize --filter-module 9pnet                # only functions of a kernel module
+  ./kernel-magnifier.py visualize --min-calls 100                      # only functions called more than 100 times
+  ./kernel-magnifier.py visualize --max-nodes 120 --node-thres 0.1     # a bigger drawing
+  ./kernel-magnifier.py visualize -o graph.json                        # every node, edge and call path, for scripts
+"""
+
+
+TOP_EXAMPLES = """examples:
+  sudo ./kernel-magnifier.py record --graph-function tcp_sendmsg --record-time 2   # on the machine you study
+  ./kernel-magnifier.py generate-symbol-map -k /usr/lib/debug/boot/vmlinux-$(uname -r)
+  ./kernel-magnifier.py visualize                                  # kernel-magnifier.data -> kernel-magnifier.pdf
+  ./kernel-magnifier.py visualize --root tcp_sendmsg --depth 3     # focus on one function's calls
+  ./kernel-magnifier.py COMMAND --help                             # every option of a command, with examples
 """
 
 
@@ -2665,7 +3347,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kernel-magnifier.py", description="See how the Linux kernel really executes: record ftrace call data and draw it as a call graph.",
-        formatter_class=HelpFormatter,
+        formatter_class=HelpFormatter, epilog=TOP_EXAMPLES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     common = argparse.ArgumentParser(add_help=False)
@@ -2702,10 +3384,20 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
     visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
     visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
-    visualize.add_argument("--filter-execution-no", type=non_negative_int, metavar="N", help="keep only functions called more than N times")
-    visualize.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw the N hottest functions (0: all)")
-    visualize.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw the N most-used edges among them (0: all)")
-    visualize.add_argument("--layout", choices=("auto", "dot", "sfdp"), default="auto", help="graphviz layout: dot (layered) or sfdp (scales to thousands of nodes); auto picks by size")
+    visualize.add_argument("--filter-execution-no", "--min-calls", dest="filter_execution_no", type=non_negative_int, metavar="N", help="keep only functions called more than N times")
+    visualize.add_argument("--filter-module", action="append", metavar="M[,M...]", help="keep only functions of these kernel modules (name [module] in the trace; no symbol map needed)")
+    focus = visualize.add_argument_group("focus (exact, from the call paths)")
+    focus.add_argument("--root", action="append", metavar="F[,F...]", help="what F calls: the call paths below every call of F, merged (globs: 'tcp_*'); repeatable")
+    focus.add_argument("--callers", action="append", metavar="F[,F...]", help="who calls F: the call paths that lead to F, F at the bottom")
+    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers); alone: the first N levels of every path")
+    drawing = visualize.add_argument_group("drawing")
+    drawing.add_argument("--heat", choices=HEAT_METRICS, help="what the colour shows (default: self time where the trace has durations, else calls)")
+    drawing.add_argument("--baseline", action="append", metavar="FILE", help="compare with this older recording: colour = change (blue less, red more); repeatable to aggregate")
+    drawing.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw at most N functions (0: no limit)")
+    drawing.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw at most N edges (0: no limit)")
+    drawing.add_argument("--node-thres", type=percentage, default=DEFAULT_NODE_THRES, metavar="PCT", help="leave out functions lighter than PCT %% of the whole time (or calls)")
+    drawing.add_argument("--edge-thres", type=percentage, default=DEFAULT_EDGE_THRES, metavar="PCT", help="leave out edges lighter than PCT %% of the whole")
+    drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     symbol_map = commands.add_parser(
         "generate-symbol-map", parents=[common], formatter_class=HelpFormatter, epilog=SYMBOL_MAP_EXAMPLES,
         help="map kernel function names to the source files that define them, from DWARF debug info",
@@ -2725,6 +3417,16 @@ def positive_int(text: str) -> int:
     value = non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def percentage(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be a percentage from 0 to 100")
     return value
 
 

@@ -33,12 +33,14 @@ started = time.perf_counter()
 graph = km.parse_traces([sys.argv[2]])
 parsed = time.perf_counter()
 result = {"parse_s": parsed - started, "lines": graph.stats.lines, "events": graph.stats.events, "functions": len(graph.calls), "edges": len(graph.edges)}
+result["call_paths"] = graph.tree.live_nodes() if hasattr(graph, "tree") else None
 if sys.argv[3] == "render":
     rss_after_parse = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    view = km.build_view(graph, None, [], None)
+    view = km.build_view(graph, km.ViewRequest())
+    heat = km.Heat.of_view(view, "self" if graph.timed else "calls", None)
     drawing = km.prune_for_drawing(view, 80, 200)
-    km.render_graph(view, drawing, sys.argv[4] + ".pdf", "auto", False)
-    km.render_chart(view, sys.argv[4] + ".png", 30)
+    km.render_graph(view, drawing, sys.argv[4] + ".pdf", heat, False)
+    km.render_chart(view, sys.argv[4] + ".png", 30, heat)
     result["render_s"] = time.perf_counter() - parsed
     result["rss_after_parse_mb"] = rss_after_parse / 1024
 result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
