@@ -13,7 +13,7 @@ VM_CACHE ?= $(HOME)/.cache/kernel-magnifier/vm
 NEWER_KERNEL := linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64 linux-base-7.3.4+deb13-amd64
 VM_TESTS ?= tests/vm
 
-.PHONY: demo test lint bench vm-test vm-test-newer vm-demo clean
+.PHONY: demo test lint bench vm-test vm-test-newer vm-demo vm-demo-large clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ vm-demo: $(VENV)/.installed
 	mkdir -p $(VM_CACHE)/demo
 	tests/vm/run-in-vm.sh --kernel $(KERNEL_DIR) --out $(VM_CACHE)/demo -- tests/vm/record-demo.sh
 	@echo "recording and record's output in $(VM_CACHE)/demo"
+
+# the same recording with 64 KiB echo messages: the README's --baseline example compares the two
+vm-demo-large: $(VENV)/.installed
+	tests/vm/fetch-kernel.sh $(KERNEL_DIR) $(KERNEL_PACKAGE)
+	mkdir -p $(VM_CACHE)/demo-large
+	tests/vm/run-in-vm.sh --kernel $(KERNEL_DIR) --out $(VM_CACHE)/demo-large -- tests/vm/record-demo.sh 65536
+	@echo "recording and record's output in $(VM_CACHE)/demo-large"
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A loopback TCP echo workload for recordings: a server thread and a client that sends 1 KiB and reads it back, forever."""
+"""A loopback TCP echo workload for recordings: a server thread and a client that sends a message (1 KiB, or argv[1] bytes) and reads it back, forever."""
 
 import socket
+import sys
 import threading
 import time
 
@@ -17,7 +18,7 @@ def serve(listener: socket.socket) -> None:
 def main() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     threading.Thread(target=serve, args=(listener,), daemon=True).start()
-    payload = b"x" * 1024
+    payload = b"x" * (int(sys.argv[1]) if len(sys.argv) > 1 else 1024)
     while True:
         with socket.create_connection(listener.getsockname()) as client:
             for _ in range(10):
