@@ -2183,7 +2183,7 @@ def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map
             " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres"
         )
     agraph = build_agraph(view, drawing, heat, have_map)
-    fmt = output_format(output)
+    fmt = os.path.splitext(output)[1].lower().lstrip(".")
     with atomic_output(output) as tmp:
         if fmt == "dot":
             agraph.write(tmp)
@@ -2257,13 +2257,6 @@ def graphviz_messages_filtered() -> Iterator[None]:
             for message in captured.read().decode("utf-8", "replace").splitlines():
                 if message.strip() and not GRAPHVIZ_NOISE.search(message):
                     warn(f"graphviz: {message.strip()}")
-
-
-def output_format(path: str) -> str:
-    extension = os.path.splitext(path)[1].lower().lstrip(".")
-    if extension not in ("pdf", "svg", "png", "dot", "json"):
-        raise UserError(f"cannot tell the output format of {path}: use .pdf, .svg, .png, .dot or .json")
-    return extension
 
 
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
@@ -2401,7 +2394,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     else:
         axes.set_xlabel(unit if heat.baseline is None else f"change of {unit}")
     for position, value in zip(positions, values):
-        axes.text(value, position, f" {format_metric(value, heat.metric, signed=heat.baseline is not None)}", va="center", fontsize=8)
+        label = format_metric(value, heat.metric, signed=heat.baseline is not None)
+        axes.text(value, position, f" {label} " if value >= 0 else f"{label} ", va="center", ha="left" if value >= 0 else "right", fontsize=8)
     title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events"
     lost = stats.lost_events
     title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
@@ -2418,7 +2412,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
 # ============================================================================
 
 
-def summarize(view: View, drawing: Drawing | None) -> list[str]:
+def summarize(view: View) -> list[str]:
     stats = view.graph.stats
     lines = []
     lost = stats.lost_per_cpu()
@@ -2444,12 +2438,6 @@ def summarize(view: View, drawing: Drawing | None) -> list[str]:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
         several = sum(1 for name in view.nodes if len(view.files.get(name, [])) > 1)
         lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
-    if drawing and (drawing.left_out_nodes or drawing.left_out_edges):
-        lines.append(
-            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
-            f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
-            " (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more, --root F to focus)"
-        )
     return lines
 
 
@@ -2494,10 +2482,57 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+@dataclass
+class Views:
+    """Everything an output writer may need: the view, its heat, the baseline, the drawing options."""
+
+    view: View
+    heat: Heat
+    baseline: CallGraph | None
+    args: argparse.Namespace
+    have_map: bool
+
+
+def draw_call_graph(views: Views, output: str) -> None:
+    """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
+    args = views.args
+    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
+    if drawing.left_out_nodes or drawing.left_out_edges:
+        say(
+            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
+            f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
+            " (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more, --root F to focus)"
+        )
+    render_graph(views.view, drawing, output, views.heat, views.have_map)
+
+
+def write_graph_json(views: Views, output: str) -> None:
+    """.json: every node, edge and call path of the view, for scripts."""
+    write_json(views.view, output, views.heat, views.baseline)
+
+
+# Output writers by the end of the file name; the first match wins (so .trace.json before .json).
+OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
+    (".json", write_graph_json),
+    (".pdf", draw_call_graph),
+    (".svg", draw_call_graph),
+    (".png", draw_call_graph),
+    (".dot", draw_call_graph),
+]
+
+
+def output_writer(path: str) -> Callable[[Views, str], None]:
+    lowered = path.lower()
+    for ending, writer in OUTPUT_WRITERS:
+        if lowered.endswith(ending):
+            return writer
+    raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}")
+
+
 def run_visualize(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
-    output_fmt = output_format(args.output)
+    writer = output_writer(args.output)
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
     for path in [args.output] + ([args.chart] if args.chart else []):
@@ -2512,18 +2547,13 @@ def run_visualize(args: argparse.Namespace) -> None:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
-    heat = Heat.of_view(view, metric, baseline_heat)
-    drawing = None if output_fmt == "json" else prune_for_drawing(view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
-    for line in summarize(view, drawing):
+    views = Views(view, Heat.of_view(view, metric, baseline_heat), baseline, args, symbols is not None)
+    for line in summarize(view):
         say(line)
     if args.chart:
-        render_chart(view, args.chart, args.chart_top, heat)
+        render_chart(view, args.chart, args.chart_top, views.heat)
         say(f"{args.chart} generated")
-    if output_fmt == "json":
-        write_json(view, args.output, heat, baseline)
-    else:
-        assert drawing is not None
-        render_graph(view, drawing, args.output, heat, symbols is not None)
+    writer(views, args.output)
     say(f"{args.output} generated")
 
 
