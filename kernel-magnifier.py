@@ -530,6 +530,7 @@ class TraceParser:
         self.entries = self.leaves = self.exits = self.function_lines = 0
         self.where = ""
         self.line_no = 0
+        self.line_filter: Callable[[list[str]], list[str]] | None = None  # --pid/--comm/--cpu
 
     # -- driving ----------------------------------------------------------
 
@@ -537,7 +538,7 @@ class TraceParser:
         self.where = path
         self.stats.inputs.append(path)
         for batch in read_text_lines(path, progress):
-            self.feed_lines(batch)
+            self.feed_lines(self.line_filter(batch) if self.line_filter else batch)
 
     def feed_lines(self, lines: Iterable[str]) -> None:
         """The hot loop over every line.
@@ -967,12 +968,15 @@ def task_key(pid: str | None, cpu: str | None) -> object:
     return pid
 
 
-def parse_traces(paths: list[str]) -> CallGraph:
+def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> CallGraph:
+    """Parse every input into one call tree; with a selection, only the lines of those tasks and CPUs."""
     graph = CallGraph()
     for path in paths:
         size = file_size(path)
         progress = Progress(f"parsing {path}", size)
         parser = TraceParser(graph)
+        if selection:
+            parser.line_filter = IntervalReader(selection).selected
         stats = graph.stats
         # Judge each input on its own lines: a trace first must not let a plain text file pass second.
         formats_before, stats.formats = stats.formats, set()
@@ -998,6 +1002,196 @@ def file_size(path: str) -> int | None:
         return os.path.getsize(path)
     except OSError:
         return None
+
+
+# ============================================================================
+# Calls over time: per-call intervals for the timeline, latency and task views
+# ============================================================================
+# The call tree aggregates; a timeline and a latency distribution need every
+# single call with its start, duration, task and CPU. This second, opt-in pass
+# over the same text reuses the parser's line classification (its cached
+# context and body lookups) and keeps only the open calls of each task.
+
+
+@dataclass
+class CallInterval:
+    """One completed call (function_graph) or one function tracer line (no duration)."""
+
+    name: str
+    task: str  # the pid, "0/CPU" for a CPU's idle task, "cpuN" when the trace names no task
+    comm: str
+    cpu: str | None
+    start_us: float | None  # absolute trace time, where the trace has timestamps
+    duration_us: float | None
+    depth: int
+
+
+@dataclass
+class TaskSelection:
+    """--pid, --comm, --cpu: which tasks and CPUs to look at."""
+
+    pids: set[str] = field(default_factory=set)
+    comms: list[str] = field(default_factory=list)
+    cpus: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.pids or self.comms or self.cpus)
+
+    def keeps(self, task: str, comm: str, cpu: str | None) -> bool:
+        if self.pids and task.split("/")[0] not in self.pids:
+            return False
+        if self.cpus and cpu not in self.cpus:
+            return False
+        # funcgraph-proc cuts names to 7 characters: "kworker" stands for "kworker/0:1"
+        return not self.comms or any(fnmatch.fnmatchcase(comm, pattern) or (len(comm) >= 7 and pattern.startswith(comm)) for pattern in self.comms)
+
+
+class IntervalReader:
+    """Turns trace lines into CallIntervals, per task, with timestamps where the trace has them."""
+
+    def __init__(self, selection: TaskSelection | None = None) -> None:
+        self.lines = TraceParser(CallGraph())  # only for its cached line classification
+        self.selection = selection or TaskSelection()
+        self.open_calls: dict[str, dict[int, tuple[str, float | None]]] = {}
+        self.cpu_task: dict[str | None, tuple[str, str]] = {}
+        self.task_cpu: dict[str, str | None] = {}
+        self.timestamps = False
+        self.kind = ""
+
+    def read(self, paths: list[str]) -> Iterator[CallInterval]:
+        for path in paths:
+            progress = Progress(f"reading calls of {path}", file_size(path))
+            for batch in read_text_lines(path, progress):
+                for line in batch:
+                    yield from self.line(line.rstrip("\r"))
+            progress.close()
+
+    def line(self, line: str) -> Iterator[CallInterval]:
+        sep = line.rfind("|  ")
+        if sep >= 14:
+            yield from self.graph_line(line, sep)
+            return
+        match = FUNCTION_LINE.match(line) if sep < 0 and "] " in line else None
+        if match:
+            call = self.lines.classify_function_body(match.group("body"))
+            if call:
+                self.kind = self.kind or "function"
+                self.timestamps = True
+                interval = CallInterval(call[0], self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(),
+                                        normalize_cpu(match.group("cpu")), float(match.group("ts")) * 1e6, None, 0)
+                if self.selection.keeps(interval.task, interval.comm, interval.cpu):
+                    yield interval
+            return
+        switch = SWITCH_LINE.match(line)
+        if switch and "|" not in line:
+            self.cpu_task[switch.group("cpu")] = (self.pid_task(switch.group("next_pid"), switch.group("cpu")), switch.group("next").strip())
+            return
+        lost = LOST_LINE.match(line)
+        if lost:
+            for task, cpu in self.task_cpu.items():
+                if cpu == lost.group(1):
+                    self.open_calls.pop(task, None)
+
+    @staticmethod
+    def pid_task(pid: str, cpu: str | None) -> str:
+        return f"0/{normalize_cpu(cpu)}" if pid == "0" else pid
+
+    def graph_line(self, line: str, sep: int) -> Iterator[CallInterval]:
+        parsed = self.lines.classify_graph_body(line[sep + 3 :])
+        if parsed is None or parsed[0] == COMMENT:
+            return
+        columns = line[: sep - 14]
+        stamp_at = columns.find(" |  ")
+        stamp = None
+        if stamp_at > 0 and TIMESTAMP_TAIL.search(columns, 0, stamp_at):
+            stamp = float(columns[:stamp_at].strip()) * 1e6
+            columns = columns[stamp_at + 4 :]
+            self.timestamps = True
+        match = GRAPH_CONTEXT.match(columns)
+        if match is None:
+            return
+        cpu, pid, comm = normalize_cpu(match.group("cpu")), match.group("pid"), (match.group("comm") or "").strip()
+        if pid is not None:
+            task = self.pid_task(pid, cpu)
+        else:
+            task, comm = self.cpu_task.get(match.group("cpu"), (f"cpu{cpu}", ""))
+        self.kind = "function_graph"
+        self.task_cpu[task] = cpu
+        field_text = line[sep - 14 : sep]
+        unit = field_text.find(" us")
+        duration = float(field_text[2:unit]) if unit > 2 else None
+        kind, depth, name, _ = parsed
+        frames = self.open_calls.setdefault(task, {})
+        for deeper in [d for d in frames if d > depth or (d == depth and kind != EXIT)]:
+            del frames[deeper]
+        if kind == ENTRY:
+            frames[depth] = (name, stamp)
+            return
+        if kind == EXIT:
+            opened = frames.pop(depth, None)
+            if opened is None and name is None:
+                return  # an exit whose entry was not seen and that does not name its function
+            if opened is not None and name is not None and opened[0] != name:
+                return
+            name = opened[0] if opened else name
+            start = opened[1] if opened and opened[1] is not None else (stamp - duration if stamp is not None and duration is not None else None)
+        else:
+            start = stamp
+        if duration is None or not self.selection.keeps(task, comm, cpu):
+            return
+        yield CallInterval(name, task, comm, cpu, start, duration, depth)
+
+
+    def owner(self, line: str) -> tuple[str, str, str | None] | None:
+        """(task, comm, CPU) of an event line; None for every other line (which tracks context switches)."""
+        sep = line.rfind("|  ")
+        if sep >= 14:
+            columns = line[: sep - 14]
+            stamp_at = columns.find(" |  ")
+            if stamp_at > 0 and TIMESTAMP_TAIL.search(columns, 0, stamp_at):
+                columns = columns[stamp_at + 4 :]
+            match = GRAPH_CONTEXT.match(columns)
+            if match is None:
+                return None
+            cpu, pid = normalize_cpu(match.group("cpu")), match.group("pid")
+            if pid is not None:
+                return self.pid_task(pid, cpu), (match.group("comm") or "").strip(), cpu
+            task, comm = self.cpu_task.get(match.group("cpu"), (f"cpu{cpu}", ""))
+            return task, comm, cpu
+        match = FUNCTION_LINE.match(line) if "] " in line else None
+        if match:
+            return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
+        switch = SWITCH_LINE.match(line)
+        if switch and "|" not in line:
+            self.cpu_task[switch.group("cpu")] = (self.pid_task(switch.group("next_pid"), switch.group("cpu")), switch.group("next").strip())
+        return None
+
+    def selected(self, lines: list[str]) -> list[str]:
+        """The lines of the selected tasks and CPUs, plus every line that is not an event (headers, losses, switches)."""
+        keep = []
+        for line in lines:
+            who = self.owner(line)
+            if who is None or self.selection.keeps(*who):
+                keep.append(line)
+        return keep
+
+
+CPU_LIST = re.compile(r"^\d{1,4}(?:-\d{1,4})?$")
+
+
+def selection_of(args: argparse.Namespace) -> TaskSelection:
+    cpus: set[str] = set()
+    for part in split_names(args.cpu):
+        if not CPU_LIST.match(part):
+            raise UserError(f"--cpu {part}: not a CPU or a range of CPUs (0,2-3)")
+        low, _, high = part.partition("-")
+        cpus |= {str(cpu) for cpu in range(int(low), int(high or low) + 1)}
+    pids = set(split_names(args.pid))
+    bad = sorted(pid for pid in pids if not pid.isdigit() or len(pid) > 10)
+    if bad:
+        raise UserError(f"--pid {bad[0]}: not a process id")
+    return TaskSelection(pids, split_names(args.comm), cpus)
+
 
 
 # ============================================================================
@@ -2408,6 +2602,241 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
 
 
 # ============================================================================
+# Output: folded stacks, timeline, latency, per-task chart
+# ============================================================================
+
+
+def folded_weight(requested: str | None, graph: CallGraph) -> str:
+    if requested is None:
+        return "self" if graph.timed else "calls"
+    if requested != "calls" and not graph.timed:
+        raise UserError(f"--weight {requested} needs durations, and this trace has none: use --weight calls")
+    return requested
+
+
+def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+    """(a;b;c, weight) for every call path with a weight of its own: its calls, or its self time in ns.
+
+    A flame graph sums the lines below a frame, so self time per path gives
+    frames as wide as their total time: --weight total writes the same lines.
+    """
+    stack: list[tuple[int, str]] = [(kid, name) for name, kid in sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)]
+    while stack:
+        node, path = stack.pop()
+        value = tree.calls[node] if weight == "calls" else round(max(tree.self_us[node], 0.0) * 1000)
+        if value > 0:
+            yield path, value
+        kids = tree.children[node]
+        if kids:
+            stack.extend((kid, f"{path};{name}") for name, kid in sorted(kids.items(), reverse=True))
+
+
+def write_folded(views: Views, output: str) -> None:
+    """.folded: one line per call path, as flamegraph.pl, inferno, speedscope and difffolded.pl read it."""
+    graph = views.view.graph
+    weight = folded_weight(views.args.weight, graph)
+    paths = total = 0
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for path, value in folded_lines(graph.tree, weight):
+            handle.write(f"{path} {value}\n")
+            paths += 1
+            total += value
+    unit = "calls" if weight == "calls" else f"ns of self time ({format_us(total / 1000)})"
+    say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
+
+
+def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, float] | None) -> tuple[list[dict], dict[str, str], int]:
+    """Chrome trace events, strictly nested per task; and the task names; and how many calls had to be clamped.
+
+    Timestamps are printed to the microsecond, durations to the nanosecond, so
+    a child can seem to end up to a microsecond after its parent: it is cut
+    to its parent's end (counted).
+    """
+    per_task: dict[str, list[CallInterval]] = {}
+    names: dict[str, str] = {}
+    for call in intervals:
+        if call.start_us is None:
+            continue
+        if window and (call.start_us < window[0] or call.start_us > window[1]):
+            continue
+        per_task.setdefault(call.task, []).append(call)
+        if call.comm:
+            names[call.task] = call.comm
+    events: list[dict] = []
+    clamped = 0
+    for task, calls in per_task.items():
+        tid = task_thread_id(task)
+        calls.sort(key=lambda call: (call.start_us, -(call.duration_us or 0.0)))
+        open_ends: list[float] = []
+        for call in calls:
+            start = call.start_us or 0.0
+            if call.duration_us is None:
+                events.append({"name": call.name, "ph": "i", "s": "t", "ts": round(start, 3), "pid": 0, "tid": tid, "args": {"cpu": call.cpu}})
+                continue
+            while open_ends and open_ends[-1] <= start:
+                open_ends.pop()
+            end = start + call.duration_us
+            if open_ends and end > open_ends[-1]:
+                end = open_ends[-1]
+                clamped += 1
+            events.append({"name": call.name, "ph": "X", "ts": round(start, 3), "dur": round(end - start, 3), "pid": 0, "tid": tid, "args": {"cpu": call.cpu}})
+            open_ends.append(end)
+    return events, names, clamped
+
+
+def task_thread_id(task: str) -> int:
+    """Chrome trace thread ids are numbers: a pid as it is, a CPU's idle task and unnamed CPU streams above 2^31."""
+    if task.isdigit():
+        return int(task)
+    digits = "".join(ch for ch in task if ch.isdigit()) or "0"
+    return (1 << 31) + int(digits[:6])
+
+
+def parse_window(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,9})?)\s*,\s*(\d{1,12}(?:\.\d{1,9})?)\s*", text)
+    if not match or float(match.group(1)) >= float(match.group(2)):
+        raise UserError(f"--time-window {text}: give START,END in seconds of trace time, START before END (e.g. 194.2,194.5)")
+    return float(match.group(1)) * 1e6, float(match.group(2)) * 1e6
+
+
+def write_timeline(views: Views, output: str) -> None:
+    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing."""
+    args = views.args
+    reader = IntervalReader(selection_of(args))
+    events, names, clamped = timeline_events(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window))
+    if not reader.timestamps:
+        raise UserError(
+            "this trace has no timestamps, so there is no timeline: record function_graph with -O funcgraph-abstime"
+            " (and -O funcgraph-proc for task names), or use the function tracer, whose lines carry a timestamp"
+        )
+    if not events:
+        raise UserError("no call in the selected tasks, CPUs and --time-window")
+    metadata = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": "kernel (one track per task)"}}]
+    tids = {event["tid"] for event in events}
+    for task, comm in names.items():
+        if task_thread_id(task) in tids:
+            metadata.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": task_thread_id(task), "args": {"name": f"{comm}-{task}"}})
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
+                   "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
+    size = os.path.getsize(output)
+    say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (timestamps have microseconds)")
+    if size > 200 << 20:
+        warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
+
+
+@dataclass
+class Latency:
+    """The durations of one function's calls, with the slowest calls' task and time."""
+
+    pattern: str
+    durations: list[float]
+    slowest: list[CallInterval]
+
+    def percentiles(self) -> dict[str, float]:
+        import numpy
+
+        values = numpy.percentile(self.durations, [50, 90, 99])
+        return {"p50": float(values[0]), "p90": float(values[1]), "p99": float(values[2]), "max": max(self.durations)}
+
+
+def latency_of(args: argparse.Namespace) -> Latency:
+    reader = IntervalReader(selection_of(args))
+    durations: list[float] = []
+    slowest: list[tuple[float, int, CallInterval]] = []
+    for index, call in enumerate(reader.read(args.input or ["kernel-magnifier.data"])):
+        if call.duration_us is None or not (call.name == args.latency or fnmatch.fnmatchcase(call.name, args.latency)):
+            continue
+        durations.append(call.duration_us)
+        heapq.heappush(slowest, (call.duration_us, index, call))
+        if len(slowest) > 10:
+            heapq.heappop(slowest)
+    if not durations:
+        why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
+        raise UserError(f"--latency {args.latency}: {why}")
+    return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])])
+
+
+def report_latency(latency: Latency, output: str) -> None:
+    """Print the numbers and draw the histogram of call durations on a log axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy
+
+    numbers = latency.percentiles()
+    summary = f"{len(latency.durations):,} calls, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
+    say(f"latency of {latency.pattern}: {summary}")
+    for call in latency.slowest[:5]:
+        when = f" at {call.start_us / 1e6:.6f} s" if call.start_us is not None else ""
+        say(f"  {format_us(call.duration_us or 0.0)} {call.name}{when} task {call.comm or '?'}-{call.task} CPU {call.cpu if call.cpu is not None else '?'}")
+    values = numpy.array(latency.durations)
+    low, high = max(values.min(), 0.001), max(values.max(), 0.002)
+    bins = numpy.logspace(math.log10(low), math.log10(high) + 1e-9, 40)
+    figure, axes = plt.subplots(figsize=(10, 5))
+    axes.hist(numpy.clip(values, low, None), bins=bins, color=colour_hex("YlOrRd", 0.6), edgecolor="0.3", linewidth=0.4)
+    axes.set_xscale("log")
+    axes.set_xlabel("call duration (us, log scale)")
+    axes.set_ylabel("calls")
+    for label, value, style in (("p50", numbers["p50"], "-"), ("p90", numbers["p90"], "--"), ("p99", numbers["p99"], ":")):
+        axes.axvline(max(value, low), color="0.15", linestyle=style, linewidth=1)
+        axes.text(max(value, low), axes.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
+    axes.set_title(f"Latency of {latency.pattern}(): {summary}", fontsize=10)
+    slow = "; ".join(f"{format_us(call.duration_us or 0.0)} {call.comm or '?'}-{call.task}" + (f" @{call.start_us / 1e6:.6f}s" if call.start_us is not None else "") for call in latency.slowest[:3])
+    figure.text(0.01, 0.01, f"slowest: {slow}", fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    with atomic_output(output) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+    say(f"{output} generated")
+
+
+def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: TraceStats) -> None:
+    """The chart ranked by task or CPU: by calls, or with --heat self/total by the time of their top-level calls (sleep included)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calls: Counter[str] = Counter()
+    time_us: Counter[str] = Counter()
+    names: dict[str, str] = {}
+    reader = IntervalReader(selection_of(args))
+    for call in reader.read(args.input or ["kernel-magnifier.data"]):
+        key = call.task if by == "task" else f"CPU{call.cpu}"
+        calls[key] += 1
+        if call.comm:
+            names[key] = f"{call.comm}-{call.task}"
+        if call.depth == 0 and call.duration_us is not None:
+            time_us[key] += call.duration_us
+    use_time = bool(time_us) and args.heat in ("self", "total")
+    ranking = time_us if use_time else calls
+    shown = [key for key, _ in ranking.most_common(args.chart_top)]
+    values = [ranking[key] for key in shown]
+    figure, axes = plt.subplots(figsize=(11, max(3.0, 0.32 * len(shown) + 1.6)))
+    axes.barh(range(len(shown)), values, color=colour_hex("YlOrRd", 0.55), edgecolor="0.3", linewidth=0.4)
+    axes.set_yticks(range(len(shown)))
+    axes.set_yticklabels([names.get(key, key) for key in shown], fontsize=9, family="monospace")
+    axes.invert_yaxis()
+    axes.set_xlabel("time in top-level calls (us)" if use_time else "calls")
+    for position, key in enumerate(shown):
+        text = f"{calls[key]:,} calls" + (f", {format_us(time_us[key])} in top-level calls" if time_us else "")
+        axes.text(ranking[key], position, " " + text, va="center", fontsize=8)
+    lost = stats.lost_events
+    axes.set_title(f"{'Tasks' if by == 'task' else 'CPUs'} by {'time' if use_time else 'calls'}: top {len(shown)} of {len(ranking):,}"
+                   + (f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"), fontsize=11)
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    with atomic_output(output) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
+# ============================================================================
 # Visualize: parse, focus, filter, draw
 # ============================================================================
 
@@ -2513,7 +2942,9 @@ def write_graph_json(views: Views, output: str) -> None:
 
 # Output writers by the end of the file name; the first match wins (so .trace.json before .json).
 OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
+    (".trace.json", write_timeline),
     (".json", write_graph_json),
+    (".folded", write_folded),
     (".pdf", draw_call_graph),
     (".svg", draw_call_graph),
     (".png", draw_call_graph),
@@ -2535,10 +2966,11 @@ def run_visualize(args: argparse.Namespace) -> None:
     writer = output_writer(args.output)
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
-    for path in [args.output] + ([args.chart] if args.chart else []):
+    for path in [args.output] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else []):
         check_writable(path)
     say("Visualization mode - now generating visualization...")
-    graph = parse_traces(inputs)
+    selection = selection_of(args)
+    graph = parse_traces(inputs, selection)
     say(f"parsing completed, found {graph.stats.events} events")
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
     request = view_request(args, symbols)
@@ -2551,8 +2983,13 @@ def run_visualize(args: argparse.Namespace) -> None:
     for line in summarize(view):
         say(line)
     if args.chart:
-        render_chart(view, args.chart, args.chart_top, views.heat)
+        if args.chart_by == "function":
+            render_chart(view, args.chart, args.chart_top, views.heat)
+        else:
+            render_task_chart(args, args.chart, args.chart_by, graph.stats)
         say(f"{args.chart} generated")
+    if args.latency:
+        report_latency(latency_of(args), args.latency_chart)
     writer(views, args.output)
     say(f"{args.output} generated")
 
@@ -3324,6 +3761,10 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize --min-calls 100                      # only functions called more than 100 times
   ./kernel-magnifier.py visualize --max-nodes 120 --node-thres 0.1     # a bigger drawing
   ./kernel-magnifier.py visualize -o graph.json                        # every node, edge and call path, for scripts
+  ./kernel-magnifier.py visualize -o stacks.folded                     # for flamegraph.pl, inferno, speedscope
+  ./kernel-magnifier.py visualize -o calls.trace.json --pid 1234       # a timeline for ui.perfetto.dev (needs funcgraph-abstime)
+  ./kernel-magnifier.py visualize --latency tcp_sendmsg                # its call durations: p50, p90, p99, slowest calls
+  ./kernel-magnifier.py visualize --chart-by task --comm 'python*'     # which tasks spend the time
 """
 
 
@@ -3409,7 +3850,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parse ftrace text (kernel-magnifier.data, trace, trace_pipe or trace-cmd report output) and draw the calls.",
     )
     visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
-    visualize.add_argument("-o", "--output", default="kernel-magnifier.pdf", metavar="FILE", help="call graph file; format from the extension: .pdf .svg .png .dot .json")
+    visualize.add_argument(
+        "-o", "--output", default="kernel-magnifier.pdf", metavar="FILE",
+        help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline)",
+    )
     visualize.add_argument("--chart", default="function-calls.png", metavar="FILE", help="PNG chart of the most-called functions ('' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
     visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
@@ -3428,6 +3872,16 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument("--node-thres", type=percentage, default=DEFAULT_NODE_THRES, metavar="PCT", help="leave out functions lighter than PCT %% of the whole time (or calls)")
     drawing.add_argument("--edge-thres", type=percentage, default=DEFAULT_EDGE_THRES, metavar="PCT", help="leave out edges lighter than PCT %% of the whole")
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
+    tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")
+    tasks.add_argument("--pid", action="append", metavar="PID[,PID...]", help="only these tasks (funcgraph-proc, context-switch blocks, function tracer lines)")
+    tasks.add_argument("--comm", action="append", metavar="NAME[,NAME...]", help="only tasks of these names (globs; funcgraph-proc cuts names to 7 characters)")
+    tasks.add_argument("--cpu", action="append", metavar="LIST", help="only calls on these CPUs (0,2-3)")
+    tasks.add_argument("--chart-by", choices=("function", "task", "cpu"), default="function", help="what the chart ranks")
+    tasks.add_argument("--time-window", metavar="START,END", help="timeline: only calls starting in this window (seconds of trace time)")
+    other = visualize.add_argument_group("more views")
+    other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
+    other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
+    other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     symbol_map = commands.add_parser(
         "generate-symbol-map", parents=[common], formatter_class=HelpFormatter, epilog=SYMBOL_MAP_EXAMPLES,
         help="map kernel function names to the source files that define them, from DWARF debug info",
