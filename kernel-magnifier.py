@@ -932,6 +932,9 @@ class DwarfCensus:
     without_path: int = 0
     unresolved_origin: int = 0
     path_from_unit: int = 0
+    by_declaration: int = 0
+    by_unit: int = 0
+    by_prototype: int = 0
 
     def add(self, other: DwarfCensus) -> None:
         for name in self.__dataclass_fields__:
@@ -953,19 +956,32 @@ class TreePaths:
 
     def relative(self, path: str, comp_dir: str) -> str:
         if path.startswith("/"):
-            for root in [comp_dir, *self.roots]:
-                if root and path.startswith(root.rstrip("/") + "/"):
-                    return os.path.normpath(path[len(root.rstrip("/")) + 1 :])
+            for root in [*build_dir_ancestors(comp_dir), *self.roots]:
+                if path.startswith(root + "/"):
+                    return os.path.normpath(path[len(root) + 1 :])
             return os.path.normpath(path)
         parts = os.path.normpath(path).split("/")
         tail = comp_dir.rstrip("/").split("/")
         for overlap in range(min(len(parts) - 1, len(tail)), 0, -1):
             if tail[-overlap:] == parts[:overlap]:
-                root = "/".join(tail[:-overlap]) or "/"
-                if root not in self.roots:
+                root = "/".join(tail[:-overlap])
+                if root.startswith("/") and root not in self.roots:  # a relative comp_dir teaches no root
                     self.roots.append(root)
                 return "/".join(parts[overlap:])
         return "/".join(parts)
+
+
+def build_dir_ancestors(comp_dir: str) -> list[str]:
+    """An absolute comp_dir and its parents, nearest first, without "/": where an absolute source path may live.
+
+    Assembly units name their file absolutely (/build/reproducible-path/linux-6.1.192/arch/x86/lib/copy_mc_64.S)
+    while comp_dir is the build directory below the tree (.../linux-6.1.192/debian/build/build_amd64_none_amd64):
+    the nearest ancestor of the build directory that holds the file is the tree.
+    """
+    if not comp_dir.startswith("/"):
+        return []
+    parts = os.path.normpath(comp_dir).split("/")
+    return ["/".join(parts[:end]) for end in range(len(parts), 1, -1)]
 
 
 class DefinitionCollector:
@@ -979,11 +995,19 @@ class DefinitionCollector:
         self.unit_name = ""
         self.comp_dir = ""
         self.unit: list[Subprogram] = []
+        # For ELF symbols inside no definition: where each unit's code lies, and the
+        # named entries without code (a definition whose code has no entry of its own).
+        self.units: list[tuple[str, str]] = []
+        self.unit_intervals: list[tuple[int, int, int]] = []
+        self.declared_only: dict[str, list[tuple[int, str | None]]] = {}
+        self.prototypes: dict[str, set[tuple[str, str]]] = {}
 
-    def start_unit(self, name: str, comp_dir: str) -> None:
+    def start_unit(self, name: str, comp_dir: str, ranges: Iterable[tuple[int, int]] = ()) -> None:
         self.finish_unit()
         self.census.units += 1
         self.unit_name, self.comp_dir = name, comp_dir
+        self.units.append((name, comp_dir))
+        self.unit_intervals.extend((low, high, len(self.units) - 1) for low, high in ranges if low < high)
 
     def add(self, die: Subprogram) -> None:
         self.census.subprograms += 1
@@ -995,7 +1019,13 @@ class DefinitionCollector:
         by_offset = {die.offset: die for die in self.unit}
         unit_file = self.paths.relative(self.unit_name, self.comp_dir) if self.unit_name else ""
         for die in self.unit:
-            if die.declaration or not die.has_code:
+            if die.declaration:
+                if die.name is not None and die.decl_file:
+                    self.prototypes.setdefault(die.name, set()).add((die.decl_file, self.comp_dir))
+                continue
+            if not die.has_code:
+                if die.name is not None and self.units:
+                    self.declared_only.setdefault(die.name, []).append((len(self.units) - 1, die.decl_file))
                 continue
             origin = by_offset.get(die.origin) if die.origin is not None else None
             name = die.name or (origin.name if origin else None) or die.origin_name
@@ -1030,12 +1060,14 @@ class DefinitionCollector:
         import bisect
 
         self.intervals.sort()
+        self.unit_intervals.sort()
         starts = [low for low, _, _ in self.intervals]
+        unit_starts = [low for low, _, _ in self.unit_intervals]
         by_symbol: dict[str, list[str]] = {}
         for address, name in symbols:
             index = bisect.bisect_right(starts, address) - 1
             if index < 0 or not (self.intervals[index][0] <= address < self.intervals[index][1]):
-                files = self.files.get(base_function_name(name))
+                files = self.files.get(base_function_name(name)) or self.undefined_symbol_files(name, address, unit_starts)
                 if not files:
                     continue
             else:
@@ -1044,6 +1076,44 @@ class DefinitionCollector:
         for name, files in self.files.items():
             by_symbol.setdefault(name, files)
         return by_symbol
+
+    def undefined_symbol_files(self, name: str, address: int, unit_starts: list[int]) -> list[str]:
+        """Files for an ELF symbol inside no definition: its named entry without code, else the unit holding its code, else its prototype.
+
+        GCC leaves some functions with code but only a named DW_TAG_subprogram without
+        low_pc (HUF_getErrorName, the __bpf_trace_* of include/trace/events/*.h);
+        assembly symbols (asm_exc_page_fault) lie in their .S unit's ranges only.
+        """
+        import bisect
+
+        index = bisect.bisect_right(unit_starts, address) - 1
+        unit = self.unit_intervals[index][2] if index >= 0 and address < self.unit_intervals[index][1] else None
+        entries = self.declared_only.get(name) or self.declared_only.get(base_function_name(name)) or []
+        if unit is not None:
+            entries = [entry for entry in entries if entry[0] == unit]
+        files: list[str] = []
+        for entry_unit, decl_file in entries:
+            definition = self.definition_text(decl_file, *self.units[entry_unit])
+            if definition and definition not in files:
+                files.append(definition)
+        if files:
+            self.census.by_declaration += 1
+        elif unit is not None and self.units[unit][0]:
+            files = [self.paths.relative(*self.units[unit])]
+            self.census.by_unit += 1
+        elif name in self.prototypes:  # code from top-level asm (static-call trampolines): only a prototype names it
+            declared_in = sorted({self.paths.relative(decl_file, comp_dir) for decl_file, comp_dir in self.prototypes[name]})
+            files = [DEFINITION_SEPARATOR.join(declared_in)]  # one function whose prototype several files give: the filter matches each
+            self.census.by_prototype += 1
+        return files
+
+    def definition_text(self, decl_file: str | None, unit_name: str, comp_dir: str) -> str:
+        """"decl|unit" as finish_unit writes it: the declaring file, then the unit's file when it differs."""
+        parts = [self.paths.relative(decl_file, comp_dir)] if decl_file else []
+        unit_file = self.paths.relative(unit_name, comp_dir) if unit_name else ""
+        if unit_file and unit_file not in parts:
+            parts.append(unit_file)
+        return DEFINITION_SEPARATOR.join(parts)
 
 
 def read_ahead(stream: IO[bytes], depth: int = 32) -> Iterator[bytes]:
@@ -1115,8 +1185,9 @@ def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionColl
     line_start = block.rfind(b"\n", 0, match.start()) + 1
     offset = int(block[line_start : block.index(b":", line_start)], 16)
     if tag != b"subprogram":
-        unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in LLVM_ATTRIBUTE.findall(body) if attr}
-        collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""))
+        found = LLVM_ATTRIBUTE.findall(body)
+        unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in found if attr}
+        collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""), llvm_unit_ranges(unit, found))
         return
     die = Subprogram(offset)
     last_attr = b""
@@ -1127,6 +1198,17 @@ def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionColl
         elif last_attr == b"ranges":
             die.ranges.append((int(low, 16), int(high, 16)))
     collector.add(die)
+
+
+def llvm_unit_ranges(unit: dict[str, str], found: list[tuple[bytes, bytes, bytes, bytes]]) -> list[tuple[int, int]]:
+    """A unit's code: its DW_AT_ranges list, else low_pc..high_pc (a unit that has ranges prints low_pc 0)."""
+    ranges = [(int(low, 16), int(high, 16)) for attr, _, low, high in found if not attr]
+    if ranges:
+        return ranges
+    try:
+        return [(int(unit["low_pc"], 16), int(unit["high_pc"], 16))]
+    except (KeyError, ValueError):
+        return []
 
 
 def quoted(text: str) -> str:
@@ -1172,11 +1254,17 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
         if tag in ("DW_TAG_compile_unit", "DW_TAG_partial_unit"):
             name = LIBDWARF_ATTRS["name"].search(attrs)
             comp_dir = LIBDWARF_ATTRS["comp_dir"].search(attrs)
-            collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "")
+            collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "", libdwarf_unit_range(attrs))
         elif tag == "DW_TAG_subprogram" and depth == "1":
             collector.add(libdwarf_subprogram(int(offset, 16), attrs, collector))
         if progress and done & 0xFFFFF <= len(raw):
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
+
+
+def libdwarf_unit_range(attrs: str) -> list[tuple[int, int]]:
+    """low_pc..high_pc of a unit (a DW_AT_ranges list is not on the DIE's line: those units get none)."""
+    low, high = LIBDWARF_ATTRS["low_pc"].search(attrs), LIBDWARF_ATTRS["high_pc"].search(attrs)
+    return [(int(low.group(1), 16), int(high.group(1), 16))] if low and high else []
 
 
 def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector) -> Subprogram:
@@ -1439,6 +1527,12 @@ def run_generate_symbol_map(args: argparse.Namespace) -> None:
     )
     if census.path_from_unit:
         say(f"{census.path_from_unit:,} definitions without a declaring file (assembly, compiler-made) mapped to their unit's source file")
+    if census.by_declaration or census.by_unit or census.by_prototype:
+        say(
+            f"ELF symbols outside every definition: {census.by_declaration:,} names mapped by their declaration only (a named entry"
+            f" without code), {census.by_unit:,} by the unit holding their code (assembly), {census.by_prototype:,} by their prototype"
+            " (static-call trampolines)"
+        )
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:
