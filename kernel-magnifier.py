@@ -893,6 +893,8 @@ LLVM_ATTRIBUTE = re.compile(
     re.M,
 )
 QUOTED = re.compile(r'"(.*)"')
+LLVM_DIE_OFFSET = re.compile(rb"0x([0-9a-f]+):\s+")
+ADDRESS = re.compile(r"^(0x[0-9a-f]+)\)?$")
 REFERENCE = re.compile(r"^(0x[0-9a-f]+)")
 LIBDWARF_DIE = re.compile(r"^<(\d+)><0x([0-9a-f]+)(?:\+0x[0-9a-f]+)?><(DW_TAG_\w+)>(.*)$")
 LIBDWARF_ATTRS = {
@@ -1183,7 +1185,10 @@ def parse_llvm_dwarfdump(chunks: Iterable[bytes], collector: DefinitionCollector
 def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionCollector) -> None:
     tag, body = match.groups()
     line_start = block.rfind(b"\n", 0, match.start()) + 1
-    offset = int(block[line_start : block.index(b":", line_start)], 16)
+    offset = LLVM_DIE_OFFSET.match(block, line_start, match.start())
+    if offset is None:
+        raise DwarfdumpOutputError(f"a DW_TAG_{tag.decode()} without its offset ({block[line_start : match.end(1)][:80].decode('utf-8', 'replace')!r})")
+    offset = int(offset.group(1), 16)
     if tag != b"subprogram":
         found = LLVM_ATTRIBUTE.findall(body)
         unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in found if attr}
@@ -1211,6 +1216,20 @@ def llvm_unit_ranges(unit: dict[str, str], found: list[tuple[bytes, bytes, bytes
         return []
 
 
+class DwarfdumpOutputError(UserError):
+    """The dump has a shape no llvm-dwarfdump prints: a wrapper's noise, another program."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"llvm-dwarfdump output not understood: {what} (is --dwarfdump a real llvm-dwarfdump?)")
+
+
+def address_value(text: str, attr: str) -> int:
+    match = ADDRESS.match(text.strip())
+    if match is None:
+        raise DwarfdumpOutputError(f"{attr} ({text.strip().rstrip(')')[:40]}) is not an address")
+    return int(match.group(1), 16)
+
+
 def quoted(text: str) -> str:
     match = QUOTED.search(text)
     return match.group(1) if match else text.rstrip(")")
@@ -1222,10 +1241,10 @@ def apply_llvm_attribute(die: Subprogram, attr: str, text: str) -> None:
     elif attr == "decl_file":
         die.decl_file = quoted(text)
     elif attr == "low_pc":
-        die.low_pc = int(text.rstrip(")"), 16)
+        die.low_pc = address_value(text, "DW_AT_low_pc")
         die.has_code = True
     elif attr == "high_pc" and die.low_pc is not None:
-        die.ranges.append((die.low_pc, int(text.rstrip(")"), 16)))
+        die.ranges.append((die.low_pc, address_value(text, "DW_AT_high_pc")))
     elif attr == "ranges":
         die.has_code = True
     elif attr in ("abstract_origin", "specification"):
@@ -1293,6 +1312,32 @@ def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector)
     return die
 
 
+class ProcessGroup:
+    """A helper program (dwarfdump, nm) run as the leader of its own process group.
+
+    Killing only the direct child would orphan what a wrapper script started and
+    keep it writing; ending the group ends them all, on every way out.
+    """
+
+    def __init__(self, command: list[str], **streams: object) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen(command, start_new_session=True, env=c_locale(), **streams)
+        self.stdout: IO[bytes] | None = self.process.stdout
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)
+
+    def communicate(self, timeout: float) -> bytes:
+        return self.process.communicate(timeout=timeout)[0] or b""
+
+    def end(self) -> int:
+        """Kill what is left of the group (all of it after an error or a signal, stragglers after a normal end) and reap the leader."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait()
+
+
 class ElfSymbols:
     """Function symbols (t/T/w/W) from nm, the names ftrace prints: started early, it runs beside dwarfdump."""
 
@@ -1302,13 +1347,16 @@ class ElfSymbols:
 
         self.output = tempfile.TemporaryFile()
         nm = shutil.which("nm")
-        self.process = subprocess.Popen([nm, "--defined-only", vmlinux], stdout=self.output, stderr=subprocess.DEVNULL, env=c_locale()) if nm else None
+        self.process = ProcessGroup([nm, "--defined-only", vmlinux], stdout=self.output, stderr=subprocess.DEVNULL) if nm else None
 
     def result(self) -> list[tuple[int, str]]:
         if self.process is None:
             warn("nm (binutils) not found: mapping DWARF names only, without the ELF symbol join")
             return []
-        status = self.process.wait()
+        try:
+            status = self.process.wait()
+        finally:
+            self.process.end()
         self.output.seek(0)
         text = self.output.read().decode("utf-8", "replace")
         self.output.close()
@@ -1322,9 +1370,8 @@ class ElfSymbols:
         return symbols
 
     def cancel(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.process:
+            self.process.end()
         self.output.close()
 
 
@@ -1350,10 +1397,16 @@ def dwarfdump_kind(path: str) -> str:
     import subprocess
 
     try:
-        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, env=c_locale())
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise UserError(f"cannot run {path}: {err}") from err
-    return "llvm" if "LLVM" in version.stdout + version.stderr else "libdwarf"
+        process = ProcessGroup([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as err:
+        raise UserError(f"cannot run {path}: {err.strerror}") from err
+    try:
+        output = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{path} --version did not answer within 30 s") from None
+    finally:
+        process.end()
+    return "llvm" if b"LLVM" in output else "libdwarf"
 
 
 def check_vmlinux(path: str) -> None:
@@ -1370,10 +1423,60 @@ def check_vmlinux(path: str) -> None:
         raise UserError(f"cannot read {path}: {err.strerror}") from err
     if head != b"\x7fELF":
         raise UserError(f"{path} is not an ELF file (a compressed vmlinuz? the debug vmlinux is needed)")
+    if not elf_has_debug_info(path):
+        raise UserError(f"{path} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)")
 
 
 class NoDebugInfo(UserError):
-    """dwarfdump read the file fine but found no DWARF in it (a stripped module, a vmlinuz)."""
+    """No DWARF to read: the ELF file has no .debug_info (a stripped module), or dwarfdump printed no subprogram from it."""
+
+
+class DamagedElf(UserError):
+    """A cut or damaged ELF file: dwarfdump would read what is left and call it "no debug info"."""
+
+
+def elf_has_debug_info(path: str) -> bool:
+    """Whether the ELF file has a .debug_info section; DamagedElf when its headers point past its end.
+
+    The section header table sits at the end of a linked file: a truncated copy
+    loses it first, and dwarfdump then sees no sections at all.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            ident = handle.read(64)
+            if ident[:4] != b"\x7fELF":
+                raise DamagedElf(f"{path} is not an ELF file")
+            if len(ident) < 52 or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+                raise DamagedElf(f"{path} is truncated or not a valid ELF file: its ELF header is incomplete")
+            wide, order = ident[4] == 2, "<" if ident[5] == 1 else ">"
+            (table,) = struct.unpack_from(order + ("Q" if wide else "I"), ident, 0x28 if wide else 0x20)
+            entry_size, count, names_index = struct.unpack_from(order + "HHH", ident, 0x3A if wide else 0x2E)
+            entry = order + ("IIQQQQ" if wide else "IIIIII")  # name, type, flags, address, offset, size
+            if table == 0 or entry_size < struct.calcsize(entry):
+                raise DamagedElf(f"{path} is not a valid ELF file: it has no section header table")
+            if count == 0 and table + entry_size <= size:  # more than 65,279 sections: the count is in section 0
+                handle.seek(table)
+                count = struct.unpack(entry, handle.read(struct.calcsize(entry)))[5]
+            end = table + count * entry_size
+            if end > size:
+                raise DamagedElf(f"{path} is truncated or not a valid ELF file: its section headers end at byte {end:,}, the file has {size:,}")
+            handle.seek(table)
+            raw = handle.read(count * entry_size)
+            sections = [struct.unpack_from(entry, raw, index * entry_size) for index in range(count)]
+            for _, kind, _, _, offset, length in sections:
+                if kind not in (0, 8) and offset + length > size:  # SHT_NULL and SHT_NOBITS have no bytes in the file
+                    raise DamagedElf(f"{path} is truncated: a section ends at byte {offset + length:,}, the file has {size:,}")
+            if names_index >= count:  # SHN_XINDEX (the index is elsewhere) or nonsense: let dwarfdump judge
+                return True
+            handle.seek(sections[names_index][4])
+            names = handle.read(sections[names_index][5])
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from err
+    section_names = {names[start : names.find(b"\0", start)] for start, *_ in sections}
+    return bool(section_names & {b".debug_info", b".zdebug_info"})
 
 
 def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionCollector, progress: Progress | None) -> None:
@@ -1383,16 +1486,17 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     command = [program, "--debug-info", "--recurse-depth=1", path] if kind == "llvm" else [program, "-i", "-d", path]
     before = collector.census.subprograms
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=c_locale())
+        try:
+            process = ProcessGroup(command, stdout=subprocess.PIPE, stderr=errors)
+        except OSError as err:
+            raise UserError(f"cannot run {program}: {err.strerror}") from err
         assert process.stdout is not None
         parse = parse_llvm_dwarfdump if kind == "llvm" else parse_libdwarf_dwarfdump
         try:
             parse(read_ahead(process.stdout), collector, progress)
-        except BaseException:
-            process.kill()  # also on Ctrl-C: no dwarfdump left writing into a pipe nobody reads
-            raise
-        finally:
             status = process.wait()
+        finally:
+            process.end()  # on every way out (error, Ctrl-C, SIGTERM): no dwarfdump or wrapper child left behind
             process.stdout.close()
         errors.seek(0)
         message = errors.read().decode("utf-8", "replace").strip().splitlines()
@@ -1403,7 +1507,7 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     if status != 0:
         raise UserError(f"{tool} stopped with an error on {path} (truncated file?): {message[-1] if message else status}")
     if seen == 0:
-        raise NoDebugInfo(f"{path} has no DWARF debug info")
+        raise NoDebugInfo(f"no functions found in {path}: {tool} printed no DWARF subprogram entries (is it a dwarfdump?)")
 
 
 def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
@@ -1414,15 +1518,15 @@ def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, 
     symbols = ElfSymbols(vmlinux)
     try:
         run_dwarfdump(program, kind, vmlinux, collector, progress)
-    except NoDebugInfo:
-        symbols.cancel()
-        raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)") from None
+        elf_symbols = symbols.result()
     except BaseException:
         symbols.cancel()
         raise
     finally:
         progress.close()
-    files = collector.symbol_map(symbols.result())
+    files = collector.symbol_map(elf_symbols)
+    if not files:
+        raise UserError(f"no functions found in {vmlinux}: {os.path.basename(program)}'s output names no function with a source file")
     return files, collector, f"{os.path.basename(program)} ({kind})"
 
 
@@ -1474,10 +1578,14 @@ def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdum
             module = DefinitionCollector()
             module.paths = collector.paths
             try:
+                if not elf_has_debug_info(path):
+                    raise NoDebugInfo(f"{path} has no DWARF debug info")
                 run_dwarfdump(program, kind, path, module, None)
             except NoDebugInfo:
                 report.without_debug_info.append(path)
                 continue
+            except Interrupted:
+                raise
             except UserError:
                 report.failed.append(path)
                 continue
@@ -1501,7 +1609,40 @@ def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) 
             handle.write(name + "\t" + "\t".join(sorted(files[name])) + "\n")
 
 
+class Interrupted(UserError):
+    """A stop signal: the run ends through the usual clean-up, with the shell's 128+N status."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(number).name}")
+        self.exit_status = 128 + number
+
+
+@contextlib.contextmanager
+def stop_signals_end_the_run() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted, so that every helper's process group is ended and no
+    temporary map is left (SIGTERM's default would kill us alone); repeats during the clean-up are ignored."""
+    received: list[int] = []
+
+    def handle(number: int, _frame: object) -> None:
+        if not received:
+            received.append(number)
+            raise Interrupted(number)
+
+    numbers = [number for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(number) is not signal.SIG_IGN]  # nohup, &
+    previous = {number: signal.signal(number, handle) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_generate_symbol_map(args: argparse.Namespace) -> None:
+    with stop_signals_end_the_run():
+        generate_symbol_map_file(args)
+
+
+def generate_symbol_map_file(args: argparse.Namespace) -> None:
     check_writable(args.output)
     started = time.monotonic()
     say(f"Symbol map mode - reading DWARF debug info of {args.vmlinux}")
