@@ -86,7 +86,8 @@ def test_bad_inputs_leave_no_map(tmp_path):
     assert not out.exists()
 
 
-def test_function_with_code_but_a_dwarf_entry_without_low_pc_is_mapped(tmp_path):
+@pytest.mark.parametrize("tool", TOOLS)
+def test_function_with_code_but_a_dwarf_entry_without_low_pc_is_mapped(tmp_path, tool):
     """GCC's identical code folding emits fold_thunk's code without a DWARF range: its named entry gives the file."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
@@ -95,7 +96,7 @@ def test_function_with_code_but_a_dwarf_entry_without_low_pc_is_mapped(tmp_path)
     symbols = subprocess.run(["nm", str(tmp_path / "icf")], capture_output=True, text=True, check=True).stdout.split()
     assert "fold_thunk" in symbols  # the function has code in the ELF file
     out = tmp_path / "icf.map"
-    result = run_cli("generate-symbol-map", "-k", str(tmp_path / "icf"), "-o", str(out), cwd=tmp_path)
+    result = run_cli("generate-symbol-map", "-k", str(tmp_path / "icf"), "-o", str(out), "--dwarfdump", tool, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     entries = read_map(out)
     assert entries["fold_thunk"] == ["icf.c"]
