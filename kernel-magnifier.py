@@ -1279,6 +1279,8 @@ LLVM_ATTRIBUTE = re.compile(
     re.M,
 )
 QUOTED = re.compile(r'"(.*)"')
+LLVM_DIE_OFFSET = re.compile(rb"0x([0-9a-f]+):\s+")
+ADDRESS = re.compile(r"^(0x[0-9a-f]+)\)?$")
 REFERENCE = re.compile(r"^(0x[0-9a-f]+)")
 LIBDWARF_DIE = re.compile(r"^<(\d+)><0x([0-9a-f]+)(?:\+0x[0-9a-f]+)?><(DW_TAG_\w+)>(.*)$")
 LIBDWARF_ATTRS = {
@@ -1318,6 +1320,9 @@ class DwarfCensus:
     without_path: int = 0
     unresolved_origin: int = 0
     path_from_unit: int = 0
+    by_declaration: int = 0
+    by_unit: int = 0
+    by_prototype: int = 0
 
     def add(self, other: DwarfCensus) -> None:
         for name in self.__dataclass_fields__:
@@ -1339,19 +1344,32 @@ class TreePaths:
 
     def relative(self, path: str, comp_dir: str) -> str:
         if path.startswith("/"):
-            for root in [comp_dir, *self.roots]:
-                if root and path.startswith(root.rstrip("/") + "/"):
-                    return os.path.normpath(path[len(root.rstrip("/")) + 1 :])
+            for root in [*build_dir_ancestors(comp_dir), *self.roots]:
+                if path.startswith(root + "/"):
+                    return os.path.normpath(path[len(root) + 1 :])
             return os.path.normpath(path)
         parts = os.path.normpath(path).split("/")
         tail = comp_dir.rstrip("/").split("/")
         for overlap in range(min(len(parts) - 1, len(tail)), 0, -1):
             if tail[-overlap:] == parts[:overlap]:
-                root = "/".join(tail[:-overlap]) or "/"
-                if root not in self.roots:
+                root = "/".join(tail[:-overlap])
+                if root.startswith("/") and root not in self.roots:  # a relative comp_dir teaches no root
                     self.roots.append(root)
                 return "/".join(parts[overlap:])
         return "/".join(parts)
+
+
+def build_dir_ancestors(comp_dir: str) -> list[str]:
+    """An absolute comp_dir and its parents, nearest first, without "/": where an absolute source path may live.
+
+    Assembly units name their file absolutely (/build/reproducible-path/linux-6.1.192/arch/x86/lib/copy_mc_64.S)
+    while comp_dir is the build directory below the tree (.../linux-6.1.192/debian/build/build_amd64_none_amd64):
+    the nearest ancestor of the build directory that holds the file is the tree.
+    """
+    if not comp_dir.startswith("/"):
+        return []
+    parts = os.path.normpath(comp_dir).split("/")
+    return ["/".join(parts[:end]) for end in range(len(parts), 1, -1)]
 
 
 class DefinitionCollector:
@@ -1365,11 +1383,19 @@ class DefinitionCollector:
         self.unit_name = ""
         self.comp_dir = ""
         self.unit: list[Subprogram] = []
+        # For ELF symbols inside no definition: where each unit's code lies, and the
+        # named entries without code (a definition whose code has no entry of its own).
+        self.units: list[tuple[str, str]] = []
+        self.unit_intervals: list[tuple[int, int, int]] = []
+        self.declared_only: dict[str, list[tuple[int, str | None]]] = {}
+        self.prototypes: dict[str, set[tuple[str, str]]] = {}
 
-    def start_unit(self, name: str, comp_dir: str) -> None:
+    def start_unit(self, name: str, comp_dir: str, ranges: Iterable[tuple[int, int]] = ()) -> None:
         self.finish_unit()
         self.census.units += 1
         self.unit_name, self.comp_dir = name, comp_dir
+        self.units.append((name, comp_dir))
+        self.unit_intervals.extend((low, high, len(self.units) - 1) for low, high in ranges if low < high)
 
     def add(self, die: Subprogram) -> None:
         self.census.subprograms += 1
@@ -1381,7 +1407,13 @@ class DefinitionCollector:
         by_offset = {die.offset: die for die in self.unit}
         unit_file = self.paths.relative(self.unit_name, self.comp_dir) if self.unit_name else ""
         for die in self.unit:
-            if die.declaration or not die.has_code:
+            if die.declaration:
+                if die.name is not None and die.decl_file:
+                    self.prototypes.setdefault(die.name, set()).add((die.decl_file, self.comp_dir))
+                continue
+            if not die.has_code:
+                if die.name is not None and self.units:
+                    self.declared_only.setdefault(die.name, []).append((len(self.units) - 1, die.decl_file))
                 continue
             origin = by_offset.get(die.origin) if die.origin is not None else None
             name = die.name or (origin.name if origin else None) or die.origin_name
@@ -1416,12 +1448,14 @@ class DefinitionCollector:
         import bisect
 
         self.intervals.sort()
+        self.unit_intervals.sort()
         starts = [low for low, _, _ in self.intervals]
+        unit_starts = [low for low, _, _ in self.unit_intervals]
         by_symbol: dict[str, list[str]] = {}
         for address, name in symbols:
             index = bisect.bisect_right(starts, address) - 1
             if index < 0 or not (self.intervals[index][0] <= address < self.intervals[index][1]):
-                files = self.files.get(base_function_name(name))
+                files = self.files.get(base_function_name(name)) or self.undefined_symbol_files(name, address, unit_starts)
                 if not files:
                     continue
             else:
@@ -1430,6 +1464,44 @@ class DefinitionCollector:
         for name, files in self.files.items():
             by_symbol.setdefault(name, files)
         return by_symbol
+
+    def undefined_symbol_files(self, name: str, address: int, unit_starts: list[int]) -> list[str]:
+        """Files for an ELF symbol inside no definition: its named entry without code, else the unit holding its code, else its prototype.
+
+        GCC leaves some functions with code but only a named DW_TAG_subprogram without
+        low_pc (HUF_getErrorName, the __bpf_trace_* of include/trace/events/*.h);
+        assembly symbols (asm_exc_page_fault) lie in their .S unit's ranges only.
+        """
+        import bisect
+
+        index = bisect.bisect_right(unit_starts, address) - 1
+        unit = self.unit_intervals[index][2] if index >= 0 and address < self.unit_intervals[index][1] else None
+        entries = self.declared_only.get(name) or self.declared_only.get(base_function_name(name)) or []
+        if unit is not None:
+            entries = [entry for entry in entries if entry[0] == unit]
+        files: list[str] = []
+        for entry_unit, decl_file in entries:
+            definition = self.definition_text(decl_file, *self.units[entry_unit])
+            if definition and definition not in files:
+                files.append(definition)
+        if files:
+            self.census.by_declaration += 1
+        elif unit is not None and self.units[unit][0]:
+            files = [self.paths.relative(*self.units[unit])]
+            self.census.by_unit += 1
+        elif name in self.prototypes:  # code from top-level asm (static-call trampolines): only a prototype names it
+            declared_in = sorted({self.paths.relative(decl_file, comp_dir) for decl_file, comp_dir in self.prototypes[name]})
+            files = [DEFINITION_SEPARATOR.join(declared_in)]  # one function whose prototype several files give: the filter matches each
+            self.census.by_prototype += 1
+        return files
+
+    def definition_text(self, decl_file: str | None, unit_name: str, comp_dir: str) -> str:
+        """"decl|unit" as finish_unit writes it: the declaring file, then the unit's file when it differs."""
+        parts = [self.paths.relative(decl_file, comp_dir)] if decl_file else []
+        unit_file = self.paths.relative(unit_name, comp_dir) if unit_name else ""
+        if unit_file and unit_file not in parts:
+            parts.append(unit_file)
+        return DEFINITION_SEPARATOR.join(parts)
 
 
 def read_ahead(stream: IO[bytes], depth: int = 32) -> Iterator[bytes]:
@@ -1499,10 +1571,14 @@ def parse_llvm_dwarfdump(chunks: Iterable[bytes], collector: DefinitionCollector
 def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionCollector) -> None:
     tag, body = match.groups()
     line_start = block.rfind(b"\n", 0, match.start()) + 1
-    offset = int(block[line_start : block.index(b":", line_start)], 16)
+    offset = LLVM_DIE_OFFSET.match(block, line_start, match.start())
+    if offset is None:
+        raise DwarfdumpOutputError(f"a DW_TAG_{tag.decode()} without its offset ({block[line_start : match.end(1)][:80].decode('utf-8', 'replace')!r})")
+    offset = int(offset.group(1), 16)
     if tag != b"subprogram":
-        unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in LLVM_ATTRIBUTE.findall(body) if attr}
-        collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""))
+        found = LLVM_ATTRIBUTE.findall(body)
+        unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in found if attr}
+        collector.start_unit(unit.get("name", ""), unit.get("comp_dir", ""), llvm_unit_ranges(unit, found))
         return
     die = Subprogram(offset)
     last_attr = b""
@@ -1513,6 +1589,31 @@ def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionColl
         elif last_attr == b"ranges":
             die.ranges.append((int(low, 16), int(high, 16)))
     collector.add(die)
+
+
+def llvm_unit_ranges(unit: dict[str, str], found: list[tuple[bytes, bytes, bytes, bytes]]) -> list[tuple[int, int]]:
+    """A unit's code: its DW_AT_ranges list, else low_pc..high_pc (a unit that has ranges prints low_pc 0)."""
+    ranges = [(int(low, 16), int(high, 16)) for attr, _, low, high in found if not attr]
+    if ranges:
+        return ranges
+    try:
+        return [(int(unit["low_pc"], 16), int(unit["high_pc"], 16))]
+    except (KeyError, ValueError):
+        return []
+
+
+class DwarfdumpOutputError(UserError):
+    """The dump has a shape no llvm-dwarfdump prints: a wrapper's noise, another program."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"llvm-dwarfdump output not understood: {what} (is --dwarfdump a real llvm-dwarfdump?)")
+
+
+def address_value(text: str, attr: str) -> int:
+    match = ADDRESS.match(text.strip())
+    if match is None:
+        raise DwarfdumpOutputError(f"{attr} ({text.strip().rstrip(')')[:40]}) is not an address")
+    return int(match.group(1), 16)
 
 
 def quoted(text: str) -> str:
@@ -1526,10 +1627,10 @@ def apply_llvm_attribute(die: Subprogram, attr: str, text: str) -> None:
     elif attr == "decl_file":
         die.decl_file = quoted(text)
     elif attr == "low_pc":
-        die.low_pc = int(text.rstrip(")"), 16)
+        die.low_pc = address_value(text, "DW_AT_low_pc")
         die.has_code = True
     elif attr == "high_pc" and die.low_pc is not None:
-        die.ranges.append((die.low_pc, int(text.rstrip(")"), 16)))
+        die.ranges.append((die.low_pc, address_value(text, "DW_AT_high_pc")))
     elif attr == "ranges":
         die.has_code = True
     elif attr in ("abstract_origin", "specification"):
@@ -1558,11 +1659,17 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
         if tag in ("DW_TAG_compile_unit", "DW_TAG_partial_unit"):
             name = LIBDWARF_ATTRS["name"].search(attrs)
             comp_dir = LIBDWARF_ATTRS["comp_dir"].search(attrs)
-            collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "")
+            collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "", libdwarf_unit_range(attrs))
         elif tag == "DW_TAG_subprogram" and depth == "1":
             collector.add(libdwarf_subprogram(int(offset, 16), attrs, collector))
         if progress and done & 0xFFFFF <= len(raw):
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
+
+
+def libdwarf_unit_range(attrs: str) -> list[tuple[int, int]]:
+    """low_pc..high_pc of a unit (a DW_AT_ranges list is not on the DIE's line: those units get none)."""
+    low, high = LIBDWARF_ATTRS["low_pc"].search(attrs), LIBDWARF_ATTRS["high_pc"].search(attrs)
+    return [(int(low.group(1), 16), int(high.group(1), 16))] if low and high else []
 
 
 def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector) -> Subprogram:
@@ -1591,6 +1698,32 @@ def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector)
     return die
 
 
+class ProcessGroup:
+    """A helper program (dwarfdump, nm) run as the leader of its own process group.
+
+    Killing only the direct child would orphan what a wrapper script started and
+    keep it writing; ending the group ends them all, on every way out.
+    """
+
+    def __init__(self, command: list[str], **streams: object) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen(command, start_new_session=True, env=c_locale(), **streams)
+        self.stdout: IO[bytes] | None = self.process.stdout
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)
+
+    def communicate(self, timeout: float) -> bytes:
+        return self.process.communicate(timeout=timeout)[0] or b""
+
+    def end(self) -> int:
+        """Kill what is left of the group (all of it after an error or a signal, stragglers after a normal end) and reap the leader."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait()
+
+
 class ElfSymbols:
     """Function symbols (t/T/w/W) from nm, the names ftrace prints: started early, it runs beside dwarfdump."""
 
@@ -1600,13 +1733,16 @@ class ElfSymbols:
 
         self.output = tempfile.TemporaryFile()
         nm = shutil.which("nm")
-        self.process = subprocess.Popen([nm, "--defined-only", vmlinux], stdout=self.output, stderr=subprocess.DEVNULL, env=c_locale()) if nm else None
+        self.process = ProcessGroup([nm, "--defined-only", vmlinux], stdout=self.output, stderr=subprocess.DEVNULL) if nm else None
 
     def result(self) -> list[tuple[int, str]]:
         if self.process is None:
             warn("nm (binutils) not found: mapping DWARF names only, without the ELF symbol join")
             return []
-        status = self.process.wait()
+        try:
+            status = self.process.wait()
+        finally:
+            self.process.end()
         self.output.seek(0)
         text = self.output.read().decode("utf-8", "replace")
         self.output.close()
@@ -1620,9 +1756,8 @@ class ElfSymbols:
         return symbols
 
     def cancel(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.process:
+            self.process.end()
         self.output.close()
 
 
@@ -1648,10 +1783,16 @@ def dwarfdump_kind(path: str) -> str:
     import subprocess
 
     try:
-        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, env=c_locale())
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise UserError(f"cannot run {path}: {err}") from err
-    return "llvm" if "LLVM" in version.stdout + version.stderr else "libdwarf"
+        process = ProcessGroup([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as err:
+        raise UserError(f"cannot run {path}: {err.strerror}") from err
+    try:
+        output = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{path} --version did not answer within 30 s") from None
+    finally:
+        process.end()
+    return "llvm" if b"LLVM" in output else "libdwarf"
 
 
 def check_vmlinux(path: str) -> None:
@@ -1668,10 +1809,60 @@ def check_vmlinux(path: str) -> None:
         raise UserError(f"cannot read {path}: {err.strerror}") from err
     if head != b"\x7fELF":
         raise UserError(f"{path} is not an ELF file (a compressed vmlinuz? the debug vmlinux is needed)")
+    if not elf_has_debug_info(path):
+        raise UserError(f"{path} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)")
 
 
 class NoDebugInfo(UserError):
-    """dwarfdump read the file fine but found no DWARF in it (a stripped module, a vmlinuz)."""
+    """No DWARF to read: the ELF file has no .debug_info (a stripped module), or dwarfdump printed no subprogram from it."""
+
+
+class DamagedElf(UserError):
+    """A cut or damaged ELF file: dwarfdump would read what is left and call it "no debug info"."""
+
+
+def elf_has_debug_info(path: str) -> bool:
+    """Whether the ELF file has a .debug_info section; DamagedElf when its headers point past its end.
+
+    The section header table sits at the end of a linked file: a truncated copy
+    loses it first, and dwarfdump then sees no sections at all.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            ident = handle.read(64)
+            if ident[:4] != b"\x7fELF":
+                raise DamagedElf(f"{path} is not an ELF file")
+            if len(ident) < 52 or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+                raise DamagedElf(f"{path} is truncated or not a valid ELF file: its ELF header is incomplete")
+            wide, order = ident[4] == 2, "<" if ident[5] == 1 else ">"
+            (table,) = struct.unpack_from(order + ("Q" if wide else "I"), ident, 0x28 if wide else 0x20)
+            entry_size, count, names_index = struct.unpack_from(order + "HHH", ident, 0x3A if wide else 0x2E)
+            entry = order + ("IIQQQQ" if wide else "IIIIII")  # name, type, flags, address, offset, size
+            if table == 0 or entry_size < struct.calcsize(entry):
+                raise DamagedElf(f"{path} is not a valid ELF file: it has no section header table")
+            if count == 0 and table + entry_size <= size:  # more than 65,279 sections: the count is in section 0
+                handle.seek(table)
+                count = struct.unpack(entry, handle.read(struct.calcsize(entry)))[5]
+            end = table + count * entry_size
+            if end > size:
+                raise DamagedElf(f"{path} is truncated or not a valid ELF file: its section headers end at byte {end:,}, the file has {size:,}")
+            handle.seek(table)
+            raw = handle.read(count * entry_size)
+            sections = [struct.unpack_from(entry, raw, index * entry_size) for index in range(count)]
+            for _, kind, _, _, offset, length in sections:
+                if kind not in (0, 8) and offset + length > size:  # SHT_NULL and SHT_NOBITS have no bytes in the file
+                    raise DamagedElf(f"{path} is truncated: a section ends at byte {offset + length:,}, the file has {size:,}")
+            if names_index >= count:  # SHN_XINDEX (the index is elsewhere) or nonsense: let dwarfdump judge
+                return True
+            handle.seek(sections[names_index][4])
+            names = handle.read(sections[names_index][5])
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from err
+    section_names = {names[start : names.find(b"\0", start)] for start, *_ in sections}
+    return bool(section_names & {b".debug_info", b".zdebug_info"})
 
 
 def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionCollector, progress: Progress | None) -> None:
@@ -1681,16 +1872,17 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     command = [program, "--debug-info", "--recurse-depth=1", path] if kind == "llvm" else [program, "-i", "-d", path]
     before = collector.census.subprograms
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=c_locale())
+        try:
+            process = ProcessGroup(command, stdout=subprocess.PIPE, stderr=errors)
+        except OSError as err:
+            raise UserError(f"cannot run {program}: {err.strerror}") from err
         assert process.stdout is not None
         parse = parse_llvm_dwarfdump if kind == "llvm" else parse_libdwarf_dwarfdump
         try:
             parse(read_ahead(process.stdout), collector, progress)
-        except BaseException:
-            process.kill()  # also on Ctrl-C: no dwarfdump left writing into a pipe nobody reads
-            raise
-        finally:
             status = process.wait()
+        finally:
+            process.end()  # on every way out (error, Ctrl-C, SIGTERM): no dwarfdump or wrapper child left behind
             process.stdout.close()
         errors.seek(0)
         message = errors.read().decode("utf-8", "replace").strip().splitlines()
@@ -1701,7 +1893,7 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     if status != 0:
         raise UserError(f"{tool} stopped with an error on {path} (truncated file?): {message[-1] if message else status}")
     if seen == 0:
-        raise NoDebugInfo(f"{path} has no DWARF debug info")
+        raise NoDebugInfo(f"no functions found in {path}: {tool} printed no DWARF subprogram entries (is it a dwarfdump?)")
 
 
 def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
@@ -1712,15 +1904,15 @@ def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, 
     symbols = ElfSymbols(vmlinux)
     try:
         run_dwarfdump(program, kind, vmlinux, collector, progress)
-    except NoDebugInfo:
-        symbols.cancel()
-        raise UserError(f"{vmlinux} has no DWARF debug info: use the debug vmlinux (Debian: /usr/lib/debug/boot/vmlinux-VERSION)") from None
+        elf_symbols = symbols.result()
     except BaseException:
         symbols.cancel()
         raise
     finally:
         progress.close()
-    files = collector.symbol_map(symbols.result())
+    files = collector.symbol_map(elf_symbols)
+    if not files:
+        raise UserError(f"no functions found in {vmlinux}: {os.path.basename(program)}'s output names no function with a source file")
     return files, collector, f"{os.path.basename(program)} ({kind})"
 
 
@@ -1772,10 +1964,14 @@ def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdum
             module = DefinitionCollector()
             module.paths = collector.paths
             try:
+                if not elf_has_debug_info(path):
+                    raise NoDebugInfo(f"{path} has no DWARF debug info")
                 run_dwarfdump(program, kind, path, module, None)
             except NoDebugInfo:
                 report.without_debug_info.append(path)
                 continue
+            except Interrupted:
+                raise
             except UserError:
                 report.failed.append(path)
                 continue
@@ -1799,7 +1995,40 @@ def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) 
             handle.write(name + "\t" + "\t".join(sorted(files[name])) + "\n")
 
 
+class Interrupted(UserError):
+    """A stop signal: the run ends through the usual clean-up, with the shell's 128+N status."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(number).name}")
+        self.exit_status = 128 + number
+
+
+@contextlib.contextmanager
+def stop_signals_end_the_run() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise Interrupted, so that every helper's process group is ended and no
+    temporary map is left (SIGTERM's default would kill us alone); repeats during the clean-up are ignored."""
+    received: list[int] = []
+
+    def handle(number: int, _frame: object) -> None:
+        if not received:
+            received.append(number)
+            raise Interrupted(number)
+
+    numbers = [number for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(number) is not signal.SIG_IGN]  # nohup, &
+    previous = {number: signal.signal(number, handle) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_generate_symbol_map(args: argparse.Namespace) -> None:
+    with stop_signals_end_the_run():
+        generate_symbol_map_file(args)
+
+
+def generate_symbol_map_file(args: argparse.Namespace) -> None:
     check_writable(args.output)
     started = time.monotonic()
     say(f"Symbol map mode - reading DWARF debug info of {args.vmlinux}")
@@ -1825,6 +2054,12 @@ def run_generate_symbol_map(args: argparse.Namespace) -> None:
     )
     if census.path_from_unit:
         say(f"{census.path_from_unit:,} definitions without a declaring file (assembly, compiler-made) mapped to their unit's source file")
+    if census.by_declaration or census.by_unit or census.by_prototype:
+        say(
+            f"ELF symbols outside every definition: {census.by_declaration:,} names mapped by their declaration only (a named entry"
+            f" without code), {census.by_unit:,} by the unit holding their code (assembly), {census.by_prototype:,} by their prototype"
+            " (static-call trampolines)"
+        )
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:

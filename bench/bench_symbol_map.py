@@ -2,6 +2,7 @@
 """Benchmark generate-symbol-map against the dwarfdump run alone (the floor) on a real vmlinux.
 
     python bench/bench_symbol_map.py -k /usr/lib/debug/boot/vmlinux-6.1.0-56-amd64 --rounds 3
+    python bench/bench_symbol_map.py -k VMLINUX --script /tmp/old-kernel-magnifier.py   # an older version, for before/after
 
 Runs are interleaved (dwarfdump alone, then the tool) so that a busy machine
 slows both alike; the medians and their ratio are printed.
@@ -31,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-k", "--vmlinux", required=True)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--script", default=str(ROOT / "kernel-magnifier.py"), help="the kernel-magnifier.py to time (default: this checkout's)")
     args = parser.parse_args()
     dwarfdump = shutil.which("llvm-dwarfdump")
     if dwarfdump is None:
@@ -39,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.rounds):
             alone.append(timed([dwarfdump, "--debug-info", "--recurse-depth=1", args.vmlinux]))
-            tool.append(timed([sys.executable, str(ROOT / "kernel-magnifier.py"), "generate-symbol-map", "-k", args.vmlinux, "-o", f"{scratch}/map"]))
+            tool.append(timed([sys.executable, args.script, "generate-symbol-map", "-k", args.vmlinux, "-o", f"{scratch}/map"]))
     dump, ours = statistics.median(alone), statistics.median(tool)
     print(f"llvm-dwarfdump alone    median {dump:6.1f} s  runs {', '.join(f'{t:.1f}' for t in alone)}")
     print(f"generate-symbol-map     median {ours:6.1f} s  runs {', '.join(f'{t:.1f}' for t in tool)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import lzma
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,8 +86,55 @@ def test_bad_inputs_leave_no_map(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("tool", TOOLS)
+def test_function_with_code_but_a_dwarf_entry_without_low_pc_is_mapped(tmp_path, tool):
+    """GCC's identical code folding emits fold_thunk's code without a DWARF range: its named entry gives the file."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    shutil.copy(CSRC / "icf.c", tmp_path)
+    subprocess.run(["gcc", "-g", "-O2", "icf.c", "-o", "icf"], cwd=tmp_path, check=True)
+    symbols = subprocess.run(["nm", str(tmp_path / "icf")], capture_output=True, text=True, check=True).stdout.split()
+    assert "fold_thunk" in symbols  # the function has code in the ELF file
+    out = tmp_path / "icf.map"
+    result = run_cli("generate-symbol-map", "-k", str(tmp_path / "icf"), "-o", str(out), "--dwarfdump", tool, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    entries = read_map(out)
+    assert entries["fold_thunk"] == ["icf.c"]
+    assert entries["fold_kept"] == ["icf.c"]
+    assert "1 names mapped by their declaration only" in result.stdout
+
+
 SAMPLE = DATA / "fg-graphfunc" / "trace.txt.xz"
 KERNEL_MAP = DATA / "symbol-map-6.1.0-56-amd64.map.xz"  # generated from the real Debian 6.1 debug vmlinux
+# The text symbol names (t/T/w/W) of that kernel's own System.map (linux-image-6.1.0-56-amd64-dbg), one per line.
+SYSTEM_MAP_NAMES = DATA / "system-map-text-names-6.1.0-56-amd64.txt.xz"
+
+
+def read_xz_map(path: Path) -> dict[str, list[str]]:
+    entries = {}
+    with lzma.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                name, *files = line.rstrip("\n").split("\t")
+                entries[name] = files
+    return entries
+
+
+def test_real_kernel_map_covers_the_kernels_own_system_map():
+    entries = read_xz_map(KERNEL_MAP)
+    with lzma.open(SYSTEM_MAP_NAMES, "rt", encoding="utf-8") as handle:
+        system_map = set(handle.read().split())
+    assert len(system_map) == 49045
+    missing = system_map - entries.keys()
+    assert len(system_map - missing) / len(system_map) >= 0.995, sorted(missing)[:20]
+    # GCC left these with code but a DWARF entry without low_pc; assembly; a static-call trampoline (a prototype only)
+    assert entries["HUF_getErrorName"] == ["lib/zstd/common/entropy_common.c"]
+    assert entries["__bpf_trace_tcp_probe"] == ["include/trace/events/tcp.h|net/core/net-traces.c"]
+    assert entries["asm_exc_page_fault"] == ["arch/x86/entry/entry_64.S"]
+    assert entries["copy_mc_fragile"] == ["arch/x86/lib/copy_mc_64.S"]
+    assert entries["__SCT__tp_func_tcp_probe"] == ["include/trace/events/tcp.h"]
+    paths = {path for files in entries.values() for definition in files for path in definition.split("|")}
+    assert not [path for path in paths if path.startswith(("/", "build/", "../")) or "reproducible-path" in path or "debian/build" in path]
 
 
 def test_filter_filepath_with_the_real_kernel_map(tmp_path):
