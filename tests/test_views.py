@@ -280,3 +280,16 @@ def test_unknown_focus_function_is_one_line_with_a_suggestion(tmp_path):
     result = run_cli("visualize", "-i", str(DEMO), "-o", str(tmp_path / "g.json"), "--chart", "", "--root", "tcp_sendmgs")
     assert_one_line_error(result, "--root tcp_sendmgs: no function of that name")
     assert "tcp_sendmsg" in result.stderr
+
+
+def test_call_paths_beyond_the_limit_are_refused_with_a_clear_message(km):
+    # unit level: a real trace with a million distinct paths would be too slow for the test suite
+    tree = km.CallTree(limit=4)
+    tree.child(tree.child(km.ROOT_NODE, "a"), "b")
+    tree.child(km.ROOT_NODE, "c")
+    try:
+        tree.child(km.ROOT_NODE, "d")
+    except km.UserError as err:
+        assert "more than 4 distinct call paths" in str(err) and "--graph-function" in str(err)
+    else:
+        raise AssertionError("the fifth path was accepted")
