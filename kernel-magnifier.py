@@ -894,7 +894,7 @@ LLVM_ATTRIBUTE = re.compile(
 )
 QUOTED = re.compile(r'"(.*)"')
 LLVM_DIE_OFFSET = re.compile(rb"0x([0-9a-f]+):\s+")
-ADDRESS = re.compile(r"^(0x[0-9a-f]+)\)?$")
+ADDRESS = re.compile(r"^(0x[0-9a-f]+)(?:\)|\s|$)")
 REFERENCE = re.compile(r"^(0x[0-9a-f]+)")
 LIBDWARF_DIE = re.compile(r"^<(\d+)><0x([0-9a-f]+)(?:\+0x[0-9a-f]+)?><(DW_TAG_\w+)>(.*)$")
 LIBDWARF_ATTRS = {
