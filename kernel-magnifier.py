@@ -1393,6 +1393,9 @@ def find_dwarfdump(requested: str | None) -> tuple[str, str]:
     raise UserError("no dwarfdump found: install llvm (llvm-dwarfdump, preferred) or dwarfdump, or name one with --dwarfdump")
 
 
+DWARFDUMP_VERSION_TIMEOUT = 30.0  # seconds for `--version`: a program that hangs there is not a usable dwarfdump
+
+
 def dwarfdump_kind(path: str) -> str:
     import subprocess
 
@@ -1401,9 +1404,9 @@ def dwarfdump_kind(path: str) -> str:
     except OSError as err:
         raise UserError(f"cannot run {path}: {err.strerror}") from err
     try:
-        output = process.communicate(timeout=30)
+        output = process.communicate(timeout=DWARFDUMP_VERSION_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise UserError(f"{path} --version did not answer within 30 s") from None
+        raise UserError(f"{path} --version did not answer within {DWARFDUMP_VERSION_TIMEOUT:g} s") from None
     finally:
         process.end()
     return "llvm" if b"LLVM" in output else "libdwarf"
