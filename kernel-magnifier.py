@@ -1280,7 +1280,7 @@ LLVM_ATTRIBUTE = re.compile(
 )
 QUOTED = re.compile(r'"(.*)"')
 LLVM_DIE_OFFSET = re.compile(rb"0x([0-9a-f]+):\s+")
-ADDRESS = re.compile(r"^(0x[0-9a-f]+)\)?$")
+ADDRESS = re.compile(r"^(0x[0-9a-f]+)(?:\)|\s|$)")
 REFERENCE = re.compile(r"^(0x[0-9a-f]+)")
 LIBDWARF_DIE = re.compile(r"^<(\d+)><0x([0-9a-f]+)(?:\+0x[0-9a-f]+)?><(DW_TAG_\w+)>(.*)$")
 LIBDWARF_ATTRS = {
@@ -1779,6 +1779,9 @@ def find_dwarfdump(requested: str | None) -> tuple[str, str]:
     raise UserError("no dwarfdump found: install llvm (llvm-dwarfdump, preferred) or dwarfdump, or name one with --dwarfdump")
 
 
+DWARFDUMP_VERSION_TIMEOUT = 30.0  # seconds for `--version`: a program that hangs there is not a usable dwarfdump
+
+
 def dwarfdump_kind(path: str) -> str:
     import subprocess
 
@@ -1787,9 +1790,9 @@ def dwarfdump_kind(path: str) -> str:
     except OSError as err:
         raise UserError(f"cannot run {path}: {err.strerror}") from err
     try:
-        output = process.communicate(timeout=30)
+        output = process.communicate(timeout=DWARFDUMP_VERSION_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise UserError(f"{path} --version did not answer within 30 s") from None
+        raise UserError(f"{path} --version did not answer within {DWARFDUMP_VERSION_TIMEOUT:g} s") from None
     finally:
         process.end()
     return "llvm" if b"LLVM" in output else "libdwarf"

@@ -122,3 +122,19 @@ def test_mock_dwarfdump_wrapper_and_its_child_end_with_the_run(tmp_path, program
         time.sleep(0.02)
     assert [pid for pid in started if alive(pid)] == []
     assert outputs_left(tmp_path) == []
+
+
+def test_mock_dwarfdump_hanging_at_version_ends_with_its_children(tmp_path, km):
+    """The --version probe's timeout ends the wrapper's whole process group, not only the wrapper."""
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "mock-hanging-dwarfdump"
+    script.write_text(f"#!/bin/sh\nsh -c 'echo $$ > \"{pid_file}\"; exec sleep 60' &\nwait\n")
+    script.chmod(0o755)
+    km.DWARFDUMP_VERSION_TIMEOUT = 1.0
+    with pytest.raises(km.UserError, match="--version did not answer within 1 s"):
+        km.dwarfdump_kind(str(script))
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 1
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(child)
