@@ -456,8 +456,11 @@ FUNCTION_LINE = re.compile(
 )
 TRACE_CMD_GRAPH = re.compile(r"^(?P<event>funcgraph_entry|funcgraph_exit): +(?P<rest>.*)$")
 TRACE_CMD_GRAPH_FIELDS = re.compile(r"^(?:[+!#*@$] )?(?:(?P<dur>\d{1,12}(?:\.\d{1,9})?) us)? *\|  (?P<body>.*)$")
+# (?=(?P<x>...))(?P=x) takes the whole run at once (an atomic group): giving back
+# characters of a name could never match, and trying costs time on junk.
 FUNCTION_BODY = re.compile(
-    r"^(?P<name>[^\s(<\x00]+)(?: \[(?P<module>[^\]\s]+)\])?(?:\(.*?\))?(?: <-{1,2}(?P<parent>[^\s(\x00]+)(?: \[[^\]\s]+\])?)?\s*$"
+    r"^(?=(?P<name>[^\s(<\x00]+))(?P=name)(?: \[(?P<module>[^\]\s]+)\])?(?:\(.*?\))?"
+    r"(?: <-{1,2}(?=(?P<parent>[^\s(\x00]+))(?P=parent)(?: \[[^\]\s]+\])?)?\s*$"
 )
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
