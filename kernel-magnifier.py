@@ -27,6 +27,7 @@ import fnmatch
 import gzip
 import heapq
 import html
+import io
 import itertools
 import json
 import lzma
@@ -34,9 +35,11 @@ import math
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -117,36 +120,113 @@ def atomic_output(path: str, mode: str = "w", keep_old: bool = False) -> Iterato
 
     A failed or interrupted run therefore never leaves a half-written output.
     With keep_old, an existing `path` becomes `path.old` instead of being replaced.
+    A symlink is written through: its target is replaced, the link stays.
     """
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    remove_stale_temporaries(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.km{os.getpid()}.", suffix=".tmp", dir=directory)
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror}") from err
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)
-        if keep_old and os.path.exists(path):
-            os.replace(path, path + ".old")
-        os.replace(tmp, path)
+        with output_errors(path):
+            os.chmod(tmp, 0o644)
+            if keep_old and os.path.exists(target):
+                os.replace(target, target + ".old")
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
+def remove_stale_temporaries(target: str) -> None:
+    """Temporary files of an earlier run killed with SIGKILL (nothing can clean up then): ours, of a process that is gone."""
+    directory, name = os.path.split(target)
+    pattern = re.compile(rf"^\.{re.escape(name)}\.km(\d+)\.\w+\.tmp$")
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(directory):
+            match = pattern.match(entry)
+            if match and not process_exists(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, entry))
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_errors(path: str) -> Iterator[None]:
+    """An OS error while writing `path` (a full disk, a quota) is the user's to fix: one line naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from err
+
+
 def check_writable(path: str) -> None:
-    """Fail before a long parse, not after it, when an output cannot be written."""
-    if os.path.isdir(path):
-        raise UserError(f"cannot write {path}: it is a directory")
-    directory = os.path.dirname(os.path.abspath(path))
+    """Fail before a long parse, not after it, when an output cannot be written.
+
+    Only a regular file (or a symlink to one) is ever replaced: a device such as
+    /dev/full or /dev/null, a FIFO, a socket or a directory is refused.
+    """
+    kind = non_regular_kind(path)
+    if kind:
+        raise UserError(f"cannot write {path}: it is {kind}, not a regular file")
+    directory = os.path.dirname(os.path.realpath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".kernel-magnifier-check.", dir=directory)
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror}") from err
     os.close(fd)
     os.unlink(tmp)
+
+
+def non_regular_kind(path: str) -> str | None:
+    """What `path` is when it exists and is not a regular file (following symlinks), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def check_outputs(outputs: list[str], inputs: list[str]) -> None:
+    """Each output writable, none of them an input, no two of them the same file."""
+    seen: dict[object, str] = {}
+    for output in outputs:
+        check_writable(output)
+        for source in inputs:
+            with contextlib.suppress(OSError):
+                if os.path.samefile(output, source):
+                    raise UserError(f"cannot write {output}: it is also the input {source}; choose another output name")
+        identity = file_identity(output)
+        if identity in seen:
+            raise UserError(f"{seen[identity]} and {output} are the same file: give each output its own name")
+        seen[identity] = output
+
+
+def file_identity(path: str) -> object:
+    """(device, inode) of an existing file, else its resolved path: equal for two names of one file."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (info.st_dev, info.st_ino)
 
 
 # ============================================================================
@@ -384,6 +464,20 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
 
 CHUNK_BYTES = 4 << 20
 TRACE_CMD_MAGIC = b"\x17\x08\x44tracing"
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+UTF8_BOM = b"\xef\xbb\xbf"
+# No ftrace line comes near this (funcgraph-args or a trace_marker text: a few hundred bytes, at most
+# 4 KiB); a longer line is damage, counted as not understood without being parsed or kept whole.
+MAX_LINE_LENGTH = 8192
+# Bytes that never appear in text (tab, newline, CR, form feed, vertical tab and ESC do).
+CONTROL_BYTES = bytes(byte for byte in range(32) if byte not in b"\t\n\r\f\v\x1b") + b"\x7f"
+BINARY_SHARE = 0.01  # more non-text bytes than this in the first 64 KiB: the file is not text
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+
+
+class DamagedLines(list):
+    """Lines that cannot be trace text (a NUL byte, longer than MAX_LINE_LENGTH), cut to their head."""
 
 
 def open_binary(path: str) -> tuple[IO[bytes], IO[bytes]]:
@@ -396,49 +490,106 @@ def open_binary(path: str) -> tuple[IO[bytes], IO[bytes]]:
         raise UserError(f"input {path} is a directory, not a trace file") from None
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror}") from err
-    if path.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw), raw
-    if path.endswith(".xz"):
-        return lzma.LZMAFile(raw), raw
-    return raw, raw
+    try:
+        return decompressed(raw), raw
+    except OSError as err:
+        raw.close()
+        raise UserError(f"cannot read {path}: {err.strerror}") from err
+
+
+def decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """The file's content, decompressed when its first bytes say gzip or xz (whatever its name)."""
+    head = raw.peek(len(XZ_MAGIC))[: len(XZ_MAGIC)]
+    if head.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head.startswith(XZ_MAGIC):
+        return lzma.LZMAFile(raw)
+    return raw
+
+
+def read_failure(stream: IO[bytes], err: BaseException) -> str:
+    """Why reading failed, in words: damaged compressed data or the OS's reason."""
+    detail = str(err) or type(err).__name__
+    if isinstance(stream, (gzip.GzipFile, lzma.LZMAFile)):
+        kind = "gzip" if isinstance(stream, gzip.GzipFile) else "xz"
+        return f"damaged or truncated {kind} data ({detail})"
+    return getattr(err, "strerror", None) or detail
 
 
 def read_text_lines(path: str, progress: Progress | None = None) -> Iterator[list[str]]:
-    """Yield the file's lines in batches, streaming with bounded memory."""
+    """Yield the file's lines in batches, streaming with bounded memory.
+
+    A line that cannot be trace text comes as a DamagedLines batch of its own, cut
+    to its head: the parser counts it as not understood; a line longer than
+    MAX_LINE_LENGTH is never held whole.
+    """
     stream, raw = open_binary(path)
     with raw, stream:
         carry = b""
+        dropping = False  # inside a line longer than MAX_LINE_LENGTH: skip to its end
         first = True
         while True:
             try:
                 block = stream.read(CHUNK_BYTES)
-            except (OSError, EOFError, lzma.LZMAError) as err:
-                raise UserError(f"{path} is damaged or truncated: {err}") from err
+            except READ_ERRORS as err:
+                raise UserError(f"{path}: {read_failure(stream, err)}") from err
             if first:
+                block = block[len(UTF8_BOM) :] if block.startswith(UTF8_BOM) else block
                 reject_non_text(path, block)
                 first = False
             if not block:
                 break
+            if dropping:
+                end = block.find(b"\n")
+                if end < 0:
+                    continue
+                block, dropping = block[end + 1 :], False
             block = carry + block
             cut = block.rfind(b"\n")
-            if cut < 0:
-                carry = block
-                continue
             carry = block[cut + 1 :]
-            yield block[:cut].decode("utf-8", "replace").split("\n")
+            if cut >= 0:
+                yield from text_batches(block[:cut])
+            if len(carry) > MAX_LINE_LENGTH:
+                yield DamagedLines([carry[:200].decode("utf-8", "replace")])
+                carry, dropping = b"", True
             if progress:
                 progress.update(raw.tell())
         if carry:
-            yield [carry.decode("utf-8", "replace")]
+            yield from text_batches(carry)
+
+
+def text_batches(data: bytes) -> Iterator[list[str]]:
+    """The lines of `data`, with each line that cannot be text (NUL, too long) as a DamagedLines batch."""
+    lines = data.decode("utf-8", "replace").split("\n")
+    if b"\x00" not in data and max(map(len, lines)) <= MAX_LINE_LENGTH:
+        yield lines
+        return
+    good: list[str] = []
+    for line in lines:
+        if "\x00" in line or len(line) > MAX_LINE_LENGTH:
+            if good:
+                yield good
+                good = []
+            yield DamagedLines([line[:200]])
+        else:
+            good.append(line)
+    if good:
+        yield good
 
 
 def reject_non_text(path: str, head: bytes) -> None:
+    """Judge the whole file by its first 64 KiB: the share of bytes that text never holds.
+
+    A stray NUL or invalid UTF-8 byte is damage of one line (counted as not
+    understood wherever it is), not a reason to refuse the file.
+    """
     if not head:
         raise UserError(f"{path} is empty: nothing was recorded")
     if head.startswith(TRACE_CMD_MAGIC):
         raise UserError(f"{path} is a binary trace-cmd file: convert it with 'trace-cmd report -i {path} > trace.txt'")
     sample = head[:65536]
-    if b"\x00" in sample or sample.decode("utf-8", "replace").count("\ufffd") > len(sample) // 100:
+    controls = len(sample) - len(sample.translate(None, CONTROL_BYTES))
+    if controls + sample.decode("utf-8", "replace").count("\ufffd") > len(sample) * BINARY_SHARE:
         raise UserError(f"{path} is binary data, not ftrace text")
 
 
@@ -451,46 +602,59 @@ def reject_non_text(path: str, head: bytes) -> None:
 # cache; function tracer: split at ": " and " <-"); everything else goes through
 # classify_slow(), which knows every line kind in docs/ftrace-format notes.
 
-# function_graph body after the "|  " separator: indentation + text.
+# Every pattern below costs linear time on any line: no two adjacent or nested
+# quantifiers can share characters unless one of them is bounded (a comm is at
+# most 16 characters and starts after the padding), and where the format needs "the first ')' after which the
+# rest of the line fits", code finds it (graph_call). Counts have at most 18
+# digits and CPU numbers 9: a longer number is damage, and int() stays cheap.
+# function_graph body after the "|  " separator: indentation + text. Calls ("f(args) {",
+# "f(args);", either with a trailing "/* ... */") are split by graph_call(), not by a pattern.
+GRAPH_CALL_HEAD = re.compile(r"( *)(?P<name>[^\s(\[{}/\x00]+)(?: \[(?P<module>[^\]\s]+)\])?\(")
+GRAPH_CALL_COMMENT = re.compile(r"\)(?: \{|;) /\*")
 GRAPH_BODY = re.compile(
     r"^( *)(?:"
-    r"(?P<name>[^\s(\[{}/]+)(?: \[(?P<module>[^\]\s]+)\])?\((?P<args>.*?)\)(?P<kind> \{|;)(?: /\*.*\*/)?"
-    r"|\}(?: /\* (?P<tail>[^\s\]]+?)(?: \[[^\]\s]+\])?(?: .*)? \*/)?"
+    r"\}(?: /\* (?P<tail>[^\s\]\x00]+?)(?: \[[^\]\s]+\])?(?: .*)? \*/)?"
     r"|(?P<comment>/\*.*\*/)"
     r")\s*$"
 )
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
-GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d+)\) +)?(?:(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
+GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
 # A graph line without the "|  " separator (funcgraph-duration off): prefix then body.
 GRAPH_NO_DURATION = re.compile(
-    r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d+)\) )?(?: *(?P<comm>.{1,16}?)-(?P<pid>\d+) +\| )?"
+    r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d{1,9})\) )?(?: *(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| )?"
     r"(?: *(?P<flags>[.a-zA-Z0-9]{4,7}) \| )?(?P<body> *\S.*)$"
 )
-IRQ_ARROW = re.compile(r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d+)\) )?.*(?P<arrow>==========>|<==========) *\|?\s*$")
-LOST_LINE = re.compile(r"^CPU:(\d+) \[(?:LOST(?: (\d+))? EVENTS|(?:(\d+) )?EVENTS DROPPED)\]\s*$")
+IRQ_ARROW = re.compile(r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d{1,9})\) )?.*(?P<arrow>==========>|<==========)(?: *\|)?\s*$")
+LOST_LINE = re.compile(r"^CPU:(\d{1,9}) \[(?:LOST(?: (\d{1,18}))? EVENTS|(?:(\d{1,18}) )?EVENTS DROPPED)\]\s*$")
 SWITCH_DASHES = re.compile(r"^ -{20,}\s*$")
-SWITCH_LINE = re.compile(r"^ *(?P<cpu>\d+)\) +(?P<prev>.+?)-(?P<prev_pid>\d+) +=> +(?P<next>.+?)-(?P<next_pid>\d+) *$")
+SWITCH_LINE = re.compile(r"^ *(?P<cpu>\d{1,9})\) +(?P<prev>\S.{0,15}?)-(?P<prev_pid>\d+) +=> +(?P<next>\S.{0,15}?)-(?P<next_pid>\d+) *$")
 TRACE_CMD_HEADER = re.compile(r"^(?:cpus=\d+|version = \d+)\s*$")
 OVERRUN_LINE = re.compile(r"^ \(Overruns: \d+\)\s*$")
-METADATA_LINE = re.compile(r"^# ([A-Za-z0-9_-]+): ?(.*?)\s*$")
-ENTRIES_HEADER = re.compile(r"^# entries-in-buffer/entries-written: (\d+)/(\d+)")
-STATS_VALUE = re.compile(r"([a-z-]+)=(\d+)")
+METADATA_LINE = re.compile(r"^# ([A-Za-z0-9_-]+): ?(.*)$")  # the value is rstripped in code
+ENTRIES_HEADER = re.compile(r"^# entries-in-buffer/entries-written: (\d{1,18})/(\d{1,18})(?!\d)")
+STATS_KEY = re.compile(r"cpu(\d{1,9})-stats")
+STATS_VALUE = re.compile(r"([a-z-]+)=(\d{1,18})$")
 # Plain function tracer: "comm-pid [(tgid)] [cpu] [flags] timestamp: func <-parent".
 FUNCTION_LINE = re.compile(
-    r"^ *(?P<comm>.*?)-(?P<pid>\d+) +(?:\( *(?:\d+|-+)\) +)?\[(?P<cpu>\d+)\] +"
+    r"^ *(?P<comm>\S.{0,15}?|)-(?P<pid>\d+) +(?:\( *(?:\d+|-+)\) +)?\[(?P<cpu>\d{1,9})\] +"
     r"(?:(?P<flags>[.a-zA-Z0-9]{4,7}) +)?(?P<ts>\d+(?:\.\d+)?): (?P<body>.*)$"
 )
 TRACE_CMD_GRAPH = re.compile(r"^(?P<event>funcgraph_entry|funcgraph_exit): +(?P<rest>.*)$")
-TRACE_CMD_GRAPH_FIELDS = re.compile(r"^(?:[+!#*@$] )?(?:(?P<dur>\d+(?:\.\d+)?) us)? *\|  (?P<body>.*)$")
+TRACE_CMD_GRAPH_FIELDS = re.compile(r"^(?:[+!#*@$] )?(?:(?P<dur>\d{1,12}(?:\.\d{1,9})?) us)? *\|  (?P<body>.*)$")
+# (?=(?P<x>...))(?P=x) takes the whole run at once (an atomic group): giving back
+# characters of a name could never match, and trying costs time on junk.
 FUNCTION_BODY = re.compile(
-    r"^(?P<name>[^\s(<]+)(?: \[(?P<module>[^\]\s]+)\])?(?:\(.*?\))?(?: <-{1,2}(?P<parent>[^\s(]+)(?: \[[^\]\s]+\])?)?\s*$"
+    r"^(?=(?P<name>[^\s(<\x00]+))(?P=name)(?: \[(?P<module>[^\]\s]+)\])?(?:\(.*?\))?"
+    r"(?: <-{1,2}(?=(?P<parent>[^\s(\x00]+))(?P=parent)(?: \[[^\]\s]+\])?)?\s*$"
 )
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
 ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
 LOST_REPEAT_WINDOW = 32
 BODY_CACHE_LIMIT = 200_000
+CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
+MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
 
 
 # An open function_graph call on a task's stack is a list (cheaper than an object
@@ -538,7 +702,17 @@ class TraceParser:
         self.where = path
         self.stats.inputs.append(path)
         for batch in read_text_lines(path, progress):
-            self.feed_lines(self.line_filter(batch) if self.line_filter else batch)
+            if isinstance(batch, DamagedLines):
+                self.damaged_lines(batch)
+            else:
+                self.feed_lines(self.line_filter(batch) if self.line_filter else batch)
+
+    def damaged_lines(self, lines: list[str]) -> None:
+        """Lines the reader judged not text (NUL byte, too long): not understood, never parsed."""
+        for line in lines:
+            self.line_no += 1
+            self.stats.note_unparsed(line, f"{self.where}:{self.line_no}")
+        self.stats.lines = self.line_no
 
     def feed_lines(self, lines: Iterable[str]) -> None:
         """The hot loop over every line.
@@ -577,7 +751,15 @@ class TraceParser:
                         field = line[sep - 14 : sep]
                         unit = field.find(" us")
                         if unit > 2:
-                            graph_event(parsed, context, float(field[2:unit]))
+                            try:
+                                duration = float(field[2:unit])
+                            except ValueError:
+                                duration = -1.0
+                            if 0.0 <= duration < MAX_DURATION_US:  # also False for nan
+                                graph_event(parsed, context, duration)
+                                continue
+                            self.line_no = line_no
+                            self.stats.note_unparsed(line, f"{self.where}:{line_no}")
                             continue
                         if field.isspace():
                             graph_event(parsed, context, None)
@@ -622,7 +804,8 @@ class TraceParser:
             self.stats.formats.add("function_graph")
         if len(self.context_cache) >= BODY_CACHE_LIMIT:
             self.context_cache.clear()
-        self.context_cache[text] = result
+        if len(text) <= CACHE_KEY_LIMIT:
+            self.context_cache[text] = result
         return result
 
     def classify_function_body(self, body: str) -> tuple | bool:
@@ -639,27 +822,27 @@ class TraceParser:
             self.stats.formats.add("function")
         if len(self.function_cache) >= BODY_CACHE_LIMIT:
             self.function_cache.clear()
-        if "(" not in body:  # with func-args every body is unique
+        if "(" not in body and len(body) <= CACHE_KEY_LIMIT:  # with func-args every body is unique
             self.function_cache[body] = result
         return result
 
     def classify_graph_body(self, body: str) -> tuple | None:
         """(kind, depth, name, module) for a function_graph body, cached; None if it is not one."""
-        match = GRAPH_BODY.match(body)
-        if match is None:
+        call = graph_call(body)
+        match = None if call else GRAPH_BODY.match(body)
+        if call:
+            parsed = call[:4]
+        elif match is None:
             parsed = None
         else:
             depth = len(match.group(1)) // 2
-            if match.group("name"):
-                kind = ENTRY if match.group("kind") == " {" else LEAF
-                parsed = (kind, depth, match.group("name"), match.group("module"))
-            elif match.group("comment"):
+            if match.group("comment"):
                 parsed = (COMMENT, depth, None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
         if len(self.body_cache) >= BODY_CACHE_LIMIT:
             self.body_cache.clear()  # funcgraph-args makes bodies unique; keep memory bounded
-        if match is None or not match.group("args"):
+        if not (call and call[4]) and len(body) <= CACHE_KEY_LIMIT:
             self.body_cache[body] = parsed
         return parsed
 
@@ -713,10 +896,10 @@ class TraceParser:
         match = METADATA_LINE.match(line)
         if not match:
             return
-        key, value = match.groups()
-        stats_key = re.fullmatch(r"cpu(\d+)-stats", key)
+        key, value = match.group(1), match.group(2).rstrip()
+        stats_key = STATS_KEY.fullmatch(key)
         if stats_key:
-            counters = {k: int(v) for k, v in STATS_VALUE.findall(value)}
+            counters = {number.group(1): int(number.group(2)) for number in map(STATS_VALUE.match, value.split()) if number}
             cpu = stats_key.group(1)
             previous = self.stats.kernel_stats.get(cpu, {})
             self.stats.kernel_stats[cpu] = {k: previous.get(k, 0) + v for k, v in counters.items()}
@@ -811,7 +994,7 @@ class TraceParser:
             return False
         self.stats.formats.add("trace-cmd report")
         context = self.context_of(match.group("cpu"), match.group("pid"), match.group("flags"))
-        self.graph_event(parsed, context, float(fields.group("dur")) if fields.group("dur") else None)
+        self.graph_event(parsed, context, float(fields.group("dur")) if fields.group("dur") else None)  # at most 12 digits
         return True
 
     @staticmethod
@@ -952,6 +1135,32 @@ class TraceParser:
             else:
                 tree.merge_detached(node, ROOT_NODE)
         state.pending = still_pending
+
+
+def graph_call(body: str) -> tuple | None:
+    """(ENTRY or LEAF, depth, name, module, has arguments) of "f(args) {" / "f(args);" [+ " /* ... */"].
+
+    The arguments end at the first ") {" or ");" after which the rest of the line
+    is empty or one comment: found in one pass, so any line costs linear time.
+    """
+    head = GRAPH_CALL_HEAD.match(body)
+    if head is None:
+        return None
+    text = body.rstrip()
+    start = head.end()
+    if text.endswith("*/"):
+        close = GRAPH_CALL_COMMENT.search(text, start)
+        if close is None or len(text) - close.end() < 2:
+            return None
+        kind = ENTRY if text[close.start() + 1] == " " else LEAF
+        close_at = close.start()
+    elif text.endswith(") {") and len(text) - 3 >= start:
+        kind, close_at = ENTRY, len(text) - 3
+    elif text.endswith(");") and len(text) - 2 >= start:
+        kind, close_at = LEAF, len(text) - 2
+    else:
+        return None
+    return (kind, len(head.group(1)) // 2, head.group("name"), head.group("module"), close_at > start)
 
 
 def normalize_cpu(cpu: str | None) -> str | None:
@@ -1236,9 +1445,13 @@ class SymbolMap:
     def load(cls, path: str) -> SymbolMap:
         """Read our tab-separated format or the original tool's `name|path` lines."""
         files: dict[str, list[str]] = {}
-        opener = lzma.open if path.endswith(".xz") else gzip.open if path.endswith(".gz") else open
         try:
-            with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            raw = open(path, "rb")
+            stream = decompressed(raw)
+        except OSError as err:
+            raise UserError(f"cannot read symbol map {path}: {err.strerror}") from err
+        try:
+            with raw, stream, io.TextIOWrapper(stream, encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     line = line.rstrip("\n")
                     if not line or line.startswith("#"):
@@ -1251,8 +1464,8 @@ class SymbolMap:
                     else:
                         raise UserError(f"{path} is not a symbol map: line {line[:80]!r} has neither a tab nor '|'")
                     add_definitions(files, name.strip(), filter(None, (source.strip() for source in paths)))
-        except OSError as err:
-            raise UserError(f"cannot read symbol map {path}: {err.strerror}") from err
+        except READ_ERRORS as err:
+            raise UserError(f"cannot read symbol map {path}: {read_failure(stream, err)}") from err
         return cls(files, path)
 
 
@@ -1990,7 +2203,7 @@ def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdum
 
 
 def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_output(path) as tmp, output_errors(path), open(tmp, "w", encoding="utf-8") as handle:
         handle.write(SYMBOL_MAP_HEADER + "\n")
         for line in header:
             handle.write(f"# {line}\n")
@@ -2032,7 +2245,7 @@ def run_generate_symbol_map(args: argparse.Namespace) -> None:
 
 
 def generate_symbol_map_file(args: argparse.Namespace) -> None:
-    check_writable(args.output)
+    check_outputs([args.output], [args.vmlinux])
     started = time.monotonic()
     say(f"Symbol map mode - reading DWARF debug info of {args.vmlinux}")
     if args.only_loaded and not args.modules:
@@ -2786,8 +2999,12 @@ def call_tree_json(tree: CallTree) -> list[dict]:
 
 
 def write_json(view: View, output: str, heat: Heat, baseline: CallGraph | None) -> None:
-    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(graph_json(view, heat, baseline), handle, indent=1)
+    with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
+        try:
+            # allow_nan=False: JavaScript's JSON.parse refuses NaN/Infinity; the parsers never let one through
+            json.dump(graph_json(view, heat, baseline), handle, indent=1, allow_nan=False)
+        except ValueError as err:
+            raise UserError(f"cannot write {output}: {err}") from err
         handle.write("\n")
 
 
@@ -2834,9 +3051,11 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     axes.set_title(title, fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    with atomic_output(output) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    try:
+        with atomic_output(output) as tmp, output_errors(output):
+            figure.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(figure)
 
 
 # ============================================================================
@@ -2874,7 +3093,7 @@ def write_folded(views: Views, output: str) -> None:
     graph = views.view.graph
     weight = folded_weight(views.args.weight, graph)
     paths = total = 0
-    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
         for path, value in folded_lines(graph.tree, weight):
             handle.write(f"{path} {value}\n")
             paths += 1
@@ -2956,7 +3175,7 @@ def write_timeline(views: Views, output: str) -> None:
     for task, comm in names.items():
         if task_thread_id(task) in tids:
             metadata.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": task_thread_id(task), "args": {"name": f"{comm}-{task}"}})
-    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
         json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
@@ -3027,7 +3246,7 @@ def report_latency(latency: Latency, output: str) -> None:
     figure.text(0.01, 0.01, f"slowest: {slow}", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout(rect=(0, 0.04, 1, 1))
-    with atomic_output(output) as tmp:
+    with atomic_output(output) as tmp, output_errors(output):
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
     say(f"{output} generated")
@@ -3069,7 +3288,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
                    + (f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"), fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    with atomic_output(output) as tmp:
+    with atomic_output(output) as tmp, output_errors(output):
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
 
@@ -3204,8 +3423,8 @@ def run_visualize(args: argparse.Namespace) -> None:
     writer = output_writer(args.output)
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
-    for path in [args.output] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else []):
-        check_writable(path)
+    outputs = [args.output] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
+    check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
     say("Visualization mode - now generating visualization...")
     selection = selection_of(args)
     graph = parse_traces(inputs, selection)

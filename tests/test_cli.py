@@ -6,6 +6,7 @@ import json
 import lzma
 import os
 import shutil
+import subprocess
 
 import pytest
 from conftest import DATA, SCRIPT, assert_one_line_error, run_cli
@@ -148,3 +149,16 @@ def test_existing_output_survives_a_failed_run(data_dir):
 
 def test_script_is_executable():
     assert os.access(SCRIPT, os.X_OK)
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(data_dir):
+    # SIGKILL leaves the temporary output behind (nothing can run then); the next run removes it
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = data_dir / f".g.json.km{dead.pid}.abcd1234.tmp"
+    stale.write_text("half a file")
+    alive = data_dir / f".g.json.km{os.getpid()}.abcd1234.tmp"  # a run that is still going: left alone
+    alive.write_text("being written")
+    result = run_cli("visualize", "-o", "g.json", "--chart", "", cwd=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists() and alive.exists()
