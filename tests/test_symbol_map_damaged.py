@@ -29,10 +29,10 @@ def program(tmp_path: Path) -> Path:
     return tmp_path / "prog"
 
 
-def fake_dwarfdump(tmp_path: Path, body: str) -> Path:
-    """A mock llvm-dwarfdump: answers --version like LLVM, then runs BODY (sh) instead of dumping."""
-    script = tmp_path / "mock-llvm-dwarfdump"
-    script.write_text(f'#!/bin/sh\ncase "$1" in --version) echo "LLVM version 99.0.0 (mock)"; exit 0;; esac\n{body}\n')
+def fake_dwarfdump(tmp_path: Path, body: str, version: str = "LLVM version 99.0.0 (mock)") -> Path:
+    """A mock dwarfdump: answers --version with VERSION (LLVM's by default), then runs BODY (sh) instead of dumping."""
+    script = tmp_path / "mock-dwarfdump"
+    script.write_text(f'#!/bin/sh\ncase "$1" in --version) echo "{version}"; exit 0;; esac\n{body}\n')
     script.chmod(0o755)
     return script
 
@@ -59,16 +59,18 @@ def test_mock_dwarfdump_address_that_is_not_a_number_is_one_line_error(tmp_path,
 
 
 @pytest.mark.parametrize(
-    "garbage",
+    ("garbage", "version"),
     [
-        "head -c 4000000 /dev/urandom | base64",  # 5 MB of text noise, no DIE at all
-        "i=0; while [ $i -lt 20000 ]; do printf '0x%08x: DW_TAG_subprogram\\n  junk (x)\\n\\n' $i; i=$((i+1)); done",  # DIE-shaped noise
+        ("head -c 4000000 /dev/urandom | base64", "LLVM version 99.0.0 (mock)"),  # 5 MB of text noise, no DIE at all
+        ("i=0; while [ $i -lt 20000 ]; do printf '0x%08x: DW_TAG_subprogram\\n  junk (x)\\n\\n' $i; i=$((i+1)); done", "LLVM 99 (mock)"),
+        ("head -c 4000000 /dev/urandom | base64", "dwarfdump (mock)"),  # read as libdwarf's one-line DIEs
     ],
-    ids=["noise", "die-shaped"],
+    ids=["noise", "die-shaped", "noise-libdwarf"],
 )
-def test_mock_dwarfdump_garbage_is_no_functions_found(tmp_path, program, garbage):
+def test_mock_dwarfdump_garbage_is_no_functions_found(tmp_path, program, garbage, version):
     out = tmp_path / "m.map"
-    result = run_cli("generate-symbol-map", "-k", str(program), "-o", str(out), "--dwarfdump", str(fake_dwarfdump(tmp_path, garbage)))
+    dump = fake_dwarfdump(tmp_path, garbage, version)
+    result = run_cli("generate-symbol-map", "-k", str(program), "-o", str(out), "--dwarfdump", str(dump))
     assert_one_line_error(result, "no functions found in")
     assert outputs_left(tmp_path) == []
 
