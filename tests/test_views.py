@@ -293,3 +293,13 @@ def test_call_paths_beyond_the_limit_are_refused_with_a_clear_message(km):
         assert "more than 4 distinct call paths" in str(err) and "--graph-function" in str(err)
     else:
         raise AssertionError("the fifth path was accepted")
+
+
+def test_path_filter_matches_module_functions_by_their_module(tmp_path):
+    lines = read_lines(PROC_TRACE)
+    expected = {re.split(r"[ (]", line.rsplit("|  ", 1)[1].strip())[0] for line in lines if " [9pnet](" in line or " [9pnet]()" in line}
+    kernel_map = DATA / "symbol-map-6.1.0-56-amd64.map.xz"
+    graph = graph_json(tmp_path, PROC_TRACE, extra=("--symbol-map", str(kernel_map), "--filter-filepath", "9pnet"))
+    names = set(nodes_by_name(graph))
+    assert expected <= names  # module functions have no file in a vmlinux map: they match by [9pnet]
+    assert all(node.get("module", "").startswith("9pnet") or any("9pnet" in f for f in node["files"]) for node in graph["nodes"])
