@@ -371,6 +371,9 @@ class TraceParser:
     def parse_file(self, path: str, progress: Progress | None = None) -> None:
         self.where = path
         self.stats.inputs.append(path)
+        if is_trace_dat(path):
+            read_trace_dat(self, path, progress)
+            return
         for batch in read_text_lines(path, progress):
             self.feed_lines(batch)
 
@@ -806,6 +809,817 @@ def file_size(path: str) -> int | None:
         return os.path.getsize(path)
     except OSError:
         return None
+
+
+# ============================================================================
+# Input: trace.dat, trace-cmd's binary format (file versions 6 and 7)
+# ============================================================================
+#
+# Layout (man 5 trace-cmd.dat.v6 / trace-cmd.dat.v7): a header (magic, version,
+# endianness, long size, page size), the kernel's own descriptions of its ring
+# buffer (header_page, header_event) and of every event (the tracefs `format`
+# files), /proc/kallsyms, printk formats, saved cmdlines, options (CPUSTAT,
+# clock, ...), then each CPU's ring-buffer pages as the kernel wrote them.
+# Version 6 stores these in a fixed order; version 7 as sections found through
+# options, each possibly compressed (zstd or zlib), the pages in compressed chunks.
+#
+# Every field offset and size comes from the format files stored in the file:
+# the function_graph events of the 6.1 and 7.3 kernels differ. Pages are walked
+# in Python (each event's length is in its header), the fields are gathered with
+# numpy per chunk of pages, and the CPUs are merged by timestamp so that each
+# task's calls nest in the order they ran, wherever the task migrated.
+
+TRACE_DAT_OPTION_NAMES = {
+    0: "DONE", 2: "CPUSTAT", 3: "BUFFER", 4: "TRACECLOCK", 5: "UNAME", 8: "CPUCOUNT", 9: "VERSION",
+    16: "HEADER_INFO", 17: "FTRACE_EVENTS", 18: "EVENT_FORMATS", 19: "KALLSYMS", 20: "PRINTK", 21: "CMDLINES",
+    22: "BUFFER_TEXT",
+}
+TRACE_DAT_OPTIONS = {name: number for number, name in TRACE_DAT_OPTION_NAMES.items()}
+FORMAT_FIELD = re.compile(r"field:([^;]*?);\s*offset:(\d+);\s*size:(\d+);(?:\s*signed:(\d+);)?")
+HEADER_EVENT_TYPE = re.compile(r"(\w+)\s*:\s*type\s*==\s*(\d+)")
+RB_MISSED_EVENTS, RB_MISSED_STORED, RB_COMMIT_MASK = 1 << 31, 1 << 30, (1 << 27) - 1
+TS_SHIFT = 27
+PAGES_PER_BATCH = 256
+# Merged event kinds, one int per event in the decoded arrays.
+EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
+
+
+class TraceDatTruncated(Exception):
+    """A read ran past the end of the file or of a section."""
+
+
+@dataclass
+class EventFormat:
+    """One event's layout, from its tracefs `format` file stored in trace.dat."""
+
+    system: str
+    name: str
+    event_id: int
+    fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
+
+
+def parse_event_format(text: str, system: str) -> EventFormat | None:
+    name = re.search(r"^name: *(\S+)", text, re.M)
+    event_id = re.search(r"^ID: *(\d+)", text, re.M)
+    if not name or not event_id:
+        return None
+    fields = {}
+    for declaration, offset, size, signed in FORMAT_FIELD.findall(text):
+        field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
+        fields[field_name] = (int(offset), int(size), signed == "1")
+    return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
+
+
+class ByteReader:
+    """Sequential reads of a trace.dat region in the file's byte order."""
+
+    def __init__(self, data, endian: str, position: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.endian = endian
+        self.position = position
+        self.end = len(data) if end is None else min(end, len(data))
+
+    def take(self, size: int) -> bytes:
+        if size < 0 or self.position + size > self.end:
+            raise TraceDatTruncated(f"{size} bytes wanted at offset {self.position}, {max(self.end - self.position, 0)} left")
+        chunk = bytes(self.data[self.position : self.position + size])
+        self.position += size
+        return chunk
+
+    def number(self, code: str) -> int:
+        size = {"H": 2, "I": 4, "Q": 8}[code]
+        return int.from_bytes(self.take(size), "little" if self.endian == "<" else "big")
+
+    def string(self) -> str:
+        end = self.data.find(b"\x00", self.position, self.end) if hasattr(self.data, "find") else -1
+        if end < 0:
+            raise TraceDatTruncated(f"no string end after offset {self.position}")
+        text = bytes(self.data[self.position : end]).decode("utf-8", "replace")
+        self.position = end + 1
+        return text
+
+    def sized_text(self, size_code: str) -> str:
+        return self.take(self.number(size_code)).decode("utf-8", "replace")
+
+
+@dataclass
+class CpuData:
+    cpu: int
+    offset: int
+    size: int
+
+
+@dataclass
+class RingLayout:
+    """Where a ring-buffer page keeps its timestamp, commit and data, and the event header's types."""
+
+    timestamp_size: int = 8
+    commit_offset: int = 8
+    commit_size: int = 8
+    data_offset: int = 16
+    padding: int = 29
+    time_extend: int = 30
+    time_stamp: int = 31
+
+    @classmethod
+    def from_headers(cls, header_page: str, header_event: str) -> RingLayout:
+        layout = cls()
+        fields = {(decl.split()[-1] if decl.split() else ""): (int(off), int(size)) for decl, off, size, _ in FORMAT_FIELD.findall(header_page)}
+        if "commit" in fields:
+            layout.commit_offset, layout.commit_size = fields["commit"]
+        if "data" in fields:
+            layout.data_offset = fields["data"][0]
+        if "timestamp" in fields:
+            layout.timestamp_size = fields["timestamp"][1]
+        for kind, number in HEADER_EVENT_TYPE.findall(header_event):
+            if kind in ("padding", "time_extend", "time_stamp"):
+                setattr(layout, kind, int(number))
+        return layout
+
+
+class TraceDat:
+    """The metadata of a trace.dat file and access to its per-CPU ring-buffer pages."""
+
+    def __init__(self, path: str, data) -> None:
+        self.path = path
+        self.data = data
+        self.endian = "<"
+        self.version = 0
+        self.long_size = 8
+        self.page_size = 4096
+        self.compression = ""
+        self.layout = RingLayout()
+        self.formats: dict[int, EventFormat] = {}
+        self.kallsyms = ""
+        self.cmdlines = ""
+        self.cpu_stats: dict[str, str] = {}
+        self.options: dict[str, str] = {}
+        self.cpus: list[CpuData] = []
+        self.other_buffers: list[str] = []
+        self.decompressor: Callable[[bytes, int], bytes] | None = None
+        try:
+            self.read_metadata()
+        except TraceDatTruncated as err:
+            raise UserError(f"{path} is a truncated or damaged trace.dat: {err}") from None
+        except (ValueError, KeyError, OverflowError) as err:
+            raise UserError(f"{path} is a damaged trace.dat: {err}") from None
+
+    # -- the file's metadata ------------------------------------------------
+
+    def read_metadata(self) -> None:
+        reader = ByteReader(self.data, "<", len(TRACE_CMD_MAGIC))
+        version = reader.string()
+        if not version.isdigit() or int(version) not in (6, 7):
+            raise UserError(f"{self.path} is a trace.dat of file version {version!r}: kernel-magnifier reads versions 6 and 7")
+        self.version = int(version)
+        endian_flag, self.long_size = reader.take(2)
+        self.endian = ">" if endian_flag else "<"
+        reader.endian = self.endian
+        self.page_size = reader.number("I")
+        if self.version == 6:
+            self.read_v6(reader)
+        else:
+            self.read_v7(reader)
+        if not self.cpus:
+            raise UserError(f"{self.path}: the trace.dat holds no ring-buffer data (a latency trace, or cut before its data?)")
+
+    def read_v6(self, reader: ByteReader) -> None:
+        self.read_header_info(reader)
+        self.read_ftrace_formats(reader)
+        self.read_event_formats(reader)
+        self.kallsyms = reader.sized_text("I")
+        reader.sized_text("I")  # printk formats: trace_printk text, not calls
+        self.cmdlines = reader.sized_text("Q")
+        cpu_count = reader.number("I")
+        kind = reader.take(10)
+        if kind == b"options  \x00":
+            while True:
+                option = reader.number("H")
+                if option == 0:
+                    break
+                self.note_option(option, reader.take(reader.number("I")))
+            kind = reader.take(10)
+        if kind != b"flyrecord\x00":
+            raise UserError(f"{self.path} holds a {kind.rstrip(bytes(1)).decode(errors='replace').strip()!r} trace, not recorded ring-buffer pages")
+        for cpu in range(cpu_count):
+            self.cpus.append(CpuData(cpu, reader.number("Q"), reader.number("Q")))
+
+    def read_v7(self, reader: ByteReader) -> None:
+        self.compression = reader.string()
+        reader.string()  # the compression library's version
+        if self.compression not in ("none", ""):
+            self.decompressor = trace_dat_decompressor(self.path, self.compression)
+        next_options = reader.number("Q")
+        sections: dict[int, int] = {}
+        seen = set()
+        while next_options and next_options not in seen:
+            seen.add(next_options)
+            options = self.section(next_options)
+            next_options = 0
+            while options.position < options.end:
+                option = options.number("H")
+                body = options.take(options.number("I"))
+                if option == TRACE_DAT_OPTIONS["DONE"]:
+                    next_options = int.from_bytes(body[:8], "little" if self.endian == "<" else "big") if len(body) >= 8 else 0
+                    break
+                if 16 <= option <= 21:
+                    sections[option] = int.from_bytes(body[:8], "little" if self.endian == "<" else "big")
+                else:
+                    self.note_option(option, body)
+        if TRACE_DAT_OPTIONS["HEADER_INFO"] not in sections:
+            raise TraceDatTruncated("no HEADER_INFO option (the file ends before its last options section?)")
+        self.read_header_info(self.section(sections[TRACE_DAT_OPTIONS["HEADER_INFO"]]))
+        if TRACE_DAT_OPTIONS["FTRACE_EVENTS"] in sections:
+            self.read_ftrace_formats(self.section(sections[TRACE_DAT_OPTIONS["FTRACE_EVENTS"]]))
+        if TRACE_DAT_OPTIONS["EVENT_FORMATS"] in sections:
+            self.read_event_formats(self.section(sections[TRACE_DAT_OPTIONS["EVENT_FORMATS"]]))
+        if TRACE_DAT_OPTIONS["KALLSYMS"] in sections:
+            self.kallsyms = self.section(sections[TRACE_DAT_OPTIONS["KALLSYMS"]]).sized_text("I")
+        if TRACE_DAT_OPTIONS["CMDLINES"] in sections:
+            self.cmdlines = self.section(sections[TRACE_DAT_OPTIONS["CMDLINES"]]).sized_text("Q")
+
+    def section(self, offset: int) -> ByteReader:
+        """A v7 section's body (decompressed when its flag says so), after its 16-byte header."""
+        header = ByteReader(self.data, self.endian, offset)
+        header.number("H")  # section id
+        flags = header.number("H")
+        header.number("I")  # description string id
+        size = header.number("Q")
+        if not flags & 1:
+            if header.position + size > len(self.data):
+                raise TraceDatTruncated(f"section at offset {offset} needs {size} bytes, the file ends first")
+            return ByteReader(self.data, self.endian, header.position, header.position + size)
+        compressed, uncompressed = header.number("I"), header.number("I")
+        return ByteReader(self.decompress(header.take(compressed), uncompressed), self.endian)
+
+    def decompress(self, blob: bytes, size: int) -> bytes:
+        if self.decompressor is None:
+            raise ValueError("a section is marked compressed but the file names no compression")
+        data = self.decompressor(blob, size)
+        if len(data) != size:
+            raise ValueError(f"a compressed block gave {len(data)} bytes, not the {size} the file says")
+        return data
+
+    def read_header_info(self, reader: ByteReader) -> None:
+        if reader.take(12) != b"header_page\x00":
+            raise ValueError("no header_page where the file format puts it")
+        header_page = reader.sized_text("Q")
+        if reader.take(13) != b"header_event\x00":
+            raise ValueError("no header_event where the file format puts it")
+        header_event = reader.sized_text("Q")
+        self.layout = RingLayout.from_headers(header_page, header_event)
+
+    def read_ftrace_formats(self, reader: ByteReader) -> None:
+        for _ in range(reader.number("I")):
+            self.add_format(reader.sized_text("Q"), "ftrace")
+
+    def read_event_formats(self, reader: ByteReader) -> None:
+        for _ in range(reader.number("I")):
+            system = reader.string()
+            for _ in range(reader.number("I")):
+                self.add_format(reader.sized_text("Q"), system)
+
+    def add_format(self, text: str, system: str) -> None:
+        event = parse_event_format(text, system)
+        if event is not None:
+            self.formats[event.event_id] = event
+
+    def note_option(self, option: int, body: bytes) -> None:
+        name = TRACE_DAT_OPTION_NAMES.get(option)
+        if name == "CPUSTAT":
+            text = body.rstrip(b"\x00").decode("utf-8", "replace")
+            match = re.match(r"CPU: *(\d+)", text)
+            if match:
+                self.cpu_stats[match.group(1)] = text
+        elif name == "BUFFER" and self.version == 7:
+            self.note_buffer(body)
+        elif name == "BUFFER":
+            self.other_buffers.append(body[8:].split(b"\x00")[0].decode("utf-8", "replace"))
+        elif name in ("TRACECLOCK", "UNAME", "VERSION"):
+            text = body.rstrip(b"\x00").decode("utf-8", "replace").strip()
+            in_use = re.search(r"\[(\S+)\]", text) if name == "TRACECLOCK" else None  # "local [global] counter ..."
+            self.options[name.lower()] = in_use.group(1) if in_use else text
+        elif name == "CPUCOUNT" and len(body) >= 4:
+            self.options["cpucount"] = str(int.from_bytes(body[:4], "little" if self.endian == "<" else "big"))
+
+    def note_buffer(self, body: bytes) -> None:
+        """A v7 BUFFER option: where each CPU's pages of one trace instance are."""
+        reader = ByteReader(body, self.endian, 8)
+        name = reader.string()
+        reader.string()  # the instance's clock
+        page_size = reader.number("I")
+        if name or self.cpus:
+            self.other_buffers.append(name)
+            return
+        self.page_size = page_size or self.page_size
+        for _ in range(reader.number("I")):
+            self.cpus.append(CpuData(reader.number("I"), reader.number("Q"), reader.number("Q")))
+
+    # -- the per-CPU pages ------------------------------------------------
+
+    def cpu_chunks(self, data: CpuData, damage: list[str]) -> Iterator[bytes]:
+        """A CPU's ring-buffer pages, a batch of whole pages at a time; damage gets what was cut."""
+        batch = self.page_size * PAGES_PER_BATCH
+        if self.decompressor is None:
+            end = data.offset + data.size
+            if end > len(self.data):
+                damage.append(f"CPU{data.cpu}'s data is cut at {max(len(self.data) - data.offset, 0):,} of {data.size:,} bytes")
+                end = len(self.data)
+            for start in range(data.offset, end, batch):
+                stop = min(start + batch, end)
+                stop -= (stop - start) % self.page_size
+                if stop > start:
+                    yield self.data[start:stop]
+            return
+        # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
+        reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
+        done = chunks = 0
+        try:
+            chunks = reader.number("I")
+            for _ in range(chunks):
+                compressed, uncompressed = reader.number("I"), reader.number("I")
+                yield self.decompress(reader.take(compressed), uncompressed)
+                done += 1
+        except TraceDatTruncated:
+            damage.append(f"CPU{data.cpu}'s compressed data is cut after {done} of {chunks} chunks")
+        except (ValueError, OSError) as err:
+            damage.append(f"CPU{data.cpu}'s compressed data is damaged after {done} of {chunks} chunks: {err}")
+
+
+def trace_dat_decompressor(path: str, name: str) -> Callable[[bytes, int], bytes]:
+    """zlib is in the standard library; zstd (trace-cmd's default) needs the zstandard package."""
+    if name == "zlib":
+        import zlib
+
+        def inflate(blob: bytes, size: int) -> bytes:
+            try:
+                return zlib.decompress(blob)
+            except zlib.error as err:
+                raise ValueError(f"zlib: {err}") from None
+
+        return inflate
+    if name == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise UserError(f"{path} is compressed with zstd: install the Python package 'zstandard' (pip install zstandard), or convert it with 'trace-cmd convert --compression none'") from None
+        decompressor = zstandard.ZstdDecompressor()
+
+        def unzstd(blob: bytes, size: int) -> bytes:
+            try:
+                return decompressor.decompress(blob, max_output_size=size)
+            except zstandard.ZstdError as err:
+                raise ValueError(f"zstd: {err}") from None
+
+        return unzstd
+    raise UserError(f"{path} is compressed with {name!r}: kernel-magnifier reads zstd, zlib and uncompressed trace.dat files")
+
+
+def is_trace_dat(path: str) -> bool:
+    """True when the file (or the file inside .gz/.xz) starts with trace-cmd's magic."""
+    try:
+        stream, raw = open_binary(path)
+        with raw, stream:
+            return stream.read(len(TRACE_CMD_MAGIC)) == TRACE_CMD_MAGIC
+    except (OSError, EOFError, lzma.LZMAError, UserError):
+        return False  # the text reader says what is wrong with the file
+
+
+@contextlib.contextmanager
+def mapped_trace_dat(path: str) -> Iterator[object]:
+    """The file's bytes, mapped (random access); a .gz/.xz is first decompressed to a temporary file."""
+    import mmap
+
+    stream, raw = open_binary(path)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(raw)
+        handle = raw
+        if stream is not raw:
+            handle = stack.enter_context(tempfile.TemporaryFile())
+            try:
+                while True:
+                    block = stream.read(CHUNK_BYTES)
+                    if not block:
+                        break
+                    handle.write(block)
+            except (OSError, EOFError, lzma.LZMAError) as err:
+                raise UserError(f"{path} is damaged or truncated: {err}") from err
+            handle.flush()
+        try:
+            mapped = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {path}: {err}") from err
+        yield mapped
+
+
+# --- walking the pages ---------------------------------------------------------
+
+
+def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """(byte offsets of event payloads, their timestamps, [(event index, lost count or -1)]) of whole pages.
+
+    Each event's length is in its own 4-byte header (type_len 1-28: 4*type_len
+    bytes, 0: length in the next word), so the walk is sequential; time extends
+    and absolute time stamps only move the clock, padding ends the page or skips.
+    """
+    import array
+
+    words = array.array("I")
+    words.frombytes(bytes(chunk))
+    if (endian == ">") != (sys.byteorder == "big"):
+        words.byteswap()
+    order = "little" if endian == "<" else "big"
+    offsets: list[int] = []
+    stamps: list[int] = []
+    lost: list[tuple[int, int]] = []
+    padding, time_extend, time_stamp = layout.padding, layout.time_extend, layout.time_stamp
+    commit_offset, commit_size, data_offset = layout.commit_offset, layout.commit_size, layout.data_offset
+    append_offset, append_stamp = offsets.append, stamps.append
+    limit = len(words)
+    for page in range(0, len(chunk) - page_size + 1, page_size):
+        stamp = int.from_bytes(chunk[page : page + layout.timestamp_size], order)
+        commit = int.from_bytes(chunk[page + commit_offset : page + commit_offset + commit_size], order)
+        size = commit & RB_COMMIT_MASK
+        if size == 0 or data_offset + size > page_size:
+            continue  # an empty page, or a commit no page can hold (damage): nothing to trust
+        if commit & RB_MISSED_EVENTS:
+            count = -1
+            if commit & RB_MISSED_STORED and data_offset + size + commit_size <= page_size:
+                where = page + data_offset + size
+                count = int.from_bytes(chunk[where : where + commit_size], order)
+            lost.append((len(offsets), count))
+        index = (page + data_offset) >> 2
+        end = min((page + data_offset + size) >> 2, limit)
+        while index < end:
+            header = words[index]
+            kind = header & 31
+            delta = header >> 5
+            if kind < padding:
+                if kind:
+                    data, following = index + 1, index + 1 + kind
+                elif index + 1 < end:
+                    data, following = index + 2, index + 1 + max((words[index + 1] + 3) >> 2, 1)  # the length counts its own word
+                else:
+                    break
+                if following > end:
+                    break  # an event that claims to run past its page's data: damage
+                stamp += delta
+                append_offset(data << 2)
+                append_stamp(stamp)
+                index = following
+            elif kind == time_extend:
+                if index + 1 >= end:
+                    break
+                stamp += (words[index + 1] << TS_SHIFT) + delta
+                index += 2
+            elif kind == padding:
+                if delta == 0 or index + 1 >= end:
+                    break  # the rest of the page is empty
+                index += 1 + ((words[index + 1] + 3) >> 2)
+            elif kind == time_stamp:
+                if index + 1 >= end:
+                    break
+                stamp = ((words[index + 1] << TS_SHIFT) | delta) | (stamp & ~((1 << 59) - 1))
+                index += 2
+            else:
+                break
+    return offsets, stamps, lost
+
+
+# --- from pages to the model ---------------------------------------------------
+
+
+# "address type name[\t[module]]"; as libtraceevent: absolute symbols (per-CPU offsets on x86-64) and
+# ARM's "$a"-style names are no functions.
+KALLSYMS_LINE = re.compile(r"^([0-9a-fA-F]+) ([^aA\s]) ([^$\s]\S*)(?:\s+\[([^\]\s]+)\])?", re.M)
+
+
+class KernelSymbols:
+    """Function addresses -> names from the stored /proc/kallsyms (`name [module]` for module code).
+
+    Several names can share an address (`__do_softirq` and the section marker
+    `__softirqentry_text_start`); the one chosen is the one trace-cmd report
+    prints, by the same steps as libtraceevent: its list in reverse file order,
+    sorted stably by address, searched by glibc's bsearch.
+    """
+
+    def __init__(self, kallsyms: str) -> None:
+        entries = KALLSYMS_LINE.findall(kallsyms)
+        entries.reverse()
+        addresses = [int(entry[0], 16) for entry in entries]
+        order = sorted(range(len(entries)), key=addresses.__getitem__)
+        self.addresses = [addresses[index] for index in order]
+        self.names = [entries[index][2] for index in order]
+        self.modules = [entries[index][3] or None for index in order]
+
+    def lookup(self, address: int) -> tuple[str, str | None]:
+        """The symbol at the address, or the one it lies in (a parent_ip is a return address)."""
+        addresses = self.addresses
+        low, high = 0, len(addresses)
+        while low < high:
+            middle = (low + high) // 2
+            start = addresses[middle]
+            if start == address or (start < address and middle + 1 < len(addresses) and address < addresses[middle + 1]):
+                return self.names[middle], self.modules[middle]
+            if address < start:
+                high = middle
+            else:
+                low = middle + 1
+        return f"0x{address:x}", None
+
+
+class EventBatch:
+    """Decoded events of one CPU (or merged), as parallel numpy arrays, in time order."""
+
+    __slots__ = ("code", "ctx", "duration", "key", "kind")
+
+    def __init__(self, key, kind, code, ctx, duration) -> None:
+        self.key, self.kind, self.code, self.ctx, self.duration = key, kind, code, ctx, duration
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def part(self, selection) -> EventBatch:
+        return EventBatch(self.key[selection], self.kind[selection], self.code[selection], self.ctx[selection], self.duration[selection])
+
+    @staticmethod
+    def joined(batches: list[EventBatch]) -> EventBatch:
+        import numpy as np
+
+        return EventBatch(*(np.concatenate([getattr(batch, name) for batch in batches]) for name in ("key", "kind", "code", "ctx", "duration")))
+
+
+class EventDecoder:
+    """Gathers each event's fields by the stored format files, a chunk of pages at a time, with numpy.
+
+    Per event the model needs: its kind, a code for (function, depth) or (function,
+    parent), a code for (cpu, pid), and an exit's duration. Codes are small ints
+    that the feeding loop turns into the model's tuples through dictionaries.
+    """
+
+    def __init__(self, dat: TraceDat) -> None:
+        import numpy as np
+
+        self.np = np
+        self.endian = dat.endian
+        self.symbols = KernelSymbols(dat.kallsyms)
+        self.names: list[tuple[str, str | None]] = []
+        self.name_ids: dict[int, int] = {}  # address -> index in names
+        self.by_kind: dict[int, EventFormat] = {}
+        kinds = {}
+        for event in dat.formats.values():
+            kind = self.kind_of(event)
+            if kind is not None:
+                kinds[event.event_id] = kind
+                self.by_kind.setdefault(kind, event)
+        common = next((event.fields for event in dat.formats.values() if "common_type" in event.fields), {})
+        self.type_field = common.get("common_type", (0, 2, False))
+        self.pid_field = common.get("common_pid", (4, 4, True))
+        self.table = np.full(max([*dat.formats, 0]) + 1, EV_OTHER, dtype=np.int64)
+        for event_id, kind in kinds.items():
+            self.table[event_id] = kind
+        self.other_counts: Counter[int] = Counter()
+        self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
+
+    @staticmethod
+    def kind_of(event: EventFormat) -> int | None:
+        fields = event.fields
+        if event.system != "ftrace":
+            return None
+        if event.name in ("funcgraph_entry", "fgraph_retaddr_entry") and {"func", "depth"} <= fields.keys():
+            return EV_ENTRY
+        if event.name == "funcgraph_exit" and {"func", "depth"} <= fields.keys():
+            return EV_EXIT
+        if event.name == "function" and "ip" in fields:
+            return EV_FUNCTION
+        return None
+
+    def gather(self, buffer, offsets, field: tuple[int, int, bool]):
+        """One field of every event: its bytes at offset+field offset, viewed as an integer."""
+        np = self.np
+        start, size, signed = field
+        if size not in (1, 2, 4, 8):
+            return np.zeros(len(offsets), dtype=np.int64)
+        index = offsets + start
+        index = np.minimum(index, len(buffer) - size)  # a short (damaged) event reads zeros' worth, not past the chunk
+        matrix = buffer[index[:, None] + np.arange(size)]
+        values = matrix.view(f"{self.endian}{'i' if signed else 'u'}{size}").ravel()
+        return values.astype(np.int64) if size < 8 or signed else values
+
+    def name_id(self, address: int) -> int:
+        found = self.name_ids.get(address)
+        if found is None:
+            found = self.name_ids[address] = len(self.names)
+            self.names.append(self.symbols.lookup(address))
+        return found
+
+    def name_codes(self, addresses):
+        """Per event, the index of its function's (name, module) in self.names."""
+        np = self.np
+        unique, inverse = np.unique(addresses, return_inverse=True)
+        ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
+        return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+
+    def decode(self, chunk, cpu: int, offsets: list[int], stamps: list[int], lost: list[tuple[int, int]]) -> EventBatch:
+        np = self.np
+        buffer = np.frombuffer(chunk, dtype=np.uint8)
+        where = np.array(offsets, dtype=np.int64)
+        count = len(where)
+        types = self.gather(buffer, where, self.type_field).astype(np.int64)
+        known = types < len(self.table)
+        kind = np.where(known, self.table[np.where(known, types, 0)], EV_OTHER)
+        code = np.zeros(count, dtype=np.int64)
+        duration = np.zeros(count, dtype=np.float64)
+        pids = self.gather(buffer, where, self.pid_field).astype(np.int64)
+        ctx = ((pids & 0xFFFFFFFF) << 16) | cpu
+        for event_kind, event in self.by_kind.items():
+            selected = np.flatnonzero(kind == event_kind)
+            if not len(selected):
+                continue
+            at = where[selected]
+            if event_kind == EV_FUNCTION:
+                names = self.name_codes(self.gather(buffer, at, event.fields["ip"]))
+                parent_field = event.fields.get("parent_ip")
+                parents = self.name_codes(self.gather(buffer, at, parent_field)) + 1 if parent_field else np.zeros(len(at), dtype=np.int64)
+                code[selected] = (names << 32) | parents
+                continue
+            names = self.name_codes(self.gather(buffer, at, event.fields["func"]))
+            depth = self.gather(buffer, at, event.fields["depth"]).astype(np.int64) & 0xFFFF
+            code[selected] = (names << 16) | depth
+            if event_kind == EV_EXIT and {"calltime", "rettime"} <= event.fields.keys():
+                spent = self.gather(buffer, at, event.fields["rettime"]).astype(np.int64) - self.gather(buffer, at, event.fields["calltime"]).astype(np.int64)
+                duration[selected] = spent / 1000.0
+            elif event_kind == EV_EXIT:
+                duration[selected] = np.nan
+        others = types[kind == EV_OTHER]
+        if len(others):
+            self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
+        key = np.array(stamps, dtype=np.uint64) if stamps else np.zeros(0, dtype=np.uint64)
+        batch = EventBatch(key, kind, code, ctx, duration)
+        if lost:
+            batch = self.with_lost(batch, cpu, lost)
+        return batch
+
+    def with_lost(self, batch: EventBatch, cpu: int, lost: list[tuple[int, int]]) -> EventBatch:
+        """Put each page's lost events just before the page's first event, as trace-cmd report prints them."""
+        np = self.np
+        positions = np.array([position for position, _ in lost], dtype=np.int64)
+        counts = np.array([count for _, count in lost], dtype=np.int64)
+        if len(batch):
+            stamps = batch.key[np.minimum(positions, len(batch) - 1)]
+        else:
+            stamps = np.zeros(len(positions), dtype=np.uint64)
+        return EventBatch(
+            np.insert(batch.key, positions, stamps),
+            np.insert(batch.kind, positions, EV_LOST),
+            np.insert(batch.code, positions, counts),
+            np.insert(batch.ctx, positions, cpu),
+            np.insert(batch.duration, positions, 0.0),
+        )
+
+
+def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damage: list[str]) -> Iterator[EventBatch]:
+    """One CPU's events, batch by batch, with a never-decreasing merge key (the per-CPU order is kept)."""
+    np = decoder.np
+    floor = 0
+    for chunk in dat.cpu_chunks(data, damage):
+        offsets, stamps, lost = walk_pages(chunk, dat.page_size, dat.layout, dat.endian)
+        batch = decoder.decode(chunk, data.cpu, offsets, stamps, lost)
+        if not len(batch):
+            continue
+        batch.key = np.maximum.accumulate(np.maximum(batch.key, np.uint64(floor)))
+        floor = int(batch.key[-1])
+        yield batch
+
+
+def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
+    """All CPUs' events in timestamp order (ties: lower CPU first, as trace-cmd report), window by window.
+
+    A window ends at the earliest last timestamp of the CPUs' current batches, so
+    memory holds one batch per CPU, never the file.
+    """
+    import numpy as np
+
+    current: dict[int, EventBatch] = {}
+    active = list(range(len(streams)))
+    while True:
+        for index in list(active):
+            if index not in current or not len(current[index]):
+                following = next(streams[index], None)
+                if following is None:
+                    active.remove(index)
+                    current.pop(index, None)
+                else:
+                    current[index] = following
+        if not current:
+            return
+        horizon = min(batch.key[-1] for batch in current.values())
+        parts = []
+        for index in sorted(current):
+            batch = current[index]
+            cut = int(np.searchsorted(batch.key, horizon, side="right"))
+            parts.append(batch.part(slice(0, cut)))
+            current[index] = batch.part(slice(cut, None))
+        merged = EventBatch.joined(parts)
+        yield merged.part(np.argsort(merged.key, kind="stable"))
+
+
+def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
+    """The model calls for one merged window; returns the events fed so far (lost notices excluded)."""
+    np = decoder.np
+    names = decoder.names
+    parsed_cache: dict[int, tuple] = {}
+    context_cache: dict[int, tuple] = {}
+    for ctx in np.unique(batch.ctx).tolist():
+        cpu = str(ctx & 0xFFFF)
+        context_cache[ctx] = (cpu, task_key(str(ctx >> 16), cpu), "")
+    graph_event, function_call = parser.graph_event, parser.function_call
+    kinds, codes, contexts, durations = batch.kind.tolist(), batch.code.tolist(), batch.ctx.tolist(), batch.duration.tolist()
+    for kind, code, ctx, duration in zip(kinds, codes, contexts, durations):
+        if kind == EV_ENTRY or kind == EV_EXIT:
+            parsed = parsed_cache.get((code << 1) | kind)
+            if parsed is None:
+                name, module = names[code >> 16]
+                parsed = parsed_cache[(code << 1) | kind] = (ENTRY, code & 0xFFFF, name, module) if kind == EV_ENTRY else (EXIT, code & 0xFFFF, name, None)
+            if kind == EV_ENTRY:
+                graph_event(parsed, context_cache[ctx], None)
+            else:
+                graph_event(parsed, context_cache[ctx], duration if duration == duration else None)
+            fed += 1
+        elif kind == EV_FUNCTION:
+            name, module = names[code >> 32]
+            parent = code & 0xFFFFFFFF
+            function_call((name, names[parent - 1][0] if parent else None, module))
+            fed += 1
+        elif kind == EV_LOST:
+            parser.line_no = fed  # lost_line tells a repeated notice from a new loss by the distance
+            parser.lost_line(context_cache[ctx][0], code if code >= 0 else None)
+        else:
+            fed += 1
+    parser.flush_counts()
+    return fed
+
+
+def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = None) -> None:
+    """Decode a trace.dat into the parser's model: calls, edges, times, lost events, kernel counters."""
+    stats = parser.stats
+    with mapped_trace_dat(path) as data:
+        dat = TraceDat(path, data)
+        decoder = EventDecoder(dat)
+        if not decoder.by_kind:
+            raise UserError(f"{path}: the trace.dat describes no function_graph or function events (recorded with another tracer?)")
+        damage: list[str] = []
+        streams = [cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]
+        fed = 0
+        kinds = [0] * (EV_OTHER + 1)
+        lost_before = dict(stats.lost_by_cpu)
+        for window in merge_by_time(streams):
+            kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
+            fed = feed_trace_dat(parser, decoder, window, fed)
+            if progress:
+                progress.update(0, f"{fed:,} events")
+    used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]
+    stats.events += kinds[EV_OTHER]  # the model counts what it was fed; the rest are ring-buffer events too
+    parser.line_no = fed
+    if kinds[EV_ENTRY] + kinds[EV_EXIT]:
+        stats.formats.add("function_graph")
+    if kinds[EV_FUNCTION]:
+        stats.formats.add("function")
+    note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
+    if not used:
+        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
+        raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
+
+
+def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:
+    """Kernel counters, what the file says about itself, what was cut, what was not used."""
+    stats.formats.add("trace.dat")
+    stats.metadata.setdefault("trace.dat", f"version {dat.version}" + (f", {dat.compression}" if dat.compression not in ("", "none") else ""))
+    for key in ("uname", "traceclock", "version"):
+        if key in dat.options:
+            stats.metadata.setdefault(f"trace.dat-{key}", dat.options[key])
+    for cpu, text in dat.cpu_stats.items():
+        counters = {}
+        for line in text.split("\n"):
+            key, _, value = line.partition(":")
+            if key.strip() in KERNEL_STATS_KEYS and value.strip().isdigit():
+                counters[KERNEL_STATS_KEYS[key.strip()]] = int(value)
+        previous = stats.kernel_stats.get(cpu, {})
+        stats.kernel_stats[cpu] = {key: previous.get(key, 0) + value for key, value in counters.items()}
+        from_pages = stats.lost_by_cpu.get(cpu, 0) - lost_before.get(cpu, 0)
+        from_kernel = counters.get("overrun", 0) + counters.get("dropped-events", 0)
+        if from_pages != from_kernel:
+            say(
+                f"{dat.path}: CPU{cpu} lost {from_kernel:,} events by the kernel's counters, {from_pages:,} by the pages' missed-events"
+                " counts (pages overwritten whole carry none); the kernel's count is used"
+            )
+    for problem in damage:
+        warn(f"{dat.path} is damaged or truncated: {problem}; read what came before")
+    if dat.other_buffers:
+        warn(f"{dat.path}: read the top trace instance only, not {', '.join(repr(name) for name in dat.other_buffers)}")
+    if others:
+        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(4))
+        say(f"{dat.path}: {others:,} events not used for calls ({what})")
 
 
 # ============================================================================
