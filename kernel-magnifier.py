@@ -21,6 +21,7 @@ The file is a pipeline in sections, read top to bottom:
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import gzip
 import itertools
@@ -839,7 +840,7 @@ FORMAT_FIELD = re.compile(r"field:([^;]*?);\s*offset:(\d+);\s*size:(\d+);(?:\s*s
 HEADER_EVENT_TYPE = re.compile(r"(\w+)\s*:\s*type\s*==\s*(\d+)")
 RB_MISSED_EVENTS, RB_MISSED_STORED, RB_COMMIT_MASK = 1 << 31, 1 << 30, (1 << 27) - 1
 TS_SHIFT = 27
-PAGES_PER_BATCH = 256
+PAGES_PER_BATCH = 1024
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
 
@@ -858,13 +859,14 @@ class EventFormat:
     fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
 
 
-def parse_event_format(text: str, system: str) -> EventFormat | None:
+def parse_event_format(text: str, system: str, with_fields: bool = True) -> EventFormat | None:
+    """The event's name, id and (with_fields) field layout; only ftrace events are decoded, the rest counted."""
     name = re.search(r"^name: *(\S+)", text, re.M)
     event_id = re.search(r"^ID: *(\d+)", text, re.M)
     if not name or not event_id:
         return None
     fields = {}
-    for declaration, offset, size, signed in FORMAT_FIELD.findall(text):
+    for declaration, offset, size, signed in FORMAT_FIELD.findall(text) if with_fields else ():
         field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
         fields[field_name] = (int(offset), int(size), signed == "1")
     return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
@@ -1080,7 +1082,7 @@ class TraceDat:
                 self.add_format(reader.sized_text("Q"), system)
 
     def add_format(self, text: str, system: str) -> None:
-        event = parse_event_format(text, system)
+        event = parse_event_format(text, system, with_fields=system == "ftrace")
         if event is not None:
             self.formats[event.event_id] = event
 
@@ -1134,16 +1136,22 @@ class TraceDat:
         # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
         reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
         done = chunks = 0
+        pending: list[bytes] = []  # trace-cmd compresses ~10 pages a chunk: walk them in bigger batches
         try:
             chunks = reader.number("I")
             for _ in range(chunks):
                 compressed, uncompressed = reader.number("I"), reader.number("I")
-                yield self.decompress(reader.take(compressed), uncompressed)
+                pending.append(self.decompress(reader.take(compressed), uncompressed))
                 done += 1
+                if sum(map(len, pending)) >= batch:
+                    yield b"".join(pending)
+                    pending = []
         except TraceDatTruncated:
             damage.append(f"CPU{data.cpu}'s compressed data is cut after {done} of {chunks} chunks")
         except (ValueError, OSError) as err:
             damage.append(f"CPU{data.cpu}'s compressed data is damaged after {done} of {chunks} chunks: {err}")
+        if pending:
+            yield b"".join(pending)
 
 
 def trace_dat_decompressor(path: str, name: str) -> Callable[[bytes, int], bytes]:
@@ -1215,75 +1223,91 @@ def mapped_trace_dat(path: str) -> Iterator[object]:
 # --- walking the pages ---------------------------------------------------------
 
 
-def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-    """(byte offsets of event payloads, their timestamps, [(event index, lost count or -1)]) of whole pages.
+def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str):
+    """Byte offsets of the event payloads in whole pages, their timestamps, and the pages' lost events.
 
     Each event's length is in its own 4-byte header (type_len 1-28: 4*type_len
-    bytes, 0: length in the next word), so the walk is sequential; time extends
-    and absolute time stamps only move the clock, padding ends the page or skips.
+    bytes; 0: the length in the next word), so one page is walked in sequence;
+    but the pages of a chunk are walked side by side with numpy, one event of
+    every page per step (a page holds some 100-200 events). Time extends and
+    absolute time stamps only move the clock; padding skips or ends the page.
+    Returns (offsets, stamps, lost_at, lost_counts): lost_at is the index of the
+    first event of each page whose missed-events flag is set, the count -1 when
+    the kernel did not store it.
     """
-    import array
+    import numpy as np
 
-    words = array.array("I")
-    words.frombytes(bytes(chunk))
-    if (endian == ">") != (sys.byteorder == "big"):
-        words.byteswap()
-    order = "little" if endian == "<" else "big"
-    offsets: list[int] = []
-    stamps: list[int] = []
-    lost: list[tuple[int, int]] = []
+    pages = len(chunk) // page_size
+    words = np.frombuffer(chunk, dtype=f"{endian}u4", count=pages * page_size // 4).astype(np.int64)
+    starts = np.arange(pages, dtype=np.int64) * page_size
+    buffer = np.frombuffer(chunk, dtype=np.uint8, count=pages * page_size)
+    stamp = read_page_numbers(buffer, starts, layout.timestamp_size, endian).astype(np.int64)
+    commit = read_page_numbers(buffer, starts + layout.commit_offset, layout.commit_size, endian)
+    size = (commit & np.uint64(RB_COMMIT_MASK)).astype(np.int64)
+    usable = (size > 0) & (layout.data_offset + size <= page_size)
+    position = (starts + layout.data_offset) >> 2
+    end = (starts + layout.data_offset + size) >> 2
+    missed = usable & ((commit & np.uint64(RB_MISSED_EVENTS)) != 0)
+    stored = missed & ((commit & np.uint64(RB_MISSED_STORED)) != 0) & (layout.data_offset + size + layout.commit_size <= page_size)
+    counts = np.full(pages, -1, dtype=np.int64)
+    if stored.any():
+        counts[stored] = read_page_numbers(buffer, starts[stored] + layout.data_offset + size[stored], layout.commit_size, endian).astype(np.int64)
+    found_at: list = []
+    found_stamp: list = []
+    active = np.flatnonzero(usable & (position < end))
+    last_word = len(words) - 1
+    high_bits = ~((1 << 59) - 1)
     padding, time_extend, time_stamp = layout.padding, layout.time_extend, layout.time_stamp
-    commit_offset, commit_size, data_offset = layout.commit_offset, layout.commit_size, layout.data_offset
-    append_offset, append_stamp = offsets.append, stamps.append
-    limit = len(words)
-    for page in range(0, len(chunk) - page_size + 1, page_size):
-        stamp = int.from_bytes(chunk[page : page + layout.timestamp_size], order)
-        commit = int.from_bytes(chunk[page + commit_offset : page + commit_offset + commit_size], order)
-        size = commit & RB_COMMIT_MASK
-        if size == 0 or data_offset + size > page_size:
-            continue  # an empty page, or a commit no page can hold (damage): nothing to trust
-        if commit & RB_MISSED_EVENTS:
-            count = -1
-            if commit & RB_MISSED_STORED and data_offset + size + commit_size <= page_size:
-                where = page + data_offset + size
-                count = int.from_bytes(chunk[where : where + commit_size], order)
-            lost.append((len(offsets), count))
-        index = (page + data_offset) >> 2
-        end = min((page + data_offset + size) >> 2, limit)
-        while index < end:
-            header = words[index]
-            kind = header & 31
-            delta = header >> 5
-            if kind < padding:
-                if kind:
-                    data, following = index + 1, index + 1 + kind
-                elif index + 1 < end:
-                    data, following = index + 2, index + 1 + max((words[index + 1] + 3) >> 2, 1)  # the length counts its own word
-                else:
-                    break
-                if following > end:
-                    break  # an event that claims to run past its page's data: damage
-                stamp += delta
-                append_offset(data << 2)
-                append_stamp(stamp)
-                index = following
-            elif kind == time_extend:
-                if index + 1 >= end:
-                    break
-                stamp += (words[index + 1] << TS_SHIFT) + delta
-                index += 2
-            elif kind == padding:
-                if delta == 0 or index + 1 >= end:
-                    break  # the rest of the page is empty
-                index += 1 + ((words[index + 1] + 3) >> 2)
-            elif kind == time_stamp:
-                if index + 1 >= end:
-                    break
-                stamp = ((words[index + 1] << TS_SHIFT) | delta) | (stamp & ~((1 << 59) - 1))
-                index += 2
-            else:
-                break
-    return offsets, stamps, lost
+    while active.size:
+        at = position[active]
+        header = words[at]
+        kind = header & 31
+        delta = header >> 5
+        following_word = words[np.minimum(at + 1, last_word)]
+        page_end = end[active]
+        data = kind < padding
+        now = stamp[active]
+        if data.all():  # the common step: only events
+            long_form = kind == 0
+            after = at + 1 + np.where(long_form, np.maximum((following_word + 3) >> 2, 1), kind)
+            ends_page = (after > page_end) | (long_form & (at + 1 >= page_end))
+            recorded = ~ends_page
+            now = now + np.where(recorded, delta, 0)
+        else:
+            long_form = kind == 0
+            is_padding = kind == padding
+            extend = kind == time_extend
+            absolute = kind == time_stamp
+            length = np.where(data, np.where(long_form, np.maximum((following_word + 3) >> 2, 1), kind), 1)
+            after = at + 1 + np.where(is_padding, (following_word + 3) >> 2, length)
+            # An event that runs past its page's data, padding with no delta (the rest
+            # is empty) or a type this layout does not know ends the page.
+            ends_page = (after > page_end) | (is_padding & (delta == 0)) | (long_form & (at + 1 >= page_end))
+            ends_page |= ~(data | is_padding | extend | absolute)
+            recorded = data & ~ends_page
+            now = np.where(recorded, now + delta, now)
+            now = np.where(extend & ~ends_page, now + (following_word << TS_SHIFT) + delta, now)
+            now = np.where(absolute & ~ends_page, ((following_word << TS_SHIFT) | delta) | (now & high_bits), now)
+        stamp[active] = now
+        found_at.append(np.where(long_form, at + 2, at + 1)[recorded] << 2)
+        found_stamp.append(now[recorded])
+        position[active] = np.where(ends_page, page_end, after)
+        active = active[position[active] < page_end]
+    offsets = np.concatenate(found_at) if found_at else np.zeros(0, dtype=np.int64)
+    stamps = np.concatenate(found_stamp) if found_stamp else np.zeros(0, dtype=np.int64)
+    order = np.argsort(offsets, kind="stable")  # pages lie in time order, and so do a page's events
+    offsets, stamps = offsets[order], stamps[order]
+    lost_pages = np.flatnonzero(missed)
+    lost_at = np.searchsorted(offsets, starts[lost_pages])
+    return offsets, stamps, lost_at, counts[lost_pages]
+
+
+def read_page_numbers(buffer, offsets, size: int, endian: str):
+    """The unsigned numbers of `size` bytes at the offsets, as uint64."""
+    import numpy as np
+
+    matrix = buffer[offsets[:, None] + np.arange(size)]
+    return matrix.view(f"{endian}u{size}").ravel().astype(np.uint64)
 
 
 # --- from pages to the model ---------------------------------------------------
@@ -1401,9 +1425,18 @@ class EventDecoder:
         if size not in (1, 2, 4, 8):
             return np.zeros(len(offsets), dtype=np.int64)
         index = offsets + start
-        index = np.minimum(index, len(buffer) - size)  # a short (damaged) event reads zeros' worth, not past the chunk
+        index = np.minimum(index, len(buffer) - size)  # a short (damaged) event reads its neighbour's bytes, not past the chunk
+        kind = f"{self.endian}{'i' if signed else 'u'}"
+        if start % min(size, 4) == 0 and len(buffer) % 4 == 0:
+            # Events start 4-byte aligned: an aligned field is one element of a typed view of the chunk.
+            if size < 8:
+                return np.frombuffer(buffer, dtype=f"{kind}{size}")[index // size].astype(np.int64)
+            halves = np.frombuffer(buffer, dtype=f"{self.endian}u4")
+            low, high = (index // 4, index // 4 + 1) if self.endian == "<" else (index // 4 + 1, index // 4)
+            values = halves[low].astype(np.uint64) | (halves[high].astype(np.uint64) << np.uint64(32))
+            return values.view(np.int64) if signed else values
         matrix = buffer[index[:, None] + np.arange(size)]
-        values = matrix.view(f"{self.endian}{'i' if signed else 'u'}{size}").ravel()
+        values = matrix.view(f"{kind}{size}").ravel()
         return values.astype(np.int64) if size < 8 or signed else values
 
     def name_id(self, address: int) -> int:
@@ -1420,10 +1453,9 @@ class EventDecoder:
         ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
         return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
 
-    def decode(self, chunk, cpu: int, offsets: list[int], stamps: list[int], lost: list[tuple[int, int]]) -> EventBatch:
+    def decode(self, chunk, cpu: int, where, stamps, lost_at, lost_counts) -> EventBatch:
         np = self.np
         buffer = np.frombuffer(chunk, dtype=np.uint8)
-        where = np.array(offsets, dtype=np.int64)
         count = len(where)
         types = self.gather(buffer, where, self.type_field).astype(np.int64)
         known = types < len(self.table)
@@ -1454,21 +1486,18 @@ class EventDecoder:
         others = types[kind == EV_OTHER]
         if len(others):
             self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
-        key = np.array(stamps, dtype=np.uint64) if stamps else np.zeros(0, dtype=np.uint64)
-        batch = EventBatch(key, kind, code, ctx, duration)
-        if lost:
-            batch = self.with_lost(batch, cpu, lost)
+        batch = EventBatch(stamps, kind, code, ctx, duration)
+        if len(lost_at):
+            batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
 
-    def with_lost(self, batch: EventBatch, cpu: int, lost: list[tuple[int, int]]) -> EventBatch:
+    def with_lost(self, batch: EventBatch, cpu: int, positions, counts) -> EventBatch:
         """Put each page's lost events just before the page's first event, as trace-cmd report prints them."""
         np = self.np
-        positions = np.array([position for position, _ in lost], dtype=np.int64)
-        counts = np.array([count for _, count in lost], dtype=np.int64)
         if len(batch):
             stamps = batch.key[np.minimum(positions, len(batch) - 1)]
         else:
-            stamps = np.zeros(len(positions), dtype=np.uint64)
+            stamps = np.zeros(len(positions), dtype=np.int64)
         return EventBatch(
             np.insert(batch.key, positions, stamps),
             np.insert(batch.kind, positions, EV_LOST),
@@ -1483,11 +1512,10 @@ def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damag
     np = decoder.np
     floor = 0
     for chunk in dat.cpu_chunks(data, damage):
-        offsets, stamps, lost = walk_pages(chunk, dat.page_size, dat.layout, dat.endian)
-        batch = decoder.decode(chunk, data.cpu, offsets, stamps, lost)
+        batch = decoder.decode(chunk, data.cpu, *walk_pages(chunk, dat.page_size, dat.layout, dat.endian))
         if not len(batch):
             continue
-        batch.key = np.maximum.accumulate(np.maximum(batch.key, np.uint64(floor)))
+        batch.key = np.maximum.accumulate(np.maximum(batch.key, floor))
         floor = int(batch.key[-1])
         yield batch
 
@@ -1525,39 +1553,72 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
 
 
 def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
-    """The model calls for one merged window; returns the events fed so far (lost notices excluded)."""
+    """The model calls for one merged window; returns the events fed so far (lost notices excluded).
+
+    The model takes one call per event; the arguments are built per distinct
+    value (np.unique) and the calls made by map() over runs of one kind, so that
+    the Python work per event is the model's own.
+    """
     np = decoder.np
-    names = decoder.names
-    parsed_cache: dict[int, tuple] = {}
-    context_cache: dict[int, tuple] = {}
-    for ctx in np.unique(batch.ctx).tolist():
-        cpu = str(ctx & 0xFFFF)
-        context_cache[ctx] = (cpu, task_key(str(ctx >> 16), cpu), "")
+    if not len(batch):
+        return fed
+    contexts = objects_by_code(np, batch.ctx, trace_dat_context)
+    kinds = batch.kind
+    group = np.where(kinds <= EV_EXIT, EV_ENTRY, kinds)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1)).tolist()
+    stops = [*starts[1:], len(batch)]
+    graph = np.flatnonzero(group == EV_ENTRY)
+    parsed = np.full(len(batch), None, dtype=object)
+    durations = np.full(len(batch), None, dtype=object)
+    if len(graph):
+        names = decoder.names
+        exits = kinds[graph] == EV_EXIT
+
+        def graph_parsed(code: int) -> tuple:
+            name, module = names[code >> 17]
+            depth = (code >> 1) & 0xFFFF
+            return (EXIT, depth, name, None) if code & 1 else (ENTRY, depth, name, module)
+
+        parsed[graph] = objects_by_code(np, (batch.code[graph] << 1) | exits, graph_parsed)
+        exit_at = graph[exits]
+        spent = batch.duration[exit_at]
+        timed = ~np.isnan(spent)  # NaN: the exit format has no calltime/rettime
+        durations[exit_at[timed]] = spent[timed].tolist()
+    parsed, durations = parsed.tolist(), durations.tolist()
     graph_event, function_call = parser.graph_event, parser.function_call
-    kinds, codes, contexts, durations = batch.kind.tolist(), batch.code.tolist(), batch.ctx.tolist(), batch.duration.tolist()
-    for kind, code, ctx, duration in zip(kinds, codes, contexts, durations):
-        if kind == EV_ENTRY or kind == EV_EXIT:
-            parsed = parsed_cache.get((code << 1) | kind)
-            if parsed is None:
-                name, module = names[code >> 16]
-                parsed = parsed_cache[(code << 1) | kind] = (ENTRY, code & 0xFFFF, name, module) if kind == EV_ENTRY else (EXIT, code & 0xFFFF, name, None)
-            if kind == EV_ENTRY:
-                graph_event(parsed, context_cache[ctx], None)
-            else:
-                graph_event(parsed, context_cache[ctx], duration if duration == duration else None)
-            fed += 1
+    for start, stop in zip(starts, stops):
+        kind = int(group[start])
+        if kind == EV_ENTRY:
+            collections.deque(map(graph_event, parsed[start:stop], contexts[start:stop], durations[start:stop]), maxlen=0)
         elif kind == EV_FUNCTION:
-            name, module = names[code >> 32]
-            parent = code & 0xFFFFFFFF
-            function_call((name, names[parent - 1][0] if parent else None, module))
-            fed += 1
+            calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
+            collections.deque(map(function_call, calls), maxlen=0)
         elif kind == EV_LOST:
-            parser.line_no = fed  # lost_line tells a repeated notice from a new loss by the distance
-            parser.lost_line(context_cache[ctx][0], code if code >= 0 else None)
-        else:
-            fed += 1
+            for index in range(start, stop):
+                parser.line_no = fed  # lost_line tells a repeated notice from a new loss by the distance
+                parser.lost_line(contexts[index][0], int(batch.code[index]) if batch.code[index] >= 0 else None)
+            fed -= stop - start
+        fed += stop - start
     parser.flush_counts()
     return fed
+
+
+def objects_by_code(np, codes, make: Callable[[int], object]) -> list:
+    """[make(code) for code in codes], calling make once per distinct code."""
+    unique, inverse = np.unique(codes, return_inverse=True)
+    table = [make(code) for code in unique.tolist()]
+    return list(map(table.__getitem__, inverse.ravel().tolist()))
+
+
+def trace_dat_context(ctx: int) -> tuple:
+    cpu = str(ctx & 0xFFFF)
+    return (cpu, task_key(str(ctx >> 16), cpu), "")
+
+
+def trace_dat_call(names: list[tuple[str, str | None]], code: int) -> tuple:
+    name, module = names[code >> 32]
+    parent = code & 0xFFFFFFFF
+    return (name, names[parent - 1][0] if parent else None, module)
 
 
 def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = None) -> None:
