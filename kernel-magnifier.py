@@ -11,6 +11,7 @@ The file is a pipeline in sections, read top to bottom:
     Model        CallGraph: functions, call edges, what was not seen
     Input        opening plain/.gz/.xz traces, rejecting what is not text
     Parsers      function_graph text, function tracer text, trace-cmd report
+    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
     Symbol map   reading a name -> source file map
     Filters      --filter-filepath, --filter-execution-no, drawing pruning
     Output       heat theme, graphviz drawing, JSON, matplotlib chart
@@ -1132,6 +1133,7 @@ class TraceDat:
                 stop -= (stop - start) % self.page_size
                 if stop > start:
                     yield self.data[start:stop]
+                    self.release(start, stop)
             return
         # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
         reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
@@ -1142,6 +1144,7 @@ class TraceDat:
             for _ in range(chunks):
                 compressed, uncompressed = reader.number("I"), reader.number("I")
                 pending.append(self.decompress(reader.take(compressed), uncompressed))
+                self.release(reader.position - compressed, reader.position)
                 done += 1
                 if sum(map(len, pending)) >= batch:
                     yield b"".join(pending)
@@ -1152,6 +1155,15 @@ class TraceDat:
             damage.append(f"CPU{data.cpu}'s compressed data is damaged after {done} of {chunks} chunks: {err}")
         if pending:
             yield b"".join(pending)
+
+    def release(self, start: int, stop: int) -> None:
+        """Drop pages already decoded from the mapping, so memory stays bounded whatever the file's size."""
+        import mmap
+
+        if isinstance(self.data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            aligned = start - start % mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError):
+                self.data.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
 
 
 def trace_dat_decompressor(path: str, name: str) -> Callable[[bytes, int], bytes]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import lzma
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ import importlib.util, json, resource, sys, time
 spec = importlib.util.spec_from_file_location("km", sys.argv[1]); km = importlib.util.module_from_spec(spec)
 sys.modules["km"] = km; spec.loader.exec_module(km)
 paths = sys.argv[3:]
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 events = 0
 if sys.argv[2] == "decode":
     # pages -> merged, decoded event arrays (what the model is then fed), no model calls
@@ -41,8 +43,8 @@ if sys.argv[2] == "decode":
 else:
     graph = km.parse_traces(paths)
     events = graph.stats.events
-elapsed = time.perf_counter() - started
-print(json.dumps({"seconds": elapsed, "events": events, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "events": events, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -51,14 +53,17 @@ def stage(kind: str, paths: list[str]) -> dict:
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
-def whole_cli(paths: list[str], workdir: str) -> float:
+def whole_cli(paths: list[str], workdir: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one visualize run."""
     inputs = [arg for path in paths for arg in ("-i", path)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, str(ROOT / "kernel-magnifier.py"), "visualize", *inputs, "-o", str(Path(workdir) / "graph.json"), "--chart", ""],
         check=True, capture_output=True,
     )
-    return time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - started, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -78,9 +83,14 @@ def main() -> None:
         print(f"{path}: {once['events']:,} events, given {repeat} times ({once['events'] * repeat:,} events per run)")
         for kind, label in (("decode", "decode only (pages -> merged event arrays)"), ("model", "decode + model (parse_traces)")):
             best = min((stage(kind, paths) for _ in range(args.rounds)), key=lambda result: result["seconds"])
-            print(f"{label}: {best['events'] / best['seconds'] / 1e6:.2f} M events/s ({best['seconds']:.2f} s, peak RSS {best['peak_rss_mb']:.0f} MB)")
-        seconds = min(whole_cli(paths, workdir) for _ in range(args.rounds))
-        print(f"whole process (visualize -o graph.json): {once['events'] * repeat / seconds / 1e6:.2f} M events/s ({seconds:.2f} s)")
+            print(
+                f"{label}: {best['events'] / best['seconds'] / 1e6:.2f} M events/s wall ({best['seconds']:.2f} s),"
+                f" {best['events'] / best['cpu_seconds'] / 1e6:.2f} M events/CPU-s ({best['cpu_seconds']:.2f} s), peak RSS {best['peak_rss_mb']:.0f} MB"
+            )
+        seconds, cpu = min(whole_cli(paths, workdir) for _ in range(args.rounds))
+        events = once["events"] * repeat
+        print(f"whole process (visualize -o graph.json): {events / seconds / 1e6:.2f} M events/s wall ({seconds:.2f} s), {events / cpu / 1e6:.2f} M events/CPU-s ({cpu:.2f} s)")
+        print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (CPU-s rates are the ones to compare on a shared machine)")
 
 
 if __name__ == "__main__":
