@@ -959,6 +959,7 @@ class TraceDat:
         self.options: dict[str, str] = {}
         self.cpus: list[CpuData] = []
         self.other_buffers: list[str] = []
+        self.consumed = 0  # bytes of ring-buffer data read so far, for the progress display
         self.decompressor: Callable[[bytes, int], bytes] | None = None
         try:
             self.read_metadata()
@@ -1160,6 +1161,7 @@ class TraceDat:
         """Drop pages already decoded from the mapping, so memory stays bounded whatever the file's size."""
         import mmap
 
+        self.consumed += stop - start
         if isinstance(self.data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
             aligned = start - start % mmap.PAGESIZE
             with contextlib.suppress(OSError, ValueError):
@@ -1650,7 +1652,7 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
             kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
             fed = feed_trace_dat(parser, decoder, window, fed)
             if progress:
-                progress.update(0, f"{fed:,} events")
+                progress.update(dat.consumed, f"{fed:,} events")
     used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]
     stats.events += kinds[EV_OTHER]  # the model counts what it was fed; the rest are ring-buffer events too
     parser.line_no = fed

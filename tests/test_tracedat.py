@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, assert_one_line_error, edges_by_pair, graph_json, run_cli
+from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
 
 SAMPLES = DATA / "trace-cmd"
 VERSIONS = {"v7-zstd": "trace-v7-zstd.dat.xz", "v6": "trace-v6.dat.xz"}
@@ -136,3 +138,16 @@ def test_damaged_pages_never_crash(tmp_path):
     result = run_cli("visualize", "-i", "damaged.dat", "-o", "out.json", "--chart", "", cwd=tmp_path)
     assert "Traceback" not in result.stderr
     assert result.returncode == 0 or result.stderr.startswith("kernel-magnifier: error: ")
+
+
+def test_zstd_trace_dat_without_the_zstandard_package_is_a_one_line_error_mocked(tmp_path):
+    """Mocked: a `zstandard` module that fails to import stands in for a machine without the package."""
+    hidden = tmp_path / "no-zstandard"
+    hidden.mkdir()
+    (hidden / "zstandard.py").write_text("raise ImportError('mocked: no zstandard here')\n")
+    trace = unpacked(tmp_path, VERSIONS["v7-zstd"])
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", "out.json", "--chart", ""],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hidden)},
+    )
+    assert_one_line_error(result, "is compressed with zstd: install the Python package 'zstandard'")
