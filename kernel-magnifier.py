@@ -826,10 +826,11 @@ def file_size(path: str) -> int | None:
 # options, each possibly compressed (zstd or zlib), the pages in compressed chunks.
 #
 # Every field offset and size comes from the format files stored in the file:
-# the function_graph events of the 6.1 and 7.3 kernels differ. Pages are walked
-# in Python (each event's length is in its header), the fields are gathered with
-# numpy per chunk of pages, and the CPUs are merged by timestamp so that each
-# task's calls nest in the order they ran, wherever the task migrated.
+# the function_graph events of the 6.1 and 7.3 kernels differ. A batch of pages
+# is walked side by side with numpy (each event's length is in its header, so a
+# page is walked in sequence, but pages are independent), the fields gathered
+# with numpy, and the CPUs merged by timestamp so that each task's calls nest in
+# the order they ran, wherever the task migrated.
 
 TRACE_DAT_OPTION_NAMES = {
     0: "DONE", 2: "CPUSTAT", 3: "BUFFER", 4: "TRACECLOCK", 5: "UNAME", 8: "CPUCOUNT", 9: "VERSION",
@@ -954,7 +955,6 @@ class TraceDat:
         self.layout = RingLayout()
         self.formats: dict[int, EventFormat] = {}
         self.kallsyms = ""
-        self.cmdlines = ""
         self.cpu_stats: dict[str, str] = {}
         self.options: dict[str, str] = {}
         self.cpus: list[CpuData] = []
@@ -993,7 +993,7 @@ class TraceDat:
         self.read_event_formats(reader)
         self.kallsyms = reader.sized_text("I")
         reader.sized_text("I")  # printk formats: trace_printk text, not calls
-        self.cmdlines = reader.sized_text("Q")
+        reader.sized_text("Q")  # saved cmdlines: task names, which the model does not keep (it keys tasks by pid)
         cpu_count = reader.number("I")
         kind = reader.take(10)
         if kind == b"options  \x00":
@@ -1039,8 +1039,6 @@ class TraceDat:
             self.read_event_formats(self.section(sections[TRACE_DAT_OPTIONS["EVENT_FORMATS"]]))
         if TRACE_DAT_OPTIONS["KALLSYMS"] in sections:
             self.kallsyms = self.section(sections[TRACE_DAT_OPTIONS["KALLSYMS"]]).sized_text("I")
-        if TRACE_DAT_OPTIONS["CMDLINES"] in sections:
-            self.cmdlines = self.section(sections[TRACE_DAT_OPTIONS["CMDLINES"]]).sized_text("Q")
 
     def section(self, offset: int) -> ByteReader:
         """A v7 section's body (decompressed when its flag says so), after its 16-byte header."""
