@@ -293,10 +293,10 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
-@pytest.mark.parametrize("option", ["-o", "--chart"])
-def test_full_disk_is_one_line_naming_the_output(tmp_path, full_disk, option):
-    target = full_disk / ("graph.json" if option == "-o" else "chart.png")
-    args = ["-o", str(target), "--chart", ""] if option == "-o" else ["-o", "graph.json", "--chart", str(target)]
+@pytest.mark.parametrize("name", ["graph.json", "graph.dot", "graph.svg", "stacks.folded", "chart.png"])
+def test_full_disk_is_one_line_naming_the_output(tmp_path, full_disk, name):
+    target = full_disk / name
+    args = ["-o", "graph.json", "--chart", str(target)] if name == "chart.png" else ["-o", str(target), "--chart", ""]
     result = run_cli("visualize", "-i", str(SMALL_TRACE), *args, cwd=tmp_path)
     assert_one_line_error(result, f"cannot write {target}: No space left on device")
     assert result.returncode == 1
