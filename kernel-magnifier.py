@@ -2161,6 +2161,10 @@ class IntervalReader:
     def read(self, paths: list[str]) -> Iterator[CallInterval]:
         for path in paths:
             progress = Progress(f"reading calls of {path}", file_size(path))
+            if is_trace_dat(path):
+                yield from self.trace_dat(path)
+                progress.close()
+                continue
             for batch in read_text_lines(path, progress):
                 for line in batch:
                     yield from self.line(line.rstrip("\r"))
@@ -2191,6 +2195,29 @@ class IntervalReader:
             for task, cpu in self.task_cpu.items():
                 if cpu == lost.group(1):
                     self.open_calls.pop(task, None)
+
+    def trace_dat(self, path: str) -> Iterator[CallInterval]:
+        """The calls of a trace.dat: its events carry a timestamp (ns), the pid and, at the exit, the duration."""
+        with mapped_trace_dat(path) as data:
+            dat = TraceDat(path, data)
+            decoder = EventDecoder(dat)
+            streams = [cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]
+            self.timestamps = True
+            for window in merge_by_time(streams):
+                columns = (window.key.tolist(), window.kind.tolist(), window.code.tolist(), window.ctx.tolist(), window.duration.tolist())
+                for stamp, kind, code, ctx, duration in zip(*columns):
+                    cpu = str(ctx & 0xFFFF)
+                    task = self.pid_task(str(ctx >> 16), cpu)
+                    if kind == EV_FUNCTION:
+                        self.kind = self.kind or "function"
+                        interval = CallInterval(decoder.names[code >> 32][0], task, "", cpu, stamp / 1000, None, 0)
+                    elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
+                        self.kind = "function_graph"
+                        interval = CallInterval(decoder.names[code >> 16][0], task, "", cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                    else:
+                        continue
+                    if self.selection.keeps(interval.task, interval.comm, interval.cpu):
+                        yield interval
 
     @staticmethod
     def pid_task(pid: str, cpu: str | None) -> str:
@@ -4099,7 +4126,7 @@ def write_timeline(views: Views, output: str) -> None:
         json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
-    say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (timestamps have microseconds)")
+    say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (times are rounded, or taken when the exit was written)")
     if size > 200 << 20:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
 
