@@ -2433,20 +2433,24 @@ def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
     return own
 
 
-def flame_frames(tree: CallTree, weights: list[float], limit: int = HTML_MAX_FRAMES) -> tuple[list[int], float]:
-    """The call paths to embed (parents before children, heaviest first) and the weight below which paths were merged."""
-    nodes = list(tree.walk())
-    threshold = 0.0
-    if len(nodes) > limit:
-        threshold = sorted((weights[node] for node in nodes), reverse=True)[limit - 1]
+def flame_frames(tree: CallTree, weights: list[float], limit: int = HTML_MAX_FRAMES) -> tuple[list[int], int]:
+    """The call paths to embed, parents before children and heaviest first, and how many were left out.
+
+    Beyond `limit` only the heaviest are kept; ties go to the path met first
+    from the root, so a kept path's caller is always kept (it weighs at least
+    as much).
+    """
+    order = [node for node in tree.walk() if weights[node] > 0]
+    keep = set(order)
+    if len(order) > limit:
+        keep = {order[index] for index in sorted(range(len(order)), key=lambda index: (-weights[order[index]], index))[:limit]}
     kept = [ROOT_NODE]
     stack = [ROOT_NODE]
     while stack:
-        node = stack.pop()
-        kids = sorted((kid for kid in (tree.children[node] or {}).values() if weights[kid] >= threshold and weights[kid] > 0), key=lambda kid: weights[kid])
+        kids = sorted((kid for kid in (tree.children[stack.pop()] or {}).values() if kid in keep), key=lambda kid: weights[kid])
         kept.extend(kids[::-1])
         stack.extend(kids)
-    return kept, threshold
+    return kept, len(order) - len(keep)
 
 
 def flame_data(views: Views) -> dict:
@@ -2456,7 +2460,7 @@ def flame_data(views: Views) -> dict:
     tree = graph.tree
     use_time = tree.timed and views.heat.metric != "calls"
     weights = flame_weights(tree, use_time)
-    frames, threshold = flame_frames(tree, weights)
+    frames, left_out = flame_frames(tree, weights)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}
     for node in frames[1:]:
@@ -2472,7 +2476,7 @@ def flame_data(views: Views) -> dict:
         "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
         "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
         "w": [round(weights[node], 3) for node in frames],
-        "merged_in_file": len(tree) - len(frames) if threshold else 0,
+        "merged_in_file": left_out,
     }
 
 
@@ -2496,7 +2500,7 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
     notes = list(views.view.notes)
     if data["merged_in_file"]:
-        notes.append(f"{data['merged_in_file']:,} call paths beyond the {HTML_MAX_FRAMES:,} heaviest are merged into their parents in this file")
+        notes.append(f"{data['merged_in_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
     return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
 
 

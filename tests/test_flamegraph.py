@@ -20,6 +20,7 @@ import pytest
 from conftest import DATA, read_lines, run_cli
 
 DEMO = DATA / "record-demo" / "kernel-magnifier.data.xz"
+SYMBOL_MAP = DATA / "symbol-map-6.1.0-56-amd64.map.xz"
 LOST_TRACE = DATA / "fg-default" / "trace.txt.xz"
 BIGGEST = DATA / "fg-abstime-proc" / "trace.txt.xz"  # the largest real recording: about 23,000 call paths
 CHROMIUM = "/usr/bin/chromium"
@@ -87,7 +88,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def demo_page(tmp_path_factory) -> Path:
-    return flame_html(tmp_path_factory.mktemp("demo"), DEMO)
+    return flame_html(tmp_path_factory.mktemp("demo"), DEMO, "--symbol-map", str(SYMBOL_MAP))
 
 
 def flame_html(tmp_path: Path, trace: Path, *extra: str) -> Path:
@@ -147,6 +148,19 @@ def test_flame_graph_widths_search_zoom_and_callers_in_a_browser(demo_page, brow
     assert send["width"] / whole == pytest.approx(sendmsg / top_level, rel=0.01)
     below = [f for f in frames(browser) if f["row"] == 2 and send["left"] <= f["left"] < send["left"] + send["width"]]
     assert sum(f["width"] for f in below) <= send["width"] + 1
+
+    # hover: the tooltip has the numbers and the source file (237 = a plain count of its entry lines)
+    from selenium.webdriver import ActionChains
+
+    entries = sum(1 for line in read_lines(DEMO) if line.endswith("|  tcp_sendmsg() {"))
+    ActionChains(browser).move_to_element(browser.find_element("css selector", "#chart .frame[data-name='tcp_sendmsg']")).perform()
+    tip = browser.find_element("id", "tip").text
+    assert tip.startswith("tcp_sendmsg\nsource: net/ipv4/tcp.c\n") and f"calls: {entries:,}" in tip
+    inside = sum(duration for _, caller, depth, duration in calls if depth == 1 and caller == "tcp_sendmsg")
+    numbers = re.search(r"total: ([\d.]+) ms, self: ([\d.]+) ms", tip)
+    assert numbers and numbers[1] == f"{sendmsg / 1000:.2f}", tip
+    # the 237th call has no exit in the recording: its callees' time is in `inside` but not in a known total
+    assert float(numbers[2]) == pytest.approx((sendmsg - inside) / 1000, rel=0.02)
 
     # search: the matching frames light up, the share is tcp_sendmsg's time
     search = browser.find_element("id", "search")
@@ -243,3 +257,17 @@ def test_flame_graph_of_the_biggest_recording_stays_responsive(tmp_path, browser
         " const s = document.getElementById('search'); s.value = 'rcu'; s.dispatchEvent(new Event('input')); return performance.now() - t"
     )
     assert milliseconds < 1000 and time.monotonic() - started < 5
+
+
+def test_flame_graph_file_keeps_the_heaviest_call_paths_with_their_callers(km):
+    graph = km.parse_traces([str(DEMO)])
+    weights = km.flame_weights(graph.tree, use_time=True)
+    kept, left_out = km.flame_frames(graph.tree, weights, limit=100)
+    assert len(kept) == 101 and kept[0] == km.ROOT_NODE
+    assert left_out == sum(1 for node in graph.tree.walk() if weights[node] > 0) - 100
+    position = {node: index for index, node in enumerate(kept)}
+    assert all(position[graph.tree.parent[node]] < position[node] for node in kept[1:])  # callers first, none missing
+    lightest_kept = min(weights[node] for node in kept[1:])
+    assert all(weights[node] <= lightest_kept for node in graph.tree.walk() if node not in position)
+    # a frame is at least as wide as its children together: frames nest even where an exit was lost
+    assert all(weights[node] >= sum(weights[kid] for kid in (graph.tree.children[node] or {}).values()) - 1e-6 for node in graph.tree.walk())
