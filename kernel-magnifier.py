@@ -2496,6 +2496,8 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     else:
         why = "--heat calls" if graph.timed else "the trace has no durations"
         width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
+    if graph.reversed:
+        width += "; this is a --callers view: a frame's callers are below it, and its width is the selected function's share through that chain"
     lost = stats.lost_events
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
     notes = list(views.view.notes)

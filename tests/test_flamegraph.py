@@ -216,6 +216,7 @@ def test_flame_graph_makes_no_network_request(demo_page, browser):
     text = demo_page.read_text()
     assert "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" in text
     assert not re.search(r"(src|href)=\"?(https?:)?//", text)
+    assert text.count("</script>") == 2  # "</" inside the embedded JSON is escaped
     browser.get_log("performance")
     open_page(browser, demo_page)
     assert len(frames(browser)) > 50  # the script ran under the page's own policy
