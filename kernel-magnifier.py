@@ -2415,7 +2415,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
 # in any browser. The script zooms, searches, shows tooltips and the callers
 # of a function from the same tree; frames too narrow to see are merged there.
 
-HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are merged into their parents in the file
+HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are left out, their time stays in their callers
 
 
 def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
@@ -2460,7 +2460,7 @@ def flame_data(views: Views) -> dict:
     tree = graph.tree
     use_time = tree.timed and views.heat.metric != "calls"
     weights = flame_weights(tree, use_time)
-    frames, left_out = flame_frames(tree, weights)
+    frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}
     for node in frames[1:]:
@@ -2476,7 +2476,7 @@ def flame_data(views: Views) -> dict:
         "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
         "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
         "w": [round(weights[node], 3) for node in frames],
-        "merged_in_file": left_out,
+        "left_out_of_file": left_out,
     }
 
 
@@ -2501,8 +2501,8 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     lost = stats.lost_events
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
     notes = list(views.view.notes)
-    if data["merged_in_file"]:
-        notes.append(f"{data['merged_in_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
+    if data["left_out_of_file"]:
+        notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
     return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
 
 

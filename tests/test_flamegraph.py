@@ -272,3 +272,16 @@ def test_flame_graph_file_keeps_the_heaviest_call_paths_with_their_callers(km):
     assert all(weights[node] <= lightest_kept for node in graph.tree.walk() if node not in position)
     # a frame is at least as wide as its children together: frames nest even where an exit was lost
     assert all(weights[node] >= sum(weights[kid] for kid in (graph.tree.children[node] or {}).values()) - 1e-6 for node in graph.tree.walk())
+
+
+def test_flame_graph_file_says_how_many_call_paths_it_left_out(km, monkeypatch, tmp_path):
+    import argparse
+
+    monkeypatch.setattr(km, "HTML_MAX_FRAMES", 50)
+    graph = km.parse_traces([str(DEMO)])
+    view = km.build_view(graph, km.ViewRequest())
+    km.write_flame_html(km.Views(view, km.Heat.of_view(view, "self", None), None, argparse.Namespace(), False), str(tmp_path / "small.html"))
+    text = (tmp_path / "small.html").read_text()
+    assert len(json.loads(re.search(r'id="data">(.*?)</script>', text, re.S)[1])["fn"]) == 51
+    left_out = sum(1 for node in graph.tree.walk() if graph.tree.total_us[node] > 0 or graph.tree.children[node]) - 50
+    assert f"{left_out:,} call paths lighter than the 50 heaviest are left out of this file" in text
