@@ -4241,6 +4241,323 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
 
 
 # ============================================================================
+# Output: flame graph (HTML)
+# ============================================================================
+# One self-contained page (inline CSS and script, the call tree as embedded
+# JSON, a Content-Security-Policy that forbids any request): it opens offline
+# in any browser. The script zooms, searches, shows tooltips and the callers
+# of a function from the same tree; frames too narrow to see are merged there.
+
+HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are left out, their time stays in their callers
+
+
+def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
+    """A frame's width: its total time (or calls in its subtree), at least the sum of its children.
+
+    A call whose exit was lost has no duration but its callees do: it is
+    drawn at least as wide as they are, so frames always nest.
+    """
+    own: list[float] = list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
+    children_sum = [0.0] * len(tree)
+    for node in reversed(list(tree.walk())):
+        own[node] = max(own[node], children_sum[node])
+        children_sum[tree.parent[node]] += own[node]
+    own[ROOT_NODE] = children_sum[ROOT_NODE]
+    return own
+
+
+def flame_frames(tree: CallTree, weights: list[float], limit: int = HTML_MAX_FRAMES) -> tuple[list[int], int]:
+    """The call paths to embed, parents before children and heaviest first, and how many were left out.
+
+    Beyond `limit` only the heaviest are kept; ties go to the path met first
+    from the root, so a kept path's caller is always kept (it weighs at least
+    as much).
+    """
+    order = [node for node in tree.walk() if weights[node] > 0]
+    keep = set(order)
+    if len(order) > limit:
+        keep = {order[index] for index in sorted(range(len(order)), key=lambda index: (-weights[order[index]], index))[:limit]}
+    kept = [ROOT_NODE]
+    stack = [ROOT_NODE]
+    while stack:
+        kids = sorted((kid for kid in (tree.children[stack.pop()] or {}).values() if kid in keep), key=lambda kid: weights[kid])
+        kept.extend(kids[::-1])
+        stack.extend(kids)
+    return kept, len(order) - len(keep)
+
+
+def flame_data(views: Views) -> dict:
+    """The page's JSON: names, files and the call tree in columns (parent indexes point backwards)."""
+    view = views.view
+    graph = view.graph
+    tree = graph.tree
+    use_time = tree.timed and views.heat.metric != "calls"
+    weights = flame_weights(tree, use_time)
+    frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
+    index = {node: position for position, node in enumerate(frames)}
+    names: dict[str, int] = {}
+    for node in frames[1:]:
+        names.setdefault(tree.function[node] or "", len(names))
+    return {
+        "timed": tree.timed,
+        "weight": "time" if use_time else "calls",
+        "names": list(names),
+        "files": [flame_source(name, view) for name in names],
+        "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
+        "parent": [-1] + [index[tree.parent[node]] for node in frames[1:]],
+        "calls": [sum(tree.calls[node] for node in tree.walk())] + [tree.calls[node] for node in frames[1:]],
+        "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
+        "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
+        "w": [round(weights[node], 3) for node in frames],
+        "left_out_of_file": left_out,
+    }
+
+
+def flame_source(name: str, view: View) -> str:
+    sources = [definition.replace(DEFINITION_SEPARATOR, " (in ") + (")" if DEFINITION_SEPARATOR in definition else "") for definition in view.files.get(name, [])]
+    module = view.graph.modules.get(name)
+    return "; ".join(sources + ([f"[{module}]"] if module else []))
+
+
+def flame_texts(views: Views, data: dict) -> dict[str, str]:
+    """The page's fixed sentences: title, what the width means, lost events, notes."""
+    graph = views.view.graph
+    stats = graph.stats
+    inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
+    if data["weight"] == "time":
+        width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
+    else:
+        why = "--heat calls" if graph.timed else "the trace has no durations"
+        width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
+    if graph.reversed:
+        width += "; this is a --callers view: a frame's callers are below it, and its width is the selected function's share through that chain"
+    lost = stats.lost_events
+    lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
+    notes = list(views.view.notes)
+    if data["left_out_of_file"]:
+        notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
+    return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
+
+
+def flame_page(views: Views) -> str:
+    data = flame_data(views)
+    texts = {key: html.escape(value) for key, value in flame_texts(views, data).items()}
+    page = FLAME_HTML
+    for key, value in texts.items():
+        page = page.replace(f"@{key.upper()}@", value)
+    return page.replace("@DATA@", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
+
+
+def write_flame_html(views: Views, output: str) -> None:
+    """.html: an interactive flame graph of the view's call paths, one self-contained file."""
+    page = flame_page(views)
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
+FLAME_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
+<title>@TITLE@</title>
+<style>
+body{font:13px/1.4 system-ui,sans-serif;margin:12px;color:#222;background:#fff}
+h1{font-size:16px;margin:0 0 4px}
+p{margin:2px 0}
+.lost{color:#b00020;font-weight:600}
+#bar{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:6px 0;padding:4px 0;position:sticky;top:0;background:#fff;z-index:2}
+#search{width:20em}
+#heading{font-weight:600;margin:4px 0}
+#chart{position:relative;width:100%;overflow:hidden}
+.frame{position:absolute;height:17px;box-sizing:border-box;border-right:1px solid #fff;border-bottom:1px solid #fff;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font:11px/16px monospace;padding:0 2px;cursor:pointer;color:#000}
+.frame:hover{outline:1px solid #000;z-index:1}
+.frame.above{opacity:.5}
+.frame.small{background:#d8d8d8;color:#444;font-style:italic}
+.frame.match{background:#d633e0;color:#fff}
+#tip{position:fixed;display:none;max-width:560px;background:#fffff0;border:1px solid #888;padding:4px 6px;font-size:12px;pointer-events:none;z-index:3;box-shadow:2px 2px 6px #0003}
+</style></head><body>
+<h1 id="title">@TITLE@</h1>
+<p id="width">@WIDTH@</p>
+<p id="lost" class="@LOST_CLASS@">@LOST@</p>
+<p id="notes">@NOTES@</p>
+<p id="merged"></p>
+<p>Click a frame to zoom into it, Reset zoom (or Esc) to go back; hover for numbers; search by substring or regular expression; Callers of F shows the call paths that lead to the last clicked function, merged bottom-up.</p>
+<div id="bar"><button id="reset">Reset zoom</button><button id="layout">Flame layout (root at the bottom)</button>
+<button id="callers" disabled>Callers of ...</button><button id="back" hidden>Back to the call tree</button>
+<input id="search" type="search" placeholder="search: substring or regular expression"><span id="matched"></span></div>
+<div id="heading"></div>
+<div id="chart"></div>
+<div id="tip"></div>
+<script type="application/json" id="data">@DATA@</script>
+<script>
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent);
+const ROW = 18, MIN_SHARE = 0.001;
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
+const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
+const fmtW = (v) => D.weight === "time" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
+
+function makeNode(name, parent, fi) {
+  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, kids: []};
+}
+
+// The call tree from the embedded columns (a parent always comes before its children).
+function callTree() {
+  const nodes = [makeNode("all", null, -1)];
+  nodes[0].root = true;
+  for (let i = 0; i < D.fn.length; i++) {
+    const x = i ? makeNode(D.names[D.fn[i]], nodes[D.parent[i]], D.fn[i]) : nodes[0];
+    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i]});
+    if (i) { x.parent.kids.push(x); nodes.push(x); }
+  }
+  return nodes[0];
+}
+
+// Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
+function callersTree(main, name) {
+  const top = makeNode(name, null, D.names.indexOf(name));
+  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; };
+  const child = (x, c) => {
+    x.index = x.index || new Map();
+    let k = x.index.get(c.name);
+    if (!k) { k = makeNode(c.name, x, c.fi); x.index.set(c.name, k); x.kids.push(k); }
+    return k;
+  };
+  const walk = (x, inside) => {
+    for (const k of x.kids) {
+      const hit = k.name === name;
+      if (hit && !inside) {
+        add(top, k);
+        for (let a = k.parent, at = top; !a.root; a = a.parent) { at = child(at, a); add(at, k); }
+      }
+      walk(k, inside || hit);
+    }
+  };
+  walk(main, false);
+  const sortKids = (x) => { x.kids.sort((a, b) => b.w - a.w); x.kids.forEach(sortKids); };
+  sortKids(top);
+  return top;
+}
+
+function colour(name) {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  h >>>= 0;
+  return `hsl(${h % 50},${80 + (h >> 8) % 16}%,${58 + (h >> 16) % 14}%)`;
+}
+
+const main = callTree();
+const state = {tree: main, zoom: main, flame: false, re: null, selected: null};
+let shown = [];
+
+function render() {
+  const chart = $("chart"), px = chart.clientWidth || 1000, zoom = state.zoom, whole = zoom.w || 1;
+  const boxes = [];
+  let merged = 0, depthMax = 0;
+  const box = (x, depth, left, width, cls) => { boxes.push([x, depth, left, width, cls]); depthMax = Math.max(depthMax, depth); };
+  const above = [];
+  for (let a = zoom.parent; a; a = a.parent) above.unshift(a);
+  above.forEach((a, d) => box(a, d, 0, 1, "above"));
+  const lay = (x, depth, left) => {
+    box(x, depth, left, x.w / whole, "");
+    let at = left;
+    const small = [];
+    for (const k of x.kids) {
+      if (k.w < whole * MIN_SHARE) { small.push(k); continue; }
+      lay(k, depth + 1, at);
+      at += k.w / whole;
+    }
+    if (!small.length) return;
+    merged += small.length;
+    const s = makeNode(`(${small.length} small frame${small.length > 1 ? "s" : ""})`, x, -1);
+    s.small = small;
+    small.forEach((k) => { s.calls += k.calls; s.total += k.total; s.self += k.self; s.w += k.w; });
+    if (s.w * px / whole >= 1) box(s, depth + 1, at, s.w / whole, "small");
+  };
+  lay(zoom, above.length, 0);
+  shown = boxes.map((b) => b[0]);
+  chart.style.height = (depthMax + 1) * ROW + "px";
+  chart.innerHTML = boxes.map(([x, depth, left, width, cls], i) => {
+    const top = (state.flame ? depthMax - depth : depth) * ROW;
+    const hit = state.re && !x.small && !x.root && state.re.test(x.name);
+    const label = width * px > 28 ? esc(x.name) : "";
+    const fill = x.small || hit ? "" : `background:${x.root ? "#e8a33c" : colour(x.name)};`;
+    return `<div class="frame ${cls}${hit ? " match" : ""}" data-i="${i}" data-name="${esc(x.name)}" style="left:${(100 * left).toFixed(4)}%;width:${(100 * width).toFixed(4)}%;top:${top}px;${fill}">${label}</div>`;
+  }).join("");
+  $("merged").textContent = merged ? `${merged.toLocaleString("en")} frames narrower than ${MIN_SHARE * 100}% of the view are merged into grey "(N small frames)" boxes: click one (or zoom) to see them.` : "";
+  const where = zoom.root ? "" : `: zoomed into ${zoom.name} (${pct(zoom.w, state.tree.w)} of the whole)`;
+  $("heading").textContent = (state.tree === main ? `Call tree (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
+  showMatches();
+}
+
+function showMatches() {
+  if (!state.re) { $("matched").textContent = ""; return; }
+  let n = 0, w = 0;
+  const walk = (x, inside) => {
+    const hit = !x.root && state.re.test(x.name);
+    if (hit) { n++; if (!inside) w += x.w; }
+    x.kids.forEach((k) => walk(k, inside || hit));
+  };
+  walk(state.zoom, false);
+  $("matched").textContent = `${n.toLocaleString("en")} matching frames: ${pct(w, state.zoom.w)} of ${state.zoom.root ? "all" : state.zoom.name} (nested matches counted once)`;
+}
+
+function frameOf(event) {
+  const el = event.target.closest(".frame");
+  return el ? shown[+el.dataset.i] : null;
+}
+
+$("chart").addEventListener("click", (event) => {
+  let x = frameOf(event);
+  if (!x) return;
+  if (x.small) x = x.parent;
+  if (!x.root) { state.selected = x.name; $("callers").disabled = false; $("callers").textContent = `Callers of ${x.name}`; }
+  state.zoom = x;
+  render();
+});
+$("chart").addEventListener("mousemove", (event) => {
+  const x = frameOf(event), tip = $("tip");
+  if (!x) { tip.style.display = "none"; return; }
+  const file = x.fi >= 0 ? D.files[x.fi] : "";
+  const rows = [`<b>${esc(x.name)}</b>`];
+  if (x.small) rows.push(esc(x.small.slice(0, 8).map((k) => k.name).join(", ") + (x.small.length > 8 ? ", ..." : "")));
+  if (file) rows.push("source: " + esc(file));
+  rows.push(`calls: ${x.calls.toLocaleString("en")}`);
+  if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
+  tip.innerHTML = rows.join("<br>");
+  tip.style.display = "block";
+  tip.style.left = Math.min(event.clientX + 12, window.innerWidth - tip.offsetWidth - 4) + "px";
+  tip.style.top = event.clientY + 14 + "px";
+});
+$("chart").addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
+$("reset").addEventListener("click", () => { state.zoom = state.tree; render(); });
+document.addEventListener("keydown", (event) => { if (event.key === "Escape") { state.zoom = state.tree; render(); } });
+$("layout").addEventListener("click", () => {
+  state.flame = !state.flame;
+  $("layout").textContent = state.flame ? "Icicle layout (root at the top)" : "Flame layout (root at the bottom)";
+  render();
+});
+$("callers").addEventListener("click", () => {
+  state.tree = state.zoom = callersTree(main, state.selected);
+  $("back").hidden = false;
+  render();
+});
+$("back").addEventListener("click", () => { state.tree = state.zoom = main; $("back").hidden = true; render(); });
+$("search").addEventListener("input", (event) => {
+  const text = event.target.value;
+  try { state.re = text ? new RegExp(text) : null; } catch (error) { state.re = new RegExp(text.replace(/[.*+?^${}()|[\\]\\\\]/g, "\\\\$&")); }
+  render();
+});
+window.addEventListener("resize", render);
+render();
+</script>
+</body></html>
+"""
+
+
+# ============================================================================
 # Visualize: parse, focus, filter, draw
 # ============================================================================
 
@@ -4353,6 +4670,7 @@ OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
     (".svg", draw_call_graph),
     (".png", draw_call_graph),
     (".dot", draw_call_graph),
+    (".html", write_flame_html),
 ]
 
 
