@@ -697,6 +697,7 @@ class TraceParser:
         self.where = ""
         self.line_no = 0
         self.line_filter: Callable[[list[str]], list[str]] | None = None  # --pid/--comm/--cpu
+        self.selection: TaskSelection | None = None  # the same, for binary inputs
 
     # -- driving ----------------------------------------------------------
 
@@ -1195,6 +1196,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         parser = TraceParser(graph)
         if selection:
             parser.line_filter = IntervalReader(selection).selected
+            parser.selection = selection
         stats = graph.stats
         # Judge each input on its own lines: a trace first must not let a plain text file pass second.
         formats_before, stats.formats = stats.formats, set()
@@ -2056,6 +2058,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
         kinds = [0] * (EV_OTHER + 1)
         lost_before = dict(stats.lost_by_cpu)
         for window in merge_by_time(streams):
+            if parser.selection:
+                window = selected_events(window, parser.selection, decoder.np)
             kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
             fed = feed_trace_dat(parser, decoder, window, fed)
             if progress:
@@ -2071,6 +2075,15 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if not used:
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
+
+
+def selected_events(batch: EventBatch, selection: TaskSelection, np) -> EventBatch:
+    """The events of the selected pids and CPUs (--pid, --cpu); lost-event notices of every CPU stay."""
+    if selection.comms:
+        raise UserError("--comm: task names of a trace.dat are not read (tasks are keyed by pid): select them with --pid")
+    unique, inverse = np.unique(batch.ctx, return_inverse=True)
+    keep = np.array([selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), "", str(ctx & 0xFFFF)) for ctx in unique.tolist()], dtype=bool)
+    return batch.part(keep[inverse.ravel()] | (batch.kind == EV_LOST))
 
 
 def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:

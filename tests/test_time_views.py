@@ -139,3 +139,16 @@ def test_timeline_and_latency_of_a_trace_dat_match_trace_cmd_report(tmp_path):
     p50 = numpy.percentile(sends, 50)
     shown = f"{p50 / 1000:.2f} ms" if p50 >= 1000 else f"{p50:.1f} us"
     assert f"latency of tcp_sendmsg: {len(sends):,} calls, p50 {shown}" in result.stdout
+
+
+def test_pid_selection_of_a_trace_dat_matches_trace_cmd_report(tmp_path):
+    import lzma
+
+    from test_tracedat import report_text
+
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / "trace-cmd" / "trace-v6.dat.xz").read_bytes()))
+    entries = sum(1 for line in report_text(tmp_path, trace).read_text().splitlines() if re.match(r"^\s*\S+-178 +\[", line) and "funcgraph_entry:" in line)
+    graph = graph_json(tmp_path, trace, extra=("--pid", "178"))
+    assert entries > 1000 and sum(node["calls"] for node in graph["nodes"]) == entries
+    assert_one_line_error(run_cli("visualize", "-i", str(trace), "-o", str(tmp_path / "g.json"), "--chart", "", "--comm", "echo*"), "--comm")
