@@ -2096,24 +2096,73 @@ def parse_cpu_list(text: str) -> list[int]:
     return sorted(set(cpus))
 
 
+CPU_LIST = re.compile(r"^\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*$")
+
+
 def parse_cpumask(text: str, existing: list[int]) -> int:
-    """A hex mask as the kernel takes it (1, f, 0x3, ffffffff,ffffffff) or a CPU list (0,2-3; one CPU: 2-2)."""
+    """-M/--cpumask: a hex mask as tracing_cpumask takes it (1, f, 0x3, ffffffff,ffffffff); `10` is CPU 4.
+
+    A CPU list (0,2-3) is refused rather than guessed: -C/--cpu takes lists, so that no value means two things."""
     value = text.strip().lower()
     groups = value.split(",")
-    is_mask = "-" not in value and (len(groups) == 1 or all(len(g) == 8 for g in groups[1:]))
+    if "-" in value or (len(groups) > 1 and not all(len(g) == 8 for g in groups[1:])):
+        raise UserError(f"--cpumask {shown(text)}: a CPU list, not a hex mask: use -C/--cpu {shown(text)} (--cpumask 1 is CPU 0, 10 is CPU 4)")
     try:
-        if is_mask:
-            mask = int("".join(groups).removeprefix("0x"), 16)
-        else:
-            mask = sum(1 << cpu for cpu in parse_cpu_list(value))
+        mask = int("".join(groups).removeprefix("0x"), 16)
     except ValueError:
-        raise UserError(f"--cpumask {text}: not a hex CPU mask (1, f, 0x3) nor a CPU list (0,2-3)") from None
+        raise UserError(f"--cpumask {shown(text)}: not a hex CPU mask (1, f, 0x3); for a CPU list use -C/--cpu 0,2-3") from None
+    return check_cpus_exist("--cpumask", text, mask, existing)
+
+
+def parse_cpu_selection(text: str, existing: list[int]) -> int:
+    """-C/--cpu: a CPU list as perf and /sys/devices/system/cpu/online write it (0,2-3), as a mask."""
+    value = text.strip()
+    if not CPU_LIST.match(value):
+        raise UserError(f"--cpu {shown(text)}: not a CPU list (0, 0,2-3); for a hex mask use -M/--cpumask")
+    mask = 0
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        first, last = cpu_number(text, low, existing), cpu_number(text, high or low, existing)
+        if last < first:
+            raise UserError(f"--cpu {shown(text)}: the range {part} runs backwards (write {high}-{low})")
+        mask |= (1 << (last + 1)) - (1 << first)
+    return check_cpus_exist("--cpu", text, mask, existing)
+
+
+def cpu_number(text: str, digits: str, existing: list[int]) -> int:
+    """One CPU of a -C list; one beyond the last online CPU is refused before a mask of that size is built."""
+    if len(digits) > 9 or int(digits) > max(existing, default=0):
+        raise UserError(f"--cpu {shown(text)}: CPU {digits[:12]} does not exist (online CPUs: {format_cpu_list(existing)})")
+    return int(digits)
+
+
+def check_cpus_exist(option: str, text: str, mask: int, existing: list[int]) -> int:
     if mask == 0:
-        raise UserError(f"--cpumask {text} selects no CPU")
-    missing = [cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1 and cpu not in existing]
-    if missing:
-        raise UserError(f"--cpumask {text}: CPU {missing[0]} does not exist (online CPUs: {format_cpu_list(existing)})")
+        raise UserError(f"{option} {shown(text)} selects no CPU")
+    if mask.bit_length() > max(existing, default=0) + 1:
+        missing = mask.bit_length() - 1
+    else:
+        missing = next((cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1 and cpu not in existing), -1)
+    if missing >= 0:
+        raise UserError(f"{option} {shown(text)}: CPU {missing} does not exist (online CPUs: {format_cpu_list(existing)})")
     return mask
+
+
+def shown(text: str) -> str:
+    """A user's value in a one-line message, cut if it is absurdly long."""
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def select_cpus(args: argparse.Namespace) -> None:
+    """-a, -C LIST and -M MASK: at most one; -C becomes the mask the kernel takes (args.cpumask, args.cpumask_value)."""
+    given = [name for name, value in (("-a/--all-cpus", args.all_cpus), ("-C/--cpu", args.cpu_list), ("-M/--cpumask", args.cpumask)) if value]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)} exclude each other: give one (-a, every CPU, is the default)")
+    if args.cpumask:
+        args.cpumask_value = parse_cpumask(args.cpumask, online_cpus())
+    elif args.cpu_list:
+        args.cpumask_value = parse_cpu_selection(args.cpu_list, online_cpus())
+        args.cpumask = kernel_cpumask(args.cpumask_value)
 
 
 def format_cpu_list(cpus: list[int]) -> str:
@@ -2362,12 +2411,11 @@ def run_record(args: argparse.Namespace) -> None:
 
 
 def check_record_arguments(args: argparse.Namespace, command: list[str]) -> None:
-    if os.geteuid() != 0:
-        raise UserError("record drives the kernel's tracefs and needs root: run it with sudo")
     if args.record_time is not None and args.record_time <= 0:
         raise UserError("--record-time must be more than 0 seconds")
-    if args.cpumask:
-        args.cpumask_value = parse_cpumask(args.cpumask, online_cpus())
+    select_cpus(args)
+    if os.geteuid() != 0:
+        raise UserError("record drives the kernel's tracefs and needs root: run it with sudo")
     for pid in args.pid or []:
         if not os.path.exists(f"/proc/{pid}"):
             raise UserError(f"--pid {pid}: no such process")
@@ -2625,9 +2673,9 @@ VISUALIZE_EXAMPLES = """examples:
 
 
 RECORD_EXAMPLES = """examples:
-  sudo ./kernel-magnifier.py record                                  # 10 s of function_graph on every CPU
-  sudo ./kernel-magnifier.py record --record-time 10 --cpumask 1     # CPU 0 only (hex mask, as tracing_cpumask)
-  sudo ./kernel-magnifier.py record --cpumask 0,2-3                  # a CPU list works too (one CPU as a list: 2-2)
+  sudo ./kernel-magnifier.py record                                  # 10 s of function_graph on every CPU (-a)
+  sudo ./kernel-magnifier.py record --record-time 10 -C 0            # CPU 0 only (a CPU list, as perf -C: 0,2-3)
+  sudo ./kernel-magnifier.py record -M 5                             # CPUs 0 and 2 (a hex mask, as tracing_cpumask: 10 is CPU 4)
   sudo ./kernel-magnifier.py record --graph-function tcp_sendmsg,tcp_recvmsg --record-time 2
   sudo ./kernel-magnifier.py record --filter 'tcp_*' --tracer function   # plain function tracer, only tcp_* functions
   sudo ./kernel-magnifier.py record --notrace 'rcu_*' --max-depth 5
@@ -2636,6 +2684,11 @@ RECORD_EXAMPLES = """examples:
   sudo ./kernel-magnifier.py record --pid 1234 --record-time 5       # one running process
   sudo ./kernel-magnifier.py record -- ping -c 3 localhost           # a command and its children, until it ends
   sudo ./kernel-magnifier.py record --force                          # borrow the tracer someone left active (given back after)
+
+trace-cmd and perf spellings work too: -p TRACER, -g FUNC, -l FILTER, -n NOTRACE,
+-b KB, -M MASK, -P PID, -O OPTION, --max-graph-depth N; perf's -C LIST and -a:
+  sudo ./kernel-magnifier.py record -p function_graph -g tcp_sendmsg -C 0 -b 2048 --max-graph-depth 4
+  sudo ./kernel-magnifier.py record -p function -l 'vfs_*' -n vfs_write -P 1234
 
 Ctrl-C (or SIGTERM, SIGHUP) ends the recording early and keeps what was read.
 The tracing state (tracer, tracing_on, cpumask, buffer size, filters, pids,
@@ -2680,15 +2733,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive tracefs with the function_graph (or function) tracer and stream what the kernel emits into a data file.",
     )
     record.add_argument("--record-time", type=float, metavar="SECONDS", help="how long to record (default 10; with -- COMMAND: until it ends)")
-    record.add_argument("--cpumask", metavar="MASK", help="only these CPUs: hex mask (1, f) or CPU list (0,2-3)")
+    record.add_argument("-a", "--all-cpus", action="store_true", help="every online CPU: what record does anyway (perf's -a)")
+    record.add_argument("-C", "--cpu", dest="cpu_list", metavar="LIST", help="only these CPUs, as a list: 0,2-3 (perf's -C)")
+    record.add_argument("-M", "--cpumask", metavar="MASK", help="only these CPUs, as a hex mask like tracing_cpumask: 1 is CPU 0, 10 is CPU 4, 5 is CPUs 0 and 2")
     record.add_argument("-o", "--output", default=DEFAULT_DATA_FILE, metavar="FILE", help="data file (.gz/.xz: compressed); an existing one becomes FILE.old")
-    record.add_argument("--tracer", choices=("function_graph", "function"), default="function_graph", help="ftrace tracer")
-    record.add_argument("--buffer-size", type=positive_int, metavar="KB", help="ring buffer per CPU in KiB (kernel default 1408)")
-    record.add_argument("--graph-function", action="append", metavar="F[,F...]", help="only calls below these functions (set_graph_function)")
-    record.add_argument("--filter", action="append", metavar="F[,F...]", help="only these functions, globs allowed (set_ftrace_filter)")
-    record.add_argument("--notrace", action="append", metavar="F[,F...]", help="never these functions, globs allowed (set_ftrace_notrace)")
-    record.add_argument("--max-depth", type=positive_int, metavar="N", help="function_graph: at most N levels deep (max_graph_depth)")
-    record.add_argument("--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
+    record.add_argument("-p", "--tracer", choices=("function_graph", "function"), default="function_graph", help="ftrace tracer")
+    record.add_argument("-b", "--buffer-size", type=positive_int, metavar="KB", help="ring buffer per CPU in KiB (kernel default 1408)")
+    record.add_argument("-g", "--graph-function", action="append", metavar="F[,F...]", help="only calls below these functions (set_graph_function)")
+    record.add_argument("-l", "--filter", action="append", metavar="F[,F...]", help="only these functions, globs allowed (set_ftrace_filter)")
+    record.add_argument("-n", "--notrace", action="append", metavar="F[,F...]", help="never these functions, globs allowed (set_ftrace_notrace)")
+    record.add_argument("--max-depth", "--max-graph-depth", type=positive_int, metavar="N", help="function_graph: at most N levels deep (max_graph_depth)")
+    record.add_argument("-P", "--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
     record.add_argument("-O", dest="tracer_options", action="append", metavar="OPTION", help="tracer option on (funcgraph-proc) or off (nofuncgraph-irqs); repeatable")
     record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
     visualize = commands.add_parser(
