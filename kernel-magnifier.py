@@ -326,7 +326,9 @@ FUNCTION_BODY = re.compile(
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
 ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
-LOST_REPEAT_WINDOW = 32
+# A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
+# context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
+LOST_REPEAT_WINDOW = 8
 BODY_CACHE_LIMIT = 200_000
 
 
@@ -359,7 +361,7 @@ class TraceParser:
         self.body_cache: dict[str, tuple | None] = {}
         self.context_cache: dict[str, tuple | bool] = {}
         self.function_cache: dict[str, tuple | bool] = {}
-        self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, line number)
+        self.last_lost: dict[str, tuple[int, int, tuple[int, int, int]]] = {}  # cpu -> (count, line number, event mark)
         self.called: list[str] = []
         self.called_from: list[tuple[str, str]] = []
         self.entries = self.leaves = self.exits = self.function_lines = 0
@@ -558,19 +560,36 @@ class TraceParser:
             self.stats.metadata.setdefault(key, value)
 
     def lost_line(self, cpu: str, count: int | None) -> None:
+        """A "CPU:N [LOST M EVENTS]" line: M events of CPU N were overwritten before they were read.
+
+        trace_pipe prints the same loss twice in one case (kernel/trace/trace.c, trace_functions_graph.c): a
+        read() that ended on a function_graph entry which no longer fit in the page of text (print_graph_entry
+        had already consumed it for its leaf look-ahead, so it is saved as data->failed). The next read() finds
+        the next event with ring_buffer_peek(), and print_trace_line() prints that event's LOST line; then
+        print_graph_function_flags() prints the saved entry instead of the event and returns NO_CONSUME, so the
+        same event, with the same lost count (ring_buffer_consume() alone clears it), is found and its LOST line
+        printed again. Between the two lines there is exactly that one entry (on any CPU), maybe after a
+        context-switch block or an irq arrow, and nothing else; two real losses have at least one event of
+        their own CPU between them, and an equal count alone proves nothing (a lost page is often as big as the
+        last one).
+        """
         stats = self.stats
         if count is None:
             stats.lost_unknown_count[cpu] = stats.lost_unknown_count.get(cpu, 0) + 1
         else:
-            last = self.last_lost.get(cpu)
-            # trace_pipe sometimes prints the same loss twice, a few lines apart (seen 2-6);
-            # two real losses are at least a page of events (~100 lines) apart.
-            if last is not None and last[0] == count and self.line_no - last[1] <= LOST_REPEAT_WINDOW:
-                stats.duplicate_lost_lines += 1
-                return
-            self.last_lost[cpu] = (count, self.line_no)
-            stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
+            mark = self.event_mark()
+            last = self.last_lost.pop(cpu, None)
+            if last is not None and last[0] == count and self.line_no - last[1] <= LOST_REPEAT_WINDOW and one_entry_between(last[2], mark):
+                stats.duplicate_lost_lines += 1  # not counted; a third equal line would be a new loss
+            else:
+                self.last_lost[cpu] = (count, self.line_no, mark)
+                stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
+        # Also after a repeat: the entry printed between the two lines may be one of this CPU's, from before the loss.
         self.break_call_stacks(cpu)
+
+    def event_mark(self) -> tuple[int, int, int]:
+        """Where the parse is in events: (flushed events, entry and leaf lines, exit and function lines) of this batch."""
+        return (self.stats.events, self.entries + self.leaves, self.exits + self.function_lines)
 
     def break_call_stacks(self, cpu: str) -> None:
         """After lost events on a CPU, the open calls of the tasks that ran there are unknown."""
@@ -760,6 +779,14 @@ class TraceParser:
             elif pending_depth <= depth:
                 still_pending.append((pending_depth, callee))
         state.pending = still_pending
+
+
+def one_entry_between(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
+    """Between two event marks: exactly one entry or leaf line and no other event.
+
+    A batch flush between the two lines (the odds: the lines' distance over a batch's ~50,000 lines) hides what
+    came between, so they then count as two losses; a record data file's kernel counters still win."""
+    return before[0] == after[0] and after[1] - before[1] == 1 and after[2] == before[2]
 
 
 def normalize_cpu(cpu: str | None) -> str | None:
