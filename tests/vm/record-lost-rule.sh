@@ -6,6 +6,8 @@
 # while tracing would trace 9p), then copies each to $OUT as lost-NAME-RUN.data.
 #   flock /tmp/km-vm.lock tests/vm/run-in-vm.sh --kernel ~/.cache/kernel-magnifier/vm/KERNEL \
 #     --out DIR -- tests/vm/record-lost-rule.sh
+# Under TCG each recording takes 1-2 minutes on 6.1 and 4-7 on 7.3: there give
+# run-in-vm.sh --timeout 3000, or record one kind: -- env LOST_RULE_ONLY=function ...
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -16,8 +18,9 @@ for cpu in 0 1; do
   taskset -c $cpu sh -c 'while :; do dd if=/etc/os-release of=/dev/null status=none; done' &
   loops+=($!)
 done
-record() {  # NAME ARGS...: one recording per run
+record() {  # NAME ARGS...: one recording per run (LOST_RULE_ONLY=NAME: only that one)
   local name=$1; shift
+  [ -z "${LOST_RULE_ONLY:-}" ] || [ "$LOST_RULE_ONLY" = "$name" ] || return 0
   for run in $(seq 1 "$RUNS"); do
     rm -f kernel-magnifier.data
     "$ROOT/.venv/bin/python" "$ROOT/kernel-magnifier.py" record --buffer-size 64 "$@" | sed "s/^/[$name-$run] /"
