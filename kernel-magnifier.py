@@ -653,7 +653,9 @@ FUNCTION_BODY = re.compile(
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
 ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
-LOST_REPEAT_WINDOW = 32
+# A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
+# context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
+LOST_REPEAT_WINDOW = 8
 BODY_CACHE_LIMIT = 200_000
 CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
 MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
@@ -691,9 +693,10 @@ class TraceParser:
         self.body_cache: dict[str, tuple | None] = {}
         self.context_cache: dict[str, tuple | bool] = {}
         self.function_cache: dict[str, tuple | bool] = {}
-        self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, line number)
+        self.last_lost: dict[str, tuple[int, int, tuple[int, int, int]]] = {}  # cpu -> (count, line number, event mark)
         self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
         self.entries = self.leaves = self.exits = self.function_lines = 0
+        self.entry_lines_done = self.other_lines_done = 0  # flushed counts, for event_mark()
         self.where = ""
         self.line_no = 0
         self.line_filter: Callable[[list[str]], list[str]] | None = None  # --pid/--comm/--cpu
@@ -913,19 +916,39 @@ class TraceParser:
             self.stats.metadata.setdefault(key, value)
 
     def lost_line(self, cpu: str, count: int | None) -> None:
+        """A "CPU:N [LOST M EVENTS]" line: M events of CPU N were overwritten before they were read.
+
+        trace_pipe prints the same loss twice in one case (kernel/trace/trace.c, trace_functions_graph.c): a
+        read() that ended on a function_graph entry which no longer fit in the page of text (print_graph_entry
+        had already consumed it for its leaf look-ahead, so it is saved as data->failed). The next read() finds
+        the next event with ring_buffer_peek(), and print_trace_line() prints that event's LOST line; then
+        print_graph_function_flags() prints the saved entry instead of the event and returns NO_CONSUME, so the
+        same event, with the same lost count (ring_buffer_consume() alone clears it), is found and its LOST line
+        printed again. Between the two lines there is exactly that one entry (on any CPU), maybe after a
+        context-switch block or an irq arrow, and nothing else; two real losses have at least one event of
+        their own CPU between them, and an equal count alone proves nothing (a lost page is often as big as the
+        last one).
+        """
         stats = self.stats
         if count is None:
             stats.lost_unknown_count[cpu] = stats.lost_unknown_count.get(cpu, 0) + 1
         else:
-            last = self.last_lost.get(cpu)
-            # trace_pipe sometimes prints the same loss twice, a few lines apart (seen 2-6);
-            # two real losses are at least a page of events (~100 lines) apart.
-            if last is not None and last[0] == count and self.line_no - last[1] <= LOST_REPEAT_WINDOW:
-                stats.duplicate_lost_lines += 1
-                return
-            self.last_lost[cpu] = (count, self.line_no)
-            stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
+            mark = self.event_mark()
+            last = self.last_lost.pop(cpu, None)
+            if last is not None and last[0] == count and self.line_no - last[1] <= LOST_REPEAT_WINDOW and one_entry_between(last[2], mark):
+                stats.duplicate_lost_lines += 1  # not counted; a third equal line would be a new loss
+            else:
+                self.last_lost[cpu] = (count, self.line_no, mark)
+                stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
+        # Also after a repeat: the entry printed between the two lines may be one of this CPU's, from before the loss.
         self.break_call_stacks(cpu)
+
+    def event_mark(self) -> tuple[int, int, int]:
+        """Where the parse is in events: (0, entry and leaf lines, exit and function lines) so far.
+
+        Counted across flushes (the call tree is flushed mid-batch when pending calls settle), so that two
+        marks compare whatever happened between them."""
+        return (0, self.entry_lines_done + self.entries + self.leaves, self.other_lines_done + self.exits + self.function_lines)
 
     def break_call_stacks(self, cpu: str) -> None:
         """After lost events on a CPU, the open calls of the tasks that ran there are unknown."""
@@ -1109,6 +1132,8 @@ class TraceParser:
         for node, count in Counter(self.called).items():
             calls[node] += count
         self.stats.events += self.entries + 2 * self.leaves + self.exits + self.function_lines
+        self.entry_lines_done += self.entries + self.leaves
+        self.other_lines_done += self.exits + self.function_lines
         self.called.clear()
         self.entries = self.leaves = self.exits = self.function_lines = 0
 
@@ -1171,6 +1196,13 @@ def graph_call(body: str) -> tuple | None:
     else:
         return None
     return (kind, len(head.group(1)) // 2, head.group("name"), head.group("module"), close_at > start)
+
+
+def one_entry_between(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
+    """Between two event marks: exactly one entry or leaf line and no other event.
+
+    The marks count across batch flushes, so nothing between the two lines is missed."""
+    return before[0] == after[0] and after[1] - before[1] == 1 and after[2] == before[2]
 
 
 def normalize_cpu(cpu: str | None) -> str | None:
@@ -4966,24 +4998,73 @@ def parse_cpu_list(text: str) -> list[int]:
     return sorted(set(cpus))
 
 
+CPU_LIST = re.compile(r"^\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*$")
+
+
 def parse_cpumask(text: str, existing: list[int]) -> int:
-    """A hex mask as the kernel takes it (1, f, 0x3, ffffffff,ffffffff) or a CPU list (0,2-3; one CPU: 2-2)."""
+    """-M/--cpumask: a hex mask as tracing_cpumask takes it (1, f, 0x3, ffffffff,ffffffff); `10` is CPU 4.
+
+    A CPU list (0,2-3) is refused rather than guessed: -C/--cpu takes lists, so that no value means two things."""
     value = text.strip().lower()
     groups = value.split(",")
-    is_mask = "-" not in value and (len(groups) == 1 or all(len(g) == 8 for g in groups[1:]))
+    if "-" in value or (len(groups) > 1 and not all(len(g) == 8 for g in groups[1:])):
+        raise UserError(f"--cpumask {shown(text)}: a CPU list, not a hex mask: use -C/--cpu {shown(text)} (--cpumask 1 is CPU 0, 10 is CPU 4)")
     try:
-        if is_mask:
-            mask = int("".join(groups).removeprefix("0x"), 16)
-        else:
-            mask = sum(1 << cpu for cpu in parse_cpu_list(value))
+        mask = int("".join(groups).removeprefix("0x"), 16)
     except ValueError:
-        raise UserError(f"--cpumask {text}: not a hex CPU mask (1, f, 0x3) nor a CPU list (0,2-3)") from None
+        raise UserError(f"--cpumask {shown(text)}: not a hex CPU mask (1, f, 0x3); for a CPU list use -C/--cpu 0,2-3") from None
+    return check_cpus_exist("--cpumask", text, mask, existing)
+
+
+def parse_cpu_selection(text: str, existing: list[int]) -> int:
+    """-C/--cpu: a CPU list as perf and /sys/devices/system/cpu/online write it (0,2-3), as a mask."""
+    value = text.strip()
+    if not CPU_LIST.match(value):
+        raise UserError(f"--cpu {shown(text)}: not a CPU list (0, 0,2-3); for a hex mask use -M/--cpumask")
+    mask = 0
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        first, last = cpu_number(text, low, existing), cpu_number(text, high or low, existing)
+        if last < first:
+            raise UserError(f"--cpu {shown(text)}: the range {part} runs backwards (write {high}-{low})")
+        mask |= (1 << (last + 1)) - (1 << first)
+    return check_cpus_exist("--cpu", text, mask, existing)
+
+
+def cpu_number(text: str, digits: str, existing: list[int]) -> int:
+    """One CPU of a -C list; one beyond the last online CPU is refused before a mask of that size is built."""
+    if len(digits) > 9 or int(digits) > max(existing, default=0):
+        raise UserError(f"--cpu {shown(text)}: CPU {digits[:12]} does not exist (online CPUs: {format_cpu_list(existing)})")
+    return int(digits)
+
+
+def check_cpus_exist(option: str, text: str, mask: int, existing: list[int]) -> int:
     if mask == 0:
-        raise UserError(f"--cpumask {text} selects no CPU")
-    missing = [cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1 and cpu not in existing]
-    if missing:
-        raise UserError(f"--cpumask {text}: CPU {missing[0]} does not exist (online CPUs: {format_cpu_list(existing)})")
+        raise UserError(f"{option} {shown(text)} selects no CPU")
+    if mask.bit_length() > max(existing, default=0) + 1:
+        missing = mask.bit_length() - 1
+    else:
+        missing = next((cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1 and cpu not in existing), -1)
+    if missing >= 0:
+        raise UserError(f"{option} {shown(text)}: CPU {missing} does not exist (online CPUs: {format_cpu_list(existing)})")
     return mask
+
+
+def shown(text: str) -> str:
+    """A user's value in a one-line message, cut if it is absurdly long."""
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def select_cpus(args: argparse.Namespace) -> None:
+    """-a, -C LIST and -M MASK: at most one; -C becomes the mask the kernel takes (args.cpumask, args.cpumask_value)."""
+    given = [name for name, value in (("-a/--all-cpus", args.all_cpus), ("-C/--cpu", args.cpu_list), ("-M/--cpumask", args.cpumask)) if value]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)} exclude each other: give one (-a, every CPU, is the default)")
+    if args.cpumask:
+        args.cpumask_value = parse_cpumask(args.cpumask, online_cpus())
+    elif args.cpu_list:
+        args.cpumask_value = parse_cpu_selection(args.cpu_list, online_cpus())
+        args.cpumask = kernel_cpumask(args.cpumask_value)
 
 
 def format_cpu_list(cpus: list[int]) -> str:
@@ -5232,12 +5313,11 @@ def run_record(args: argparse.Namespace) -> None:
 
 
 def check_record_arguments(args: argparse.Namespace, command: list[str]) -> None:
-    if os.geteuid() != 0:
-        raise UserError("record drives the kernel's tracefs and needs root: run it with sudo")
     if args.record_time is not None and args.record_time <= 0:
         raise UserError("--record-time must be more than 0 seconds")
-    if args.cpumask:
-        args.cpumask_value = parse_cpumask(args.cpumask, online_cpus())
+    select_cpus(args)
+    if os.geteuid() != 0:
+        raise UserError("record drives the kernel's tracefs and needs root: run it with sudo")
     for pid in args.pid or []:
         if not os.path.exists(f"/proc/{pid}"):
             raise UserError(f"--pid {pid}: no such process")
@@ -5513,9 +5593,9 @@ TOP_EXAMPLES = """examples:
 
 
 RECORD_EXAMPLES = """examples:
-  sudo ./kernel-magnifier.py record                                  # 10 s of function_graph on every CPU
-  sudo ./kernel-magnifier.py record --record-time 10 --cpumask 1     # CPU 0 only (hex mask, as tracing_cpumask)
-  sudo ./kernel-magnifier.py record --cpumask 0,2-3                  # a CPU list works too (one CPU as a list: 2-2)
+  sudo ./kernel-magnifier.py record                                  # 10 s of function_graph on every CPU (-a)
+  sudo ./kernel-magnifier.py record --record-time 10 -C 0            # CPU 0 only (a CPU list, as perf -C: 0,2-3)
+  sudo ./kernel-magnifier.py record -M 5                             # CPUs 0 and 2 (a hex mask, as tracing_cpumask: 10 is CPU 4)
   sudo ./kernel-magnifier.py record --graph-function tcp_sendmsg,tcp_recvmsg --record-time 2
   sudo ./kernel-magnifier.py record --filter 'tcp_*' --tracer function   # plain function tracer, only tcp_* functions
   sudo ./kernel-magnifier.py record --notrace 'rcu_*' --max-depth 5
@@ -5524,6 +5604,11 @@ RECORD_EXAMPLES = """examples:
   sudo ./kernel-magnifier.py record --pid 1234 --record-time 5       # one running process
   sudo ./kernel-magnifier.py record -- ping -c 3 localhost           # a command and its children, until it ends
   sudo ./kernel-magnifier.py record --force                          # borrow the tracer someone left active (given back after)
+
+trace-cmd and perf spellings work too: -p TRACER, -g FUNC, -l FILTER, -n NOTRACE,
+-b KB, -M MASK, -P PID, -O OPTION, --max-graph-depth N; perf's -C LIST and -a:
+  sudo ./kernel-magnifier.py record -p function_graph -g tcp_sendmsg -C 0 -b 2048 --max-graph-depth 4
+  sudo ./kernel-magnifier.py record -p function -l 'vfs_*' -n vfs_write -P 1234
 
 Ctrl-C (or SIGTERM, SIGHUP) ends the recording early and keeps what was read.
 The tracing state (tracer, tracing_on, cpumask, buffer size, filters, pids,
@@ -5568,15 +5653,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive tracefs with the function_graph (or function) tracer and stream what the kernel emits into a data file.",
     )
     record.add_argument("--record-time", type=float, metavar="SECONDS", help="how long to record (default 10; with -- COMMAND: until it ends)")
-    record.add_argument("--cpumask", metavar="MASK", help="only these CPUs: hex mask (1, f) or CPU list (0,2-3)")
+    record.add_argument("-a", "--all-cpus", action="store_true", help="every online CPU: what record does anyway (perf's -a)")
+    record.add_argument("-C", "--cpu", dest="cpu_list", metavar="LIST", help="only these CPUs, as a list: 0,2-3 (perf's -C)")
+    record.add_argument("-M", "--cpumask", metavar="MASK", help="only these CPUs, as a hex mask like tracing_cpumask: 1 is CPU 0, 10 is CPU 4, 5 is CPUs 0 and 2")
     record.add_argument("-o", "--output", default=DEFAULT_DATA_FILE, metavar="FILE", help="data file (.gz/.xz: compressed); an existing one becomes FILE.old")
-    record.add_argument("--tracer", choices=("function_graph", "function"), default="function_graph", help="ftrace tracer")
-    record.add_argument("--buffer-size", type=positive_int, metavar="KB", help="ring buffer per CPU in KiB (kernel default 1408)")
-    record.add_argument("--graph-function", action="append", metavar="F[,F...]", help="only calls below these functions (set_graph_function)")
-    record.add_argument("--filter", action="append", metavar="F[,F...]", help="only these functions, globs allowed (set_ftrace_filter)")
-    record.add_argument("--notrace", action="append", metavar="F[,F...]", help="never these functions, globs allowed (set_ftrace_notrace)")
-    record.add_argument("--max-depth", type=positive_int, metavar="N", help="function_graph: at most N levels deep (max_graph_depth)")
-    record.add_argument("--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
+    record.add_argument("-p", "--tracer", choices=("function_graph", "function"), default="function_graph", help="ftrace tracer")
+    record.add_argument("-b", "--buffer-size", type=positive_int, metavar="KB", help="ring buffer per CPU in KiB (kernel default 1408)")
+    record.add_argument("-g", "--graph-function", action="append", metavar="F[,F...]", help="only calls below these functions (set_graph_function)")
+    record.add_argument("-l", "--filter", action="append", metavar="F[,F...]", help="only these functions, globs allowed (set_ftrace_filter)")
+    record.add_argument("-n", "--notrace", action="append", metavar="F[,F...]", help="never these functions, globs allowed (set_ftrace_notrace)")
+    record.add_argument("--max-depth", "--max-graph-depth", type=positive_int, metavar="N", help="function_graph: at most N levels deep (max_graph_depth)")
+    record.add_argument("-P", "--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
     record.add_argument("-O", dest="tracer_options", action="append", metavar="OPTION", help="tracer option on (funcgraph-proc) or off (nofuncgraph-irqs); repeatable")
     record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
     visualize = commands.add_parser(

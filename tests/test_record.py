@@ -19,27 +19,59 @@ from conftest import DATA, assert_one_line_error, edges_by_pair, graph_json, nod
         ("3", 2, 0b11),
         ("f", 4, 0xF),
         ("0x2", 2, 0b10),
-        ("0,2-3", 4, 0b1101),  # a CPU list
-        ("2-2", 4, 0b100),  # one CPU as a list
+        ("10", 8, 1 << 4),  # hex: CPU 4, not CPUs 1 and 0 (that is -C 0,1)
         ("1,00000000", 40, 1 << 32),  # the kernel's own notation for more than 32 CPUs
     ],
 )
-def test_cpumask_accepts_masks_and_lists(km, text, cpus, mask):
+def test_cpumask_is_a_hex_mask(km, text, cpus, mask):
     assert km.parse_cpumask(text, list(range(cpus))) == mask
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus", "mask"),
+    [
+        ("0", 2, 0b1),  # perf's -C: CPU numbers
+        ("1", 2, 0b10),
+        ("10", 16, 1 << 10),
+        ("0,2-3", 4, 0b1101),
+        ("2-2", 4, 0b100),
+        (" 0-1 ", 2, 0b11),
+    ],
+)
+def test_cpu_option_is_a_cpu_list(km, text, cpus, mask):
+    assert km.parse_cpu_selection(text, list(range(cpus))) == mask
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("0", "selects no CPU"),
-        ("zz", "not a hex CPU mask"),
-        ("4", "CPU 2 does not exist (online CPUs: 0-1)"),
-        ("0,5", "CPU 5 does not exist"),
+        ("0", "--cpumask 0 selects no CPU"),
+        ("zz", "--cpumask zz: not a hex CPU mask"),
+        ("4", "--cpumask 4: CPU 2 does not exist (online CPUs: 0-1)"),
+        ("0,2-3", "--cpumask 0,2-3: a CPU list, not a hex mask: use -C/--cpu 0,2-3"),  # refused, not guessed
+        ("0,1", "--cpumask 0,1: a CPU list, not a hex mask"),
+        ("f" * 5000, "CPU 19999 does not exist"),
     ],
 )
 def test_cpumask_rejects_what_the_machine_does_not_have(km, text, message):
-    with pytest.raises(km.UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(km.UserError, match=re.escape(message)):
         km.parse_cpumask(text, [0, 1])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0,5", "--cpu 0,5: CPU 5 does not exist (online CPUs: 0-1)"),
+        ("1-0", "--cpu 1-0: the range 1-0 runs backwards (write 0-1)"),
+        ("0x3", "--cpu 0x3: not a CPU list (0, 0,2-3); for a hex mask use -M/--cpumask"),
+        ("", "not a CPU list"),
+        ("0,,1", "not a CPU list"),
+        ("9" * 5000, "does not exist"),  # no int() of 5000 digits, no mask of 2**N
+    ],
+)
+def test_cpu_option_rejects_what_is_not_a_list_of_existing_cpus(km, text, message):
+    with pytest.raises(km.UserError, match=re.escape(message)):
+        km.parse_cpu_selection(text, [0, 1])
 
 
 def test_cpumask_is_written_in_the_kernels_notation(km):
@@ -88,6 +120,74 @@ def test_command_separator_is_only_for_record(tmp_path):
     assert result.returncode == 2 and "-- COMMAND is only for record" in result.stderr
     result = run_cli("record", "--", cwd=tmp_path)
     assert result.returncode == 2 and "-- must be followed by the command" in result.stderr
+
+
+TRACE_CMD_SPELLINGS = [
+    (["-p", "function"], ["--tracer", "function"]),
+    (["-g", "tcp_sendmsg", "-g", "tcp_recvmsg"], ["--graph-function", "tcp_sendmsg", "--graph-function", "tcp_recvmsg"]),
+    (["-l", "vfs_*"], ["--filter", "vfs_*"]),
+    (["-n", "rcu_*"], ["--notrace", "rcu_*"]),
+    (["-b", "2048"], ["--buffer-size", "2048"]),
+    (["-M", "5"], ["--cpumask", "5"]),
+    (["-C", "0,2-3"], ["--cpu", "0,2-3"]),
+    (["-P", "1", "-P", "2"], ["--pid", "1", "--pid", "2"]),
+    (["--max-graph-depth", "4"], ["--max-depth", "4"]),
+    (["-a"], ["--all-cpus"]),
+]
+
+
+@pytest.mark.parametrize(("short", "long"), TRACE_CMD_SPELLINGS)
+def test_trace_cmd_and_perf_spellings_mean_the_long_options(km, short, long):
+    parser = km.build_parser()
+    assert vars(parser.parse_args(["record", *short])) == vars(parser.parse_args(["record", *long]))
+    assert vars(parser.parse_args(["record", *short])) != vars(parser.parse_args(["record"]))
+
+
+def test_record_short_options_are_all_distinct(km):
+    """No alias may shadow another option (argparse would take the last one silently): -o output, -O tracer option."""
+    record = next(a for a in km.build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "record")[1]
+    strings = [s for action in record._actions for s in action.option_strings]
+    assert len(strings) == len(set(strings))
+    assert {"-a", "-b", "-C", "-g", "-l", "-M", "-n", "-o", "-O", "-p", "-P"} <= set(strings)
+    args = record.parse_args(["-o", "out.data", "-O", "funcgraph-proc", "-p", "function", "-P", "7"])
+    assert (args.output, args.tracer_options, args.tracer, args.pid) == ("out.data", ["funcgraph-proc"], "function", [7])
+
+
+def test_short_options_after_the_command_separator_belong_to_the_command(km):
+    argv = ["record", "-p", "function", "-C", "0", "--", "ls", "-l", "-p", "-C", "--", "x"]
+    options, command = km.split_command(argv)
+    assert command == ["ls", "-l", "-p", "-C", "--", "x"]
+    args = km.build_parser().parse_args(options)
+    assert (args.tracer, args.cpu_list) == ("function", "0")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-a", "-C", "0"], "-a/--all-cpus and -C/--cpu exclude each other: give one"),
+        (["-M", "1", "--cpu", "0"], "-C/--cpu and -M/--cpumask exclude each other"),
+        (["--all-cpus", "--cpumask", "1"], "-a/--all-cpus and -M/--cpumask exclude each other"),
+        (["-C", "0,2-3", "-M", "1", "-a"], "-a/--all-cpus and -C/--cpu and -M/--cpumask exclude each other"),
+        (["--cpumask", "0,2-3"], "--cpumask 0,2-3: a CPU list, not a hex mask: use -C/--cpu 0,2-3"),
+        (["-C", "1-0"], "--cpu 1-0: the range 1-0 runs backwards"),
+        (["-C", "4096"], "--cpu 4096: CPU 4096 does not exist"),
+    ],
+)
+def test_cpu_choices_are_checked_before_anything_is_touched(tmp_path, args, message):
+    """Checked before the root check and before tracefs: the same one-line error for any user, nothing written."""
+    result = run_cli("record", "--record-time", "1", *args, "-o", str(tmp_path / "k.data"), cwd=tmp_path)
+    assert_one_line_error(result, message)
+    assert not list(tmp_path.iterdir())
+
+
+def test_record_help_shows_the_trace_cmd_and_perf_spellings():
+    out = run_cli("record", "--help").stdout
+    for spelling in ("-p {function_graph,function}, --tracer", "-g F[,F...], --graph-function", "-l F[,F...], --filter",
+                     "-n F[,F...], --notrace", "-b KB, --buffer-size", "-M MASK, --cpumask", "-C LIST, --cpu LIST",
+                     "-P PID, --pid", "--max-depth N, --max-graph-depth N", "-a, --all-cpus"):
+        assert spelling in out, spelling
+    assert "record -p function_graph -g tcp_sendmsg -C 0 -b 2048" in out
+    assert "10 is CPU 4" in out
 
 
 def test_a_real_record_data_file_explains_itself(tmp_path):

@@ -166,6 +166,39 @@ def test_function_graph_on_cpu0_below_ksys_read(tmp_path, state_kept, workload):
     assert graph["stats"]["metadata"]["tracer"] == "function_graph"
 
 
+def test_trace_cmd_and_perf_spellings_end_to_end(tmp_path, state_kept, workload):
+    """What a trace-cmd/perf user types: -p tracer, -g function, -C CPU list, -b KB, --max-graph-depth, -O option."""
+    result = record(
+        "-p", "function_graph", "-g", "ksys_read", "-C", "1", "-b", "2048", "--max-graph-depth", "4", "-O", "funcgraph-proc",
+        "--record-time", "2", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Limit recording to CPU mask 2 (CPUs 1)" in result.stdout
+    data = tmp_path / "kernel-magnifier.data"
+    meta = metadata(data)
+    assert (meta["tracer"], meta["graph-function"], meta["cpumask"]) == ("function_graph", "ksys_read", "2")
+    assert 2048 <= int(meta["buffer-size-kb"]) <= 2048 + 16  # what the kernel reports: whole pages of 4080 data bytes
+    assert (meta["max-depth"], meta["options"], meta["end"]) == ("4", "funcgraph-proc", "complete")
+    lines = graph_lines(data)
+    assert len(lines) > 50
+    assert all(line.lstrip().startswith("1)") for line in lines), "a line from a CPU outside -C 1"
+    depths = [len(m.group(1)) // 2 for line in lines if (m := re.search(r".*\|  ( *)\S", line))]
+    assert max(depths) == 3  # --max-graph-depth 4: depths 0-3
+    assert edges_by_pair(graph_json(tmp_path, data)).get(("ksys_read", "vfs_read"), 0) > 0
+
+
+def test_function_tracer_with_trace_cmd_spellings(tmp_path, state_kept, workload):
+    result = record("-p", "function", "-l", "vfs_*", "-n", "vfs_write", "-a", "-b", "512", "--record-time", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "kernel-magnifier.data"
+    meta = metadata(data)
+    assert (meta["tracer"], meta["filter"], meta["notrace"]) == ("function", "vfs_*", "vfs_write")
+    assert 512 <= int(meta["buffer-size-kb"]) <= 512 + 16
+    calls = [m.group(1) for line in read_lines(data) if (m := re.search(r": (\S+) <-", line))]
+    assert calls and all(name.startswith("vfs_") for name in calls) and "vfs_write" not in calls
+    assert {line.split("[")[1][:3] for line in read_lines(data) if re.search(r": vfs_\w+ <-", line)} == {"000", "001"}  # -a: every CPU
+
+
 def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kept, workload):
     result = record("-O", "funcgraph-proc", "--max-depth", "3", "--", "sh", "-c", "cat /etc/hostname; ls / > /dev/null", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -267,7 +300,9 @@ def test_signal_during_setup_gives_everything_back(tmp_path, state_kept):
         (["--filter", "no_such_function_km"], "--filter 'no_such_function_km': the kernel refused it"),
         (["--graph-function", "ksys_read,no_such_function_km"], "--graph-function 'no_such_function_km': the kernel refused it"),
         (["--cpumask", "4"], "--cpumask 4: CPU 2 does not exist (online CPUs: 0-1)"),
-        (["--cpumask", "0,5"], "--cpumask 0,5: CPU 5 does not exist"),
+        (["-C", "0,5"], "--cpu 0,5: CPU 5 does not exist (online CPUs: 0-1)"),
+        (["-M", "4"], "--cpumask 4: CPU 2 does not exist (online CPUs: 0-1)"),
+        (["-g", "no_such_function_km"], "--graph-function 'no_such_function_km': the kernel refused it"),
         (["--pid", "999999"], "--pid 999999: no such process"),
         (["-O", "no_such_option_km"], "-O no_such_option_km: no such tracer option"),
     ],
