@@ -689,6 +689,7 @@ class TraceParser:
         self.body_cache: dict[str, tuple | None] = {}
         self.context_cache: dict[str, tuple | bool] = {}
         self.function_cache: dict[str, tuple | bool] = {}
+        self.call_nodes: dict[str, int] = {}  # function tracer text after the timestamp -> call-tree node
         self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, line number)
         self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
         self.entries = self.leaves = self.exits = self.function_lines = 0
@@ -722,13 +723,29 @@ class TraceParser:
         line (split at its last "|  ": fixed 14-column duration field before it,
         the CPU/task columns before that) and a function tracer line (split at
         "] " and ": "). Everything else goes to classify_slow().
+
+        The commonest events are applied right here, without a method call: an
+        entry or leaf whose caller is the open call one level up (with a known
+        call-tree child), an exit that closes the open call at its depth, and a
+        function tracer line seen before. Anything else (a new path, a lost exit,
+        pending callers, interrupts) goes to graph_event() / function_call(),
+        which do the same and more; the shortcuts change nothing they would not.
         """
         body_cache = self.body_cache
         context_cache = self.context_cache
         function_cache = self.function_cache
+        call_nodes = self.call_nodes
         graph_event = self.graph_event
         function_call = self.function_call
         classify_slow = self.classify_slow
+        tasks = self.tasks
+        cpu_task = self.cpu_task
+        children = self.tree.children
+        total_us = self.tree.total_us
+        self_us = self.tree.self_us
+        modules = self.graph.modules
+        add_call = self.called.append
+        entries = leaves = exits = function_lines = 0
         line_no = self.line_no
         for line in lines:
             line_no += 1
@@ -755,30 +772,88 @@ class TraceParser:
                                 duration = float(field[2:unit])
                             except ValueError:
                                 duration = -1.0
-                            if 0.0 <= duration < MAX_DURATION_US:  # also False for nan
-                                graph_event(parsed, context, duration)
+                            if not 0.0 <= duration < MAX_DURATION_US:  # also True for nan
+                                self.line_no = line_no
+                                self.stats.note_unparsed(line, f"{self.where}:{line_no}")
                                 continue
+                        elif field.isspace():
+                            duration = None
+                        else:
                             self.line_no = line_no
-                            self.stats.note_unparsed(line, f"{self.where}:{line_no}")
+                            classify_slow(line.rstrip("\r"))
                             continue
-                        if field.isspace():
-                            graph_event(parsed, context, None)
-                            continue
+                        kind, depth, name, module = parsed
+                        cpu, key, irq = context
+                        state = tasks.get(key if key is not None else cpu_task.get(cpu))
+                        if state is not None and state.stack:
+                            stack = state.stack
+                            if kind == EXIT:
+                                top = stack[-1]
+                                if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
+                                    state.cpu = cpu
+                                    stack.pop()
+                                    exits += 1
+                                    if duration is not None:
+                                        node = top[FRAME_NODE]
+                                        total_us[node] += duration
+                                        self_us[node] += duration - top[FRAME_CHILD_US]
+                                        if stack and stack[-1][FRAME_DEPTH] == depth - 1:
+                                            stack[-1][FRAME_CHILD_US] += duration
+                                    continue
+                            elif kind != COMMENT:
+                                while stack and stack[-1][FRAME_DEPTH] >= depth:
+                                    stack.pop()  # its exit was lost (graph_event would pop the same)
+                                if stack and not state.irq_entry and not (state.pending and state.pending[-1][0] >= depth):
+                                    parent = stack[-1]
+                                    if parent[FRAME_DEPTH] == depth - 1 and (irq == parent[FRAME_IRQ] or irq == "" or irq == "."):
+                                        kids = children[parent[FRAME_NODE]]
+                                        node = kids.get(name) if kids is not None else None
+                                        if node is not None:
+                                            state.cpu = cpu
+                                            add_call(node)
+                                            if module:
+                                                modules[name] = module
+                                            if kind == ENTRY:
+                                                entries += 1
+                                                stack.append([name, depth, 0.0, irq, node])
+                                            else:
+                                                leaves += 1
+                                                if duration is not None:
+                                                    total_us[node] += duration
+                                                    self_us[node] += duration
+                                                    parent[FRAME_CHILD_US] += duration
+                                            continue
+                        graph_event(parsed, context, duration)
+                        continue
             elif sep < 0:
                 close = line.find("] ")
                 if close > 0:
                     colon = line.find(": ", close)
                     if colon > 0 and line[colon - 1].isdigit():
-                        call = function_cache.get(line[colon + 2 :])
+                        text = line[colon + 2 :]
+                        node = call_nodes.get(text)
+                        if node is not None:
+                            add_call(node)
+                            function_lines += 1
+                            continue
+                        call = function_cache.get(text)
                         if call is None:
-                            call = self.classify_function_body(line[colon + 2 :])
+                            call = self.classify_function_body(text)
                         if call:
                             function_call(call)
+                            if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
+                                if len(call_nodes) >= BODY_CACHE_LIMIT:
+                                    call_nodes.clear()
+                                call_nodes[text] = self.function_nodes[call]
                             continue
             self.line_no = line_no
             classify_slow(line.rstrip("\r"))
         self.line_no = line_no
         self.stats.lines = line_no
+        self.entries += entries
+        self.leaves += leaves
+        self.exits += exits
+        self.function_lines += function_lines
         self.flush_counts()
 
     def graph_context(self, context: str) -> tuple | bool:
