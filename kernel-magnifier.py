@@ -33,6 +33,7 @@ import json
 import lzma
 import math
 import os
+import pickle
 import re
 import signal
 import stat
@@ -1254,6 +1255,8 @@ def task_key(pid: str | None, cpu: str | None) -> object:
 
 def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> CallGraph:
     """Parse every input into one call tree; with a selection, only the lines of those tasks and CPUs."""
+    if parallel_inputs(paths):
+        return parse_inputs_in_parallel(paths, selection)
     graph = CallGraph()
     for path in paths:
         size = file_size(path)
@@ -1273,12 +1276,151 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         stats.formats = formats_before | file_formats
         if example_before[0]:
             stats.unparsed_example, stats.unparsed_example_where = example_before
-        if parser.line_no == 0:
-            raise UserError(f"{path} is empty: nothing was recorded")
-        if not file_formats.intersection({"function_graph", "function", "trace-cmd report"}):
-            example = file_example or "(only comment lines)"
-            raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
+        check_parsed_input(path, parser.line_no, file_formats, file_example)
     return derive_graph(graph.tree, graph.stats, graph.modules)
+
+
+def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
+    if lines == 0:
+        raise UserError(f"{path} is empty: nothing was recorded")
+    if not formats.intersection({"function_graph", "function", "trace-cmd report"}):
+        example = example or "(only comment lines)"
+        raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
+
+
+# -- several inputs (-i repeated): one process per core ------------------------
+#
+# Inputs share nothing while they are parsed but the call tree and the counters
+# (each has its own parser: open calls, caches, CPU-to-task map), so each can be
+# parsed in a child process into a call tree of its own; the parent adds the
+# trees and counters together in input order, as the sequential loop would.
+
+PARALLEL_MIN_BYTES = 16 << 20  # below this (all inputs together) forking costs more than it saves
+PARSE_PROCESSES_ENV = "KM_PARSE_PROCESSES"  # a number of processes; 1 turns the parallel parse off
+
+
+def parse_processes() -> int:
+    wanted = os.environ.get(PARSE_PROCESSES_ENV, "")
+    if wanted.isdigit() and 0 < int(wanted) < 64:
+        return int(wanted)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallel_inputs(paths: list[str]) -> bool:
+    """Parse several inputs in child processes: with fork, 2+ cores and enough bytes (or the variable forcing it)."""
+    if len(paths) < 2 or not hasattr(os, "fork") or parse_processes() < 2:
+        return False
+    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
+        return True
+    return sum(file_size(path) or 0 for path in paths) >= PARALLEL_MIN_BYTES
+
+
+def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
+    """One input parsed on its own, as plain data for the parent: the tree, the counters, the per-input checks."""
+    graph = CallGraph()
+    parser = TraceParser(graph)
+    if selection:
+        parser.line_filter = IntervalReader(selection).selected
+    parser.parse_file(path)
+    parser.finish()
+    tree = graph.tree
+    return {
+        "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
+        "stats": vars(graph.stats),
+        "modules": graph.modules,
+        "lines": parser.line_no,
+    }
+
+
+def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[int, int]:
+    """Fork a child that parses `paths` in turn and pickles one result (or error) per input to a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 0
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: just end
+        with os.fdopen(write_end, "wb") as pipe:
+            for path in paths:
+                try:
+                    result: tuple = ("ok", parse_one_input(path, selection))
+                except UserError as err:
+                    result = ("error", str(err))
+                pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                if result[0] == "error":
+                    break
+    except BaseException:  # the parent sees the missing result and says so
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) -> CallGraph:
+    workers = min(parse_processes(), len(paths))
+    children = [parse_in_child(paths[first::workers], selection) for first in range(workers)]
+    pipes = [os.fdopen(read_end, "rb") for _, read_end in children]
+    graph = CallGraph()
+    try:
+        for index, path in enumerate(paths):
+            try:
+                status, result = pickle.load(pipes[index % workers])
+            except (EOFError, pickle.UnpicklingError):
+                raise UserError(f"parsing {path} failed in its child process (out of memory?)") from None
+            if status == "error":
+                raise UserError(result)
+            add_parsed_input(graph, result)
+            check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
+    finally:
+        for pid, _ in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+        for pipe in pipes:
+            pipe.close()
+    return derive_graph(graph.tree, graph.stats, graph.modules)
+
+
+def add_parsed_input(graph: CallGraph, result: dict) -> None:
+    """Add one input's tree and counters to the aggregate, exactly as the sequential loop accumulates them."""
+    calls, total_us, self_us, children, timed = result["tree"]
+    tree = graph.tree
+    work = [(ROOT_NODE, ROOT_NODE)]
+    while work:
+        source, target = work.pop()
+        tree.calls[target] += calls[source]
+        tree.total_us[target] += total_us[source]
+        tree.self_us[target] += self_us[source]
+        kids = children[source]
+        if kids:
+            work.extend((kid, tree.child(target, name)) for name, kid in kids.items())
+    tree.timed = tree.timed or timed
+    graph.modules.update(result["modules"])
+    add_parsed_stats(graph.stats, result["stats"], result["lines"])
+
+
+def add_parsed_stats(stats: TraceStats, parsed: dict, lines: int) -> None:
+    stats.lines = lines  # as the sequential loop: each input's parser sets it
+    stats.events += parsed["events"]
+    stats.unparsed_lines += parsed["unparsed_lines"]
+    if not stats.unparsed_example:
+        stats.unparsed_example, stats.unparsed_example_where = parsed["unparsed_example"], parsed["unparsed_example_where"]
+    for mine, theirs in ((stats.lost_by_cpu, parsed["lost_by_cpu"]), (stats.lost_unknown_count, parsed["lost_unknown_count"])):
+        for cpu, count in theirs.items():
+            mine[cpu] = mine.get(cpu, 0) + count
+    stats.duplicate_lost_lines += parsed["duplicate_lost_lines"]
+    stats.orphan_exits += parsed["orphan_exits"]
+    stats.calls_without_caller += parsed["calls_without_caller"]
+    for cpu, counters in parsed["kernel_stats"].items():
+        previous = stats.kernel_stats.get(cpu, {})
+        stats.kernel_stats[cpu] = {k: previous.get(k, 0) + v for k, v in counters.items()}
+    for key, value in parsed["metadata"].items():
+        stats.metadata.setdefault(key, value)
+    stats.formats |= parsed["formats"]
+    stats.inputs.extend(parsed["inputs"])
 
 
 def file_size(path: str) -> int | None:
