@@ -656,6 +656,8 @@ LOST_REPEAT_WINDOW = 32
 BODY_CACHE_LIMIT = 200_000
 CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
 MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
+BAD_DURATION, NOT_DURATION = -1.0, -2.0  # duration_field() results that are no duration
+UNKNOWN_FIELD = object()  # a duration field not in the cache yet
 
 
 # An open function_graph call on a task's stack is a list (cheaper than an object
@@ -691,6 +693,7 @@ class TraceParser:
         self.context_cache: dict[str, tuple | bool] = {}
         self.function_cache: dict[str, tuple | bool] = {}
         self.call_nodes: dict[str, int] = {}  # function tracer text after the timestamp -> call-tree node
+        self.duration_cache: dict[str, float | None] = {}  # function_graph duration column -> duration_field()
         self.last_lost: dict[str, tuple[int, int]] = {}  # cpu -> (count, line number)
         self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
         self.entries = self.leaves = self.exits = self.function_lines = 0
@@ -736,6 +739,7 @@ class TraceParser:
         context_cache = self.context_cache
         function_cache = self.function_cache
         call_nodes = self.call_nodes
+        duration_cache = self.duration_cache
         graph_event = self.graph_event
         function_call = self.function_call
         classify_slow = self.classify_slow
@@ -767,21 +771,15 @@ class TraceParser:
                             context = self.graph_context(columns)
                     if context:
                         field = line[sep - 14 : sep]
-                        unit = field.find(" us")
-                        if unit > 2:
-                            try:
-                                duration = float(field[2:unit])
-                            except ValueError:
-                                duration = -1.0
-                            if not 0.0 <= duration < MAX_DURATION_US:  # also True for nan
-                                self.line_no = line_no
-                                self.stats.note_unparsed(line, f"{self.where}:{line_no}")
-                                continue
-                        elif field.isspace():
-                            duration = None
-                        else:
+                        duration = duration_cache.get(field, UNKNOWN_FIELD)
+                        if duration is UNKNOWN_FIELD:
+                            duration = self.duration_field(field)
+                        if duration is not None and duration < 0.0:
                             self.line_no = line_no
-                            classify_slow(line.rstrip("\r"))
+                            if duration == BAD_DURATION:
+                                self.stats.note_unparsed(line, f"{self.where}:{line_no}")
+                            else:
+                                classify_slow(line.rstrip("\r"))
                             continue
                         kind, depth, name, module = parsed
                         cpu, key, irq = context
@@ -856,6 +854,29 @@ class TraceParser:
         self.exits += exits
         self.function_lines += function_lines
         self.flush_counts()
+
+    def duration_field(self, field: str) -> float | None:
+        """The 14-column duration field of a function_graph line: us, None if blank; cached.
+
+        BAD_DURATION for a duration that is not a finite time (the line is not
+        understood), NOT_DURATION for anything else (the line takes the slow path).
+        """
+        unit = field.find(" us")
+        if unit > 2:
+            try:
+                duration = float(field[2:unit])
+            except ValueError:
+                duration = BAD_DURATION
+            if not 0.0 <= duration < MAX_DURATION_US:  # also True for nan
+                duration = BAD_DURATION
+        elif field.isspace():
+            duration = None
+        else:
+            duration = NOT_DURATION
+        if len(self.duration_cache) >= BODY_CACHE_LIMIT:
+            self.duration_cache.clear()
+        self.duration_cache[field] = duration
+        return duration
 
     def graph_context(self, context: str) -> tuple | bool:
         """(cpu, task key or None, irq flag) from the columns before the duration; cached."""
