@@ -517,21 +517,24 @@ def read_failure(stream: IO[bytes], err: BaseException) -> str:
     return getattr(err, "strerror", None) or detail
 
 
-def read_text_lines(path: str, progress: Progress | None = None) -> Iterator[list[str]]:
+def read_text_lines(path: str, progress: Progress | None = None, start: int = 0, end: int | None = None) -> Iterator[list[str]]:
     """Yield the file's lines in batches, streaming with bounded memory.
 
     A line that cannot be trace text comes as a DamagedLines batch of its own, cut
     to its head: the parser counts it as not understood; a line longer than
-    MAX_LINE_LENGTH is never held whole.
+    MAX_LINE_LENGTH is never held whole. `start`/`end`: only these bytes of a
+    plain (uncompressed) file, `start` at the beginning of a line.
     """
     stream, raw = open_binary(path)
     with raw, stream:
         carry = b""
         dropping = False  # inside a line longer than MAX_LINE_LENGTH: skip to its end
-        first = True
+        first = start == 0
+        if start:
+            raw.seek(start)
         while True:
             try:
-                block = stream.read(CHUNK_BYTES)
+                block = stream.read(CHUNK_BYTES if end is None else max(0, min(CHUNK_BYTES, end - raw.tell())))
             except READ_ERRORS as err:
                 raise UserError(f"{path}: {read_failure(stream, err)}") from err
             if first:
@@ -1290,7 +1293,11 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         formats_before, stats.formats = stats.formats, set()
         example_before = (stats.unparsed_example, stats.unparsed_example_where)
         stats.unparsed_example = ""
-        parser.parse_file(path, progress)
+        seam = split_seam(path, selection) if len(paths) == 1 else 0
+        if seam:
+            parse_file_in_halves(parser, path, seam, progress)
+        else:
+            parser.parse_file(path, progress)
         parser.finish()
         progress.close()
         file_formats, file_example = stats.formats, stats.unparsed_example
@@ -1442,6 +1449,143 @@ def add_parsed_stats(stats: TraceStats, parsed: dict, lines: int) -> None:
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
     stats.inputs.extend(parsed["inputs"])
+
+
+# -- one large plain input: its second half in a child process ------------------
+#
+# Lines of the function tracer carry their call and caller themselves: a range of
+# them parses the same whatever came before, given its first line number. The
+# child parses the second half of the file on its own and stops as soon as it
+# meets a line that needs the state of earlier lines (a function_graph event, a
+# context switch, an interrupt arrow, a LOST line, kernel counters): then the
+# parent parses that half itself, as the sequential loop would. Open function_graph
+# call stacks are not stitched across the seam (not done yet), so function_graph
+# traces always take the sequential path, after the child gives up on them.
+
+SPLIT_MIN_BYTES = 64 << 20
+SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as a share of the file (tests cut small files anywhere)
+
+
+def split_seam(path: str, selection: TaskSelection | None) -> int:
+    """The byte where the second half starts (a line start), or 0 for no split."""
+    wanted = os.environ.get(PARSE_PROCESSES_ENV, "")
+    forced = wanted.isdigit()
+    if selection or not hasattr(os, "fork") or parse_processes() < 2:
+        return 0
+    size = file_size(path) or 0
+    if size < SPLIT_MIN_BYTES and not forced:
+        return 0
+    try:
+        share = float(os.environ.get(SPLIT_AT_ENV, "0.5"))
+        with open(path, "rb") as raw:
+            if raw.peek(len(XZ_MAGIC))[: len(XZ_MAGIC)].startswith((GZIP_MAGIC, XZ_MAGIC)):
+                return 0  # compressed: no byte ranges
+            raw.seek(max(1, min(int(size * share), size - 1)) - 1)
+            raw.readline()  # the seam follows a newline
+            seam = raw.tell()
+    except (OSError, ValueError):
+        return 0
+    return seam if 0 < seam < size else 0
+
+
+def independent_so_far(parser: TraceParser) -> bool:
+    """No line parsed yet that depends on, or changes, state earlier lines of the file would hold."""
+    stats = parser.stats
+    return not (parser.tasks or parser.cpu_task or stats.lost_by_cpu or stats.lost_unknown_count or stats.duplicate_lost_lines or stats.kernel_stats)
+
+
+def count_lines(path: str, end: int) -> int:
+    with open(path, "rb") as raw:
+        lines = 0
+        while raw.tell() < end:
+            lines += raw.read(min(CHUNK_BYTES, end - raw.tell())).count(b"\n")
+    return lines
+
+
+def parse_second_half(path: str, seam: int) -> dict | None:
+    """The lines from `seam` on, parsed alone; None as soon as one depends on earlier lines."""
+    graph = CallGraph()
+    parser = TraceParser(graph)
+    parser.where = path
+    parser.line_no = count_lines(path, seam)
+    for batch in read_text_lines(path, None, seam, file_size(path)):
+        if isinstance(batch, DamagedLines):
+            parser.damaged_lines(batch)
+        else:
+            parser.feed_lines(batch)
+        if not independent_so_far(parser):
+            return None
+    tree = graph.tree
+    return {
+        "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
+        "stats": vars(graph.stats),
+        "calls": list(parser.function_nodes),
+        "lines": parser.line_no,
+    }
+
+
+def second_half_in_child(path: str, seam: int) -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 0
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        with os.fdopen(write_end, "wb") as pipe:
+            try:
+                result = parse_second_half(path, seam)
+            except UserError:
+                result = None  # the parent meets the same problem in order
+            pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # the parent sees no result and parses the half itself
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Progress | None) -> bool:
+    """Parse `path` with the second half in a child; False if the child could not (the half is then parsed here)."""
+    pid, read_end = second_half_in_child(path, seam)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            parser.where = path
+            parser.stats.inputs.append(path)
+            for batch in read_text_lines(path, progress, 0, seam):
+                if isinstance(batch, DamagedLines):
+                    parser.damaged_lines(batch)
+                else:
+                    parser.feed_lines(batch)
+            try:
+                result = pickle.load(pipe)
+            except (EOFError, pickle.UnpicklingError):
+                result = None
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+    if result is None:
+        for batch in read_text_lines(path, progress, seam, None):
+            if isinstance(batch, DamagedLines):
+                parser.damaged_lines(batch)
+            else:
+                parser.feed_lines(batch)
+        return False
+    add_second_half(parser, result)
+    return True
+
+
+def add_second_half(parser: TraceParser, result: dict) -> None:
+    """Add the child's half as if the parser had read on: tree, counters, and the module of each call it met first."""
+    graph = parser.graph
+    add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
+    for call in result["calls"]:
+        if call not in parser.function_nodes and call[2]:
+            graph.modules[call[0]] = call[2]
+    parser.line_no = result["lines"]
 
 
 def file_size(path: str) -> int | None:

@@ -1,12 +1,15 @@
-"""Several inputs (-i repeated) parsed in child processes give exactly the sequential result.
+"""Parsing in child processes gives exactly the sequential result, on every real trace.
 
-KM_PARSE_PROCESSES forces the parallel parse on these small real traces (by
-default it starts at 16 MB of input) and sets the number of processes; 1 is the
-sequential loop, the reference.
+Several inputs (-i repeated) are parsed one per process; one plain input has its
+second half parsed in a child (kept when that half parses alone: function tracer
+lines; else the parent parses it). KM_PARSE_PROCESSES forces both on these small
+real traces (by default they start at 16 MB / 64 MB) and sets the number of
+processes; 1 is the sequential loop, the reference. KM_SPLIT_AT moves the seam.
 """
 
 from __future__ import annotations
 
+import lzma
 from pathlib import Path
 
 import pytest
@@ -21,8 +24,10 @@ def is_trace(path: Path) -> bool:
 
 
 TRACES = sorted(str(path) for path in DATA.rglob("*") if path.is_file() and is_trace(path))
-# Every real trace at least once, in groups of 2-4 mixing formats (and the same trace twice).
-GROUPS = [TRACES[first::5] for first in range(5)] + [[str(DATA / "fg-default/trace.txt.xz")] * 2]
+# Every real trace once, in groups of 4-5 mixing formats.
+GROUPS = [TRACES[first::5] for first in range(5)]
+# Seams at these shares of each file: the middle of call stacks, of context-switch blocks, after LOST lines.
+SEAMS = ("0.1", "0.37", "0.5", "0.83")
 
 
 def canonical(km, graph) -> dict:
@@ -95,3 +100,32 @@ def test_cli_json_same_with_two_processes(tmp_path, monkeypatch):
     assert {key: value for key, value in parallel.items() if key not in ("nodes", "edges", "call_tree")} == {
         key: value for key, value in sequential.items() if key not in ("nodes", "edges", "call_tree")
     }
+
+
+def plain_copy(tmp_path: Path, trace: str) -> str:
+    """Byte ranges need an uncompressed file: the real trace, decompressed."""
+    target = tmp_path / Path(trace).name.removesuffix(".xz")
+    target.write_bytes(lzma.decompress(Path(trace).read_bytes()) if trace.endswith(".xz") else Path(trace).read_bytes())
+    return str(target)
+
+
+@pytest.mark.parametrize("trace", TRACES, ids=lambda trace: f"{Path(trace).parent.name}/{Path(trace).name}")
+def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
+    plain = plain_copy(tmp_path, trace)
+    sequential = parse(km, monkeypatch, [plain], 1)
+    assert not isinstance(sequential, str), sequential
+    kept = []
+    real_halves = km.parse_file_in_halves
+    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    for seam in SEAMS if "function" in trace else SEAMS[1:2]:
+        monkeypatch.setenv("KM_SPLIT_AT", seam)
+        assert parse(km, monkeypatch, [plain], 2) == sequential, seam
+    if "function-tracer/trace" in trace or "function-variants" in trace:
+        assert any(kept), kept  # function tracer lines: the child's half is used (unless a LOST line follows the seam)
+    if "fg-" in trace and "function" not in trace:
+        assert kept and not any(kept), kept  # open call stacks at the seam: the parent parses it all
+
+
+def test_compressed_file_is_not_split(km, monkeypatch):
+    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: pytest.fail("split a compressed file"))
+    parse(km, monkeypatch, [str(DATA / "function-tracer/trace.txt.xz")], 2)
