@@ -1457,7 +1457,8 @@ def add_parsed_stats(stats: TraceStats, parsed: dict, lines: int) -> None:
 # them parses the same whatever came before, given its first line number. The
 # child parses the second half of the file on its own and stops as soon as it
 # meets a line that needs the state of earlier lines (a function_graph event, a
-# context switch, an interrupt arrow, a LOST line, kernel counters): then the
+# context switch, an interrupt arrow, kernel counters, a LOST line right after
+# the seam, which may repeat one before it): then the
 # parent parses that half itself, as the sequential loop would. Open function_graph
 # call stacks are not stitched across the seam (not done yet), so function_graph
 # traces always take the sequential path, after the child gives up on them.
@@ -1489,9 +1490,21 @@ def split_seam(path: str, selection: TaskSelection | None) -> int:
 
 
 def independent_so_far(parser: TraceParser) -> bool:
-    """No line parsed yet that depends on, or changes, state earlier lines of the file would hold."""
-    stats = parser.stats
-    return not (parser.tasks or parser.cpu_task or stats.lost_by_cpu or stats.lost_unknown_count or stats.duplicate_lost_lines or stats.kernel_stats)
+    """No line parsed yet that depends on, or changes, state earlier lines of the file would hold.
+
+    A LOST line is independent but within LOST_REPEAT_WINDOW lines of the seam
+    (lost_repeat_at_seam); after a function tracer line it only ends open call
+    stacks, which finish() would settle anyway.
+    """
+    return not (parser.tasks or parser.cpu_task or parser.stats.kernel_stats)
+
+
+def lost_line_after_seam(path: str, seam: int) -> bool:
+    """A LOST line so close after the seam that it may repeat one before it (see lost_line())."""
+    with open(path, "rb") as raw:
+        raw.seek(seam)
+        head = [raw.readline(MAX_LINE_LENGTH) for _ in range(LOST_REPEAT_WINDOW + 1)]
+    return any(LOST_LINE.match(line.decode("utf-8", "replace")) for line in head)
 
 
 def count_lines(path: str, end: int) -> int:
@@ -1561,6 +1574,8 @@ def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Pr
             try:
                 result = pickle.load(pipe)
             except (EOFError, pickle.UnpicklingError):
+                result = None
+            if result is not None and lost_line_after_seam(path, seam):
                 result = None
     finally:
         with contextlib.suppress(OSError):

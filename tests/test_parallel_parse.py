@@ -129,3 +129,24 @@ def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
 def test_compressed_file_is_not_split(km, monkeypatch):
     monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: pytest.fail("split a compressed file"))
     parse(km, monkeypatch, [str(DATA / "function-tracer/trace.txt.xz")], 2)
+
+
+def test_repeated_lost_line_across_the_seam(km, monkeypatch, tmp_path):
+    """trace_pipe prints a loss twice a few lines apart: a seam between the two must not count it twice."""
+    lines = lzma.decompress((DATA / "function-tracer/trace.txt.xz").read_bytes()).decode().split("\n")
+    lost = next(index for index, line in enumerate(lines) if "[LOST " in line)
+    lines.insert(lost + 4, lines[lost])  # the same loss again, 3 lines later, as trace_pipe does
+    trace = tmp_path / "trace.txt"
+    trace.write_text("\n".join(lines))
+    sequential = parse(km, monkeypatch, [str(trace)], 1)
+    assert sequential["stats"]["duplicate_lost_lines"] == 1
+    seam = len("\n".join(lines[: lost + 2]).encode()) + 1  # the start of the second line after the first LOST line
+    kept = []
+    real_halves = km.parse_file_in_halves
+    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    monkeypatch.setenv("KM_SPLIT_AT", repr(seam / trace.stat().st_size))
+    assert parse(km, monkeypatch, [str(trace)], 2) == sequential
+    assert kept == [False]
+    monkeypatch.setenv("KM_SPLIT_AT", "0.5")  # far from any LOST line: the child's half counts
+    assert parse(km, monkeypatch, [str(trace)], 2) == sequential
+    assert kept[1:] == [True]
