@@ -11,6 +11,7 @@ The file is a pipeline in sections, read top to bottom:
     Model        CallGraph: functions, call edges, what was not seen
     Input        opening plain/.gz/.xz traces, rejecting what is not text
     Parsers      function_graph text, function tracer text, trace-cmd report
+    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
     Symbol map   reading a name -> source file map
     Filters      --filter-filepath, --filter-execution-no, drawing pruning
     Output       heat theme, graphviz drawing, JSON, matplotlib chart
@@ -21,6 +22,7 @@ The file is a pipeline in sections, read top to bottom:
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import difflib
 import fnmatch
@@ -709,6 +711,9 @@ class TraceParser:
     def parse_file(self, path: str, progress: Progress | None = None) -> None:
         self.where = path
         self.stats.inputs.append(path)
+        if is_trace_dat(path):
+            read_trace_dat(self, path, progress)
+            return
         for batch in read_text_lines(path, progress):
             if isinstance(batch, DamagedLines):
                 self.damaged_lines(batch)
@@ -1046,7 +1051,11 @@ class TraceParser:
         for state in self.tasks.values():
             self.settle_pending(state, 0)
         self.flush_counts()
-        self.tree.timed = self.tree.timed or any(self.tree.total_us)
+        tree = self.tree
+        tree.timed = tree.timed or any(tree.total_us)
+        if min(tree.self_us, default=0.0) < 0:
+            # children whose printed durations add up to more than their caller's (seen on 7.3): no negative self time
+            tree.self_us = [max(0.0, value) for value in tree.self_us]
 
     def context_switch(self, match: re.Match[str]) -> None:
         cpu = match.group("cpu")
@@ -1611,6 +1620,888 @@ def file_size(path: str) -> int | None:
 
 
 # ============================================================================
+# Input: trace.dat, trace-cmd's binary format (file versions 6 and 7)
+# ============================================================================
+#
+# Layout (man 5 trace-cmd.dat.v6 / trace-cmd.dat.v7): a header (magic, version,
+# endianness, long size, page size), the kernel's own descriptions of its ring
+# buffer (header_page, header_event) and of every event (the tracefs `format`
+# files), /proc/kallsyms, printk formats, saved cmdlines, options (CPUSTAT,
+# clock, ...), then each CPU's ring-buffer pages as the kernel wrote them.
+# Version 6 stores these in a fixed order; version 7 as sections found through
+# options, each possibly compressed (zstd or zlib), the pages in compressed chunks.
+#
+# Every field offset and size comes from the format files stored in the file:
+# the function_graph events of the 6.1 and 7.3 kernels differ. A batch of pages
+# is walked side by side with numpy (each event's length is in its header, so a
+# page is walked in sequence, but pages are independent), the fields gathered
+# with numpy, and the CPUs merged by timestamp so that each task's calls nest in
+# the order they ran, wherever the task migrated.
+
+TRACE_DAT_OPTION_NAMES = {
+    0: "DONE", 2: "CPUSTAT", 3: "BUFFER", 4: "TRACECLOCK", 5: "UNAME", 8: "CPUCOUNT", 9: "VERSION",
+    16: "HEADER_INFO", 17: "FTRACE_EVENTS", 18: "EVENT_FORMATS", 19: "KALLSYMS", 20: "PRINTK", 21: "CMDLINES",
+    22: "BUFFER_TEXT",
+}
+TRACE_DAT_OPTIONS = {name: number for number, name in TRACE_DAT_OPTION_NAMES.items()}
+FORMAT_FIELD = re.compile(r"field:([^;]*?);\s*offset:(\d+);\s*size:(\d+);(?:\s*signed:(\d+);)?")
+HEADER_EVENT_TYPE = re.compile(r"(\w+)\s*:\s*type\s*==\s*(\d+)")
+RB_MISSED_EVENTS, RB_MISSED_STORED, RB_COMMIT_MASK = 1 << 31, 1 << 30, (1 << 27) - 1
+TS_SHIFT = 27
+PAGES_PER_BATCH = 1024
+# Merged event kinds, one int per event in the decoded arrays.
+EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
+
+
+class TraceDatTruncated(Exception):
+    """A read ran past the end of the file or of a section."""
+
+
+@dataclass
+class EventFormat:
+    """One event's layout, from its tracefs `format` file stored in trace.dat."""
+
+    system: str
+    name: str
+    event_id: int
+    fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
+
+
+def parse_event_format(text: str, system: str, with_fields: bool = True) -> EventFormat | None:
+    """The event's name, id and (with_fields) field layout; only ftrace events are decoded, the rest counted."""
+    name = re.search(r"^name: *(\S+)", text, re.M)
+    event_id = re.search(r"^ID: *(\d+)", text, re.M)
+    if not name or not event_id:
+        return None
+    fields = {}
+    for declaration, offset, size, signed in FORMAT_FIELD.findall(text) if with_fields else ():
+        field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
+        fields[field_name] = (int(offset), int(size), signed == "1")
+    return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
+
+
+class ByteReader:
+    """Sequential reads of a trace.dat region in the file's byte order."""
+
+    def __init__(self, data, endian: str, position: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.endian = endian
+        self.position = position
+        self.end = len(data) if end is None else min(end, len(data))
+
+    def take(self, size: int) -> bytes:
+        if size < 0 or self.position + size > self.end:
+            raise TraceDatTruncated(f"{size} bytes wanted at offset {self.position}, {max(self.end - self.position, 0)} left")
+        chunk = bytes(self.data[self.position : self.position + size])
+        self.position += size
+        return chunk
+
+    def number(self, code: str) -> int:
+        size = {"H": 2, "I": 4, "Q": 8}[code]
+        return int.from_bytes(self.take(size), "little" if self.endian == "<" else "big")
+
+    def string(self) -> str:
+        end = self.data.find(b"\x00", self.position, self.end) if hasattr(self.data, "find") else -1
+        if end < 0:
+            raise TraceDatTruncated(f"no string end after offset {self.position}")
+        text = bytes(self.data[self.position : end]).decode("utf-8", "replace")
+        self.position = end + 1
+        return text
+
+    def sized_text(self, size_code: str) -> str:
+        return self.take(self.number(size_code)).decode("utf-8", "replace")
+
+
+@dataclass
+class CpuData:
+    cpu: int
+    offset: int
+    size: int
+
+
+@dataclass
+class RingLayout:
+    """Where a ring-buffer page keeps its timestamp, commit and data, and the event header's types."""
+
+    timestamp_size: int = 8
+    commit_offset: int = 8
+    commit_size: int = 8
+    data_offset: int = 16
+    padding: int = 29
+    time_extend: int = 30
+    time_stamp: int = 31
+
+    @classmethod
+    def from_headers(cls, header_page: str, header_event: str) -> RingLayout:
+        layout = cls()
+        fields = {(decl.split()[-1] if decl.split() else ""): (int(off), int(size)) for decl, off, size, _ in FORMAT_FIELD.findall(header_page)}
+        if "commit" in fields:
+            layout.commit_offset, layout.commit_size = fields["commit"]
+        if "data" in fields:
+            layout.data_offset = fields["data"][0]
+        if "timestamp" in fields:
+            layout.timestamp_size = fields["timestamp"][1]
+        for kind, number in HEADER_EVENT_TYPE.findall(header_event):
+            if kind in ("padding", "time_extend", "time_stamp"):
+                setattr(layout, kind, int(number))
+        return layout
+
+
+class TraceDat:
+    """The metadata of a trace.dat file and access to its per-CPU ring-buffer pages."""
+
+    def __init__(self, path: str, data) -> None:
+        self.path = path
+        self.data = data
+        self.endian = "<"
+        self.version = 0
+        self.long_size = 8
+        self.page_size = 4096
+        self.compression = ""
+        self.layout = RingLayout()
+        self.formats: dict[int, EventFormat] = {}
+        self.kallsyms = ""
+        self.cpu_stats: dict[str, str] = {}
+        self.options: dict[str, str] = {}
+        self.cpus: list[CpuData] = []
+        self.other_buffers: list[str] = []
+        self.consumed = 0  # bytes of ring-buffer data read so far, for the progress display
+        self.decompressor: Callable[[bytes, int], bytes] | None = None
+        try:
+            self.read_metadata()
+        except TraceDatTruncated as err:
+            raise UserError(f"{path} is a truncated or damaged trace.dat: {err}") from None
+        except (ValueError, KeyError, OverflowError) as err:
+            raise UserError(f"{path} is a damaged trace.dat: {err}") from None
+
+    # -- the file's metadata ------------------------------------------------
+
+    def read_metadata(self) -> None:
+        reader = ByteReader(self.data, "<", len(TRACE_CMD_MAGIC))
+        version = reader.string()
+        if not version.isdigit() or int(version) not in (6, 7):
+            raise UserError(f"{self.path} is a trace.dat of file version {version!r}: kernel-magnifier reads versions 6 and 7")
+        self.version = int(version)
+        endian_flag, self.long_size = reader.take(2)
+        self.endian = ">" if endian_flag else "<"
+        reader.endian = self.endian
+        self.page_size = reader.number("I")
+        if self.version == 6:
+            self.read_v6(reader)
+        else:
+            self.read_v7(reader)
+        if not self.cpus:
+            raise UserError(f"{self.path}: the trace.dat holds no ring-buffer data (a latency trace, or cut before its data?)")
+
+    def read_v6(self, reader: ByteReader) -> None:
+        self.read_header_info(reader)
+        self.read_ftrace_formats(reader)
+        self.read_event_formats(reader)
+        self.kallsyms = reader.sized_text("I")
+        reader.sized_text("I")  # printk formats: trace_printk text, not calls
+        reader.sized_text("Q")  # saved cmdlines: task names, which the model does not keep (it keys tasks by pid)
+        cpu_count = reader.number("I")
+        kind = reader.take(10)
+        if kind == b"options  \x00":
+            while True:
+                option = reader.number("H")
+                if option == 0:
+                    break
+                self.note_option(option, reader.take(reader.number("I")))
+            kind = reader.take(10)
+        if kind != b"flyrecord\x00":
+            raise UserError(f"{self.path} holds a {kind.rstrip(bytes(1)).decode(errors='replace').strip()!r} trace, not recorded ring-buffer pages")
+        for cpu in range(cpu_count):
+            self.cpus.append(CpuData(cpu, reader.number("Q"), reader.number("Q")))
+
+    def read_v7(self, reader: ByteReader) -> None:
+        self.compression = reader.string()
+        reader.string()  # the compression library's version
+        if self.compression not in ("none", ""):
+            self.decompressor = trace_dat_decompressor(self.path, self.compression)
+        next_options = reader.number("Q")
+        sections: dict[int, int] = {}
+        seen = set()
+        while next_options and next_options not in seen:
+            seen.add(next_options)
+            options = self.section(next_options)
+            next_options = 0
+            while options.position < options.end:
+                option = options.number("H")
+                body = options.take(options.number("I"))
+                if option == TRACE_DAT_OPTIONS["DONE"]:
+                    next_options = int.from_bytes(body[:8], "little" if self.endian == "<" else "big") if len(body) >= 8 else 0
+                    break
+                if 16 <= option <= 21:
+                    sections[option] = int.from_bytes(body[:8], "little" if self.endian == "<" else "big")
+                else:
+                    self.note_option(option, body)
+        if TRACE_DAT_OPTIONS["HEADER_INFO"] not in sections:
+            raise TraceDatTruncated("no HEADER_INFO option (the file ends before its last options section?)")
+        self.read_header_info(self.section(sections[TRACE_DAT_OPTIONS["HEADER_INFO"]]))
+        if TRACE_DAT_OPTIONS["FTRACE_EVENTS"] in sections:
+            self.read_ftrace_formats(self.section(sections[TRACE_DAT_OPTIONS["FTRACE_EVENTS"]]))
+        if TRACE_DAT_OPTIONS["EVENT_FORMATS"] in sections:
+            self.read_event_formats(self.section(sections[TRACE_DAT_OPTIONS["EVENT_FORMATS"]]))
+        if TRACE_DAT_OPTIONS["KALLSYMS"] in sections:
+            self.kallsyms = self.section(sections[TRACE_DAT_OPTIONS["KALLSYMS"]]).sized_text("I")
+
+    def section(self, offset: int) -> ByteReader:
+        """A v7 section's body (decompressed when its flag says so), after its 16-byte header."""
+        header = ByteReader(self.data, self.endian, offset)
+        header.number("H")  # section id
+        flags = header.number("H")
+        header.number("I")  # description string id
+        size = header.number("Q")
+        if not flags & 1:
+            if header.position + size > len(self.data):
+                raise TraceDatTruncated(f"section at offset {offset} needs {size} bytes, the file ends first")
+            return ByteReader(self.data, self.endian, header.position, header.position + size)
+        compressed, uncompressed = header.number("I"), header.number("I")
+        return ByteReader(self.decompress(header.take(compressed), uncompressed), self.endian)
+
+    def decompress(self, blob: bytes, size: int) -> bytes:
+        if self.decompressor is None:
+            raise ValueError("a section is marked compressed but the file names no compression")
+        data = self.decompressor(blob, size)
+        if len(data) != size:
+            raise ValueError(f"a compressed block gave {len(data)} bytes, not the {size} the file says")
+        return data
+
+    def read_header_info(self, reader: ByteReader) -> None:
+        if reader.take(12) != b"header_page\x00":
+            raise ValueError("no header_page where the file format puts it")
+        header_page = reader.sized_text("Q")
+        if reader.take(13) != b"header_event\x00":
+            raise ValueError("no header_event where the file format puts it")
+        header_event = reader.sized_text("Q")
+        self.layout = RingLayout.from_headers(header_page, header_event)
+
+    def read_ftrace_formats(self, reader: ByteReader) -> None:
+        for _ in range(reader.number("I")):
+            self.add_format(reader.sized_text("Q"), "ftrace")
+
+    def read_event_formats(self, reader: ByteReader) -> None:
+        for _ in range(reader.number("I")):
+            system = reader.string()
+            for _ in range(reader.number("I")):
+                self.add_format(reader.sized_text("Q"), system)
+
+    def add_format(self, text: str, system: str) -> None:
+        event = parse_event_format(text, system, with_fields=system == "ftrace")
+        if event is not None:
+            self.formats[event.event_id] = event
+
+    def note_option(self, option: int, body: bytes) -> None:
+        name = TRACE_DAT_OPTION_NAMES.get(option)
+        if name == "CPUSTAT":
+            text = body.rstrip(b"\x00").decode("utf-8", "replace")
+            match = re.match(r"CPU: *(\d+)", text)
+            if match:
+                self.cpu_stats[match.group(1)] = text
+        elif name == "BUFFER" and self.version == 7:
+            self.note_buffer(body)
+        elif name == "BUFFER":
+            self.other_buffers.append(body[8:].split(b"\x00")[0].decode("utf-8", "replace"))
+        elif name in ("TRACECLOCK", "UNAME", "VERSION"):
+            text = body.rstrip(b"\x00").decode("utf-8", "replace").strip()
+            in_use = re.search(r"\[(\S+)\]", text) if name == "TRACECLOCK" else None  # "local [global] counter ..."
+            self.options[name.lower()] = in_use.group(1) if in_use else text
+        elif name == "CPUCOUNT" and len(body) >= 4:
+            self.options["cpucount"] = str(int.from_bytes(body[:4], "little" if self.endian == "<" else "big"))
+
+    def note_buffer(self, body: bytes) -> None:
+        """A v7 BUFFER option: where each CPU's pages of one trace instance are."""
+        reader = ByteReader(body, self.endian, 8)
+        name = reader.string()
+        reader.string()  # the instance's clock
+        page_size = reader.number("I")
+        if name or self.cpus:
+            self.other_buffers.append(name)
+            return
+        self.page_size = page_size or self.page_size
+        for _ in range(reader.number("I")):
+            self.cpus.append(CpuData(reader.number("I"), reader.number("Q"), reader.number("Q")))
+
+    # -- the per-CPU pages ------------------------------------------------
+
+    def cpu_chunks(self, data: CpuData, damage: list[str]) -> Iterator[bytes]:
+        """A CPU's ring-buffer pages, a batch of whole pages at a time; damage gets what was cut."""
+        batch = self.page_size * PAGES_PER_BATCH
+        if self.decompressor is None:
+            end = data.offset + data.size
+            if end > len(self.data):
+                damage.append(f"CPU{data.cpu}'s data is cut at {max(len(self.data) - data.offset, 0):,} of {data.size:,} bytes")
+                end = len(self.data)
+            for start in range(data.offset, end, batch):
+                stop = min(start + batch, end)
+                stop -= (stop - start) % self.page_size
+                if stop > start:
+                    yield self.data[start:stop]
+                    self.release(start, stop)
+            return
+        # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
+        reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
+        done = chunks = 0
+        pending: list[bytes] = []  # trace-cmd compresses ~10 pages a chunk: walk them in bigger batches
+        try:
+            chunks = reader.number("I")
+            for _ in range(chunks):
+                compressed, uncompressed = reader.number("I"), reader.number("I")
+                pending.append(self.decompress(reader.take(compressed), uncompressed))
+                self.release(reader.position - compressed, reader.position)
+                done += 1
+                if sum(map(len, pending)) >= batch:
+                    yield b"".join(pending)
+                    pending = []
+        except TraceDatTruncated:
+            damage.append(f"CPU{data.cpu}'s compressed data is cut after {done} of {chunks} chunks")
+        except (ValueError, OSError) as err:
+            damage.append(f"CPU{data.cpu}'s compressed data is damaged after {done} of {chunks} chunks: {err}")
+        if pending:
+            yield b"".join(pending)
+
+    def release(self, start: int, stop: int) -> None:
+        """Drop pages already decoded from the mapping, so memory stays bounded whatever the file's size."""
+        import mmap
+
+        self.consumed += stop - start
+        if isinstance(self.data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            aligned = start - start % mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError):
+                self.data.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
+
+
+def trace_dat_decompressor(path: str, name: str) -> Callable[[bytes, int], bytes]:
+    """zlib is in the standard library; zstd (trace-cmd's default) needs the zstandard package."""
+    if name == "zlib":
+        import zlib
+
+        def inflate(blob: bytes, size: int) -> bytes:
+            try:
+                return zlib.decompress(blob)
+            except zlib.error as err:
+                raise ValueError(f"zlib: {err}") from None
+
+        return inflate
+    if name == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise UserError(f"{path} is compressed with zstd: install the Python package 'zstandard' (pip install zstandard), or convert it with 'trace-cmd convert --compression none'") from None
+        decompressor = zstandard.ZstdDecompressor()
+
+        def unzstd(blob: bytes, size: int) -> bytes:
+            try:
+                return decompressor.decompress(blob, max_output_size=size)
+            except zstandard.ZstdError as err:
+                raise ValueError(f"zstd: {err}") from None
+
+        return unzstd
+    raise UserError(f"{path} is compressed with {name!r}: kernel-magnifier reads zstd, zlib and uncompressed trace.dat files")
+
+
+def is_trace_dat(path: str) -> bool:
+    """True when the file (or the file inside .gz/.xz) starts with trace-cmd's magic."""
+    try:
+        stream, raw = open_binary(path)
+        with raw, stream:
+            return stream.read(len(TRACE_CMD_MAGIC)) == TRACE_CMD_MAGIC
+    except (*READ_ERRORS, UserError):
+        return False  # the text reader says what is wrong with the file
+
+
+@contextlib.contextmanager
+def mapped_trace_dat(path: str) -> Iterator[object]:
+    """The file's bytes, mapped (random access); a .gz/.xz is first decompressed to a temporary file."""
+    import mmap
+
+    stream, raw = open_binary(path)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(raw)
+        handle = raw
+        if stream is not raw:
+            handle = stack.enter_context(tempfile.TemporaryFile())
+            try:
+                while True:
+                    block = stream.read(CHUNK_BYTES)
+                    if not block:
+                        break
+                    handle.write(block)
+            except READ_ERRORS as err:
+                raise UserError(f"{path} is damaged or truncated: {err}") from err
+            handle.flush()
+        try:
+            mapped = stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {path}: {err}") from err
+        yield mapped
+
+
+# --- walking the pages ---------------------------------------------------------
+
+
+def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str):
+    """Byte offsets of the event payloads in whole pages, their timestamps, and the pages' lost events.
+
+    Each event's length is in its own 4-byte header (type_len 1-28: 4*type_len
+    bytes; 0: the length in the next word), so one page is walked in sequence;
+    but the pages of a chunk are walked side by side with numpy, one event of
+    every page per step (a page holds some 100-200 events). Time extends and
+    absolute time stamps only move the clock; padding skips or ends the page.
+    Returns (offsets, stamps, lost_at, lost_counts): lost_at is the index of the
+    first event of each page whose missed-events flag is set, the count -1 when
+    the kernel did not store it.
+    """
+    import numpy as np
+
+    pages = len(chunk) // page_size
+    words = np.frombuffer(chunk, dtype=f"{endian}u4", count=pages * page_size // 4).astype(np.int64)
+    starts = np.arange(pages, dtype=np.int64) * page_size
+    buffer = np.frombuffer(chunk, dtype=np.uint8, count=pages * page_size)
+    stamp = read_page_numbers(buffer, starts, layout.timestamp_size, endian).astype(np.int64)
+    commit = read_page_numbers(buffer, starts + layout.commit_offset, layout.commit_size, endian)
+    size = (commit & np.uint64(RB_COMMIT_MASK)).astype(np.int64)
+    usable = (size > 0) & (layout.data_offset + size <= page_size)
+    position = (starts + layout.data_offset) >> 2
+    end = (starts + layout.data_offset + size) >> 2
+    missed = usable & ((commit & np.uint64(RB_MISSED_EVENTS)) != 0)
+    stored = missed & ((commit & np.uint64(RB_MISSED_STORED)) != 0) & (layout.data_offset + size + layout.commit_size <= page_size)
+    counts = np.full(pages, -1, dtype=np.int64)
+    if stored.any():
+        counts[stored] = read_page_numbers(buffer, starts[stored] + layout.data_offset + size[stored], layout.commit_size, endian).astype(np.int64)
+    found_at: list = []
+    found_stamp: list = []
+    active = np.flatnonzero(usable & (position < end))
+    last_word = len(words) - 1
+    high_bits = ~((1 << 59) - 1)
+    padding, time_extend, time_stamp = layout.padding, layout.time_extend, layout.time_stamp
+    while active.size:
+        at = position[active]
+        header = words[at]
+        kind = header & 31
+        delta = header >> 5
+        following_word = words[np.minimum(at + 1, last_word)]
+        page_end = end[active]
+        data = kind < padding
+        now = stamp[active]
+        if data.all():  # the common step: only events
+            long_form = kind == 0
+            after = at + 1 + np.where(long_form, np.maximum((following_word + 3) >> 2, 1), kind)
+            ends_page = (after > page_end) | (long_form & (at + 1 >= page_end))
+            recorded = ~ends_page
+            now = now + np.where(recorded, delta, 0)
+        else:
+            long_form = kind == 0
+            is_padding = kind == padding
+            extend = kind == time_extend
+            absolute = kind == time_stamp
+            length = np.where(data, np.where(long_form, np.maximum((following_word + 3) >> 2, 1), kind), 1)
+            after = at + 1 + np.where(is_padding, (following_word + 3) >> 2, length)
+            # An event that runs past its page's data, padding with no delta (the rest
+            # is empty) or a type this layout does not know ends the page.
+            ends_page = (after > page_end) | (is_padding & (delta == 0)) | (long_form & (at + 1 >= page_end))
+            ends_page |= ~(data | is_padding | extend | absolute)
+            recorded = data & ~ends_page
+            now = np.where(recorded, now + delta, now)
+            now = np.where(extend & ~ends_page, now + (following_word << TS_SHIFT) + delta, now)
+            now = np.where(absolute & ~ends_page, ((following_word << TS_SHIFT) | delta) | (now & high_bits), now)
+        stamp[active] = now
+        found_at.append(np.where(long_form, at + 2, at + 1)[recorded] << 2)
+        found_stamp.append(now[recorded])
+        position[active] = np.where(ends_page, page_end, after)
+        active = active[position[active] < page_end]
+    offsets = np.concatenate(found_at) if found_at else np.zeros(0, dtype=np.int64)
+    stamps = np.concatenate(found_stamp) if found_stamp else np.zeros(0, dtype=np.int64)
+    order = np.argsort(offsets, kind="stable")  # pages lie in time order, and so do a page's events
+    offsets, stamps = offsets[order], stamps[order]
+    lost_pages = np.flatnonzero(missed)
+    lost_at = np.searchsorted(offsets, starts[lost_pages])
+    return offsets, stamps, lost_at, counts[lost_pages]
+
+
+def read_page_numbers(buffer, offsets, size: int, endian: str):
+    """The unsigned numbers of `size` bytes at the offsets, as uint64."""
+    import numpy as np
+
+    matrix = buffer[offsets[:, None] + np.arange(size)]
+    return matrix.view(f"{endian}u{size}").ravel().astype(np.uint64)
+
+
+# --- from pages to the model ---------------------------------------------------
+
+
+# "address type name[\t[module]]"; as libtraceevent: absolute symbols (per-CPU offsets on x86-64) and
+# ARM's "$a"-style names are no functions.
+KALLSYMS_LINE = re.compile(r"^([0-9a-fA-F]+) ([^aA\s]) ([^$\s]\S*)(?:\s+\[([^\]\s]+)\])?", re.M)
+
+
+class KernelSymbols:
+    """Function addresses -> names from the stored /proc/kallsyms (`name [module]` for module code).
+
+    Several names can share an address (`__do_softirq` and the section marker
+    `__softirqentry_text_start`); the one chosen is the one trace-cmd report
+    prints, by the same steps as libtraceevent: its list in reverse file order,
+    sorted stably by address, searched by glibc's bsearch.
+    """
+
+    def __init__(self, kallsyms: str) -> None:
+        entries = KALLSYMS_LINE.findall(kallsyms)
+        entries.reverse()
+        addresses = [int(entry[0], 16) for entry in entries]
+        order = sorted(range(len(entries)), key=addresses.__getitem__)
+        self.addresses = [addresses[index] for index in order]
+        self.names = [entries[index][2] for index in order]
+        self.modules = [entries[index][3] or None for index in order]
+
+    def lookup(self, address: int) -> tuple[str, str | None]:
+        """The symbol at the address, or the one it lies in (a parent_ip is a return address)."""
+        addresses = self.addresses
+        low, high = 0, len(addresses)
+        while low < high:
+            middle = (low + high) // 2
+            start = addresses[middle]
+            if start == address or (start < address and middle + 1 < len(addresses) and address < addresses[middle + 1]):
+                return self.names[middle], self.modules[middle]
+            if address < start:
+                high = middle
+            else:
+                low = middle + 1
+        return f"0x{address:x}", None
+
+
+class EventBatch:
+    """Decoded events of one CPU (or merged), as parallel numpy arrays, in time order."""
+
+    __slots__ = ("code", "ctx", "duration", "key", "kind")
+
+    def __init__(self, key, kind, code, ctx, duration) -> None:
+        self.key, self.kind, self.code, self.ctx, self.duration = key, kind, code, ctx, duration
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def part(self, selection) -> EventBatch:
+        return EventBatch(self.key[selection], self.kind[selection], self.code[selection], self.ctx[selection], self.duration[selection])
+
+    @staticmethod
+    def joined(batches: list[EventBatch]) -> EventBatch:
+        import numpy as np
+
+        return EventBatch(*(np.concatenate([getattr(batch, name) for batch in batches]) for name in ("key", "kind", "code", "ctx", "duration")))
+
+
+class EventDecoder:
+    """Gathers each event's fields by the stored format files, a chunk of pages at a time, with numpy.
+
+    Per event the model needs: its kind, a code for (function, depth) or (function,
+    parent), a code for (cpu, pid), and an exit's duration. Codes are small ints
+    that the feeding loop turns into the model's tuples through dictionaries.
+    """
+
+    def __init__(self, dat: TraceDat) -> None:
+        import numpy as np
+
+        self.np = np
+        self.endian = dat.endian
+        self.symbols = KernelSymbols(dat.kallsyms)
+        self.names: list[tuple[str, str | None]] = []
+        self.name_ids: dict[int, int] = {}  # address -> index in names
+        self.by_kind: dict[int, EventFormat] = {}
+        kinds = {}
+        for event in dat.formats.values():
+            kind = self.kind_of(event)
+            if kind is not None:
+                kinds[event.event_id] = kind
+                self.by_kind.setdefault(kind, event)
+        common = next((event.fields for event in dat.formats.values() if "common_type" in event.fields), {})
+        self.type_field = common.get("common_type", (0, 2, False))
+        self.pid_field = common.get("common_pid", (4, 4, True))
+        self.table = np.full(max([*dat.formats, 0]) + 1, EV_OTHER, dtype=np.int64)
+        for event_id, kind in kinds.items():
+            self.table[event_id] = kind
+        self.other_counts: Counter[int] = Counter()
+        self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
+
+    @staticmethod
+    def kind_of(event: EventFormat) -> int | None:
+        fields = event.fields
+        if event.system != "ftrace":
+            return None
+        if event.name in ("funcgraph_entry", "fgraph_retaddr_entry") and {"func", "depth"} <= fields.keys():
+            return EV_ENTRY
+        if event.name == "funcgraph_exit" and {"func", "depth"} <= fields.keys():
+            return EV_EXIT
+        if event.name == "function" and "ip" in fields:
+            return EV_FUNCTION
+        return None
+
+    def gather(self, buffer, offsets, field: tuple[int, int, bool]):
+        """One field of every event: its bytes at offset+field offset, viewed as an integer."""
+        np = self.np
+        start, size, signed = field
+        if size not in (1, 2, 4, 8):
+            return np.zeros(len(offsets), dtype=np.int64)
+        index = offsets + start
+        index = np.minimum(index, len(buffer) - size)  # a short (damaged) event reads its neighbour's bytes, not past the chunk
+        kind = f"{self.endian}{'i' if signed else 'u'}"
+        if start % min(size, 4) == 0 and len(buffer) % 4 == 0:
+            # Events start 4-byte aligned: an aligned field is one element of a typed view of the chunk.
+            if size < 8:
+                return np.frombuffer(buffer, dtype=f"{kind}{size}")[index // size].astype(np.int64)
+            halves = np.frombuffer(buffer, dtype=f"{self.endian}u4")
+            low, high = (index // 4, index // 4 + 1) if self.endian == "<" else (index // 4 + 1, index // 4)
+            values = halves[low].astype(np.uint64) | (halves[high].astype(np.uint64) << np.uint64(32))
+            return values.view(np.int64) if signed else values
+        matrix = buffer[index[:, None] + np.arange(size)]
+        values = matrix.view(f"{kind}{size}").ravel()
+        return values.astype(np.int64) if size < 8 or signed else values
+
+    def name_id(self, address: int) -> int:
+        found = self.name_ids.get(address)
+        if found is None:
+            found = self.name_ids[address] = len(self.names)
+            self.names.append(self.symbols.lookup(address))
+        return found
+
+    def name_codes(self, addresses):
+        """Per event, the index of its function's (name, module) in self.names."""
+        np = self.np
+        unique, inverse = np.unique(addresses, return_inverse=True)
+        ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
+        return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+
+    def decode(self, chunk, cpu: int, where, stamps, lost_at, lost_counts) -> EventBatch:
+        np = self.np
+        buffer = np.frombuffer(chunk, dtype=np.uint8)
+        count = len(where)
+        types = self.gather(buffer, where, self.type_field).astype(np.int64)
+        known = types < len(self.table)
+        kind = np.where(known, self.table[np.where(known, types, 0)], EV_OTHER)
+        code = np.zeros(count, dtype=np.int64)
+        duration = np.zeros(count, dtype=np.float64)
+        pids = self.gather(buffer, where, self.pid_field).astype(np.int64)
+        ctx = ((pids & 0xFFFFFFFF) << 16) | cpu
+        for event_kind, event in self.by_kind.items():
+            selected = np.flatnonzero(kind == event_kind)
+            if not len(selected):
+                continue
+            at = where[selected]
+            if event_kind == EV_FUNCTION:
+                names = self.name_codes(self.gather(buffer, at, event.fields["ip"]))
+                parent_field = event.fields.get("parent_ip")
+                parents = self.name_codes(self.gather(buffer, at, parent_field)) + 1 if parent_field else np.zeros(len(at), dtype=np.int64)
+                code[selected] = (names << 32) | parents
+                continue
+            names = self.name_codes(self.gather(buffer, at, event.fields["func"]))
+            depth = self.gather(buffer, at, event.fields["depth"]).astype(np.int64) & 0xFFFF
+            code[selected] = (names << 16) | depth
+            if event_kind == EV_EXIT and {"calltime", "rettime"} <= event.fields.keys():
+                spent = self.gather(buffer, at, event.fields["rettime"]).astype(np.int64) - self.gather(buffer, at, event.fields["calltime"]).astype(np.int64)
+                duration[selected] = spent / 1000.0
+            elif event_kind == EV_EXIT:
+                duration[selected] = np.nan
+        others = types[kind == EV_OTHER]
+        if len(others):
+            self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
+        batch = EventBatch(stamps, kind, code, ctx, duration)
+        if len(lost_at):
+            batch = self.with_lost(batch, cpu, lost_at, lost_counts)
+        return batch
+
+    def with_lost(self, batch: EventBatch, cpu: int, positions, counts) -> EventBatch:
+        """Put each page's lost events just before the page's first event, as trace-cmd report prints them."""
+        np = self.np
+        if len(batch):
+            stamps = batch.key[np.minimum(positions, len(batch) - 1)]
+        else:
+            stamps = np.zeros(len(positions), dtype=np.int64)
+        return EventBatch(
+            np.insert(batch.key, positions, stamps),
+            np.insert(batch.kind, positions, EV_LOST),
+            np.insert(batch.code, positions, counts),
+            np.insert(batch.ctx, positions, cpu),
+            np.insert(batch.duration, positions, 0.0),
+        )
+
+
+def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damage: list[str]) -> Iterator[EventBatch]:
+    """One CPU's events, batch by batch, with a never-decreasing merge key (the per-CPU order is kept)."""
+    np = decoder.np
+    floor = 0
+    for chunk in dat.cpu_chunks(data, damage):
+        batch = decoder.decode(chunk, data.cpu, *walk_pages(chunk, dat.page_size, dat.layout, dat.endian))
+        if not len(batch):
+            continue
+        batch.key = np.maximum.accumulate(np.maximum(batch.key, floor))
+        floor = int(batch.key[-1])
+        yield batch
+
+
+def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
+    """All CPUs' events in timestamp order (ties: lower CPU first, as trace-cmd report), window by window.
+
+    A window ends at the earliest last timestamp of the CPUs' current batches, so
+    memory holds one batch per CPU, never the file.
+    """
+    import numpy as np
+
+    current: dict[int, EventBatch] = {}
+    active = list(range(len(streams)))
+    while True:
+        for index in list(active):
+            if index not in current or not len(current[index]):
+                following = next(streams[index], None)
+                if following is None:
+                    active.remove(index)
+                    current.pop(index, None)
+                else:
+                    current[index] = following
+        if not current:
+            return
+        horizon = min(batch.key[-1] for batch in current.values())
+        parts = []
+        for index in sorted(current):
+            batch = current[index]
+            cut = int(np.searchsorted(batch.key, horizon, side="right"))
+            parts.append(batch.part(slice(0, cut)))
+            current[index] = batch.part(slice(cut, None))
+        merged = EventBatch.joined(parts)
+        yield merged.part(np.argsort(merged.key, kind="stable"))
+
+
+def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
+    """The model calls for one merged window; returns the events fed so far (lost notices excluded).
+
+    The model takes one call per event; the arguments are built per distinct
+    value (np.unique) and the calls made by map() over runs of one kind, so that
+    the Python work per event is the model's own.
+    """
+    np = decoder.np
+    if not len(batch):
+        return fed
+    contexts = objects_by_code(np, batch.ctx, trace_dat_context)
+    kinds = batch.kind
+    group = np.where(kinds <= EV_EXIT, EV_ENTRY, kinds)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1)).tolist()
+    stops = [*starts[1:], len(batch)]
+    graph = np.flatnonzero(group == EV_ENTRY)
+    parsed = np.full(len(batch), None, dtype=object)
+    durations = np.full(len(batch), None, dtype=object)
+    if len(graph):
+        names = decoder.names
+        exits = kinds[graph] == EV_EXIT
+
+        def graph_parsed(code: int) -> tuple:
+            name, module = names[code >> 17]
+            depth = (code >> 1) & 0xFFFF
+            return (EXIT, depth, name, None) if code & 1 else (ENTRY, depth, name, module)
+
+        parsed[graph] = objects_by_code(np, (batch.code[graph] << 1) | exits, graph_parsed)
+        exit_at = graph[exits]
+        spent = batch.duration[exit_at]
+        timed = ~np.isnan(spent)  # NaN: the exit format has no calltime/rettime
+        durations[exit_at[timed]] = spent[timed].tolist()
+    parsed, durations = parsed.tolist(), durations.tolist()
+    graph_event, function_call = parser.graph_event, parser.function_call
+    for start, stop in zip(starts, stops):
+        kind = int(group[start])
+        if kind == EV_ENTRY:
+            collections.deque(map(graph_event, parsed[start:stop], contexts[start:stop], durations[start:stop]), maxlen=0)
+        elif kind == EV_FUNCTION:
+            calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
+            collections.deque(map(function_call, calls), maxlen=0)
+        elif kind == EV_LOST:
+            for index in range(start, stop):
+                parser.line_no = fed  # lost_line tells a repeated notice from a new loss by the distance
+                parser.lost_line(contexts[index][0], int(batch.code[index]) if batch.code[index] >= 0 else None)
+            fed -= stop - start
+        fed += stop - start
+    parser.flush_counts()
+    return fed
+
+
+def objects_by_code(np, codes, make: Callable[[int], object]) -> list:
+    """[make(code) for code in codes], calling make once per distinct code."""
+    unique, inverse = np.unique(codes, return_inverse=True)
+    table = [make(code) for code in unique.tolist()]
+    return list(map(table.__getitem__, inverse.ravel().tolist()))
+
+
+def trace_dat_context(ctx: int) -> tuple:
+    cpu = str(ctx & 0xFFFF)
+    return (cpu, task_key(str(ctx >> 16), cpu), "")
+
+
+def trace_dat_call(names: list[tuple[str, str | None]], code: int) -> tuple:
+    name, module = names[code >> 32]
+    parent = code & 0xFFFFFFFF
+    return (name, names[parent - 1][0] if parent else None, module)
+
+
+def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = None) -> None:
+    """Decode a trace.dat into the parser's model: calls, edges, times, lost events, kernel counters."""
+    stats = parser.stats
+    with mapped_trace_dat(path) as data:
+        dat = TraceDat(path, data)
+        decoder = EventDecoder(dat)
+        if not decoder.by_kind:
+            raise UserError(f"{path}: the trace.dat describes no function_graph or function events (recorded with another tracer?)")
+        damage: list[str] = []
+        streams = [cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]
+        fed = 0
+        kinds = [0] * (EV_OTHER + 1)
+        lost_before = dict(stats.lost_by_cpu)
+        for window in merge_by_time(streams):
+            kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
+            fed = feed_trace_dat(parser, decoder, window, fed)
+            if progress:
+                progress.update(dat.consumed, f"{fed:,} events")
+    used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]
+    stats.events += kinds[EV_OTHER]  # the model counts what it was fed; the rest are ring-buffer events too
+    parser.line_no = fed
+    if kinds[EV_ENTRY] + kinds[EV_EXIT]:
+        stats.formats.add("function_graph")
+    if kinds[EV_FUNCTION]:
+        stats.formats.add("function")
+    note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
+    if not used:
+        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
+        raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
+
+
+def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:
+    """Kernel counters, what the file says about itself, what was cut, what was not used."""
+    stats.formats.add("trace.dat")
+    stats.metadata.setdefault("trace.dat", f"version {dat.version}" + (f", {dat.compression}" if dat.compression not in ("", "none") else ""))
+    for key in ("uname", "traceclock", "version"):
+        if key in dat.options:
+            stats.metadata.setdefault(f"trace.dat-{key}", dat.options[key])
+    for cpu, text in dat.cpu_stats.items():
+        counters = {}
+        for line in text.split("\n"):
+            key, _, value = line.partition(":")
+            if key.strip() in KERNEL_STATS_KEYS and value.strip().isdigit():
+                counters[KERNEL_STATS_KEYS[key.strip()]] = int(value)
+        previous = stats.kernel_stats.get(cpu, {})
+        stats.kernel_stats[cpu] = {key: previous.get(key, 0) + value for key, value in counters.items()}
+        from_pages = stats.lost_by_cpu.get(cpu, 0) - lost_before.get(cpu, 0)
+        from_kernel = counters.get("overrun", 0) + counters.get("dropped-events", 0)
+        if from_pages != from_kernel:
+            say(
+                f"{dat.path}: CPU{cpu} lost {from_kernel:,} events by the kernel's counters, {from_pages:,} by the pages' missed-events"
+                " counts (pages overwritten whole carry none); the kernel's count is used"
+            )
+    for problem in damage:
+        warn(f"{dat.path} is damaged or truncated: {problem}; read what came before")
+    if dat.other_buffers:
+        warn(f"{dat.path}: read the top trace instance only, not {', '.join(repr(name) for name in dat.other_buffers)}")
+    if others:
+        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(4))
+        say(f"{dat.path}: {others:,} events not used for calls ({what})")
+
+
+# ============================================================================
 # Calls over time: per-call intervals for the timeline, latency and task views
 # ============================================================================
 # The call tree aggregates; a timeline and a latency distribution need every
@@ -1667,6 +2558,10 @@ class IntervalReader:
     def read(self, paths: list[str]) -> Iterator[CallInterval]:
         for path in paths:
             progress = Progress(f"reading calls of {path}", file_size(path))
+            if is_trace_dat(path):
+                yield from self.trace_dat(path)
+                progress.close()
+                continue
             for batch in read_text_lines(path, progress):
                 for line in batch:
                     yield from self.line(line.rstrip("\r"))
@@ -1697,6 +2592,29 @@ class IntervalReader:
             for task, cpu in self.task_cpu.items():
                 if cpu == lost.group(1):
                     self.open_calls.pop(task, None)
+
+    def trace_dat(self, path: str) -> Iterator[CallInterval]:
+        """The calls of a trace.dat: its events carry a timestamp (ns), the pid and, at the exit, the duration."""
+        with mapped_trace_dat(path) as data:
+            dat = TraceDat(path, data)
+            decoder = EventDecoder(dat)
+            streams = [cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]
+            self.timestamps = True
+            for window in merge_by_time(streams):
+                columns = (window.key.tolist(), window.kind.tolist(), window.code.tolist(), window.ctx.tolist(), window.duration.tolist())
+                for stamp, kind, code, ctx, duration in zip(*columns):
+                    cpu = str(ctx & 0xFFFF)
+                    task = self.pid_task(str(ctx >> 16), cpu)
+                    if kind == EV_FUNCTION:
+                        self.kind = self.kind or "function"
+                        interval = CallInterval(decoder.names[code >> 32][0], task, "", cpu, stamp / 1000, None, 0)
+                    elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
+                        self.kind = "function_graph"
+                        interval = CallInterval(decoder.names[code >> 16][0], task, "", cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                    else:
+                        continue
+                    if self.selection.keeps(interval.task, interval.comm, interval.cpu):
+                        yield interval
 
     @staticmethod
     def pid_task(pid: str, cpu: str | None) -> str:
@@ -1799,14 +2717,12 @@ def selection_of(args: argparse.Namespace) -> TaskSelection:
     return TaskSelection(pids, split_names(args.comm), cpus)
 
 
-
 # ============================================================================
 # Symbol map: function name -> source file(s)
 # ============================================================================
 
 DEFAULT_SYMBOL_MAP = "symbol-filepath.map"
 SYMBOL_MAP_HEADER = "# kernel-magnifier symbol map 1"
-CLONE_SUFFIX = re.compile(r"(?:\.(?:isra|constprop|part|cold|llvm|lto_priv|localalias)(?:\.[0-9a-f]+)*)+$")
 
 
 def add_definitions(files: dict[str, list[str]], name: str, definitions: Iterable[str]) -> None:
@@ -1817,9 +2733,27 @@ def add_definitions(files: dict[str, list[str]], name: str, definitions: Iterabl
             known.append(definition)
 
 
+CLONE_KINDS = frozenset(("isra", "constprop", "part", "cold", "llvm", "lto_priv", "localalias"))
+HEX_PART = re.compile(r"[0-9a-f]+")
+
+
 def base_function_name(name: str) -> str:
-    """`foo.constprop.0.isra.0` -> `foo`: GCC/Clang clones keep the DWARF name of the original."""
-    return CLONE_SUFFIX.sub("", name)
+    """`foo.constprop.0.isra.0` -> `foo`: GCC/Clang clones keep the DWARF name of the original.
+
+    The suffix starts at a clone kind; every later part is a kind or a hex number.
+    Found in one pass from the end: a pattern searched from every dot is quadratic
+    on a hostile name such as ".isra" * 1000.
+    """
+    if "." not in name:
+        return name
+    parts = name.split(".")
+    start = len(parts)
+    for index in range(len(parts) - 1, 0, -1):
+        if parts[index] in CLONE_KINDS:
+            start = index
+        elif not HEX_PART.fullmatch(parts[index]):
+            break
+    return ".".join(parts[:start])
 
 
 class SymbolMap:
@@ -3228,16 +4162,22 @@ def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map
     fmt = os.path.splitext(output)[1].lower().lstrip(".")
     with atomic_output(output) as tmp:
         if fmt == "dot":
-            agraph.write(tmp)
+            with output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(agraph.string())  # pygraphviz's own write ignores a full disk
         else:
-            lay_out_in_child(agraph, tmp, fmt, len(drawing.nodes))
+            lay_out_in_child(agraph, tmp, fmt, len(drawing.nodes), output)
 
 
-def lay_out_in_child(agraph: Any, path: str, fmt: str, nodes: int) -> None:
+CHILD_OS_ERROR = 64  # a layout child's exit code: 64 + errno when writing the file failed
+
+
+def lay_out_in_child(agraph: Any, path: str, fmt: str, nodes: int, output: str) -> None:
     """Run graphviz in a forked child, so Ctrl-C, SIGTERM and the time limit end it at once.
 
     Graphviz is a C library here: while it runs, the interpreter cannot react
     to signals. The parent only waits, and kills the child when asked to stop.
+    The child lays out into memory and writes the file from Python, so a full
+    disk is an error it can report (graphviz's own writer ignores it).
     """
     progress = Progress(f"laying out {plural(nodes, 'function')} with dot", counting=True)
     sys.stderr.flush()
@@ -3248,8 +4188,12 @@ def lay_out_in_child(agraph: Any, path: str, fmt: str, nodes: int) -> None:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             with graphviz_messages_filtered():
-                agraph.draw(path, format=fmt, prog="dot")
+                drawn = agraph.draw(format=fmt, prog="dot")
+            with open(path, "wb") as handle:
+                handle.write(drawn)
             status = 0
+        except OSError as err:
+            status = CHILD_OS_ERROR + min(err.errno or 0, 99)
         except BaseException as err:  # the child must never return into the parent's code
             with contextlib.suppress(Exception):
                 warn(f"graphviz: {err}")
@@ -3276,8 +4220,11 @@ def lay_out_in_child(agraph: Any, path: str, fmt: str, nodes: int) -> None:
         raise
     finally:
         progress.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise UserError(f"graphviz could not draw {path}")
+    code = os.waitstatus_to_exitcode(status)
+    if CHILD_OS_ERROR < code < CHILD_OS_ERROR + 100:
+        raise UserError(f"cannot write {output}: {os.strerror(code - CHILD_OS_ERROR)}")
+    if code != 0:
+        raise UserError(f"graphviz could not draw {output}")
 
 
 GRAPHVIZ_NOISE = re.compile(r"remove_overlap: Graphviz not built with triangulation library|^Fontconfig warning|layout may take a long time")
@@ -3576,7 +4523,7 @@ def write_timeline(views: Views, output: str) -> None:
         json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
-    say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (timestamps have microseconds)")
+    say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (times are rounded, or taken when the exit was written)")
     if size > 200 << 20:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
 
@@ -3688,6 +4635,323 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
     with atomic_output(output) as tmp, output_errors(output):
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
+
+
+# ============================================================================
+# Output: flame graph (HTML)
+# ============================================================================
+# One self-contained page (inline CSS and script, the call tree as embedded
+# JSON, a Content-Security-Policy that forbids any request): it opens offline
+# in any browser. The script zooms, searches, shows tooltips and the callers
+# of a function from the same tree; frames too narrow to see are merged there.
+
+HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are left out, their time stays in their callers
+
+
+def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
+    """A frame's width: its total time (or calls in its subtree), at least the sum of its children.
+
+    A call whose exit was lost has no duration but its callees do: it is
+    drawn at least as wide as they are, so frames always nest.
+    """
+    own: list[float] = list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
+    children_sum = [0.0] * len(tree)
+    for node in reversed(list(tree.walk())):
+        own[node] = max(own[node], children_sum[node])
+        children_sum[tree.parent[node]] += own[node]
+    own[ROOT_NODE] = children_sum[ROOT_NODE]
+    return own
+
+
+def flame_frames(tree: CallTree, weights: list[float], limit: int = HTML_MAX_FRAMES) -> tuple[list[int], int]:
+    """The call paths to embed, parents before children and heaviest first, and how many were left out.
+
+    Beyond `limit` only the heaviest are kept; ties go to the path met first
+    from the root, so a kept path's caller is always kept (it weighs at least
+    as much).
+    """
+    order = [node for node in tree.walk() if weights[node] > 0]
+    keep = set(order)
+    if len(order) > limit:
+        keep = {order[index] for index in sorted(range(len(order)), key=lambda index: (-weights[order[index]], index))[:limit]}
+    kept = [ROOT_NODE]
+    stack = [ROOT_NODE]
+    while stack:
+        kids = sorted((kid for kid in (tree.children[stack.pop()] or {}).values() if kid in keep), key=lambda kid: weights[kid])
+        kept.extend(kids[::-1])
+        stack.extend(kids)
+    return kept, len(order) - len(keep)
+
+
+def flame_data(views: Views) -> dict:
+    """The page's JSON: names, files and the call tree in columns (parent indexes point backwards)."""
+    view = views.view
+    graph = view.graph
+    tree = graph.tree
+    use_time = tree.timed and views.heat.metric != "calls"
+    weights = flame_weights(tree, use_time)
+    frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
+    index = {node: position for position, node in enumerate(frames)}
+    names: dict[str, int] = {}
+    for node in frames[1:]:
+        names.setdefault(tree.function[node] or "", len(names))
+    return {
+        "timed": tree.timed,
+        "weight": "time" if use_time else "calls",
+        "names": list(names),
+        "files": [flame_source(name, view) for name in names],
+        "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
+        "parent": [-1] + [index[tree.parent[node]] for node in frames[1:]],
+        "calls": [sum(tree.calls[node] for node in tree.walk())] + [tree.calls[node] for node in frames[1:]],
+        "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
+        "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
+        "w": [round(weights[node], 3) for node in frames],
+        "left_out_of_file": left_out,
+    }
+
+
+def flame_source(name: str, view: View) -> str:
+    sources = [definition.replace(DEFINITION_SEPARATOR, " (in ") + (")" if DEFINITION_SEPARATOR in definition else "") for definition in view.files.get(name, [])]
+    module = view.graph.modules.get(name)
+    return "; ".join(sources + ([f"[{module}]"] if module else []))
+
+
+def flame_texts(views: Views, data: dict) -> dict[str, str]:
+    """The page's fixed sentences: title, what the width means, lost events, notes."""
+    graph = views.view.graph
+    stats = graph.stats
+    inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
+    if data["weight"] == "time":
+        width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
+    else:
+        why = "--heat calls" if graph.timed else "the trace has no durations"
+        width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
+    if graph.reversed:
+        width += "; this is a --callers view: a frame's callers are below it, and its width is the selected function's share through that chain"
+    lost = stats.lost_events
+    lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
+    notes = list(views.view.notes)
+    if data["left_out_of_file"]:
+        notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
+    return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
+
+
+def flame_page(views: Views) -> str:
+    data = flame_data(views)
+    texts = {key: html.escape(value) for key, value in flame_texts(views, data).items()}
+    page = FLAME_HTML
+    for key, value in texts.items():
+        page = page.replace(f"@{key.upper()}@", value)
+    return page.replace("@DATA@", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
+
+
+def write_flame_html(views: Views, output: str) -> None:
+    """.html: an interactive flame graph of the view's call paths, one self-contained file."""
+    page = flame_page(views)
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
+FLAME_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
+<title>@TITLE@</title>
+<style>
+body{font:13px/1.4 system-ui,sans-serif;margin:12px;color:#222;background:#fff}
+h1{font-size:16px;margin:0 0 4px}
+p{margin:2px 0}
+.lost{color:#b00020;font-weight:600}
+#bar{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:6px 0;padding:4px 0;position:sticky;top:0;background:#fff;z-index:2}
+#search{width:20em}
+#heading{font-weight:600;margin:4px 0}
+#chart{position:relative;width:100%;overflow:hidden}
+.frame{position:absolute;height:17px;box-sizing:border-box;border-right:1px solid #fff;border-bottom:1px solid #fff;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font:11px/16px monospace;padding:0 2px;cursor:pointer;color:#000}
+.frame:hover{outline:1px solid #000;z-index:1}
+.frame.above{opacity:.5}
+.frame.small{background:#d8d8d8;color:#444;font-style:italic}
+.frame.match{background:#d633e0;color:#fff}
+#tip{position:fixed;display:none;max-width:560px;background:#fffff0;border:1px solid #888;padding:4px 6px;font-size:12px;pointer-events:none;z-index:3;box-shadow:2px 2px 6px #0003}
+</style></head><body>
+<h1 id="title">@TITLE@</h1>
+<p id="width">@WIDTH@</p>
+<p id="lost" class="@LOST_CLASS@">@LOST@</p>
+<p id="notes">@NOTES@</p>
+<p id="merged"></p>
+<p>Click a frame to zoom into it, Reset zoom (or Esc) to go back; hover for numbers; search by substring or regular expression; Callers of F shows the call paths that lead to the last clicked function, merged bottom-up.</p>
+<div id="bar"><button id="reset">Reset zoom</button><button id="layout">Flame layout (root at the bottom)</button>
+<button id="callers" disabled>Callers of ...</button><button id="back" hidden>Back to the call tree</button>
+<input id="search" type="search" placeholder="search: substring or regular expression"><span id="matched"></span></div>
+<div id="heading"></div>
+<div id="chart"></div>
+<div id="tip"></div>
+<script type="application/json" id="data">@DATA@</script>
+<script>
+"use strict";
+const D = JSON.parse(document.getElementById("data").textContent);
+const ROW = 18, MIN_SHARE = 0.001;
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
+const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
+const fmtW = (v) => D.weight === "time" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
+
+function makeNode(name, parent, fi) {
+  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, kids: []};
+}
+
+// The call tree from the embedded columns (a parent always comes before its children).
+function callTree() {
+  const nodes = [makeNode("all", null, -1)];
+  nodes[0].root = true;
+  for (let i = 0; i < D.fn.length; i++) {
+    const x = i ? makeNode(D.names[D.fn[i]], nodes[D.parent[i]], D.fn[i]) : nodes[0];
+    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i]});
+    if (i) { x.parent.kids.push(x); nodes.push(x); }
+  }
+  return nodes[0];
+}
+
+// Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
+function callersTree(main, name) {
+  const top = makeNode(name, null, D.names.indexOf(name));
+  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; };
+  const child = (x, c) => {
+    x.index = x.index || new Map();
+    let k = x.index.get(c.name);
+    if (!k) { k = makeNode(c.name, x, c.fi); x.index.set(c.name, k); x.kids.push(k); }
+    return k;
+  };
+  const walk = (x, inside) => {
+    for (const k of x.kids) {
+      const hit = k.name === name;
+      if (hit && !inside) {
+        add(top, k);
+        for (let a = k.parent, at = top; !a.root; a = a.parent) { at = child(at, a); add(at, k); }
+      }
+      walk(k, inside || hit);
+    }
+  };
+  walk(main, false);
+  const sortKids = (x) => { x.kids.sort((a, b) => b.w - a.w); x.kids.forEach(sortKids); };
+  sortKids(top);
+  return top;
+}
+
+function colour(name) {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  h >>>= 0;
+  return `hsl(${h % 50},${80 + (h >> 8) % 16}%,${58 + (h >> 16) % 14}%)`;
+}
+
+const main = callTree();
+const state = {tree: main, zoom: main, flame: false, re: null, selected: null};
+let shown = [];
+
+function render() {
+  const chart = $("chart"), px = chart.clientWidth || 1000, zoom = state.zoom, whole = zoom.w || 1;
+  const boxes = [];
+  let merged = 0, depthMax = 0;
+  const box = (x, depth, left, width, cls) => { boxes.push([x, depth, left, width, cls]); depthMax = Math.max(depthMax, depth); };
+  const above = [];
+  for (let a = zoom.parent; a; a = a.parent) above.unshift(a);
+  above.forEach((a, d) => box(a, d, 0, 1, "above"));
+  const lay = (x, depth, left) => {
+    box(x, depth, left, x.w / whole, "");
+    let at = left;
+    const small = [];
+    for (const k of x.kids) {
+      if (k.w < whole * MIN_SHARE) { small.push(k); continue; }
+      lay(k, depth + 1, at);
+      at += k.w / whole;
+    }
+    if (!small.length) return;
+    merged += small.length;
+    const s = makeNode(`(${small.length} small frame${small.length > 1 ? "s" : ""})`, x, -1);
+    s.small = small;
+    small.forEach((k) => { s.calls += k.calls; s.total += k.total; s.self += k.self; s.w += k.w; });
+    if (s.w * px / whole >= 1) box(s, depth + 1, at, s.w / whole, "small");
+  };
+  lay(zoom, above.length, 0);
+  shown = boxes.map((b) => b[0]);
+  chart.style.height = (depthMax + 1) * ROW + "px";
+  chart.innerHTML = boxes.map(([x, depth, left, width, cls], i) => {
+    const top = (state.flame ? depthMax - depth : depth) * ROW;
+    const hit = state.re && !x.small && !x.root && state.re.test(x.name);
+    const label = width * px > 28 ? esc(x.name) : "";
+    const fill = x.small || hit ? "" : `background:${x.root ? "#e8a33c" : colour(x.name)};`;
+    return `<div class="frame ${cls}${hit ? " match" : ""}" data-i="${i}" data-name="${esc(x.name)}" style="left:${(100 * left).toFixed(4)}%;width:${(100 * width).toFixed(4)}%;top:${top}px;${fill}">${label}</div>`;
+  }).join("");
+  $("merged").textContent = merged ? `${merged.toLocaleString("en")} frames narrower than ${MIN_SHARE * 100}% of the view are merged into grey "(N small frames)" boxes: click one (or zoom) to see them.` : "";
+  const where = zoom.root ? "" : `: zoomed into ${zoom.name} (${pct(zoom.w, state.tree.w)} of the whole)`;
+  $("heading").textContent = (state.tree === main ? `Call tree (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
+  showMatches();
+}
+
+function showMatches() {
+  if (!state.re) { $("matched").textContent = ""; return; }
+  let n = 0, w = 0;
+  const walk = (x, inside) => {
+    const hit = !x.root && state.re.test(x.name);
+    if (hit) { n++; if (!inside) w += x.w; }
+    x.kids.forEach((k) => walk(k, inside || hit));
+  };
+  walk(state.zoom, false);
+  $("matched").textContent = `${n.toLocaleString("en")} matching frames: ${pct(w, state.zoom.w)} of ${state.zoom.root ? "all" : state.zoom.name} (nested matches counted once)`;
+}
+
+function frameOf(event) {
+  const el = event.target.closest(".frame");
+  return el ? shown[+el.dataset.i] : null;
+}
+
+$("chart").addEventListener("click", (event) => {
+  let x = frameOf(event);
+  if (!x) return;
+  if (x.small) x = x.parent;
+  if (!x.root) { state.selected = x.name; $("callers").disabled = false; $("callers").textContent = `Callers of ${x.name}`; }
+  state.zoom = x;
+  render();
+});
+$("chart").addEventListener("mousemove", (event) => {
+  const x = frameOf(event), tip = $("tip");
+  if (!x) { tip.style.display = "none"; return; }
+  const file = x.fi >= 0 ? D.files[x.fi] : "";
+  const rows = [`<b>${esc(x.name)}</b>`];
+  if (x.small) rows.push(esc(x.small.slice(0, 8).map((k) => k.name).join(", ") + (x.small.length > 8 ? ", ..." : "")));
+  if (file) rows.push("source: " + esc(file));
+  rows.push(`calls: ${x.calls.toLocaleString("en")}`);
+  if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
+  tip.innerHTML = rows.join("<br>");
+  tip.style.display = "block";
+  tip.style.left = Math.min(event.clientX + 12, window.innerWidth - tip.offsetWidth - 4) + "px";
+  tip.style.top = event.clientY + 14 + "px";
+});
+$("chart").addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
+$("reset").addEventListener("click", () => { state.zoom = state.tree; render(); });
+document.addEventListener("keydown", (event) => { if (event.key === "Escape") { state.zoom = state.tree; render(); } });
+$("layout").addEventListener("click", () => {
+  state.flame = !state.flame;
+  $("layout").textContent = state.flame ? "Icicle layout (root at the top)" : "Flame layout (root at the bottom)";
+  render();
+});
+$("callers").addEventListener("click", () => {
+  state.tree = state.zoom = callersTree(main, state.selected);
+  $("back").hidden = false;
+  render();
+});
+$("back").addEventListener("click", () => { state.tree = state.zoom = main; $("back").hidden = true; render(); });
+$("search").addEventListener("input", (event) => {
+  const text = event.target.value;
+  try { state.re = text ? new RegExp(text) : null; } catch (error) { state.re = new RegExp(text.replace(/[.*+?^${}()|[\\]\\\\]/g, "\\\\$&")); }
+  render();
+});
+window.addEventListener("resize", render);
+render();
+</script>
+</body></html>
+"""
 
 
 # ============================================================================
@@ -3803,6 +5067,7 @@ OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
     (".svg", draw_call_graph),
     (".png", draw_call_graph),
     (".dot", draw_call_graph),
+    (".html", write_flame_html),
 ]
 
 

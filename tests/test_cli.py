@@ -98,9 +98,9 @@ def test_binary_garbage(tmp_path):
     assert_one_line_error(run_cli("visualize", "-i", "garbage.bin", cwd=tmp_path), "binary data, not ftrace text")
 
 
-def test_trace_cmd_binary_file_gets_a_hint(tmp_path):
+def test_trace_cmd_file_cut_after_its_magic(tmp_path):
     (tmp_path / "trace.dat").write_bytes(b"\x17\x08\x44tracing6\x00" + b"\x00" * 100)
-    assert_one_line_error(run_cli("visualize", "-i", "trace.dat", cwd=tmp_path), "trace-cmd report")
+    assert_one_line_error(run_cli("visualize", "-i", "trace.dat", cwd=tmp_path), "trace.dat is a damaged trace.dat")
 
 
 def test_text_that_is_not_a_trace(tmp_path):

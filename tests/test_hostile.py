@@ -11,6 +11,7 @@ import gzip
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -293,10 +294,10 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
-@pytest.mark.parametrize("option", ["-o", "--chart"])
-def test_full_disk_is_one_line_naming_the_output(tmp_path, full_disk, option):
-    target = full_disk / ("graph.json" if option == "-o" else "chart.png")
-    args = ["-o", str(target), "--chart", ""] if option == "-o" else ["-o", "graph.json", "--chart", str(target)]
+@pytest.mark.parametrize("name", ["graph.json", "graph.dot", "graph.svg", "stacks.folded", "chart.png"])
+def test_full_disk_is_one_line_naming_the_output(tmp_path, full_disk, name):
+    target = full_disk / name
+    args = ["-o", "graph.json", "--chart", str(target)] if name == "chart.png" else ["-o", str(target), "--chart", ""]
     result = run_cli("visualize", "-i", str(SMALL_TRACE), *args, cwd=tmp_path)
     assert_one_line_error(result, f"cannot write {target}: No space left on device")
     assert result.returncode == 1
@@ -390,3 +391,32 @@ def test_utf8_bom_is_accepted(tmp_path):
 def test_mostly_control_bytes_is_still_binary(tmp_path):
     (tmp_path / "t.txt").write_bytes(("\n".join(HEAD) + "\n").encode()[:2000] + b"\x01\x02\x00" * 10)
     assert_one_line_error(run_cli("visualize", "-i", "t.txt", cwd=tmp_path), "binary data, not ftrace text")
+
+
+# -- names and outputs outside visualize -------------------------------------------
+
+CLONE_SUFFIX = re.compile(r"(?:\.(?:isra|constprop|part|cold|llvm|lto_priv|localalias)(?:\.[0-9a-f]+)*)+$")  # the former rule
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["foo", "foo.constprop.0.isra.0", "foo.0.isra.0", "foo..isra", "foo.cold", "foo.llvm.123abc", "foo.lto_priv.0",
+     "foo.isra.x", "foo.isra.0.x", "a.b.part.1", ".isra", "foo.isra.0.cold.1.localalias", "foo.ISRA.0", "foo.part.0.0.0"],
+)
+def test_clone_suffix_is_stripped_as_before(name):
+    assert load_module().base_function_name(name) == CLONE_SUFFIX.sub("", name)
+
+
+def test_clone_suffix_of_a_hostile_name_costs_linear_time():
+    km = load_module()
+    started = time.perf_counter()
+    assert km.base_function_name("f" + ".isra" * 100_000 + "x") == "f" + ".isra" * 100_000 + "x"
+    assert km.base_function_name("f" + ".isra.0" * 100_000) == "f"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_symbol_map_output_that_is_the_kernel_image_is_refused(tmp_path):
+    (tmp_path / "vmlinux").write_bytes(b"\x7fELF not really")
+    result = run_cli("generate-symbol-map", "-k", "vmlinux", "-o", "vmlinux", cwd=tmp_path)
+    assert_one_line_error(result, "cannot write vmlinux: it is also the input vmlinux")
+    assert (tmp_path / "vmlinux").read_bytes() == b"\x7fELF not really"

@@ -119,3 +119,23 @@ def test_task_and_cpu_selection(tmp_path):
     assert result.returncode == 0, result.stderr
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert_one_line_error(run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--cpu", "x"), "--cpu x")
+
+
+def test_timeline_and_latency_of_a_trace_dat_match_trace_cmd_report(tmp_path):
+    import lzma
+
+    from test_tracedat import report_text
+
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / "trace-cmd" / "trace-v6.dat.xz").read_bytes()))
+    report = report_text(tmp_path, trace).read_text().splitlines()
+    with_duration = [line for line in report if re.search(r"funcgraph_(entry|exit): +[+!#*@$]? ?[\d.]+ us +\|", line)]
+    out = tmp_path / "t.trace.json"
+    result = run_cli("visualize", "-i", str(trace), "-o", str(out), "--chart", "", "--latency", "tcp_sendmsg", "--latency-chart", str(tmp_path / "l.png"))
+    assert result.returncode == 0, result.stderr
+    events = [event for event in json.loads(out.read_text())["traceEvents"] if event["ph"] == "X"]
+    assert len(events) == len(with_duration)
+    sends = [float(re.search(r"([\d.]+) us", line).group(1)) for line in with_duration if line.rstrip().endswith(("} /* tcp_sendmsg */", "tcp_sendmsg();"))]
+    p50 = numpy.percentile(sends, 50)
+    shown = f"{p50 / 1000:.2f} ms" if p50 >= 1000 else f"{p50:.1f} us"
+    assert f"latency of tcp_sendmsg: {len(sends):,} calls, p50 {shown}" in result.stdout

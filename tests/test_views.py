@@ -303,3 +303,10 @@ def test_path_filter_matches_module_functions_by_their_module(tmp_path):
     names = set(nodes_by_name(graph))
     assert expected <= names  # module functions have no file in a vmlinux map: they match by [9pnet]
     assert all(node.get("module", "").startswith("9pnet") or any("9pnet" in f for f in node["files"]) for node in graph["nodes"])
+
+
+def test_no_negative_self_time_on_the_newer_kernel(tmp_path):
+    # on 7.3, children's printed durations can add up to more than their caller's (vm_normal_page, tcp_current_mss)
+    graph = graph_json(tmp_path, DATA / "fg-newer-kernel" / "trace-default.txt.xz")
+    assert all(node["self_time_us"] >= 0 for node in graph["nodes"])
+    assert all(node["self_time_us"] is None or node["self_time_us"] >= 0 for node in graph["call_tree"])

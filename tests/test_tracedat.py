@@ -1,0 +1,153 @@
+"""visualize reads trace-cmd's binary trace.dat (file versions 6 and 7) as trace-cmd report reads it.
+
+The samples are a real `trace-cmd record -p function_graph` recording (trace-cmd
+3.1.6, Debian 6.1 kernel under QEMU), cut to its first 120 pages per CPU by
+`trace-cmd split -p 120 -c` (version 7, zstd, as trace-cmd writes by default)
+and converted by `trace-cmd convert --file-version 6 --compression none`.
+The expected values come from trace-cmd itself: its report text (run here when
+trace-cmd is installed, else the bundled report of the same file) read by the
+text parser and by a plain split of its lines.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
+
+SAMPLES = DATA / "trace-cmd"
+VERSIONS = {"v7-zstd": "trace-v7-zstd.dat.xz", "v6": "trace-v6.dat.xz"}
+
+
+def unpacked(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name.removesuffix(".xz")
+    target.write_bytes(lzma.decompress((SAMPLES / name).read_bytes()))
+    return target
+
+
+def report_text(tmp_path: Path, trace: Path) -> Path:
+    """trace-cmd report of the file, with exit names (fgraph:tailprint) as our decoder gives them."""
+    report = tmp_path / "report.txt"
+    if shutil.which("trace-cmd"):
+        with report.open("w") as out:
+            subprocess.run(["trace-cmd", "report", "-O", "fgraph:tailprint=1", "-i", str(trace)], stdout=out, check=True, timeout=120)
+    else:
+        report.write_bytes(lzma.decompress((SAMPLES / "report-tailprint.txt.xz").read_bytes()))
+    return report
+
+
+def times(graph: dict) -> dict[str, tuple[int, float, float]]:
+    return {node["name"]: (node["calls"], node["total_time_us"], node["self_time_us"]) for node in graph["nodes"]}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_trace_dat_gives_the_calls_edges_and_times_of_trace_cmd_report(tmp_path, version):
+    trace = unpacked(tmp_path, VERSIONS[version])
+    from_text = graph_json(tmp_path, report_text(tmp_path, trace))
+    from_binary = graph_json(tmp_path, trace)
+    assert edges_by_pair(from_binary) == edges_by_pair(from_text)
+    text_times, binary_times = times(from_text), times(from_binary)
+    assert text_times.keys() == binary_times.keys()
+    for name, (calls, total, own) in text_times.items():
+        assert binary_times[name][0] == calls, name
+        # report prints durations to the ns; the decoder subtracts the ns stamps itself
+        assert binary_times[name][1] == pytest.approx(total, abs=0.01), name
+        assert binary_times[name][2] == pytest.approx(own, abs=0.01), name
+    for key in ("events", "orphan_exits", "calls_without_caller", "lost_events_per_cpu", "lost_unknown_count_lines"):
+        assert from_binary["stats"][key] == from_text["stats"][key], key
+    assert from_binary["stats"]["formats"] == ["function_graph", "trace.dat"]
+
+
+def events_in_report(lines: list[str]) -> int:
+    """Ring-buffer events in trace-cmd report text: a leaf line is an entry and its exit."""
+    events = 0
+    for line in lines:
+        if " funcgraph_entry: " in line:
+            events += 2 if line.rstrip().endswith(");") else 1
+        elif " funcgraph_exit: " in line:
+            events += 1
+    return events
+
+
+def test_events_and_lost_events_are_what_trace_cmd_prints(tmp_path):
+    trace = unpacked(tmp_path, VERSIONS["v7-zstd"])
+    lines = report_text(tmp_path, trace).read_text().split("\n")
+    dropped_lines = 0
+    dropped: dict[str, int] = {}
+    unknown: dict[str, int] = {}
+    for line in lines:
+        if "EVENTS DROPPED]" in line:
+            dropped_lines += 1
+            cpu, count = re.match(r"CPU:(\d+) \[(\d*) ?EVENTS DROPPED\]", line).groups()
+            if count:
+                dropped[cpu] = dropped.get(cpu, 0) + int(count)
+            else:
+                unknown[cpu] = unknown.get(cpu, 0) + 1
+    graph = graph_json(tmp_path, trace)
+    assert graph["stats"]["events"] == events_in_report(lines) > 10_000
+    assert dropped_lines > 10
+    assert graph["stats"]["lost_events_per_cpu"] == dropped
+    assert graph["stats"]["lost_unknown_count_lines"] == unknown
+
+
+def test_version_7_inside_xz_and_version_6_of_one_recording_agree(tmp_path):
+    v7 = graph_json(tmp_path, SAMPLES / VERSIONS["v7-zstd"])  # read through .xz, as a user may keep it
+    v6 = graph_json(tmp_path, unpacked(tmp_path, VERSIONS["v6"]))
+    assert edges_by_pair(v7) == edges_by_pair(v6)
+    assert v7["stats"]["events"] == v6["stats"]["events"]
+    assert v7["stats"]["metadata"]["trace.dat"] == "version 7, zstd"
+    assert v6["stats"]["metadata"]["trace.dat"] == "version 6"
+
+
+def test_v6_cut_in_its_pages_is_a_counted_partial_read(tmp_path):
+    whole = unpacked(tmp_path, VERSIONS["v6"])
+    complete = events_in_report(lzma.decompress((SAMPLES / "report-tailprint.txt.xz").read_bytes()).decode().split("\n"))
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size - 300_000])
+    result = run_cli("visualize", "-i", "cut.dat", "-o", "cut.json", "--chart", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cut.dat is damaged or truncated: CPU1's data is cut at" in result.stderr
+    partial = json.loads((tmp_path / "cut.json").read_text())
+    assert 0 < partial["stats"]["events"] < complete
+
+
+@pytest.mark.parametrize(("version", "keep"), [("v6", 4000), ("v6", 3_000_000), ("v7-zstd", 600_000), ("v7-zstd", 1_200_000)])
+def test_trace_dat_cut_before_its_data_is_a_one_line_error(tmp_path, version, keep):
+    whole = unpacked(tmp_path, VERSIONS[version]).read_bytes()
+    (tmp_path / "cut.dat").write_bytes(whole[:keep])
+    result = run_cli("visualize", "-i", "cut.dat", "-o", "out.json", "--chart", "", cwd=tmp_path)
+    assert_one_line_error(result, "cut.dat is a truncated or damaged trace.dat")
+
+
+def test_damaged_pages_never_crash(tmp_path):
+    """Bytes overwritten in the page data: the decoder reads what it can, never an internal error."""
+    whole = bytearray(unpacked(tmp_path, VERSIONS["v6"]).read_bytes())
+    data_start = len(whole) - 2 * 120 * 4096
+    for offset in range(data_start + 100, len(whole), 7919):
+        whole[offset : offset + 16] = b"\xff" * 16
+    (tmp_path / "damaged.dat").write_bytes(bytes(whole))
+    result = run_cli("visualize", "-i", "damaged.dat", "-o", "out.json", "--chart", "", cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0 or result.stderr.startswith("kernel-magnifier: error: ")
+
+
+def test_zstd_trace_dat_without_the_zstandard_package_is_a_one_line_error_mocked(tmp_path):
+    """Mocked: a `zstandard` module that fails to import stands in for a machine without the package."""
+    hidden = tmp_path / "no-zstandard"
+    hidden.mkdir()
+    (hidden / "zstandard.py").write_text("raise ImportError('mocked: no zstandard here')\n")
+    trace = unpacked(tmp_path, VERSIONS["v7-zstd"])
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", "out.json", "--chart", ""],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hidden)},
+    )
+    assert_one_line_error(result, "is compressed with zstd: install the Python package 'zstandard'")
