@@ -1359,10 +1359,11 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     if selection:
         parser.line_filter = IntervalReader(selection).selected
     parser.parse_file(path)
-    parser.finish()
     tree = graph.tree
+    self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
+    parser.finish()
     return {
-        "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
+        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed),
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
@@ -1409,6 +1410,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
             if status == "error":
                 raise UserError(result)
             add_parsed_input(graph, result)
+            TraceParser(graph).finish()  # what ends each input in the sequential loop: no negative self time in the sum
             check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
     finally:
         for pid, _ in children:
@@ -1436,11 +1438,12 @@ def add_parsed_input(graph: CallGraph, result: dict) -> None:
             work.extend((kid, tree.child(target, name)) for name, kid in kids.items())
     tree.timed = tree.timed or timed
     graph.modules.update(result["modules"])
-    add_parsed_stats(graph.stats, result["stats"], result["lines"])
+    add_parsed_stats(graph.stats, result["stats"])
 
 
-def add_parsed_stats(stats: TraceStats, parsed: dict, lines: int) -> None:
-    stats.lines = lines  # as the sequential loop: each input's parser sets it
+def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
+    if parsed["lines"]:
+        stats.lines = parsed["lines"]  # as the sequential loop: each text input's parser sets it (a trace.dat does not)
     stats.events += parsed["events"]
     stats.unparsed_lines += parsed["unparsed_lines"]
     if not stats.unparsed_example:
@@ -1488,8 +1491,8 @@ def split_seam(path: str, selection: TaskSelection | None) -> int:
     try:
         share = float(os.environ.get(SPLIT_AT_ENV, "0.5"))
         with open(path, "rb") as raw:
-            if raw.peek(len(XZ_MAGIC))[: len(XZ_MAGIC)].startswith((GZIP_MAGIC, XZ_MAGIC)):
-                return 0  # compressed: no byte ranges
+            if raw.peek(16)[:16].startswith((GZIP_MAGIC, XZ_MAGIC, TRACE_CMD_MAGIC)):
+                return 0  # compressed (no byte ranges) or a binary trace.dat
             raw.seek(max(1, min(int(size * share), size - 1)) - 1)
             raw.readline()  # the seam follows a newline
             seam = raw.tell()

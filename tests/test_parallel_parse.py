@@ -20,7 +20,7 @@ def is_trace(path: Path) -> bool:
     """The recordings in tests/data (not the symbol maps, kernel counters, notes)."""
     if path.parent.name == "catalogue":
         return path.suffix == ".txt"
-    return path.name.endswith((".txt.xz", ".data.xz")) and "symbol" not in path.name and path.parent != DATA
+    return path.name.endswith((".txt.xz", ".data.xz", ".dat.xz")) and "symbol" not in path.name and path.parent != DATA
 
 
 TRACES = sorted(str(path) for path in DATA.rglob("*") if path.is_file() and is_trace(path))
@@ -122,6 +122,8 @@ def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
         assert parse(km, monkeypatch, [plain], 2) == sequential, seam
     if "function-tracer/trace" in trace or "function-variants" in trace:
         assert any(kept), kept  # function tracer lines: the child's half is used (unless a LOST line follows the seam)
+    if trace.endswith(".dat.xz"):
+        assert not kept  # binary: no byte ranges
     if "fg-" in trace and "function" not in trace:
         assert kept and not any(kept), kept  # open call stacks at the seam: the parent parses it all
 
