@@ -35,6 +35,7 @@ import json
 import lzma
 import math
 import os
+import pickle
 import re
 import signal
 import stat
@@ -518,21 +519,24 @@ def read_failure(stream: IO[bytes], err: BaseException) -> str:
     return getattr(err, "strerror", None) or detail
 
 
-def read_text_lines(path: str, progress: Progress | None = None) -> Iterator[list[str]]:
+def read_text_lines(path: str, progress: Progress | None = None, start: int = 0, end: int | None = None) -> Iterator[list[str]]:
     """Yield the file's lines in batches, streaming with bounded memory.
 
     A line that cannot be trace text comes as a DamagedLines batch of its own, cut
     to its head: the parser counts it as not understood; a line longer than
-    MAX_LINE_LENGTH is never held whole.
+    MAX_LINE_LENGTH is never held whole. `start`/`end`: only these bytes of a
+    plain (uncompressed) file, `start` at the beginning of a line.
     """
     stream, raw = open_binary(path)
     with raw, stream:
         carry = b""
         dropping = False  # inside a line longer than MAX_LINE_LENGTH: skip to its end
-        first = True
+        first = start == 0
+        if start:
+            raw.seek(start)
         while True:
             try:
-                block = stream.read(CHUNK_BYTES)
+                block = stream.read(CHUNK_BYTES if end is None else max(0, min(CHUNK_BYTES, end - raw.tell())))
             except READ_ERRORS as err:
                 raise UserError(f"{path}: {read_failure(stream, err)}") from err
             if first:
@@ -659,6 +663,8 @@ LOST_REPEAT_WINDOW = 8
 BODY_CACHE_LIMIT = 200_000
 CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
 MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
+BAD_DURATION, NOT_DURATION = -1.0, -2.0  # duration_field() results that are no duration
+UNKNOWN_FIELD = object()  # a duration field not in the cache yet
 
 
 # An open function_graph call on a task's stack is a list (cheaper than an object
@@ -693,6 +699,8 @@ class TraceParser:
         self.body_cache: dict[str, tuple | None] = {}
         self.context_cache: dict[str, tuple | bool] = {}
         self.function_cache: dict[str, tuple | bool] = {}
+        self.call_nodes: dict[str, int] = {}  # function tracer text after the timestamp -> call-tree node
+        self.duration_cache: dict[str, float | None] = {}  # function_graph duration column -> duration_field()
         self.last_lost: dict[str, tuple[int, int, tuple[int, int, int]]] = {}  # cpu -> (count, line number, event mark)
         self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
         self.entries = self.leaves = self.exits = self.function_lines = 0
@@ -731,13 +739,30 @@ class TraceParser:
         line (split at its last "|  ": fixed 14-column duration field before it,
         the CPU/task columns before that) and a function tracer line (split at
         "] " and ": "). Everything else goes to classify_slow().
+
+        The commonest events are applied right here, without a method call: an
+        entry or leaf whose caller is the open call one level up (with a known
+        call-tree child), an exit that closes the open call at its depth, and a
+        function tracer line seen before. Anything else (a new path, a lost exit,
+        pending callers, interrupts) goes to graph_event() / function_call(),
+        which do the same and more; the shortcuts change nothing they would not.
         """
         body_cache = self.body_cache
         context_cache = self.context_cache
         function_cache = self.function_cache
+        call_nodes = self.call_nodes
+        duration_cache = self.duration_cache
         graph_event = self.graph_event
         function_call = self.function_call
         classify_slow = self.classify_slow
+        tasks = self.tasks
+        cpu_task = self.cpu_task
+        children = self.tree.children
+        total_us = self.tree.total_us
+        self_us = self.tree.self_us
+        modules = self.graph.modules
+        add_call = self.called.append
+        entries = leaves = exits = function_lines = 0
         line_no = self.line_no
         for line in lines:
             line_no += 1
@@ -758,37 +783,119 @@ class TraceParser:
                             context = self.graph_context(columns)
                     if context:
                         field = line[sep - 14 : sep]
-                        unit = field.find(" us")
-                        if unit > 2:
-                            try:
-                                duration = float(field[2:unit])
-                            except ValueError:
-                                duration = -1.0
-                            if 0.0 <= duration < MAX_DURATION_US:  # also False for nan
-                                graph_event(parsed, context, duration)
-                                continue
+                        duration = duration_cache.get(field, UNKNOWN_FIELD)
+                        if duration is UNKNOWN_FIELD:
+                            duration = self.duration_field(field)
+                        if duration is not None and duration < 0.0:
                             self.line_no = line_no
-                            self.stats.note_unparsed(line, f"{self.where}:{line_no}")
+                            self.entries, self.leaves, self.exits, self.function_lines = (
+                                self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
+                            entries = leaves = exits = function_lines = 0  # the slow path may need them (event_mark)
+                            if duration == BAD_DURATION:
+                                self.stats.note_unparsed(line, f"{self.where}:{line_no}")
+                            else:
+                                classify_slow(line.rstrip("\r"))
                             continue
-                        if field.isspace():
-                            graph_event(parsed, context, None)
-                            continue
+                        kind, depth, name, module = parsed
+                        cpu, key, irq = context
+                        state = tasks.get(key if key is not None else cpu_task.get(cpu))
+                        if state is not None and state.stack:
+                            stack = state.stack
+                            if kind == EXIT:
+                                top = stack[-1]
+                                if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
+                                    state.cpu = cpu
+                                    stack.pop()
+                                    exits += 1
+                                    if duration is not None:
+                                        node = top[FRAME_NODE]
+                                        total_us[node] += duration
+                                        self_us[node] += duration - top[FRAME_CHILD_US]
+                                        if stack and stack[-1][FRAME_DEPTH] == depth - 1:
+                                            stack[-1][FRAME_CHILD_US] += duration
+                                    continue
+                            elif kind != COMMENT:
+                                while stack and stack[-1][FRAME_DEPTH] >= depth:
+                                    stack.pop()  # its exit was lost (graph_event would pop the same)
+                                if stack and not state.irq_entry and not (state.pending and state.pending[-1][0] >= depth):
+                                    parent = stack[-1]
+                                    if parent[FRAME_DEPTH] == depth - 1 and (irq == parent[FRAME_IRQ] or irq == "" or irq == "."):
+                                        kids = children[parent[FRAME_NODE]]
+                                        node = kids.get(name) if kids is not None else None
+                                        if node is not None:
+                                            state.cpu = cpu
+                                            add_call(node)
+                                            if module:
+                                                modules[name] = module
+                                            if kind == ENTRY:
+                                                entries += 1
+                                                stack.append([name, depth, 0.0, irq, node])
+                                            else:
+                                                leaves += 1
+                                                if duration is not None:
+                                                    total_us[node] += duration
+                                                    self_us[node] += duration
+                                                    parent[FRAME_CHILD_US] += duration
+                                            continue
+                        graph_event(parsed, context, duration)
+                        continue
             elif sep < 0:
                 close = line.find("] ")
                 if close > 0:
                     colon = line.find(": ", close)
                     if colon > 0 and line[colon - 1].isdigit():
-                        call = function_cache.get(line[colon + 2 :])
+                        text = line[colon + 2 :]
+                        node = call_nodes.get(text)
+                        if node is not None:
+                            add_call(node)
+                            function_lines += 1
+                            continue
+                        call = function_cache.get(text)
                         if call is None:
-                            call = self.classify_function_body(line[colon + 2 :])
+                            call = self.classify_function_body(text)
                         if call:
                             function_call(call)
+                            if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
+                                if len(call_nodes) >= BODY_CACHE_LIMIT:
+                                    call_nodes.clear()
+                                call_nodes[text] = self.function_nodes[call]
                             continue
             self.line_no = line_no
+            if entries or leaves or exits or function_lines:  # a LOST line's event_mark() counts them
+                self.entries, self.leaves, self.exits, self.function_lines = (
+                    self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
+                entries = leaves = exits = function_lines = 0
             classify_slow(line.rstrip("\r"))
         self.line_no = line_no
         self.stats.lines = line_no
+        self.entries += entries
+        self.leaves += leaves
+        self.exits += exits
+        self.function_lines += function_lines
         self.flush_counts()
+
+    def duration_field(self, field: str) -> float | None:
+        """The 14-column duration field of a function_graph line: us, None if blank; cached.
+
+        BAD_DURATION for a duration that is not a finite time (the line is not
+        understood), NOT_DURATION for anything else (the line takes the slow path).
+        """
+        unit = field.find(" us")
+        if unit > 2:
+            try:
+                duration = float(field[2:unit])
+            except ValueError:
+                duration = BAD_DURATION
+            if not 0.0 <= duration < MAX_DURATION_US:  # also True for nan
+                duration = BAD_DURATION
+        elif field.isspace():
+            duration = None
+        else:
+            duration = NOT_DURATION
+        if len(self.duration_cache) >= BODY_CACHE_LIMIT:
+            self.duration_cache.clear()
+        self.duration_cache[field] = duration
+        return duration
 
     def graph_context(self, context: str) -> tuple | bool:
         """(cpu, task key or None, irq flag) from the columns before the duration; cached."""
@@ -1221,6 +1328,8 @@ def task_key(pid: str | None, cpu: str | None) -> object:
 
 def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> CallGraph:
     """Parse every input into one call tree; with a selection, only the lines of those tasks and CPUs."""
+    if parallel_inputs(paths):
+        return parse_inputs_in_parallel(paths, selection)
     graph = CallGraph()
     for path in paths:
         size = file_size(path)
@@ -1234,19 +1343,317 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         formats_before, stats.formats = stats.formats, set()
         example_before = (stats.unparsed_example, stats.unparsed_example_where)
         stats.unparsed_example = ""
-        parser.parse_file(path, progress)
+        seam = split_seam(path, selection) if len(paths) == 1 else 0
+        if seam:
+            parse_file_in_halves(parser, path, seam, progress)
+        else:
+            parser.parse_file(path, progress)
         parser.finish()
         progress.close()
         file_formats, file_example = stats.formats, stats.unparsed_example
         stats.formats = formats_before | file_formats
         if example_before[0]:
             stats.unparsed_example, stats.unparsed_example_where = example_before
-        if parser.line_no == 0:
-            raise UserError(f"{path} is empty: nothing was recorded")
-        if not file_formats.intersection({"function_graph", "function", "trace-cmd report"}):
-            example = file_example or "(only comment lines)"
-            raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
+        check_parsed_input(path, parser.line_no, file_formats, file_example)
     return derive_graph(graph.tree, graph.stats, graph.modules)
+
+
+def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
+    if lines == 0:
+        raise UserError(f"{path} is empty: nothing was recorded")
+    if not formats.intersection({"function_graph", "function", "trace-cmd report"}):
+        example = example or "(only comment lines)"
+        raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
+
+
+# -- several inputs (-i repeated): one process per core ------------------------
+#
+# Inputs share nothing while they are parsed but the call tree and the counters
+# (each has its own parser: open calls, caches, CPU-to-task map), so each can be
+# parsed in a child process into a call tree of its own; the parent adds the
+# trees and counters together in input order, as the sequential loop would.
+
+PARALLEL_MIN_BYTES = 16 << 20  # below this (all inputs together) forking costs more than it saves
+PARSE_PROCESSES_ENV = "KM_PARSE_PROCESSES"  # a number of processes; 1 turns the parallel parse off
+
+
+def parse_processes() -> int:
+    wanted = os.environ.get(PARSE_PROCESSES_ENV, "")
+    if wanted.isdigit() and 0 < int(wanted) < 64:
+        return int(wanted)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def parallel_inputs(paths: list[str]) -> bool:
+    """Parse several inputs in child processes: with fork, 2+ cores and enough bytes (or the variable forcing it)."""
+    if len(paths) < 2 or not hasattr(os, "fork") or parse_processes() < 2:
+        return False
+    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
+        return True
+    return sum(file_size(path) or 0 for path in paths) >= PARALLEL_MIN_BYTES
+
+
+def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
+    """One input parsed on its own, as plain data for the parent: the tree, the counters, the per-input checks."""
+    graph = CallGraph()
+    parser = TraceParser(graph)
+    if selection:
+        parser.line_filter = IntervalReader(selection).selected
+    parser.parse_file(path)
+    tree = graph.tree
+    self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
+    parser.finish()
+    return {
+        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed),
+        "stats": vars(graph.stats),
+        "modules": graph.modules,
+        "lines": parser.line_no,
+    }
+
+
+def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[int, int]:
+    """Fork a child that parses `paths` in turn and pickles one result (or error) per input to a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 0
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: just end
+        with os.fdopen(write_end, "wb") as pipe:
+            for path in paths:
+                try:
+                    result: tuple = ("ok", parse_one_input(path, selection))
+                except UserError as err:
+                    result = ("error", str(err))
+                pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                if result[0] == "error":
+                    break
+    except BaseException:  # the parent sees the missing result and says so
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) -> CallGraph:
+    workers = min(parse_processes(), len(paths))
+    children = [parse_in_child(paths[first::workers], selection) for first in range(workers)]
+    pipes = [os.fdopen(read_end, "rb") for _, read_end in children]
+    graph = CallGraph()
+    try:
+        for index, path in enumerate(paths):
+            try:
+                status, result = pickle.load(pipes[index % workers])
+            except (EOFError, pickle.UnpicklingError):
+                raise UserError(f"parsing {path} failed in its child process (out of memory?)") from None
+            if status == "error":
+                raise UserError(result)
+            add_parsed_input(graph, result)
+            TraceParser(graph).finish()  # what ends each input in the sequential loop: no negative self time in the sum
+            check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
+    finally:
+        for pid, _ in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+        for pipe in pipes:
+            pipe.close()
+    return derive_graph(graph.tree, graph.stats, graph.modules)
+
+
+def add_parsed_input(graph: CallGraph, result: dict) -> None:
+    """Add one input's tree and counters to the aggregate, exactly as the sequential loop accumulates them."""
+    calls, total_us, self_us, children, timed = result["tree"]
+    tree = graph.tree
+    work = [(ROOT_NODE, ROOT_NODE)]
+    while work:
+        source, target = work.pop()
+        tree.calls[target] += calls[source]
+        tree.total_us[target] += total_us[source]
+        tree.self_us[target] += self_us[source]
+        kids = children[source]
+        if kids:
+            work.extend((kid, tree.child(target, name)) for name, kid in kids.items())
+    tree.timed = tree.timed or timed
+    graph.modules.update(result["modules"])
+    add_parsed_stats(graph.stats, result["stats"])
+
+
+def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
+    if parsed["lines"]:
+        stats.lines = parsed["lines"]  # as the sequential loop: each text input's parser sets it (a trace.dat does not)
+    stats.events += parsed["events"]
+    stats.unparsed_lines += parsed["unparsed_lines"]
+    if not stats.unparsed_example:
+        stats.unparsed_example, stats.unparsed_example_where = parsed["unparsed_example"], parsed["unparsed_example_where"]
+    for mine, theirs in ((stats.lost_by_cpu, parsed["lost_by_cpu"]), (stats.lost_unknown_count, parsed["lost_unknown_count"])):
+        for cpu, count in theirs.items():
+            mine[cpu] = mine.get(cpu, 0) + count
+    stats.duplicate_lost_lines += parsed["duplicate_lost_lines"]
+    stats.orphan_exits += parsed["orphan_exits"]
+    stats.calls_without_caller += parsed["calls_without_caller"]
+    for cpu, counters in parsed["kernel_stats"].items():
+        previous = stats.kernel_stats.get(cpu, {})
+        stats.kernel_stats[cpu] = {k: previous.get(k, 0) + v for k, v in counters.items()}
+    for key, value in parsed["metadata"].items():
+        stats.metadata.setdefault(key, value)
+    stats.formats |= parsed["formats"]
+    stats.inputs.extend(parsed["inputs"])
+
+
+# -- one large plain input: its second half in a child process ------------------
+#
+# Lines of the function tracer carry their call and caller themselves: a range of
+# them parses the same whatever came before, given its first line number. The
+# child parses the second half of the file on its own and stops as soon as it
+# meets a line that needs the state of earlier lines (a function_graph event, a
+# context switch, an interrupt arrow, kernel counters, a LOST line right after
+# the seam, which may repeat one before it): then the
+# parent parses that half itself, as the sequential loop would. Open function_graph
+# call stacks are not stitched across the seam (not done yet), so function_graph
+# traces always take the sequential path, after the child gives up on them.
+
+SPLIT_MIN_BYTES = 64 << 20
+SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as a share of the file (tests cut small files anywhere)
+
+
+def split_seam(path: str, selection: TaskSelection | None) -> int:
+    """The byte where the second half starts (a line start), or 0 for no split."""
+    wanted = os.environ.get(PARSE_PROCESSES_ENV, "")
+    forced = wanted.isdigit()
+    if selection or not hasattr(os, "fork") or parse_processes() < 2:
+        return 0
+    size = file_size(path) or 0
+    if size < SPLIT_MIN_BYTES and not forced:
+        return 0
+    try:
+        share = float(os.environ.get(SPLIT_AT_ENV, "0.5"))
+        with open(path, "rb") as raw:
+            if raw.peek(16)[:16].startswith((GZIP_MAGIC, XZ_MAGIC, TRACE_CMD_MAGIC)):
+                return 0  # compressed (no byte ranges) or a binary trace.dat
+            raw.seek(max(1, min(int(size * share), size - 1)) - 1)
+            raw.readline()  # the seam follows a newline
+            seam = raw.tell()
+    except (OSError, ValueError):
+        return 0
+    return seam if 0 < seam < size else 0
+
+
+def independent_so_far(parser: TraceParser) -> bool:
+    """No line parsed yet that depends on, or changes, state earlier lines of the file would hold.
+
+    A LOST line is independent but within LOST_REPEAT_WINDOW lines of the seam
+    (lost_repeat_at_seam); after a function tracer line it only ends open call
+    stacks, which finish() would settle anyway.
+    """
+    return not (parser.tasks or parser.cpu_task or parser.stats.kernel_stats)
+
+
+def lost_line_after_seam(path: str, seam: int) -> bool:
+    """A LOST line so close after the seam that it may repeat one before it (see lost_line())."""
+    with open(path, "rb") as raw:
+        raw.seek(seam)
+        head = [raw.readline(MAX_LINE_LENGTH) for _ in range(LOST_REPEAT_WINDOW + 1)]
+    return any(LOST_LINE.match(line.decode("utf-8", "replace")) for line in head)
+
+
+def count_lines(path: str, end: int) -> int:
+    with open(path, "rb") as raw:
+        lines = 0
+        while raw.tell() < end:
+            lines += raw.read(min(CHUNK_BYTES, end - raw.tell())).count(b"\n")
+    return lines
+
+
+def parse_second_half(path: str, seam: int) -> dict | None:
+    """The lines from `seam` on, parsed alone; None as soon as one depends on earlier lines."""
+    graph = CallGraph()
+    parser = TraceParser(graph)
+    parser.where = path
+    parser.line_no = count_lines(path, seam)
+    for batch in read_text_lines(path, None, seam, file_size(path)):
+        if isinstance(batch, DamagedLines):
+            parser.damaged_lines(batch)
+        else:
+            parser.feed_lines(batch)
+        if not independent_so_far(parser):
+            return None
+    tree = graph.tree
+    return {
+        "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
+        "stats": vars(graph.stats),
+        "calls": list(parser.function_nodes),
+        "lines": parser.line_no,
+    }
+
+
+def second_half_in_child(path: str, seam: int) -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 0
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        with os.fdopen(write_end, "wb") as pipe:
+            try:
+                result = parse_second_half(path, seam)
+            except UserError:
+                result = None  # the parent meets the same problem in order
+            pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # the parent sees no result and parses the half itself
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Progress | None) -> bool:
+    """Parse `path` with the second half in a child; False if the child could not (the half is then parsed here)."""
+    pid, read_end = second_half_in_child(path, seam)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            parser.where = path
+            parser.stats.inputs.append(path)
+            for batch in read_text_lines(path, progress, 0, seam):
+                if isinstance(batch, DamagedLines):
+                    parser.damaged_lines(batch)
+                else:
+                    parser.feed_lines(batch)
+            try:
+                result = pickle.load(pipe)
+            except (EOFError, pickle.UnpicklingError):
+                result = None
+            if result is not None and lost_line_after_seam(path, seam):
+                result = None
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+    if result is None:
+        for batch in read_text_lines(path, progress, seam, None):
+            if isinstance(batch, DamagedLines):
+                parser.damaged_lines(batch)
+            else:
+                parser.feed_lines(batch)
+        return False
+    add_second_half(parser, result)
+    return True
+
+
+def add_second_half(parser: TraceParser, result: dict) -> None:
+    """Add the child's half as if the parser had read on: tree, counters, and the module of each call it met first."""
+    graph = parser.graph
+    add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
+    for call in result["calls"]:
+        if call not in parser.function_nodes and call[2]:
+            graph.modules[call[0]] = call[2]
+    parser.line_no = result["lines"]
 
 
 def file_size(path: str) -> int | None:
