@@ -7,16 +7,18 @@ as a heat-coloured call graph plus a chart of the most-called functions
 (``visualize``).
 
 The file is a pipeline in sections, read top to bottom:
-    Console      errors, progress, atomic output files
-    Model        CallGraph: functions, call edges, what was not seen
-    Input        opening plain/.gz/.xz traces, rejecting what is not text
-    Parsers      function_graph text, function tracer text, trace-cmd report
+    Console            errors, progress, safe atomic output files
+    Model              CallTree (one node per distinct call path) and the CallGraph derived from it
+    Input              plain, gzip and xz text, judged text or not by its bytes
+    Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
     Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
-    Symbol map   reading a name -> source file map
-    Filters      --filter-filepath, --filter-execution-no, drawing pruning
-    Output       heat theme, graphviz drawing, JSON, matplotlib chart
-    Record       borrowing tracefs, streaming trace_pipe, giving tracefs back
-    CLI          argparse, subcommands, main
+    Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu
+    Symbol map         reading a name -> source file map, and generating one from DWARF
+    Views              --root/--callers/--depth, filters, the connected drawing grown from entry points
+    Output             heat, graphviz in a child process, JSON, charts, folded stacks, timeline, HTML flame graph
+    Visualize          the output writers by file ending, run_visualize
+    Record             borrowing tracefs, streaming trace_pipe, giving tracefs back
+    CLI                argparse, subcommands, main
 """
 
 from __future__ import annotations
