@@ -2636,7 +2636,7 @@ class IntervalReader:
                 self.kind = self.kind or "function"
                 self.timestamps = True
                 interval = CallInterval(call[0], self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(),
-                                        normalize_cpu(match.group("cpu")), float(match.group("ts")) * 1e6, None, 0)
+                                        normalize_cpu(match.group("cpu")), trace_time_us(match.group("ts")), None, 0)
                 if self.selection.keeps(interval.task, interval.comm, interval.cpu):
                     yield interval
             return
@@ -2681,26 +2681,14 @@ class IntervalReader:
         parsed = self.lines.classify_graph_body(line[sep + 3 :])
         if parsed is None or parsed[0] == COMMENT:
             return
-        columns = line[: sep - 14]
-        stamp_at = columns.find(" |  ")
-        stamp = None
-        if stamp_at > 0 and TIMESTAMP_TAIL.search(columns, 0, stamp_at):
-            stamp = float(columns[:stamp_at].strip()) * 1e6
-            columns = columns[stamp_at + 4 :]
-            self.timestamps = True
-        match = GRAPH_CONTEXT.match(columns)
-        if match is None:
-            return
-        cpu, pid, comm = normalize_cpu(match.group("cpu")), match.group("pid"), (match.group("comm") or "").strip()
-        if pid is not None:
-            task = self.pid_task(pid, cpu)
-        else:
-            task, comm = self.cpu_task.get(match.group("cpu"), (f"cpu{cpu}", ""))
+        context = self.graph_columns(line[: sep - 14])
+        duration = self.lines.duration_field(line[sep - 14 : sep])
+        if context is None or (duration is not None and duration < 0.0):
+            return  # not a call line, or its duration is not a time (BAD_DURATION, NOT_DURATION)
+        task, comm, cpu, stamp = context
+        self.timestamps = self.timestamps or stamp is not None
         self.kind = "function_graph"
         self.task_cpu[task] = cpu
-        field_text = line[sep - 14 : sep]
-        unit = field_text.find(" us")
-        duration = float(field_text[2:unit]) if unit > 2 else None
         kind, depth, name, _ = parsed
         frames = self.open_calls.setdefault(task, {})
         for deeper in [d for d in frames if d > depth or (d == depth and kind != EXIT)]:
@@ -2723,22 +2711,30 @@ class IntervalReader:
         yield CallInterval(name, task, comm, cpu, start, duration, depth)
 
 
+    def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
+        """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
+        stamp = None
+        stamp_at = columns.find(" |  ")
+        if stamp_at > 0:
+            tail = TIMESTAMP_TAIL.search(columns, 0, stamp_at)
+            if tail:
+                stamp = trace_time_us(tail.group())
+                columns = columns[stamp_at + 4 :]
+        match = GRAPH_CONTEXT.match(columns)
+        if match is None:
+            return None
+        cpu, pid = normalize_cpu(match.group("cpu")), match.group("pid")
+        if pid is not None:
+            return self.pid_task(pid, cpu), (match.group("comm") or "").strip(), cpu, stamp
+        task, comm = self.cpu_task.get(match.group("cpu"), (f"cpu{cpu}", ""))
+        return task, comm, cpu, stamp
+
     def owner(self, line: str) -> tuple[str, str, str | None] | None:
         """(task, comm, CPU) of an event line; None for every other line (which tracks context switches)."""
         sep = line.rfind("|  ")
         if sep >= 14:
-            columns = line[: sep - 14]
-            stamp_at = columns.find(" |  ")
-            if stamp_at > 0 and TIMESTAMP_TAIL.search(columns, 0, stamp_at):
-                columns = columns[stamp_at + 4 :]
-            match = GRAPH_CONTEXT.match(columns)
-            if match is None:
-                return None
-            cpu, pid = normalize_cpu(match.group("cpu")), match.group("pid")
-            if pid is not None:
-                return self.pid_task(pid, cpu), (match.group("comm") or "").strip(), cpu
-            task, comm = self.cpu_task.get(match.group("cpu"), (f"cpu{cpu}", ""))
-            return task, comm, cpu
+            context = self.graph_columns(line[: sep - 14])
+            return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
@@ -2757,13 +2753,21 @@ class IntervalReader:
         return keep
 
 
-CPU_LIST = re.compile(r"^\d{1,4}(?:-\d{1,4})?$")
+def trace_time_us(seconds: str) -> float | None:
+    """A printed trace timestamp (seconds) in microseconds; None for one too large to be a time."""
+    value = float(seconds) * 1e6
+    return value if math.isfinite(value) else None
+
+
+# One part of visualize's --cpu list, at most 4 digits: the CPUs of the recording, not of this machine
+# (record's CPU_LIST, further down, checks against the CPUs online here).
+CPU_RANGE = re.compile(r"^\d{1,4}(?:-\d{1,4})?$")
 
 
 def selection_of(args: argparse.Namespace) -> TaskSelection:
     cpus: set[str] = set()
     for part in split_names(args.cpu):
-        if not CPU_LIST.match(part):
+        if not CPU_RANGE.match(part):
             raise UserError(f"--cpu {part}: not a CPU or a range of CPUs (0,2-3)")
         low, _, high = part.partition("-")
         cpus |= {str(cpu) for cpu in range(int(low), int(high or low) + 1)}
@@ -4117,11 +4121,20 @@ def format_us(value: float) -> str:
     return f"{value:.1f} us"
 
 
-def node_tooltip(name: str, view: View) -> str:
+def neighbours(graph: CallGraph) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, int]]]]:
+    """Each function's callers and callees with their calls, from one pass over the edges."""
+    callers: dict[str, list[tuple[str, int]]] = {}
+    callees: dict[str, list[tuple[str, int]]] = {}
+    for (caller, callee), count in graph.edges.items():
+        callers.setdefault(callee, []).append((caller, count))
+        callees.setdefault(caller, []).append((callee, count))
+    return callers, callees
+
+
+def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]], callees: dict[str, list[tuple[str, int]]]) -> str:
     """The SVG tooltip of a box: everything known about the function, with its top callers and callees."""
-    graph = view.graph
     lines = [node_label(name, view, bool(view.files)).replace("\n", "; ")]
-    for title, pairs in (("callers", [(a, n) for (a, b), n in graph.edges.items() if b == name]), ("callees", [(b, n) for (a, b), n in graph.edges.items() if a == name])):
+    for title, pairs in (("callers", callers.get(name, [])), ("callees", callees.get(name, []))):
         top = sorted(pairs, key=lambda pair: -pair[1])[:8]
         if top:
             lines.append(f"{title}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
@@ -4160,8 +4173,9 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
 
 def caption_html(lines: list[str], heat: Heat) -> str:
     """The caption with a colour bar, as a graphviz HTML-like label."""
-    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(heat.legend_stops())}">{html.escape(line)}</TD></TR>' for line in lines)
-    cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in heat.legend_stops())
+    stops = heat.legend_stops()
+    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(line)}</TD></TR>' for line in lines)
+    cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in stops)
     return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
 
 
@@ -4176,6 +4190,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
     )
     agraph.node_attr.update(shape="box", style="filled,rounded", fontname="Helvetica")
     agraph.edge_attr.update(fontname="Helvetica", fontsize="10", arrowsize="0.6")
+    callers, callees = neighbours(graph)
     for name in drawing.nodes:
         fill = heat.node_colour(name)
         label = node_label(name, view, have_map)
@@ -4184,7 +4199,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         required = name in view.required
         agraph.add_node(
             name, label=label, fillcolor=fill, fontcolor=text_colour(fill), fontsize=f"{10 + 5 * heat.scale_weight(name):.1f}",
-            penwidth="3" if required else "1", color="#202020", tooltip=node_tooltip(name, view),
+            penwidth="3" if required else "1", color="#202020", tooltip=node_tooltip(name, view, callers, callees),
         )
     for name in drawing.callers:
         agraph.add_node(name, label=f"{name}()", fillcolor="#eeeeee", fontcolor="#555555", color="#999999", fontsize="9", style="filled,dashed", tooltip=f"{name}: outside the selection")
@@ -4308,6 +4323,7 @@ def graphviz_messages_filtered() -> Iterator[None]:
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
+    call_tree = call_tree_json(graph.tree)
     nodes = []
     for name in view.nodes:
         node = {
@@ -4348,7 +4364,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "kernel_stats": stats.kernel_stats,
             "metadata": stats.metadata,
             "functions_total": len(graph.calls),
-            "call_paths": len(call_tree_json(graph.tree)),
+            "call_paths": len(call_tree),
             "filter_notes": view.notes,
             "heat": heat.metric,
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
@@ -4357,7 +4373,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
         "nodes": nodes,
         "edges": edges,
         "entry_callers": view.entry_callers,
-        "call_tree": call_tree_json(graph.tree),
+        "call_tree": call_tree,
     }
     if baseline is not None:
         result["baseline"] = {
@@ -4409,12 +4425,28 @@ def write_json(view: View, output: str, heat: Heat, baseline: CallGraph | None) 
         handle.write("\n")
 
 
-def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
-    """A bar chart of the functions ranked by the heat metric, or by their change from the baseline."""
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display is needed or used)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(figure: Any, output: str) -> None:
+    """Write a figure whole or not at all, and free it."""
+    try:
+        with atomic_output(output) as tmp, output_errors(output):
+            figure.savefig(tmp, format="png", dpi=110)
+    finally:
+        pyplot().close(figure)
+
+
+def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
+    """A bar chart of the functions ranked by the heat metric, or by their change from the baseline."""
+    plt = pyplot()
 
     graph = view.graph
     stats = graph.stats
@@ -4452,11 +4484,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     axes.set_title(title, fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    try:
-        with atomic_output(output) as tmp, output_errors(output):
-            figure.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(figure)
+    save_png(figure, output)
 
 
 # ============================================================================
@@ -4619,14 +4647,12 @@ def latency_of(args: argparse.Namespace) -> Latency:
 
 def report_latency(latency: Latency, output: str) -> None:
     """Print the numbers and draw the histogram of call durations on a log axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy
 
+    plt = pyplot()
+
     numbers = latency.percentiles()
-    summary = f"{len(latency.durations):,} calls, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
+    summary = f"{plural(len(latency.durations), 'call')}, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
     say(f"latency of {latency.pattern}: {summary}")
     for call in latency.slowest[:5]:
         when = f" at {call.start_us / 1e6:.6f} s" if call.start_us is not None else ""
@@ -4647,18 +4673,13 @@ def report_latency(latency: Latency, output: str) -> None:
     figure.text(0.01, 0.01, f"slowest: {slow}", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout(rect=(0, 0.04, 1, 1))
-    with atomic_output(output) as tmp, output_errors(output):
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    save_png(figure, output)
     say(f"{output} generated")
 
 
 def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: TraceStats) -> None:
     """The chart ranked by task or CPU: by calls, or with --heat self/total by the time of their top-level calls (sleep included)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     calls: Counter[str] = Counter()
     time_us: Counter[str] = Counter()
@@ -4689,9 +4710,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
                    + (f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"), fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    with atomic_output(output) as tmp, output_errors(output):
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    save_png(figure, output)
 
 
 # ============================================================================

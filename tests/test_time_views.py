@@ -152,3 +152,14 @@ def test_pid_selection_of_a_trace_dat_matches_trace_cmd_report(tmp_path):
     graph = graph_json(tmp_path, trace, extra=("--pid", "178"))
     assert entries > 1000 and sum(node["calls"] for node in graph["nodes"]) == entries
     assert_one_line_error(run_cli("visualize", "-i", str(trace), "-o", str(tmp_path / "g.json"), "--chart", "", "--comm", "echo*"), "--comm")
+
+
+def test_time_views_count_damaged_lines_and_refuse_absurd_cpu_ranges(tmp_path):
+    # the per-call pass takes the parser's duration checks: '8x.432 us' is not a time (was an internal error)
+    trace = tmp_path / "bad.txt"
+    trace.write_text(" 0)               |  outer() {\n 0)   8x.432 us    |    inner();\n 0)   1.000 us    |    inner();\n 0)   3.000 us    |  }\n")
+    result = run_cli("visualize", "-i", str(trace), "-o", str(tmp_path / "g.json"), "--chart", "", "--latency", "inner", "--latency-chart", str(tmp_path / "l.png"))
+    assert result.returncode == 0, result.stderr
+    assert "latency of inner: 1 call, p50 1.0 us" in result.stdout
+    # a range of a hundred million CPUs would be built in memory: refused in one line
+    assert_one_line_error(run_cli("visualize", "-i", str(trace), "-o", str(tmp_path / "g.json"), "--cpu", "0-99999999"), "--cpu 0-99999999")
