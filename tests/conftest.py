@@ -33,6 +33,19 @@ def graph_json(tmp_path: Path, *inputs: Path | str, extra: tuple[str, ...] = ())
     return json.loads(out.read_text())
 
 
+def proc_line_fields(line: str) -> tuple[str, int, str] | None:
+    """(pid, depth, body text) of a function_graph line with funcgraph-proc, by plain splitting; None for others.
+
+    The idle task (pid 0) runs on every CPU at once: it is keyed "0/CPU"."""
+    if line.startswith("#") or line.count("|") < 3:
+        return None
+    columns = line.split("|")
+    pid = columns[1].split(")")[1].strip().rsplit("-", 1)[1]
+    pid = f"0/{columns[1].split(')')[0].strip()}" if pid == "0" else pid
+    body = columns[-1][2:]
+    return pid, (len(body) - len(body.lstrip(" "))) // 2, body.strip()
+
+
 def read_lines(path: Path) -> list[str]:
     opener = lzma.open if path.suffix == ".xz" else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as handle:

@@ -13,7 +13,7 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from conftest import DATA, edges_by_pair, graph_json, nodes_by_name, read_lines
+from conftest import DATA, edges_by_pair, graph_json, nodes_by_name, proc_line_fields, read_lines
 
 
 def graph_bodies(lines: list[str]) -> list[str]:
@@ -50,14 +50,10 @@ def reference_edges_by_pid(lines: list[str]) -> Counter:
     waiting: dict[str, list[tuple[int, str]]] = defaultdict(list)
     edges: Counter = Counter()
     for line in lines:
-        if line.startswith("#") or line.count("|") < 3:
+        fields = proc_line_fields(line)
+        if fields is None:
             continue
-        columns = line.split("|")
-        pid = columns[1].split(")")[1].strip().rsplit("-", 1)[1]
-        pid = f"0/{columns[1].split(')')[0].strip()}" if pid == "0" else pid
-        body = columns[-1][2:]
-        depth = (len(body) - len(body.lstrip(" "))) // 2
-        text = body.strip()
+        pid, depth, text = fields
         frames = open_calls[pid]
         if text.startswith("}"):
             tail = text[5:].split()[0] if text.startswith("} /*") else None

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, nodes_by_name, read_lines, run_cli
+from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, nodes_by_name, proc_line_fields, read_lines, run_cli
 
 PROC_TRACE = DATA / "fg-abstime-proc" / "trace.txt.xz"  # funcgraph-proc: every line names its pid
 DEMO = DATA / "record-demo" / "kernel-magnifier.data.xz"
@@ -34,14 +34,10 @@ def call_paths(lines: list[str], known_suffix: bool = False) -> list[tuple[list[
     frames: dict[str, dict[int, str]] = defaultdict(dict)
     calls = []
     for line in lines:
-        if line.startswith("#") or line.count("|") < 3:
+        fields = proc_line_fields(line)
+        if fields is None:
             continue
-        columns = line.split("|")
-        pid = columns[1].split(")")[1].strip().rsplit("-", 1)[1]
-        pid = f"0/{columns[1].split(')')[0].strip()}" if pid == "0" else pid
-        body = columns[-1][2:]
-        depth = (len(body) - len(body.lstrip(" "))) // 2
-        text = body.strip()
+        pid, depth, text = fields
         open_calls = frames[pid]
         for d in [d for d in open_calls if d >= depth]:
             del open_calls[d]
