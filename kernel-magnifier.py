@@ -5770,6 +5770,9 @@ def check_record_arguments(args: argparse.Namespace, command: list[str]) -> None
     if args.record_time is not None and args.record_time <= 0:
         raise UserError("--record-time must be more than 0 seconds")
     select_cpus(args)
+    if args.format != "text" and args.output.endswith((".gz", ".xz")):
+        raise UserError(f"-o {args.output}: only --format text is compressed while recording; a trace.dat holds the kernel's pages as they are"
+                        " (compress it afterwards with xz: visualize reads .xz)")
     if os.geteuid() != 0:
         raise UserError("record drives the kernel's tracefs and needs root: run it with sudo")
     for pid in args.pid or []:
@@ -5777,9 +5780,6 @@ def check_record_arguments(args: argparse.Namespace, command: list[str]) -> None
             raise UserError(f"--pid {pid}: no such process")
     if args.pid and command:
         raise UserError("--pid and -- COMMAND exclude each other: record either a running process or a new command")
-    if args.format != "text" and args.output.endswith((".gz", ".xz")):
-        raise UserError(f"-o {args.output}: only --format text is compressed while recording; a trace.dat holds the kernel's pages as they are"
-                        " (compress it afterwards with xz: visualize reads .xz)")
     check_writable(args.output)
 
 
@@ -6136,14 +6136,19 @@ class PageSource:
             for spool in self.spools:
                 spool.flush(until)
 
-    @contextlib.contextmanager
-    def write_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except OSError as err:
-            if err.filename:
-                raise
-            raise UserError(f"cannot write {self.output}: {err.strerror}; the recording was discarded") from None
+    def write_errors(self) -> contextlib.AbstractContextManager[None]:
+        return recording_write_errors(self.output)
+
+
+@contextlib.contextmanager
+def recording_write_errors(output: str) -> Iterator[None]:
+    """A full disk (or any error writing the recording) is one line naming the file; what was read is discarded."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename:
+            raise
+        raise UserError(f"cannot write {output}: {err.strerror}; the recording was discarded") from None
 
 
 def ring_page_size(header_page: str) -> int:
@@ -6155,8 +6160,9 @@ def ring_page_size(header_page: str) -> int:
 
 
 def recorded_cpus(args: argparse.Namespace, tracing: str) -> list[int]:
-    """The CPUs with a ring buffer (per_cpu/cpuN), or only those of --cpu/--cpumask."""
-    cpus = sorted(int(name[3:]) for name in os.listdir(os.path.join(tracing, "per_cpu")) if name[3:].isdigit())
+    """The online CPUs with a ring buffer (per_cpu/cpuN), or only those of --cpu/--cpumask."""
+    online = set(online_cpus())
+    cpus = sorted(int(name[3:]) for name in os.listdir(os.path.join(tracing, "per_cpu")) if name[3:].isdigit() and int(name[3:]) in online)
     if args.cpumask:
         cpus = [cpu for cpu in cpus if args.cpumask_value >> cpu & 1]
     return cpus
@@ -6181,7 +6187,7 @@ def record_trace_dat(
         parts = TraceDatParts.collect(top, recording, header_page, page_size, settings)
         footer = [("duration-s", f"{recording.seconds:.3f}"), ("stopped-by", recording.stopped_by), ("end", "complete")]
         parts.options.append(km_metadata_option([*header, ("format", "trace.dat"), *footer]))
-        with open(tmp, "wb") as output, output_errors(args.output):
+        with recording_write_errors(args.output), open(tmp, "wb") as output:
             write_trace_dat(output, parts, {spool.cpu: spool for spool in spools})
     finally:
         for spool in spools:
@@ -6440,7 +6446,8 @@ RECORD_EXAMPLES = """examples:
   sudo ./kernel-magnifier.py record --graph-function tcp_sendmsg,tcp_recvmsg --record-time 2
   sudo ./kernel-magnifier.py record --filter 'tcp_*' --tracer function   # plain function tracer, only tcp_* functions
   sudo ./kernel-magnifier.py record --notrace 'rcu_*' --max-depth 5
-  sudo ./kernel-magnifier.py record --buffer-size 16384 -o net.data.xz  # 16 MiB per CPU, compressed on the fly
+  sudo ./kernel-magnifier.py record --buffer-size 16384 -o net.data     # 16 MiB per CPU: a trace.dat (trace-cmd report opens it)
+  sudo ./kernel-magnifier.py record --format text -o net.data.xz       # trace_pipe's text, compressed on the fly
   sudo ./kernel-magnifier.py record -O funcgraph-proc -O nofuncgraph-irqs
   sudo ./kernel-magnifier.py record --pid 1234 --record-time 5       # one running process
   sudo ./kernel-magnifier.py record -- ping -c 3 localhost           # a command and its children, until it ends

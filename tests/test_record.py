@@ -115,6 +115,14 @@ def test_record_needs_root(km, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name", ["net.data.xz", "net.data.gz"])
+def test_a_compressed_name_needs_the_text_format(tmp_path, name):
+    """A trace.dat holds the kernel's pages as they are: compressing while recording is for --format text only."""
+    result = run_cli("record", "-o", name, "--record-time", "1", cwd=tmp_path)
+    assert_one_line_error(result, f"-o {name}: only --format text is compressed while recording")
+    assert not list(tmp_path.iterdir())
+
+
 def test_command_separator_is_only_for_record(tmp_path):
     result = run_cli("visualize", "--", "ls", cwd=tmp_path)
     assert result.returncode == 2 and "-- COMMAND is only for record" in result.stderr

@@ -10,12 +10,14 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,7 +117,17 @@ def record(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: fl
     return result
 
 
+def is_trace_dat(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(11) == b"\x17\x08\x44tracing6"
+
+
 def metadata(path: Path) -> dict[str, str]:
+    """The data file's "key: value" header and footer: `#` lines of a text recording, record's option in a trace.dat."""
+    if is_trace_dat(path):
+        option = re.search(rb"kernel-magnifier-data: [^\0]*", path.read_bytes())
+        assert option, "no kernel-magnifier metadata in the trace.dat"
+        return dict(line.split(": ", 1) for line in option.group(0).decode().splitlines())
     found = {}
     for line in read_lines(path):
         match = re.match(r"# ([a-z0-9-]+): ?(.*)$", line)
@@ -126,6 +138,66 @@ def metadata(path: Path) -> dict[str, str]:
 
 def graph_lines(path: Path) -> list[str]:
     return [line for line in read_lines(path) if re.match(r"^ *\d+\) ", line)]
+
+
+@dataclass
+class Event:
+    """One function_graph or function event as `trace-cmd report` prints it."""
+
+    comm: str
+    pid: int
+    cpu: int
+    kind: str  # entry, leaf (an entry and its exit on one line), exit, function
+    depth: int
+    name: str
+    parent: str = ""  # the function tracer's caller
+
+
+REPORT_EVENT = re.compile(
+    r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+[\d.]+: (?P<event>funcgraph_entry|funcgraph_exit|function):\s+(?P<body>.*)$"
+)
+
+
+def report_events(path: Path) -> list[Event]:
+    """The events of a trace.dat read by trace-cmd report: an independent reader of the file."""
+    if shutil.which("trace-cmd") is None:
+        pytest.skip("needs trace-cmd (apt-get install trace-cmd on the host)")
+    # function events with their caller and without the plugin's guessed indent: "vfs_read <-- ksys_read"
+    report = subprocess.run(["trace-cmd", "report", "-O", "ftrace:parent=1", "-O", "ftrace:indent=0", "-i", str(path)],
+                            capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    events = []
+    for line in report.stdout.splitlines():
+        match = REPORT_EVENT.match(line)
+        if not match:
+            continue
+        comm, pid, cpu, body = match.group("comm").strip(), int(match.group("pid")), int(match.group("cpu")), match.group("body")
+        if match.group("event") == "function":
+            name, _, parent = body.partition(" <-- ")
+            events.append(Event(comm, pid, cpu, "function", 0, name.strip(), parent.strip()))
+            continue
+        graph = re.search(r"\|(  +)(.*)$", body)
+        assert graph, line
+        depth, call = (len(graph.group(1)) - 2) // 2, graph.group(2).strip()
+        kind = "exit" if call.startswith("}") else "leaf" if call.endswith(");") else "entry"
+        events.append(Event(comm, pid, cpu, kind, depth, call.split("(")[0] if kind != "exit" else ""))
+    return events
+
+
+def report_stat_lost(path: Path) -> dict[str, int]:
+    """Per-CPU overrun + dropped events, as `trace-cmd report --stat` prints the counters stored in the file."""
+    stat = subprocess.run(["trace-cmd", "report", "--stat", "-i", str(path)], capture_output=True, text=True, timeout=300)
+    assert stat.returncode == 0, stat.stderr
+    lost: dict[str, int] = {}
+    cpu = None
+    for line in stat.stdout.splitlines():
+        match = re.match(r"CPU: (\d+)$", line.strip())
+        if match:
+            cpu = match.group(1)
+        match = re.match(r"(overrun|dropped events): (\d+)$", line.strip())
+        if match and cpu is not None:
+            lost[cpu] = lost.get(cpu, 0) + int(match.group(2))
+    return lost
 
 
 def footer_lost(meta: dict[str, str]) -> dict[str, int]:
@@ -154,12 +226,13 @@ def test_function_graph_on_cpu0_below_ksys_read(tmp_path, state_kept, workload):
     assert meta["tracer"] == "function_graph" and meta["cpumask"] == "1" and meta["graph-function"] == "ksys_read"
     assert meta["options"] == "funcgraph-proc" and meta["self-excluded"] == "yes" and meta["end"] == "complete"
     assert 1.9 <= float(meta["duration-s"]) <= 2.5, meta["duration-s"]  # the timer is exact: no blocking read overran it
-    lines = graph_lines(data)
-    assert len(lines) > 50
-    assert all(line.lstrip().startswith("0)") for line in lines), "a line from a CPU outside --cpumask"
-    tops = {m.group(1) for line in lines if (m := re.search(r"\|  (\S+)\(\) \{$", line))}
-    assert "ksys_read" in tops
-    assert not [line for line in lines if re.search(rf"-{result.pid}\s+\|", line)], "the recorder traced its own reads"
+    assert is_trace_dat(data) and "(trace.dat;" in result.stdout
+    events = report_events(data)
+    assert len(events) > 50
+    assert {event.cpu for event in events} == {0}, "an event from a CPU outside --cpumask"
+    assert "ksys_read" in {event.name for event in events if event.depth == 0 and event.kind == "entry"}
+    assert not [event for event in events if event.pid == result.pid], "the recorder traced its own reads"
+    assert "dd" in {event.comm for event in events}  # task names: the kernel's saved names, stored in the file
     graph = graph_json(tmp_path, data)
     edges = edges_by_pair(graph)
     assert edges.get(("ksys_read", "vfs_read"), 0) > 0
@@ -179,11 +252,10 @@ def test_trace_cmd_and_perf_spellings_end_to_end(tmp_path, state_kept, workload)
     assert (meta["tracer"], meta["graph-function"], meta["cpumask"]) == ("function_graph", "ksys_read", "2")
     assert 2048 <= int(meta["buffer-size-kb"]) <= 2048 + 16  # what the kernel reports: whole pages of 4080 data bytes
     assert (meta["max-depth"], meta["options"], meta["end"]) == ("4", "funcgraph-proc", "complete")
-    lines = graph_lines(data)
-    assert len(lines) > 50
-    assert all(line.lstrip().startswith("1)") for line in lines), "a line from a CPU outside -C 1"
-    depths = [len(m.group(1)) // 2 for line in lines if (m := re.search(r".*\|  ( *)\S", line))]
-    assert max(depths) == 3  # --max-graph-depth 4: depths 0-3
+    events = report_events(data)
+    assert len(events) > 50
+    assert {event.cpu for event in events} == {1}, "an event from a CPU outside -C 1"
+    assert max(event.depth for event in events) == 3  # --max-graph-depth 4: depths 0-3
     assert edges_by_pair(graph_json(tmp_path, data)).get(("ksys_read", "vfs_read"), 0) > 0
 
 
@@ -194,13 +266,14 @@ def test_function_tracer_with_trace_cmd_spellings(tmp_path, state_kept, workload
     meta = metadata(data)
     assert (meta["tracer"], meta["filter"], meta["notrace"]) == ("function", "vfs_*", "vfs_write")
     assert 512 <= int(meta["buffer-size-kb"]) <= 512 + 16
-    calls = [m.group(1) for line in read_lines(data) if (m := re.search(r": (\S+) <-", line))]
+    events = report_events(data)
+    calls = [event.name for event in events if event.kind == "function"]
     assert calls and all(name.startswith("vfs_") for name in calls) and "vfs_write" not in calls
-    assert {line.split("[")[1][:3] for line in read_lines(data) if re.search(r": vfs_\w+ <-", line)} == {"000", "001"}  # -a: every CPU
+    assert {event.cpu for event in events} == {0, 1}  # -a: every CPU
 
 
 def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kept, workload):
-    result = record("-O", "funcgraph-proc", "--max-depth", "3", "--", "sh", "-c", "cat /etc/hostname; ls / > /dev/null", cwd=tmp_path)
+    result = record("--format", "text", "-O", "funcgraph-proc", "--max-depth", "3", "--", "sh", "-c", "cat /etc/hostname; ls / > /dev/null", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Record mode - now recording while sh -c" in result.stdout
     assert "Command exited with status 0" in result.stdout
@@ -220,11 +293,33 @@ def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kep
     assert max(depths) <= 2  # --max-depth 3: depths 0, 1, 2
 
 
-def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload):
-    result = record("--record-time", "1", "--buffer-size", "8", "--notrace", "rcu_*", cwd=tmp_path)
+@pytest.mark.parametrize("tracer", ["function_graph", "function"])
+def test_trace_dat_reads_the_same_in_trace_cmd_and_in_visualize(tmp_path, state_kept, workload, tracer):
+    """Our trace.dat, read by trace-cmd report and by visualize's decoder: the same events, calls and edges."""
+    narrow = ("-g", "ksys_read") if tracer == "function_graph" else ("-l", "vfs_*,ksys_*")
+    result = record("-p", tracer, *narrow, "--record-time", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tmp_path / "kernel-magnifier.data"
-    lost = footer_lost(metadata(data))
+    events = report_events(data)
+    graph = graph_json(tmp_path, data)
+    assert graph["stats"]["events"] == sum(2 if event.kind == "leaf" else 1 for event in events) > 100
+    if tracer == "function":
+        assert edges_by_pair(graph) == dict(Counter((event.parent, event.name) for event in events))
+        return
+    report = tmp_path / "report.txt"
+    with report.open("w") as out:
+        subprocess.run(["trace-cmd", "report", "-O", "fgraph:tailprint=1", "-i", str(data)], stdout=out, check=True, timeout=600)
+    from_text = graph_json(tmp_path, report)
+    assert edges_by_pair(graph) == edges_by_pair(from_text)
+    assert {n["name"]: n["calls"] for n in graph["nodes"]} == {n["name"]: n["calls"] for n in from_text["nodes"]}
+
+
+@pytest.mark.parametrize("form", ["trace.dat", "text"])
+def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload, form):
+    result = record("--format", form, "--record-time", "1", "--buffer-size", "8", "--notrace", "rcu_*", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "kernel-magnifier.data"
+    lost = report_stat_lost(data) if form == "trace.dat" else footer_lost(metadata(data))
     assert set(lost) == {"0", "1"} and sum(lost.values()) > 0
     match = re.search(r"lost by the kernel: ([\d,]+) \([\d.]+%\) \[cpu0 ([\d,]+), cpu1 ([\d,]+)\]", result.stdout)
     assert match, result.stdout
@@ -239,7 +334,7 @@ def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload):
 def test_one_running_process_until_it_exits(tmp_path, state_kept, workload):
     stop = tmp_path / "stop"
     target = subprocess.Popen(["sh", "-c", f"while [ ! -e {stop} ]; do cat /etc/hostname > /dev/null; done"])
-    process = start_record("--pid", str(target.pid), "--record-time", "120", "-O", "funcgraph-proc", "--max-depth", "2", cwd=tmp_path)
+    process = start_record("--format", "text", "--pid", str(target.pid), "--record-time", "120", "-O", "funcgraph-proc", "--max-depth", "2", cwd=tmp_path)
     try:
         assert "now starting recording" in process.stdout.readline()
         time.sleep(1.5)
@@ -256,7 +351,7 @@ def test_one_running_process_until_it_exits(tmp_path, state_kept, workload):
 
 
 def test_function_tracer_in_its_own_instance_compressed(tmp_path, state_kept, workload):
-    result = record("--tracer", "function", "--filter", "vfs_*", "--record-time", "1", "-o", "vfs.data.xz", cwd=tmp_path)
+    result = record("--format", "text", "--tracer", "function", "--filter", "vfs_*", "--record-time", "1", "-o", "vfs.data.xz", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tmp_path / "vfs.data.xz"
     meta = metadata(data)
