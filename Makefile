@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_INPUT := tests/data/record-demo/kernel-magnifier.data.xz
+DEMO_INPUT := tests/data/record-demo-dat/kernel-magnifier.data.xz
 # make vm-test: record on a real Debian kernel under QEMU (downloaded once, never installed)
 KERNEL_PACKAGE ?= linux-image-6.1.0-56-amd64-unsigned
 KERNEL_SUITE ?=

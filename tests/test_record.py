@@ -5,8 +5,11 @@ The recording itself is tested on a real Debian kernel under QEMU: tests/vm (mak
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 from conftest import DATA, assert_one_line_error, edges_by_pair, graph_json, nodes_by_name, read_lines, run_cli
@@ -211,6 +214,27 @@ def test_a_real_record_data_file_explains_itself(tmp_path):
     assert graph["stats"]["metadata"]["end"] == "complete"
     assert nodes_by_name(graph)["tcp_sendmsg"]["calls"] == depth0_sendmsg > 200
     assert edges_by_pair(graph)[("tcp_sendmsg", "tcp_sendmsg_locked")] == depth0_sendmsg
+
+
+def test_the_walkthroughs_trace_dat_explains_itself(tmp_path):
+    """tests/data/record-demo-dat: what `make vm-demo` recorded with the trace.dat default (the walkthrough's file).
+    Expected values from the file's bytes (the kernel's CPUSTAT counters) and, when installed, trace-cmd report."""
+    data = DATA / "record-demo-dat" / "kernel-magnifier.data.xz"
+    raw = lzma.decompress(data.read_bytes())
+    read_events = [int(n) for n in re.findall(rb"CPU: \d+\n(?:[a-z ]+: [^\n]*\n)*?read events: (\d+)", raw)]
+    graph = graph_json(tmp_path, data)
+    assert graph["stats"]["events"] == sum(read_events) == 176_300  # what the record step printed
+    assert graph["stats"]["lost_events"] == 0
+    assert graph["stats"]["metadata"]["graph-function"] == "tcp_sendmsg tcp_recvmsg"
+    assert graph["stats"]["metadata"]["end"] == "complete"
+    assert graph["stats"]["metadata"]["trace.dat"] == "version 6"
+    if shutil.which("trace-cmd"):
+        unpacked = tmp_path / "demo.dat"
+        unpacked.write_bytes(raw)
+        report = subprocess.run(["trace-cmd", "report", "-i", str(unpacked)], capture_output=True, text=True, timeout=300).stdout
+        depth0_sendmsg = len(re.findall(r"funcgraph_entry: .*\|  tcp_sendmsg\(\) \{$", report, re.M))
+        assert nodes_by_name(graph)["tcp_sendmsg"]["calls"] == depth0_sendmsg == 220
+        assert edges_by_pair(graph)[("tcp_sendmsg", "tcp_sendmsg_locked")] == depth0_sendmsg
 
 
 def test_visualize_says_when_a_data_file_was_cut_short(tmp_path):
