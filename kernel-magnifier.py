@@ -1697,6 +1697,7 @@ TS_SHIFT = 27
 PAGES_PER_BATCH = 1024
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
+EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is fed
 
 
 class TraceDatTruncated(Exception):
@@ -2419,16 +2420,19 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
 def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
     """The model calls for one merged window; returns the events fed so far (lost notices excluded).
 
-    The model takes one call per event; the arguments are built per distinct
-    value (np.unique) and the calls made by map() over runs of one kind, so that
-    the Python work per event is the model's own.
+    The arguments are built per distinct value (np.unique), an entry directly
+    followed by its own exit becomes one leaf (leaf_pairs), and runs of
+    function_graph events go through feed_graph_run(), which applies the
+    common cases itself; the rest, one model call per event.
     """
     np = decoder.np
     if not len(batch):
         return fed
+    whole = len(batch)
+    batch, joined_before = leaf_pairs(np, batch)
     contexts = objects_by_code(np, batch.ctx, trace_dat_context)
     kinds = batch.kind
-    group = np.where(kinds <= EV_EXIT, EV_ENTRY, kinds)
+    group = np.where((kinds <= EV_EXIT) | (kinds == EV_LEAF), EV_ENTRY, kinds)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1)).tolist()
     stops = [*starts[1:], len(batch)]
     graph = np.flatnonzero(group == EV_ENTRY)
@@ -2436,35 +2440,125 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
     durations = np.full(len(batch), None, dtype=object)
     if len(graph):
         names = decoder.names
-        exits = kinds[graph] == EV_EXIT
+        shapes = np.where(kinds[graph] == EV_LEAF, 2, kinds[graph])  # 0 entry, 1 exit, 2 leaf
 
         def graph_parsed(code: int) -> tuple:
-            name, module = names[code >> 17]
-            depth = (code >> 1) & 0xFFFF
-            return (EXIT, depth, name, None) if code & 1 else (ENTRY, depth, name, module)
+            name, module = names[code >> 18]
+            depth = (code >> 2) & 0xFFFF
+            return ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
 
-        parsed[graph] = objects_by_code(np, (batch.code[graph] << 1) | exits, graph_parsed)
-        exit_at = graph[exits]
-        spent = batch.duration[exit_at]
+        parsed[graph] = objects_by_code(np, (batch.code[graph] << 2) | shapes, graph_parsed)
+        timed_at = graph[shapes > 0]
+        spent = batch.duration[timed_at]
         timed = ~np.isnan(spent)  # NaN: the exit format has no calltime/rettime
-        durations[exit_at[timed]] = spent[timed].tolist()
+        durations[timed_at[timed]] = spent[timed].tolist()
     parsed, durations = parsed.tolist(), durations.tolist()
-    graph_event, function_call = parser.graph_event, parser.function_call
+    function_call = parser.function_call
     for start, stop in zip(starts, stops):
         kind = int(group[start])
         if kind == EV_ENTRY:
-            collections.deque(map(graph_event, parsed[start:stop], contexts[start:stop], durations[start:stop]), maxlen=0)
+            feed_graph_run(parser, parsed[start:stop], contexts[start:stop], durations[start:stop])
         elif kind == EV_FUNCTION:
             calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
             collections.deque(map(function_call, calls), maxlen=0)
         elif kind == EV_LOST:
             for index in range(start, stop):
-                parser.line_no = fed  # lost_line tells a repeated notice from a new loss by the distance
+                parser.line_no = fed + int(joined_before[index])  # lost_line tells a repeated notice from a new loss by the distance
                 parser.lost_line(contexts[index][0], int(batch.code[index]) if batch.code[index] >= 0 else None)
             fed -= stop - start
         fed += stop - start
     parser.flush_counts()
-    return fed
+    return fed + whole - len(batch)
+
+
+def leaf_pairs(np, batch: EventBatch) -> tuple[EventBatch, object]:
+    """The window with each entry that its own exit directly follows made one EV_LEAF event (the exit's duration).
+
+    Only neighbours in the merged order are joined: nothing happens in between,
+    so one LEAF call does what the ENTRY and EXIT calls would (feed_graph_run
+    counts it as both). Also returns, per remaining event, the exits joined
+    before it, which keeps the event numbers of lost notices.
+    """
+    kinds = batch.kind
+    joined = (kinds[:-1] == EV_ENTRY) & (kinds[1:] == EV_EXIT) & (batch.code[:-1] == batch.code[1:]) & (batch.ctx[:-1] == batch.ctx[1:])
+    entries = np.flatnonzero(joined)
+    if not len(entries):
+        return batch, np.zeros(len(batch), dtype=np.int64)
+    kinds = kinds.copy()
+    kinds[entries] = EV_LEAF
+    duration = batch.duration.copy()
+    duration[entries] = batch.duration[entries + 1]
+    keep = np.ones(len(batch), dtype=bool)
+    keep[entries + 1] = False
+    before = np.cumsum(~keep)[keep]
+    return EventBatch(batch.key[keep], kinds[keep], batch.code[keep], batch.ctx[keep], duration[keep]), before
+
+
+def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tuple], durations: list) -> None:
+    """A run of function_graph events into the model, the common ones applied here (as feed_lines does).
+
+    An entry or leaf below the open call one level up whose call-tree child
+    exists, and an exit closing the open call at its depth, are applied
+    inline; anything else (a new path, a lost exit, pending callers) goes to
+    graph_event(), which does the same and more. A leaf made of an entry and
+    its exit is counted as those two events, so event counts and lost-notice
+    marks are the per-event ones.
+    """
+    tasks = parser.tasks
+    tree = parser.tree
+    children, total_us, self_us = tree.children, tree.total_us, tree.self_us
+    modules = parser.graph.modules
+    add_call = parser.called.append
+    graph_event = parser.graph_event
+    entries = exits = 0
+    for event, context, duration in zip(parsed, contexts, durations):
+        kind, depth, name, module = event
+        state = tasks.get(context[1])
+        if state is not None and state.stack and not state.irq_entry:
+            stack = state.stack
+            if kind == EXIT:
+                top = stack[-1]
+                if top[FRAME_DEPTH] == depth and name == top[FRAME_NAME]:
+                    state.cpu = context[0]
+                    stack.pop()
+                    exits += 1
+                    if duration is not None:
+                        node = top[FRAME_NODE]
+                        total_us[node] += duration
+                        self_us[node] += duration - top[FRAME_CHILD_US]
+                        if stack and stack[-1][FRAME_DEPTH] == depth - 1:
+                            stack[-1][FRAME_CHILD_US] += duration
+                    continue
+            else:
+                while stack and stack[-1][FRAME_DEPTH] >= depth:
+                    stack.pop()  # its exit was lost (graph_event would pop the same)
+                if stack and not (state.pending and state.pending[-1][0] >= depth):
+                    parent = stack[-1]
+                    if parent[FRAME_DEPTH] == depth - 1 and context[2] == parent[FRAME_IRQ]:
+                        kids = children[parent[FRAME_NODE]]
+                        node = kids.get(name) if kids is not None else None
+                        if node is not None:
+                            state.cpu = context[0]
+                            add_call(node)
+                            if module:
+                                modules[name] = module
+                            entries += 1
+                            if kind == ENTRY:
+                                stack.append([name, depth, 0.0, context[2], node])
+                            else:
+                                exits += 1
+                                if duration is not None:
+                                    total_us[node] += duration
+                                    self_us[node] += duration
+                                    parent[FRAME_CHILD_US] += duration
+                            continue
+        graph_event(event, context, duration)
+        if kind == LEAF:
+            parser.leaves -= 1
+            entries += 1
+            exits += 1
+    parser.entries += entries
+    parser.exits += exits
 
 
 def objects_by_code(np, codes, make: Callable[[int], object]) -> list:

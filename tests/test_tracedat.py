@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import math
 import os
 import re
 import shutil
@@ -151,3 +152,70 @@ def test_zstd_trace_dat_without_the_zstandard_package_is_a_one_line_error_mocked
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hidden)},
     )
     assert_one_line_error(result, "is compressed with zstd: install the Python package 'zstandard'")
+
+
+# -- the bulk feeding equals the model fed one event at a time ---------------------
+
+TRACE_DATS = sorted(path for path in DATA.rglob("*.dat.xz"))
+
+
+def fed_per_event(km, parser, decoder, window, fed: int) -> int:
+    """The straightforward feeding: one model call per decoded event, in merged order."""
+    for kind, code, ctx, duration in zip(window.kind.tolist(), window.code.tolist(), window.ctx.tolist(), window.duration.tolist()):
+        context = km.trace_dat_context(ctx)
+        if kind == km.EV_LOST:
+            parser.line_no = fed
+            parser.lost_line(context[0], code if code >= 0 else None)
+            continue
+        if kind in (km.EV_ENTRY, km.EV_EXIT):
+            name, module = decoder.names[code >> 16]
+            depth = code & 0xFFFF
+            if kind == km.EV_ENTRY:
+                parser.graph_event((km.ENTRY, depth, name, module), context, None)
+            else:
+                parser.graph_event((km.EXIT, depth, name, None), context, None if math.isnan(duration) else duration)
+        elif kind == km.EV_FUNCTION:
+            parser.function_call(km.trace_dat_call(decoder.names, code))
+        fed += 1
+    parser.flush_counts()
+    return fed
+
+
+def model_state(km, path: Path, feed) -> dict:
+    """Every list of the call tree (node by node, floats exact), the stats and the parser's event marks."""
+    graph = km.CallGraph()
+    parser = km.TraceParser(graph)
+    with km.mapped_trace_dat(str(path)) as data:
+        dat = km.TraceDat(str(path), data)
+        decoder = km.EventDecoder(dat)
+        fed = 0
+        for window in km.merge_by_time([km.cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]):
+            fed = feed(km, parser, decoder, window, fed)
+    parser.finish()
+    tree = graph.tree
+    return {
+        "tree": (tree.function, tree.parent, tree.calls, tree.total_us, tree.self_us, tree.children),
+        "stats": vars(graph.stats),
+        "modules": graph.modules,
+        "marks": (fed, parser.event_mark(), parser.entry_lines_done, parser.other_lines_done),
+    }
+
+
+def test_every_bundled_trace_dat_is_covered():
+    assert {path.name for path in TRACE_DATS} >= set(VERSIONS.values())
+
+
+@pytest.mark.parametrize("pages", [1024, 3])
+@pytest.mark.parametrize("name", [path.relative_to(DATA).as_posix() for path in TRACE_DATS])
+def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monkeypatch, name, pages):
+    """Leaves joined, the common events applied inline: the same call tree to the last bit, lost events included.
+
+    With 3 pages per batch the windows are small, so that many entries and
+    exits fall on either side of a window's end."""
+    monkeypatch.setattr(km, "PAGES_PER_BATCH", pages)
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / name).read_bytes()))
+    bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
+    one_by_one = model_state(km, trace, fed_per_event)
+    assert bulk["stats"]["lost_by_cpu"] and bulk["stats"]["events"] > 10_000
+    assert bulk == one_by_one
