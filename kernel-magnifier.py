@@ -2417,6 +2417,86 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
         yield merged.part(np.argsort(merged.key, kind="stable"))
 
 
+# --- decoding in a second process ------------------------------------------------
+#
+# The model takes the events one by one in the parent; the pages can be decoded
+# meanwhile on the second core. A child decodes and merges them and pickles
+# each window to a pipe (with the function names it found since the last one);
+# the pipe's capacity keeps it at most a window ahead, so memory stays bounded.
+
+DECODE_CHILD_MIN_BYTES = 8 << 20  # ring-buffer data below this decodes in well under a second: no child
+MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs forks no decoder of its own
+
+
+def decode_in_child_wanted(dat: TraceDat) -> bool:
+    """A child decoder with fork, a second core, enough data, not already in a child (KM_PARSE_PROCESSES=1: never; >1: always)."""
+    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS or parse_processes() < 2:
+        return False
+    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
+        return True
+    return sum(data.size for data in dat.cpus) >= DECODE_CHILD_MIN_BYTES
+
+
+@contextlib.contextmanager
+def decoded_windows(dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[Iterator[EventBatch]]:
+    """The merged windows of all CPUs, decoded here or in a child process; the child ends with the block."""
+    if not decode_in_child_wanted(dat):
+        yield merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus])
+        return
+    pid, read_end = decode_in_child(dat, decoder)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            yield windows_from_child(pipe, dat, decoder, damage)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+
+
+def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
+    """Fork a child that pickles ("window", arrays, new names, bytes read) per window, then ("end", ...), to a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 0
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: just end
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with os.fdopen(write_end, "wb") as pipe:
+            damage: list[str] = []
+            sent = 0
+            for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
+                arrays = (window.key, window.kind, window.code, window.ctx, window.duration)
+                pickle.dump(("window", arrays, decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                sent = len(decoder.names)
+            pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # the parent sees the missing end and says so
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[EventBatch]:
+    """The child's windows, with the decoder's names, counts and the damage found brought up to date."""
+    while True:
+        try:
+            kind, body, names, consumed = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError, ValueError):
+            raise UserError(f"{dat.path}: decoding its pages failed in the child process (out of memory?)") from None
+        decoder.names.extend(names)
+        dat.consumed = consumed
+        if kind == "end":
+            other_counts, found = body
+            decoder.other_counts.update(other_counts)
+            damage.extend(found)
+            return
+        yield EventBatch(*body)
+
+
 def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
     """The model calls for one merged window; returns the events fed so far (lost notices excluded).
 
@@ -2497,16 +2577,15 @@ def leaf_pairs(np, batch: EventBatch) -> tuple[EventBatch, object]:
 def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tuple], durations: list) -> None:
     """A run of function_graph events into the model, the common ones applied here (as feed_lines does).
 
-    An entry or leaf below the open call one level up whose call-tree child
-    exists, and an exit closing the open call at its depth, are applied
-    inline; anything else (a new path, a lost exit, pending callers) goes to
+    An entry or leaf below the open call one level up, and an exit closing
+    the open call at its depth, are applied inline; anything else (a new path, a lost exit, pending callers) goes to
     graph_event(), which does the same and more. A leaf made of an entry and
     its exit is counted as those two events, so event counts and lost-notice
     marks are the per-event ones.
     """
     tasks = parser.tasks
     tree = parser.tree
-    children, total_us, self_us = tree.children, tree.total_us, tree.self_us
+    children, child, total_us, self_us = tree.children, tree.child, tree.total_us, tree.self_us
     modules = parser.graph.modules
     add_call = parser.called.append
     graph_event = parser.graph_event
@@ -2537,21 +2616,22 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tupl
                     if parent[FRAME_DEPTH] == depth - 1 and context[2] == parent[FRAME_IRQ]:
                         kids = children[parent[FRAME_NODE]]
                         node = kids.get(name) if kids is not None else None
-                        if node is not None:
-                            state.cpu = context[0]
-                            add_call(node)
-                            if module:
-                                modules[name] = module
-                            entries += 1
-                            if kind == ENTRY:
-                                stack.append([name, depth, 0.0, context[2], node])
-                            else:
-                                exits += 1
-                                if duration is not None:
-                                    total_us[node] += duration
-                                    self_us[node] += duration
-                                    parent[FRAME_CHILD_US] += duration
-                            continue
+                        if node is None:
+                            node = child(parent[FRAME_NODE], name)
+                        state.cpu = context[0]
+                        add_call(node)
+                        if module:
+                            modules[name] = module
+                        entries += 1
+                        if kind == ENTRY:
+                            stack.append([name, depth, 0.0, context[2], node])
+                        else:
+                            exits += 1
+                            if duration is not None:
+                                total_us[node] += duration
+                                self_us[node] += duration
+                                parent[FRAME_CHILD_US] += duration
+                        continue
         graph_event(event, context, duration)
         if kind == LEAF:
             parser.leaves -= 1
@@ -2588,17 +2668,17 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
         if not decoder.by_kind:
             raise UserError(f"{path}: the trace.dat describes no function_graph or function events (recorded with another tracer?)")
         damage: list[str] = []
-        streams = [cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]
         fed = 0
         kinds = [0] * (EV_OTHER + 1)
         lost_before = dict(stats.lost_by_cpu)
-        for window in merge_by_time(streams):
-            if parser.selection:
-                window = selected_events(window, parser.selection, decoder.np)
-            kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
-            fed = feed_trace_dat(parser, decoder, window, fed)
-            if progress:
-                progress.update(dat.consumed, f"{fed:,} events")
+        with decoded_windows(dat, decoder, damage) as windows:
+            for window in windows:
+                if parser.selection:
+                    window = selected_events(window, parser.selection, decoder.np)
+                kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
+                fed = feed_trace_dat(parser, decoder, window, fed)
+                if progress:
+                    progress.update(dat.consumed, f"{fed:,} events")
     used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]
     stats.events += kinds[EV_OTHER]  # the model counts what it was fed; the rest are ring-buffer events too
     parser.line_no = fed

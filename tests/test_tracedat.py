@@ -17,12 +17,14 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
+from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
 
 SAMPLES = DATA / "trace-cmd"
 VERSIONS = {"v7-zstd": "trace-v7-zstd.dat.xz", "v6": "trace-v6.dat.xz"}
@@ -219,3 +221,81 @@ def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monke
     one_by_one = model_state(km, trace, fed_per_event)
     assert bulk["stats"]["lost_by_cpu"] and bulk["stats"]["events"] > 10_000
     assert bulk == one_by_one
+
+
+# -- decoding in a second process ------------------------------------------------
+
+
+def visualize_with(processes: str, trace: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", str(out), "--chart", ""],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "KM_PARSE_PROCESSES": processes},
+    )
+
+
+@pytest.mark.parametrize("case", ["v7-zstd", "v6", "v6-cut"])
+def test_pages_decoded_in_a_child_process_give_the_same_output(tmp_path, case):
+    """KM_PARSE_PROCESSES=2 makes even a small file decode in a child: the JSON and the messages are the sequential ones."""
+    trace = unpacked(tmp_path, VERSIONS[case.removesuffix("-cut")])
+    if case.endswith("-cut"):
+        trace.write_bytes(trace.read_bytes()[:-300_000])
+    alone, child = visualize_with("1", trace, tmp_path / "alone.json"), visualize_with("2", trace, tmp_path / "child.json")
+    assert alone.returncode == child.returncode == 0, child.stderr
+    assert child.stderr.replace("child.json", "alone.json") == alone.stderr
+    assert (tmp_path / "child.json").read_bytes() == (tmp_path / "alone.json").read_bytes()
+    if case.endswith("-cut"):
+        assert "is damaged or truncated: CPU1's data is cut at" in child.stderr
+
+
+def running(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_ends_the_decoding_child_within_a_second(tmp_path, stop):
+    """A 1.1 M-event file (the sample's real pages written 40 times, as bench/ builds it): a signal mid-decode ends both processes."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_tracedat import repeated_pages
+
+    trace = tmp_path / "long.dat"
+    trace.write_bytes(repeated_pages(lzma.decompress((SAMPLES / VERSIONS["v6"]).read_bytes()), 40))
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", str(tmp_path / "out.json"), "--chart", ""],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "KM_PARSE_PROCESSES": "2"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test runner in the background ignores SIGINT
+    )
+    deadline = time.monotonic() + 20
+    while not children_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    decoder = children_of(process.pid)
+    assert decoder, "no decoding child process"
+    time.sleep(0.3)
+    assert process.poll() is None
+    sent = time.monotonic()
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - sent < 1.0
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "kernel-magnifier: interrupted"
+    deadline = time.monotonic() + 1
+    while any(running(pid) for pid in decoder) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [pid for pid in decoder if running(pid)] == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["long.dat"]
