@@ -1695,6 +1695,7 @@ HEADER_EVENT_TYPE = re.compile(r"(\w+)\s*:\s*type\s*==\s*(\d+)")
 RB_MISSED_EVENTS, RB_MISSED_STORED, RB_COMMIT_MASK = 1 << 31, 1 << 30, (1 << 27) - 1
 TS_SHIFT = 27
 PAGES_PER_BATCH = 1024
+FIRST_PAGES_PER_BATCH = 32
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
 EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is fed
@@ -1974,18 +1975,23 @@ class TraceDat:
 
     def cpu_chunks(self, data: CpuData, damage: list[str]) -> Iterator[bytes]:
         """A CPU's ring-buffer pages, a batch of whole pages at a time; damage gets what was cut."""
-        batch = self.page_size * PAGES_PER_BATCH
+        # The first batches are small, so that the model (or a decoding child's parent) starts at once.
+        batch = self.page_size * min(FIRST_PAGES_PER_BATCH, PAGES_PER_BATCH)
         if self.decompressor is None:
             end = data.offset + data.size
             if end > len(self.data):
                 damage.append(f"CPU{data.cpu}'s data is cut at {max(len(self.data) - data.offset, 0):,} of {data.size:,} bytes")
                 end = len(self.data)
-            for start in range(data.offset, end, batch):
+            start = data.offset
+            while start < end:
                 stop = min(start + batch, end)
                 stop -= (stop - start) % self.page_size
-                if stop > start:
-                    yield self.data[start:stop]
-                    self.release(start, stop)
+                if stop <= start:
+                    break
+                yield self.data[start:stop]
+                self.release(start, stop)
+                start = stop
+                batch = min(2 * batch, self.page_size * PAGES_PER_BATCH)
             return
         # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
         reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
@@ -2001,6 +2007,7 @@ class TraceDat:
                 if sum(map(len, pending)) >= batch:
                     yield b"".join(pending)
                     pending = []
+                    batch = min(2 * batch, self.page_size * PAGES_PER_BATCH)
         except TraceDatTruncated:
             damage.append(f"CPU{data.cpu}'s compressed data is cut after {done} of {chunks} chunks")
         except (ValueError, OSError) as err:
