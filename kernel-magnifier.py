@@ -2199,14 +2199,21 @@ class KernelSymbols:
     sorted stably by address, searched by glibc's bsearch.
     """
 
-    def __init__(self, kallsyms: str) -> None:
-        entries = KALLSYMS_LINE.findall(kallsyms)
-        entries.reverse()
-        addresses = [int(entry[0], 16) for entry in entries]
-        order = sorted(range(len(entries)), key=addresses.__getitem__)
-        self.addresses = [addresses[index] for index in order]
-        self.names = [entries[index][2] for index in order]
-        self.modules = [entries[index][3] or None for index in order]
+    def __init__(self, kallsyms: str, vectorized: bool = True) -> None:
+        self.text = kallsyms
+        found = regular_kallsyms(kallsyms) if vectorized else None
+        if found is None:  # lines of another shape: every one through the pattern
+            matches = list(KALLSYMS_LINE.finditer(kallsyms))
+            matches.reverse()
+            addresses = [int(match.group(1), 16) for match in matches]
+            order = sorted(range(len(matches)), key=addresses.__getitem__)
+            found = ([addresses[index] for index in order], [matches[index].start() for index in order])
+        self.addresses, self.line_starts = found
+
+    def symbol(self, index: int) -> tuple[str, str | None]:
+        """The name and module of the index-th symbol by address (read from its line only when asked for)."""
+        match = KALLSYMS_LINE.match(self.text, self.line_starts[index])
+        return match.group(3), match.group(4) or None
 
     def lookup(self, address: int) -> tuple[str, str | None]:
         """The symbol at the address, or the one it lies in (a parent_ip is a return address)."""
@@ -2216,12 +2223,50 @@ class KernelSymbols:
             middle = (low + high) // 2
             start = addresses[middle]
             if start == address or (start < address and middle + 1 < len(addresses) and address < addresses[middle + 1]):
-                return self.names[middle], self.modules[middle]
+                return self.symbol(middle)
             if address < start:
                 high = middle
             else:
                 low = middle + 1
         return f"0x{address:x}", None
+
+
+def regular_kallsyms(kallsyms: str) -> tuple[list[int], list[int]] | None:
+    """(addresses, line starts) of the symbols KALLSYMS_LINE takes, in KernelSymbols' order, read with numpy.
+
+    Only for the shape of every 64-bit kallsyms ("16 hex digits, space, type,
+    space, name..." on every line); None for anything else, which the pattern
+    then reads line by line. Names are read later, for the addresses looked up.
+    """
+    import numpy as np
+
+    raw = kallsyms.encode("utf-8", "surrogatepass")
+    if len(raw) != len(kallsyms):
+        return None  # not ASCII: byte offsets would not be text offsets
+    text = np.frombuffer(raw, dtype=np.uint8)
+    newlines = np.flatnonzero(text == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    lengths = np.concatenate((newlines, [len(text)])) - starts
+    starts = starts[lengths > 0]
+    if not len(starts):
+        return [], []
+    if (lengths[lengths > 0] < 20).any():
+        return None
+    digits = np.full(256, 255, dtype=np.uint8)
+    for first, last, value in ((b"0", b"9", 0), (b"a", b"f", 10), (b"A", b"F", 10)):
+        digits[first[0] : last[0] + 1] = np.arange(value, value + last[0] - first[0] + 1)
+    nibbles = digits[text[starts[:, None] + np.arange(16)]]
+    if (nibbles == 255).any() or (text[starts + 16] != ord(" ")).any() or (text[starts + 18] != ord(" ")).any():
+        return None
+    blank = np.zeros(256, dtype=bool)
+    blank[[index for index in range(128) if chr(index).isspace()]] = True  # what the pattern's \s takes
+    kind, first = text[starts + 17], text[starts + 19]
+    taken = ~blank[kind] & (kind != ord("a")) & (kind != ord("A")) & ~blank[first] & (first != ord("$"))
+    shifts = np.arange(60, -1, -4, dtype=np.uint64)
+    addresses = np.bitwise_or.reduce(nibbles[taken].astype(np.uint64) << shifts, axis=1)
+    starts = starts[taken]
+    order = np.argsort(addresses[::-1], kind="stable")  # the file's order reversed, then by address (libtraceevent)
+    return addresses[::-1][order].tolist(), starts[::-1][order].tolist()
 
 
 class EventBatch:

@@ -299,3 +299,19 @@ def test_ctrl_c_ends_the_decoding_child_within_a_second(tmp_path, stop):
         time.sleep(0.02)
     assert [pid for pid in decoder if running(pid)] == []
     assert sorted(path.name for path in tmp_path.iterdir()) == ["long.dat"]
+
+
+@pytest.mark.parametrize("name", [path.relative_to(DATA).as_posix() for path in TRACE_DATS])
+def test_kallsyms_read_with_numpy_is_the_pattern_reading(km, tmp_path, name):
+    """The stored /proc/kallsyms: the same addresses, order and symbols as the line-by-line pattern, also when one line has another shape."""
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / name).read_bytes()))
+    with km.mapped_trace_dat(str(trace)) as data:
+        kallsyms = km.TraceDat(str(trace), data).kallsyms
+    odd = kallsyms.replace("\n", "\nffffffff T short_address\n", 1)  # a 32-bit line: the whole text goes through the pattern
+    assert km.regular_kallsyms(kallsyms) is not None and km.regular_kallsyms(odd) is None
+    for text in (kallsyms, odd):
+        fast, pattern = km.KernelSymbols(text), km.KernelSymbols(text, vectorized=False)
+        assert fast.addresses == pattern.addresses and len(fast.addresses) > 90_000
+        assert [fast.symbol(index) for index in range(len(fast.addresses))] == [pattern.symbol(index) for index in range(len(pattern.addresses))]
+    assert km.KernelSymbols(odd).lookup(0xFFFFFFFF) == ("short_address", None)
