@@ -2642,48 +2642,49 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tupl
     add_call = parser.called.append
     graph_event = parser.graph_event
     entries = exits = 0
+    exit_kind, entry_kind = EXIT, ENTRY
     for event, context, duration in zip(parsed, contexts, durations):
         kind, depth, name, module = event
         state = tasks.get(context[1])
         if state is not None and state.stack and not state.irq_entry:
             stack = state.stack
-            if kind == EXIT:
-                top = stack[-1]
-                if top[FRAME_DEPTH] == depth and name == top[FRAME_NAME]:
+            top = stack[-1]
+            if kind == exit_kind:
+                if top[1] == depth and name == top[0]:  # FRAME_DEPTH, FRAME_NAME
                     state.cpu = context[0]
                     stack.pop()
                     exits += 1
                     if duration is not None:
-                        node = top[FRAME_NODE]
+                        node = top[4]  # FRAME_NODE
                         total_us[node] += duration
-                        self_us[node] += duration - top[FRAME_CHILD_US]
-                        if stack and stack[-1][FRAME_DEPTH] == depth - 1:
-                            stack[-1][FRAME_CHILD_US] += duration
+                        self_us[node] += duration - top[2]  # FRAME_CHILD_US
+                        if stack and stack[-1][1] == depth - 1:
+                            stack[-1][2] += duration
                     continue
             else:
-                while stack and stack[-1][FRAME_DEPTH] >= depth:
-                    stack.pop()  # its exit was lost (graph_event would pop the same)
-                if stack and not (state.pending and state.pending[-1][0] >= depth):
-                    parent = stack[-1]
-                    if parent[FRAME_DEPTH] == depth - 1 and context[2] == parent[FRAME_IRQ]:
-                        kids = children[parent[FRAME_NODE]]
-                        node = kids.get(name) if kids is not None else None
-                        if node is None:
-                            node = child(parent[FRAME_NODE], name)
-                        state.cpu = context[0]
-                        add_call(node)
-                        if module:
-                            modules[name] = module
-                        entries += 1
-                        if kind == ENTRY:
-                            stack.append([name, depth, 0.0, context[2], node])
-                        else:
-                            exits += 1
-                            if duration is not None:
-                                total_us[node] += duration
-                                self_us[node] += duration
-                                parent[FRAME_CHILD_US] += duration
-                        continue
+                if top[1] >= depth:
+                    while stack and stack[-1][1] >= depth:
+                        stack.pop()  # its exit was lost (graph_event would pop the same)
+                    top = stack[-1] if stack else None
+                if top is not None and top[1] == depth - 1 and context[2] == top[3] and not (state.pending and state.pending[-1][0] >= depth):
+                    kids = children[top[4]]
+                    node = kids.get(name) if kids is not None else None
+                    if node is None:
+                        node = child(top[4], name)
+                    state.cpu = context[0]
+                    add_call(node)
+                    if module:
+                        modules[name] = module
+                    entries += 1
+                    if kind == entry_kind:
+                        stack.append([name, depth, 0.0, context[2], node])
+                    else:
+                        exits += 1
+                        if duration is not None:
+                            total_us[node] += duration
+                            self_us[node] += duration
+                            top[2] += duration
+                    continue
         graph_event(event, context, duration)
         if kind == LEAF:
             parser.leaves -= 1
