@@ -100,19 +100,19 @@ def repeated_pages(source: bytes, repeat: int) -> bytes:
     return bytes(head) + b"".join(blocks)
 
 
-def stage(script: str, kind: str, paths: list[str]) -> dict:
-    output = subprocess.run([sys.executable, "-c", STAGE, script, kind, *paths], check=True, capture_output=True, text=True)
+def stage(script: str, kind: str, paths: list[str], env: dict[str, str] | None = None) -> dict:
+    output = subprocess.run([sys.executable, "-c", STAGE, script, kind, *paths], check=True, capture_output=True, text=True, env={**os.environ, **(env or {})})
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
-def whole_cli(script: str, paths: list[str], workdir: str) -> dict:
+def whole_cli(script: str, paths: list[str], workdir: str, env: dict[str, str] | None = None) -> dict:
     """Wall and CPU seconds (children included) and peak RSS of one `visualize -o graph.json` run."""
     inputs = [arg for path in paths for arg in ("-i", path)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     output = subprocess.run(
         [sys.executable, "-c", CLI, script, "visualize", *inputs, "-o", str(Path(workdir) / "graph.json"), "--chart", ""],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env={**os.environ, **(env or {})},
     )
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -164,25 +164,30 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         paths, what = inputs_of(args, workdir)
-        versions = {"this": str(ROOT / "kernel-magnifier.py")}
+        this = str(ROOT / "kernel-magnifier.py")
+        # "1 process": KM_PARSE_PROCESSES=1, no decoding child (what a machine with its second core busy gets)
+        versions = {"this": (this, {}), "this, 1 process": (this, {"KM_PARSE_PROCESSES": "1"})}
         baseline = baseline_script(args.baseline, workdir)
         if baseline:
-            versions[args.baseline] = baseline
-        events = stage(versions["this"], "decode", paths)["events"]
+            versions[args.baseline] = (baseline, {})
+        events = stage(this, "decode", paths)["events"]
         print(f"{what}: {events:,} events per run; best of {args.rounds} interleaved rounds")
         stages = (
-            ("decode only (pages -> merged event arrays)", lambda script: stage(script, "decode", paths)),
-            ("decode + model (parse_traces)", lambda script: stage(script, "model", paths)),
-            ("whole visualize -o graph.json", lambda script: whole_cli(script, paths, workdir)),
+            ("decode only (pages -> merged event arrays)", lambda script, env: stage(script, "decode", paths, env)),
+            ("decode + model (parse_traces)", lambda script, env: stage(script, "model", paths, env)),
+            ("whole visualize -o graph.json", lambda script, env: whole_cli(script, paths, workdir, env)),
         )
         for label, run in stages:
             results: dict[str, list[dict]] = {name: [] for name in versions}
             for _ in range(args.rounds):
-                for name, script in versions.items():
-                    results[name].append(run(script))
+                for name, (script, env) in versions.items():
+                    if label.startswith("decode only") and name == "this, 1 process":
+                        continue  # the decode alone is one process in every version
+                    results[name].append(run(script, env))
             print(label)
             for name, runs in results.items():
-                print(f"  {name:>8}: {rate(min(runs, key=lambda result: result['cpu_seconds']), events)}")
+                if runs:
+                    print(f"  {name:>15}: {rate(min(runs, key=lambda result: result['cpu_seconds']), events)}")
         print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (CPU-s rates are the ones to compare on a shared machine)")
 
 
