@@ -2553,19 +2553,20 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
     """The model calls for one merged window; returns the events fed so far (lost notices excluded).
 
     The arguments are built per distinct value (np.unique), an entry directly
-    followed by its own exit becomes one leaf (leaf_pairs), and runs of
-    function_graph events go through feed_graph_run(), which applies the
-    common cases itself; the rest, one model call per event.
+    followed by its own exit becomes one leaf (leaf_pairs), and each run of
+    function_graph events of one task on one CPU (a few hundred on a busy
+    CPU) goes through feed_graph_run(), which applies the common cases itself;
+    the rest, one model call per event.
     """
     np = decoder.np
     if not len(batch):
         return fed
     whole = len(batch)
     batch, joined_before = leaf_pairs(np, batch)
-    contexts = objects_by_code(np, batch.ctx, trace_dat_context)
     kinds = batch.kind
     group = np.where((kinds <= EV_EXIT) | (kinds == EV_LEAF), EV_ENTRY, kinds)
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1)).tolist()
+    new_task = (np.diff(batch.ctx) != 0) & (group[1:] == EV_ENTRY)
+    starts = np.concatenate(([0], np.flatnonzero((np.diff(group) != 0) | new_task) + 1)).tolist()
     stops = [*starts[1:], len(batch)]
     graph = np.flatnonzero(group == EV_ENTRY)
     parsed = np.full(len(batch), None, dtype=object)
@@ -2586,17 +2587,20 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
         durations[timed_at[timed]] = spent[timed].tolist()
     parsed, durations = parsed.tolist(), durations.tolist()
     function_call = parser.function_call
+    contexts: dict[int, tuple] = {}
     for start, stop in zip(starts, stops):
         kind = int(group[start])
         if kind == EV_ENTRY:
-            feed_graph_run(parser, parsed[start:stop], contexts[start:stop], durations[start:stop])
+            ctx = int(batch.ctx[start])
+            context = contexts.get(ctx) or contexts.setdefault(ctx, trace_dat_context(ctx))
+            feed_graph_run(parser, parsed[start:stop], context, durations[start:stop])
         elif kind == EV_FUNCTION:
             calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
             collections.deque(map(function_call, calls), maxlen=0)
         elif kind == EV_LOST:
             for index in range(start, stop):
                 parser.line_no = fed + int(joined_before[index])  # lost_line tells a repeated notice from a new loss by the distance
-                parser.lost_line(contexts[index][0], int(batch.code[index]) if batch.code[index] >= 0 else None)
+                parser.lost_line(trace_dat_context(int(batch.ctx[index]))[0], int(batch.code[index]) if batch.code[index] >= 0 else None)
             fed -= stop - start
         fed += stop - start
     parser.flush_counts()
@@ -2626,15 +2630,18 @@ def leaf_pairs(np, batch: EventBatch) -> tuple[EventBatch, object]:
     return EventBatch(batch.key[keep], kinds[keep], batch.code[keep], batch.ctx[keep], duration[keep]), before
 
 
-def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tuple], durations: list) -> None:
-    """A run of function_graph events into the model, the common ones applied here (as feed_lines does).
+def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, durations: list) -> None:
+    """One task's run of function_graph events on one CPU into the model, the common ones applied here (as feed_lines does).
 
     An entry or leaf below the open call one level up, and an exit closing
-    the open call at its depth, are applied inline; anything else (a new path, a lost exit, pending callers) goes to
-    graph_event(), which does the same and more. A leaf made of an entry and
+    the open call at its depth, are applied inline; anything else (a new
+    task, a lost exit, pending callers) goes to graph_event(), which does the
+    same and more. The task's state is looked up once per run (every event
+    of the run would set its CPU to this one). A leaf made of an entry and
     its exit is counted as those two events, so event counts and lost-notice
     marks are the per-event ones.
     """
+    cpu, key, irq = context
     tasks = parser.tasks
     tree = parser.tree
     children, child, total_us, self_us = tree.children, tree.child, tree.total_us, tree.self_us
@@ -2643,15 +2650,16 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tupl
     graph_event = parser.graph_event
     entries = exits = 0
     exit_kind, entry_kind = EXIT, ENTRY
-    for event, context, duration in zip(parsed, contexts, durations):
+    state = tasks.get(key)
+    if state is not None:
+        state.cpu = cpu
+    stack = state.stack if state is not None and not state.irq_entry else None
+    for event, duration in zip(parsed, durations):
         kind, depth, name, module = event
-        state = tasks.get(context[1])
-        if state is not None and state.stack and not state.irq_entry:
-            stack = state.stack
+        if stack:
             top = stack[-1]
             if kind == exit_kind:
                 if top[1] == depth and name == top[0]:  # FRAME_DEPTH, FRAME_NAME
-                    state.cpu = context[0]
                     stack.pop()
                     exits += 1
                     if duration is not None:
@@ -2666,18 +2674,17 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tupl
                     while stack and stack[-1][1] >= depth:
                         stack.pop()  # its exit was lost (graph_event would pop the same)
                     top = stack[-1] if stack else None
-                if top is not None and top[1] == depth - 1 and context[2] == top[3] and not (state.pending and state.pending[-1][0] >= depth):
+                if top is not None and top[1] == depth - 1 and irq == top[3] and not (state.pending and state.pending[-1][0] >= depth):
                     kids = children[top[4]]
                     node = kids.get(name) if kids is not None else None
                     if node is None:
                         node = child(top[4], name)
-                    state.cpu = context[0]
                     add_call(node)
                     if module:
                         modules[name] = module
                     entries += 1
                     if kind == entry_kind:
-                        stack.append([name, depth, 0.0, context[2], node])
+                        stack.append([name, depth, 0.0, irq, node])
                     else:
                         exits += 1
                         if duration is not None:
@@ -2690,6 +2697,9 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], contexts: list[tupl
             parser.leaves -= 1
             entries += 1
             exits += 1
+        if stack is None:  # graph_event made the task's state, or ended its interrupt entry
+            state = tasks.get(key)
+            stack = state.stack if state is not None and not state.irq_entry else None
     parser.entries += entries
     parser.exits += exits
 
