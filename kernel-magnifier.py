@@ -27,6 +27,7 @@ import argparse
 import collections
 import contextlib
 import difflib
+import errno
 import fnmatch
 import gzip
 import heapq
@@ -1690,6 +1691,7 @@ TRACE_DAT_OPTION_NAMES = {
     22: "BUFFER_TEXT",
 }
 TRACE_DAT_OPTIONS = {name: number for number, name in TRACE_DAT_OPTION_NAMES.items()}
+KM_METADATA_OPTION = 0x4B4D  # "KM": our "key: value" lines; record writes it; trace-cmd's report skips options it does not know
 FORMAT_FIELD = re.compile(r"field:([^;]*?);\s*offset:(\d+);\s*size:(\d+);(?:\s*signed:(\d+);)?")
 HEADER_EVENT_TYPE = re.compile(r"(\w+)\s*:\s*type\s*==\s*(\d+)")
 RB_MISSED_EVENTS, RB_MISSED_STORED, RB_COMMIT_MASK = 1 << 31, 1 << 30, (1 << 27) - 1
@@ -1811,6 +1813,8 @@ class TraceDat:
         self.kallsyms = ""
         self.cpu_stats: dict[str, str] = {}
         self.options: dict[str, str] = {}
+        self.comms: dict[str, str] = {}  # pid -> task name
+        self.metadata: list[tuple[str, str]] = []  # a kernel-magnifier recording's "key: value" lines
         self.cpus: list[CpuData] = []
         self.other_buffers: list[str] = []
         self.consumed = 0  # bytes of ring-buffer data read so far, for the progress display
@@ -1847,7 +1851,7 @@ class TraceDat:
         self.read_event_formats(reader)
         self.kallsyms = reader.sized_text("I")
         reader.sized_text("I")  # printk formats: trace_printk text, not calls
-        reader.sized_text("Q")  # saved cmdlines: task names, which the model does not keep (it keys tasks by pid)
+        self.read_cmdlines(reader.sized_text("Q"))
         cpu_count = reader.number("I")
         kind = reader.take(10)
         if kind == b"options  \x00":
@@ -1893,6 +1897,15 @@ class TraceDat:
             self.read_event_formats(self.section(sections[TRACE_DAT_OPTIONS["EVENT_FORMATS"]]))
         if TRACE_DAT_OPTIONS["KALLSYMS"] in sections:
             self.kallsyms = self.section(sections[TRACE_DAT_OPTIONS["KALLSYMS"]]).sized_text("I")
+        if TRACE_DAT_OPTIONS["CMDLINES"] in sections:
+            self.read_cmdlines(self.section(sections[TRACE_DAT_OPTIONS["CMDLINES"]]).sized_text("Q"))
+
+    def read_cmdlines(self, text: str) -> None:
+        """saved_cmdlines: "pid name" lines, the task names the kernel kept."""
+        for line in text.splitlines():
+            pid, _, comm = line.strip().partition(" ")
+            if pid.isdigit() and comm:
+                self.comms[pid] = comm
 
     def section(self, offset: int) -> ByteReader:
         """A v7 section's body (decompressed when its flag says so), after its 16-byte header."""
@@ -1955,6 +1968,11 @@ class TraceDat:
             text = body.rstrip(b"\x00").decode("utf-8", "replace").strip()
             in_use = re.search(r"\[(\S+)\]", text) if name == "TRACECLOCK" else None  # "local [global] counter ..."
             self.options[name.lower()] = in_use.group(1) if in_use else text
+        elif option == KM_METADATA_OPTION:
+            for line in body.rstrip(b"\x00").decode("utf-8", "replace").splitlines():
+                key, _, value = line.partition(": ")
+                if key and "\x00" not in key:
+                    self.metadata.append((key, value))
         elif name == "CPUCOUNT" and len(body) >= 4:
             self.options["cpucount"] = str(int.from_bytes(body[:4], "little" if self.endian == "<" else "big"))
 
@@ -2737,7 +2755,7 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
         with decoded_windows(dat, decoder, damage) as windows:
             for window in windows:
                 if parser.selection:
-                    window = selected_events(window, parser.selection, decoder.np)
+                    window = selected_events(window, parser.selection, decoder.np, dat.comms)
                 kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
                 fed = feed_trace_dat(parser, decoder, window, fed)
                 if progress:
@@ -2755,18 +2773,24 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
 
 
-def selected_events(batch: EventBatch, selection: TaskSelection, np) -> EventBatch:
-    """The events of the selected pids and CPUs (--pid, --cpu); lost-event notices of every CPU stay."""
-    if selection.comms:
-        raise UserError("--comm: task names of a trace.dat are not read (tasks are keyed by pid): select them with --pid")
+def selected_events(batch: EventBatch, selection: TaskSelection, np, comms: dict[str, str]) -> EventBatch:
+    """The events of the selected pids, task names (from the file's saved names) and CPUs; lost-event notices of every CPU stay."""
     unique, inverse = np.unique(batch.ctx, return_inverse=True)
-    keep = np.array([selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), "", str(ctx & 0xFFFF)) for ctx in unique.tolist()], dtype=bool)
+    keep = np.array([selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), trace_dat_comm(comms, ctx >> 16), str(ctx & 0xFFFF))
+                     for ctx in unique.tolist()], dtype=bool)
     return batch.part(keep[inverse.ravel()] | (batch.kind == EV_LOST))
+
+
+def trace_dat_comm(comms: dict[str, str], pid: int) -> str:
+    """A task's name as the kernel saved it ("" when it did not: --comm then leaves the task out)."""
+    return "<idle>" if pid == 0 else comms.get(str(pid), "")
 
 
 def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:
     """Kernel counters, what the file says about itself, what was cut, what was not used."""
     stats.formats.add("trace.dat")
+    for key, value in dat.metadata:
+        stats.metadata.setdefault(key, value)
     stats.metadata.setdefault("trace.dat", f"version {dat.version}" + (f", {dat.compression}" if dat.compression not in ("", "none") else ""))
     for key in ("uname", "traceclock", "version"):
         if key in dat.options:
@@ -2898,13 +2922,13 @@ class IntervalReader:
                 columns = (window.key.tolist(), window.kind.tolist(), window.code.tolist(), window.ctx.tolist(), window.duration.tolist())
                 for stamp, kind, code, ctx, duration in zip(*columns):
                     cpu = str(ctx & 0xFFFF)
-                    task = self.pid_task(str(ctx >> 16), cpu)
+                    task, comm = self.pid_task(str(ctx >> 16), cpu), trace_dat_comm(dat.comms, ctx >> 16)
                     if kind == EV_FUNCTION:
                         self.kind = self.kind or "function"
-                        interval = CallInterval(decoder.names[code >> 32][0], task, "", cpu, stamp / 1000, None, 0)
+                        interval = CallInterval(decoder.names[code >> 32][0], task, comm, cpu, stamp / 1000, None, 0)
                     elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
                         self.kind = "function_graph"
-                        interval = CallInterval(decoder.names[code >> 16][0], task, "", cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                        interval = CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -5963,6 +5987,8 @@ class Recording:
     size: int = 0
     command_status: int | None = None
     self_excluded: bool = False
+    top: str = ""
+    drain_seconds: float = 0.0
 
 
 def run_record(args: argparse.Namespace) -> None:
@@ -5988,6 +6014,9 @@ def check_record_arguments(args: argparse.Namespace, command: list[str]) -> None
             raise UserError(f"--pid {pid}: no such process")
     if args.pid and command:
         raise UserError("--pid and -- COMMAND exclude each other: record either a running process or a new command")
+    if args.format != "text" and args.output.endswith((".gz", ".xz")):
+        raise UserError(f"-o {args.output}: only --format text is compressed while recording; a trace.dat holds the kernel's pages as they are"
+                        " (compress it afterwards with xz: visualize reads .xz)")
     check_writable(args.output)
 
 
@@ -5996,7 +6025,7 @@ def record_with_borrowed_state(args: argparse.Namespace, command: list[str], top
     if args.tracer not in available:
         hint = "; try --tracer function" if args.tracer == "function_graph" and "function" in available else ""
         raise UserError(f"this kernel has no {args.tracer} tracer (available: {' '.join(available)}){hint}")
-    recording = Recording()
+    recording = Recording(top=top)
     recording.instance = private_instance(top, args.tracer, tracing_files_needed(args))
     recording.tracing = recording.instance or top
     current = read_tracefs(os.path.join(recording.tracing, "current_tracer")).strip()
@@ -6029,22 +6058,34 @@ def record_into_file(
 ) -> None:
     options = configure_tracing(args, recording, settings, traced)
     replacing = os.path.exists(args.output)
+    header = [*data_file_header(args, recording.tracing, options, command), ("self-excluded", "yes" if recording.self_excluded else "no")]
     with atomic_output(args.output, keep_old=True) as tmp:  # an older FILE becomes FILE.old, as perf does
-        output = DataFile(tmp, args.output)
-        try:
-            for key, value in data_file_header(args, recording.tracing, options, command):
-                output.comment(key, value)
-            output.comment("self-excluded", "yes" if recording.self_excluded else "no")
-            stream_trace(args, recording, output, traced, stop)
-            write_footer(output, recording)
-        except BaseException:
-            output.close(quietly=True)
-            raise
-        output.close()
+        if args.format == "text":
+            record_text(tmp, args, recording, header, traced, stop)
+        else:
+            record_trace_dat(tmp, args, recording, settings, header, traced, stop)
         stop.phase = "restoring"
     recording.old_file = args.output + ".old" if replacing else None
     give_to_sudo_user(args.output)
     recording.size = os.path.getsize(args.output)
+
+
+def record_text(tmp: str, args: argparse.Namespace, recording: Recording, header: list[tuple[str, object]], traced: TracedCommand | None, stop: StopSignals) -> None:
+    """trace_pipe as the kernel formats it, between a `# key: value` header and footer."""
+    output = DataFile(tmp, args.output)
+    try:
+        for key, value in header:
+            output.comment(key, value)
+        fd = os.open(os.path.join(recording.tracing, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            stream_trace(args, recording, TextSource(fd, output), traced, stop)
+        finally:
+            os.close(fd)
+        write_footer(output, recording)
+    except BaseException:
+        output.close(quietly=True)
+        raise
+    output.close()
 
 
 def give_back(settings: BorrowedSettings, recording: Recording) -> None:
@@ -6095,29 +6136,44 @@ def configure_tracing(args: argparse.Namespace, recording: Recording, settings: 
     return options
 
 
-def stream_trace(args: argparse.Namespace, recording: Recording, output: DataFile, traced: TracedCommand | None, stop: StopSignals) -> None:
+class TextSource:
+    """trace_pipe: text, read as it comes (the kernel formats every event in the reader's context)."""
+
+    def __init__(self, fd: int, output: DataFile) -> None:
+        self.fds = [fd]
+        self.output = output
+
+    def written(self) -> int:
+        return self.output.bytes_in
+
+    def pump(self, until: float) -> None:
+        read_available(self.fds[0], self.output, until)
+
+    def flush(self, until: float) -> None:
+        read_available(self.fds[0], self.output, until)
+
+
+def stream_trace(args: argparse.Namespace, recording: Recording, source: TextSource | PageSource, traced: TracedCommand | None, stop: StopSignals) -> None:
     """Non-blocking reads that never run past the deadline; after tracing stops, drain what the kernel still holds."""
     tracing = recording.tracing
     limit = args.record_time if args.record_time is not None else (None if traced else DEFAULT_RECORD_SECONDS)
-    fd = os.open(os.path.join(tracing, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        announce_recording(args, limit, traced)
-        write_tracefs(os.path.join(tracing, "tracing_on"), "1")
-        started = time.monotonic()
-        stop.phase = "recording"
-        if traced:
-            traced.start()
-        recording.stopped_by = read_until_stopped(fd, output, started, limit, traced, args.pid, stop, tracing)
-        write_tracefs(os.path.join(tracing, "tracing_on"), "0")
-        recording.seconds = time.monotonic() - started
-        drain(fd, output, stop)
-    finally:
-        os.close(fd)
+    announce_recording(args, limit, traced)
+    write_tracefs(os.path.join(tracing, "tracing_on"), "1")
+    started = time.monotonic()
+    stop.phase = "recording"
+    if traced:
+        traced.start()
+    recording.stopped_by = read_until_stopped(source, started, limit, traced, args.pid, stop, tracing)
+    write_tracefs(os.path.join(tracing, "tracing_on"), "0")
+    recording.seconds = time.monotonic() - started
+    drained = time.monotonic()
+    drain(source, stop)
+    recording.drain_seconds = time.monotonic() - drained
     recording.stats = kernel_cpu_stats(tracing)
 
 
 def read_until_stopped(
-    fd: int, output: DataFile, started: float, limit: float | None, traced: TracedCommand | None, pids: list[int] | None, stop: StopSignals, tracing: str
+    source: TextSource | PageSource, started: float, limit: float | None, traced: TracedCommand | None, pids: list[int] | None, stop: StopSignals, tracing: str
 ) -> str:
     import select
 
@@ -6130,11 +6186,11 @@ def read_until_stopped(
             if reason:
                 return reason
             slice_end = min(now + 0.5, started + limit) if limit else now + 0.5
-            select.select([fd], [], [], max(0.0, min(0.2, slice_end - now)))
-            read_available(fd, output, until=slice_end)
+            select.select(source.fds, [], [], max(0.0, min(0.1, slice_end - now)))
+            source.pump(until=slice_end)
             if progress.enabled and time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + 1.0
-                show_record_progress(progress, time.monotonic() - started, limit, output.bytes_in, tracing)
+                show_record_progress(progress, time.monotonic() - started, limit, source.written(), tracing)
     finally:
         progress.close()
 
@@ -6145,17 +6201,17 @@ def show_record_progress(progress: Progress, elapsed: float, limit: float | None
     progress.update(written, f"{limit_text}{format_size(written / max(elapsed, 0.001))}/s, lost so far {lost:,}")
 
 
-def drain(fd: int, output: DataFile, stop: StopSignals) -> None:
+def drain(source: TextSource | PageSource, stop: StopSignals) -> None:
     """Everything the kernel still holds; a further stop signal cuts the drain short (what is left shows as entries)."""
     progress = Progress("reading what the kernel still holds", None)
     signals_before = stop.count
     try:
         while stop.count == signals_before:
-            before = output.bytes_in
-            read_available(fd, output, until=time.monotonic() + 0.5)
-            if output.bytes_in == before:
+            before = source.written()
+            source.flush(until=time.monotonic() + 0.5)
+            if source.written() == before:
                 return
-            progress.update(output.bytes_in)
+            progress.update(source.written())
     finally:
         progress.close()
 
@@ -6195,6 +6251,362 @@ def read_available(fd: int, output: DataFile, until: float) -> None:
         output.write(data)
 
 
+# --- the binary recording: ring-buffer pages into a trace.dat ------------------
+#
+# Each CPU's per_cpu/cpuN/trace_pipe_raw hands out the ring buffer's own pages.
+# While tracing runs they are spliced (no copy through Python) into a pipe and on
+# into an unlinked temporary file: splice gives whole pages only, the ones the
+# kernel has finished writing, so no half-empty page is taken from under the
+# writer. When tracing stops, read() takes what is left, the last partial page
+# of each CPU included. The file is then assembled as trace-cmd's file version 6
+# (man 5 trace-cmd.dat.v6): the kernel's descriptions of its pages and events,
+# kallsyms, printk formats, task names, options, then each CPU's pages aligned
+# to a page, as trace-cmd writes them, so that trace-cmd and KernelShark open it.
+
+TRACE_DAT_FILE_VERSION = 6
+SPLICE_BYTES = 1 << 20
+SAVED_CMDLINES_WANTED = 8192  # the kernel keeps 128 task names by default: too few for a busy machine
+
+
+class PageSpool:
+    """One CPU's pages: trace_pipe_raw -> pipe -> an unlinked temporary file beside the output."""
+
+    def __init__(self, tracing: str, cpu: int, directory: str, page_size: int) -> None:
+        self.cpu = cpu
+        self.page_size = page_size
+        self.size = 0
+        self.file = tempfile.TemporaryFile(dir=directory)  # unlinked: nothing is left behind on any way out
+        self.fd = os.open(os.path.join(tracing, "per_cpu", f"cpu{cpu}", "trace_pipe_raw"), os.O_RDONLY | os.O_NONBLOCK)
+        self.pipe = os.pipe()
+        self.splice_to_file = True
+        with contextlib.suppress(OSError, AttributeError):
+            import fcntl
+
+            fcntl.fcntl(self.pipe[1], fcntl.F_SETPIPE_SZ, SPLICE_BYTES)
+        self.splice_from_kernel = hasattr(os, "splice")
+
+    def pump(self, until: float) -> None:
+        """Whole pages the kernel has finished, until there are none or the time slice ends."""
+        while self.splice_from_kernel and time.monotonic() < until:
+            try:
+                moved = os.splice(self.fd, self.pipe[1], SPLICE_BYTES, flags=os.SPLICE_F_NONBLOCK)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            except OSError as err:
+                if err.errno != errno.EINVAL:
+                    raise
+                self.splice_from_kernel = False  # a kernel that cannot splice this file: read() pages instead
+                return
+            if not moved:
+                return
+            self.pipe_to_file(moved)
+        if not self.splice_from_kernel:
+            self.read_pages(until)
+
+    def flush(self, until: float) -> None:
+        """After tracing stopped: the whole pages, then the partial ones only read() hands out."""
+        self.pump(until)
+        self.read_pages(until)
+
+    def read_pages(self, until: float) -> None:
+        while time.monotonic() < until:
+            try:
+                page = os.read(self.fd, self.page_size)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            if not page:
+                return
+            self.write(page.ljust(self.page_size, b"\0"))
+
+    def pipe_to_file(self, size: int) -> None:
+        while size:
+            if self.splice_to_file:
+                try:
+                    moved = os.splice(self.pipe[0], self.file.fileno(), size)
+                except OSError as err:
+                    if err.errno != errno.EINVAL:
+                        raise
+                    self.splice_to_file = False  # a file system without splice_write: copy through memory
+                    continue
+                self.size += moved
+            else:
+                moved = len(self.write(os.read(self.pipe[0], size)))
+            size -= moved
+
+    def write(self, data: bytes) -> bytes:
+        os.lseek(self.file.fileno(), self.size, os.SEEK_SET)
+        written = 0
+        while written < len(data):
+            written += os.write(self.file.fileno(), data[written:])
+        self.size += len(data)
+        return data
+
+    def close(self) -> None:
+        for fd in (self.fd, *self.pipe):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.file.close()
+
+
+class PageSource:
+    """Every recorded CPU's pages, pumped in turn; errors while writing them are one line naming the output."""
+
+    def __init__(self, spools: list[PageSpool], output: str) -> None:
+        self.spools = spools
+        self.fds = [spool.fd for spool in spools]
+        self.output = output
+
+    def written(self) -> int:
+        return sum(spool.size for spool in self.spools)
+
+    def pump(self, until: float) -> None:
+        with self.write_errors():
+            for spool in self.spools:
+                spool.pump(until)
+
+    def flush(self, until: float) -> None:
+        with self.write_errors():
+            for spool in self.spools:
+                spool.flush(until)
+
+    @contextlib.contextmanager
+    def write_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as err:
+            if err.filename:
+                raise
+            raise UserError(f"cannot write {self.output}: {err.strerror}; the recording was discarded") from None
+
+
+def ring_page_size(header_page: str) -> int:
+    """The ring buffer's page (sub-buffer) size: where header_page's data field ends."""
+    for declaration, offset, size, _ in FORMAT_FIELD.findall(header_page):
+        if declaration.split() and declaration.split()[-1] == "data":
+            return int(offset) + int(size)
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+def recorded_cpus(args: argparse.Namespace, tracing: str) -> list[int]:
+    """The CPUs with a ring buffer (per_cpu/cpuN), or only those of --cpu/--cpumask."""
+    cpus = sorted(int(name[3:]) for name in os.listdir(os.path.join(tracing, "per_cpu")) if name[3:].isdigit())
+    if args.cpumask:
+        cpus = [cpu for cpu in cpus if args.cpumask_value >> cpu & 1]
+    return cpus
+
+
+def record_trace_dat(
+    tmp: str, args: argparse.Namespace, recording: Recording, settings: BorrowedSettings, header: list[tuple[str, object]],
+    traced: TracedCommand | None, stop: StopSignals,
+) -> None:
+    top = recording.top or recording.tracing
+    cmdlines_size = os.path.join(top, "saved_cmdlines_size")
+    with contextlib.suppress(OSError, ValueError):
+        if int(read_tracefs(cmdlines_size).split()[0]) < SAVED_CMDLINES_WANTED:
+            settings.set(cmdlines_size, str(SAVED_CMDLINES_WANTED))
+    header_page = read_tracefs(os.path.join(top, "events", "header_page"))
+    page_size = ring_page_size(header_page)
+    spools: list[PageSpool] = []
+    try:
+        for cpu in recorded_cpus(args, recording.tracing):
+            spools.append(PageSpool(recording.tracing, cpu, os.path.dirname(tmp), page_size))
+        stream_trace(args, recording, PageSource(spools, args.output), traced, stop)
+        parts = TraceDatParts.collect(top, recording, header_page, page_size, settings)
+        footer = [("duration-s", f"{recording.seconds:.3f}"), ("stopped-by", recording.stopped_by), ("end", "complete")]
+        parts.options.append(km_metadata_option([*header, ("format", "trace.dat"), *footer]))
+        with open(tmp, "wb") as output, output_errors(args.output):
+            write_trace_dat(output, parts, {spool.cpu: spool for spool in spools})
+    finally:
+        for spool in spools:
+            spool.close()
+
+
+@dataclass
+class TraceDatParts:
+    """What a trace.dat holds besides the pages, read from tracefs and /proc after the recording."""
+
+    page_size: int
+    header_page: str
+    header_event: str
+    ftrace_formats: list[str]
+    kallsyms: bytes
+    printk_formats: bytes
+    cmdlines: str
+    cpu_count: int
+    options: list[tuple[int, bytes]]
+
+    @classmethod
+    def collect(cls, top: str, recording: Recording, header_page: str, page_size: int, settings: BorrowedSettings) -> TraceDatParts:
+        events = os.path.join(top, "events")
+        ftrace = os.path.join(events, "ftrace")
+        formats = [read_tracefs(os.path.join(ftrace, name, "format")) for name in sorted(os.listdir(ftrace)) if os.path.exists(os.path.join(ftrace, name, "format"))]
+        cpu_count = max(recording.stats, default=-1) + 1
+        return cls(
+            page_size=page_size,
+            header_page=header_page,
+            header_event=read_tracefs(os.path.join(events, "header_event")),
+            ftrace_formats=formats,
+            kallsyms=read_kallsyms(settings),
+            printk_formats=read_optional(os.path.join(top, "printk_formats")),
+            cmdlines=task_names(read_optional(os.path.join(top, "saved_cmdlines")).decode("utf-8", "replace")),
+            cpu_count=cpu_count,
+            options=trace_dat_options(recording, cpu_count),
+        )
+
+
+def read_optional(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def read_kallsyms(settings: BorrowedSettings) -> bytes:
+    """/proc/kallsyms with addresses: kptr_restrict hides them even from root, so it is borrowed as trace-cmd does."""
+    symbols = read_optional("/proc/kallsyms")
+    if re.match(rb"0+ ", symbols) and not re.search(rb"^0*[1-9a-f][0-9a-f]* ", symbols[:1 << 16], re.M):
+        with contextlib.suppress(OSError):
+            settings.set("/proc/sys/kernel/kptr_restrict", "0")
+            symbols = read_optional("/proc/kallsyms")
+    return symbols
+
+
+def task_names(saved: str) -> str:
+    """The kernel's saved task names, and for pids it did not keep, the names of tasks alive now."""
+    names = {}
+    for line in saved.splitlines():
+        pid, _, comm = line.partition(" ")
+        if pid.isdigit() and comm:
+            names[int(pid)] = comm
+    for comm_path in glob_task_comms():
+        pid = int(comm_path.split("/")[4])
+        if pid not in names:
+            with contextlib.suppress(OSError):
+                names[pid] = read_tracefs(comm_path).strip()
+    return "".join(f"{pid} {comm}\n" for pid, comm in sorted(names.items()) if comm)
+
+
+def glob_task_comms() -> list[str]:
+    import glob
+
+    return glob.glob("/proc/[0-9]*/task/[0-9]*/comm")
+
+
+def trace_dat_options(recording: Recording, cpu_count: int) -> list[tuple[int, bytes]]:
+    """CPUSTAT per CPU (as trace-cmd stores them), the clock, uname, the CPU count, who wrote it, our metadata."""
+    uname = os.uname()
+    options = [(TRACE_DAT_OPTIONS["CPUSTAT"], f"CPU: {cpu}\n".encode() + read_optional(os.path.join(recording.tracing, "per_cpu", f"cpu{cpu}", "stats")) + b"\0")
+               for cpu in range(cpu_count)]
+    options += [
+        (TRACE_DAT_OPTIONS["TRACECLOCK"], read_optional(os.path.join(recording.tracing, "trace_clock")) + b"\0"),
+        (TRACE_DAT_OPTIONS["UNAME"], f"{uname.sysname} {uname.nodename} {uname.release} {uname.machine}\0".encode()),
+        (TRACE_DAT_OPTIONS["CPUCOUNT"], cpu_count.to_bytes(4, sys.byteorder)),
+        (TRACE_DAT_OPTIONS["VERSION"], f"kernel-magnifier {VERSION}\0".encode()),
+    ]
+    return options
+
+
+def km_metadata_option(lines: list[tuple[str, object]]) -> tuple[int, bytes]:
+    return KM_METADATA_OPTION, "".join(f"{key}: {value}\n" for key, value in lines).encode() + b"\0"
+
+
+def write_trace_dat(output: IO[bytes], parts: TraceDatParts, spools: dict[int, PageSpool]) -> None:
+    """trace-cmd's file version 6: metadata, then each CPU's pages at a page-aligned offset."""
+    layout = trace_dat_layout(parts, {cpu: spool.size for cpu, spool in spools.items()})
+    output.write(layout.head)
+    for cpu in range(parts.cpu_count):
+        offset, size = layout.cpu_data[cpu]
+        if not size:
+            continue
+        output.write(bytes(offset - output.tell()))
+        output.flush()
+        copy_spool(spools[cpu], output, size)
+    output.flush()
+
+
+@dataclass
+class TraceDatLayout:
+    head: bytes
+    cpu_data: list[tuple[int, int]]
+
+
+def trace_dat_layout(parts: TraceDatParts, sizes: dict[int, int]) -> TraceDatLayout:
+    """The file's bytes up to the pages, with each CPU's (offset, size): built twice, the second time with the offsets."""
+    cpu_data = [(0, sizes.get(cpu, 0)) for cpu in range(parts.cpu_count)]
+    head = trace_dat_head(parts, cpu_data)
+    offset = head_end = len(head)
+    for cpu, (_, size) in enumerate(cpu_data):
+        if size:
+            offset = -(-offset // parts.page_size) * parts.page_size
+            cpu_data[cpu] = (offset, size)
+            offset += size
+        else:
+            cpu_data[cpu] = (max(offset, head_end), 0)
+    return TraceDatLayout(trace_dat_head(parts, cpu_data), cpu_data)
+
+
+def trace_dat_head(parts: TraceDatParts, cpu_data: list[tuple[int, int]]) -> bytes:
+    order = sys.byteorder
+
+    def number(value: int, size: int) -> bytes:
+        return value.to_bytes(size, order)
+
+    def sized(data: bytes, size: int) -> bytes:
+        return number(len(data), size) + data
+
+    head = bytearray(TRACE_CMD_MAGIC + f"{TRACE_DAT_FILE_VERSION}\0".encode())
+    head += bytes([0 if order == "little" else 1, struct_long_size()]) + number(parts.page_size, 4)
+    head += b"header_page\0" + sized(parts.header_page.encode(), 8) + b"header_event\0" + sized(parts.header_event.encode(), 8)
+    head += number(len(parts.ftrace_formats), 4) + b"".join(sized(text.encode(), 8) for text in parts.ftrace_formats)
+    head += number(0, 4)  # event systems: record enables no other events
+    head += sized(parts.kallsyms, 4) + sized(parts.printk_formats, 4) + sized(parts.cmdlines.encode(), 8)
+    head += number(parts.cpu_count, 4) + b"options  \0"
+    for option, body in parts.options:
+        head += number(option, 2) + sized(body, 4)
+    head += number(0, 2) + b"flyrecord\0"
+    for offset, size in cpu_data:
+        head += number(offset, 8) + number(size, 8)
+    clock = next((body for option, body in parts.options if option == TRACE_DAT_OPTIONS["TRACECLOCK"]), b"")
+    in_use = re.search(rb"\[(\S+)\]", clock)
+    head += sized(b"[" + (in_use.group(1) if in_use else b"local") + b"]", 8)  # v6 repeats the clock after the CPU offsets
+    return bytes(head)
+
+
+def struct_long_size() -> int:
+    import struct
+
+    return struct.calcsize("l")
+
+
+def copy_spool(spool: PageSpool, output: IO[bytes], size: int) -> None:
+    """In-kernel copy where the file system allows (copy_file_range), else through memory."""
+    source, target, done = spool.file.fileno(), output.fileno(), 0
+    position = output.tell()
+    try:
+        while done < size:
+            moved = os.copy_file_range(source, target, size - done, done, position + done)
+            if not moved:
+                break
+            done += moved
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    os.lseek(source, done, os.SEEK_SET)
+    output.seek(position + done)
+    while done < size:
+        block = os.read(source, min(CHUNK_BYTES, size - done))
+        if not block:
+            raise UserError(f"a CPU{spool.cpu} page file ended early ({done:,} of {size:,} bytes)")
+        output.write(block)
+        done += len(block)
+    output.seek(position + size)
+
+
 def write_footer(output: DataFile, recording: Recording) -> None:
     output.comment("duration-s", f"{recording.seconds:.3f}")
     output.comment("stopped-by", recording.stopped_by)
@@ -6209,7 +6621,8 @@ def report_recording(args: argparse.Namespace, recording: Recording) -> None:
     if recording.command_status is not None:
         say(f"Command exited with status {recording.command_status}")
     say(f"Wrote data to {args.output}" + (f" (the previous one is now {recording.old_file})" if recording.old_file else ""))
-    say(f"Recorded filesize: {format_size(recording.size)}")
+    form = "trace.dat" if args.format == "trace.dat" else "text"
+    say(f"Recorded filesize: {format_size(recording.size)} ({form}; {recording.drain_seconds:.1f} s to read what the kernel still held after tracing stopped)")
     read = sum(c.get("read-events", 0) for c in recording.stats.values())
     lost = {cpu: lost_in(c) for cpu, c in recording.stats.items()}
     total = sum(lost.values())
@@ -6321,7 +6734,9 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("-a", "--all-cpus", action="store_true", help="every online CPU: what record does anyway (perf's -a)")
     record.add_argument("-C", "--cpu", dest="cpu_list", metavar="LIST", help="only these CPUs, as a list: 0,2-3 (perf's -C)")
     record.add_argument("-M", "--cpumask", metavar="MASK", help="only these CPUs, as a hex mask like tracing_cpumask: 1 is CPU 0, 10 is CPU 4, 5 is CPUs 0 and 2")
-    record.add_argument("-o", "--output", default=DEFAULT_DATA_FILE, metavar="FILE", help="data file (.gz/.xz: compressed); an existing one becomes FILE.old")
+    record.add_argument("-o", "--output", default=DEFAULT_DATA_FILE, metavar="FILE", help="data file; an existing one becomes FILE.old")
+    record.add_argument("--format", choices=("trace.dat", "text"), default="trace.dat",
+                        help="trace.dat: the kernel's binary pages, as trace-cmd writes them (default); text: trace_pipe's text (.gz/.xz: compressed)")
     record.add_argument("-p", "--tracer", choices=("function_graph", "function"), default="function_graph", help="ftrace tracer")
     record.add_argument("-b", "--buffer-size", type=positive_int, metavar="KB", help="ring buffer per CPU in KiB (kernel default 1408)")
     record.add_argument("-g", "--graph-function", action="append", metavar="F[,F...]", help="only calls below these functions (set_graph_function)")
