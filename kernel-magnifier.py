@@ -2324,6 +2324,7 @@ class EventDecoder:
         self.symbols = KernelSymbols(dat.kallsyms)
         self.names: list[tuple[str, str | None]] = []
         self.name_ids: dict[int, int] = {}  # address -> index in names
+        self.graph_events: dict[int, tuple] = {}  # feed_trace_dat's (kind, depth, name, module) per code, for every window
         self.by_kind: dict[int, EventFormat] = {}
         kinds = {}
         for event in dat.formats.values():
@@ -2590,13 +2591,16 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
     parsed = np.full(len(batch), None, dtype=object)
     durations = np.full(len(batch), None, dtype=object)
     if len(graph):
-        names = decoder.names
+        names, known = decoder.names, decoder.graph_events
         shapes = np.where(kinds[graph] == EV_LEAF, 2, kinds[graph])  # 0 entry, 1 exit, 2 leaf
 
         def graph_parsed(code: int) -> tuple:
-            name, module = names[code >> 18]
-            depth = (code >> 2) & 0xFFFF
-            return ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+            found = known.get(code)
+            if found is None:
+                name, module = names[code >> 18]
+                depth = (code >> 2) & 0xFFFF
+                found = known[code] = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+            return found
 
         parsed[graph] = objects_by_code(np, (batch.code[graph] << 2) | shapes, graph_parsed)
         timed_at = graph[shapes > 0]

@@ -207,19 +207,32 @@ def test_every_bundled_trace_dat_is_covered():
     assert {path.name for path in TRACE_DATS} >= set(VERSIONS.values())
 
 
+def bundled_trace_dat(km, name: str, target: Path) -> Path:
+    """A bundled trace.dat, or (raw-binary) the one record writes from the real pages of tests/data/raw-binary."""
+    if name == "raw-binary":
+        from test_tracedat_write import parts, spools
+
+        with target.open("wb") as output:
+            km.write_trace_dat(output, parts(km), spools())
+    else:
+        target.write_bytes(lzma.decompress((DATA / name).read_bytes()))
+    return target
+
+
 @pytest.mark.parametrize("pages", [1024, 3])
-@pytest.mark.parametrize("name", [path.relative_to(DATA).as_posix() for path in TRACE_DATS])
+@pytest.mark.parametrize("name", [*(path.relative_to(DATA).as_posix() for path in TRACE_DATS), "raw-binary"])
 def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monkeypatch, name, pages):
     """Leaves joined, the common events applied inline: the same call tree to the last bit, lost events included.
 
     With 3 pages per batch the windows are small, so that many entries and
-    exits fall on either side of a window's end."""
+    exits fall on either side of a window's end. The trace-cmd samples lost
+    events (18 pages say so); the raw-binary pages lost none."""
     monkeypatch.setattr(km, "PAGES_PER_BATCH", pages)
-    trace = tmp_path / "trace.dat"
-    trace.write_bytes(lzma.decompress((DATA / name).read_bytes()))
+    trace = bundled_trace_dat(km, name, tmp_path / "trace.dat")
     bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
     one_by_one = model_state(km, trace, fed_per_event)
-    assert bulk["stats"]["lost_by_cpu"] and bulk["stats"]["events"] > 10_000
+    assert bulk["stats"]["events"] > 10_000
+    assert bool(bulk["stats"]["lost_by_cpu"]) == (name != "raw-binary")
     assert bulk == one_by_one
 
 
@@ -233,10 +246,13 @@ def visualize_with(processes: str, trace: Path, out: Path) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("case", ["v7-zstd", "v6", "v6-cut"])
-def test_pages_decoded_in_a_child_process_give_the_same_output(tmp_path, case):
+@pytest.mark.parametrize("case", ["v7-zstd", "v6", "v6-cut", "raw-binary"])
+def test_pages_decoded_in_a_child_process_give_the_same_output(km, tmp_path, case):
     """KM_PARSE_PROCESSES=2 makes even a small file decode in a child: the JSON and the messages are the sequential ones."""
-    trace = unpacked(tmp_path, VERSIONS[case.removesuffix("-cut")])
+    if case == "raw-binary":
+        trace = bundled_trace_dat(km, case, tmp_path / "trace.dat")
+    else:
+        trace = unpacked(tmp_path, VERSIONS[case.removesuffix("-cut")])
     if case.endswith("-cut"):
         trace.write_bytes(trace.read_bytes()[:-300_000])
     alone, child = visualize_with("1", trace, tmp_path / "alone.json"), visualize_with("2", trace, tmp_path / "child.json")
