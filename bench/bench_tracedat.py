@@ -10,11 +10,14 @@ recording's pages: the bundled trace-cmd sample (version 6, 28,710 events of a
 2-CPU Debian 6.1 guest, 18 pages with lost events) with each CPU's 120 pages
 written --repeat times, every copy's page timestamps moved past the previous
 copy's (the events inside a page are deltas from its stamp; durations come
-from the events' own calltime/rettime). A real file given with --input is read
+from the events' own calltime/rettime). --sample record does the same with the
+trace.dat record writes from tests/data/raw-binary (128 pages per CPU read from
+trace_pipe_raw, 31,000 events, none lost). A real file given with --input is read
 as it is when it holds a million events, else given --repeat times as inputs
 of one run (each input then pays its own metadata and kallsyms parse).
 
-    python bench/bench_tracedat.py                          # the sample's pages x 40 in one file (1.15 M events)
+    python bench/bench_tracedat.py                          # the sample's pages x 35 in one file (1.0 M events)
+    python bench/bench_tracedat.py --sample record          # record's trace.dat of tests/data/raw-binary, pages x 33
     python bench/bench_tracedat.py --input trace.dat --repeat 4
     python bench/bench_tracedat.py --baseline ''            # this version only
 """
@@ -139,17 +142,32 @@ def rate(result: dict, events: int) -> str:
     )
 
 
+def record_sample(path: str) -> bytes:
+    """The trace.dat record writes from the real pages and tracefs files of tests/data/raw-binary (as its tests do)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import load_module
+    from test_tracedat_write import parts, spools
+
+    km = load_module()
+    with open(path, "wb") as output:
+        km.write_trace_dat(output, parts(km), spools())
+    return Path(path).read_bytes()
+
+
 def inputs_of(args: argparse.Namespace, workdir: str) -> tuple[list[str], str]:
     """The paths of one run and what they are."""
     script = str(ROOT / "kernel-magnifier.py")
     if args.input is None:
-        sample = lzma.decompress(SAMPLE.read_bytes())
         path = str(Path(workdir) / "trace.dat")
-        Path(path).write_bytes(sample)
+        if args.sample == "record":
+            sample, name = record_sample(path), "record's trace.dat of tests/data/raw-binary"
+        else:
+            sample, name = lzma.decompress(SAMPLE.read_bytes()), SAMPLE.name
+            Path(path).write_bytes(sample)
         once = stage(script, "decode", [path])["events"]
         repeat = args.repeat or -(-1_000_000 // once)
         Path(path).write_bytes(repeated_pages(sample, repeat))
-        return [path], f"{SAMPLE.name}'s pages x {repeat} in one file ({os.path.getsize(path) / 1e6:.0f} MB)"
+        return [path], f"{name}: its pages x {repeat} in one file ({os.path.getsize(path) / 1e6:.0f} MB)"
     once = stage(script, "decode", [args.input])["events"]
     repeat = args.repeat or max(1, -(-1_000_000 // max(once, 1)))
     return [args.input] * repeat, f"{args.input} ({once:,} events) given {repeat} times"
@@ -158,6 +176,7 @@ def inputs_of(args: argparse.Namespace, workdir: str) -> tuple[list[str], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", help="a trace.dat (default: the bundled real sample's pages, repeated in one file)")
+    parser.add_argument("--sample", choices=("trace-cmd", "record"), default="trace-cmd", help="the real pages repeated when no --input is given")
     parser.add_argument("--repeat", type=int, default=0, help="copies of the pages, or times the --input is given (default: enough for 1 M events)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per stage and version; the best is reported")
     parser.add_argument("--baseline", default="main", help="git revision to compare with ('' for none; default main)")
