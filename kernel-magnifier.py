@@ -2661,7 +2661,9 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
     same and more. The task's state is looked up once per run (every event
     of the run would set its CPU to this one). A leaf made of an entry and
     its exit is counted as those two events, so event counts and lost-notice
-    marks are the per-event ones.
+    marks are the per-event ones. Like feed_lines it works on the model's task
+    stacks and frames: a change to them changes both (tests/test_tracedat.py
+    compares the result with one graph_event() per event).
     """
     cpu, key, irq = context
     tasks = parser.tasks
