@@ -1697,8 +1697,10 @@ HEADER_EVENT_TYPE = re.compile(r"(\w+)\s*:\s*type\s*==\s*(\d+)")
 RB_MISSED_EVENTS, RB_MISSED_STORED, RB_COMMIT_MASK = 1 << 31, 1 << 30, (1 << 27) - 1
 TS_SHIFT = 27
 PAGES_PER_BATCH = 1024
+FIRST_PAGES_PER_BATCH = 32
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
+EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is fed
 
 
 class TraceDatTruncated(Exception):
@@ -1991,18 +1993,23 @@ class TraceDat:
 
     def cpu_chunks(self, data: CpuData, damage: list[str]) -> Iterator[bytes]:
         """A CPU's ring-buffer pages, a batch of whole pages at a time; damage gets what was cut."""
-        batch = self.page_size * PAGES_PER_BATCH
+        # The first batches are small, so that the model (or a decoding child's parent) starts at once.
+        batch = self.page_size * min(FIRST_PAGES_PER_BATCH, PAGES_PER_BATCH)
         if self.decompressor is None:
             end = data.offset + data.size
             if end > len(self.data):
                 damage.append(f"CPU{data.cpu}'s data is cut at {max(len(self.data) - data.offset, 0):,} of {data.size:,} bytes")
                 end = len(self.data)
-            for start in range(data.offset, end, batch):
+            start = data.offset
+            while start < end:
                 stop = min(start + batch, end)
                 stop -= (stop - start) % self.page_size
-                if stop > start:
-                    yield self.data[start:stop]
-                    self.release(start, stop)
+                if stop <= start:
+                    break
+                yield self.data[start:stop]
+                self.release(start, stop)
+                start = stop
+                batch = min(2 * batch, self.page_size * PAGES_PER_BATCH)
             return
         # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
         reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
@@ -2018,6 +2025,7 @@ class TraceDat:
                 if sum(map(len, pending)) >= batch:
                     yield b"".join(pending)
                     pending = []
+                    batch = min(2 * batch, self.page_size * PAGES_PER_BATCH)
         except TraceDatTruncated:
             damage.append(f"CPU{data.cpu}'s compressed data is cut after {done} of {chunks} chunks")
         except (ValueError, OSError) as err:
@@ -2209,14 +2217,21 @@ class KernelSymbols:
     sorted stably by address, searched by glibc's bsearch.
     """
 
-    def __init__(self, kallsyms: str) -> None:
-        entries = KALLSYMS_LINE.findall(kallsyms)
-        entries.reverse()
-        addresses = [int(entry[0], 16) for entry in entries]
-        order = sorted(range(len(entries)), key=addresses.__getitem__)
-        self.addresses = [addresses[index] for index in order]
-        self.names = [entries[index][2] for index in order]
-        self.modules = [entries[index][3] or None for index in order]
+    def __init__(self, kallsyms: str, vectorized: bool = True) -> None:
+        self.text = kallsyms
+        found = regular_kallsyms(kallsyms) if vectorized else None
+        if found is None:  # lines of another shape: every one through the pattern
+            matches = list(KALLSYMS_LINE.finditer(kallsyms))
+            matches.reverse()
+            addresses = [int(match.group(1), 16) for match in matches]
+            order = sorted(range(len(matches)), key=addresses.__getitem__)
+            found = ([addresses[index] for index in order], [matches[index].start() for index in order])
+        self.addresses, self.line_starts = found
+
+    def symbol(self, index: int) -> tuple[str, str | None]:
+        """The name and module of the index-th symbol by address (read from its line only when asked for)."""
+        match = KALLSYMS_LINE.match(self.text, self.line_starts[index])
+        return match.group(3), match.group(4) or None
 
     def lookup(self, address: int) -> tuple[str, str | None]:
         """The symbol at the address, or the one it lies in (a parent_ip is a return address)."""
@@ -2226,12 +2241,50 @@ class KernelSymbols:
             middle = (low + high) // 2
             start = addresses[middle]
             if start == address or (start < address and middle + 1 < len(addresses) and address < addresses[middle + 1]):
-                return self.names[middle], self.modules[middle]
+                return self.symbol(middle)
             if address < start:
                 high = middle
             else:
                 low = middle + 1
         return f"0x{address:x}", None
+
+
+def regular_kallsyms(kallsyms: str) -> tuple[list[int], list[int]] | None:
+    """(addresses, line starts) of the symbols KALLSYMS_LINE takes, in KernelSymbols' order, read with numpy.
+
+    Only for the shape of every 64-bit kallsyms ("16 hex digits, space, type,
+    space, name..." on every line); None for anything else, which the pattern
+    then reads line by line. Names are read later, for the addresses looked up.
+    """
+    import numpy as np
+
+    raw = kallsyms.encode("utf-8", "surrogatepass")
+    if len(raw) != len(kallsyms):
+        return None  # not ASCII: byte offsets would not be text offsets
+    text = np.frombuffer(raw, dtype=np.uint8)
+    newlines = np.flatnonzero(text == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    lengths = np.concatenate((newlines, [len(text)])) - starts
+    starts = starts[lengths > 0]
+    if not len(starts):
+        return [], []
+    if (lengths[lengths > 0] < 20).any():
+        return None
+    digits = np.full(256, 255, dtype=np.uint8)
+    for first, last, value in ((b"0", b"9", 0), (b"a", b"f", 10), (b"A", b"F", 10)):
+        digits[first[0] : last[0] + 1] = np.arange(value, value + last[0] - first[0] + 1)
+    nibbles = digits[text[starts[:, None] + np.arange(16)]]
+    if (nibbles == 255).any() or (text[starts + 16] != ord(" ")).any() or (text[starts + 18] != ord(" ")).any():
+        return None
+    blank = np.zeros(256, dtype=bool)
+    blank[[index for index in range(128) if chr(index).isspace()]] = True  # what the pattern's \s takes
+    kind, first = text[starts + 17], text[starts + 19]
+    taken = ~blank[kind] & (kind != ord("a")) & (kind != ord("A")) & ~blank[first] & (first != ord("$"))
+    shifts = np.arange(60, -1, -4, dtype=np.uint64)
+    addresses = np.bitwise_or.reduce(nibbles[taken].astype(np.uint64) << shifts, axis=1)
+    starts = starts[taken]
+    order = np.argsort(addresses[::-1], kind="stable")  # the file's order reversed, then by address (libtraceevent)
+    return addresses[::-1][order].tolist(), starts[::-1][order].tolist()
 
 
 class EventBatch:
@@ -2271,6 +2324,7 @@ class EventDecoder:
         self.symbols = KernelSymbols(dat.kallsyms)
         self.names: list[tuple[str, str | None]] = []
         self.name_ids: dict[int, int] = {}  # address -> index in names
+        self.graph_events: dict[int, tuple] = {}  # feed_trace_dat's (kind, depth, name, module) per code, for every window
         self.by_kind: dict[int, EventFormat] = {}
         kinds = {}
         for event in dat.formats.values():
@@ -2434,55 +2488,244 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
         yield merged.part(np.argsort(merged.key, kind="stable"))
 
 
+# --- decoding in a second process ------------------------------------------------
+#
+# The model takes the events one by one in the parent; the pages can be decoded
+# meanwhile on the second core. A child decodes and merges them and pickles
+# each window to a pipe (with the function names it found since the last one);
+# the pipe's capacity keeps it at most a window ahead, so memory stays bounded.
+
+DECODE_CHILD_MIN_BYTES = 8 << 20  # ring-buffer data below this decodes in well under a second: no child
+MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs forks no decoder of its own
+
+
+def decode_in_child_wanted(dat: TraceDat) -> bool:
+    """A child decoder with fork, a second core, enough data, not already in a child (KM_PARSE_PROCESSES=1: never; >1: always)."""
+    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS or parse_processes() < 2:
+        return False
+    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
+        return True
+    return sum(data.size for data in dat.cpus) >= DECODE_CHILD_MIN_BYTES
+
+
+@contextlib.contextmanager
+def decoded_windows(dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[Iterator[EventBatch]]:
+    """The merged windows of all CPUs, decoded here or in a child process; the child ends with the block."""
+    if not decode_in_child_wanted(dat):
+        yield merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus])
+        return
+    pid, read_end = decode_in_child(dat, decoder)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            yield windows_from_child(pipe, dat, decoder, damage)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            os.waitpid(pid, 0)
+
+
+def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
+    """Fork a child that pickles ("window", arrays, new names, bytes read) per window, then ("end", ...), to a pipe."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    status = 0
+    try:
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: just end
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with os.fdopen(write_end, "wb") as pipe:
+            damage: list[str] = []
+            sent = 0
+            for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
+                arrays = (window.key, window.kind, window.code, window.ctx, window.duration)
+                pickle.dump(("window", arrays, decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                sent = len(decoder.names)
+            pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # the parent sees the missing end and says so
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[EventBatch]:
+    """The child's windows, with the decoder's names, counts and the damage found brought up to date."""
+    while True:
+        try:
+            kind, body, names, consumed = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError, ValueError):
+            raise UserError(f"{dat.path}: decoding its pages failed in the child process (out of memory?)") from None
+        decoder.names.extend(names)
+        dat.consumed = consumed
+        if kind == "end":
+            other_counts, found = body
+            decoder.other_counts.update(other_counts)
+            damage.extend(found)
+            return
+        yield EventBatch(*body)
+
+
 def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
     """The model calls for one merged window; returns the events fed so far (lost notices excluded).
 
-    The model takes one call per event; the arguments are built per distinct
-    value (np.unique) and the calls made by map() over runs of one kind, so that
-    the Python work per event is the model's own.
+    The arguments are built per distinct value (np.unique), an entry directly
+    followed by its own exit becomes one leaf (leaf_pairs), and each run of
+    function_graph events of one task on one CPU (a few hundred on a busy
+    CPU) goes through feed_graph_run(), which applies the common cases itself;
+    the rest, one model call per event.
     """
     np = decoder.np
     if not len(batch):
         return fed
-    contexts = objects_by_code(np, batch.ctx, trace_dat_context)
+    whole = len(batch)
+    batch, joined_before = leaf_pairs(np, batch)
     kinds = batch.kind
-    group = np.where(kinds <= EV_EXIT, EV_ENTRY, kinds)
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(group)) + 1)).tolist()
+    group = np.where((kinds <= EV_EXIT) | (kinds == EV_LEAF), EV_ENTRY, kinds)
+    new_task = (np.diff(batch.ctx) != 0) & (group[1:] == EV_ENTRY)
+    starts = np.concatenate(([0], np.flatnonzero((np.diff(group) != 0) | new_task) + 1)).tolist()
     stops = [*starts[1:], len(batch)]
     graph = np.flatnonzero(group == EV_ENTRY)
     parsed = np.full(len(batch), None, dtype=object)
     durations = np.full(len(batch), None, dtype=object)
     if len(graph):
-        names = decoder.names
-        exits = kinds[graph] == EV_EXIT
+        names, known = decoder.names, decoder.graph_events
+        shapes = np.where(kinds[graph] == EV_LEAF, 2, kinds[graph])  # 0 entry, 1 exit, 2 leaf
 
         def graph_parsed(code: int) -> tuple:
-            name, module = names[code >> 17]
-            depth = (code >> 1) & 0xFFFF
-            return (EXIT, depth, name, None) if code & 1 else (ENTRY, depth, name, module)
+            found = known.get(code)
+            if found is None:
+                name, module = names[code >> 18]
+                depth = (code >> 2) & 0xFFFF
+                found = known[code] = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+            return found
 
-        parsed[graph] = objects_by_code(np, (batch.code[graph] << 1) | exits, graph_parsed)
-        exit_at = graph[exits]
-        spent = batch.duration[exit_at]
+        parsed[graph] = objects_by_code(np, (batch.code[graph] << 2) | shapes, graph_parsed)
+        timed_at = graph[shapes > 0]
+        spent = batch.duration[timed_at]
         timed = ~np.isnan(spent)  # NaN: the exit format has no calltime/rettime
-        durations[exit_at[timed]] = spent[timed].tolist()
+        durations[timed_at[timed]] = spent[timed].tolist()
     parsed, durations = parsed.tolist(), durations.tolist()
-    graph_event, function_call = parser.graph_event, parser.function_call
+    function_call = parser.function_call
+    contexts: dict[int, tuple] = {}
     for start, stop in zip(starts, stops):
         kind = int(group[start])
         if kind == EV_ENTRY:
-            collections.deque(map(graph_event, parsed[start:stop], contexts[start:stop], durations[start:stop]), maxlen=0)
+            ctx = int(batch.ctx[start])
+            context = contexts.get(ctx) or contexts.setdefault(ctx, trace_dat_context(ctx))
+            feed_graph_run(parser, parsed[start:stop], context, durations[start:stop])
         elif kind == EV_FUNCTION:
             calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
             collections.deque(map(function_call, calls), maxlen=0)
         elif kind == EV_LOST:
             for index in range(start, stop):
-                parser.line_no = fed  # lost_line tells a repeated notice from a new loss by the distance
-                parser.lost_line(contexts[index][0], int(batch.code[index]) if batch.code[index] >= 0 else None)
+                parser.line_no = fed + int(joined_before[index])  # lost_line tells a repeated notice from a new loss by the distance
+                parser.lost_line(trace_dat_context(int(batch.ctx[index]))[0], int(batch.code[index]) if batch.code[index] >= 0 else None)
             fed -= stop - start
         fed += stop - start
     parser.flush_counts()
-    return fed
+    return fed + whole - len(batch)
+
+
+def leaf_pairs(np, batch: EventBatch) -> tuple[EventBatch, object]:
+    """The window with each entry that its own exit directly follows made one EV_LEAF event (the exit's duration).
+
+    Only neighbours in the merged order are joined: nothing happens in between,
+    so one LEAF call does what the ENTRY and EXIT calls would (feed_graph_run
+    counts it as both). Also returns, per remaining event, the exits joined
+    before it, which keeps the event numbers of lost notices.
+    """
+    kinds = batch.kind
+    joined = (kinds[:-1] == EV_ENTRY) & (kinds[1:] == EV_EXIT) & (batch.code[:-1] == batch.code[1:]) & (batch.ctx[:-1] == batch.ctx[1:])
+    entries = np.flatnonzero(joined)
+    if not len(entries):
+        return batch, np.zeros(len(batch), dtype=np.int64)
+    kinds = kinds.copy()
+    kinds[entries] = EV_LEAF
+    duration = batch.duration.copy()
+    duration[entries] = batch.duration[entries + 1]
+    keep = np.ones(len(batch), dtype=bool)
+    keep[entries + 1] = False
+    before = np.cumsum(~keep)[keep]
+    return EventBatch(batch.key[keep], kinds[keep], batch.code[keep], batch.ctx[keep], duration[keep]), before
+
+
+def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, durations: list) -> None:
+    """One task's run of function_graph events on one CPU into the model, the common ones applied here (as feed_lines does).
+
+    An entry or leaf below the open call one level up, and an exit closing
+    the open call at its depth, are applied inline; anything else (a new
+    task, a lost exit, pending callers) goes to graph_event(), which does the
+    same and more. The task's state is looked up once per run (every event
+    of the run would set its CPU to this one). A leaf made of an entry and
+    its exit is counted as those two events, so event counts and lost-notice
+    marks are the per-event ones. Like feed_lines it works on the model's task
+    stacks and frames: a change to them changes both (tests/test_tracedat.py
+    compares the result with one graph_event() per event).
+    """
+    cpu, key, irq = context
+    tasks = parser.tasks
+    tree = parser.tree
+    children, child, total_us, self_us = tree.children, tree.child, tree.total_us, tree.self_us
+    modules = parser.graph.modules
+    add_call = parser.called.append
+    graph_event = parser.graph_event
+    entries = exits = 0
+    exit_kind, entry_kind = EXIT, ENTRY
+    state = tasks.get(key)
+    if state is not None:
+        state.cpu = cpu
+    stack = state.stack if state is not None and not state.irq_entry else None
+    for event, duration in zip(parsed, durations):
+        kind, depth, name, module = event
+        if stack:
+            top = stack[-1]
+            if kind == exit_kind:
+                if top[1] == depth and name == top[0]:  # FRAME_DEPTH, FRAME_NAME
+                    stack.pop()
+                    exits += 1
+                    if duration is not None:
+                        node = top[4]  # FRAME_NODE
+                        total_us[node] += duration
+                        self_us[node] += duration - top[2]  # FRAME_CHILD_US
+                        if stack and stack[-1][1] == depth - 1:
+                            stack[-1][2] += duration
+                    continue
+            else:
+                if top[1] >= depth:
+                    while stack and stack[-1][1] >= depth:
+                        stack.pop()  # its exit was lost (graph_event would pop the same)
+                    top = stack[-1] if stack else None
+                if top is not None and top[1] == depth - 1 and irq == top[3] and not (state.pending and state.pending[-1][0] >= depth):
+                    kids = children[top[4]]
+                    node = kids.get(name) if kids is not None else None
+                    if node is None:
+                        node = child(top[4], name)
+                    add_call(node)
+                    if module:
+                        modules[name] = module
+                    entries += 1
+                    if kind == entry_kind:
+                        stack.append([name, depth, 0.0, irq, node])
+                    else:
+                        exits += 1
+                        if duration is not None:
+                            total_us[node] += duration
+                            self_us[node] += duration
+                            top[2] += duration
+                    continue
+        graph_event(event, context, duration)
+        if kind == LEAF:
+            parser.leaves -= 1
+            entries += 1
+            exits += 1
+        if stack is None:  # graph_event made the task's state, or ended its interrupt entry
+            state = tasks.get(key)
+            stack = state.stack if state is not None and not state.irq_entry else None
+    parser.entries += entries
+    parser.exits += exits
 
 
 def objects_by_code(np, codes, make: Callable[[int], object]) -> list:
@@ -2512,17 +2755,17 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
         if not decoder.by_kind:
             raise UserError(f"{path}: the trace.dat describes no function_graph or function events (recorded with another tracer?)")
         damage: list[str] = []
-        streams = [cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]
         fed = 0
         kinds = [0] * (EV_OTHER + 1)
         lost_before = dict(stats.lost_by_cpu)
-        for window in merge_by_time(streams):
-            if parser.selection:
-                window = selected_events(window, parser.selection, decoder.np, dat.comms)
-            kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
-            fed = feed_trace_dat(parser, decoder, window, fed)
-            if progress:
-                progress.update(dat.consumed, f"{fed:,} events")
+        with decoded_windows(dat, decoder, damage) as windows:
+            for window in windows:
+                if parser.selection:
+                    window = selected_events(window, parser.selection, decoder.np, dat.comms)
+                kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
+                fed = feed_trace_dat(parser, decoder, window, fed)
+                if progress:
+                    progress.update(dat.consumed, f"{fed:,} events")
     used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]
     stats.events += kinds[EV_OTHER]  # the model counts what it was fed; the rest are ring-buffer events too
     parser.line_no = fed

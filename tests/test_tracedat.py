@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import lzma
+import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
+from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
 
 SAMPLES = DATA / "trace-cmd"
 VERSIONS = {"v7-zstd": "trace-v7-zstd.dat.xz", "v6": "trace-v6.dat.xz"}
@@ -151,3 +154,180 @@ def test_zstd_trace_dat_without_the_zstandard_package_is_a_one_line_error_mocked
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(hidden)},
     )
     assert_one_line_error(result, "is compressed with zstd: install the Python package 'zstandard'")
+
+
+# -- the bulk feeding equals the model fed one event at a time ---------------------
+
+TRACE_DATS = sorted(path for path in DATA.rglob("*.dat.xz"))
+
+
+def fed_per_event(km, parser, decoder, window, fed: int) -> int:
+    """The straightforward feeding: one model call per decoded event, in merged order."""
+    for kind, code, ctx, duration in zip(window.kind.tolist(), window.code.tolist(), window.ctx.tolist(), window.duration.tolist()):
+        context = km.trace_dat_context(ctx)
+        if kind == km.EV_LOST:
+            parser.line_no = fed
+            parser.lost_line(context[0], code if code >= 0 else None)
+            continue
+        if kind in (km.EV_ENTRY, km.EV_EXIT):
+            name, module = decoder.names[code >> 16]
+            depth = code & 0xFFFF
+            if kind == km.EV_ENTRY:
+                parser.graph_event((km.ENTRY, depth, name, module), context, None)
+            else:
+                parser.graph_event((km.EXIT, depth, name, None), context, None if math.isnan(duration) else duration)
+        elif kind == km.EV_FUNCTION:
+            parser.function_call(km.trace_dat_call(decoder.names, code))
+        fed += 1
+    parser.flush_counts()
+    return fed
+
+
+def model_state(km, path: Path, feed) -> dict:
+    """Every list of the call tree (node by node, floats exact), the stats and the parser's event marks."""
+    graph = km.CallGraph()
+    parser = km.TraceParser(graph)
+    with km.mapped_trace_dat(str(path)) as data:
+        dat = km.TraceDat(str(path), data)
+        decoder = km.EventDecoder(dat)
+        fed = 0
+        for window in km.merge_by_time([km.cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]):
+            fed = feed(km, parser, decoder, window, fed)
+    parser.finish()
+    tree = graph.tree
+    return {
+        "tree": (tree.function, tree.parent, tree.calls, tree.total_us, tree.self_us, tree.children),
+        "stats": vars(graph.stats),
+        "modules": graph.modules,
+        "marks": (fed, parser.event_mark(), parser.entry_lines_done, parser.other_lines_done),
+    }
+
+
+def test_every_bundled_trace_dat_is_covered():
+    assert {path.name for path in TRACE_DATS} >= set(VERSIONS.values())
+
+
+def bundled_trace_dat(km, name: str, target: Path) -> Path:
+    """A bundled trace.dat, or (raw-binary) the one record writes from the real pages of tests/data/raw-binary."""
+    if name == "raw-binary":
+        from test_tracedat_write import parts, spools
+
+        with target.open("wb") as output:
+            km.write_trace_dat(output, parts(km), spools())
+    else:
+        target.write_bytes(lzma.decompress((DATA / name).read_bytes()))
+    return target
+
+
+@pytest.mark.parametrize("pages", [1024, 3])
+@pytest.mark.parametrize("name", [*(path.relative_to(DATA).as_posix() for path in TRACE_DATS), "raw-binary"])
+def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monkeypatch, name, pages):
+    """Leaves joined, the common events applied inline: the same call tree to the last bit, lost events included.
+
+    With 3 pages per batch the windows are small, so that many entries and
+    exits fall on either side of a window's end. The trace-cmd samples lost
+    events (18 pages say so); the raw-binary pages lost none."""
+    monkeypatch.setattr(km, "PAGES_PER_BATCH", pages)
+    trace = bundled_trace_dat(km, name, tmp_path / "trace.dat")
+    bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
+    one_by_one = model_state(km, trace, fed_per_event)
+    assert bulk["stats"]["events"] > 10_000
+    assert bool(bulk["stats"]["lost_by_cpu"]) == (name != "raw-binary")
+    assert bulk == one_by_one
+
+
+# -- decoding in a second process ------------------------------------------------
+
+
+def visualize_with(processes: str, trace: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", str(out), "--chart", ""],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "KM_PARSE_PROCESSES": processes},
+    )
+
+
+@pytest.mark.parametrize("case", ["v7-zstd", "v6", "v6-cut", "raw-binary"])
+def test_pages_decoded_in_a_child_process_give_the_same_output(km, tmp_path, case):
+    """KM_PARSE_PROCESSES=2 makes even a small file decode in a child: the JSON and the messages are the sequential ones."""
+    if case == "raw-binary":
+        trace = bundled_trace_dat(km, case, tmp_path / "trace.dat")
+    else:
+        trace = unpacked(tmp_path, VERSIONS[case.removesuffix("-cut")])
+    if case.endswith("-cut"):
+        trace.write_bytes(trace.read_bytes()[:-300_000])
+    alone, child = visualize_with("1", trace, tmp_path / "alone.json"), visualize_with("2", trace, tmp_path / "child.json")
+    assert alone.returncode == child.returncode == 0, child.stderr
+    assert child.stderr.replace("child.json", "alone.json") == alone.stderr
+    assert (tmp_path / "child.json").read_bytes() == (tmp_path / "alone.json").read_bytes()
+    if case.endswith("-cut"):
+        assert "is damaged or truncated: CPU1's data is cut at" in child.stderr
+
+
+def running(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_ends_the_decoding_child_within_a_second(tmp_path, stop):
+    """A 1.1 M-event file (the sample's real pages written 40 times, as bench/ builds it): a signal mid-decode ends both processes."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_tracedat import repeated_pages
+
+    trace = tmp_path / "long.dat"
+    trace.write_bytes(repeated_pages(lzma.decompress((SAMPLES / VERSIONS["v6"]).read_bytes()), 40))
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", str(tmp_path / "out.json"), "--chart", ""],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "KM_PARSE_PROCESSES": "2"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test runner in the background ignores SIGINT
+    )
+    deadline = time.monotonic() + 20
+    while not children_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    decoder = children_of(process.pid)
+    assert decoder, "no decoding child process"
+    time.sleep(0.3)
+    assert process.poll() is None
+    sent = time.monotonic()
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=10)
+    assert time.monotonic() - sent < 1.0
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "kernel-magnifier: interrupted"
+    deadline = time.monotonic() + 1
+    while any(running(pid) for pid in decoder) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [pid for pid in decoder if running(pid)] == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["long.dat"]
+
+
+@pytest.mark.parametrize("name", [path.relative_to(DATA).as_posix() for path in TRACE_DATS])
+def test_kallsyms_read_with_numpy_is_the_pattern_reading(km, tmp_path, name):
+    """The stored /proc/kallsyms: the same addresses, order and symbols as the line-by-line pattern, also when one line has another shape."""
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / name).read_bytes()))
+    with km.mapped_trace_dat(str(trace)) as data:
+        kallsyms = km.TraceDat(str(trace), data).kallsyms
+    odd = kallsyms.replace("\n", "\nffffffff T short_address\n", 1)  # a 32-bit line: the whole text goes through the pattern
+    assert km.regular_kallsyms(kallsyms) is not None and km.regular_kallsyms(odd) is None
+    for text in (kallsyms, odd):
+        fast, pattern = km.KernelSymbols(text), km.KernelSymbols(text, vectorized=False)
+        assert fast.addresses == pattern.addresses and len(fast.addresses) > 90_000
+        assert [fast.symbol(index) for index in range(len(fast.addresses))] == [pattern.symbol(index) for index in range(len(pattern.addresses))]
+    assert km.KernelSymbols(odd).lookup(0xFFFFFFFF) == ("short_address", None)
