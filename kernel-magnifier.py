@@ -1414,8 +1414,12 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     }
 
 
-def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[int, int]:
-    """Fork a child that parses `paths` in turn and pickles one result (or error) per input to a pipe."""
+def fork_writer(write: Callable[[IO[bytes]], None]) -> tuple[int, int]:
+    """Fork a child that runs write(pipe) and exits; the parent gets (pid, the pipe's read end).
+
+    Ctrl-C (which reaches the whole process group) and SIGTERM just end the
+    child; any failure in it shows to the parent as a result that never came.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid:
@@ -1424,20 +1428,38 @@ def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[i
     status = 0
     try:
         os.close(read_end)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: just end
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         with os.fdopen(write_end, "wb") as pipe:
-            for path in paths:
-                try:
-                    result: tuple = ("ok", parse_one_input(path, selection))
-                except UserError as err:
-                    result = ("error", str(err))
-                pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
-                if result[0] == "error":
-                    break
-    except BaseException:  # the parent sees the missing result and says so
+            write(pipe)
+    except BaseException:
         status = 1
     finally:
         os._exit(status)
+
+
+def end_child(pid: int) -> None:
+    """Stop a child of fork_writer (it may have ended already) and reap it."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(OSError):
+        os.waitpid(pid, 0)
+
+
+def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[int, int]:
+    """Fork a child that parses `paths` in turn and pickles one result (or error) per input to a pipe."""
+
+    def write(pipe: IO[bytes]) -> None:
+        for path in paths:
+            try:
+                result: tuple = ("ok", parse_one_input(path, selection))
+            except UserError as err:
+                result = ("error", str(err))
+            pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            if result[0] == "error":
+                break
+
+    return fork_writer(write)
 
 
 def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) -> CallGraph:
@@ -1458,10 +1480,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
             check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
     finally:
         for pid, _ in children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-            with contextlib.suppress(OSError):
-                os.waitpid(pid, 0)
+            end_child(pid)
         for pipe in pipes:
             pipe.close()
     return derive_graph(graph.tree, graph.stats, graph.modules)
@@ -1594,25 +1613,16 @@ def parse_second_half(path: str, seam: int) -> dict | None:
 
 
 def second_half_in_child(path: str, seam: int) -> tuple[int, int]:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(write_end)
-        return pid, read_end
-    status = 0
-    try:
-        os.close(read_end)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        with os.fdopen(write_end, "wb") as pipe:
-            try:
-                result = parse_second_half(path, seam)
-            except UserError:
-                result = None  # the parent meets the same problem in order
-            pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException:  # the parent sees no result and parses the half itself
-        status = 1
-    finally:
-        os._exit(status)
+    """Fork a child that parses the half from `seam`; no result (None, or none at all) and the parent parses it itself."""
+
+    def write(pipe: IO[bytes]) -> None:
+        try:
+            result = parse_second_half(path, seam)
+        except UserError:
+            result = None  # the parent meets the same problem in order
+        pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return fork_writer(write)
 
 
 def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Progress | None) -> bool:
@@ -1634,10 +1644,7 @@ def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Pr
             if result is not None and lost_line_after_seam(path, seam):
                 result = None
     finally:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(OSError):
-            os.waitpid(pid, 0)
+        end_child(pid)
     if result is None:
         for batch in read_text_lines(path, progress, seam, None):
             if isinstance(batch, DamagedLines):
@@ -1701,6 +1708,16 @@ FIRST_PAGES_PER_BATCH = 32
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
 EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is fed
+
+
+def saved_task_names(text: str) -> dict[str, str]:
+    """saved_cmdlines: "pid name" lines, the task names the kernel kept (pid -> name)."""
+    names = {}
+    for line in text.splitlines():
+        pid, _, comm = line.strip().partition(" ")
+        if pid.isdigit() and comm:
+            names[pid] = comm
+    return names
 
 
 class TraceDatTruncated(Exception):
@@ -1901,11 +1918,7 @@ class TraceDat:
             self.read_cmdlines(self.section(sections[TRACE_DAT_OPTIONS["CMDLINES"]]).sized_text("Q"))
 
     def read_cmdlines(self, text: str) -> None:
-        """saved_cmdlines: "pid name" lines, the task names the kernel kept."""
-        for line in text.splitlines():
-            pid, _, comm = line.strip().partition(" ")
-            if pid.isdigit() and comm:
-                self.comms[pid] = comm
+        self.comms.update(saved_task_names(text))
 
     def section(self, offset: int) -> ByteReader:
         """A v7 section's body (decompressed when its flag says so), after its 16-byte header."""
@@ -2519,36 +2532,22 @@ def decoded_windows(dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> 
         with os.fdopen(read_end, "rb") as pipe:
             yield windows_from_child(pipe, dat, decoder, damage)
     finally:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-        with contextlib.suppress(OSError):
-            os.waitpid(pid, 0)
+        end_child(pid)
 
 
 def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
     """Fork a child that pickles ("window", arrays, new names, bytes read) per window, then ("end", ...), to a pipe."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(write_end)
-        return pid, read_end
-    status = 0
-    try:
-        os.close(read_end)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C reaches the whole process group: just end
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        with os.fdopen(write_end, "wb") as pipe:
-            damage: list[str] = []
-            sent = 0
-            for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
-                arrays = (window.key, window.kind, window.code, window.ctx, window.duration)
-                pickle.dump(("window", arrays, decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
-                sent = len(decoder.names)
-            pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException:  # the parent sees the missing end and says so
-        status = 1
-    finally:
-        os._exit(status)
+
+    def write(pipe: IO[bytes]) -> None:
+        damage: list[str] = []
+        sent = 0
+        for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
+            arrays = (window.key, window.kind, window.code, window.ctx, window.duration)
+            pickle.dump(("window", arrays, decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            sent = len(decoder.names)
+        pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return fork_writer(write)
 
 
 def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[EventBatch]:
@@ -6340,16 +6339,17 @@ class PageSpool:
                     continue
                 self.size += moved
             else:
-                moved = len(self.write(os.read(self.pipe[0], size)))
+                data = os.read(self.pipe[0], size)
+                self.write(data)
+                moved = len(data)
             size -= moved
 
-    def write(self, data: bytes) -> bytes:
+    def write(self, data: bytes) -> None:
         os.lseek(self.file.fileno(), self.size, os.SEEK_SET)
         written = 0
         while written < len(data):
             written += os.write(self.file.fileno(), data[written:])
         self.size += len(data)
-        return data
 
     def close(self) -> None:
         for fd in (self.fd, *self.pipe):
@@ -6490,11 +6490,7 @@ def read_kallsyms(settings: BorrowedSettings) -> bytes:
 
 def task_names(saved: str) -> str:
     """The kernel's saved task names, and for pids it did not keep, the names of tasks alive now."""
-    names = {}
-    for line in saved.splitlines():
-        pid, _, comm = line.partition(" ")
-        if pid.isdigit() and comm:
-            names[int(pid)] = comm
+    names = {int(pid): comm for pid, comm in saved_task_names(saved).items()}
     for comm_path in glob_task_comms():
         pid = int(comm_path.split("/")[4])
         if pid not in names:

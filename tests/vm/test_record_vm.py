@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SCRIPT, assert_one_line_error, edges_by_pair, graph_json, read_lines
+from test_tracedat_vm import report_stat_overruns
 
 TRACEFS = Path("/sys/kernel/tracing")
 # Functions of a context switch that run after the kernel flipped its pid filter to the incoming (traced) task.
@@ -184,22 +185,6 @@ def report_events(path: Path) -> list[Event]:
     return events
 
 
-def report_stat_lost(path: Path) -> dict[str, int]:
-    """Per-CPU overrun + dropped events, as `trace-cmd report --stat` prints the counters stored in the file."""
-    stat = subprocess.run(["trace-cmd", "report", "--stat", "-i", str(path)], capture_output=True, text=True, timeout=300)
-    assert stat.returncode == 0, stat.stderr
-    lost: dict[str, int] = {}
-    cpu = None
-    for line in stat.stdout.splitlines():
-        match = re.match(r"CPU: (\d+)$", line.strip())
-        if match:
-            cpu = match.group(1)
-        match = re.match(r"(overrun|dropped events): (\d+)$", line.strip())
-        if match and cpu is not None:
-            lost[cpu] = lost.get(cpu, 0) + int(match.group(2))
-    return lost
-
-
 def footer_lost(meta: dict[str, str]) -> dict[str, int]:
     lost = {}
     for key, value in meta.items():
@@ -319,7 +304,7 @@ def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload, fo
     result = record("--format", form, "--record-time", "1", "--buffer-size", "8", "--notrace", "rcu_*", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tmp_path / "kernel-magnifier.data"
-    lost = report_stat_lost(data) if form == "trace.dat" else footer_lost(metadata(data))
+    lost = report_stat_overruns(data) if form == "trace.dat" else footer_lost(metadata(data))
     assert set(lost) == {"0", "1"} and sum(lost.values()) > 0
     match = re.search(r"lost by the kernel: ([\d,]+) \([\d.]+%\) \[cpu0 ([\d,]+), cpu1 ([\d,]+)\]", result.stdout)
     assert match, result.stdout
