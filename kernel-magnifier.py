@@ -1421,15 +1421,25 @@ def fork_writer(write: Callable[[IO[bytes]], None]) -> tuple[int, int]:
     child; any failure in it shows to the parent as a result that never came.
     """
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    stops = {signal.SIGINT, signal.SIGTERM}
+    # Held back across fork: a stop signal in the child before its handlers are reset would run the parent's
+    # Python handler there, and the KeyboardInterrupt would unwind the child's copy of the parent's stack.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         os.close(write_end)
         return pid, read_end
     status = 0
     try:
-        os.close(read_end)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        os.close(read_end)
         with os.fdopen(write_end, "wb") as pipe:
             write(pipe)
     except BaseException:
