@@ -337,6 +337,7 @@ class CallTree:
         self.children: list[dict[str, int] | None] = [None]
         self.timed = False  # some node has a duration
         self.limit = limit
+        self.free: list[int] = []  # ids of merged detached nodes, reused: lost events must not grow the tree
 
     def __len__(self) -> int:
         return len(self.function)
@@ -351,6 +352,11 @@ class CallTree:
         return found
 
     def new_node(self, parent: int, name: str) -> int:
+        if self.free:
+            node = self.free.pop()
+            self.function[node] = name
+            self.parent[node] = parent
+            return node  # merge() left its counts at zero and its children at None
         node = len(self.function)
         if node >= self.limit:
             raise UserError(
@@ -373,6 +379,13 @@ class CallTree:
         self.merge(node, self.child(into_parent, self.function[node] or ""))
 
     def merge(self, source: int, target: int) -> None:
+        """Add the detached subtree at `source` into `target`; its nodes are free for reuse afterwards.
+
+        Calls after every loss of events start detached subtrees: without reuse a
+        long lossy recording would grow the tree with its length, not with its
+        distinct call paths. The caller makes sure nothing else holds these ids
+        (the task's frames below the merged depth are gone, its counts flushed).
+        """
         work = [(source, target)]
         while work:
             source, target = work.pop()
@@ -382,8 +395,10 @@ class CallTree:
             self.calls[source] = 0
             self.total_us[source] = self.self_us[source] = 0.0
             kids = self.children[source]
+            self.children[source] = None
+            self.function[source] = None
+            self.free.append(source)
             if kids:
-                self.children[source] = None
                 work.extend((kid, self.child(target, name)) for name, kid in kids.items())
 
     def walk(self, start: int = ROOT_NODE) -> Iterator[int]:

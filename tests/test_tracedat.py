@@ -331,3 +331,52 @@ def test_kallsyms_read_with_numpy_is_the_pattern_reading(km, tmp_path, name):
         assert fast.addresses == pattern.addresses and len(fast.addresses) > 90_000
         assert [fast.symbol(index) for index in range(len(fast.addresses))] == [pattern.symbol(index) for index in range(len(pattern.addresses))]
     assert km.KernelSymbols(odd).lookup(0xFFFFFFFF) == ("short_address", None)
+
+
+# -- memory: the call tree grows with distinct call paths, not with the recording's length ---------------------------
+
+
+def allocated_and_live_nodes(tree) -> tuple[int, int]:
+    return len(tree.function), sum(1 for _ in tree.walk())
+
+
+def test_lost_events_do_not_grow_the_call_tree_of_a_trace_dat(km, tmp_path):
+    """trace-cmd's sample lost events on 18 pages: read 8 times over into one model, the same paths, no more nodes.
+
+    After every loss the calls start detached subtrees until their callers are
+    known; once merged, their nodes must be reused."""
+    trace = unpacked(tmp_path, VERSIONS["v6"])
+    sizes = []
+    for copies in (1, 8):
+        graph = km.CallGraph()
+        parser = km.TraceParser(graph)
+        with km.mapped_trace_dat(str(trace)) as data:
+            dat = km.TraceDat(str(trace), data)
+            decoder = km.EventDecoder(dat)
+            fed = 0
+            for _ in range(copies):
+                for window in km.merge_by_time([km.cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]):
+                    fed = km.feed_trace_dat(parser, decoder, window, fed)
+        parser.finish()
+        assert graph.stats.calls_without_caller > 0
+        sizes.append(allocated_and_live_nodes(graph.tree))
+    (allocated_once, live_once), (allocated, live) = sizes
+    assert live <= live_once * 1.02  # the same paths (a few more where a copy's start meets the last one's open calls)
+    assert allocated <= allocated_once * 1.05, sizes
+
+
+@pytest.mark.parametrize("name", ["6.1-graph-all-1", "7.3-graph-proc-1"])
+def test_lost_events_do_not_grow_the_call_tree_of_a_text_trace(km, tmp_path, monkeypatch, name):
+    """The text trace_pipe recordings of tests/data/lost-rule (tiny buffer, many LOST lines) given 8 times in one file."""
+    monkeypatch.setenv("KM_PARSE_PROCESSES", "1")
+    text = lzma.decompress((DATA / "lost-rule" / f"{name}.data.xz").read_bytes())
+    assert text.count(b"[LOST ") > 3
+    sizes = []
+    for copies in (1, 8):
+        trace = tmp_path / f"{copies}.data"
+        trace.write_bytes(text * copies)
+        graph = km.parse_traces([str(trace)])
+        sizes.append(allocated_and_live_nodes(graph.tree))
+    (allocated_once, live_once), (allocated, live) = sizes
+    assert live <= live_once * 1.02
+    assert allocated <= allocated_once * 1.05, sizes
