@@ -2770,6 +2770,304 @@ def trace_dat_call(names: list[tuple[str, str | None]], code: int) -> tuple:
     return (name, names[parent - 1][0] if parent else None, module)
 
 
+# --- bulk feeding: whole stretches of regular function_graph events with numpy -------
+#
+# Most events do what the model's per-event code does in its common case: an
+# entry below its task's open call one level up (or at depth 0), an exit closing
+# the open call at its depth. For those, an entry's caller is its task's latest
+# entry one level up, found for all events at once, depth by depth; only the
+# distinct (caller node, function) pairs touch the tree's dicts, new nodes are
+# made in the order the events would make them, and times are summed by
+# np.bincount in event order (so the floats are the per-event ones, bit for
+# bit). The first event that is anything else (a lost-event notice, a function
+# tracer event, an entry with no caller, an exit without its entry or without
+# duration, a task with pending callers) ends the stretch: from there
+# feed_trace_dat() takes over for a while, with the model's per-event code.
+
+BULK_MIN_EVENTS = 512  # a shorter regular stretch goes the per-event way: numpy's per-call cost would dominate
+BULK_LOOKAHEAD = 1 << 17  # events looked at per bulk attempt (bounds the work an early irregular event wastes)
+
+
+def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
+    """One merged window into the model: regular stretches in bulk, the rest by feed_trace_dat(); returns the events fed."""
+    start, count, exact = 0, len(batch), BULK_MIN_EVENTS
+    while start < count:
+        done = feed_bulk(parser, decoder, batch, start, min(count, start + BULK_LOOKAHEAD))
+        if done:
+            parser.flush_counts()
+            fed += done
+            start += done
+            exact = BULK_MIN_EVENTS
+            continue
+        stop = min(count, start + exact)
+        fed = feed_trace_dat(parser, decoder, batch.part(slice(start, stop)), fed)
+        start = stop
+        exact = min(2 * exact, BULK_LOOKAHEAD)  # irregular again and again: try the bulk way less often
+    return fed
+
+
+class BulkRows:
+    """A stretch's function_graph events sorted by task then time, each task's open calls first as pseudo-entries (pos -1)."""
+
+    __slots__ = ("depth", "dur", "entry", "frame", "pos", "sid", "tid")
+
+
+def name_sids(decoder: EventDecoder, codes):
+    """Per name code, the number of its function's name (the model matches an exit to its entry by name)."""
+    np = decoder.np
+    sids = decoder.__dict__.setdefault("sids", [])
+    sid_of = decoder.__dict__.setdefault("sid_of", {})
+    for name, _module in decoder.names[len(sids):]:
+        sids.append(sid_of.setdefault(name, len(sid_of)))
+    return np.asarray(sids, dtype=np.int64)[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
+def bulk_task_ids(np, ctx) -> tuple[object, list, object]:
+    """Per event its task's number, the tasks' keys (in order of first event) and per event its context's index."""
+    unique, first, inverse = np.unique(ctx, return_index=True, return_inverse=True)
+    keys: list = []
+    task_of: dict = {}
+    ctx_task = []
+    for ctx_value in unique[np.argsort(first, kind="stable")].tolist():
+        key = trace_dat_context(ctx_value)[1]
+        if key not in task_of:
+            task_of[key] = len(keys)
+            keys.append(key)
+        ctx_task.append(task_of[key])
+    rank = np.empty(len(unique), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(unique))
+    return np.asarray(ctx_task, dtype=np.int64)[rank[inverse.ravel()]], keys, unique
+
+
+def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, start: int, stop: int) -> int:
+    """Apply the regular beginning of batch[start:stop] to the model; returns its length in events (0: nothing done)."""
+    np = decoder.np
+    kind = batch.kind[start:stop]
+    stopper = np.flatnonzero((kind == EV_LOST) | (kind == EV_FUNCTION))
+    end = int(stopper[0]) if len(stopper) else stop - start
+    if end < BULK_MIN_EVENTS:
+        return 0
+    graph = np.flatnonzero(kind[:end] <= EV_EXIT)
+    if not len(graph):
+        return end
+    code = batch.code[start:start + end][graph]
+    ctx = batch.ctx[start:start + end][graph]
+    tid, keys, _ = bulk_task_ids(np, ctx)
+    rows, limit = bulk_rows(parser, decoder, keys, graph, tid, kind[graph] == EV_ENTRY, code, batch.duration[start:start + end][graph])
+    cut = min(limit, end, bulk_regular_end(np, rows))
+    if cut < BULK_MIN_EVENTS:
+        return 0
+    fed = graph < cut
+    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, code[fed & (kind[graph] == EV_ENTRY)] >> 16, ctx[fed], tid[fed])
+    return cut
+
+
+def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, entry, code, dur) -> tuple[BulkRows, int]:
+    """The rows of a stretch, and the first event of a task whose state bulk feeding cannot continue (else len)."""
+    np = decoder.np
+    sid = name_sids(decoder, code >> 16)
+    first = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, tid, pos)
+    pseudo_tid, pseudo_depth, pseudo_sid, frames = [], [], [], []
+    sid_of = decoder.sid_of
+    limit = np.iinfo(np.int64).max
+    for task, key in enumerate(keys):
+        state = parser.tasks.get(key)
+        if state is None:
+            continue
+        if state.pending or state.irq_entry or any(frame[FRAME_DEPTH] != level for level, frame in enumerate(state.stack)):
+            limit = min(limit, int(first[task]))  # the stretch ends at this task's first event
+            continue
+        for level, frame in enumerate(state.stack):
+            pseudo_tid.append(task)
+            pseudo_depth.append(level)
+            pseudo_sid.append(sid_of.setdefault(frame[FRAME_NAME], len(sid_of)))
+            frames.append(frame)
+    count = len(frames)
+    rows = BulkRows()
+    rows.tid = np.concatenate((np.asarray(pseudo_tid, dtype=np.int64), tid))
+    rows.depth = np.concatenate((np.asarray(pseudo_depth, dtype=np.int64), code & 0xFFFF))
+    rows.sid = np.concatenate((np.asarray(pseudo_sid, dtype=np.int64), sid))
+    rows.entry = np.concatenate((np.ones(count, dtype=bool), entry))
+    rows.dur = np.concatenate((np.zeros(count), dur))
+    rows.pos = np.concatenate((np.full(count, -1, dtype=np.int64), pos))
+    order = np.lexsort((np.concatenate((np.arange(count, dtype=np.int64) - count, pos)), rows.tid))
+    for name in ("tid", "depth", "sid", "entry", "dur", "pos"):
+        setattr(rows, name, getattr(rows, name)[order])
+    pseudo_at = np.flatnonzero(order < count)
+    rows.frame = dict(zip(pseudo_at.tolist(), (frames[index] for index in order[pseudo_at].tolist())))
+    return rows, limit
+
+
+def latest_entries(np, rows: BulkRows, before, tids, levels):
+    """Per query, the row of its task's latest entry at `level` before row `before` (-1: none)."""
+    found = np.full(len(before), -1, dtype=np.int64)
+    for level in np.unique(levels).tolist():
+        if level < 0:
+            continue
+        pick = np.flatnonzero(levels == level)
+        at = np.flatnonzero(rows.entry & (rows.depth == level))
+        if not len(at):
+            continue
+        index = np.searchsorted(at, before[pick]) - 1
+        candidate = at[np.maximum(index, 0)]
+        found[pick] = np.where((index >= 0) & (rows.tid[candidate] == tids[pick]), candidate, -1)
+    return found
+
+
+def stack_levels(np, rows: BulkRows):
+    """Per row, how many calls its task has open before it (the stack is depths 0..n-1: bulk_rows checked)."""
+    after = rows.depth + rows.entry
+    before = np.zeros(len(rows.tid), dtype=np.int64)
+    if len(before) > 1:
+        same = rows.tid[1:] == rows.tid[:-1]
+        before[1:] = np.where(same, after[:-1], 0)
+    return before
+
+
+def bulk_regular_end(np, rows: BulkRows) -> int:
+    """The first event the model's common case does not cover (its index in the stretch), else a huge number."""
+    before = stack_levels(np, rows)
+    irregular = rows.entry & (rows.depth > before)  # no caller open one level up: a detached call
+    exits = np.flatnonzero(~rows.entry)
+    frame = latest_entries(np, rows, exits, rows.tid[exits], rows.depth[exits])
+    closes = (rows.depth[exits] < before[exits]) & (frame >= 0) & ~np.isnan(rows.dur[exits])
+    closes &= rows.sid[np.maximum(frame, 0)] == rows.sid[exits]
+    irregular[exits[~closes]] = True
+    bad = rows.pos[irregular & (rows.pos >= 0)]
+    return int(bad.min()) if len(bad) else np.iinfo(np.int64).max
+
+
+def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept, keys: list, entry_names, ctx, tid) -> None:
+    """The kept rows' calls, times and the tasks' open calls into the model, as one graph_event() per event would."""
+    np = decoder.np
+    tree = parser.tree
+    real = kept & (rows.pos >= 0)
+    node = bulk_nodes(np, parser, decoder, rows, real)
+    entries = np.flatnonzero(real & rows.entry)
+    counted, counts = np.unique(node[entries], return_counts=True)
+    calls = tree.calls
+    for at, count in zip(counted.tolist(), counts.tolist()):
+        calls[at] += count
+    bulk_modules(np, parser, decoder, entry_names)
+    child_us = bulk_times(np, tree, rows, real, node)
+    bulk_stacks(np, parser, decoder, rows, kept, node, child_us, keys, ctx, tid)
+    parser.entries += len(entries)
+    parser.exits += int(real.sum()) - len(entries)
+
+
+def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, real):
+    """Per row its call-tree node: pseudo-entries their frame's, entries the child of their caller's node, made in event order."""
+    tree = parser.tree
+    node = np.full(len(rows.tid), -1, dtype=np.int64)
+    for row, frame in rows.frame.items():
+        node[row] = frame[FRAME_NODE]
+    entries = np.flatnonzero(real & rows.entry)
+    entries = entries[np.argsort(rows.pos[entries], kind="stable")]
+    depth = rows.depth[entries]
+    caller = np.full(len(entries), -1, dtype=np.int64)
+    inner = np.flatnonzero(depth > 0)
+    caller[inner] = latest_entries(np, rows, entries[inner], rows.tid[entries[inner]], depth[inner] - 1)
+    existing = len(tree.function)
+    names = decoder.sid_of
+    sid_names = list(names)
+    span = len(sid_names) + 1
+    made: list[tuple[int, int, str]] = []  # (first event, caller node or provisional id, name) of nodes to make
+    for level in np.unique(depth).tolist():
+        at = np.flatnonzero(depth == level)
+        parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[caller[at]]
+        pairs, first, inverse = np.unique(parents * span + rows.sid[entries[at]], return_index=True, return_inverse=True)
+        ids = []
+        for pair, index in zip(pairs.tolist(), first.tolist()):
+            parent, name = divmod(pair, span)
+            name = sid_names[name]
+            kids = tree.children[parent] if parent < existing else None
+            found = kids.get(name) if kids is not None else None
+            if found is None:
+                found = existing + len(made)
+                made.append((int(rows.pos[entries[at[index]]]), parent, name))
+            ids.append(found)
+        node[entries[at]] = np.asarray(ids, dtype=np.int64)[inverse.ravel()]
+    if made:
+        real_ids = [0] * len(made)
+        for index in sorted(range(len(made)), key=lambda index: made[index][0]):
+            _first, parent, name = made[index]
+            real_ids[index] = tree.child(parent if parent < existing else real_ids[parent - existing], name)
+        mapping = np.asarray(real_ids, dtype=np.int64)
+        fresh = node >= existing
+        node[fresh] = mapping[node[fresh] - existing]
+    return node
+
+
+def bulk_modules(np, parser: TraceParser, decoder: EventDecoder, codes) -> None:
+    """Each entry's module, as the last entry of a function names it."""
+    if not len(codes):
+        return
+    unique, last = np.unique(codes[::-1], return_index=True)
+    modules = parser.graph.modules
+    for code in unique[np.argsort(-last, kind="stable")].tolist():
+        name, module = decoder.names[code]
+        if module:
+            modules[name] = module
+
+
+def summed_in_order(np, values: list, at, weights):
+    """values[i] += each weight of i in turn (np.bincount adds in input order: the same floats as a loop)."""
+    unique = np.unique(at)
+    if not len(unique):
+        return
+    start = np.asarray([values[index] for index in unique.tolist()], dtype=np.float64)
+    sums = np.bincount(np.concatenate((np.arange(len(unique)), np.searchsorted(unique, at))), np.concatenate((start, weights)), minlength=len(unique))
+    for index, value in zip(unique.tolist(), sums.tolist()):
+        values[index] = value
+
+
+def bulk_times(np, tree: CallTree, rows: BulkRows, real, node):
+    """Exits' durations into their calls' total and self times; returns per row the time spent in its children."""
+    exits = np.flatnonzero(real & ~rows.entry)
+    exits = exits[np.argsort(rows.pos[exits], kind="stable")]
+    depth, tids, spent = rows.depth[exits], rows.tid[exits], rows.dur[exits]
+    closed = latest_entries(np, rows, exits, tids, depth)
+    inner = np.flatnonzero(depth > 0)
+    caller = latest_entries(np, rows, exits[inner], tids[inner], depth[inner] - 1)
+    pseudo = np.asarray(list(rows.frame), dtype=np.int64)
+    start = np.asarray([frame[FRAME_CHILD_US] for frame in rows.frame.values()], dtype=np.float64)
+    child_us = np.bincount(np.concatenate((pseudo, caller)), np.concatenate((start, spent[inner])), minlength=len(rows.tid))
+    summed_in_order(np, tree.total_us, node[closed], spent)
+    summed_in_order(np, tree.self_us, node[closed], spent - child_us[closed])
+    return child_us
+
+
+def bulk_stacks(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept, node, child_us, keys: list, ctx, tid) -> None:
+    """Each fed task's open calls after the stretch, and the CPU it last ran on."""
+    if not len(tid):
+        return
+    last = np.full(len(keys), -1, dtype=np.int64)
+    np.maximum.at(last, tid, np.arange(len(tid)))
+    rows_kept = np.flatnonzero(kept)
+    end_row = np.full(len(keys), -1, dtype=np.int64)
+    np.maximum.at(end_row, rows.tid[rows_kept], rows_kept)
+    sid_names = list(decoder.sid_of)
+    for task, key in enumerate(keys):
+        if last[task] < 0:
+            continue
+        state = parser.tasks.get(key)
+        if state is None:
+            state = parser.tasks[key] = TaskState()
+        state.cpu = trace_dat_context(int(ctx[last[task]]))[0]
+        row = int(end_row[task])
+        open_calls = int(rows.depth[row] + rows.entry[row])
+        found = latest_entries(np, rows, np.full(open_calls, row + 1), np.full(open_calls, task), np.arange(open_calls))
+        stack = []
+        for level, at in enumerate(found.tolist()):
+            frame = rows.frame.get(at)
+            if frame is None:
+                frame = [sid_names[int(rows.sid[at])], level, 0.0, "", int(node[at])]
+            frame[FRAME_CHILD_US] = float(child_us[at])
+            stack.append(frame)
+        state.stack = stack
+
+
 def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = None) -> None:
     """Decode a trace.dat into the parser's model: calls, edges, times, lost events, kernel counters."""
     stats = parser.stats
@@ -2787,7 +3085,7 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
                 if parser.selection:
                     window = selected_events(window, parser.selection, decoder.np, dat.comms)
                 kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
-                fed = feed_trace_dat(parser, decoder, window, fed)
+                fed = feed_trace_dat_window(parser, decoder, window, fed)
                 if progress:
                     progress.update(dat.consumed, f"{fed:,} events")
     used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]

@@ -234,6 +234,8 @@ def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monke
     assert bulk["stats"]["events"] > 10_000
     assert bool(bulk["stats"]["lost_by_cpu"]) == (name != "raw-binary")
     assert bulk == one_by_one
+    windows = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
+    assert windows == one_by_one
 
 
 # -- decoding in a second process ------------------------------------------------
