@@ -2784,32 +2784,52 @@ def trace_dat_call(names: list[tuple[str, str | None]], code: int) -> tuple:
 # duration, a task with pending callers) ends the stretch: from there
 # feed_trace_dat() takes over for a while, with the model's per-event code.
 
-BULK_MIN_EVENTS = 512  # a shorter regular stretch goes the per-event way: numpy's per-call cost would dominate
-BULK_LOOKAHEAD = 1 << 17  # events looked at per bulk attempt (bounds the work an early irregular event wastes)
+BULK_MIN_EVENTS = 128  # a shorter regular stretch goes the per-event way: numpy's per-call cost would dominate
+BULK_LOOKAHEAD = 1 << 17  # at most this many events looked at per bulk attempt
+PAIR_SPAN = 1 << 24  # (caller node, name number) pairs as one int64: caller * PAIR_SPAN + name
+EXACT_EVENTS = 64  # events fed the per-event way after an irregular one (doubling while the bulk way keeps failing)
 
 
 def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
-    """One merged window into the model: regular stretches in bulk, the rest by feed_trace_dat(); returns the events fed."""
-    start, count, exact = 0, len(batch), BULK_MIN_EVENTS
+    """One merged window into the model: regular stretches in bulk, the rest by feed_trace_dat(); returns the events fed.
+
+    A bulk attempt looks at most `ahead` events: as many again as the last
+    regular stretch (an irregular event early in a long look-ahead wastes the
+    work done past it)."""
+    np = decoder.np
+    start, count, exact, ahead = 0, len(batch), EXACT_EVENTS, 4096
+    notices = np.flatnonzero((batch.kind == EV_LOST) | (batch.kind == EV_FUNCTION))
     while start < count:
-        done = feed_bulk(parser, decoder, batch, start, min(count, start + BULK_LOOKAHEAD))
+        at = int(np.searchsorted(notices, start))
+        if at < len(notices) and notices[at] == start:
+            stop = start + 1
+            while at + 1 < len(notices) and notices[at + 1] == stop:
+                at, stop = at + 1, stop + 1
+            fed = feed_trace_dat(parser, decoder, batch.part(slice(start, stop)), fed)  # lost-event notices, function tracer events
+            start = stop
+            continue
+        done, irregular = feed_bulk(parser, decoder, batch, start, min(count, start + ahead))
         if done:
             parser.flush_counts()
             fed += done
             start += done
-            exact = BULK_MIN_EVENTS
+            exact = EXACT_EVENTS
+            ahead = min(BULK_LOOKAHEAD, max(4096, 2 * done))
             continue
-        stop = min(count, start + exact)
+        stop = min(count, start + max(irregular + 1, exact))
         fed = feed_trace_dat(parser, decoder, batch.part(slice(start, stop)), fed)
         start = stop
-        exact = min(2 * exact, BULK_LOOKAHEAD)  # irregular again and again: try the bulk way less often
+        exact = min(2 * exact, 4096)  # irregular again and again: try the bulk way less often
     return fed
 
 
 class BulkRows:
     """A stretch's function_graph events sorted by task then time, each task's open calls first as pseudo-entries (pos -1)."""
 
-    __slots__ = ("depth", "dur", "entry", "frame", "pos", "sid", "tid")
+    __slots__ = ("after", "by_level", "closes", "depth", "dur", "entry", "frame", "orphan", "pos", "sid", "tid")
+
+    def __init__(self) -> None:
+        self.by_level = None  # latest_entries()'s search table, made once
 
 
 def name_sids(decoder: EventDecoder, codes):
@@ -2839,27 +2859,30 @@ def bulk_task_ids(np, ctx) -> tuple[object, list, object]:
     return np.asarray(ctx_task, dtype=np.int64)[rank[inverse.ravel()]], keys, unique
 
 
-def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, start: int, stop: int) -> int:
-    """Apply the regular beginning of batch[start:stop] to the model; returns its length in events (0: nothing done)."""
+def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, start: int, stop: int) -> tuple[int, int]:
+    """Apply the regular beginning of batch[start:stop] to the model.
+
+    Returns its length in events (0: too short, nothing done) and where the
+    first event it did not cover is (from start)."""
     np = decoder.np
     kind = batch.kind[start:stop]
     stopper = np.flatnonzero((kind == EV_LOST) | (kind == EV_FUNCTION))
     end = int(stopper[0]) if len(stopper) else stop - start
     if end < BULK_MIN_EVENTS:
-        return 0
+        return 0, end
     graph = np.flatnonzero(kind[:end] <= EV_EXIT)
     if not len(graph):
-        return end
+        return end, end
     code = batch.code[start:start + end][graph]
     ctx = batch.ctx[start:start + end][graph]
     tid, keys, _ = bulk_task_ids(np, ctx)
     rows, limit = bulk_rows(parser, decoder, keys, graph, tid, kind[graph] == EV_ENTRY, code, batch.duration[start:start + end][graph])
     cut = min(limit, end, bulk_regular_end(np, rows))
     if cut < BULK_MIN_EVENTS:
-        return 0
+        return 0, cut
     fed = graph < cut
     apply_bulk(parser, decoder, rows, rows.pos < cut, keys, code[fed & (kind[graph] == EV_ENTRY)] >> 16, ctx[fed], tid[fed])
-    return cut
+    return cut, cut
 
 
 def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, entry, code, dur) -> tuple[BulkRows, int]:
@@ -2902,38 +2925,57 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
 def latest_entries(np, rows: BulkRows, before, tids, levels):
     """Per query, the row of its task's latest entry at `level` before row `before` (-1: none)."""
     found = np.full(len(before), -1, dtype=np.int64)
-    for level in np.unique(levels).tolist():
-        if level < 0:
-            continue
-        pick = np.flatnonzero(levels == level)
-        at = np.flatnonzero(rows.entry & (rows.depth == level))
-        if not len(at):
-            continue
-        index = np.searchsorted(at, before[pick]) - 1
-        candidate = at[np.maximum(index, 0)]
-        found[pick] = np.where((index >= 0) & (rows.tid[candidate] == tids[pick]), candidate, -1)
+    if not len(before):
+        return found
+    if rows.by_level is None:
+        entries = np.flatnonzero(rows.entry)
+        entries = entries[np.argsort(rows.depth[entries], kind="stable")]  # by depth, then row
+        rows.by_level = (entries, rows.depth[entries])
+    entries, depths = rows.by_level
+    # One search over entries sorted by (depth, row): the key of (level, before) lands just after the wanted row.
+    span = len(rows.tid) + 1
+    index = np.searchsorted(depths * span + entries, levels * span + before) - 1
+    candidate = entries[np.maximum(index, 0)]
+    hit = (index >= 0) & (depths[np.maximum(index, 0)] == levels) & (rows.tid[candidate] == tids) & (levels >= 0)
+    found[hit] = candidate[hit]
     return found
 
 
 def stack_levels(np, rows: BulkRows):
-    """Per row, how many calls its task has open before it (the stack is depths 0..n-1: bulk_rows checked)."""
-    after = rows.depth + rows.entry
+    """Per row, how many calls its task has open before and after it (the stack is depths 0..n-1: bulk_rows checked).
+
+    An entry at depth d leaves d + 1 open; an exit at depth d leaves d, or
+    what was open when that is more (an exit whose call is not open is an
+    orphan and changes nothing): a running minimum since the task's last entry."""
+    first = np.ones(len(rows.tid), dtype=bool)
+    first[1:] = rows.tid[1:] != rows.tid[:-1]
+    value = np.where(rows.entry, rows.depth + 1, np.where(first, 0, rows.depth))
+    segment = np.cumsum(rows.entry | first)
+    big = int(value.max(initial=0)) + 2
+    after = np.minimum.accumulate(value - segment * big) + segment * big
     before = np.zeros(len(rows.tid), dtype=np.int64)
-    if len(before) > 1:
-        same = rows.tid[1:] == rows.tid[:-1]
-        before[1:] = np.where(same, after[:-1], 0)
-    return before
+    before[1:] = np.where(first[1:], 0, after[:-1])
+    return before, after
 
 
 def bulk_regular_end(np, rows: BulkRows) -> int:
-    """The first event the model's common case does not cover (its index in the stretch), else a huge number."""
-    before = stack_levels(np, rows)
+    """The first event the model's common case does not cover (its index in the stretch), else a huge number.
+
+    Also marks the exits that close their call (rows.closes) and the orphan
+    ones (rows.orphan: its call is not open, or another function is open at
+    its depth, which it closes): the model counts those and names a top-level
+    node after them, nothing more, while no calls wait for a caller."""
+    before, rows.after = stack_levels(np, rows)
     irregular = rows.entry & (rows.depth > before)  # no caller open one level up: a detached call
     exits = np.flatnonzero(~rows.entry)
     frame = latest_entries(np, rows, exits, rows.tid[exits], rows.depth[exits])
-    closes = (rows.depth[exits] < before[exits]) & (frame >= 0) & ~np.isnan(rows.dur[exits])
-    closes &= rows.sid[np.maximum(frame, 0)] == rows.sid[exits]
-    irregular[exits[~closes]] = True
+    matched = (rows.depth[exits] < before[exits]) & (frame >= 0)
+    matched &= rows.sid[np.maximum(frame, 0)] == rows.sid[exits]
+    irregular[exits[matched & np.isnan(rows.dur[exits])]] = True  # no duration: the exit format has no times
+    rows.closes = np.zeros(len(rows.tid), dtype=bool)
+    rows.closes[exits[matched]] = True
+    rows.orphan = np.zeros(len(rows.tid), dtype=bool)
+    rows.orphan[exits[~matched]] = True
     bad = rows.pos[irregular & (rows.pos >= 0)]
     return int(bad.min()) if len(bad) else np.iinfo(np.int64).max
 
@@ -2954,6 +2996,7 @@ def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept,
     bulk_stacks(np, parser, decoder, rows, kept, node, child_us, keys, ctx, tid)
     parser.entries += len(entries)
     parser.exits += int(real.sum()) - len(entries)
+    parser.stats.orphan_exits += int((real & rows.orphan).sum())
 
 
 def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, real):
@@ -2962,40 +3005,53 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     node = np.full(len(rows.tid), -1, dtype=np.int64)
     for row, frame in rows.frame.items():
         node[row] = frame[FRAME_NODE]
-    entries = np.flatnonzero(real & rows.entry)
+    entries = np.flatnonzero(real & (rows.entry | rows.orphan))  # an orphan exit names a top-level node
     entries = entries[np.argsort(rows.pos[entries], kind="stable")]
-    depth = rows.depth[entries]
+    depth = np.where(rows.entry[entries], rows.depth[entries], 0)
     caller = np.full(len(entries), -1, dtype=np.int64)
     inner = np.flatnonzero(depth > 0)
     caller[inner] = latest_entries(np, rows, entries[inner], rows.tid[entries[inner]], depth[inner] - 1)
     existing = len(tree.function)
-    names = decoder.sid_of
-    sid_names = list(names)
-    span = len(sid_names) + 1
+    sid_names = list(decoder.sid_of)
+    known_pairs, known_nodes = decoder.__dict__.get("pairs") or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     made: list[tuple[int, int, str]] = []  # (first event, caller node or provisional id, name) of nodes to make
+    looked_up: list[tuple[int, int]] = []  # (pair, node) found in the tree's dicts
     for level in np.unique(depth).tolist():
         at = np.flatnonzero(depth == level)
         parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[caller[at]]
-        pairs, first, inverse = np.unique(parents * span + rows.sid[entries[at]], return_index=True, return_inverse=True)
-        ids = []
-        for pair, index in zip(pairs.tolist(), first.tolist()):
-            parent, name = divmod(pair, span)
+        pairs, first, inverse = np.unique(parents * PAIR_SPAN + rows.sid[entries[at]], return_index=True, return_inverse=True)
+        index = np.minimum(np.searchsorted(known_pairs, pairs), max(len(known_pairs) - 1, 0))
+        ids = known_nodes[index] if len(known_pairs) else np.zeros(len(pairs), dtype=np.int64)
+        missing = np.flatnonzero(known_pairs[index] != pairs) if len(known_pairs) else np.arange(len(pairs))
+        ids = ids.copy()
+        for miss, pair, where in zip(missing.tolist(), pairs[missing].tolist(), first[missing].tolist()):
+            parent, name = divmod(pair, PAIR_SPAN)
             name = sid_names[name]
             kids = tree.children[parent] if parent < existing else None
             found = kids.get(name) if kids is not None else None
             if found is None:
                 found = existing + len(made)
-                made.append((int(rows.pos[entries[at[index]]]), parent, name))
-            ids.append(found)
-        node[entries[at]] = np.asarray(ids, dtype=np.int64)[inverse.ravel()]
+                made.append((int(rows.pos[entries[at[where]]]), parent, name))
+            else:
+                looked_up.append((pair, found))
+            ids[miss] = found
+        node[entries[at]] = ids[inverse.ravel()]
     if made:
         real_ids = [0] * len(made)
         for index in sorted(range(len(made)), key=lambda index: made[index][0]):
             _first, parent, name = made[index]
-            real_ids[index] = tree.child(parent if parent < existing else real_ids[parent - existing], name)
+            parent = parent if parent < existing else real_ids[parent - existing]
+            real_ids[index] = tree.child(parent, name)
+            looked_up.append((parent * PAIR_SPAN + decoder.sid_of[name], real_ids[index]))
         mapping = np.asarray(real_ids, dtype=np.int64)
         fresh = node >= existing
         node[fresh] = mapping[node[fresh] - existing]
+    if looked_up:
+        # Remembered for later stretches: a node under an attached caller is never freed (only detached subtrees are).
+        pairs = np.concatenate((known_pairs, np.asarray([pair for pair, _ in looked_up], dtype=np.int64)))
+        nodes = np.concatenate((known_nodes, np.asarray([found for _, found in looked_up], dtype=np.int64)))
+        order = np.argsort(pairs, kind="stable")
+        decoder.pairs = (pairs[order], nodes[order])
     return node
 
 
@@ -3024,7 +3080,7 @@ def summed_in_order(np, values: list, at, weights):
 
 def bulk_times(np, tree: CallTree, rows: BulkRows, real, node):
     """Exits' durations into their calls' total and self times; returns per row the time spent in its children."""
-    exits = np.flatnonzero(real & ~rows.entry)
+    exits = np.flatnonzero(real & rows.closes)
     exits = exits[np.argsort(rows.pos[exits], kind="stable")]
     depth, tids, spent = rows.depth[exits], rows.tid[exits], rows.dur[exits]
     closed = latest_entries(np, rows, exits, tids, depth)
@@ -3048,23 +3104,30 @@ def bulk_stacks(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, 
     end_row = np.full(len(keys), -1, dtype=np.int64)
     np.maximum.at(end_row, rows.tid[rows_kept], rows_kept)
     sid_names = list(decoder.sid_of)
-    for task, key in enumerate(keys):
-        if last[task] < 0:
-            continue
+    fed = np.flatnonzero(last >= 0)
+    rows_at = end_row[fed]
+    open_calls = rows.after[rows_at]
+    query_rows = np.repeat(rows_at + 1, open_calls)
+    query_levels = np.arange(int(open_calls.sum())) - np.repeat(np.cumsum(open_calls) - open_calls, open_calls)
+    found = latest_entries(np, rows, query_rows, np.repeat(rows.tid[rows_at], open_calls), query_levels).tolist()
+    child = child_us[found].tolist()
+    depth_of_found = [int(open_count) for open_count in open_calls.tolist()]
+    done = 0
+    for task, open_count in zip(fed.tolist(), depth_of_found):
+        key = keys[task]
         state = parser.tasks.get(key)
         if state is None:
             state = parser.tasks[key] = TaskState()
         state.cpu = trace_dat_context(int(ctx[last[task]]))[0]
-        row = int(end_row[task])
-        open_calls = int(rows.depth[row] + rows.entry[row])
-        found = latest_entries(np, rows, np.full(open_calls, row + 1), np.full(open_calls, task), np.arange(open_calls))
         stack = []
-        for level, at in enumerate(found.tolist()):
+        for level in range(open_count):
+            at = found[done + level]
             frame = rows.frame.get(at)
             if frame is None:
                 frame = [sid_names[int(rows.sid[at])], level, 0.0, "", int(node[at])]
-            frame[FRAME_CHILD_US] = float(child_us[at])
+            frame[FRAME_CHILD_US] = child[done + level]
             stack.append(frame)
+        done += open_count
         state.stack = stack
 
 
