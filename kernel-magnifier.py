@@ -2784,10 +2784,10 @@ def trace_dat_call(names: list[tuple[str, str | None]], code: int) -> tuple:
 # duration, a task with pending callers) ends the stretch: from there
 # feed_trace_dat() takes over for a while, with the model's per-event code.
 
-BULK_MIN_EVENTS = 128  # a shorter regular stretch goes the per-event way: numpy's per-call cost would dominate
+BULK_MIN_EVENTS = 2048  # a shorter regular stretch goes the per-event way: numpy's per-call cost would dominate
 BULK_LOOKAHEAD = 1 << 17  # at most this many events looked at per bulk attempt
 PAIR_SPAN = 1 << 24  # (caller node, name number) pairs as one int64: caller * PAIR_SPAN + name
-EXACT_EVENTS = 64  # events fed the per-event way after an irregular one (doubling while the bulk way keeps failing)
+EXACT_EVENTS = 1024  # events fed the per-event way after an irregular one (doubling while the bulk way keeps failing)
 
 
 def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
@@ -2797,7 +2797,7 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
     regular stretch (an irregular event early in a long look-ahead wastes the
     work done past it)."""
     np = decoder.np
-    start, count, exact, ahead = 0, len(batch), EXACT_EVENTS, 4096
+    start, count, exact, ahead = 0, len(batch), EXACT_EVENTS, BULK_LOOKAHEAD
     notices = np.flatnonzero((batch.kind == EV_LOST) | (batch.kind == EV_FUNCTION))
     while start < count:
         at = int(np.searchsorted(notices, start))
@@ -2814,12 +2814,12 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
             fed += done
             start += done
             exact = EXACT_EVENTS
-            ahead = min(BULK_LOOKAHEAD, max(4096, 2 * done))
+            ahead = BULK_LOOKAHEAD if done == ahead else max(4096, 2 * done)
             continue
         stop = min(count, start + max(irregular + 1, exact))
         fed = feed_trace_dat(parser, decoder, batch.part(slice(start, stop)), fed)
         start = stop
-        exact = min(2 * exact, 4096)  # irregular again and again: try the bulk way less often
+        exact = min(2 * exact, 1 << 14)  # irregular again and again: try the bulk way less often
     return fed
 
 

@@ -238,6 +238,32 @@ def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monke
     assert windows == one_by_one
 
 
+@pytest.mark.parametrize("pages", [1024, 3])
+@pytest.mark.parametrize("name", [*(path.relative_to(DATA).as_posix() for path in TRACE_DATS), "raw-binary"])
+def test_stretches_fed_in_bulk_build_the_model_of_one_call_per_event(km, tmp_path, monkeypatch, name, pages):
+    """Regular stretches as short as 8 events in bulk (numpy per depth level), the rest per event: the same model to the last bit.
+
+    Short stretches put many stretch ends inside calls (their open calls go on
+    as pseudo-entries) and many switches between the two ways; the lossy samples
+    give calls without caller, orphan exits and broken stacks around them."""
+    monkeypatch.setattr(km, "PAGES_PER_BATCH", pages)
+    monkeypatch.setattr(km, "BULK_MIN_EVENTS", 8)
+    monkeypatch.setattr(km, "EXACT_EVENTS", 8)
+    trace = bundled_trace_dat(km, name, tmp_path / "trace.dat")
+    in_bulk = []
+    feed_bulk = km.feed_bulk
+
+    def counted(*args):
+        done = feed_bulk(*args)
+        in_bulk.append(done[0])
+        return done
+
+    monkeypatch.setattr(km, "feed_bulk", counted)
+    bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
+    assert sum(in_bulk) > bulk["marks"][0] / 3  # most of a lossless recording, a good part of a lossy one
+    assert bulk == model_state(km, trace, fed_per_event)
+
+
 # -- decoding in a second process ------------------------------------------------
 
 
