@@ -564,10 +564,10 @@ def read_text_lines(path: str, progress: Progress | None = None, start: int = 0,
             if not block:
                 break
             if dropping:
-                end = block.find(b"\n")
-                if end < 0:
+                newline = block.find(b"\n")
+                if newline < 0:
                     continue
-                block, dropping = block[end + 1 :], False
+                block, dropping = block[newline + 1 :], False
             block = carry + block
             cut = block.rfind(b"\n")
             carry = block[cut + 1 :]
@@ -1582,7 +1582,8 @@ def split_seam(path: str, selection: TaskSelection | None) -> int:
             if raw.peek(16)[:16].startswith((GZIP_MAGIC, XZ_MAGIC, TRACE_CMD_MAGIC)):
                 return 0  # compressed (no byte ranges) or a binary trace.dat
             raw.seek(max(1, min(int(size * share), size - 1)) - 1)
-            raw.readline()  # the seam follows a newline
+            while raw.readline(CHUNK_BYTES)[-1:] not in (b"\n", b""):
+                pass  # the seam follows a newline; a long line is skipped a chunk at a time, never held whole
             seam = raw.tell()
     except (OSError, ValueError):
         return 0
