@@ -4734,7 +4734,8 @@ def json_lines(value: object, indent: str = "") -> Iterator[str]:
     if isinstance(value, dict) and (len(value) > 8 or any(isinstance(item, (dict, list)) for item in value.values())):
         yield "{"
         for number, (key, item) in enumerate(value.items()):
-            yield f"{',' if number else ''}\n{inner}{json.dumps(key)}: "
+            name = key if isinstance(key, str) else encode(key)  # 5 -> "5", True -> "true", as json.dump names keys
+            yield f"{',' if number else ''}\n{inner}{encode(name)}: "
             yield from json_lines(item, inner)
         yield f"\n{indent}}}"
     elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
