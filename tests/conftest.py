@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,50 @@ def edges_by_pair(graph: dict) -> dict[tuple[str, str], int]:
 @pytest.fixture
 def km():
     return load_module()
+
+
+RECORD_LINE = re.compile(r"^\s*.+-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+[\d.]+: (?P<event>\w+):\s*(?P<fields>.*)$")
+DROPPED_LINE = re.compile(r"^CPU:\d+ \[(?:\d+ )?EVENTS DROPPED\]$")
+
+
+def with_drops_hidden_by_leaves(report: str, raw: str) -> tuple[str, int]:
+    """trace-cmd report's function_graph text with the "EVENTS DROPPED" lines its leaf look-ahead hides put back.
+
+    trace-cmd prints a record's missed events before the record (show_data in
+    tracecmd/trace-read.c); its fgraph entry handler (lib/trace-cmd/trace-ftrace.c,
+    get_return_for_leaf) reads the next record ahead when it is the exit of the
+    same pid, CPU and function, and prints the pair as one leaf line: that exit
+    is never shown, nor the drop it carried. `report -R` (no plugins) shows every
+    record and every drop in the same order, so the hidden drops are found there
+    and put back after their leaf line. Returns the text and how many were put back.
+    """
+    hidden: dict[int, str] = {}  # the index of the shown record (the leaf) -> the drop line after it
+    shown, previous, drop = -1, None, None
+    for line in raw.split("\n"):
+        if DROPPED_LINE.match(line):
+            drop = line
+            continue
+        record = RECORD_LINE.match(line)
+        if record is None:
+            continue
+        fields = dict(field.split("=", 1) for field in record.group("fields").split() if "=" in field)
+        leaf_return = (
+            previous is not None and previous[0] == "funcgraph_entry" and record.group("event") == "funcgraph_exit"
+            and previous[1:] == (record.group("pid"), record.group("cpu"), fields.get("func"))
+        )
+        if leaf_return:
+            if drop:
+                hidden[shown] = drop
+            previous = None  # consumed: the next record is not a candidate for this entry
+        else:
+            shown += 1
+            previous = (record.group("event"), record.group("pid"), record.group("cpu"), fields.get("func"))
+        drop = None
+    lines, shown = [], -1
+    for line in report.split("\n"):
+        lines.append(line)
+        if RECORD_LINE.match(line):
+            shown += 1
+            if shown in hidden:
+                lines.append(hidden[shown])
+    return "\n".join(lines), len(hidden)

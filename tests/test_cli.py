@@ -49,6 +49,19 @@ def test_dot_shows_labels_heat_and_caption(data_dir):
     assert "BGCOLOR" in dot  # the colour bar
 
 
+def test_json_has_one_node_edge_and_call_path_per_line(data_dir):
+    """grep finds a function's node, edges and call paths in graph.json, each a whole JSON object on its line."""
+    result = run_cli("visualize", "-o", "graph.json", "--chart", "", cwd=data_dir)
+    assert result.returncode == 0, result.stderr
+    text = (data_dir / "graph.json").read_text()
+    graph = json.loads(text)
+    lines = [json.loads(line.strip().rstrip(",")) for line in text.split("\n") if '"tcp_sendmsg"' in line]
+    assert [line for line in lines if line.get("name") == "tcp_sendmsg"] == [node for node in graph["nodes"] if node["name"] == "tcp_sendmsg"]
+    assert [line for line in lines if "callee" in line] == [edge for edge in graph["edges"] if "tcp_sendmsg" in (edge["caller"], edge["callee"])]
+    assert [line for line in lines if "function" in line] == [path for path in graph["call_tree"] if path["function"] == "tcp_sendmsg"]
+    assert len(text.split("\n")) > len(graph["nodes"]) + len(graph["edges"]) + len(graph["call_tree"])
+
+
 def test_a_single_call_is_one_call(tmp_path):
     trace = tmp_path / "one.txt"
     trace.write_text(" 0)               |  outer() {\n 0)   1.000 us    |    inner();\n 0)   3.000 us    |  }\n")

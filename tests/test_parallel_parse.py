@@ -155,3 +155,29 @@ def test_repeated_lost_line_across_the_seam(km, monkeypatch, tmp_path):
     monkeypatch.setenv("KM_SPLIT_AT", "0.5")  # far from any LOST line: the child's half counts
     assert parse(km, monkeypatch, [str(trace)], 2) == sequential
     assert kept[1:] == [True]
+
+
+def test_long_line_across_a_read_chunk_of_the_second_half(km, monkeypatch, tmp_path):
+    """A damaged line longer than MAX_LINE_LENGTH that crosses a read chunk of the child's byte range.
+
+    The reader skips such a line to its newline; a variable of that skip once
+    replaced the range's end, and the child silently stopped reading there."""
+    monkeypatch.setattr(km, "CHUNK_BYTES", 64 << 10)
+    lines = lzma.decompress((DATA / "function-tracer/trace.txt.xz").read_bytes()).decode().split("\n")
+    body = [line for line in lines if " <-" in line]
+    text = "\n".join(lines + body * 4)
+    seam = text.index("\n", len(text) // 2) + 1
+    junk_at = text.index("\n", seam + (64 << 10) - 20_000) + 1
+    text = text[:junk_at] + "x" * 30_000 + "\n" + text[junk_at:]
+    trace = tmp_path / "trace.txt"
+    trace.write_text(text)
+    monkeypatch.setenv("KM_SPLIT_AT", repr((seam + 0.5) / trace.stat().st_size))
+    kept = []
+    real_halves = km.parse_file_in_halves
+    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    split = parse(km, monkeypatch, [str(trace)], 2)
+    assert kept == [True]
+    function_lines = sum(1 for line in text.split("\n") if " <-" in line)
+    assert split["stats"]["events"] == function_lines
+    assert split["stats"]["unparsed_lines"] == 1
+    assert split == parse(km, monkeypatch, [str(trace)], 1)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli
+from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli, with_drops_hidden_by_leaves
 
 SAMPLES = DATA / "trace-cmd"
 VERSIONS = {"v7-zstd": "trace-v7-zstd.dat.xz", "v6": "trace-v6.dat.xz"}
@@ -231,7 +231,7 @@ def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monke
     trace = bundled_trace_dat(km, name, tmp_path / "trace.dat")
     bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
     one_by_one = model_state(km, trace, fed_per_event)
-    assert bulk["stats"]["events"] > 10_000
+    assert bulk["stats"]["events"] > 1_000
     assert bool(bulk["stats"]["lost_by_cpu"]) == (name != "raw-binary")
     assert bulk == one_by_one
     windows = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
@@ -408,3 +408,30 @@ def test_lost_events_do_not_grow_the_call_tree_of_a_text_trace(km, tmp_path, mon
     (allocated_once, live_once), (allocated, live) = sizes
     assert live <= live_once * 1.02
     assert allocated <= allocated_once * 1.05, sizes
+
+
+# -- a loss that trace-cmd report's text does not show --------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="needs trace-cmd (apt-get install trace-cmd)")
+def test_a_loss_hidden_by_trace_cmds_leaf_look_ahead_breaks_the_call_stacks(tmp_path):
+    """A lost page whose first record is the exit of the function entered just before it.
+
+    trace-cmd report prints the two as one leaf line and never the page's
+    EVENTS DROPPED line; the decoder reads the page's flag and ends the open
+    calls there. With the drop put back from `report -R` the text parser agrees."""
+    trace = unpacked(tmp_path, "hidden-drop-v6.dat.xz")
+    report = report_text(tmp_path, trace)
+    raw = subprocess.run(["trace-cmd", "report", "-R", "-i", str(trace)], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert raw.count("EVENTS DROPPED]") == report.read_text().count("EVENTS DROPPED]") + 1
+    as_printed = graph_json(tmp_path, report)
+    fixed_text, put_back = with_drops_hidden_by_leaves(report.read_text(), raw)
+    assert put_back == 1
+    report.write_text(fixed_text)
+    with_the_drop = graph_json(tmp_path, report)
+    from_binary = graph_json(tmp_path, trace)
+    assert edges_by_pair(from_binary) == edges_by_pair(with_the_drop)
+    assert edges_by_pair(from_binary) != edges_by_pair(as_printed)
+    assert {n["name"]: n["calls"] for n in from_binary["nodes"]} == {n["name"]: n["calls"] for n in with_the_drop["nodes"]}
+    for key in ("orphan_exits", "calls_without_caller"):
+        assert from_binary["stats"][key] == with_the_drop["stats"][key] + (1 if key == "orphan_exits" else 0), key
