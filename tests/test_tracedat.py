@@ -245,7 +245,9 @@ def test_stretches_fed_in_bulk_build_the_model_of_one_call_per_event(km, tmp_pat
 
     Short stretches put many stretch ends inside calls (their open calls go on
     as pseudo-entries) and many switches between the two ways; the lossy samples
-    give calls without caller, orphan exits and broken stacks around them."""
+    give calls without caller, orphan exits and broken stacks around them.
+    hidden-drop's 10 ms began deep inside calls of its busy tasks, which then
+    wait for their callers to the end: it goes per event nearly all the way."""
     monkeypatch.setattr(km, "PAGES_PER_BATCH", pages)
     monkeypatch.setattr(km, "BULK_MIN_EVENTS", 8)
     monkeypatch.setattr(km, "EXACT_EVENTS", 8)
@@ -260,7 +262,8 @@ def test_stretches_fed_in_bulk_build_the_model_of_one_call_per_event(km, tmp_pat
 
     monkeypatch.setattr(km, "feed_bulk", counted)
     bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
-    assert sum(in_bulk) > bulk["marks"][0] / 3  # most of a lossless recording, a good part of a lossy one
+    if "hidden-drop" not in name:
+        assert sum(in_bulk) > bulk["marks"][0] / 3  # most of a lossless recording, a good part of a lossy one
     assert bulk == model_state(km, trace, fed_per_event)
 
 
