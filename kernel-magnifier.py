@@ -1572,6 +1572,7 @@ SPLIT_MIN_BYTES = 64 << 20
 SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as a share of the file (tests cut small files anywhere)
 SEAM_LOG_LIMIT = 1_000_000  # events kept for the parent at most: beyond, the child gives up (memory stays bounded)
 SEAM_LOOKBACK_BYTES = 32 << 20  # how far before the seam the child looks for a CPU's last context switch
+SEAM_LOOKBACK_CHUNK = 1 << 20
 
 
 class SeamUnknown(Exception):
@@ -1611,18 +1612,22 @@ class SeamParser(TraceParser):
             context = (cpu, key, irq)
         if key not in self.tasks:
             if kind == EXIT or depth > 0:
-                self.log.append((parsed, context, duration))
+                self.keep((parsed, context, duration))
                 if kind == EXIT:
                     self.logged_other_lines += 1
                 else:
                     self.logged_entry_lines += 1
                 if module:
                     self.graph.modules[name] = module  # in line order, as the sequential parse sets it
-                if len(self.log) > SEAM_LOG_LIMIT:
-                    raise SeamUnknown
                 return
-            self.log.append(("anchor", key))
+            self.keep(("anchor", key))
         super().graph_event(parsed, context, duration)
+
+    def keep(self, record: tuple) -> None:
+        """Log a record for the parent; a log too long to be worth it (or to hold) ends the attempt."""
+        self.log.append(record)
+        if len(self.log) > SEAM_LOG_LIMIT:
+            raise SeamUnknown
 
     def irq_arrow(self, cpu: str | None, arrow: str) -> None:
         if arrow != "==========>":
@@ -1634,7 +1639,7 @@ class SeamParser(TraceParser):
         if key in self.tasks:
             self.task_state(cpu, key).irq_entry = True
         else:
-            self.log.append(("irq", cpu, key))
+            self.keep(("irq", cpu, key))
 
     def context_switch(self, match: re.Match[str]) -> None:
         cpu = match.group("cpu")
@@ -1646,7 +1651,7 @@ class SeamParser(TraceParser):
         super().context_switch(match)
 
     def lost_line(self, cpu: str, count: int | None) -> None:
-        self.log.append(("break", cpu))
+        self.keep(("break", cpu))
         super().lost_line(cpu, count)
 
     def task_at_seam(self, cpu: str | None, switching: bool = False) -> object:
@@ -1669,7 +1674,7 @@ class SeamParser(TraceParser):
         end = self.looked_back_to
         if end <= 0 or self.seam - end >= SEAM_LOOKBACK_BYTES:
             return False
-        start = max(0, end - (1 << 20))
+        start = max(0, end - SEAM_LOOKBACK_CHUNK)
         with open(self.path, "rb") as raw:
             raw.seek(start)
             block = raw.read(end - start)
@@ -1679,6 +1684,8 @@ class SeamParser(TraceParser):
                 return False
             block = block[first + 1 :]
             start += first + 1
+        elif block.startswith(UTF8_BOM):
+            block = block[len(UTF8_BOM) :]  # as the reader does
         self.looked_back_to = start
         high = len(block)
         while True:  # the lines holding "=>", last first
@@ -1687,7 +1694,10 @@ class SeamParser(TraceParser):
                 return True
             line_start = block.rfind(b"\n", 0, arrow) + 1
             line_end = block.find(b"\n", arrow)
-            self.note_switch_before_seam(block[line_start : line_end if line_end >= 0 else len(block)].decode("utf-8", "replace").rstrip("\r"))
+            line = block[line_start : line_end if line_end >= 0 else len(block)]
+            if len(line) > MAX_LINE_LENGTH // 2:
+                raise SeamUnknown  # the reader may have judged it damaged, never parsed
+            self.note_switch_before_seam(line.decode("utf-8", "replace").rstrip("\r"))
             high = line_start
 
     def note_switch_before_seam(self, line: str) -> None:

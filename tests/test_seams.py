@@ -107,3 +107,22 @@ def test_cli_output_and_messages_same_when_split(tmp_path, trace):
     sequential = visualize_json(tmp_path, plain, {"KM_PARSE_PROCESSES": "1"})
     for seam in ("0.61",):
         assert visualize_json(tmp_path, plain, {"KM_PARSE_PROCESSES": "2", "KM_SPLIT_AT": seam}) == sequential, seam
+
+
+@pytest.mark.parametrize("trace", ["fg-default/trace.txt.xz", "fg-cpumask/trace.txt.xz", "lost-rule/6.1-graph-all-2.data.xz"])
+def test_task_at_seam_is_the_one_the_first_half_left_running(km, monkeypatch, tmp_path, trace):
+    """The child reads each CPU's last context switch back from the seam, in small chunks here: the task the
+    sequential parser of the first half has on that CPU."""
+    plain = plain_copy(tmp_path, str(DATA / trace))
+    monkeypatch.setattr(km, "SEAM_LOOKBACK_CHUNK", 4096)
+    text = Path(plain).read_bytes()
+    checked = 0
+    for share in (0.31, 0.5, 0.77, 0.95):
+        seam = text.index(b"\n", int(len(text) * share)) + 1
+        first_half = km.TraceParser(km.CallGraph())
+        first_half.feed_lines(text[:seam].decode().split("\n")[:-1])
+        child = km.SeamParser(km.CallGraph(), plain, seam)
+        for cpu, task in first_half.cpu_task.items():
+            assert child.task_at_seam(cpu) == task, (share, cpu)
+            checked += 1
+    assert checked >= 8
