@@ -1680,8 +1680,8 @@ class SeamParser(TraceParser):
             block = raw.read(end - start)
         if start > 0:
             first = block.find(b"\n")
-            if first < 0:
-                return False
+            if first < 0 or start + first + 1 >= end:
+                return False  # a line longer than the chunk: give up rather than read it whole
             block = block[first + 1 :]
             start += first + 1
         elif block.startswith(UTF8_BOM):

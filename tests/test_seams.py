@@ -126,3 +126,18 @@ def test_task_at_seam_is_the_one_the_first_half_left_running(km, monkeypatch, tm
             assert child.task_at_seam(cpu) == task, (share, cpu)
             checked += 1
     assert checked >= 8
+
+
+def test_a_line_longer_than_the_look_back_chunk_ends_the_attempt(km, monkeypatch, tmp_path):
+    """Minimal reproducer: reading back from the seam over one line longer than a chunk gives up (it once spun)."""
+    lines = Path(plain_copy(tmp_path, str(DATA / "fg-default/trace.txt.xz"))).read_text().split("\n")
+    trace = tmp_path / "long-line.txt"
+    trace.write_text("\n".join([*lines[:400], "x" * 20_000, *lines[400:800]]) + "\n")
+    monkeypatch.setattr(km, "SEAM_LOOKBACK_CHUNK", 4096)
+    seam = len("\n".join([*lines[:400], "x" * 20_000]).encode()) + 1
+    child = km.SeamParser(km.CallGraph(), str(trace), seam)
+    with pytest.raises(km.SeamUnknown):
+        child.task_at_seam("1")
+    sequential = parse(km, monkeypatch, [str(trace)], 1)
+    monkeypatch.setenv("KM_SPLIT_AT", repr(seam / trace.stat().st_size))
+    assert parse(km, monkeypatch, [str(trace)], 2) == sequential
