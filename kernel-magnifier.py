@@ -1570,7 +1570,7 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
 
 SPLIT_MIN_BYTES = 64 << 20
 SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as a share of the file (tests cut small files anywhere)
-SEAM_LOG_LIMIT = 1_000_000  # events kept for the parent at most: beyond, the child gives up (memory stays bounded)
+SEAM_LOG_LIMIT = 250_000  # records kept for the parent at most: beyond, the child gives up (memory stays bounded)
 SEAM_LOOKBACK_BYTES = 32 << 20  # how far before the seam the child looks for a CPU's last context switch
 SEAM_LOOKBACK_CHUNK = 1 << 20
 
