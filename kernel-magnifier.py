@@ -1654,6 +1654,17 @@ class SeamParser(TraceParser):
         self.keep(("break", cpu))
         super().lost_line(cpu, count)
 
+    def function_call(self, call: tuple) -> None:
+        """As TraceParser's, but the module of a call met first here is left to the parent (add_second_half):
+        the sequential parse sets it only if the first half did not meet the call."""
+        name, modules = call[0], self.graph.modules
+        had, before = name in modules, modules.get(name)
+        super().function_call(call)
+        if had:
+            modules[name] = before
+        else:
+            modules.pop(name, None)
+
     def task_at_seam(self, cpu: str | None, switching: bool = False) -> object:
         """The task running on `cpu` at the seam: the one its last context switch before the seam brought in.
 
@@ -1832,7 +1843,7 @@ def add_second_half(parser: TraceParser, result: dict) -> None:
     for call in result["calls"]:
         if call not in parser.function_nodes and call[2]:
             graph.modules[call[0]] = call[2]
-    graph.modules.update(result["modules"])
+    graph.modules.update(result["modules"])  # of function_graph lines only: each sets it, the last one wins
     parser.line_no = result["lines"]
 
 

@@ -141,3 +141,20 @@ def test_a_line_longer_than_the_look_back_chunk_ends_the_attempt(km, monkeypatch
     sequential = parse(km, monkeypatch, [str(trace)], 1)
     monkeypatch.setenv("KM_SPLIT_AT", repr(seam / trace.stat().st_size))
     assert parse(km, monkeypatch, [str(trace)], 2) == sequential
+
+
+def test_module_of_a_name_in_two_modules_as_sequentially(km, monkeypatch, tmp_path):
+    """Minimal reproducer: a static function name in two modules. The function tracer sets a name's module when a
+    (call, caller, module) is first met, so the half that meets a call again must not set it."""
+    lines = Path(plain_copy(tmp_path, str(DATA / "function-tracer/trace.txt.xz"))).read_text().split("\n")[:4000]
+    probe_a = "            bash-121     [001] .....   957.427174: sd_probe [mod_a] <-really_probe"
+    probe_b = "            bash-121     [001] .....   957.427175: sd_probe [mod_b] <-driver_probe"
+    text = [*lines[:1000], probe_a, probe_b, *lines[1000:3000], probe_a, *lines[3000:]]
+    trace = tmp_path / "modules.txt"
+    trace.write_text("\n".join(text) + "\n")
+    sequential = parse(km, monkeypatch, [str(trace)], 1)
+    assert sequential["modules"]["sd_probe"] == "mod_b"
+    kept, _ = halves_kept(km, monkeypatch)
+    monkeypatch.setenv("KM_SPLIT_AT", "0.6")
+    assert parse(km, monkeypatch, [str(trace)], 2) == sequential
+    assert kept == [True]
