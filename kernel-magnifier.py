@@ -1553,18 +1553,188 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
 
 # -- one large plain input: its second half in a child process ------------------
 #
-# Lines of the function tracer carry their call and caller themselves: a range of
-# them parses the same whatever came before, given its first line number. The
-# child parses the second half of the file on its own and stops as soon as it
-# meets a line that needs the state of earlier lines (a function_graph event, a
-# context switch, an interrupt arrow, kernel counters, a LOST line right after
-# the seam, which may repeat one before it): then the
-# parent parses that half itself, as the sequential loop would. Open function_graph
-# call stacks are not stitched across the seam (not done yet), so function_graph
-# traces always take the sequential path, after the child gives up on them.
+# The child parses the second half of the file on its own and the parent stitches
+# it to the end of its own half. Function tracer lines carry their call and
+# caller themselves. A function_graph task's events depend on its open call stack
+# at the seam, which only the parent knows: the child (SeamParser) applies a
+# task's events itself from the task's first call at depth 0 on (that call pops
+# every open frame and settles every waiting call: nothing before it matters
+# any more), and before that keeps them, in order, as a log the parent replays
+# through graph_event() after its own half, together with the LOST lines' breaks
+# of open stacks and the interrupt arrows of those tasks. Lines without a pid
+# column belong to the task the last context switch on their CPU brought in: the
+# child reads that switch back from before the seam. Where it cannot be sure (no
+# such switch close enough, a log that grows too long, a LOST line right after
+# the seam that may repeat one before it) it gives up and the parent parses the
+# half itself, as the sequential loop would.
 
 SPLIT_MIN_BYTES = 64 << 20
 SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as a share of the file (tests cut small files anywhere)
+SEAM_LOG_LIMIT = 250_000  # records kept for the parent at most: beyond, the child gives up (memory stays bounded)
+SEAM_LOOKBACK_BYTES = 32 << 20  # how far before the seam the child looks for a CPU's last context switch
+SEAM_LOOKBACK_CHUNK = 1 << 20
+
+
+class SeamUnknown(Exception):
+    """The second half depends on the first in a way the child cannot stitch exactly."""
+
+
+class SeamParser(TraceParser):
+    """The second half of a file, parsed alone: the tasks' events before their first depth-0 call are logged.
+
+    The parent replays the log (replay_seam_log) on its own task states; the tasks
+    the child anchored are handed over (the parent drops their state), so every
+    event is applied once, on the state the sequential parse would hold.
+    """
+
+    def __init__(self, graph: CallGraph, path: str, seam: int) -> None:
+        super().__init__(graph)
+        self.path = path
+        self.seam = seam
+        self.log: list[tuple] = []
+        self.logged_entry_lines = self.logged_other_lines = 0
+        self.switches_found: dict[str | None, object] = {}  # CPU -> task its last switch before the seam brought in
+        self.looked_back_to = seam
+
+    def event_mark(self) -> tuple[int, int, int]:
+        mark = super().event_mark()
+        return (0, mark[1] + self.logged_entry_lines, mark[2] + self.logged_other_lines)
+
+    def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> None:
+        kind, depth, name, module = parsed
+        if kind == COMMENT:
+            return
+        cpu, key, irq = context
+        if key is None:
+            key = self.cpu_task.get(cpu)
+            if key is None:
+                key = self.task_at_seam(cpu)
+            context = (cpu, key, irq)
+        if key not in self.tasks:
+            if kind == EXIT or depth > 0:
+                self.keep((parsed, context, duration))
+                if kind == EXIT:
+                    self.logged_other_lines += 1
+                else:
+                    self.logged_entry_lines += 1
+                if module:
+                    self.graph.modules[name] = module  # in line order, as the sequential parse sets it
+                return
+            self.keep(("anchor", key))
+        super().graph_event(parsed, context, duration)
+
+    def keep(self, record: tuple) -> None:
+        """Log a record for the parent; a log too long to be worth it (or to hold) ends the attempt."""
+        self.log.append(record)
+        if len(self.log) > SEAM_LOG_LIMIT:
+            raise SeamUnknown
+
+    def irq_arrow(self, cpu: str | None, arrow: str) -> None:
+        if arrow != "==========>":
+            return
+        cpu = normalize_cpu(cpu)
+        key = self.cpu_task.get(cpu)
+        if key is None:
+            key = self.task_at_seam(cpu)
+        if key in self.tasks:
+            self.task_state(cpu, key).irq_entry = True
+        else:
+            self.keep(("irq", cpu, key))
+
+    def context_switch(self, match: re.Match[str]) -> None:
+        cpu = match.group("cpu")
+        current = self.cpu_task.get(cpu)
+        if current is None:
+            current = self.task_at_seam(cpu, switching=True)
+        if current == ("cpu", cpu):
+            raise SeamUnknown  # whether its state is renamed depends on tasks the parent holds
+        super().context_switch(match)
+
+    def lost_line(self, cpu: str, count: int | None) -> None:
+        self.keep(("break", cpu))
+        super().lost_line(cpu, count)
+
+    def function_call(self, call: tuple) -> None:
+        """As TraceParser's, but the module of a call met first here is left to the parent (add_second_half):
+        the sequential parse sets it only if the first half did not meet the call."""
+        name, modules = call[0], self.graph.modules
+        had, before = name in modules, modules.get(name)
+        super().function_call(call)
+        if had:
+            modules[name] = before
+        else:
+            modules.pop(name, None)
+
+    def task_at_seam(self, cpu: str | None, switching: bool = False) -> object:
+        """The task running on `cpu` at the seam: the one its last context switch before the seam brought in.
+
+        With no switch on that CPU in the whole first half, its lines went to the
+        placeholder task ("cpu", cpu), made at the first of them; at a switch the
+        placeholder may or may not exist: unknown.
+        """
+        while cpu not in self.switches_found:
+            if not self.look_back():
+                if self.looked_back_to > 0 or switching:
+                    raise SeamUnknown
+                self.switches_found[cpu] = ("cpu", cpu)
+        key = self.cpu_task[cpu] = self.switches_found[cpu]
+        return key
+
+    def look_back(self) -> bool:
+        """Read the next chunk before the seam (backwards) for context switches; False when there is no more to read."""
+        end = self.looked_back_to
+        if end <= 0 or self.seam - end >= SEAM_LOOKBACK_BYTES:
+            return False
+        start = max(0, end - SEAM_LOOKBACK_CHUNK)
+        with open(self.path, "rb") as raw:
+            raw.seek(start)
+            block = raw.read(end - start)
+        if start > 0:
+            first = block.find(b"\n")
+            if first < 0 or start + first + 1 >= end:
+                return False  # a line longer than the chunk: give up rather than read it whole
+            block = block[first + 1 :]
+            start += first + 1
+        elif block.startswith(UTF8_BOM):
+            block = block[len(UTF8_BOM) :]  # as the reader does
+        self.looked_back_to = start
+        high = len(block)
+        while True:  # the lines holding "=>", last first
+            arrow = block.rfind(b"=>", 0, high)
+            if arrow < 0:
+                return True
+            line_start = block.rfind(b"\n", 0, arrow) + 1
+            line_end = block.find(b"\n", arrow)
+            line = block[line_start : line_end if line_end >= 0 else len(block)]
+            if len(line) > MAX_LINE_LENGTH // 2:
+                raise SeamUnknown  # the reader may have judged it damaged, never parsed
+            self.note_switch_before_seam(line.decode("utf-8", "replace").rstrip("\r"))
+            high = line_start
+
+    def note_switch_before_seam(self, line: str) -> None:
+        match = SWITCH_LINE.match(line)
+        if match is None or "|" in line:
+            return  # not a context switch to the parser either
+        if "] " in line or "\x00" in line:
+            raise SeamUnknown  # could be taken for another kind of line, or be damaged: be sure
+        next_key = task_key(match.group("next_pid"), match.group("cpu"))
+        self.switches_found.setdefault(match.group("cpu"), next_key)
+        self.switches_found.setdefault(None, next_key)  # lines without a CPU column: the last switch on any CPU
+
+    def seam_result(self) -> dict:
+        """The half's tree (every waiting call settled, as finish() would), counters and the log for the parent."""
+        for state in self.tasks.values():
+            self.settle_pending(state, 0)
+        self.flush_counts()
+        tree = self.tree
+        return {
+            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
+            "stats": vars(self.graph.stats),
+            "modules": self.graph.modules,
+            "calls": list(self.function_nodes),
+            "log": self.log,
+            "lines": self.line_no,
+        }
 
 
 def split_seam(path: str, selection: TaskSelection | None) -> int:
@@ -1590,16 +1760,6 @@ def split_seam(path: str, selection: TaskSelection | None) -> int:
     return seam if 0 < seam < size else 0
 
 
-def independent_so_far(parser: TraceParser) -> bool:
-    """No line parsed yet that depends on, or changes, state earlier lines of the file would hold.
-
-    A LOST line is independent but within LOST_REPEAT_WINDOW lines of the seam
-    (lost_repeat_at_seam); after a function tracer line it only ends open call
-    stacks, which finish() would settle anyway.
-    """
-    return not (parser.tasks or parser.cpu_task or parser.stats.kernel_stats)
-
-
 def lost_line_after_seam(path: str, seam: int) -> bool:
     """A LOST line so close after the seam that it may repeat one before it (see lost_line())."""
     with open(path, "rb") as raw:
@@ -1617,25 +1777,19 @@ def count_lines(path: str, end: int) -> int:
 
 
 def parse_second_half(path: str, seam: int) -> dict | None:
-    """The lines from `seam` on, parsed alone; None as soon as one depends on earlier lines."""
-    graph = CallGraph()
-    parser = TraceParser(graph)
+    """The lines from `seam` on, parsed alone (SeamParser); None where the child cannot be sure of the result."""
+    parser = SeamParser(CallGraph(), path, seam)
     parser.where = path
     parser.line_no = count_lines(path, seam)
-    for batch in read_text_lines(path, None, seam, file_size(path)):
-        if isinstance(batch, DamagedLines):
-            parser.damaged_lines(batch)
-        else:
-            parser.feed_lines(batch)
-        if not independent_so_far(parser):
-            return None
-    tree = graph.tree
-    return {
-        "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
-        "stats": vars(graph.stats),
-        "calls": list(parser.function_nodes),
-        "lines": parser.line_no,
-    }
+    try:
+        for batch in read_text_lines(path, None, seam, file_size(path)):
+            if isinstance(batch, DamagedLines):
+                parser.damaged_lines(batch)
+            else:
+                parser.feed_lines(batch)
+    except SeamUnknown:
+        return None
+    return parser.seam_result()
 
 
 def second_half_in_child(path: str, seam: int) -> tuple[int, int]:
@@ -1683,13 +1837,32 @@ def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Pr
 
 
 def add_second_half(parser: TraceParser, result: dict) -> None:
-    """Add the child's half as if the parser had read on: tree, counters, and the module of each call it met first."""
+    """Add the child's half as if the parser had read on: the logged events first, then its tree and counters."""
+    replay_seam_log(parser, result["log"])
     graph = parser.graph
     add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
     for call in result["calls"]:
         if call not in parser.function_nodes and call[2]:
             graph.modules[call[0]] = call[2]
+    graph.modules.update(result["modules"])  # of function_graph lines only: each sets it, the last one wins
     parser.line_no = result["lines"]
+
+
+def replay_seam_log(parser: TraceParser, log: list[tuple]) -> None:
+    """Apply, in line order, what the child left to the tasks' state at the seam (see SeamParser)."""
+    for record in log:
+        tag = record[0]
+        if tag == "anchor":  # from here on the child holds the task: its calls waiting for a caller never get one
+            state = parser.tasks.pop(record[1], None)
+            if state is not None:
+                parser.settle_pending(state, 0)
+        elif tag == "break":
+            parser.break_call_stacks(record[1])
+        elif tag == "irq":
+            parser.task_state(record[1], record[2]).irq_entry = True
+        else:
+            parser.graph_event(*record)
+    parser.flush_counts()
 
 
 def file_size(path: str) -> int | None:

@@ -29,10 +29,13 @@ STAGE = r"""
 import importlib.util, json, resource, sys, time
 spec = importlib.util.spec_from_file_location("km", sys.argv[1]); km = importlib.util.module_from_spec(spec)
 sys.modules["km"] = km; spec.loader.exec_module(km)
-started = time.perf_counter()
+def cpu_s(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+started, self_started, children_started = time.perf_counter(), cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
 graph = km.parse_traces([sys.argv[2]])
 parsed = time.perf_counter()
-result = {"parse_s": parsed - started, "lines": graph.stats.lines, "events": graph.stats.events, "functions": len(graph.calls), "edges": len(graph.edges)}
+result = {"parse_s": parsed - started, "parse_cpu_s": cpu_s(resource.RUSAGE_SELF) - self_started, "children_cpu_s": cpu_s(resource.RUSAGE_CHILDREN) - children_started, "lines": graph.stats.lines, "events": graph.stats.events, "functions": len(graph.calls), "edges": len(graph.edges)}
 result["call_paths"] = graph.tree.live_nodes() if hasattr(graph, "tree") else None
 if sys.argv[3] == "render":
     rss_after_parse = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -57,6 +60,14 @@ def build_trace(sample: Path, target: Path, size_mb: int) -> None:
             out.write(text)
 
 
+def load_average() -> str:
+    """What else the machine is doing: the parse uses two cores when it can get them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def timed(command: list[str]) -> tuple[float, str]:
     started = time.perf_counter()
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -73,7 +84,8 @@ def bench_file(label: str, trace: Path) -> None:
     render = json.loads(render_out)
     print(f"{label}: {size_mb:.0f} MB, {lines:,} lines, {parse['functions']:,} functions, {parse['edges']:,} edges")
     print(f"  wc -l           {wc_s:7.2f} s  {lines / wc_s / 1e6:8.1f} M lines/s")
-    print(f"  parse           {parse['parse_s']:7.2f} s  {lines / parse['parse_s'] / 1e6:8.2f} M lines/s  peak RSS {parse['peak_rss_mb']:.0f} MB")
+    print(f"  parse           {parse['parse_s']:7.2f} s  {lines / parse['parse_s'] / 1e6:8.2f} M lines/s  peak RSS {parse['peak_rss_mb']:.0f} MB"
+          f"  (CPU {parse['parse_cpu_s']:.2f} s + {parse['children_cpu_s']:.2f} s in child processes)")
     print(f"  render pdf+png  {render['render_s']:7.2f} s  (80 nodes, 200 edges)  peak RSS {render['peak_rss_mb']:.0f} MB")
 
 
@@ -83,7 +95,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, help="benchmark this trace instead of generated ones")
     parser.add_argument("--format", choices=sorted(SAMPLES), action="append")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {Path('/proc/cpuinfo').read_text().count('processor')} CPUs")
+    print(f"python {sys.version.split()[0]}, {Path('/proc/cpuinfo').read_text().count('processor')} CPUs, load average {load_average()}")
     if args.input:
         bench_file(args.input.name, args.input)
         return

@@ -2,7 +2,8 @@
 
 Several inputs (-i repeated) are parsed one per process; one plain input has its
 second half parsed in a child (kept when that half parses alone: function tracer
-lines; else the parent parses it). KM_PARSE_PROCESSES forces both on these small
+lines, and function_graph lines stitched to the open call stacks at the seam; else
+the parent parses it). KM_PARSE_PROCESSES forces both on these small
 real traces (by default they start at 16 MB / 64 MB) and sets the number of
 processes; 1 is the sequential loop, the reference. KM_SPLIT_AT moves the seam.
 """
@@ -125,7 +126,7 @@ def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
     if trace.endswith(".dat.xz"):
         assert not kept  # binary: no byte ranges
     if "fg-" in trace and "function" not in trace:
-        assert kept and not any(kept), kept  # open call stacks at the seam: the parent parses it all
+        assert kept and all(kept), kept  # open call stacks at the seam: stitched (tests/test_seams.py cuts them everywhere)
 
 
 def test_compressed_file_is_not_split(km, monkeypatch):
