@@ -183,17 +183,24 @@ def fed_per_event(km, parser, decoder, window, fed: int) -> int:
     return fed
 
 
-def model_state(km, path: Path, feed) -> dict:
-    """Every list of the call tree (node by node, floats exact), the stats and the parser's event marks."""
+def fed_model(km, path: Path, feed, copies: int = 1):
+    """(graph, parser, events fed) after the file's merged windows went through `feed`, `copies` times over."""
     graph = km.CallGraph()
     parser = km.TraceParser(graph)
     with km.mapped_trace_dat(str(path)) as data:
         dat = km.TraceDat(str(path), data)
         decoder = km.EventDecoder(dat)
         fed = 0
-        for window in km.merge_by_time([km.cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]):
-            fed = feed(km, parser, decoder, window, fed)
+        for _ in range(copies):
+            for window in km.merge_by_time([km.cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]):
+                fed = feed(km, parser, decoder, window, fed)
     parser.finish()
+    return graph, parser, fed
+
+
+def model_state(km, path: Path, feed) -> dict:
+    """Every list of the call tree (node by node, floats exact), the stats and the parser's event marks."""
+    graph, parser, fed = fed_model(km, path, feed)
     tree = graph.tree
     return {
         "tree": (tree.function, tree.parent, tree.calls, tree.total_us, tree.self_us, tree.children),
@@ -368,7 +375,7 @@ def test_kallsyms_read_with_numpy_is_the_pattern_reading(km, tmp_path, name):
 
 
 def allocated_and_live_nodes(tree) -> tuple[int, int]:
-    return len(tree.function), sum(1 for _ in tree.walk())
+    return len(tree.function), tree.live_nodes()
 
 
 def test_lost_events_do_not_grow_the_call_tree_of_a_trace_dat(km, tmp_path):
@@ -379,16 +386,7 @@ def test_lost_events_do_not_grow_the_call_tree_of_a_trace_dat(km, tmp_path):
     trace = unpacked(tmp_path, VERSIONS["v6"])
     sizes = []
     for copies in (1, 8):
-        graph = km.CallGraph()
-        parser = km.TraceParser(graph)
-        with km.mapped_trace_dat(str(trace)) as data:
-            dat = km.TraceDat(str(trace), data)
-            decoder = km.EventDecoder(dat)
-            fed = 0
-            for _ in range(copies):
-                for window in km.merge_by_time([km.cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]):
-                    fed = km.feed_trace_dat(parser, decoder, window, fed)
-        parser.finish()
+        graph = fed_model(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed), copies)[0]
         assert graph.stats.calls_without_caller > 0
         sizes.append(allocated_and_live_nodes(graph.tree))
     (allocated_once, live_once), (allocated, live) = sizes
