@@ -1361,12 +1361,14 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         formats_before, stats.formats = stats.formats, set()
         example_before = (stats.unparsed_example, stats.unparsed_example_where)
         stats.unparsed_example = ""
+        lines_before = stats.lines
         seam = split_seam(path, selection) if len(paths) == 1 else 0
         if seam:
             parse_file_in_halves(parser, path, seam, progress)
         else:
             parser.parse_file(path, progress)
         parser.finish()
+        stats.lines = lines_before + parser.line_no  # the parser counts its own input's lines
         progress.close()
         file_formats, file_example = stats.formats, stats.unparsed_example
         stats.formats = formats_before | file_formats
@@ -1500,7 +1502,9 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
                 raise UserError(f"parsing {path} failed in its child process (out of memory?)") from None
             if status == "error":
                 raise UserError(result)
+            lines_before = graph.stats.lines
             add_parsed_input(graph, result)
+            graph.stats.lines = lines_before + result["lines"]
             TraceParser(graph).finish()  # what ends each input in the sequential loop: no negative self time in the sum
             check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
     finally:
@@ -1531,7 +1535,7 @@ def add_parsed_input(graph: CallGraph, result: dict) -> None:
 
 def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     if parsed["lines"]:
-        stats.lines = parsed["lines"]  # as the sequential loop: each text input's parser sets it (a trace.dat does not)
+        stats.lines = parsed["lines"]  # the line count so far of the input it continues; parse_traces() sums the inputs'
     stats.events += parsed["events"]
     stats.unparsed_lines += parsed["unparsed_lines"]
     if not stats.unparsed_example:

@@ -182,3 +182,12 @@ def test_long_line_across_a_read_chunk_of_the_second_half(km, monkeypatch, tmp_p
     assert split["stats"]["events"] == function_lines
     assert split["stats"]["unparsed_lines"] == 1
     assert split == parse(km, monkeypatch, [str(trace)], 1)
+
+
+@pytest.mark.parametrize("processes", ("1", "2"))
+def test_line_count_of_several_inputs_is_their_sum(tmp_path, monkeypatch, processes):
+    """The JSON's stats count every input's lines (it once held the last input's count)."""
+    inputs = (DATA / "fg-default/trace.txt.xz", DATA / "function-tracer/trace.txt.xz", DATA / "fg-overflow-pipe/trace.txt.xz")
+    expected = sum(lzma.decompress(path.read_bytes()).count(b"\n") for path in inputs)
+    monkeypatch.setenv("KM_PARSE_PROCESSES", processes)
+    assert graph_json(tmp_path, *inputs)["stats"]["lines"] == expected
