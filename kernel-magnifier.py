@@ -719,6 +719,7 @@ class TraceParser:
         self.function_cache: dict[str, tuple | bool] = {}
         self.call_nodes: dict[str, int] = {}  # function tracer text after the timestamp -> call-tree node
         self.duration_cache: dict[str, float | None] = {}  # function_graph duration column -> duration_field()
+        self.head_cache: dict[str, tuple] = {}  # function_graph line up to its "|  " -> graph_head()
         self.last_lost: dict[str, tuple[int, int, tuple[int, int, int]]] = {}  # cpu -> (count, line number, event mark)
         self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
         self.entries = self.leaves = self.exits = self.function_lines = 0
@@ -766,10 +767,10 @@ class TraceParser:
         which do the same and more; the shortcuts change nothing they would not.
         """
         body_cache = self.body_cache
-        context_cache = self.context_cache
+        head_cache = self.head_cache
+        graph_head = self.graph_head
         function_cache = self.function_cache
         call_nodes = self.call_nodes
-        duration_cache = self.duration_cache
         graph_event = self.graph_event
         function_call = self.function_call
         classify_slow = self.classify_slow
@@ -782,47 +783,37 @@ class TraceParser:
         add_call = self.called.append
         entries = leaves = exits = function_lines = 0
         line_no = self.line_no
+        # The task of the last line's context: lines come in runs of one CPU and task, and only
+        # graph_event() and the slow path change which state a context leads to (they reset it).
+        last_context = state = None
         for line in lines:
             line_no += 1
-            sep = line.rfind("|  ")
-            if sep >= 14:
-                body = line[sep + 3 :]
+            head, sep, body = line.rpartition("|  ")
+            if len(head) >= 14:
                 parsed = body_cache.get(body)
                 if parsed is None and body not in body_cache:
                     parsed = self.classify_graph_body(body)
                 if parsed is not None:
-                    columns = line[: sep - 14]
-                    context = context_cache.get(columns)
-                    if context is None:
-                        stamp = columns.find(" |  ")  # funcgraph-abstime: unique per line, not a cache key
-                        if stamp >= 0:
-                            context = context_cache.get(columns[stamp + 4 :])
-                        if context is None:
-                            context = self.graph_context(columns)
-                    if context:
-                        field = line[sep - 14 : sep]
-                        duration = duration_cache.get(field, UNKNOWN_FIELD)
-                        if duration is UNKNOWN_FIELD:
-                            duration = self.duration_field(field)
-                        if duration is not None and duration < 0.0:
-                            self.line_no = line_no
-                            self.entries, self.leaves, self.exits, self.function_lines = (
-                                self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
-                            entries = leaves = exits = function_lines = 0  # the slow path may need them (event_mark)
-                            if duration == BAD_DURATION:
-                                self.stats.note_unparsed(line, f"{self.where}:{line_no}")
-                            else:
-                                classify_slow(line.rstrip("\r"))
-                            continue
-                        kind, depth, name, module = parsed
-                        cpu, key, irq = context
-                        state = tasks.get(key if key is not None else cpu_task.get(cpu))
-                        if state is not None and state.stack:
-                            stack = state.stack
+                    found = head_cache.get(head)
+                    if found is None:
+                        found = graph_head(head)
+                    if found:
+                        context, duration, irq = found
+                        if context is not last_context:
+                            cpu, key = context[0], context[1]
+                            state = tasks.get(key if key is not None else cpu_task.get(cpu))
+                            if state is None:
+                                last_context = None
+                                graph_event(parsed, context, duration)
+                                continue
+                            state.cpu = cpu
+                            last_context = context
+                        stack = state.stack
+                        if stack:
+                            kind, depth, name, module = parsed
                             if kind == EXIT:
                                 top = stack[-1]
                                 if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
-                                    state.cpu = cpu
                                     stack.pop()
                                     exits += 1
                                     if duration is not None:
@@ -833,15 +824,16 @@ class TraceParser:
                                             stack[-1][FRAME_CHILD_US] += duration
                                     continue
                             elif kind != COMMENT:
-                                while stack and stack[-1][FRAME_DEPTH] >= depth:
-                                    stack.pop()  # its exit was lost (graph_event would pop the same)
-                                if stack and not state.irq_entry and not (state.pending and state.pending[-1][0] >= depth):
-                                    parent = stack[-1]
-                                    if parent[FRAME_DEPTH] == depth - 1 and (irq == parent[FRAME_IRQ] or irq == "" or irq == "."):
+                                parent = stack[-1]
+                                if parent[FRAME_DEPTH] != depth - 1:
+                                    while stack and stack[-1][FRAME_DEPTH] >= depth:
+                                        stack.pop()  # its exit was lost (graph_event would pop the same)
+                                    parent = stack[-1] if stack and stack[-1][FRAME_DEPTH] == depth - 1 else None
+                                if parent is not None and not state.irq_entry and not (state.pending and state.pending[-1][0] >= depth):
+                                    if irq == parent[FRAME_IRQ] or irq == "" or irq == ".":
                                         kids = children[parent[FRAME_NODE]]
                                         node = kids.get(name) if kids is not None else None
                                         if node is not None:
-                                            state.cpu = cpu
                                             add_call(node)
                                             if module:
                                                 modules[name] = module
@@ -855,9 +847,17 @@ class TraceParser:
                                                     self_us[node] += duration
                                                     parent[FRAME_CHILD_US] += duration
                                             continue
+                        last_context = None
                         graph_event(parsed, context, duration)
                         continue
-            elif sep < 0:
+                    if found is not False:  # a duration that is no time: not understood
+                        self.line_no = line_no
+                        self.entries, self.leaves, self.exits, self.function_lines = (
+                            self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
+                        entries = leaves = exits = function_lines = 0
+                        self.stats.note_unparsed(line, f"{self.where}:{line_no}")
+                        continue
+            elif not sep:
                 close = line.find("] ")
                 if close > 0:
                     colon = line.find(": ", close)
@@ -872,6 +872,7 @@ class TraceParser:
                         if call is None:
                             call = self.classify_function_body(text)
                         if call:
+                            last_context = None
                             function_call(call)
                             if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
                                 if len(call_nodes) >= BODY_CACHE_LIMIT:
@@ -879,6 +880,7 @@ class TraceParser:
                                 call_nodes[text] = self.function_nodes[call]
                             continue
             self.line_no = line_no
+            last_context = None
             if entries or leaves or exits or function_lines:  # a LOST line's event_mark() counts them
                 self.entries, self.leaves, self.exits, self.function_lines = (
                     self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
@@ -891,6 +893,44 @@ class TraceParser:
         self.exits += exits
         self.function_lines += function_lines
         self.flush_counts()
+
+    def graph_head(self, head: str) -> tuple | bool:
+        """(context, duration, irq flag) of a function_graph line's columns up to its "|  "; cached.
+
+        False: the line is of another kind (it takes the slow path); (): its
+        duration is no time (the line is not understood). With funcgraph-abstime
+        the key leaves out the timestamp, which is unique per line.
+        """
+        stamp = head.find(" |  ")
+        if stamp >= 0:
+            found = self.head_cache.get(head[stamp + 4 :])
+            if found is not None:
+                return found
+        columns = head[:-14]
+        context = self.context_cache.get(columns)
+        if context is None:
+            if stamp >= 0:
+                context = self.context_cache.get(columns[stamp + 4 :])
+            if context is None:
+                context = self.graph_context(columns)
+        if not context:
+            return False
+        field = head[-14:]
+        duration = self.duration_cache.get(field, UNKNOWN_FIELD)
+        if duration is UNKNOWN_FIELD:
+            duration = self.duration_field(field)
+        if duration is not None and duration < 0.0:
+            return () if duration == BAD_DURATION else False
+        found = (context, duration, context[2])
+        if stamp >= 0:
+            if not TIMESTAMP_TAIL.search(head, 0, stamp):
+                return found
+            head = head[stamp + 4 :]
+        if len(head) <= CACHE_KEY_LIMIT:
+            if len(self.head_cache) >= BODY_CACHE_LIMIT:
+                self.head_cache.clear()
+            self.head_cache[head] = found
+        return found
 
     def duration_field(self, field: str) -> float | None:
         """The 14-column duration field of a function_graph line: us, None if blank; cached.
