@@ -780,20 +780,31 @@ class TraceParser:
         total_us = self.tree.total_us
         self_us = self.tree.self_us
         modules = self.graph.modules
-        add_call = self.called.append
+        calls = self.tree.calls  # the fast paths count calls in place; graph_event() batches them for flush_counts()
         entries = leaves = exits = function_lines = 0
         line_no = self.line_no
         # The task of the last line's context: lines come in runs of one CPU and task, and only
         # graph_event() and the slow path change which state a context leads to (they reset it).
         last_context = state = None
+        function_lines_first = False  # the last line was a function tracer line: try that shape first
         for line in lines:
             line_no += 1
+            if function_lines_first and "|  " not in line:
+                before, _, after = line.partition("] ")
+                stamp, colon, text = after.partition(": ")
+                if before and colon and stamp[-1:].isdigit():
+                    node = call_nodes.get(text)
+                    if node is not None:
+                        calls[node] += 1
+                        function_lines += 1
+                        continue
             head, sep, body = line.rpartition("|  ")
             if len(head) >= 14:
                 parsed = body_cache.get(body)
                 if parsed is None and body not in body_cache:
                     parsed = self.classify_graph_body(body)
                 if parsed is not None:
+                    function_lines_first = False
                     found = head_cache.get(head)
                     if found is None:
                         found = graph_head(head)
@@ -834,7 +845,7 @@ class TraceParser:
                                         kids = children[parent[FRAME_NODE]]
                                         node = kids.get(name) if kids is not None else None
                                         if node is not None:
-                                            add_call(node)
+                                            calls[node] += 1
                                             if module:
                                                 modules[name] = module
                                             if kind == ENTRY:
@@ -858,27 +869,27 @@ class TraceParser:
                         self.stats.note_unparsed(line, f"{self.where}:{line_no}")
                         continue
             elif not sep:
-                close = line.find("] ")
-                if close > 0:
-                    colon = line.find(": ", close)
-                    if colon > 0 and line[colon - 1].isdigit():
-                        text = line[colon + 2 :]
-                        node = call_nodes.get(text)
-                        if node is not None:
-                            add_call(node)
-                            function_lines += 1
-                            continue
-                        call = function_cache.get(text)
-                        if call is None:
-                            call = self.classify_function_body(text)
-                        if call:
-                            last_context = None
-                            function_call(call)
-                            if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
-                                if len(call_nodes) >= BODY_CACHE_LIMIT:
-                                    call_nodes.clear()
-                                call_nodes[text] = self.function_nodes[call]
-                            continue
+                # "comm-pid [cpu] flags stamp: text": partition, not find(), which parses its arguments slowly
+                before, _, after = line.partition("] ")
+                stamp, colon, text = after.partition(": ")
+                if before and colon and stamp[-1:].isdigit():
+                    function_lines_first = True
+                    node = call_nodes.get(text)
+                    if node is not None:
+                        calls[node] += 1
+                        function_lines += 1
+                        continue
+                    call = function_cache.get(text)
+                    if call is None:
+                        call = self.classify_function_body(text)
+                    if call:
+                        last_context = None
+                        function_call(call)
+                        if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
+                            if len(call_nodes) >= BODY_CACHE_LIMIT:
+                                call_nodes.clear()
+                            call_nodes[text] = self.function_nodes[call]
+                        continue
             self.line_no = line_no
             last_context = None
             if entries or leaves or exits or function_lines:  # a LOST line's event_mark() counts them

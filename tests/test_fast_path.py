@@ -122,3 +122,23 @@ def test_hot_loop_on_damaged_lines(km):
             damaged.append(line)
         damaged.append(line)
     assert model(km, damaged, fast=True) == model(km, damaged, fast=False)
+
+
+def test_hot_loop_on_damaged_function_tracer_lines(km):
+    """Function tracer lines with a "|  " put in (never a function line), cut or merged with graph lines between."""
+    rng = random.Random(11)
+    lines = text_of(str(DATA / "function-tracer/trace.txt.xz")).split("\n")[:8000]
+    graph = text_of(str(DATA / "fg-default/trace.txt.xz")).split("\n")[:8000]
+    damaged = []
+    for line in lines:
+        roll = rng.random()
+        if roll < 0.03:
+            line = line.replace("-", "-comm-of-a-long-name|  -", 1)  # too long a task name: not understood
+        elif roll < 0.05:
+            line = line.replace(" <-", " |  <-", 1)
+        elif roll < 0.06:
+            line = line[: rng.randrange(len(line) + 1)]
+        elif roll < 0.08:
+            damaged.append(rng.choice(graph))
+        damaged.append(line)
+    assert model(km, damaged, fast=True) == model(km, damaged, fast=False)
