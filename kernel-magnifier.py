@@ -2708,6 +2708,7 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
 # the pipe's capacity keeps it at most a window ahead, so memory stays bounded.
 
 DECODE_CHILD_MIN_BYTES = 8 << 20  # ring-buffer data below this decodes in well under a second: no child
+DECODE_PIPE_BYTES = 1 << 20  # the child's pipe buffer (see widen_pipe)
 MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs forks no decoder of its own
 
 
@@ -2738,6 +2739,7 @@ def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
     """Fork a child that pickles ("window", arrays, new names, bytes read) per window, then ("end", ...), to a pipe."""
 
     def write(pipe: IO[bytes]) -> None:
+        widen_pipe(pipe.fileno())
         damage: list[str] = []
         sent = 0
         for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
@@ -2747,6 +2749,22 @@ def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
         pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
 
     return fork_writer(write)
+
+
+def widen_pipe(fd: int) -> None:
+    """The pipe's buffer as large as the system allows (up to 1 MB): a window then crosses in a few handovers.
+
+    With the default 64 KB each window (some MB) takes dozens of wake-ups of
+    the other process, and in a VM such a wake-up can cost a good part of a
+    millisecond: the parent then waits more than the child works."""
+    import fcntl
+
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as limit:
+            size = min(int(limit.read()), DECODE_PIPE_BYTES)
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (OSError, ValueError):
+        pass  # not Linux, or not allowed: the default size works, only slower
 
 
 def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[EventBatch]:
@@ -3190,15 +3208,23 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     known_pairs, known_nodes = decoder.__dict__.get("pairs") or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     made: list[tuple[int, int, str]] = []  # (first event, caller node or provisional id, name) of nodes to make
     looked_up: list[tuple[int, int]] = []  # (pair, node) found in the tree's dicts
-    for level in np.unique(depth).tolist():
-        at = np.flatnonzero(depth == level)
+    by_depth = np.argsort(depth, kind="stable")  # each level's entries in event order
+    levels, level_starts = np.unique(depth[by_depth], return_index=True)
+    for level, low, high in zip(levels.tolist(), level_starts.tolist(), [*level_starts[1:].tolist(), len(by_depth)]):
+        at = by_depth[low:high]
         parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[caller[at]]
-        pairs, first, inverse = np.unique(parents * PAIR_SPAN + rows.sid[entries[at]], return_index=True, return_inverse=True)
-        index = np.minimum(np.searchsorted(known_pairs, pairs), max(len(known_pairs) - 1, 0))
-        ids = known_nodes[index] if len(known_pairs) else np.zeros(len(pairs), dtype=np.int64)
-        missing = np.flatnonzero(known_pairs[index] != pairs) if len(known_pairs) else np.arange(len(pairs))
-        ids = ids.copy()
-        for miss, pair, where in zip(missing.tolist(), pairs[missing].tolist(), first[missing].tolist()):
+        keys = parents * PAIR_SPAN + rows.sid[entries[at]]
+        # Known pairs straight from the table; only the rest (few after the first windows) are made distinct.
+        index = np.minimum(np.searchsorted(known_pairs, keys), max(len(known_pairs) - 1, 0))
+        found_ids = known_nodes[index] if len(known_pairs) else np.zeros(len(keys), dtype=np.int64)
+        unknown = np.flatnonzero(known_pairs[index] != keys) if len(known_pairs) else np.arange(len(keys))
+        node[entries[at]] = found_ids
+        if not len(unknown):
+            continue
+        at = at[unknown]
+        pairs, first, inverse = np.unique(keys[unknown], return_index=True, return_inverse=True)
+        ids = np.zeros(len(pairs), dtype=np.int64)
+        for miss, (pair, where) in enumerate(zip(pairs.tolist(), first.tolist())):
             parent, name = divmod(pair, PAIR_SPAN)
             name = sid_names[name]
             kids = tree.children[parent] if parent < existing else None
