@@ -3018,10 +3018,11 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
 class BulkRows:
     """A stretch's function_graph events sorted by task then time, each task's open calls first as pseudo-entries (pos -1)."""
 
-    __slots__ = ("after", "by_level", "closes", "depth", "dur", "entry", "frame", "orphan", "pos", "sid", "tid")
+    __slots__ = ("after", "by_level", "caller", "closes", "depth", "dur", "entry", "frame", "frame_row", "orphan", "pos", "sid", "tid")
 
     def __init__(self) -> None:
         self.by_level = None  # latest_entries()'s search table, made once
+        self.caller = None  # entry_callers(), made once
 
 
 def name_sids(decoder: EventDecoder, codes):
@@ -3114,19 +3115,37 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
     return rows, limit
 
 
+def entry_callers(np, rows: BulkRows):
+    """Per row, for entries (pseudo-entries too) with depth > 0, the row of the caller (-1: none or not an entry); made once.
+
+    Asked in the search table's own order, so the keys searched for increase."""
+    if rows.caller is None:
+        entries, depths, _keys = level_table(np, rows)
+        inner = depths > 0
+        asked = entries[inner]
+        rows.caller = np.full(len(rows.tid), -1, dtype=np.int64)
+        rows.caller[asked] = latest_entries(np, rows, asked, rows.tid[asked], depths[inner] - 1)
+    return rows.caller
+
+
+def level_table(np, rows: BulkRows):
+    """The entries' rows sorted by (depth, row), their depths, and the search keys depth * span + row; made once."""
+    if rows.by_level is None:
+        entries = np.flatnonzero(rows.entry)
+        entries = entries[np.argsort(rows.depth[entries], kind="stable")]  # by depth, then row
+        depths = rows.depth[entries]
+        rows.by_level = (entries, depths, depths * (len(rows.tid) + 1) + entries)
+    return rows.by_level
+
+
 def latest_entries(np, rows: BulkRows, before, tids, levels):
     """Per query, the row of its task's latest entry at `level` before row `before` (-1: none)."""
     found = np.full(len(before), -1, dtype=np.int64)
     if not len(before):
         return found
-    if rows.by_level is None:
-        entries = np.flatnonzero(rows.entry)
-        entries = entries[np.argsort(rows.depth[entries], kind="stable")]  # by depth, then row
-        rows.by_level = (entries, rows.depth[entries])
-    entries, depths = rows.by_level
+    entries, depths, keys = level_table(np, rows)
     # One search over entries sorted by (depth, row): the key of (level, before) lands just after the wanted row.
-    span = len(rows.tid) + 1
-    index = np.searchsorted(depths * span + entries, levels * span + before) - 1
+    index = np.searchsorted(keys, levels * (len(rows.tid) + 1) + before) - 1
     candidate = entries[np.maximum(index, 0)]
     hit = (index >= 0) & (depths[np.maximum(index, 0)] == levels) & (rows.tid[candidate] == tids) & (levels >= 0)
     found[hit] = candidate[hit]
@@ -3161,6 +3180,8 @@ def bulk_regular_end(np, rows: BulkRows) -> int:
     irregular = rows.entry & (rows.depth > before)  # no caller open one level up: a detached call
     exits = np.flatnonzero(~rows.entry)
     frame = latest_entries(np, rows, exits, rows.tid[exits], rows.depth[exits])
+    rows.frame_row = np.full(len(rows.tid), -1, dtype=np.int64)
+    rows.frame_row[exits] = frame
     matched = (rows.depth[exits] < before[exits]) & (frame >= 0)
     matched &= rows.sid[np.maximum(frame, 0)] == rows.sid[exits]
     irregular[exits[matched & np.isnan(rows.dur[exits])]] = True  # no duration: the exit format has no times
@@ -3202,7 +3223,7 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     depth = np.where(rows.entry[entries], rows.depth[entries], 0)
     caller = np.full(len(entries), -1, dtype=np.int64)
     inner = np.flatnonzero(depth > 0)
-    caller[inner] = latest_entries(np, rows, entries[inner], rows.tid[entries[inner]], depth[inner] - 1)
+    caller[inner] = entry_callers(np, rows)[entries[inner]]
     existing = len(tree.function)
     sid_names = list(decoder.sid_of)
     known_pairs, known_nodes = decoder.__dict__.get("pairs") or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
@@ -3269,11 +3290,13 @@ def bulk_modules(np, parser: TraceParser, decoder: EventDecoder, codes) -> None:
 
 def summed_in_order(np, values: list, at, weights):
     """values[i] += each weight of i in turn (np.bincount adds in input order: the same floats as a loop)."""
-    unique = np.unique(at)
-    if not len(unique):
+    if not len(at):
         return
+    unique = np.flatnonzero(np.bincount(at, minlength=len(values)))  # the nodes touched, without a sort
+    local = np.zeros(len(values), dtype=np.int64)
+    local[unique] = np.arange(len(unique))
     start = np.asarray([values[index] for index in unique.tolist()], dtype=np.float64)
-    sums = np.bincount(np.concatenate((np.arange(len(unique)), np.searchsorted(unique, at))), np.concatenate((start, weights)), minlength=len(unique))
+    sums = np.bincount(np.concatenate((np.arange(len(unique)), local[at])), np.concatenate((start, weights)), minlength=len(unique))
     for index, value in zip(unique.tolist(), sums.tolist()):
         values[index] = value
 
@@ -3282,10 +3305,11 @@ def bulk_times(np, tree: CallTree, rows: BulkRows, real, node):
     """Exits' durations into their calls' total and self times; returns per row the time spent in its children."""
     exits = np.flatnonzero(real & rows.closes)
     exits = exits[np.argsort(rows.pos[exits], kind="stable")]
-    depth, tids, spent = rows.depth[exits], rows.tid[exits], rows.dur[exits]
-    closed = latest_entries(np, rows, exits, tids, depth)
+    depth, spent = rows.depth[exits], rows.dur[exits]
+    closed = rows.frame_row[exits]
     inner = np.flatnonzero(depth > 0)
-    caller = latest_entries(np, rows, exits[inner], tids[inner], depth[inner] - 1)
+    # The closing exit's caller is its call's: an entry one level up in between would have popped the call.
+    caller = entry_callers(np, rows)[closed[inner]]
     pseudo = np.asarray(list(rows.frame), dtype=np.int64)
     start = np.asarray([frame[FRAME_CHILD_US] for frame in rows.frame.values()], dtype=np.float64)
     child_us = np.bincount(np.concatenate((pseudo, caller)), np.concatenate((start, spent[inner])), minlength=len(rows.tid))
