@@ -2587,6 +2587,7 @@ class EventDecoder:
         self.symbols = KernelSymbols(dat.kallsyms)
         self.names: list[tuple[str, str | None]] = []
         self.name_ids: dict[int, int] = {}  # address -> index in names
+        self.address_table = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))  # name_ids' keys sorted, and their values
         self.graph_events: dict[int, tuple] = {}  # feed_trace_dat's (kind, depth, name, module) per code, for every window
         self.by_kind: dict[int, EventFormat] = {}
         kinds = {}
@@ -2646,11 +2647,27 @@ class EventDecoder:
         return found
 
     def name_codes(self, addresses):
-        """Per event, the index of its function's (name, module) in self.names."""
+        """Per event, the index of its function's (name, module) in self.names.
+
+        Addresses seen before are found in a sorted table of them (a few
+        thousand functions: a search in cache, no sort of the events'); only
+        new ones are made distinct and looked up in kallsyms."""
         np = self.np
-        unique, inverse = np.unique(addresses, return_inverse=True)
-        ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
-        return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+        if addresses.dtype != np.uint64:  # a signed field (no kernel has one): made distinct, as they come
+            unique, inverse = np.unique(addresses, return_inverse=True)
+            ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
+            return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+        known, ids = self.address_table
+        index = np.minimum(np.searchsorted(known, addresses), max(len(known) - 1, 0))
+        new = np.flatnonzero(known[index] != addresses) if len(known) else np.arange(len(addresses))
+        if not len(new):
+            return ids[index]
+        for address in np.unique(addresses[new]).tolist():
+            self.name_id(int(address))
+        found = np.fromiter((address for address in self.name_ids if address >= 0), dtype=np.uint64)
+        order = np.argsort(found)
+        self.address_table = (found[order], np.fromiter((self.name_ids[address] for address in found.tolist()), dtype=np.int64)[order])
+        return self.name_codes(addresses)
 
     def decode(self, chunk, cpu: int, where, stamps, lost_at, lost_counts) -> EventBatch:
         np = self.np
