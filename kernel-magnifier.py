@@ -2770,23 +2770,26 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
 
 # --- decoding in a second process ------------------------------------------------
 #
-# The model takes the events one by one in the parent; the pages can be decoded
-# meanwhile on the second core. A child decodes and merges them and pickles
-# each window to a pipe (with the function names it found since the last one);
-# the pipe's capacity keeps it at most a window ahead, so memory stays bounded.
+# The model takes the events in the parent; the pages can be decoded meanwhile
+# on a second core. A child decodes and merges them and pickles each window to
+# a pipe (with the function names it found since the last one); the pipe's
+# capacity keeps it at most a window ahead, so memory stays bounded.
+#
+# Only on request (KM_PARSE_PROCESSES=2 or more): on the 2-vCPU machine of
+# bench/bench_tracedat.py two busy processes ran each 2.4 times slower than one
+# alone, so the child never overlapped the parent, and pickling the windows
+# made the whole `visualize` slower (1.53 s instead of 1.29 s for 1 M events of
+# record's pages; 2.42 s instead of 2.07 s for trace-cmd's lossy sample).
 
-DECODE_CHILD_MIN_BYTES = 8 << 20  # ring-buffer data below this decodes in well under a second: no child
 DECODE_PIPE_BYTES = 1 << 20  # the child's pipe buffer (see widen_pipe)
 MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs forks no decoder of its own
 
 
 def decode_in_child_wanted(dat: TraceDat) -> bool:
-    """A child decoder with fork, a second core, enough data, not already in a child (KM_PARSE_PROCESSES=1: never; >1: always)."""
-    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS or parse_processes() < 2:
+    """A child decoder when KM_PARSE_PROCESSES asks for 2 or more, with fork, not already in a child (see above why not by default)."""
+    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS:
         return False
-    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
-        return True
-    return sum(data.size for data in dat.cpus) >= DECODE_CHILD_MIN_BYTES
+    return os.environ.get(PARSE_PROCESSES_ENV, "").isdigit() and parse_processes() >= 2
 
 
 @contextlib.contextmanager
