@@ -3351,9 +3351,11 @@ def bulk_modules(np, parser: TraceParser, decoder: EventDecoder, codes) -> None:
     """Each entry's module, as the last entry of a function names it."""
     if not len(codes):
         return
-    unique, last = np.unique(codes[::-1], return_index=True)
+    last = np.full(len(decoder.names), -1, dtype=np.int64)
+    np.maximum.at(last, codes, np.arange(len(codes)))  # each code's last entry, without a sort of the entries
+    unique = np.flatnonzero(last >= 0)
     modules = parser.graph.modules
-    for code in unique[np.argsort(-last, kind="stable")].tolist():
+    for code in unique[np.argsort(last[unique])].tolist():
         name, module = decoder.names[code]
         if module:
             modules[name] = module
