@@ -3289,8 +3289,7 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     node = np.full(len(rows.tid), -1, dtype=np.int64)
     for row, frame in rows.frame.items():
         node[row] = frame[FRAME_NODE]
-    entries = np.flatnonzero(real & (rows.entry | rows.orphan))  # an orphan exit names a top-level node
-    entries = entries[np.argsort(rows.pos[entries], kind="stable")]
+    entries = np.flatnonzero(real & (rows.entry | rows.orphan))  # an orphan exit names a top-level node (rows: by task, then time)
     depth = np.where(rows.entry[entries], rows.depth[entries], 0)
     caller = np.full(len(entries), -1, dtype=np.int64)
     inner = np.flatnonzero(depth > 0)
@@ -3300,21 +3299,23 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     known_pairs, known_nodes = decoder.__dict__.get("pairs") or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     made: list[tuple[int, int, str]] = []  # (first event, caller node or provisional id, name) of nodes to make
     looked_up: list[tuple[int, int]] = []  # (pair, node) found in the tree's dicts
-    by_depth = np.argsort(depth, kind="stable")  # each level's entries in event order
+    by_depth = np.argsort(depth, kind="stable")
     levels, level_starts = np.unique(depth[by_depth], return_index=True)
+    level_rows, level_sids, level_callers = entries[by_depth], rows.sid[entries[by_depth]], caller[by_depth]
     for level, low, high in zip(levels.tolist(), level_starts.tolist(), [*level_starts[1:].tolist(), len(by_depth)]):
-        at = by_depth[low:high]
-        parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[caller[at]]
-        keys = parents * PAIR_SPAN + rows.sid[entries[at]]
+        at = level_rows[low:high]
+        parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[level_callers[low:high]]
+        keys = parents * PAIR_SPAN + level_sids[low:high]
         # Known pairs straight from the table; only the rest (few after the first windows) are made distinct.
         index = np.minimum(np.searchsorted(known_pairs, keys), max(len(known_pairs) - 1, 0))
         found_ids = known_nodes[index] if len(known_pairs) else np.zeros(len(keys), dtype=np.int64)
         unknown = np.flatnonzero(known_pairs[index] != keys) if len(known_pairs) else np.arange(len(keys))
-        node[entries[at]] = found_ids
+        node[at] = found_ids
         if not len(unknown):
             continue
-        at = at[unknown]
-        pairs, first, inverse = np.unique(keys[unknown], return_index=True, return_inverse=True)
+        in_time = unknown[np.argsort(rows.pos[at[unknown]], kind="stable")]  # so that each pair's first is its first event
+        at = at[in_time]
+        pairs, first, inverse = np.unique(keys[in_time], return_index=True, return_inverse=True)
         ids = np.zeros(len(pairs), dtype=np.int64)
         for miss, (pair, where) in enumerate(zip(pairs.tolist(), first.tolist())):
             parent, name = divmod(pair, PAIR_SPAN)
@@ -3323,11 +3324,11 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
             found = kids.get(name) if kids is not None else None
             if found is None:
                 found = existing + len(made)
-                made.append((int(rows.pos[entries[at[where]]]), parent, name))
+                made.append((int(rows.pos[at[where]]), parent, name))
             else:
                 looked_up.append((pair, found))
             ids[miss] = found
-        node[entries[at]] = ids[inverse.ravel()]
+        node[at] = ids[inverse.ravel()]
     if made:
         real_ids = [0] * len(made)
         for index in sorted(range(len(made)), key=lambda index: made[index][0]):
