@@ -3178,7 +3178,8 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
     rows.entry = np.concatenate((np.ones(count, dtype=bool), entry))
     rows.dur = np.concatenate((np.zeros(count), dur))
     rows.pos = np.concatenate((np.full(count, -1, dtype=np.int64), pos))
-    order = np.lexsort((np.concatenate((np.arange(count, dtype=np.int64) - count, pos)), rows.tid))
+    # By task, then time: the rows are in time order already (pseudo-entries first), so a stable sort by task.
+    order = stable_order(np, rows.tid)
     for name in ("tid", "depth", "sid", "entry", "dur", "pos"):
         setattr(rows, name, getattr(rows, name)[order])
     pseudo_at = np.flatnonzero(order < count)
@@ -3203,10 +3204,17 @@ def level_table(np, rows: BulkRows):
     """The entries' rows sorted by (depth, row), their depths, and the search keys depth * span + row; made once."""
     if rows.by_level is None:
         entries = np.flatnonzero(rows.entry)
-        entries = entries[np.argsort(rows.depth[entries], kind="stable")]  # by depth, then row
+        entries = entries[stable_order(np, rows.depth[entries])]  # by depth, then row
         depths = rows.depth[entries]
         rows.by_level = (entries, depths, depths * (len(rows.tid) + 1) + entries)
     return rows.by_level
+
+
+def stable_order(np, numbers):
+    """np.argsort(numbers, kind="stable"); as 16-bit numbers where they fit, which numpy sorts by radix (3x faster here)."""
+    if len(numbers) and 0 <= int(numbers.min()) and int(numbers.max()) < 1 << 16:
+        return np.argsort(numbers.astype(np.uint16), kind="stable")
+    return np.argsort(numbers, kind="stable")
 
 
 def latest_entries(np, rows: BulkRows, before, tids, levels):
@@ -3299,7 +3307,7 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     known_pairs, known_nodes = decoder.__dict__.get("pairs") or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     made: list[tuple[int, int, str]] = []  # (first event, caller node or provisional id, name) of nodes to make
     looked_up: list[tuple[int, int]] = []  # (pair, node) found in the tree's dicts
-    by_depth = np.argsort(depth, kind="stable")
+    by_depth = stable_order(np, depth)
     levels, level_starts = np.unique(depth[by_depth], return_index=True)
     level_rows, level_sids, level_callers = entries[by_depth], rows.sid[entries[by_depth]], caller[by_depth]
     for level, low, high in zip(levels.tolist(), level_starts.tolist(), [*level_starts[1:].tolist(), len(by_depth)]):
