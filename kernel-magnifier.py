@@ -2380,7 +2380,7 @@ def mapped_trace_dat(path: str) -> Iterator[object]:
 # --- walking the pages ---------------------------------------------------------
 
 
-def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str):
+def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str, regular_first: bool = True):
     """Byte offsets of the event payloads in whole pages, their timestamps, and the pages' lost events.
 
     Each event's length is in its own 4-byte header (type_len 1-28: 4*type_len
@@ -2390,7 +2390,8 @@ def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str):
     absolute time stamps only move the clock; padding skips or ends the page.
     Returns (offsets, stamps, lost_at, lost_counts): lost_at is the index of the
     first event of each page whose missed-events flag is set, the count -1 when
-    the kernel did not store it.
+    the kernel did not store it. Chunks of data events only go the shorter
+    way of walk_data_events() (regular_first=False: never, for tests).
     """
     import numpy as np
 
@@ -2409,9 +2410,14 @@ def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str):
     counts = np.full(pages, -1, dtype=np.int64)
     if stored.any():
         counts[stored] = read_page_numbers(buffer, starts[stored] + layout.data_offset + size[stored], layout.commit_size, endian).astype(np.int64)
+    active = np.flatnonzero(usable & (position < end))
+    lost_pages = np.flatnonzero(missed)
+    regular = walk_data_events(np, chunk, endian, page_size, position[active], end[active], stamp[active]) if regular_first else None
+    if regular is not None:
+        offsets, stamps = regular
+        return offsets, stamps, np.searchsorted(offsets, starts[lost_pages]), counts[lost_pages]
     found_at: list = []
     found_stamp: list = []
-    active = np.flatnonzero(usable & (position < end))
     last_word = len(words) - 1
     high_bits = ~((1 << 59) - 1)
     padding, time_extend, time_stamp = layout.padding, layout.time_extend, layout.time_stamp
@@ -2454,9 +2460,54 @@ def walk_pages(chunk, page_size: int, layout: RingLayout, endian: str):
     stamps = np.concatenate(found_stamp) if found_stamp else np.zeros(0, dtype=np.int64)
     order = np.argsort(offsets, kind="stable")  # pages lie in time order, and so do a page's events
     offsets, stamps = offsets[order], stamps[order]
-    lost_pages = np.flatnonzero(missed)
     lost_at = np.searchsorted(offsets, starts[lost_pages])
     return offsets, stamps, lost_at, counts[lost_pages]
+
+
+def walk_data_events(np, chunk, endian: str, page_size: int, position, end, page_stamp):
+    """walk_pages' common case, in fewer steps: pages holding only data events of type_len 1-28 (None for any other).
+
+    A step only moves every page to its next header (type_len + 1 words on);
+    the headers found are then sorted once, and each event's time is its
+    page's stamp plus a running sum of the deltas of its page (np.cumsum),
+    as the per-step clock would add them. A time extend, an absolute stamp,
+    padding or a long event anywhere sends the chunk back to the general walk."""
+    words = np.frombuffer(chunk, dtype=f"{endian}u4", count=len(chunk) // page_size * page_size // 4)
+    page_of = np.arange(len(position), dtype=np.int64)
+    found: list = []
+    found_page: list = []
+    while len(position):
+        length = (words[position] & 31).astype(np.int64)
+        if ((length == 0) | (length > 28)).any():
+            return None
+        following = position + 1 + length
+        whole = following <= end  # an event running past its page's data ends the page unread
+        if whole.all():
+            found.append(position)
+            found_page.append(page_of)
+            position = following
+        else:
+            found.append(position[whole])
+            found_page.append(page_of[whole])
+            position = np.where(whole, following, end)
+        going = position < end
+        if not going.all():
+            position, end, page_of = position[going], end[going], page_of[going]
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # Step s found the s-th event of each page it took: its place in page order is page start + s (no sort).
+    steps = np.repeat(np.arange(len(found), dtype=np.int64), [len(part) for part in found])
+    found_headers, found_pages = np.concatenate(found), np.concatenate(found_page)
+    per_page = np.bincount(found_pages, minlength=len(page_stamp))
+    place = np.cumsum(per_page)[found_pages] - per_page[found_pages] + steps
+    headers = np.empty_like(found_headers)
+    pages = np.empty_like(found_pages)
+    headers[place], pages[place] = found_headers, found_pages
+    elapsed = np.cumsum((words[headers] >> 5).astype(np.int64))
+    first = np.ones(len(headers), dtype=bool)
+    first[1:] = pages[1:] != pages[:-1]
+    before_page = np.repeat(elapsed[first] - (words[headers[first]] >> 5).astype(np.int64), np.diff(np.append(np.flatnonzero(first), len(headers))))
+    return (headers + 1) << 2, page_stamp[pages] + elapsed - before_page
 
 
 def read_page_numbers(buffer, offsets, size: int, endian: str):
@@ -2591,6 +2642,7 @@ class EventDecoder:
         self.symbols = KernelSymbols(dat.kallsyms)
         self.names: list[tuple[str, str | None]] = []
         self.name_ids: dict[int, int] = {}  # address -> index in names
+        self.address_table = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))  # name_ids' keys sorted, and their values
         self.graph_events: dict[int, tuple] = {}  # feed_trace_dat's (kind, depth, name, module) per code, for every window
         self.by_kind: dict[int, EventFormat] = {}
         kinds = {}
@@ -2650,11 +2702,27 @@ class EventDecoder:
         return found
 
     def name_codes(self, addresses):
-        """Per event, the index of its function's (name, module) in self.names."""
+        """Per event, the index of its function's (name, module) in self.names.
+
+        Addresses seen before are found in a sorted table of them (a few
+        thousand functions: a search in cache, no sort of the events'); only
+        new ones are made distinct and looked up in kallsyms."""
         np = self.np
-        unique, inverse = np.unique(addresses, return_inverse=True)
-        ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
-        return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+        if addresses.dtype != np.uint64:  # a signed field (no kernel has one): made distinct, as they come
+            unique, inverse = np.unique(addresses, return_inverse=True)
+            ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
+            return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+        known, ids = self.address_table
+        index = np.minimum(np.searchsorted(known, addresses), max(len(known) - 1, 0))
+        new = np.flatnonzero(known[index] != addresses) if len(known) else np.arange(len(addresses))
+        if not len(new):
+            return ids[index]
+        for address in np.unique(addresses[new]).tolist():
+            self.name_id(int(address))
+        found = np.fromiter((address for address in self.name_ids if address >= 0), dtype=np.uint64)
+        order = np.argsort(found)
+        self.address_table = (found[order], np.fromiter((self.name_ids[address] for address in found.tolist()), dtype=np.int64)[order])
+        return self.name_codes(addresses)
 
     def decode(self, chunk, cpu: int, where, stamps, lost_at, lost_counts) -> EventBatch:
         np = self.np
@@ -2757,22 +2825,26 @@ def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
 
 # --- decoding in a second process ------------------------------------------------
 #
-# The model takes the events one by one in the parent; the pages can be decoded
-# meanwhile on the second core. A child decodes and merges them and pickles
-# each window to a pipe (with the function names it found since the last one);
-# the pipe's capacity keeps it at most a window ahead, so memory stays bounded.
+# The model takes the events in the parent; the pages can be decoded meanwhile
+# on a second core. A child decodes and merges them and pickles each window to
+# a pipe (with the function names it found since the last one); the pipe's
+# capacity keeps it at most a window ahead, so memory stays bounded.
+#
+# Only on request (KM_PARSE_PROCESSES=2 or more): on the 2-vCPU machine of
+# bench/bench_tracedat.py two busy processes ran each 2.4 times slower than one
+# alone, so the child never overlapped the parent, and pickling the windows
+# made the whole `visualize` slower (1.53 s instead of 1.29 s for 1 M events of
+# record's pages; 2.42 s instead of 2.07 s for trace-cmd's lossy sample).
 
-DECODE_CHILD_MIN_BYTES = 8 << 20  # ring-buffer data below this decodes in well under a second: no child
+DECODE_PIPE_BYTES = 1 << 20  # the child's pipe buffer (see widen_pipe)
 MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs forks no decoder of its own
 
 
 def decode_in_child_wanted(dat: TraceDat) -> bool:
-    """A child decoder with fork, a second core, enough data, not already in a child (KM_PARSE_PROCESSES=1: never; >1: always)."""
-    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS or parse_processes() < 2:
+    """A child decoder when KM_PARSE_PROCESSES asks for 2 or more, with fork, not already in a child (see above why not by default)."""
+    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS:
         return False
-    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
-        return True
-    return sum(data.size for data in dat.cpus) >= DECODE_CHILD_MIN_BYTES
+    return os.environ.get(PARSE_PROCESSES_ENV, "").isdigit() and parse_processes() >= 2
 
 
 @contextlib.contextmanager
@@ -2793,6 +2865,7 @@ def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
     """Fork a child that pickles ("window", arrays, new names, bytes read) per window, then ("end", ...), to a pipe."""
 
     def write(pipe: IO[bytes]) -> None:
+        widen_pipe(pipe.fileno())
         damage: list[str] = []
         sent = 0
         for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
@@ -2802,6 +2875,22 @@ def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
         pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
 
     return fork_writer(write)
+
+
+def widen_pipe(fd: int) -> None:
+    """The pipe's buffer as large as the system allows (up to 1 MB): a window then crosses in a few handovers.
+
+    With the default 64 KB each window (some MB) takes dozens of wake-ups of
+    the other process, and in a VM such a wake-up can cost a good part of a
+    millisecond: the parent then waits more than the child works."""
+    import fcntl
+
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as limit:
+            size = min(int(limit.read()), DECODE_PIPE_BYTES)
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (OSError, ValueError):
+        pass  # not Linux, or not allowed: the default size works, only slower
 
 
 def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[EventBatch]:
@@ -3055,10 +3144,11 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
 class BulkRows:
     """A stretch's function_graph events sorted by task then time, each task's open calls first as pseudo-entries (pos -1)."""
 
-    __slots__ = ("after", "by_level", "closes", "depth", "dur", "entry", "frame", "orphan", "pos", "sid", "tid")
+    __slots__ = ("after", "by_level", "caller", "closes", "depth", "dur", "entry", "frame", "frame_row", "orphan", "pos", "sid", "tid")
 
     def __init__(self) -> None:
         self.by_level = None  # latest_entries()'s search table, made once
+        self.caller = None  # entry_callers(), made once
 
 
 def name_sids(decoder: EventDecoder, codes):
@@ -3143,7 +3233,8 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
     rows.entry = np.concatenate((np.ones(count, dtype=bool), entry))
     rows.dur = np.concatenate((np.zeros(count), dur))
     rows.pos = np.concatenate((np.full(count, -1, dtype=np.int64), pos))
-    order = np.lexsort((np.concatenate((np.arange(count, dtype=np.int64) - count, pos)), rows.tid))
+    # By task, then time: the rows are in time order already (pseudo-entries first), so a stable sort by task.
+    order = stable_order(np, rows.tid)
     for name in ("tid", "depth", "sid", "entry", "dur", "pos"):
         setattr(rows, name, getattr(rows, name)[order])
     pseudo_at = np.flatnonzero(order < count)
@@ -3151,19 +3242,44 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
     return rows, limit
 
 
+def entry_callers(np, rows: BulkRows):
+    """Per row, for entries (pseudo-entries too) with depth > 0, the row of the caller (-1: none or not an entry); made once.
+
+    Asked in the search table's own order, so the keys searched for increase."""
+    if rows.caller is None:
+        entries, depths, _keys = level_table(np, rows)
+        inner = depths > 0
+        asked = entries[inner]
+        rows.caller = np.full(len(rows.tid), -1, dtype=np.int64)
+        rows.caller[asked] = latest_entries(np, rows, asked, rows.tid[asked], depths[inner] - 1)
+    return rows.caller
+
+
+def level_table(np, rows: BulkRows):
+    """The entries' rows sorted by (depth, row), their depths, and the search keys depth * span + row; made once."""
+    if rows.by_level is None:
+        entries = np.flatnonzero(rows.entry)
+        entries = entries[stable_order(np, rows.depth[entries])]  # by depth, then row
+        depths = rows.depth[entries]
+        rows.by_level = (entries, depths, depths * (len(rows.tid) + 1) + entries)
+    return rows.by_level
+
+
+def stable_order(np, numbers):
+    """np.argsort(numbers, kind="stable"); as 16-bit numbers where they fit, which numpy sorts by radix (3x faster here)."""
+    if len(numbers) and 0 <= int(numbers.min()) and int(numbers.max()) < 1 << 16:
+        return np.argsort(numbers.astype(np.uint16), kind="stable")
+    return np.argsort(numbers, kind="stable")
+
+
 def latest_entries(np, rows: BulkRows, before, tids, levels):
     """Per query, the row of its task's latest entry at `level` before row `before` (-1: none)."""
     found = np.full(len(before), -1, dtype=np.int64)
     if not len(before):
         return found
-    if rows.by_level is None:
-        entries = np.flatnonzero(rows.entry)
-        entries = entries[np.argsort(rows.depth[entries], kind="stable")]  # by depth, then row
-        rows.by_level = (entries, rows.depth[entries])
-    entries, depths = rows.by_level
+    entries, depths, keys = level_table(np, rows)
     # One search over entries sorted by (depth, row): the key of (level, before) lands just after the wanted row.
-    span = len(rows.tid) + 1
-    index = np.searchsorted(depths * span + entries, levels * span + before) - 1
+    index = np.searchsorted(keys, levels * (len(rows.tid) + 1) + before) - 1
     candidate = entries[np.maximum(index, 0)]
     hit = (index >= 0) & (depths[np.maximum(index, 0)] == levels) & (rows.tid[candidate] == tids) & (levels >= 0)
     found[hit] = candidate[hit]
@@ -3198,6 +3314,8 @@ def bulk_regular_end(np, rows: BulkRows) -> int:
     irregular = rows.entry & (rows.depth > before)  # no caller open one level up: a detached call
     exits = np.flatnonzero(~rows.entry)
     frame = latest_entries(np, rows, exits, rows.tid[exits], rows.depth[exits])
+    rows.frame_row = np.full(len(rows.tid), -1, dtype=np.int64)
+    rows.frame_row[exits] = frame
     matched = (rows.depth[exits] < before[exits]) & (frame >= 0)
     matched &= rows.sid[np.maximum(frame, 0)] == rows.sid[exits]
     irregular[exits[matched & np.isnan(rows.dur[exits])]] = True  # no duration: the exit format has no times
@@ -3234,37 +3352,46 @@ def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, r
     node = np.full(len(rows.tid), -1, dtype=np.int64)
     for row, frame in rows.frame.items():
         node[row] = frame[FRAME_NODE]
-    entries = np.flatnonzero(real & (rows.entry | rows.orphan))  # an orphan exit names a top-level node
-    entries = entries[np.argsort(rows.pos[entries], kind="stable")]
+    entries = np.flatnonzero(real & (rows.entry | rows.orphan))  # an orphan exit names a top-level node (rows: by task, then time)
     depth = np.where(rows.entry[entries], rows.depth[entries], 0)
     caller = np.full(len(entries), -1, dtype=np.int64)
     inner = np.flatnonzero(depth > 0)
-    caller[inner] = latest_entries(np, rows, entries[inner], rows.tid[entries[inner]], depth[inner] - 1)
+    caller[inner] = entry_callers(np, rows)[entries[inner]]
     existing = len(tree.function)
     sid_names = list(decoder.sid_of)
     known_pairs, known_nodes = decoder.__dict__.get("pairs") or (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     made: list[tuple[int, int, str]] = []  # (first event, caller node or provisional id, name) of nodes to make
     looked_up: list[tuple[int, int]] = []  # (pair, node) found in the tree's dicts
-    for level in np.unique(depth).tolist():
-        at = np.flatnonzero(depth == level)
-        parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[caller[at]]
-        pairs, first, inverse = np.unique(parents * PAIR_SPAN + rows.sid[entries[at]], return_index=True, return_inverse=True)
-        index = np.minimum(np.searchsorted(known_pairs, pairs), max(len(known_pairs) - 1, 0))
-        ids = known_nodes[index] if len(known_pairs) else np.zeros(len(pairs), dtype=np.int64)
-        missing = np.flatnonzero(known_pairs[index] != pairs) if len(known_pairs) else np.arange(len(pairs))
-        ids = ids.copy()
-        for miss, pair, where in zip(missing.tolist(), pairs[missing].tolist(), first[missing].tolist()):
+    by_depth = stable_order(np, depth)
+    levels, level_starts = np.unique(depth[by_depth], return_index=True)
+    level_rows, level_sids, level_callers = entries[by_depth], rows.sid[entries[by_depth]], caller[by_depth]
+    for level, low, high in zip(levels.tolist(), level_starts.tolist(), [*level_starts[1:].tolist(), len(by_depth)]):
+        at = level_rows[low:high]
+        parents = np.zeros(len(at), dtype=np.int64) if level == 0 else node[level_callers[low:high]]
+        keys = parents * PAIR_SPAN + level_sids[low:high]
+        # Known pairs straight from the table; only the rest (few after the first windows) are made distinct.
+        index = np.minimum(np.searchsorted(known_pairs, keys), max(len(known_pairs) - 1, 0))
+        found_ids = known_nodes[index] if len(known_pairs) else np.zeros(len(keys), dtype=np.int64)
+        unknown = np.flatnonzero(known_pairs[index] != keys) if len(known_pairs) else np.arange(len(keys))
+        node[at] = found_ids
+        if not len(unknown):
+            continue
+        in_time = unknown[np.argsort(rows.pos[at[unknown]], kind="stable")]  # so that each pair's first is its first event
+        at = at[in_time]
+        pairs, first, inverse = np.unique(keys[in_time], return_index=True, return_inverse=True)
+        ids = np.zeros(len(pairs), dtype=np.int64)
+        for miss, (pair, where) in enumerate(zip(pairs.tolist(), first.tolist())):
             parent, name = divmod(pair, PAIR_SPAN)
             name = sid_names[name]
             kids = tree.children[parent] if parent < existing else None
             found = kids.get(name) if kids is not None else None
             if found is None:
                 found = existing + len(made)
-                made.append((int(rows.pos[entries[at[where]]]), parent, name))
+                made.append((int(rows.pos[at[where]]), parent, name))
             else:
                 looked_up.append((pair, found))
             ids[miss] = found
-        node[entries[at]] = ids[inverse.ravel()]
+        node[at] = ids[inverse.ravel()]
     if made:
         real_ids = [0] * len(made)
         for index in sorted(range(len(made)), key=lambda index: made[index][0]):
@@ -3288,9 +3415,11 @@ def bulk_modules(np, parser: TraceParser, decoder: EventDecoder, codes) -> None:
     """Each entry's module, as the last entry of a function names it."""
     if not len(codes):
         return
-    unique, last = np.unique(codes[::-1], return_index=True)
+    last = np.full(len(decoder.names), -1, dtype=np.int64)
+    np.maximum.at(last, codes, np.arange(len(codes)))  # each code's last entry, without a sort of the entries
+    unique = np.flatnonzero(last >= 0)
     modules = parser.graph.modules
-    for code in unique[np.argsort(-last, kind="stable")].tolist():
+    for code in unique[np.argsort(last[unique])].tolist():
         name, module = decoder.names[code]
         if module:
             modules[name] = module
@@ -3298,11 +3427,13 @@ def bulk_modules(np, parser: TraceParser, decoder: EventDecoder, codes) -> None:
 
 def summed_in_order(np, values: list, at, weights):
     """values[i] += each weight of i in turn (np.bincount adds in input order: the same floats as a loop)."""
-    unique = np.unique(at)
-    if not len(unique):
+    if not len(at):
         return
+    unique = np.flatnonzero(np.bincount(at, minlength=len(values)))  # the nodes touched, without a sort
+    local = np.zeros(len(values), dtype=np.int64)
+    local[unique] = np.arange(len(unique))
     start = np.asarray([values[index] for index in unique.tolist()], dtype=np.float64)
-    sums = np.bincount(np.concatenate((np.arange(len(unique)), np.searchsorted(unique, at))), np.concatenate((start, weights)), minlength=len(unique))
+    sums = np.bincount(np.concatenate((np.arange(len(unique)), local[at])), np.concatenate((start, weights)), minlength=len(unique))
     for index, value in zip(unique.tolist(), sums.tolist()):
         values[index] = value
 
@@ -3311,10 +3442,11 @@ def bulk_times(np, tree: CallTree, rows: BulkRows, real, node):
     """Exits' durations into their calls' total and self times; returns per row the time spent in its children."""
     exits = np.flatnonzero(real & rows.closes)
     exits = exits[np.argsort(rows.pos[exits], kind="stable")]
-    depth, tids, spent = rows.depth[exits], rows.tid[exits], rows.dur[exits]
-    closed = latest_entries(np, rows, exits, tids, depth)
+    depth, spent = rows.depth[exits], rows.dur[exits]
+    closed = rows.frame_row[exits]
     inner = np.flatnonzero(depth > 0)
-    caller = latest_entries(np, rows, exits[inner], tids[inner], depth[inner] - 1)
+    # The closing exit's caller is its call's: an entry one level up in between would have popped the call.
+    caller = entry_callers(np, rows)[closed[inner]]
     pseudo = np.asarray(list(rows.frame), dtype=np.int64)
     start = np.asarray([frame[FRAME_CHILD_US] for frame in rows.frame.values()], dtype=np.float64)
     child_us = np.bincount(np.concatenate((pseudo, caller)), np.concatenate((start, spent[inner])), minlength=len(rows.tid))

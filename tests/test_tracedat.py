@@ -436,3 +436,30 @@ def test_a_loss_hidden_by_trace_cmds_leaf_look_ahead_breaks_the_call_stacks(tmp_
     assert {n["name"]: n["calls"] for n in from_binary["nodes"]} == {n["name"]: n["calls"] for n in with_the_drop["nodes"]}
     for key in ("orphan_exits", "calls_without_caller"):
         assert from_binary["stats"][key] == with_the_drop["stats"][key] + (1 if key == "orphan_exits" else 0), key
+
+
+# -- the page walk ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pages", [1024, 3])
+def test_pages_of_data_events_only_walk_as_the_general_walk(km, tmp_path, monkeypatch, pages):
+    """walk_data_events() (chunks of data events only, no time extends, padding or long events) gives the
+    general walk's offsets, times and lost-event marks on every bundled trace.dat, in big and in 3-page chunks."""
+    import numpy as np
+
+    results = []
+    walk_data_events = km.walk_data_events
+    monkeypatch.setattr(km, "walk_data_events", lambda *args: results.append(walk_data_events(*args)) or results[-1])
+    for name in [*(path.relative_to(DATA).as_posix() for path in TRACE_DATS), "raw-binary"]:
+        trace = bundled_trace_dat(km, name, tmp_path / "trace.dat")
+        monkeypatch.setattr(km, "PAGES_PER_BATCH", pages)
+        with km.mapped_trace_dat(str(trace)) as data:
+            dat = km.TraceDat(str(trace), data)
+            for cpu in dat.cpus:
+                for chunk in dat.cpu_chunks(cpu, []):
+                    general = km.walk_pages(chunk, dat.page_size, dat.layout, dat.endian, regular_first=False)
+                    fast = km.walk_pages(chunk, dat.page_size, dat.layout, dat.endian)
+                    assert all(np.array_equal(mine, theirs) for mine, theirs in zip(fast, general))
+    # The bundled recordings hold no time extend, padding or long event: every chunk goes the shorter way
+    # (test_damaged_pages_never_crash sends damaged ones to the general walk).
+    assert sum(len(result[0]) for result in results if result is not None) > 80_000
