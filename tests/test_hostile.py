@@ -243,9 +243,11 @@ def test_caches_keep_no_long_keys():
     parser = km.TraceParser(km.CallGraph())
     junk = [f"  0)   0.123 us    |  {i:06d}{'z' * 2600}" for i in range(2000)]
     junk += [f"   bash-1  [000] d... 1.{i}: {'w' * 2600} {i}" for i in range(2000)]
-    parser.feed_lines(junk)
+    stamped = [f" {i}{'9' * 2600}.5 |   0)   0.123 us    |  f();" for i in range(2000)]  # understood: the stamp stays out of the key
+    parser.feed_lines(junk + stamped)
     assert parser.stats.unparsed_lines == 4000
-    for cache in (parser.body_cache, parser.context_cache, parser.function_cache):
+    assert parser.stats.events == 2 * len(stamped)
+    for cache in (parser.body_cache, parser.context_cache, parser.function_cache, parser.head_cache, parser.call_nodes, parser.duration_cache):
         assert all(len(key) <= km.CACHE_KEY_LIMIT for key in cache)
 
 
