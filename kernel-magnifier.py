@@ -2720,9 +2720,16 @@ class EventDecoder:
         for address in np.unique(addresses[new]).tolist():
             self.name_id(int(address))
         found = np.fromiter((address for address in self.name_ids if address >= 0), dtype=np.uint64)
-        order = np.argsort(found)
-        self.address_table = (found[order], np.fromiter((self.name_ids[address] for address in found.tolist()), dtype=np.int64)[order])
-        return self.name_codes(addresses)
+        # kind="stable": numpy's default argsort of 64-bit numbers (SIMD quicksort) gave an unsorted
+        # table under QEMU's emulated CPU, and the lookup below never matched.
+        order = np.argsort(found, kind="stable")
+        known, ids = found[order], np.fromiter((self.name_ids[address] for address in found.tolist()), dtype=np.int64)[order]
+        self.address_table = (known, ids)
+        index = np.minimum(np.searchsorted(known, addresses), max(len(known) - 1, 0))
+        if (known[index] == addresses).all():
+            return ids[index]
+        unique, inverse = np.unique(addresses, return_inverse=True)  # a table that does not work: each chunk made distinct
+        return np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)[inverse.ravel()]
 
     def decode(self, chunk, cpu: int, where, stamps, lost_at, lost_counts) -> EventBatch:
         np = self.np
@@ -3419,7 +3426,7 @@ def bulk_modules(np, parser: TraceParser, decoder: EventDecoder, codes) -> None:
     np.maximum.at(last, codes, np.arange(len(codes)))  # each code's last entry, without a sort of the entries
     unique = np.flatnonzero(last >= 0)
     modules = parser.graph.modules
-    for code in unique[np.argsort(last[unique])].tolist():
+    for code in unique[np.argsort(last[unique], kind="stable")].tolist():
         name, module = decoder.names[code]
         if module:
             modules[name] = module

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, run_cli, with_drops_hidden_by_leaves
+from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, load_module, run_cli, with_drops_hidden_by_leaves
 
 SAMPLES = DATA / "trace-cmd"
 VERSIONS = {"v7-zstd": "trace-v7-zstd.dat.xz", "v6": "trace-v6.dat.xz"}
@@ -463,3 +463,37 @@ def test_pages_of_data_events_only_walk_as_the_general_walk(km, tmp_path, monkey
     # The bundled recordings hold no time extend, padding or long event: every chunk goes the shorter way
     # (test_damaged_pages_never_crash sends damaged ones to the general walk).
     assert sum(len(result[0]) for result in results if result is not None) > 80_000
+
+
+class SortingBadly:
+    """numpy, but its default argsort returns an unsorted order: a mock of what QEMU's emulated CPU gave."""
+
+    def __init__(self, np) -> None:
+        self.real = np
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+    def argsort(self, values, kind=None):
+        if kind is None:
+            return self.real.arange(len(values))[::-1]
+        return self.real.argsort(values, kind=kind)
+
+
+def test_function_names_are_right_when_the_address_table_is_not_sorted_mocked(tmp_path):
+    """name_codes() looked itself up again until the table matched: with an unsorted table, a RecursionError in the VM."""
+    import numpy as np
+
+    km = load_module()
+    path = unpacked(tmp_path, "trace-v6.dat.xz")
+    with km.mapped_trace_dat(str(path)) as data:
+        dat = km.TraceDat(str(path), data)
+        decoder = km.EventDecoder(dat)
+        symbols = km.KernelSymbols(dat.kallsyms)
+        addresses = np.array(symbols.addresses[1000:1040], dtype=np.uint64)
+        expected = [symbols.lookup(int(address)) for address in addresses.tolist()]
+        decoder.np = SortingBadly(np)
+        for chunk in (addresses[:25], addresses, addresses[::-1]):
+            codes = decoder.name_codes(chunk)
+            assert [decoder.names[code] for code in codes.tolist()] == [symbols.lookup(int(address)) for address in chunk.tolist()]
+        assert [decoder.names[code] for code in decoder.name_codes(addresses).tolist()] == expected
