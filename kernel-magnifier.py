@@ -1553,9 +1553,8 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
                 raise UserError(f"parsing {path} failed in its child process (out of memory?)") from None
             if status == "error":
                 raise UserError(result)
-            lines_before = graph.stats.lines
             add_parsed_input(graph, result)
-            graph.stats.lines = lines_before + result["lines"]
+            graph.stats.lines += result["lines"]
             TraceParser(graph).finish()  # what ends each input in the sequential loop: no negative self time in the sum
             check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
     finally:
@@ -1585,8 +1584,7 @@ def add_parsed_input(graph: CallGraph, result: dict) -> None:
 
 
 def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
-    if parsed["lines"]:
-        stats.lines = parsed["lines"]  # the line count so far of the input it continues; parse_traces() sums the inputs'
+    """Counters added as the sequential loop adds them; the line count is parse_traces()'s (it sums the inputs')."""
     stats.events += parsed["events"]
     stats.unparsed_lines += parsed["unparsed_lines"]
     if not stats.unparsed_example:
@@ -2709,27 +2707,35 @@ class EventDecoder:
         new ones are made distinct and looked up in kallsyms."""
         np = self.np
         if addresses.dtype != np.uint64:  # a signed field (no kernel has one): made distinct, as they come
-            unique, inverse = np.unique(addresses, return_inverse=True)
-            ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
-            return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
-        known, ids = self.address_table
-        index = np.minimum(np.searchsorted(known, addresses), max(len(known) - 1, 0))
-        new = np.flatnonzero(known[index] != addresses) if len(known) else np.arange(len(addresses))
+            return self.distinct_name_codes(addresses)
+        codes, new = self.table_codes(addresses)
         if not len(new):
-            return ids[index]
+            return codes
         for address in np.unique(addresses[new]).tolist():
             self.name_id(int(address))
         found = np.fromiter((address for address in self.name_ids if address >= 0), dtype=np.uint64)
         # kind="stable": numpy's default argsort of 64-bit numbers (SIMD quicksort) gave an unsorted
-        # table under QEMU's emulated CPU, and the lookup below never matched.
+        # table under QEMU's emulated CPU, and the lookup never matched.
         order = np.argsort(found, kind="stable")
-        known, ids = found[order], np.fromiter((self.name_ids[address] for address in found.tolist()), dtype=np.int64)[order]
-        self.address_table = (known, ids)
-        index = np.minimum(np.searchsorted(known, addresses), max(len(known) - 1, 0))
-        if (known[index] == addresses).all():
-            return ids[index]
-        unique, inverse = np.unique(addresses, return_inverse=True)  # a table that does not work: each chunk made distinct
-        return np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)[inverse.ravel()]
+        self.address_table = (found[order], np.fromiter((self.name_ids[address] for address in found.tolist()), dtype=np.int64)[order])
+        codes, new = self.table_codes(addresses)
+        return codes if not len(new) else self.distinct_name_codes(addresses)  # a table that does not work: as they come
+
+    def table_codes(self, addresses):
+        """Per address its code in the sorted address table, and the positions of the addresses not in it."""
+        np = self.np
+        known, ids = self.address_table
+        if not len(known):
+            return np.zeros(len(addresses), dtype=np.int64), np.arange(len(addresses))
+        index = np.minimum(np.searchsorted(known, addresses), len(known) - 1)
+        return ids[index], np.flatnonzero(known[index] != addresses)
+
+    def distinct_name_codes(self, addresses):
+        """name_codes() without the table: the chunk's addresses made distinct and each looked up."""
+        np = self.np
+        unique, inverse = np.unique(addresses, return_inverse=True)
+        ids = np.array([self.name_id(int(address)) for address in unique.tolist()], dtype=np.int64)
+        return ids[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
 
     def decode(self, chunk, cpu: int, where, stamps, lost_at, lost_counts) -> EventBatch:
         np = self.np
