@@ -386,20 +386,23 @@ class CallTree:
         distinct call paths. The caller makes sure nothing else holds these ids
         (the task's frames below the merged depth are gone, its counts flushed).
         """
+        calls, total_us, self_us, children, function, free = self.calls, self.total_us, self.self_us, self.children, self.function, self.free
+        child = self.child
         work = [(source, target)]
         while work:
             source, target = work.pop()
-            self.calls[target] += self.calls[source]
-            self.total_us[target] += self.total_us[source]
-            self.self_us[target] += self.self_us[source]
-            self.calls[source] = 0
-            self.total_us[source] = self.self_us[source] = 0.0
-            kids = self.children[source]
-            self.children[source] = None
-            self.function[source] = None
-            self.free.append(source)
+            calls[target] += calls[source]
+            total_us[target] += total_us[source]
+            self_us[target] += self_us[source]
+            calls[source] = 0
+            total_us[source] = self_us[source] = 0.0
+            kids = children[source]
+            children[source] = None
+            function[source] = None
+            free.append(source)
             if kids:
-                work.extend((kid, self.child(target, name)) for name, kid in kids.items())
+                for name, kid in kids.items():
+                    work.append((kid, child(target, name)))
 
     def walk(self, start: int = ROOT_NODE) -> Iterator[int]:
         """Node ids below `start` (excluded), parents before children."""
@@ -679,6 +682,7 @@ ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
 LOST_REPEAT_WINDOW = 8
 BODY_CACHE_LIMIT = 200_000
+FLUSH_COUNTER_MIN = 4096  # flush_counts(): a plain loop is faster than a Counter below this many calls
 CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
 MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
 BAD_DURATION, NOT_DURATION = -1.0, -2.0  # duration_field() results that are no duration
@@ -1303,10 +1307,18 @@ class TraceParser:
                     parent[FRAME_CHILD_US] += duration
 
     def flush_counts(self) -> None:
-        """Fold the batch's calls into the call tree (Counter does the counting in C)."""
+        """Fold the batch's calls into the call tree.
+
+        Called at every settling of waiting calls too (lossy recordings: tens of
+        thousands of times, for a few calls each), where building a Counter costs
+        more than counting: Counter only for long batches."""
         calls = self.tree.calls
-        for node, count in Counter(self.called).items():
-            calls[node] += count
+        if len(self.called) < FLUSH_COUNTER_MIN:
+            for node in self.called:
+                calls[node] += 1
+        else:
+            for node, count in Counter(self.called).items():
+                calls[node] += count
         self.stats.events += self.entries + 2 * self.leaves + self.exits + self.function_lines
         self.entry_lines_done += self.entries + self.leaves
         self.other_lines_done += self.exits + self.function_lines
