@@ -3037,7 +3037,7 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
     tree = parser.tree
     children, child, total_us, self_us = tree.children, tree.child, tree.total_us, tree.self_us
     modules = parser.graph.modules
-    add_call = parser.called.append
+    calls = tree.calls  # counted in place, as feed_lines() does (graph_event() batches its own)
     graph_event = parser.graph_event
     entries = exits = 0
     exit_kind, entry_kind = EXIT, ENTRY
@@ -3070,7 +3070,7 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
                     node = kids.get(name) if kids is not None else None
                     if node is None:
                         node = child(top[4], name)
-                    add_call(node)
+                    calls[node] += 1
                     if module:
                         modules[name] = module
                     entries += 1
