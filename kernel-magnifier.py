@@ -803,76 +803,83 @@ class TraceParser:
                         function_lines += 1
                         continue
             head, sep, body = line.rpartition("|  ")
-            if len(head) >= 14:
+            # Only a function_graph line's columns (14 characters or more, a duration that is a
+            # time) are in head_cache: a line whose head and body are both known needs no more tests.
+            found = head_cache.get(head)
+            parsed = body_cache.get(body) if found is not None else None
+            if parsed is None and len(head) >= 14:
                 parsed = body_cache.get(body)
                 if parsed is None and body not in body_cache:
                     parsed = self.classify_graph_body(body)
                 if parsed is not None:
-                    function_lines_first = False
                     found = head_cache.get(head)
                     if found is None:
                         found = graph_head(head)
-                    if found:
-                        context, duration, irq = found
-                        if context is not last_context:
-                            cpu, key = context[0], context[1]
-                            state = tasks.get(key if key is not None else cpu_task.get(cpu))
-                            if state is None:
-                                last_context = None
-                                graph_event(parsed, context, duration)
-                                continue
-                            state.cpu = cpu
-                            last_context = context
-                        stack = state.stack
-                        if stack:
-                            kind, depth, name, module = parsed
-                            if kind == EXIT:
-                                top = stack[-1]
-                                if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
-                                    stack.pop()
-                                    exits += 1
-                                    if duration is not None:
-                                        node = top[FRAME_NODE]
-                                        total_us[node] += duration
-                                        self_us[node] += duration - top[FRAME_CHILD_US]
-                                        if stack and stack[-1][FRAME_DEPTH] == depth - 1:
-                                            stack[-1][FRAME_CHILD_US] += duration
-                                    continue
-                            elif kind != COMMENT:
-                                parent = stack[-1]
-                                if parent[FRAME_DEPTH] != depth - 1:
-                                    while stack and stack[-1][FRAME_DEPTH] >= depth:
-                                        stack.pop()  # its exit was lost (graph_event would pop the same)
-                                    parent = stack[-1] if stack and stack[-1][FRAME_DEPTH] == depth - 1 else None
-                                if parent is not None and not state.irq_entry and not (state.pending and state.pending[-1][0] >= depth):
-                                    if irq == parent[FRAME_IRQ] or irq == "" or irq == ".":
-                                        kids = children[parent[FRAME_NODE]]
-                                        node = kids.get(name) if kids is not None else None
-                                        if node is not None:
-                                            calls[node] += 1
-                                            if module:
-                                                modules[name] = module
-                                            if kind == ENTRY:
-                                                entries += 1
-                                                stack.append([name, depth, 0.0, irq, node])
-                                            else:
-                                                leaves += 1
-                                                if duration is not None:
-                                                    total_us[node] += duration
-                                                    self_us[node] += duration
-                                                    parent[FRAME_CHILD_US] += duration
-                                            continue
+                    if not found:
+                        function_lines_first = False
+                        if found is not False:  # a duration that is no time: not understood
+                            self.line_no = line_no
+                            self.entries, self.leaves, self.exits, self.function_lines = (
+                                self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
+                            entries = leaves = exits = function_lines = 0
+                            self.stats.note_unparsed(line, f"{self.where}:{line_no}")
+                            continue
+                        parsed = None  # columns of another kind: the slow path
+            if parsed is not None:
+                function_lines_first = False
+                context, duration, irq = found
+                if context is not last_context:
+                    cpu, key = context[0], context[1]
+                    state = tasks.get(key if key is not None else cpu_task.get(cpu))
+                    if state is None:
                         last_context = None
                         graph_event(parsed, context, duration)
                         continue
-                    if found is not False:  # a duration that is no time: not understood
-                        self.line_no = line_no
-                        self.entries, self.leaves, self.exits, self.function_lines = (
-                            self.entries + entries, self.leaves + leaves, self.exits + exits, self.function_lines + function_lines)
-                        entries = leaves = exits = function_lines = 0
-                        self.stats.note_unparsed(line, f"{self.where}:{line_no}")
-                        continue
-            elif not sep:
+                    state.cpu = cpu
+                    last_context = context
+                stack = state.stack
+                if stack:
+                    kind, depth, name, module = parsed
+                    if kind == EXIT:
+                        top = stack[-1]
+                        if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
+                            stack.pop()
+                            exits += 1
+                            if duration is not None:
+                                node = top[FRAME_NODE]
+                                total_us[node] += duration
+                                self_us[node] += duration - top[FRAME_CHILD_US]
+                                if stack and stack[-1][FRAME_DEPTH] == depth - 1:
+                                    stack[-1][FRAME_CHILD_US] += duration
+                            continue
+                    elif kind != COMMENT:
+                        parent = stack[-1]
+                        if parent[FRAME_DEPTH] != depth - 1:
+                            while stack and stack[-1][FRAME_DEPTH] >= depth:
+                                stack.pop()  # its exit was lost (graph_event would pop the same)
+                            parent = stack[-1] if stack and stack[-1][FRAME_DEPTH] == depth - 1 else None
+                        if parent is not None and not state.irq_entry and not (state.pending and state.pending[-1][0] >= depth):
+                            if irq == parent[FRAME_IRQ] or irq == "" or irq == ".":
+                                kids = children[parent[FRAME_NODE]]
+                                node = kids.get(name) if kids is not None else None
+                                if node is not None:
+                                    calls[node] += 1
+                                    if module:
+                                        modules[name] = module
+                                    if kind == ENTRY:
+                                        entries += 1
+                                        stack.append([name, depth, 0.0, irq, node])
+                                    else:
+                                        leaves += 1
+                                        if duration is not None:
+                                            total_us[node] += duration
+                                            self_us[node] += duration
+                                            parent[FRAME_CHILD_US] += duration
+                                    continue
+                last_context = None
+                graph_event(parsed, context, duration)
+                continue
+            if not sep:
                 # "comm-pid [cpu] flags stamp: text": partition, not find(), which parses its arguments slowly
                 before, _, after = line.partition("] ")
                 stamp, colon, text = after.partition(": ")
@@ -941,7 +948,7 @@ class TraceParser:
             if not TIMESTAMP_TAIL.search(head, 0, stamp):
                 return found
             head = head[stamp + 4 :]
-        if len(head) <= CACHE_KEY_LIMIT:
+        if 14 <= len(head) <= CACHE_KEY_LIMIT:  # feed_lines() takes a cached head for a function_graph line's, unchecked
             if len(self.head_cache) >= BODY_CACHE_LIMIT:
                 self.head_cache.clear()
             self.head_cache[head] = found
