@@ -807,12 +807,12 @@ class TraceParser:
             # time) are in head_cache: a line whose head and body are both known needs no more tests.
             found = head_cache.get(head)
             parsed = body_cache.get(body) if found is not None else None
-            if parsed is None and len(head) >= 14:
-                parsed = body_cache.get(body)
+            if parsed is None and len(head) >= 14:  # a head or body met first, or a line of another kind
+                if found is None:
+                    parsed = body_cache.get(body)
                 if parsed is None and body not in body_cache:
                     parsed = self.classify_graph_body(body)
                 if parsed is not None:
-                    found = head_cache.get(head)
                     if found is None:
                         found = graph_head(head)
                     if not found:
