@@ -6113,7 +6113,7 @@ render();
 
 STDOUT_OUTPUT = "-"  # -o -: the text report on standard output, every message on stderr
 DEFAULT_CHART = "function-calls.png"
-TEXT_TREE_LEVELS = 16  # without --depth the tree stops here: 2 columns a level, so lines fit a 100-column terminal
+TEXT_TREE_LEVELS = 14  # without --depth the tree stops here: 2 columns a level, so most lines fit a 100-column terminal
 
 
 def text_report(views: Views) -> list[str]:
@@ -6235,7 +6235,7 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
             cut_deep |= level == levels and bool(tree.children[node])
             stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
     header = ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
-    title = [tree_title(graph, args)]
+    title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
         title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
     return [*title, *aligned([*header, "function"], rows), tree_footer(graph, args, len(shown), min_weight, levels if cut_deep else None)]
@@ -6273,18 +6273,18 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
     return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
 
 
-def tree_title(graph: CallGraph, args: argparse.Namespace) -> str:
+def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
     order = "total time" if graph.uses_time else "calls" if graph.reversed else "calls in their subtrees"
     if graph.reversed:
         names = focus_names(graph)
         numbers = "calls, total and self time" if graph.timed else "calls"
-        return (
-            f"Callers of {names} (--callers), a reversed tree: {names} at the top, below each line the functions that called it;"
-            f" the numbers are {names}'s {numbers} through that chain of callers; callers by {order}"
-        )
+        return [
+            f"Callers of {names} (--callers), a reversed tree: {names} at the top, below each line the functions that called it",
+            f"the numbers are {names}'s {numbers} through each chain of callers; callers by {order}",
+        ]
     if args.root:
-        return f"Call tree below {focus_names(graph)} (--root): what it called, on exact call paths; callees by {order}"
-    return f"Call tree: every call path from the top-level calls of the trace; callees by {order}"
+        return [f"Call tree below {focus_names(graph)} (--root): what it called, on exact call paths; callees by {order}"]
+    return [f"Call tree: every call path from the top-level calls of the trace; callees by {order}"]
 
 
 def tree_footer(graph: CallGraph, args: argparse.Namespace, shown: int, min_weight: float, levels: int | None) -> str:

@@ -289,3 +289,20 @@ def test_callers_report_is_the_reversed_tree_with_labels_saying_so(tmp_path):
     assert rows[0][0] == ("kfree",) and int(rows[0][1][0].replace(",", "")) == entry_counts(lines)["kfree"]
     assert len(from_caller) > 5
     assert {path: int(cells[0].replace(",", "")) for path, cells, _ in rows[1:]} == dict(from_caller)
+
+
+def test_without_depth_the_tree_stops_at_14_levels_and_says_where_to_go_on(tmp_path):
+    """The deepest shown line sums up all its callees on one '...' line that names the --root to see them, numbers from the trace."""
+    text = report(tmp_path, PROC_TRACE, "--root", "tcp_sendmsg", "--node-thres", "0.1")
+    calls, total = paths_below(proc_fields(read_lines(PROC_TRACE)), "tcp_sendmsg", 20)
+    rows = tree_rows(text)
+    assert max(len(path) for path, _, _ in rows) == 15
+    deeper = [(path, cells) for path, cells, more in rows if more and "(deeper: --root " in path[-1]]
+    assert deeper
+    for path, cells in deeper:
+        parent = path[:-1]
+        assert len(parent) == 14 and path[-1].endswith(f"(deeper: --root {parent[-1]})")
+        below = [other for other in calls if other[:-1] == parent]
+        assert int(cells[0].replace(",", "")) == sum(calls[other] for other in below)
+        assert microseconds(cells[1], cells[2]) == _approx(sum(total[other] for other in below))
+    assert "deeper than 14 levels (--depth)" in text.split("\n")[-2]
