@@ -6125,7 +6125,7 @@ def text_report(views: Views) -> list[str]:
     lines.append(f"shares (%) are of {report_whole(graph)}")
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
-    for by in ("self", "total"):
+    for by in ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
         lines += ["", *top_functions_table(view, by, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
     return lines
@@ -6134,7 +6134,16 @@ def text_report(views: Views) -> list[str]:
 def report_whole(graph: CallGraph) -> str:
     if graph.uses_time:
         return f"{format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)"
+    if graph.reversed:
+        return f"{plural(whole_weight(graph), 'call')}, every call of {focus_names(graph)} (the trace has no durations)"
     return f"{plural(graph.weight_total, 'call')}, every call of this view (the trace has no durations)"
+
+
+def whole_weight(graph: CallGraph) -> float:
+    """What the shares are of: the drawing's whole; in a reversed tree without durations F's calls (its subtrees count them once a level)."""
+    if graph.reversed and not graph.uses_time:
+        return float(sum(graph.tree.calls[kid] for kid in (graph.tree.children[ROOT_NODE] or {}).values()))
+    return graph.weight_total
 
 
 def focus_names(graph: CallGraph) -> str:
@@ -6144,7 +6153,7 @@ def focus_names(graph: CallGraph) -> str:
 def top_functions_table(view: View, by: str, top: int) -> list[str]:
     """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
     graph = view.graph
-    whole = graph.weight_total
+    whole = whole_weight(graph)
     if graph.timed:
         key = graph.self_us if by == "self" else graph.total_us
         title = f"{by} time"
@@ -6152,7 +6161,7 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     else:
         key = {name: float(graph.calls[name]) for name in view.nodes} if by == "self" else graph.inclusive
         title = "calls" if by == "self" else "calls in their subtrees"
-        header = ["calls", "calls%", "subtree", "subtree%"]
+        header = ["calls", "calls%"] if graph.reversed else ["calls", "calls%", "subtree", "subtree%"]
     ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
     rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
     where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
@@ -6164,6 +6173,8 @@ def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str
         total, self_us = graph.total_us[name], graph.self_us[name]
         return [f"{graph.calls[name]:,}", format_us(total), percent(total, whole), format_us(self_us), percent(self_us, whole)]
     calls, subtree = graph.calls[name], graph.inclusive.get(name, 0.0)
+    if graph.reversed:
+        return [f"{calls:,}", percent(calls, whole)]
     return [f"{calls:,}", percent(calls, whole), f"{subtree:,.0f}", percent(subtree, whole)]
 
 
@@ -6222,7 +6233,7 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
     graph = view.graph
     tree = graph.tree
     weights = path_weights(graph)
-    min_weight = graph.weight_total * args.node_thres / 100
+    min_weight = whole_weight(graph) * args.node_thres / 100
     levels = None if args.depth is not None else TEXT_TREE_LEVELS
     shown = heaviest_paths(tree, weights, args.max_nodes, min_weight, levels)
     rows: list[list[str]] = []

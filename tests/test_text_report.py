@@ -306,3 +306,25 @@ def test_without_depth_the_tree_stops_at_14_levels_and_says_where_to_go_on(tmp_p
         assert int(cells[0].replace(",", "")) == sum(calls[other] for other in below)
         assert microseconds(cells[1], cells[2]) == _approx(sum(total[other] for other in below))
     assert "deeper than 14 levels (--depth)" in text.split("\n")[-2]
+
+
+def test_function_tracer_callers_report_shares_of_the_function_calls(tmp_path):
+    """--callers F without durations: F's calls are the whole (100 %), each caller line has the `F <-caller` lines' count."""
+    pairs: Counter = Counter()
+    for line in read_lines(FUNCTION):
+        if match := re.search(r"\s(\S+) <-(\S+)\s*$", line):
+            pairs[(match.group(2), match.group(1))] += 1
+    called: Counter = Counter()
+    for (_, callee), count in pairs.items():
+        called[callee] += count
+    function, calls = called.most_common(1)[0]
+    result = run_cli("visualize", "-i", str(FUNCTION), "-o", "-", "--callers", function, "--depth", "1", "--node-thres", "0", "--max-nodes", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"shares (%) are of {calls:,} calls, every call of {function}" in result.stdout
+    assert re.search(rf"^calls +calls% +function\n *{calls:,} +100\.0% +{re.escape(function)}$", result.stdout, re.M)
+    assert "by its calls in their subtrees" not in result.stdout  # no second table: a caller has one number here
+    rows = tree_rows(result.stdout)
+    assert rows[0][0] == (function,) and rows[0][1] == [f"{calls:,}"]
+    by_caller = {(function, caller): count for (caller, callee), count in pairs.items() if callee == function}
+    assert len(by_caller) > 10
+    assert {path: int(cells[0].replace(",", "")) for path, cells, _ in rows[1:]} == by_caller
