@@ -328,3 +328,18 @@ def test_function_tracer_callers_report_shares_of_the_function_calls(tmp_path):
     by_caller = {(function, caller): count for (caller, callee), count in pairs.items() if callee == function}
     assert len(by_caller) > 10
     assert {path: int(cells[0].replace(",", "")) for path, cells, _ in rows[1:]} == by_caller
+
+
+def test_dash_is_standard_output_not_a_file_name(tmp_path):
+    """-o - writes no file and checks none: even a directory named '-' (which an output file could not replace) is left alone."""
+    (tmp_path / "-").mkdir()
+    result = run_cli("visualize", "-i", str(FUNCTION), "-o", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("kernel-magnifier report: ")
+    assert [path.name for path in tmp_path.iterdir()] == ["-"] and not any((tmp_path / "-").iterdir())
+
+
+def test_baseline_beside_a_text_report_says_where_the_comparison_is(tmp_path):
+    result = run_cli("visualize", "-i", str(FUNCTION), "--baseline", str(FUNCTION), "--heat", "calls", "-o", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json" in result.stdout
