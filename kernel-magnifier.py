@@ -4787,8 +4787,10 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
 def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
     """The reversed tree: each function at a root, its callers below it, their callers below them.
 
-    A node's calls and times are those of the selected function's activations
-    reached through that chain of callers.
+    A node's calls and self time are those of the selected function's
+    activations reached through that chain of callers; its total time counts
+    only activations not inside another of the same function (as derive_graph
+    does), so F's own total and the folded weights do not count recursion twice.
     """
     reverse = CallTree()
     reverse.timed = tree.timed
@@ -4796,7 +4798,8 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
         name = tree.function[node] or ""
         if name not in functions or (not tree.calls[node] and not tree.total_us[node]):
             continue
-        calls, total, self_us = tree.calls[node], tree.total_us[node], tree.self_us[node]
+        calls, self_us = tree.calls[node], tree.self_us[node]
+        total = 0.0 if called_inside_itself(tree, node) else tree.total_us[node]
         target = reverse.child(ROOT_NODE, name)
         level = 0
         ancestor = node
@@ -4810,6 +4813,17 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
                 break
             target = reverse.child(target, tree.function[ancestor] or "")
     return reverse
+
+
+def called_inside_itself(tree: CallTree, node: int) -> bool:
+    """The node's function is also one of its callers (recursion, or an interrupt arriving inside it)."""
+    name = tree.function[node]
+    ancestor = tree.parent[node]
+    while ancestor > ROOT_NODE:
+        if tree.function[ancestor] == name:
+            return True
+        ancestor = tree.parent[ancestor]
+    return False
 
 
 def reversed_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str]) -> CallGraph:
@@ -4834,6 +4848,8 @@ class View:
     dropped_no_file: int = 0
     required: list[str] = field(default_factory=list)  # always drawn: --root/--callers functions, --graph-function
     entries: list[str] = field(default_factory=list)  # where a drawing starts: roots of the tree, entries into a selection
+    focus: str = ""  # the --root/--callers functions as labels name them: "kfree", "__kmalloc*"
+    unfocused: CallGraph | None = None  # a --callers view's whole recording: the callers' own numbers
 
 
 @dataclass
@@ -4885,6 +4901,7 @@ def traced_entry_functions(graph: CallGraph) -> list[str]:
 
 
 def build_view(graph: CallGraph, request: ViewRequest) -> View:
+    whole = graph
     graph, focus_functions, notes = focused_graph(graph, request)
     names = graph.nodes()
     symbols = request.symbols
@@ -4912,7 +4929,8 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
-    return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries)
+    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers)
+    return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
 
 
 def matches_path(name: str, files: dict[str, list[str]], modules: dict[str, str], patterns: list[str]) -> bool:
@@ -5591,16 +5609,37 @@ def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
             stack.extend((kid, f"{path};{name}") for name, kid in sorted(kids.items(), reverse=True))
 
 
+def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+    """(outermost caller;...;F, weight) for every caller path of a --callers tree: F's own weight through it.
+
+    The reversed tree has F at a root and each caller below its callee; a node
+    holds F's activations reached through its chain, so the part that goes no
+    further up (the chain's outermost caller, or the --depth cut) is the node's
+    weight minus its children's. The lines add up to F's calls, self or total time.
+    """
+    values: list[int] | list[float] = tree.calls if weight == "calls" else tree.self_us if weight == "self" else tree.total_us
+    for node in sorted(tree.walk(), key=tree.path):
+        own = values[node] - sum(values[kid] for kid in (tree.children[node] or {}).values())
+        value = int(own) if weight == "calls" else round(max(own, 0.0) * 1000)
+        if value > 0:
+            yield ";".join(reversed(tree.path(node))), value
+
+
 def write_folded(views: Views, output: str) -> None:
     """.folded: one line per call path, as flamegraph.pl, inferno, speedscope and difffolded.pl read it."""
     graph = views.view.graph
     weight = folded_weight(views.args.weight, graph)
+    lines = caller_folded_lines(graph.tree, weight) if graph.reversed else folded_lines(graph.tree, weight)
     paths = total = 0
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
-        for path, value in folded_lines(graph.tree, weight):
+        for path, value in lines:
             handle.write(f"{path} {value}\n")
             paths += 1
             total += value
+    if graph.reversed:
+        unit = "calls" if weight == "calls" else f"ns of {weight} time ({format_us(total / 1000)})"
+        say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
+        return
     unit = "calls" if weight == "calls" else f"ns of self time ({format_us(total / 1000)})"
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
