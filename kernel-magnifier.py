@@ -4827,8 +4827,15 @@ def called_inside_itself(tree: CallTree, node: int) -> bool:
 
 
 def reversed_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str]) -> CallGraph:
-    """The function graph of a reversed (callers) tree, with edges pointing from caller to callee again."""
+    """The function graph of a reversed (callers) tree, with edges pointing from caller to callee again.
+
+    A selected function keeps its own numbers, those of its root: where it
+    also calls itself (or another selected function), the nodes below would
+    add its calls through itself to them.
+    """
     graph = derive_graph(tree, stats, modules)
+    for name, root in (tree.children[ROOT_NODE] or {}).items():
+        graph.calls[name], graph.total_us[name], graph.self_us[name] = tree.calls[root], tree.total_us[root], tree.self_us[root]
     graph.edges = {(callee, caller): count for (caller, callee), count in graph.edges.items()}
     graph.edge_weight = {(callee, caller): weight for (caller, callee), weight in graph.edge_weight.items()}
     graph.reversed = True

@@ -136,3 +136,4 @@ def test_callers_folded_total_time_counts_recursion_once_as_the_functions_own_bo
     assert result.returncode == 0, result.stderr
     own_box = next(node for node in json.loads(out.read_text())["nodes"] if node["name"] == "ip_output")
     assert abs(own_box["total_time_us"] * 1000 - total_ns) <= 1
+    assert own_box["calls"] == sum(1 for line in read_lines(PROC_TRACE) if re.search(r"\| +ip_output\(\)( \{|;)$", line))
