@@ -5164,12 +5164,27 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines.append(f"one of {len(sources)} files")
     elif have_map and not module:
         lines.append("(file unknown)")
-    lines.append(plural(graph.calls[name], "call"))
+    through = f" in {view.focus}" if is_caller_box(name, view) else ""
+    lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
     if graph.timed:
         whole = graph.weight_total if graph.uses_time else 0.0
-        lines.append(f"total {format_us(graph.total_us[name])}{share(graph.total_us[name], whole)}")
-        lines.append(f"self {format_us(graph.self_us[name])}{share(graph.self_us[name], whole)}")
+        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}")
+        lines.append(f"self {format_us(graph.self_us[name])}{through}{share(graph.self_us[name], whole)}")
     return "\n".join(lines)
+
+
+def is_caller_box(name: str, view: View) -> bool:
+    """A caller in a --callers view: its numbers are the selected functions' calls and times through it."""
+    return view.graph.reversed and name not in (view.graph.tree.children[ROOT_NODE] or {})
+
+
+def own_numbers(name: str, view: View) -> str:
+    """A caller's own calls and times in the whole recording, beside the ones through it."""
+    if view.unfocused is None or name not in view.unfocused.calls:
+        return ""
+    graph = view.unfocused
+    times = f", total {format_us(graph.total_us[name])}, self {format_us(graph.self_us[name])}" if graph.timed else ""
+    return f"{name} itself: {plural(graph.calls[name], 'call')}{times}"
 
 
 def share(value: float, whole: float) -> str:
@@ -5204,17 +5219,22 @@ def neighbours(graph: CallGraph) -> tuple[dict[str, list[tuple[str, int]]], dict
 def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]], callees: dict[str, list[tuple[str, int]]]) -> str:
     """The SVG tooltip of a box: everything known about the function, with its top callers and callees."""
     lines = [node_label(name, view, bool(view.files)).replace("\n", "; ")]
+    if is_caller_box(name, view):
+        lines.append(own_numbers(name, view))
+    counts = f" (calls of {view.focus} through them)" if view.graph.reversed else ""
     for title, pairs in (("callers", callers.get(name, [])), ("callees", callees.get(name, []))):
         top = sorted(pairs, key=lambda pair: -pair[1])[:8]
         if top:
-            lines.append(f"{title}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
+            lines.append(f"{title}{counts}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
     return "\n".join(lines)
 
 
-def edge_tooltip(edge: tuple[str, str], graph: CallGraph) -> str:
-    text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}"
+def edge_tooltip(edge: tuple[str, str], view: View) -> str:
+    graph = view.graph
+    callee = view.focus if graph.reversed else edge[1]
+    text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
-        text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {edge[1]}"
+        text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {callee}"
     return text
 
 
@@ -5223,7 +5243,13 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     graph = view.graph
     parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
     parts.extend(view.notes)
-    parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
+    if graph.reversed:
+        parts.append(
+            f"a caller's box shows the calls and time of {view.focus} below it, not its own (its tooltip has both); "
+            + heat.describe() + f"; edge labels = calls of {view.focus} along the edge, edge width = " + ("its time" if graph.uses_time else "its calls")
+        )
+    else:
+        parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
         parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     lost = stats.lost_events
@@ -5279,10 +5305,10 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         weight = edge_scale.weight(value)
         agraph.add_edge(
             *edge, label=f"{graph.edges[edge]:,}", fontcolor="#333333", penwidth=pen_width(weight),
-            color=colour_hex("Greys", 0.35 + 0.6 * weight), tooltip=edge_tooltip(edge, graph),
+            color=colour_hex("Greys", 0.35 + 0.6 * weight), tooltip=edge_tooltip(edge, view),
         )
     for edge in drawing.caller_edges:
-        agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, graph))
+        agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, view))
     return agraph
 
 
@@ -5407,6 +5433,8 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
         }
         if name in graph.modules:
             node["module"] = graph.modules[name]
+        if view.unfocused is not None and is_caller_box(name, view):
+            node["own"] = function_numbers(view.unfocused, name)
         if baseline is not None:
             node["baseline"] = function_numbers(baseline, name)
             node["change"] = {heat.metric: round(heat.values.get(name, 0.0) - (heat.baseline or {}).get(name, 0.0), 3)}
@@ -5439,6 +5467,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "heat": heat.metric,
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
+            "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
         },
         "nodes": nodes,
         "edges": edges,

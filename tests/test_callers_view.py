@@ -6,6 +6,7 @@ nesting from the indentation, durations as printed), never from the tool's own t
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter, defaultdict
@@ -137,3 +138,38 @@ def test_callers_folded_total_time_counts_recursion_once_as_the_functions_own_bo
     own_box = next(node for node in json.loads(out.read_text())["nodes"] if node["name"] == "ip_output")
     assert abs(own_box["total_time_us"] * 1000 - total_ns) <= 1
     assert own_box["calls"] == sum(1 for line in read_lines(PROC_TRACE) if re.search(r"\| +ip_output\(\)( \{|;)$", line))
+
+
+def calls_of(lines: list[str], function: str) -> int:
+    return sum(1 for line in lines if re.search(rf"\| +{re.escape(function)}\(\)( \{{|;)$", line))
+
+
+def test_callers_boxes_tooltips_and_json_say_whose_numbers_they_show(tmp_path):
+    import pygraphviz
+
+    lines = read_lines(PROC_TRACE)
+    calls, _ = caller_paths(lines, "kfree", None)
+    through: Counter = Counter()  # calls of kfree with the function somewhere among its callers
+    for path, count in calls.items():
+        for caller in set(path.split(";")[:-1]):
+            through[caller] += count
+    caller = "skb_release_data"
+    assert through[caller] > 20 and calls_of(lines, caller) != through[caller]
+    out = tmp_path / "callers.dot"
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(out), "--chart", "", "--callers", "kfree")
+    assert result.returncode == 0, result.stderr
+    agraph = pygraphviz.AGraph(str(out))
+    label = agraph.get_node(caller).attr["label"]
+    assert f"{through[caller]:,} calls of kfree below" in label and re.search(r"\nself [\d.]+ [um]s in kfree", label)
+    assert f"{caller} itself: {calls_of(lines, caller):,} calls" in agraph.get_node(caller).attr["tooltip"]
+    own = agraph.get_node("kfree").attr["label"]
+    assert f"\n{calls_of(lines, 'kfree'):,} calls\n" in own and "below" not in own
+    assert "a caller's box shows the calls and time of kfree below it, not its own" in html.unescape(agraph.graph_attr["label"])
+    edge_tip = agraph.get_edge("skb_free_head", "kfree").attr["tooltip"]
+    assert edge_tip.startswith(f"skb_free_head -> kfree: {through['skb_free_head']:,} calls of kfree along this path")
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "callers.json"), "--chart", "", "--callers", "kfree")
+    assert result.returncode == 0, result.stderr
+    graph = json.loads((tmp_path / "callers.json").read_text())
+    node = next(node for node in graph["nodes"] if node["name"] == caller)
+    assert node["calls"] == through[caller] and node["own"]["calls"] == calls_of(lines, caller)
+    assert "kfree through each caller" in graph["stats"]["node_numbers"]
