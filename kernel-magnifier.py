@@ -4742,11 +4742,22 @@ def matching_functions(tree: CallTree, patterns: list[str], option: str) -> set[
     for pattern in patterns:
         found = {name for name in names if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_function_name(name), pattern)}
         if not found:
-            close = difflib.get_close_matches(pattern, sorted(names), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise UserError(f"{option} {pattern}: no function of that name was called in the trace{hint}")
+            raise UserError(f"{option} {pattern}: no function of that name was called in the trace{name_suggestions(pattern, names)}")
         matched |= found
     return matched
+
+
+def name_suggestions(pattern: str, names: Iterable[str]) -> str:
+    """' (did you mean ...?)': the names the pattern is the start of (__kmalloc: __kmalloc_node_track_caller), then close spellings."""
+    known = sorted(names)
+    start = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    longer = sorted((name for name in known if start and name.startswith(start) and name != start), key=lambda name: (len(name), name))
+    close = difflib.get_close_matches(pattern, known, n=3)
+    shown = list(dict.fromkeys(longer[:3] + close))
+    if not shown:
+        return ""
+    every = f", or '{start}*' for all {len(longer)} names starting so" if len(longer) > 1 else ""
+    return f" (did you mean {', '.join(shown)}{every}?)"
 
 
 def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None) -> None:
@@ -5790,8 +5801,17 @@ def latency_of(args: argparse.Namespace) -> Latency:
             heapq.heappop(slowest)
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
-        raise UserError(f"--latency {args.latency}: {why}")
+        raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")
     return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])])
+
+
+def latency_suggestions(args: argparse.Namespace) -> str:
+    """For a --latency name no call has: the names it may have meant (the trace is read again, on this error only)."""
+    reader = IntervalReader(selection_of(args))
+    names = {call.name for call in reader.read(args.input or ["kernel-magnifier.data"])}
+    if any(fnmatch.fnmatchcase(name, args.latency) for name in names):
+        return ""
+    return name_suggestions(args.latency, names)
 
 
 def report_latency(latency: Latency, output: str) -> None:

@@ -12,7 +12,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from conftest import DATA, proc_line_fields, read_lines, run_cli
+from conftest import DATA, assert_one_line_error, proc_line_fields, read_lines, run_cli
 
 PROC_TRACE = DATA / "fg-abstime-proc" / "trace.txt.xz"  # funcgraph-proc: every line names its pid
 
@@ -173,3 +173,15 @@ def test_callers_boxes_tooltips_and_json_say_whose_numbers_they_show(tmp_path):
     node = next(node for node in graph["nodes"] if node["name"] == caller)
     assert node["calls"] == through[caller] and node["own"]["calls"] == calls_of(lines, caller)
     assert "kfree through each caller" in graph["stats"]["node_numbers"]
+
+
+def test_an_unknown_name_suggests_the_names_it_is_the_start_of(tmp_path):
+    lines = read_lines(PROC_TRACE)
+    names = {re.split(r"[ (]", fields[2], maxsplit=1)[0] for line in lines if (fields := proc_line_fields(line)) and not fields[2].startswith(("}", "/*"))}
+    start = "__kmalloc_no"
+    longer = sorted((name for name in names if name.startswith(start)), key=lambda name: (len(name), name))
+    assert start not in names and "__kmalloc_node_track_caller" in longer
+    for option in ("--root", "--callers", "--latency"):
+        result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", "", option, start)
+        assert_one_line_error(result, f"{option} {start}: ")
+        assert all(name in result.stderr for name in longer[:3]), result.stderr
