@@ -4991,7 +4991,8 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     Nodes lighter than node_thres percent of the whole weight, and edges
     lighter than edge_thres percent, are left out; so is whatever does not fit
     in max_nodes/max_edges. Every drawn node is reachable from a drawn entry
-    point; the required functions (--root, --graph-function) are always drawn.
+    point; the required functions (--root, --graph-function) are always drawn
+    when they fit in max_nodes, else (--root '*') they are entry points as any.
     """
     graph = view.graph
     whole = graph.weight_total or 1.0
@@ -5004,8 +5005,10 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     chosen: dict[str, None] = {}
     tree_edges: set[tuple[str, str]] = set()
     frontier: list[tuple[float, str, str, tuple[str, str]]] = []
-    required = set(view.required)
-    starts = list(view.required) + [name for name in view.entries if name not in required and graph.inclusive.get(name, 0.0) >= node_min]
+    forced = view.required if not max_nodes or len(view.required) <= max_nodes else []
+    required = set(forced)
+    entries = sorted(set(view.entries) | set(view.required) - required, key=lambda name: (-graph.inclusive.get(name, 0.0), name))
+    starts = list(forced) + [name for name in entries if graph.inclusive.get(name, 0.0) >= node_min]
     for name in starts:
         if name in chosen or name not in kept or (max_nodes and len(chosen) >= max_nodes and name not in required):
             continue
@@ -5271,7 +5274,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(
             f"showing {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of {len(view.edges):,} edges,"
             f" grown from the entry points along the heaviest edges; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
-            f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges; --root F focuses on one function"
+            f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges" + ("" if view.focus else "; --root F focuses on one function")
         )
     if drawing.callers:
         parts.append("grey dashed boxes: callers outside the selection")
@@ -5335,7 +5338,7 @@ def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map
         raise UserError(
             f"{len(drawing.nodes):,} functions and {len(drawing.edges):,} edges are too many to lay out readably"
             f" (graphviz takes minutes beyond {DOT_MAX_NODES} functions or {DOT_MAX_EDGES} edges):"
-            " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres"
+            + (" draw fewer with --max-nodes N, a higher --node-thres or fewer levels with --depth N" if view.focus else " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres")
         )
     agraph = build_agraph(view, drawing, heat, have_map)
     fmt = os.path.splitext(output)[1].lower().lstrip(".")
@@ -6293,9 +6296,16 @@ def draw_call_graph(views: Views, output: str) -> None:
         say(
             f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
-            " (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more, --root F to focus)"
+            f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
     render_graph(views.view, drawing, output, views.heat, views.have_map)
+
+
+def narrowing_hint(views: Views) -> str:
+    """What else shows less: --root F for a whole recording; --depth N for a focus that has no depth yet."""
+    if not views.view.focus:
+        return ", --root F to focus"
+    return "" if views.args.depth is not None else ", --depth N to see fewer levels"
 
 
 def write_graph_json(views: Views, output: str) -> None:

@@ -175,6 +175,55 @@ def test_callers_boxes_tooltips_and_json_say_whose_numbers_they_show(tmp_path):
     assert "kfree through each caller" in graph["stats"]["node_numbers"]
 
 
+def drawn(tmp_path: Path, *extra: str, trace: Path = PROC_TRACE):
+    """The .dot drawing (laid out by nobody: quick) and the run's result."""
+    import pygraphviz
+
+    out = tmp_path / "g.dot"
+    result = run_cli("visualize", "-i", str(trace), "-o", str(out), "--chart", "", *extra)
+    assert result.returncode == 0, result.stderr
+    return result, pygraphviz.AGraph(str(out))
+
+
+def called_pairs(lines: list[str]) -> set[tuple[str, str]]:
+    """Every caller -> callee pair of the trace, from the indentation per pid."""
+    frames: dict[str, dict[int, str]] = defaultdict(dict)
+    pairs = set()
+    for line in lines:
+        fields = proc_line_fields(line)
+        if fields is None:
+            continue
+        pid, level, text = fields
+        open_calls = frames[pid]
+        for d in [d for d in open_calls if d >= level]:
+            del open_calls[d]
+        if text.startswith(("}", "/*")):
+            continue
+        name = re.split(r"[ (]", text, maxsplit=1)[0]
+        if level - 1 in open_calls:
+            pairs.add((open_calls[level - 1], name))
+        if text.endswith("{"):
+            open_calls[level] = name
+    return pairs
+
+
+def test_root_star_is_drawn_within_max_nodes_and_the_advice_fits_the_focus(tmp_path):
+    pairs = called_pairs(read_lines(PROC_TRACE))
+    for limit in ("80", "30"):
+        result, agraph = drawn(tmp_path, "--root", "*", "--max-nodes", limit)
+        assert 0 < len(agraph.nodes()) <= int(limit)
+        assert {(str(a), str(b)) for a, b in agraph.edges()} <= pairs
+        assert "--root F" not in result.stdout and "--depth N to see fewer levels" in result.stdout
+        assert "--root F" not in html.unescape(agraph.graph_attr["label"])
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "all.dot"), "--chart", "", "--root", "*", "--max-nodes", "0")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--max-nodes N" in result.stderr and "--root F" not in result.stderr
+    result, agraph = drawn(tmp_path, "--root", "tcp_sendmsg", "--depth", "4", "--max-nodes", "5")
+    assert "left out" in result.stdout and "--root F" not in result.stdout and "--depth N" not in result.stdout
+    result, agraph = drawn(tmp_path, "--max-nodes", "5")  # no focus yet: the hint stays
+    assert "--root F to focus" in result.stdout and "--root F focuses on one function" in html.unescape(agraph.graph_attr["label"])
+
+
 def test_an_unknown_name_suggests_the_names_it_is_the_start_of(tmp_path):
     lines = read_lines(PROC_TRACE)
     names = {re.split(r"[ (]", fields[2], maxsplit=1)[0] for line in lines if (fields := proc_line_fields(line)) and not fields[2].startswith(("}", "/*"))}
