@@ -5063,12 +5063,13 @@ class Heat:
     low: float = 1.0
     high: float = 1.0
     largest_change: float = 0.0
+    baseline_inputs: list[str] = field(default_factory=list)
 
     @classmethod
-    def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None) -> Heat:
+    def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None, baseline_inputs: list[str] | None = None) -> Heat:
         values = {name: metric_value(view.graph, name, metric) for name in view.nodes}
         positive = [value for value in values.values() if value > 0]
-        heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0))
+        heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0), baseline_inputs=baseline_inputs or [])
         if baseline is not None:
             heat.largest_change = max((abs(value - baseline.get(name, 0.0)) for name, value in values.items()), default=0.0)
         return heat
@@ -5102,7 +5103,9 @@ class Heat:
     def describe(self) -> str:
         unit = "calls" if self.metric == "calls" else f"{self.metric} time"
         if self.baseline is not None:
-            return f"colour = change of {unit} from the baseline: blue less, white the same, red more"
+            names = [os.path.basename(path) for path in self.baseline_inputs]
+            names = ", ".join(names if len(set(names)) == len(names) else self.baseline_inputs)  # two trace.txt: their paths
+            return f"colour = change of {unit} from the baseline {names}: blue less, white the same, red more"
         return f"colour = {unit} on a log scale over the {len(self.values):,} functions of this view"
 
     def legend_stops(self) -> list[tuple[str, str]]:
@@ -6353,7 +6356,7 @@ def run_visualize(args: argparse.Namespace) -> None:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
-    views = Views(view, Heat.of_view(view, metric, baseline_heat), baseline, args, symbols is not None)
+    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None)
     for line in summarize(view):
         say(line)
     if args.chart:

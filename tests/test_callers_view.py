@@ -224,6 +224,16 @@ def test_root_star_is_drawn_within_max_nodes_and_the_advice_fits_the_focus(tmp_p
     assert "--root F to focus" in result.stdout and "--root F focuses on one function" in html.unescape(agraph.graph_attr["label"])
 
 
+def test_diff_caption_names_the_baseline_files(tmp_path):
+    demo = DATA / "record-demo" / "kernel-magnifier.data.xz"
+    older = DATA / "fg-graphfunc" / "trace.txt.xz"
+    _, agraph = drawn(tmp_path, "--baseline", str(older), "--max-nodes", "10", trace=demo)
+    assert "from the baseline trace.txt.xz:" in html.unescape(agraph.graph_attr["label"])
+    other = DATA / "fg-default" / "trace.txt.xz"  # two files of one name: their paths tell them apart
+    _, agraph = drawn(tmp_path, "--baseline", str(older), "--baseline", str(other), "--max-nodes", "10", trace=demo)
+    assert f"from the baseline {older}, {other}:" in html.unescape(agraph.graph_attr["label"])
+
+
 def test_an_unknown_name_suggests_the_names_it_is_the_start_of(tmp_path):
     lines = read_lines(PROC_TRACE)
     names = {re.split(r"[ (]", fields[2], maxsplit=1)[0] for line in lines if (fields := proc_line_fields(line)) and not fields[2].startswith(("}", "/*"))}
