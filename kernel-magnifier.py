@@ -5581,10 +5581,11 @@ def pyplot() -> Any:
 
 
 def save_png(figure: Any, output: str) -> None:
-    """Write a figure whole or not at all, and free it."""
+    """Write a figure whole or not at all, and free it; its title also goes in the PNG's Title field (image viewers show it)."""
+    title = " ".join(" ".join(axes.get_title().split()) for axes in figure.axes)
     try:
         with atomic_output(output) as tmp, output_errors(output):
-            figure.savefig(tmp, format="png", dpi=110)
+            figure.savefig(tmp, format="png", dpi=110, metadata={"Title": title})
     finally:
         pyplot().close(figure)
 
@@ -5607,6 +5608,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
         values = [heat.values[name] for name in shown]
         colours = [heat.node_colour(name) for name in shown]
         what = "Most-called kernel functions" if heat.metric == "calls" else f"Kernel functions by {heat.metric} time"
+        if graph.reversed:
+            what = f"{view.focus} and its callers by the {'calls' if heat.metric == 'calls' else heat.metric + ' time'} of {view.focus} through each"
     height = max(3.0, 0.32 * len(shown) + 1.6)
     figure, axes = plt.subplots(figsize=(11, height))
     positions = list(range(len(shown)))
@@ -5615,6 +5618,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     axes.set_yticklabels([f"{name}()" for name in shown], fontsize=9, family="monospace")
     axes.invert_yaxis()
     unit = "calls" if heat.metric == "calls" else f"{heat.metric} time (us)"
+    if graph.reversed and heat.baseline is None:
+        unit = f"calls of {view.focus}" if heat.metric == "calls" else f"{heat.metric} time of {view.focus} (us)"
     if heat.baseline is None and values and max(values) > 50 * max(min(values), 1e-9):
         axes.set_xscale("log")
         axes.set_xlabel(f"{unit} (log scale)")

@@ -244,3 +244,12 @@ def test_an_unknown_name_suggests_the_names_it_is_the_start_of(tmp_path):
         result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", "", option, start)
         assert_one_line_error(result, f"{option} {start}: ")
         assert all(name in result.stderr for name in longer[:3]), result.stderr
+
+
+def test_callers_chart_says_whose_time_it_ranks(tmp_path):
+    from PIL import Image
+
+    chart = tmp_path / "c.png"
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", str(chart), "--callers", "kfree")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(chart).text["Title"].startswith("kfree and its callers by the self time of kfree through each: top 30 of ")
