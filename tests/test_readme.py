@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, SCRIPT
-
-import subprocess
 
 README = ROOT / "README.md"
 ELIDED = "..."
