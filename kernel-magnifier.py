@@ -5762,7 +5762,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
     for call in reader.read(args.input or ["kernel-magnifier.data"]):
         key = call.task if by == "task" else f"CPU{call.cpu}"
         calls[key] += 1
-        if call.comm:
+        if call.comm and by == "task":  # a CPU's bar is the CPU's, whatever task ran last on it
             names[key] = f"{call.comm}-{call.task}"
         if call.depth == 0 and call.duration_us is not None:
             time_us[key] += call.duration_us
