@@ -6229,14 +6229,36 @@ def output_writer(path: str) -> Callable[[Views, str], None]:
     raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}")
 
 
+def check_distinct_inputs(paths: list[str], option: str) -> None:
+    """One file named twice (also by another path or a symlink) would be counted twice: refused."""
+    seen: dict[object, str] = {}
+    for path in paths:
+        identity = file_identity(path)
+        if identity in seen:
+            raise UserError(f"{option} {seen[identity]} and {option} {path} are the same file, which would be counted twice: give it once")
+        seen[identity] = path
+
+
+def check_chart_name(option: str, path: str) -> None:
+    """Charts are PNG: a name with another ending would hold PNG bytes under a misleading name."""
+    if not path.lower().endswith(".png"):
+        raise UserError(f"{option} {path}: the chart is a PNG image: give a file name ending in .png")
+
+
 def run_visualize(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
     writer = output_writer(args.output)
+    check_distinct_inputs(inputs, "-i")
+    check_distinct_inputs(args.baseline or [], "--baseline")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
     outputs = [args.output] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
     check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
+    if args.chart:
+        check_chart_name("--chart", args.chart)
+    if args.latency:
+        check_chart_name("--latency-chart", args.latency_chart)
     say("Visualization mode - now generating visualization...")
     selection = selection_of(args)
     graph = parse_traces(inputs, selection)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 import re
 from collections import Counter
 
-from conftest import DATA, load_module, read_lines
+from conftest import DATA, assert_one_line_error, load_module, read_lines, run_cli
 
 PROC_TRACE = DATA / "fg-abstime-proc" / "trace.txt.xz"  # funcgraph-abstime, -proc, -tail
 
@@ -46,3 +48,33 @@ def test_cpu_chart_labels_its_bars_with_the_cpus(tmp_path):
     (output, labels, widths), = figures
     assert output == str(chart) and chart.read_bytes().startswith(b"\x89PNG")
     assert dict(zip(labels, widths)) == {f"CPU{cpu}": count for cpu, count in timed_lines.items()}
+
+
+def test_the_same_input_twice_is_refused_by_any_name(tmp_path):
+    trace = tmp_path / "trace.txt.xz"
+    trace.write_bytes(PROC_TRACE.read_bytes())
+    (tmp_path / "link.txt.xz").symlink_to(trace)
+    for second in ("trace.txt.xz", "./trace.txt.xz", str(trace), "link.txt.xz"):
+        result = run_cli("visualize", "-i", "trace.txt.xz", "-i", second, "-o", "g.json", "--chart", "", cwd=tmp_path)
+        assert_one_line_error(result, f"-i trace.txt.xz and -i {second} are the same file")
+        assert not (tmp_path / "g.json").exists()
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "--baseline", "trace.txt.xz", "--baseline", "link.txt.xz", "-o", "g.json", "--chart", "", cwd=tmp_path)
+    assert_one_line_error(result, "--baseline trace.txt.xz and --baseline link.txt.xz are the same file")
+    # a copy is another recording as far as anyone can tell: aggregated, every call counted twice
+    (tmp_path / "copy.txt.xz").write_bytes(PROC_TRACE.read_bytes())
+    single, double = tmp_path / "one.json", tmp_path / "two.json"
+    assert run_cli("visualize", "-i", "trace.txt.xz", "-o", str(single), "--chart", "", cwd=tmp_path).returncode == 0
+    assert run_cli("visualize", "-i", "trace.txt.xz", "-i", "copy.txt.xz", "-o", str(double), "--chart", "", cwd=tmp_path).returncode == 0
+    calls = {node["name"]: node["calls"] for node in json.loads(single.read_text())["nodes"]}
+    assert {node["name"]: node["calls"] for node in json.loads(double.read_text())["nodes"]} == {name: 2 * count for name, count in calls.items()}
+
+
+def test_charts_must_be_named_png_before_any_parsing(tmp_path):
+    for option, name, extra in (("--chart", "c.txt", ()), ("--chart", "chart", ()), ("--latency-chart", "l.txt", ("--latency", "tcp_sendmsg"))):
+        result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", "g.json", option, name, *extra, cwd=tmp_path)
+        assert_one_line_error(result, f"{option} {name}: the chart is a PNG image")
+        assert "parsing" not in result.stdout
+        assert sorted(os.listdir(tmp_path)) == []
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", "g.json", "--chart", "C.PNG", "--latency", "tcp_sendmsg", "--latency-chart", "l.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "C.PNG").read_bytes().startswith(b"\x89PNG") and (tmp_path / "l.png").read_bytes().startswith(b"\x89PNG")
