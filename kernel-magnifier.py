@@ -1419,6 +1419,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
     if parallel_inputs(paths):
         return parse_inputs_in_parallel(paths, selection)
     graph = CallGraph()
+    empty = EmptySelections(selection)
     for path in paths:
         size = file_size(path)
         progress = Progress(f"parsing {path}", size)
@@ -1426,6 +1427,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         if selection:
             parser.line_filter = IntervalReader(selection).selected
             parser.selection = selection
+            selection.seen.clear()
         stats = graph.stats
         # Judge each input on its own lines: a trace first must not let a plain text file pass second.
         formats_before, stats.formats = stats.formats, set()
@@ -1444,14 +1446,44 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         stats.formats = formats_before | file_formats
         if example_before[0]:
             stats.unparsed_example, stats.unparsed_example_where = example_before
-        check_parsed_input(path, parser.line_no, file_formats, file_example)
+        if not empty.emptied(path, list(selection.seen) if selection else [], file_formats):
+            check_parsed_input(path, parser.line_no, file_formats, file_example)
+    empty.check(paths)
     return derive_graph(graph.tree, graph.stats, graph.modules)
+
+
+CALL_FORMATS = frozenset({"function_graph", "function", "trace-cmd report"})
+
+
+class EmptySelections:
+    """The inputs in which --pid/--comm/--cpu kept no call: a warning for each, an error when they are all the inputs."""
+
+    def __init__(self, selection: TaskSelection | None) -> None:
+        self.selection = selection
+        self.seen: dict[tuple[str, str, str | None], None] = {}
+        self.inputs: list[str] = []
+
+    def emptied(self, path: str, seen: list[tuple[str, str, str | None]], formats: set[str]) -> bool:
+        """Whether this input has events (seen: their tasks) but the selection kept no call (then the input itself is fine)."""
+        self.seen.update(dict.fromkeys(seen))
+        if not self.selection or not seen or formats & CALL_FORMATS:
+            return False
+        self.inputs.append(path)
+        return True
+
+    def check(self, paths: list[str]) -> None:
+        if not self.selection or not self.inputs:
+            return
+        if len(self.inputs) == len(paths):
+            raise UserError(empty_selection_message(self.selection, self.seen, self.inputs))
+        for path in self.inputs:
+            warn(f"{self.selection.options} selects no call in {path}; the other inputs have some")
 
 
 def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
     if lines == 0:
         raise UserError(f"{path} is empty: nothing was recorded")
-    if not formats.intersection({"function_graph", "function", "trace-cmd report"}):
+    if not formats & CALL_FORMATS:
         example = example or "(only comment lines)"
         raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
 
@@ -1489,6 +1521,8 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     parser = TraceParser(graph)
     if selection:
         parser.line_filter = IntervalReader(selection).selected
+        parser.selection = selection  # for a trace.dat
+        selection.seen.clear()
     parser.parse_file(path)
     tree = graph.tree
     self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
@@ -1498,6 +1532,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
+        "seen": list(selection.seen) if selection else [],
     }
 
 
@@ -1564,6 +1599,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
     children = [parse_in_child(paths[first::workers], selection) for first in range(workers)]
     pipes = [os.fdopen(read_end, "rb") for _, read_end in children]
     graph = CallGraph()
+    empty = EmptySelections(selection)
     try:
         for index, path in enumerate(paths):
             try:
@@ -1575,7 +1611,9 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
             add_parsed_input(graph, result)
             graph.stats.lines += result["lines"]
             TraceParser(graph).finish()  # what ends each input in the sequential loop: no negative self time in the sum
-            check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
+            if not empty.emptied(path, result["seen"], result["stats"]["formats"]):
+                check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
+        empty.check(paths)
     finally:
         for pid, _ in children:
             end_child(pid)
@@ -3552,17 +3590,21 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
-    if not used:
+    if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
 
 
 def selected_events(batch: EventBatch, selection: TaskSelection, np, comms: dict[str, str]) -> EventBatch:
     """The events of the selected pids, task names (from the file's saved names) and CPUs; lost-event notices of every CPU stay."""
+    lost = batch.kind == EV_LOST
     unique, inverse = np.unique(batch.ctx, return_inverse=True)
-    keep = np.array([selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), trace_dat_comm(comms, ctx >> 16), str(ctx & 0xFFFF))
-                     for ctx in unique.tolist()], dtype=bool)
-    return batch.part(keep[inverse.ravel()] | (batch.kind == EV_LOST))
+    inverse = inverse.ravel()
+    asked = np.unique(inverse[~lost])  # a lost-event notice's context is its CPU alone, no task: not asked about, not listed as the idle task
+    keep = np.zeros(len(unique), dtype=bool)
+    keep[asked] = [selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), trace_dat_comm(comms, ctx >> 16), str(ctx & 0xFFFF))
+                   for ctx in unique[asked].tolist()]
+    return batch.part(keep[inverse] | lost)
 
 
 def trace_dat_comm(comms: dict[str, str], pid: int) -> str:
@@ -3632,11 +3674,15 @@ class TaskSelection:
     pids: set[str] = field(default_factory=set)
     comms: list[str] = field(default_factory=list)
     cpus: set[str] = field(default_factory=set)
+    options: str = field(default="", compare=False)  # as given: --pid 178 --cpu 0-1
+    # every (task, name, CPU) asked about: what the trace has, for the message of a selection that keeps nothing
+    seen: dict[tuple[str, str, str | None], None] = field(default_factory=dict, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.pids or self.comms or self.cpus)
 
     def keeps(self, task: str, comm: str, cpu: str | None) -> bool:
+        self.seen[task, comm, cpu] = None
         if self.pids and task.split("/")[0] not in self.pids:
             return False
         if self.cpus and cpu not in self.cpus:
@@ -3798,6 +3844,23 @@ class IntervalReader:
         return keep
 
 
+EMPTY_SELECTION_TASKS_SHOWN = 20
+
+
+def empty_selection_message(selection: TaskSelection, seen: Iterable[tuple[str, str, str | None]], paths: list[str]) -> str:
+    """A selection that kept no call, with what the inputs do have: their CPUs and their tasks (pid and name)."""
+    seen = list(seen)
+    cpus = sorted({cpu for _, _, cpu in seen if cpu is not None}, key=_cpu_sort_key)
+    names: dict[str, set[str]] = {}
+    for task, comm, _ in seen:
+        if not task.startswith("cpu"):  # "cpuN": a line without a task column before any context switch named one
+            names.setdefault(task.split("/")[0], set()).add(comm)
+    tasks = [f"{pid} {'/'.join(sorted(name for name in names[pid] if name)) or '?'}" for pid in sorted(names, key=int)]
+    shown = ", ".join(tasks[:EMPTY_SELECTION_TASKS_SHOWN]) + (f", and {len(tasks) - EMPTY_SELECTION_TASKS_SHOWN:,} more" if len(tasks) > EMPTY_SELECTION_TASKS_SHOWN else "")
+    has = f"{'CPU' if len(cpus) == 1 else 'CPUs'} {', '.join(cpus) or 'unknown'}" + (f"; {len(tasks):,} tasks (pid name): {shown}" if tasks else "; no task ids (record with -O funcgraph-proc to select by task)")
+    return f"{selection.options} selects no call in {' and '.join(paths)}, which {'has' if len(paths) == 1 else 'have'} {has}"
+
+
 def trace_time_us(seconds: str) -> float | None:
     """A printed trace timestamp (seconds) in microseconds; None for one too large to be a time."""
     value = float(seconds) * 1e6
@@ -3820,7 +3883,8 @@ def selection_of(args: argparse.Namespace) -> TaskSelection:
     bad = sorted(pid for pid in pids if not pid.isdigit() or len(pid) > 10)
     if bad:
         raise UserError(f"--pid {bad[0]}: not a process id")
-    return TaskSelection(pids, split_names(args.comm), cpus)
+    given = [f"{option} {value}" for option, values in (("--pid", args.pid), ("--comm", args.comm), ("--cpu", args.cpu)) for value in values or []]
+    return TaskSelection(pids, split_names(args.comm), cpus, " ".join(given))
 
 
 # ============================================================================

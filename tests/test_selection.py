@@ -78,3 +78,73 @@ def test_charts_must_be_named_png_before_any_parsing(tmp_path):
     result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", "g.json", "--chart", "C.PNG", "--latency", "tcp_sendmsg", "--latency-chart", "l.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "C.PNG").read_bytes().startswith(b"\x89PNG") and (tmp_path / "l.png").read_bytes().startswith(b"\x89PNG")
+
+
+def proc_tasks(lines: list[str]) -> tuple[set[str], set[str]]:
+    """The CPUs and the 'pid name' of every task of a funcgraph-proc trace, by plain splitting."""
+    cpus, tasks = set(), set()
+    for line in lines:
+        if line.startswith("#") or line.count("|") < 3 or ")" not in line.split("|")[1]:
+            continue
+        cpu, task = line.split("|")[1].split(")")
+        name, pid = task.strip().rsplit("-", 1)
+        cpus.add(cpu.strip())
+        tasks.add(f"{pid} {name}")
+    return cpus, tasks
+
+
+def assert_lists_the_trace(message: str, cpus: set[str], tasks: set[str]) -> None:
+    listed = re.search(r"which has CPUs? ([\d, ]+); ([\d,]+) tasks \(pid name\): (.*)$", message)
+    assert listed, message
+    assert set(listed.group(1).split(", ")) == cpus
+    assert int(listed.group(2)) == len(tasks)
+    assert set(listed.group(3).split(", ")) == tasks
+
+
+def test_an_empty_selection_says_so_and_lists_the_tasks_and_cpus_of_a_text_trace(tmp_path):
+    cpus, tasks = proc_tasks(read_lines(PROC_TRACE))
+    assert len(tasks) < 20 and "178 echo-cl" in tasks
+    absent_cpu = str(max(int(cpu) for cpu in cpus) + 1)
+    outputs = (("-o", "g.json", "--chart", ""), ("-o", "t.trace.json", "--chart", ""), ("-o", "g.json", "--chart", "c.png", "--chart-by", "cpu"),
+               ("-o", "g.json", "--chart", "", "--latency", "tcp_sendmsg"))
+    for selection, output in zip((("--pid", "99999"), ("--comm", "nosuch"), ("--cpu", absent_cpu), ("--pid", "99999,99998")), outputs):
+        result = run_cli("visualize", "-i", str(PROC_TRACE), *selection, *output, cwd=tmp_path)
+        assert_one_line_error(result, f"{' '.join(selection)} selects no call in {PROC_TRACE}")
+        assert_lists_the_trace(result.stderr.strip(), cpus, tasks)
+        assert os.listdir(tmp_path) == []
+
+
+def test_an_empty_selection_of_a_trace_dat_lists_what_trace_cmd_report_shows(tmp_path):
+    import lzma
+
+    from test_tracedat import report_text
+
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / "trace-cmd" / "trace-v6.dat.xz").read_bytes()))
+    report = report_text(tmp_path, trace).read_text().splitlines()
+    events = [match for line in report if (match := re.match(r"^\s*(.+)-(\d+) +\[(\d+)\] .*funcgraph_(?:entry|exit):", line))]
+    tasks = {f"{match.group(2)} {match.group(1).strip()}" for match in events}
+    cpus = {str(int(match.group(3))) for match in events}
+    result = run_cli("visualize", "-i", str(trace), "--pid", "99999", "-o", str(tmp_path / "g.json"), "--chart", "")
+    assert_one_line_error(result, f"--pid 99999 selects no call in {trace}")
+    assert_lists_the_trace(result.stderr.strip(), cpus, tasks)
+
+
+def test_a_selection_empty_in_one_input_of_two_is_a_warning_and_children_select_in_a_trace_dat_too(tmp_path, monkeypatch):
+    import lzma
+
+    from test_tracedat import report_text
+
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / "trace-cmd" / "trace-v6.dat.xz").read_bytes()))
+    report = report_text(tmp_path, trace).read_text().splitlines()
+    pid = "3381"  # sleep: in the trace.dat, not in the text trace
+    assert f"{pid} " not in " ".join(proc_tasks(read_lines(PROC_TRACE))[1])
+    entries = sum(1 for line in report if re.match(rf"^\s*\S+-{pid} +\[", line) and "funcgraph_entry:" in line)
+    for processes in ("1", "2"):
+        monkeypatch.setenv("KM_PARSE_PROCESSES", processes)
+        out = tmp_path / f"g{processes}.json"
+        result = run_cli("visualize", "-i", str(PROC_TRACE), "-i", str(trace), "--pid", pid, "-o", str(out), "--chart", "")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip().splitlines() == [f"kernel-magnifier: warning: --pid {pid} selects no call in {PROC_TRACE}; the other inputs have some"]
+        assert entries > 100 and sum(node["calls"] for node in json.loads(out.read_text())["nodes"]) == entries, processes
