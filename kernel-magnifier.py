@@ -5751,32 +5751,47 @@ def write_timeline(views: Views, output: str) -> None:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
 
 
+LATENCY_DRAWN = 6  # functions of a --latency glob drawn apart in the histogram (all of them are printed)
+
+
 @dataclass
 class Latency:
-    """The durations of one function's calls, with the slowest calls' task and time."""
+    """The call durations of each function a --latency name or glob matches, with the slowest calls' task and time."""
 
     pattern: str
-    durations: list[float]
+    durations: dict[str, list[float]]  # per function: a glob never pools several functions into one distribution
     slowest: list[CallInterval]
 
-    def percentiles(self) -> dict[str, float]:
-        import numpy
+    def ranked(self) -> list[str]:
+        """The functions by the total time of their calls, most first."""
+        return sorted(self.durations, key=lambda name: (-sum(self.durations[name]), name))
 
-        values = numpy.percentile(self.durations, [50, 90, 99])
-        return {"p50": float(values[0]), "p90": float(values[1]), "p99": float(values[2]), "max": max(self.durations)}
+
+def duration_percentiles(durations: list[float]) -> dict[str, float]:
+    import numpy
+
+    values = numpy.percentile(durations, [50, 90, 99])
+    return {"p50": float(values[0]), "p90": float(values[1]), "p99": float(values[2]), "max": max(durations)}
+
+
+def latency_summary(durations: list[float]) -> str:
+    numbers = duration_percentiles(durations)
+    return f"{plural(len(durations), 'call')}, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
 
 
 def latency_of(args: argparse.Namespace) -> Latency:
     reader = IntervalReader(selection_of(args))
-    durations: list[float] = []
+    durations: dict[str, list[float]] = {}
     slowest: list[tuple[float, int, CallInterval]] = []
     for index, call in enumerate(reader.read(args.input or ["kernel-magnifier.data"])):
         if call.duration_us is None or not (call.name == args.latency or fnmatch.fnmatchcase(call.name, args.latency)):
             continue
-        durations.append(call.duration_us)
+        durations.setdefault(call.name, []).append(call.duration_us)
         heapq.heappush(slowest, (call.duration_us, index, call))
         if len(slowest) > 10:
             heapq.heappop(slowest)
+    if not durations and reader.selection and reader.selection.seen:
+        raise UserError(empty_selection_message(reader.selection, reader.selection.seen, args.input or ["kernel-magnifier.data"]))
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
         raise UserError(f"--latency {args.latency}: {why}")
@@ -5784,35 +5799,57 @@ def latency_of(args: argparse.Namespace) -> Latency:
 
 
 def report_latency(latency: Latency, output: str) -> None:
-    """Print the numbers and draw the histogram of call durations on a log axis."""
-    import numpy
-
-    plt = pyplot()
-
-    numbers = latency.percentiles()
-    summary = f"{plural(len(latency.durations), 'call')}, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
-    say(f"latency of {latency.pattern}: {summary}")
+    """Print the numbers, one line per function a glob matches, and draw the histogram of call durations on a log axis."""
+    ranked = latency.ranked()
+    if len(ranked) == 1:
+        say(f"latency of {ranked[0]}: {latency_summary(latency.durations[ranked[0]])}")
+    else:
+        say(f"latency of {latency.pattern}: {len(ranked)} functions, one line each, by the total time of their calls")
+        for name in ranked:
+            say(f"  {name}: {latency_summary(latency.durations[name])}, total {format_us(sum(latency.durations[name]))}")
+        say("slowest calls:")
     for call in latency.slowest[:5]:
         when = f" at {call.start_us / 1e6:.6f} s" if call.start_us is not None else ""
         say(f"  {format_us(call.duration_us or 0.0)} {call.name}{when} task {call.comm or '?'}-{call.task} CPU {call.cpu if call.cpu is not None else '?'}")
-    values = numpy.array(latency.durations)
+    draw_latency_histogram(latency, ranked, output)
+    say(f"{output} generated")
+
+
+def draw_latency_histogram(latency: Latency, ranked: list[str], output: str) -> None:
+    """One function: its histogram and percentile lines. Several: the LATENCY_DRAWN with the most total time, one outline each."""
+    import numpy
+
+    plt = pyplot()
+    drawn = ranked[:LATENCY_DRAWN]
+    values = numpy.concatenate([numpy.array(latency.durations[name]) for name in drawn])
     low, high = max(values.min(), 0.001), max(values.max(), 0.002)
     bins = numpy.logspace(math.log10(low), math.log10(high) + 1e-9, 40)
     figure, axes = plt.subplots(figsize=(10, 5))
-    axes.hist(numpy.clip(values, low, None), bins=bins, color=colour_hex("YlOrRd", 0.6), edgecolor="0.3", linewidth=0.4)
+    if len(ranked) == 1:
+        numbers = duration_percentiles(latency.durations[ranked[0]])
+        axes.hist(numpy.clip(values, low, None), bins=bins, color=colour_hex("YlOrRd", 0.6), edgecolor="0.3", linewidth=0.4)
+        for label, value, style in (("p50", numbers["p50"], "-"), ("p90", numbers["p90"], "--"), ("p99", numbers["p99"], ":")):
+            axes.axvline(max(value, low), color="0.15", linestyle=style, linewidth=1)
+            axes.text(max(value, low), axes.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
+        axes.set_title(f"Latency of {ranked[0]}(): {latency_summary(latency.durations[ranked[0]])}", fontsize=10)
+    else:
+        colours = plt.get_cmap("tab10")
+        for index, name in enumerate(drawn):
+            durations = latency.durations[name]
+            label = f"{name}: {plural(len(durations), 'call')}, p99 {format_us(duration_percentiles(durations)['p99'])}, total {format_us(sum(durations))}"
+            axes.hist(numpy.clip(durations, low, None), bins=bins, histtype="step", linewidth=1.5, color=colours(index), label=label)
+        axes.legend(fontsize=8)
+        left_out = f"; {len(ranked) - len(drawn)} more not drawn (printed)" if len(ranked) > len(drawn) else ""
+        axes.set_title(f"Latency of {latency.pattern}: {len(ranked)} functions, the {len(drawn)} with the most total time{left_out}", fontsize=10)
     axes.set_xscale("log")
     axes.set_xlabel("call duration (us, log scale)")
     axes.set_ylabel("calls")
-    for label, value, style in (("p50", numbers["p50"], "-"), ("p90", numbers["p90"], "--"), ("p99", numbers["p99"], ":")):
-        axes.axvline(max(value, low), color="0.15", linestyle=style, linewidth=1)
-        axes.text(max(value, low), axes.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
-    axes.set_title(f"Latency of {latency.pattern}(): {summary}", fontsize=10)
-    slow = "; ".join(f"{format_us(call.duration_us or 0.0)} {call.comm or '?'}-{call.task}" + (f" @{call.start_us / 1e6:.6f}s" if call.start_us is not None else "") for call in latency.slowest[:3])
+    slow = "; ".join(f"{format_us(call.duration_us or 0.0)}{' ' + call.name if len(ranked) > 1 else ''} {call.comm or '?'}-{call.task}"
+                     + (f" @{call.start_us / 1e6:.6f}s" if call.start_us is not None else "") for call in latency.slowest[:3])
     figure.text(0.01, 0.01, f"slowest: {slow}", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     save_png(figure, output)
-    say(f"{output} generated")
 
 
 def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: TraceStats) -> None:
@@ -6309,21 +6346,38 @@ def check_chart_name(option: str, path: str) -> None:
         raise UserError(f"{option} {path}: the chart is a PNG image: give a file name ending in .png")
 
 
+DEFAULT_GRAPH_OUTPUT = "kernel-magnifier.pdf"
+DEFAULT_CHART = "function-calls.png"
+
+
+def choose_default_outputs(args: argparse.Namespace) -> None:
+    """-o and --chart default to the call graph PDF and the function chart; `--latency F` alone draws only its histogram (-o stays None)."""
+    if args.latency and args.output is None and args.chart is None:
+        args.chart = ""
+        return
+    args.output = DEFAULT_GRAPH_OUTPUT if args.output is None else args.output
+    args.chart = DEFAULT_CHART if args.chart is None else args.chart
+
+
 def run_visualize(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
-    writer = output_writer(args.output)
+    choose_default_outputs(args)
+    writer = output_writer(args.output) if args.output is not None else None
     check_distinct_inputs(inputs, "-i")
     check_distinct_inputs(args.baseline or [], "--baseline")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
-    outputs = [args.output] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
+    outputs = ([args.output] if writer else []) + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
     check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
     if args.chart:
         check_chart_name("--chart", args.chart)
     if args.latency:
         check_chart_name("--latency-chart", args.latency_chart)
     say("Visualization mode - now generating visualization...")
+    if writer is None:
+        report_latency(latency_of(args), args.latency_chart)
+        return
     selection = selection_of(args)
     graph = parse_traces(inputs, selection)
     say(f"parsing completed, found {graph.stats.events} events")
@@ -7656,10 +7710,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
     visualize.add_argument(
-        "-o", "--output", default="kernel-magnifier.pdf", metavar="FILE",
-        help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline)",
+        "-o", "--output", metavar="FILE",
+        help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline)"
+        f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
-    visualize.add_argument("--chart", default="function-calls.png", metavar="FILE", help="PNG chart of the most-called functions ('' for none)")
+    visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions ('' for none; default: {DEFAULT_CHART}, none with --latency alone)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
     visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
     visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")

@@ -9,6 +9,7 @@ import os
 import re
 from collections import Counter
 
+import numpy
 from conftest import DATA, assert_one_line_error, load_module, read_lines, run_cli
 
 PROC_TRACE = DATA / "fg-abstime-proc" / "trace.txt.xz"  # funcgraph-abstime, -proc, -tail
@@ -23,29 +24,31 @@ def graph_fields(line: str) -> tuple[str, str, str, str] | None:
     return cpu.strip(), task.strip().rsplit("-", 1)[1], duration, body[2:]
 
 
-def drawn_charts(argv: list[str]) -> tuple[int, str, list]:
-    """Run visualize in this process and keep each chart's figure instead of only its PNG: (exit code, stderr, figures)."""
+def drawn_charts(argv: list[str]) -> tuple[int, str, str, list]:
+    """Run visualize in this process and keep what each chart shows besides its PNG: (exit code, stdout, stderr, charts)."""
     km = load_module()
     figures = []
     original = km.save_png
 
     def keep(figure, output: str) -> None:
-        figures.append((output, [label.get_text() for label in figure.axes[0].get_yticklabels()], [bar.get_width() for bar in figure.axes[0].patches]))
+        axes = figure.axes[0]
+        legend = [text.get_text() for text in axes.get_legend().get_texts()] if axes.get_legend() else []
+        figures.append((output, [label.get_text() for label in axes.get_yticklabels()], [bar.get_width() for bar in axes.patches if hasattr(bar, "get_width")], legend))
         original(figure, output)
 
     km.save_png = keep
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         code = km.main(argv)
-    return code, err.getvalue(), figures
+    return code, out.getvalue(), err.getvalue(), figures
 
 
 def test_cpu_chart_labels_its_bars_with_the_cpus(tmp_path):
     timed_lines = Counter(fields[0] for line in read_lines(PROC_TRACE) if (fields := graph_fields(line)) and re.search(r"[\d.]+ us", fields[2]))
     chart = tmp_path / "cpus.png"
-    code, stderr, figures = drawn_charts(["visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", str(chart), "--chart-by", "cpu"])
+    code, _, stderr, figures = drawn_charts(["visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", str(chart), "--chart-by", "cpu"])
     assert code == 0, stderr
-    (output, labels, widths), = figures
+    (output, labels, widths, _), = figures
     assert output == str(chart) and chart.read_bytes().startswith(b"\x89PNG")
     assert dict(zip(labels, widths)) == {f"CPU{cpu}": count for cpu, count in timed_lines.items()}
 
@@ -148,3 +151,47 @@ def test_a_selection_empty_in_one_input_of_two_is_a_warning_and_children_select_
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip().splitlines() == [f"kernel-magnifier: warning: --pid {pid} selects no call in {PROC_TRACE}; the other inputs have some"]
         assert entries > 100 and sum(node["calls"] for node in json.loads(out.read_text())["nodes"]) == entries, processes
+
+
+def shown(value: float) -> str:
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.1f} us"
+
+
+def test_latency_alone_draws_only_its_histogram(tmp_path):
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "--latency", "tcp_sendmsg", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^latency of tcp_sendmsg: \d+ calls", result.stdout, re.M) and "parsing completed" not in result.stdout
+    assert os.listdir(tmp_path) == ["latency.png"]
+    os.remove(tmp_path / "latency.png")
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "--latency", "tcp_sendmsg", "-o", "g.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["function-calls.png", "g.json", "latency.png"]
+    for name in os.listdir(tmp_path):
+        os.remove(tmp_path / name)
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "--latency", "tcp_sendmsg", "--comm", "nosuch", cwd=tmp_path)
+    assert_one_line_error(result, f"--comm nosuch selects no call in {PROC_TRACE}, which has CPUs 0, 1;")
+    assert os.listdir(tmp_path) == []
+
+
+def test_latency_of_a_glob_is_one_line_per_function_and_drawn_apart(tmp_path):
+    durations: dict[str, list[float]] = {}
+    for line in read_lines(PROC_TRACE):
+        fields = graph_fields(line)
+        match = fields and re.fullmatch(r"(tcp_\S+)\(\);|\} /\* (tcp_\S+) \*/", fields[3].strip())
+        if match:
+            durations.setdefault(match.group(1) or match.group(2), []).append(float(re.search(r"([\d.]+) us", fields[2]).group(1)))
+    ranked = sorted(durations, key=lambda name: (-sum(durations[name]), name))
+    assert len(ranked) > 50
+    code, stdout, stderr, figures = drawn_charts(["visualize", "-i", str(PROC_TRACE), "--latency", "tcp_*", "--latency-chart", str(tmp_path / "l.png")])
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    start = lines.index(f"latency of tcp_*: {len(ranked)} functions, one line each, by the total time of their calls")
+    expected = []
+    for name in ranked:
+        p50, p90, p99 = numpy.percentile(durations[name], [50, 90, 99])
+        calls = f"{len(durations[name]):,} call" + ("s" if len(durations[name]) > 1 else "")
+        expected.append(f"  {name}: {calls}, p50 {shown(p50)}, p90 {shown(p90)}, p99 {shown(p99)}, max {shown(max(durations[name]))}, total {shown(sum(durations[name]))}")
+    assert lines[start + 1 : start + 1 + len(ranked)] == expected
+    assert lines[start + 1 + len(ranked)] == "slowest calls:"
+    (_, _, _, legend), = figures
+    assert [text.split(":")[0] for text in legend] == ranked[:6]
