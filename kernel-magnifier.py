@@ -6206,6 +6206,224 @@ render();
 
 
 # ============================================================================
+# Output: a text report for a terminal
+# ============================================================================
+# For a target host over SSH, like `perf report --stdio` or `uftrace graph`:
+# what the summary says, the top functions by self and by total time, and the
+# call tree of the current view with calls, total and self on every line.
+
+STDOUT_OUTPUT = "-"  # -o -: the text report on standard output, every message on stderr
+DEFAULT_CHART = "function-calls.png"
+TEXT_TREE_LEVELS = 14  # without --depth the tree stops here: 2 columns a level, so most lines fit a 100-column terminal
+
+
+def text_report(views: Views) -> list[str]:
+    view, args = views.view, views.args
+    graph = view.graph
+    stats = graph.stats
+    lines = [f"kernel-magnifier report: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
+    lines.extend(summarize(view))
+    lines.append(f"shares (%) are of {report_whole(graph)}")
+    if views.baseline is not None:
+        lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
+    for by in ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
+        lines += ["", *top_functions_table(view, by, args.chart_top)]
+    lines += ["", *call_tree_text(view, args)]
+    return lines
+
+
+def report_whole(graph: CallGraph) -> str:
+    if graph.uses_time:
+        return f"{format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)"
+    if graph.reversed:
+        return f"{plural(whole_weight(graph), 'call')}, every call of {focus_names(graph)} (the trace has no durations)"
+    return f"{plural(graph.weight_total, 'call')}, every call of this view (the trace has no durations)"
+
+
+def whole_weight(graph: CallGraph) -> float:
+    """What the shares are of: the drawing's whole; in a reversed tree without durations F's calls (its subtrees count them once a level)."""
+    if graph.reversed and not graph.uses_time:
+        return float(sum(graph.tree.calls[kid] for kid in (graph.tree.children[ROOT_NODE] or {}).values()))
+    return graph.weight_total
+
+
+def focus_names(graph: CallGraph) -> str:
+    return plural_names({graph.tree.function[kid] or "" for kid in (graph.tree.children[ROOT_NODE] or {}).values()})
+
+
+def top_functions_table(view: View, by: str, top: int) -> list[str]:
+    """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
+    graph = view.graph
+    whole = whole_weight(graph)
+    if graph.timed:
+        key = graph.self_us if by == "self" else graph.total_us
+        title = f"{by} time"
+        header = ["calls", "total", "total%", "self", "self%"]
+    else:
+        key = {name: float(graph.calls[name]) for name in view.nodes} if by == "self" else graph.inclusive
+        title = "calls" if by == "self" else "calls in their subtrees"
+        header = ["calls", "calls%"] if graph.reversed else ["calls", "calls%", "subtree", "subtree%"]
+    ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
+    rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
+    where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
+    return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
+
+
+def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
+    if graph.timed:
+        total, self_us = graph.total_us[name], graph.self_us[name]
+        return [f"{graph.calls[name]:,}", format_us(total), percent(total, whole), format_us(self_us), percent(self_us, whole)]
+    calls, subtree = graph.calls[name], graph.inclusive.get(name, 0.0)
+    if graph.reversed:
+        return [f"{calls:,}", percent(calls, whole)]
+    return [f"{calls:,}", percent(calls, whole), f"{subtree:,.0f}", percent(subtree, whole)]
+
+
+def percent(value: float, whole: float) -> str:
+    return f"{value / whole:.1%}" if whole > 0 else "-"
+
+
+def function_text(name: str, view: View) -> str:
+    """The name, its module and its source file from the symbol map, whole (a terminal wraps, nothing is cut)."""
+    parts = [name]
+    module = view.graph.modules.get(name)
+    if module:
+        parts.append(f"[{module}]")
+    sources = view.files.get(name, [])
+    if sources:
+        decl_file, _, unit_file = sources[0].partition(DEFINITION_SEPARATOR)
+        parts.append(f"{decl_file} (in {unit_file})" if unit_file else decl_file)
+        if len(sources) > 1:
+            parts.append(f"(or {len(sources) - 1} other file{'s' if len(sources) > 2 else ''})")
+    return "  ".join(parts)
+
+
+def aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Right-aligned number columns, then the text column, left-aligned and never cut."""
+    table = [header, *rows]
+    widths = [max(len(row[column]) for row in table) for column in range(len(header) - 1)]
+    return ["  ".join([*(cell.rjust(width) for cell, width in zip(row, widths)), row[-1]]).rstrip() for row in table]
+
+
+def path_weights(graph: CallGraph) -> list[float]:
+    """What orders and cuts the tree: a path's total time; without durations its calls in the subtree (its own in a reversed tree)."""
+    tree = graph.tree
+    if graph.uses_time:
+        return tree.total_us
+    return [float(calls) for calls in tree.calls] if graph.reversed else [float(calls) for calls in tree.subtree_calls()]
+
+
+def heaviest_paths(tree: CallTree, weights: list[float], budget: int, min_weight: float, levels: int | None) -> set[int]:
+    """The call paths the tree shows: grown from the top, heaviest first, none lighter than min_weight, at most budget (0: all) and levels deep."""
+    frontier = [(-weights[kid], kid, 1) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    heapq.heapify(frontier)
+    chosen: set[int] = set()
+    while frontier and (not budget or len(chosen) < budget):
+        weight, node, level = heapq.heappop(frontier)
+        if -weight < min_weight:
+            break
+        chosen.add(node)
+        if levels is None or level < levels:
+            for kid in (tree.children[node] or {}).values():
+                heapq.heappush(frontier, (-weights[kid], kid, level + 1))
+    return chosen
+
+
+def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
+    """The view's calling-context tree as indented text, like `uftrace graph`; what is cut is summed up on '...' lines."""
+    graph = view.graph
+    tree = graph.tree
+    weights = path_weights(graph)
+    min_weight = whole_weight(graph) * args.node_thres / 100
+    levels = None if args.depth is not None else TEXT_TREE_LEVELS
+    shown = heaviest_paths(tree, weights, args.max_nodes, min_weight, levels)
+    rows: list[list[str]] = []
+    cut_deep = False
+    stack = tree_items(graph, weights, shown, ROOT_NODE, None, False)[::-1]
+    while stack:
+        cells, node, indent, level = stack.pop()
+        rows.append(cells)
+        if node is not None:
+            cut_deep |= level == levels and bool(tree.children[node])
+            stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
+    header = ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
+    title = tree_title(graph, args)
+    if len(view.nodes) < len(graph.calls):
+        title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
+    return [*title, *aligned([*header, "function"], rows), tree_footer(graph, args, len(shown), min_weight, levels if cut_deep else None)]
+
+
+def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: int, indent: str | None, deepest: bool) -> list[tuple[list[str], int | None, str, int]]:
+    """(cells, node, indent of its children, level) for the lines below `node`: its shown children, heaviest first, then one '...' line for the rest.
+
+    indent None: `node` is the root, its children are the top level (no branch drawn).
+    deepest: `node` is on the last level shown, all its children are left out.
+    """
+    tree = graph.tree
+    kids = sorted((tree.children[node] or {}).values(), key=lambda kid: (-weights[kid], tree.function[kid] or ""))
+    kept = [kid for kid in kids if kid in shown]
+    left_out = [kid for kid in kids if kid not in shown]
+    branch = "" if indent is None else indent + "+-"
+    level = 1 if indent is None else len(indent) // 2 + 2
+    items: list[tuple[list[str], int | None, str, int]] = []
+    for index, kid in enumerate(kept):
+        below = "" if indent is None else indent + ("  " if index == len(kept) - 1 and not left_out else "| ")
+        items.append(([*path_numbers_text(graph, [kid], weights), branch + (tree.function[kid] or "")], kid, below, level))
+    if left_out:
+        what = "caller" if graph.reversed and indent is not None else "callee" if indent is not None else "top-level call path"
+        deeper = f" (deeper: --root {tree.function[node]})" if deepest else ""
+        items.append(([*path_numbers_text(graph, left_out, weights), f"{branch}... {plural(len(left_out), 'more ' + what)}{deeper}"], None, "", level))
+    return items
+
+
+def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) -> list[str]:
+    """The numbers of one call path, or the sums of several (a '...' line)."""
+    tree = graph.tree
+    calls = f"{sum(tree.calls[node] for node in nodes):,}"
+    if graph.timed:
+        return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
+    return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
+
+
+def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
+    order = "total time" if graph.uses_time else "calls" if graph.reversed else "calls in their subtrees"
+    if graph.reversed:
+        names = focus_names(graph)
+        numbers = "calls, total and self time" if graph.timed else "calls"
+        return [
+            f"Callers of {names} (--callers), a reversed tree: {names} at the top, below each line the functions that called it",
+            f"the numbers are {names}'s {numbers} through each chain of callers; callers by {order}",
+        ]
+    if args.root:
+        return [f"Call tree below {focus_names(graph)} (--root): what it called, on exact call paths; callees by {order}"]
+    return [f"Call tree: every call path from the top-level calls of the trace; callees by {order}"]
+
+
+def tree_footer(graph: CallGraph, args: argparse.Namespace, shown: int, min_weight: float, levels: int | None) -> str:
+    paths = graph.tree.live_nodes()
+    if shown == paths:
+        return f"all {paths:,} call paths shown"
+    unit = format_us(min_weight) if graph.uses_time else plural(min_weight, "call")
+    reasons = [f"lighter than {unit} (--node-thres {args.node_thres:g}%)"]
+    if args.max_nodes and shown >= args.max_nodes:
+        reasons.append(f"beyond --max-nodes {args.max_nodes}")
+    if levels is not None:
+        reasons.append(f"deeper than {levels} levels (--depth)")
+    return f"showing {shown:,} of {paths:,} call paths; '...' lines add up the ones left out below a line: {', '.join(reasons)}"
+
+
+def write_text_report(views: Views, output: str) -> None:
+    """.txt and -o -: the summary, the top functions and the call tree of the view, for a terminal."""
+    text = "\n".join(text_report(views)) + "\n"
+    if output != STDOUT_OUTPUT:
+        with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    views.args.report_stream.write(text)
+    views.args.report_stream.flush()
+
+
+# ============================================================================
 # Visualize: parse, focus, filter, draw
 # ============================================================================
 
@@ -6319,10 +6537,13 @@ OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
     (".png", draw_call_graph),
     (".dot", draw_call_graph),
     (".html", write_flame_html),
+    (".txt", write_text_report),
 ]
 
 
 def output_writer(path: str) -> Callable[[Views, str], None]:
+    if path == STDOUT_OUTPUT:
+        return write_text_report
     lowered = path.lower()
     for ending, writer in OUTPUT_WRITERS:
         if lowered.endswith(ending):
@@ -6347,28 +6568,38 @@ def check_chart_name(option: str, path: str) -> None:
 
 
 DEFAULT_GRAPH_OUTPUT = "kernel-magnifier.pdf"
-DEFAULT_CHART = "function-calls.png"
 
 
 def choose_default_outputs(args: argparse.Namespace) -> None:
-    """-o and --chart default to the call graph PDF and the function chart; `--latency F` alone draws only its histogram (-o stays None)."""
+    """-o defaults to the call graph PDF, --chart to the function chart (none beside a text report); `--latency F` alone draws only its histogram (-o stays None)."""
     if args.latency and args.output is None and args.chart is None:
         args.chart = ""
         return
     args.output = DEFAULT_GRAPH_OUTPUT if args.output is None else args.output
-    args.chart = DEFAULT_CHART if args.chart is None else args.chart
+    if args.chart is None:
+        args.chart = "" if output_writer(args.output) is write_text_report else DEFAULT_CHART
 
 
 def run_visualize(args: argparse.Namespace) -> None:
+    """visualize; with -o - the text report alone goes to standard output, every message to stderr."""
+    choose_default_outputs(args)
+    args.report_stream = sys.stdout
+    if args.output != STDOUT_OUTPUT:
+        visualize_outputs(args)
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        visualize_outputs(args)
+
+
+def visualize_outputs(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
-    choose_default_outputs(args)
     writer = output_writer(args.output) if args.output is not None else None
     check_distinct_inputs(inputs, "-i")
     check_distinct_inputs(args.baseline or [], "--baseline")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
-    outputs = ([args.output] if writer else []) + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
+    outputs = [output for output in [args.output] if output not in (None, STDOUT_OUTPUT)] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
     check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
     if args.chart:
         check_chart_name("--chart", args.chart)
@@ -6400,7 +6631,7 @@ def run_visualize(args: argparse.Namespace) -> None:
     if args.latency:
         report_latency(latency_of(args), args.latency_chart)
     writer(views, args.output)
-    say(f"{args.output} generated")
+    say("the report is on standard output" if args.output == STDOUT_OUTPUT else f"{args.output} generated")
 
 
 def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
@@ -7611,6 +7842,7 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize --max-nodes 120 --node-thres 0.1     # a bigger drawing
   ./kernel-magnifier.py visualize -o graph.json                        # every node, edge and call path, for scripts
   ./kernel-magnifier.py visualize -o stacks.folded                     # for flamegraph.pl, inferno, speedscope
+  ./kernel-magnifier.py visualize --root tcp_sendmsg -o - | less       # a text report on the terminal: top functions, call tree
   ./kernel-magnifier.py visualize -o calls.trace.json --pid 1234       # a timeline for ui.perfetto.dev (needs funcgraph-abstime)
   ./kernel-magnifier.py visualize --latency tcp_sendmsg                # its call durations: p50, p90, p99, slowest calls
   ./kernel-magnifier.py visualize --chart-by task --comm 'python*'     # which tasks spend the time
@@ -7711,10 +7943,11 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
-        help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline)"
+        help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
+        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres); - for the text report on standard output"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
-    visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions ('' for none; default: {DEFAULT_CHART}, none with --latency alone)")
+    visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
     visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
     visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
