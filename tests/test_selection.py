@@ -195,3 +195,10 @@ def test_latency_of_a_glob_is_one_line_per_function_and_drawn_apart(tmp_path):
     assert lines[start + 1 + len(ranked)] == "slowest calls:"
     (_, _, _, legend), = figures
     assert [text.split(":")[0] for text in legend] == ranked[:6]
+
+
+def test_an_empty_selection_of_a_trace_without_task_ids_says_it_has_none(tmp_path):
+    trace = DATA / "catalogue" / "durations.txt"
+    cpus = sorted({line.split(")")[0].strip() for line in trace.read_text().splitlines() if ")" in line}, key=int)
+    result = run_cli("visualize", "-i", str(trace), "--pid", "5", "-o", str(tmp_path / "g.json"), "--chart", "")
+    assert_one_line_error(result, f"--pid 5 selects no call in {trace}, which has CPUs {', '.join(cpus)}; no task ids (record with -O funcgraph-proc")
