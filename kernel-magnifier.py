@@ -4806,11 +4806,22 @@ def matching_functions(tree: CallTree, patterns: list[str], option: str) -> set[
     for pattern in patterns:
         found = {name for name in names if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_function_name(name), pattern)}
         if not found:
-            close = difflib.get_close_matches(pattern, sorted(names), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise UserError(f"{option} {pattern}: no function of that name was called in the trace{hint}")
+            raise UserError(f"{option} {pattern}: no function of that name was called in the trace{name_suggestions(pattern, names)}")
         matched |= found
     return matched
+
+
+def name_suggestions(pattern: str, names: Iterable[str]) -> str:
+    """' (did you mean ...?)': the names the pattern is the start of (__kmalloc: __kmalloc_node_track_caller), then close spellings."""
+    known = sorted(names)
+    start = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    longer = sorted((name for name in known if start and name.startswith(start) and name != start), key=lambda name: (len(name), name))
+    close = difflib.get_close_matches(pattern, known, n=3)
+    shown = list(dict.fromkeys(longer[:3] + close))
+    if not shown:
+        return ""
+    every = f", or '{start}*' for all {len(longer)} names starting so" if len(longer) > 1 else ""
+    return f" (did you mean {', '.join(shown)}{every}?)"
 
 
 def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None) -> None:
@@ -4851,8 +4862,10 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
 def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
     """The reversed tree: each function at a root, its callers below it, their callers below them.
 
-    A node's calls and times are those of the selected function's activations
-    reached through that chain of callers.
+    A node's calls and self time are those of the selected function's
+    activations reached through that chain of callers; its total time counts
+    only activations not inside another of the same function (as derive_graph
+    does), so F's own total and the folded weights do not count recursion twice.
     """
     reverse = CallTree()
     reverse.timed = tree.timed
@@ -4860,7 +4873,8 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
         name = tree.function[node] or ""
         if name not in functions or (not tree.calls[node] and not tree.total_us[node]):
             continue
-        calls, total, self_us = tree.calls[node], tree.total_us[node], tree.self_us[node]
+        calls, self_us = tree.calls[node], tree.self_us[node]
+        total = 0.0 if called_inside_itself(tree, node) else tree.total_us[node]
         target = reverse.child(ROOT_NODE, name)
         level = 0
         ancestor = node
@@ -4876,9 +4890,27 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
     return reverse
 
 
+def called_inside_itself(tree: CallTree, node: int) -> bool:
+    """The node's function is also one of its callers (recursion, or an interrupt arriving inside it)."""
+    name = tree.function[node]
+    ancestor = tree.parent[node]
+    while ancestor > ROOT_NODE:
+        if tree.function[ancestor] == name:
+            return True
+        ancestor = tree.parent[ancestor]
+    return False
+
+
 def reversed_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str]) -> CallGraph:
-    """The function graph of a reversed (callers) tree, with edges pointing from caller to callee again."""
+    """The function graph of a reversed (callers) tree, with edges pointing from caller to callee again.
+
+    A selected function keeps its own numbers, those of its root: where it
+    also calls itself (or another selected function), the nodes below would
+    add its calls through itself to them.
+    """
     graph = derive_graph(tree, stats, modules)
+    for name, root in (tree.children[ROOT_NODE] or {}).items():
+        graph.calls[name], graph.total_us[name], graph.self_us[name] = tree.calls[root], tree.total_us[root], tree.self_us[root]
     graph.edges = {(callee, caller): count for (caller, callee), count in graph.edges.items()}
     graph.edge_weight = {(callee, caller): weight for (caller, callee), weight in graph.edge_weight.items()}
     graph.reversed = True
@@ -4898,6 +4930,8 @@ class View:
     dropped_no_file: int = 0
     required: list[str] = field(default_factory=list)  # always drawn: --root/--callers functions, --graph-function
     entries: list[str] = field(default_factory=list)  # where a drawing starts: roots of the tree, entries into a selection
+    focus: str = ""  # the --root/--callers functions as labels name them: "kfree", "__kmalloc*"
+    unfocused: CallGraph | None = None  # a --callers view's whole recording: the callers' own numbers
 
 
 @dataclass
@@ -4949,6 +4983,7 @@ def traced_entry_functions(graph: CallGraph) -> list[str]:
 
 
 def build_view(graph: CallGraph, request: ViewRequest) -> View:
+    whole = graph
     graph, focus_functions, notes = focused_graph(graph, request)
     names = graph.nodes()
     symbols = request.symbols
@@ -4976,7 +5011,8 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
-    return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries)
+    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers)
+    return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
 
 
 def matches_path(name: str, files: dict[str, list[str]], modules: dict[str, str], patterns: list[str]) -> bool:
@@ -5019,7 +5055,8 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     Nodes lighter than node_thres percent of the whole weight, and edges
     lighter than edge_thres percent, are left out; so is whatever does not fit
     in max_nodes/max_edges. Every drawn node is reachable from a drawn entry
-    point; the required functions (--root, --graph-function) are always drawn.
+    point; the required functions (--root, --graph-function) are always drawn
+    when they fit in max_nodes, else (--root '*') they are entry points as any.
     """
     graph = view.graph
     whole = graph.weight_total or 1.0
@@ -5032,8 +5069,10 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     chosen: dict[str, None] = {}
     tree_edges: set[tuple[str, str]] = set()
     frontier: list[tuple[float, str, str, tuple[str, str]]] = []
-    required = set(view.required)
-    starts = list(view.required) + [name for name in view.entries if name not in required and graph.inclusive.get(name, 0.0) >= node_min]
+    forced = view.required if not max_nodes or len(view.required) <= max_nodes else []
+    required = set(forced)
+    entries = sorted(set(view.entries) | set(view.required) - required, key=lambda name: (-graph.inclusive.get(name, 0.0), name))
+    starts = list(forced) + [name for name in entries if graph.inclusive.get(name, 0.0) >= node_min]
     for name in starts:
         if name in chosen or name not in kept or (max_nodes and len(chosen) >= max_nodes and name not in required):
             continue
@@ -5088,12 +5127,13 @@ class Heat:
     low: float = 1.0
     high: float = 1.0
     largest_change: float = 0.0
+    baseline_inputs: list[str] = field(default_factory=list)
 
     @classmethod
-    def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None) -> Heat:
+    def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None, baseline_inputs: list[str] | None = None) -> Heat:
         values = {name: metric_value(view.graph, name, metric) for name in view.nodes}
         positive = [value for value in values.values() if value > 0]
-        heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0))
+        heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0), baseline_inputs=baseline_inputs or [])
         if baseline is not None:
             heat.largest_change = max((abs(value - baseline.get(name, 0.0)) for name, value in values.items()), default=0.0)
         return heat
@@ -5127,7 +5167,9 @@ class Heat:
     def describe(self) -> str:
         unit = "calls" if self.metric == "calls" else f"{self.metric} time"
         if self.baseline is not None:
-            return f"colour = change of {unit} from the baseline: blue less, white the same, red more"
+            names = [os.path.basename(path) for path in self.baseline_inputs]
+            names = ", ".join(names if len(set(names)) == len(names) else self.baseline_inputs)  # two trace.txt: their paths
+            return f"colour = change of {unit} from the baseline {names}: blue less, white the same, red more"
         return f"colour = {unit} on a log scale over the {len(self.values):,} functions of this view"
 
     def legend_stops(self) -> list[tuple[str, str]]:
@@ -5203,12 +5245,27 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines.append(f"one of {len(sources)} files")
     elif have_map and not module:
         lines.append("(file unknown)")
-    lines.append(plural(graph.calls[name], "call"))
+    through = f" in {view.focus}" if is_caller_box(name, view) else ""
+    lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
     if graph.timed:
         whole = graph.weight_total if graph.uses_time else 0.0
-        lines.append(f"total {format_us(graph.total_us[name])}{share(graph.total_us[name], whole)}")
-        lines.append(f"self {format_us(graph.self_us[name])}{share(graph.self_us[name], whole)}")
+        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}")
+        lines.append(f"self {format_us(graph.self_us[name])}{through}{share(graph.self_us[name], whole)}")
     return "\n".join(lines)
+
+
+def is_caller_box(name: str, view: View) -> bool:
+    """A caller in a --callers view: its numbers are the selected functions' calls and times through it."""
+    return view.graph.reversed and name not in (view.graph.tree.children[ROOT_NODE] or {})
+
+
+def own_numbers(name: str, view: View) -> str:
+    """A caller's own calls and times in the whole recording, beside the ones through it."""
+    if view.unfocused is None or name not in view.unfocused.calls:
+        return ""
+    graph = view.unfocused
+    times = f", total {format_us(graph.total_us[name])}, self {format_us(graph.self_us[name])}" if graph.timed else ""
+    return f"{name} itself: {plural(graph.calls[name], 'call')}{times}"
 
 
 def share(value: float, whole: float) -> str:
@@ -5243,17 +5300,22 @@ def neighbours(graph: CallGraph) -> tuple[dict[str, list[tuple[str, int]]], dict
 def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]], callees: dict[str, list[tuple[str, int]]]) -> str:
     """The SVG tooltip of a box: everything known about the function, with its top callers and callees."""
     lines = [node_label(name, view, bool(view.files)).replace("\n", "; ")]
+    if is_caller_box(name, view):
+        lines.append(own_numbers(name, view))
+    counts = f" (calls of {view.focus} through them)" if view.graph.reversed else ""
     for title, pairs in (("callers", callers.get(name, [])), ("callees", callees.get(name, []))):
         top = sorted(pairs, key=lambda pair: -pair[1])[:8]
         if top:
-            lines.append(f"{title}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
+            lines.append(f"{title}{counts}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
     return "\n".join(lines)
 
 
-def edge_tooltip(edge: tuple[str, str], graph: CallGraph) -> str:
-    text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}"
+def edge_tooltip(edge: tuple[str, str], view: View) -> str:
+    graph = view.graph
+    callee = view.focus if graph.reversed else edge[1]
+    text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
-        text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {edge[1]}"
+        text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {callee}"
     return text
 
 
@@ -5262,7 +5324,13 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     graph = view.graph
     parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
     parts.extend(view.notes)
-    parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
+    if graph.reversed:
+        parts.append(
+            f"a caller's box shows the calls and time of {view.focus} below it, not its own (its tooltip has both); "
+            + heat.describe() + f"; edge labels = calls of {view.focus} along the edge, edge width = " + ("its time" if graph.uses_time else "its calls")
+        )
+    else:
+        parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
         parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     lost = stats.lost_events
@@ -5273,7 +5341,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(
             f"showing {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of {len(view.edges):,} edges,"
             f" grown from the entry points along the heaviest edges; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
-            f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges; --root F focuses on one function"
+            f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges" + ("" if view.focus else "; --root F focuses on one function")
         )
     if drawing.callers:
         parts.append("grey dashed boxes: callers outside the selection")
@@ -5318,10 +5386,10 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         weight = edge_scale.weight(value)
         agraph.add_edge(
             *edge, label=f"{graph.edges[edge]:,}", fontcolor="#333333", penwidth=pen_width(weight),
-            color=colour_hex("Greys", 0.35 + 0.6 * weight), tooltip=edge_tooltip(edge, graph),
+            color=colour_hex("Greys", 0.35 + 0.6 * weight), tooltip=edge_tooltip(edge, view),
         )
     for edge in drawing.caller_edges:
-        agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, graph))
+        agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, view))
     return agraph
 
 
@@ -5337,7 +5405,7 @@ def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map
         raise UserError(
             f"{len(drawing.nodes):,} functions and {len(drawing.edges):,} edges are too many to lay out readably"
             f" (graphviz takes minutes beyond {DOT_MAX_NODES} functions or {DOT_MAX_EDGES} edges):"
-            " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres"
+            + (" draw fewer with --max-nodes N, a higher --node-thres or fewer levels with --depth N" if view.focus else " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres")
         )
     agraph = build_agraph(view, drawing, heat, have_map)
     fmt = os.path.splitext(output)[1].lower().lstrip(".")
@@ -5446,6 +5514,8 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
         }
         if name in graph.modules:
             node["module"] = graph.modules[name]
+        if view.unfocused is not None and is_caller_box(name, view):
+            node["own"] = function_numbers(view.unfocused, name)
         if baseline is not None:
             node["baseline"] = function_numbers(baseline, name)
             node["change"] = {heat.metric: round(heat.values.get(name, 0.0) - (heat.baseline or {}).get(name, 0.0), 3)}
@@ -5478,6 +5548,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "heat": heat.metric,
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
+            "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
         },
         "nodes": nodes,
         "edges": edges,
@@ -5574,10 +5645,11 @@ def pyplot() -> Any:
 
 
 def save_png(figure: Any, output: str) -> None:
-    """Write a figure whole or not at all, and free it."""
+    """Write a figure whole or not at all, and free it; its title also goes in the PNG's Title field (image viewers show it)."""
+    title = " ".join(" ".join(axes.get_title().split()) for axes in figure.axes)
     try:
         with atomic_output(output) as tmp, output_errors(output):
-            figure.savefig(tmp, format="png", dpi=110)
+            figure.savefig(tmp, format="png", dpi=110, metadata={"Title": title})
     finally:
         pyplot().close(figure)
 
@@ -5600,6 +5672,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
         values = [heat.values[name] for name in shown]
         colours = [heat.node_colour(name) for name in shown]
         what = "Most-called kernel functions" if heat.metric == "calls" else f"Kernel functions by {heat.metric} time"
+        if graph.reversed:
+            what = f"{view.focus} and its callers by the {'calls' if heat.metric == 'calls' else heat.metric + ' time'} of {view.focus} through each"
     height = max(3.0, 0.32 * len(shown) + 1.6)
     figure, axes = plt.subplots(figsize=(11, height))
     positions = list(range(len(shown)))
@@ -5608,6 +5682,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     axes.set_yticklabels([f"{name}()" for name in shown], fontsize=9, family="monospace")
     axes.invert_yaxis()
     unit = "calls" if heat.metric == "calls" else f"{heat.metric} time (us)"
+    if graph.reversed and heat.baseline is None:
+        unit = f"calls of {view.focus}" if heat.metric == "calls" else f"{heat.metric} time of {view.focus} (us)"
     if heat.baseline is None and values and max(values) > 50 * max(min(values), 1e-9):
         axes.set_xscale("log")
         axes.set_xlabel(f"{unit} (log scale)")
@@ -5655,16 +5731,37 @@ def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
             stack.extend((kid, f"{path};{name}") for name, kid in sorted(kids.items(), reverse=True))
 
 
+def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+    """(outermost caller;...;F, weight) for every caller path of a --callers tree: F's own weight through it.
+
+    The reversed tree has F at a root and each caller below its callee; a node
+    holds F's activations reached through its chain, so the part that goes no
+    further up (the chain's outermost caller, or the --depth cut) is the node's
+    weight minus its children's. The lines add up to F's calls, self or total time.
+    """
+    values: list[int] | list[float] = tree.calls if weight == "calls" else tree.self_us if weight == "self" else tree.total_us
+    for node in sorted(tree.walk(), key=tree.path):
+        own = values[node] - sum(values[kid] for kid in (tree.children[node] or {}).values())
+        value = int(own) if weight == "calls" else round(max(own, 0.0) * 1000)
+        if value > 0:
+            yield ";".join(reversed(tree.path(node))), value
+
+
 def write_folded(views: Views, output: str) -> None:
     """.folded: one line per call path, as flamegraph.pl, inferno, speedscope and difffolded.pl read it."""
     graph = views.view.graph
     weight = folded_weight(views.args.weight, graph)
+    lines = caller_folded_lines(graph.tree, weight) if graph.reversed else folded_lines(graph.tree, weight)
     paths = total = 0
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
-        for path, value in folded_lines(graph.tree, weight):
+        for path, value in lines:
             handle.write(f"{path} {value}\n")
             paths += 1
             total += value
+    if graph.reversed:
+        unit = "calls" if weight == "calls" else f"ns of {weight} time ({format_us(total / 1000)})"
+        say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
+        return
     unit = "calls" if weight == "calls" else f"ns of self time ({format_us(total / 1000)})"
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
@@ -5794,8 +5891,17 @@ def latency_of(args: argparse.Namespace) -> Latency:
         raise UserError(empty_selection_message(reader.selection, reader.selection.seen, args.input or ["kernel-magnifier.data"]))
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
-        raise UserError(f"--latency {args.latency}: {why}")
+        raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")
     return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])])
+
+
+def latency_suggestions(args: argparse.Namespace) -> str:
+    """For a --latency name no call has: the names it may have meant (the trace is read again, on this error only)."""
+    reader = IntervalReader(selection_of(args))
+    names = {call.name for call in reader.read(args.input or ["kernel-magnifier.data"])}
+    if any(fnmatch.fnmatchcase(name, args.latency) for name in names):
+        return ""
+    return name_suggestions(args.latency, names)
 
 
 def report_latency(latency: Latency, output: str) -> None:
@@ -6517,9 +6623,16 @@ def draw_call_graph(views: Views, output: str) -> None:
         say(
             f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
-            " (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more, --root F to focus)"
+            f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
     render_graph(views.view, drawing, output, views.heat, views.have_map)
+
+
+def narrowing_hint(views: Views) -> str:
+    """What else shows less: --root F for a whole recording; --depth N for a focus that has no depth yet."""
+    if not views.view.focus:
+        return ", --root F to focus"
+    return "" if views.args.depth is not None else ", --depth N to see fewer levels"
 
 
 def write_graph_json(views: Views, output: str) -> None:
@@ -6619,7 +6732,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
-    views = Views(view, Heat.of_view(view, metric, baseline_heat), baseline, args, symbols is not None)
+    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None)
     for line in summarize(view):
         say(line)
     if args.chart:
