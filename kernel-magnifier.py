@@ -5889,6 +5889,8 @@ def latency_of(args: argparse.Namespace) -> Latency:
             heapq.heappop(slowest)
     if not durations and reader.selection and reader.selection.seen:
         raise UserError(empty_selection_message(reader.selection, reader.selection.seen, args.input or ["kernel-magnifier.data"]))
+    if not reader.kind:  # --latency alone does not parse the call graph, whose checks would have said so
+        raise UserError(f"{' and '.join(args.input or ['kernel-magnifier.data'])}: no function_graph or function calls found: not an ftrace trace")
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
         raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")

@@ -202,3 +202,10 @@ def test_an_empty_selection_of_a_trace_without_task_ids_says_it_has_none(tmp_pat
     cpus = sorted({line.split(")")[0].strip() for line in trace.read_text().splitlines() if ")" in line}, key=int)
     result = run_cli("visualize", "-i", str(trace), "--pid", "5", "-o", str(tmp_path / "g.json"), "--chart", "")
     assert_one_line_error(result, f"--pid 5 selects no call in {trace}, which has CPUs {', '.join(cpus)}; no task ids (record with -O funcgraph-proc")
+
+
+def test_latency_alone_still_says_when_an_input_is_no_trace(tmp_path):
+    (tmp_path / "notes.txt").write_text("meeting notes\ntcp_sendmsg is slow\n")
+    result = run_cli("visualize", "-i", "notes.txt", "--latency", "tcp_sendmsg", cwd=tmp_path)
+    assert_one_line_error(result, "notes.txt: no function_graph or function calls found: not an ftrace trace")
+    assert os.listdir(tmp_path) == ["notes.txt"]
