@@ -1419,6 +1419,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
     if parallel_inputs(paths):
         return parse_inputs_in_parallel(paths, selection)
     graph = CallGraph()
+    empty = EmptySelections(selection)
     for path in paths:
         size = file_size(path)
         progress = Progress(f"parsing {path}", size)
@@ -1426,6 +1427,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         if selection:
             parser.line_filter = IntervalReader(selection).selected
             parser.selection = selection
+            selection.seen.clear()
         stats = graph.stats
         # Judge each input on its own lines: a trace first must not let a plain text file pass second.
         formats_before, stats.formats = stats.formats, set()
@@ -1444,14 +1446,44 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         stats.formats = formats_before | file_formats
         if example_before[0]:
             stats.unparsed_example, stats.unparsed_example_where = example_before
-        check_parsed_input(path, parser.line_no, file_formats, file_example)
+        if not empty.emptied(path, list(selection.seen) if selection else [], file_formats):
+            check_parsed_input(path, parser.line_no, file_formats, file_example)
+    empty.check(paths)
     return derive_graph(graph.tree, graph.stats, graph.modules)
+
+
+CALL_FORMATS = frozenset({"function_graph", "function", "trace-cmd report"})
+
+
+class EmptySelections:
+    """The inputs in which --pid/--comm/--cpu kept no call: a warning for each, an error when they are all the inputs."""
+
+    def __init__(self, selection: TaskSelection | None) -> None:
+        self.selection = selection
+        self.seen: dict[tuple[str, str, str | None], None] = {}
+        self.inputs: list[str] = []
+
+    def emptied(self, path: str, seen: list[tuple[str, str, str | None]], formats: set[str]) -> bool:
+        """Whether this input has events (seen: their tasks) but the selection kept no call (then the input itself is fine)."""
+        self.seen.update(dict.fromkeys(seen))
+        if not self.selection or not seen or formats & CALL_FORMATS:
+            return False
+        self.inputs.append(path)
+        return True
+
+    def check(self, paths: list[str]) -> None:
+        if not self.selection or not self.inputs:
+            return
+        if len(self.inputs) == len(paths):
+            raise UserError(empty_selection_message(self.selection, self.seen, self.inputs))
+        for path in self.inputs:
+            warn(f"{self.selection.options} selects no call in {path}; the other inputs have some")
 
 
 def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
     if lines == 0:
         raise UserError(f"{path} is empty: nothing was recorded")
-    if not formats.intersection({"function_graph", "function", "trace-cmd report"}):
+    if not formats & CALL_FORMATS:
         example = example or "(only comment lines)"
         raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
 
@@ -1489,6 +1521,8 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     parser = TraceParser(graph)
     if selection:
         parser.line_filter = IntervalReader(selection).selected
+        parser.selection = selection  # for a trace.dat
+        selection.seen.clear()
     parser.parse_file(path)
     tree = graph.tree
     self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
@@ -1498,6 +1532,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
+        "seen": list(selection.seen) if selection else [],
     }
 
 
@@ -1564,6 +1599,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
     children = [parse_in_child(paths[first::workers], selection) for first in range(workers)]
     pipes = [os.fdopen(read_end, "rb") for _, read_end in children]
     graph = CallGraph()
+    empty = EmptySelections(selection)
     try:
         for index, path in enumerate(paths):
             try:
@@ -1575,7 +1611,9 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
             add_parsed_input(graph, result)
             graph.stats.lines += result["lines"]
             TraceParser(graph).finish()  # what ends each input in the sequential loop: no negative self time in the sum
-            check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
+            if not empty.emptied(path, result["seen"], result["stats"]["formats"]):
+                check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
+        empty.check(paths)
     finally:
         for pid, _ in children:
             end_child(pid)
@@ -3552,17 +3590,21 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
-    if not used:
+    if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
 
 
 def selected_events(batch: EventBatch, selection: TaskSelection, np, comms: dict[str, str]) -> EventBatch:
     """The events of the selected pids, task names (from the file's saved names) and CPUs; lost-event notices of every CPU stay."""
+    lost = batch.kind == EV_LOST
     unique, inverse = np.unique(batch.ctx, return_inverse=True)
-    keep = np.array([selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), trace_dat_comm(comms, ctx >> 16), str(ctx & 0xFFFF))
-                     for ctx in unique.tolist()], dtype=bool)
-    return batch.part(keep[inverse.ravel()] | (batch.kind == EV_LOST))
+    inverse = inverse.ravel()
+    asked = np.unique(inverse[~lost])  # a lost-event notice's context is its CPU alone, no task: not asked about, not listed as the idle task
+    keep = np.zeros(len(unique), dtype=bool)
+    keep[asked] = [selection.keeps(IntervalReader.pid_task(str(ctx >> 16), str(ctx & 0xFFFF)), trace_dat_comm(comms, ctx >> 16), str(ctx & 0xFFFF))
+                   for ctx in unique[asked].tolist()]
+    return batch.part(keep[inverse] | lost)
 
 
 def trace_dat_comm(comms: dict[str, str], pid: int) -> str:
@@ -3632,11 +3674,15 @@ class TaskSelection:
     pids: set[str] = field(default_factory=set)
     comms: list[str] = field(default_factory=list)
     cpus: set[str] = field(default_factory=set)
+    options: str = field(default="", compare=False)  # as given: --pid 178 --cpu 0-1
+    # every (task, name, CPU) asked about: what the trace has, for the message of a selection that keeps nothing
+    seen: dict[tuple[str, str, str | None], None] = field(default_factory=dict, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.pids or self.comms or self.cpus)
 
     def keeps(self, task: str, comm: str, cpu: str | None) -> bool:
+        self.seen[task, comm, cpu] = None
         if self.pids and task.split("/")[0] not in self.pids:
             return False
         if self.cpus and cpu not in self.cpus:
@@ -3798,6 +3844,23 @@ class IntervalReader:
         return keep
 
 
+EMPTY_SELECTION_TASKS_SHOWN = 20
+
+
+def empty_selection_message(selection: TaskSelection, seen: Iterable[tuple[str, str, str | None]], paths: list[str]) -> str:
+    """A selection that kept no call, with what the inputs do have: their CPUs and their tasks (pid and name)."""
+    seen = list(seen)
+    cpus = sorted({cpu for _, _, cpu in seen if cpu is not None}, key=_cpu_sort_key)
+    names: dict[str, set[str]] = {}
+    for task, comm, _ in seen:
+        if not task.startswith("cpu"):  # "cpuN": a line without a task column before any context switch named one
+            names.setdefault(task.split("/")[0], set()).add(comm)
+    tasks = [f"{pid} {'/'.join(sorted(name for name in names[pid] if name)) or '?'}" for pid in sorted(names, key=int)]
+    shown = ", ".join(tasks[:EMPTY_SELECTION_TASKS_SHOWN]) + (f", and {len(tasks) - EMPTY_SELECTION_TASKS_SHOWN:,} more" if len(tasks) > EMPTY_SELECTION_TASKS_SHOWN else "")
+    has = f"{'CPU' if len(cpus) == 1 else 'CPUs'} {', '.join(cpus) or 'unknown'}" + (f"; {len(tasks):,} tasks (pid name): {shown}" if tasks else "; no task ids (record with -O funcgraph-proc to select by task)")
+    return f"{selection.options} selects no call in {' and '.join(paths)}, which {'has' if len(paths) == 1 else 'have'} {has}"
+
+
 def trace_time_us(seconds: str) -> float | None:
     """A printed trace timestamp (seconds) in microseconds; None for one too large to be a time."""
     value = float(seconds) * 1e6
@@ -3820,7 +3883,8 @@ def selection_of(args: argparse.Namespace) -> TaskSelection:
     bad = sorted(pid for pid in pids if not pid.isdigit() or len(pid) > 10)
     if bad:
         raise UserError(f"--pid {bad[0]}: not a process id")
-    return TaskSelection(pids, split_names(args.comm), cpus)
+    given = [f"{option} {value}" for option, values in (("--pid", args.pid), ("--comm", args.comm), ("--cpu", args.cpu)) for value in values or []]
+    return TaskSelection(pids, split_names(args.comm), cpus, " ".join(given))
 
 
 # ============================================================================
@@ -5784,32 +5848,49 @@ def write_timeline(views: Views, output: str) -> None:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
 
 
+LATENCY_DRAWN = 6  # functions of a --latency glob drawn apart in the histogram (all of them are printed)
+
+
 @dataclass
 class Latency:
-    """The durations of one function's calls, with the slowest calls' task and time."""
+    """The call durations of each function a --latency name or glob matches, with the slowest calls' task and time."""
 
     pattern: str
-    durations: list[float]
+    durations: dict[str, list[float]]  # per function: a glob never pools several functions into one distribution
     slowest: list[CallInterval]
 
-    def percentiles(self) -> dict[str, float]:
-        import numpy
+    def ranked(self) -> list[str]:
+        """The functions by the total time of their calls, most first."""
+        return sorted(self.durations, key=lambda name: (-sum(self.durations[name]), name))
 
-        values = numpy.percentile(self.durations, [50, 90, 99])
-        return {"p50": float(values[0]), "p90": float(values[1]), "p99": float(values[2]), "max": max(self.durations)}
+
+def duration_percentiles(durations: list[float]) -> dict[str, float]:
+    import numpy
+
+    values = numpy.percentile(durations, [50, 90, 99])
+    return {"p50": float(values[0]), "p90": float(values[1]), "p99": float(values[2]), "max": max(durations)}
+
+
+def latency_summary(durations: list[float]) -> str:
+    numbers = duration_percentiles(durations)
+    return f"{plural(len(durations), 'call')}, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
 
 
 def latency_of(args: argparse.Namespace) -> Latency:
     reader = IntervalReader(selection_of(args))
-    durations: list[float] = []
+    durations: dict[str, list[float]] = {}
     slowest: list[tuple[float, int, CallInterval]] = []
     for index, call in enumerate(reader.read(args.input or ["kernel-magnifier.data"])):
         if call.duration_us is None or not (call.name == args.latency or fnmatch.fnmatchcase(call.name, args.latency)):
             continue
-        durations.append(call.duration_us)
+        durations.setdefault(call.name, []).append(call.duration_us)
         heapq.heappush(slowest, (call.duration_us, index, call))
         if len(slowest) > 10:
             heapq.heappop(slowest)
+    if not durations and reader.selection and reader.selection.seen:
+        raise UserError(empty_selection_message(reader.selection, reader.selection.seen, args.input or ["kernel-magnifier.data"]))
+    if not reader.kind:  # --latency alone does not parse the call graph, whose checks would have said so
+        raise UserError(f"{' and '.join(args.input or ['kernel-magnifier.data'])}: no function_graph or function calls found: not an ftrace trace")
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
         raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")
@@ -5826,35 +5907,57 @@ def latency_suggestions(args: argparse.Namespace) -> str:
 
 
 def report_latency(latency: Latency, output: str) -> None:
-    """Print the numbers and draw the histogram of call durations on a log axis."""
-    import numpy
-
-    plt = pyplot()
-
-    numbers = latency.percentiles()
-    summary = f"{plural(len(latency.durations), 'call')}, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
-    say(f"latency of {latency.pattern}: {summary}")
+    """Print the numbers, one line per function a glob matches, and draw the histogram of call durations on a log axis."""
+    ranked = latency.ranked()
+    if len(ranked) == 1:
+        say(f"latency of {ranked[0]}: {latency_summary(latency.durations[ranked[0]])}")
+    else:
+        say(f"latency of {latency.pattern}: {len(ranked)} functions, one line each, by the total time of their calls")
+        for name in ranked:
+            say(f"  {name}: {latency_summary(latency.durations[name])}, total {format_us(sum(latency.durations[name]))}")
+        say("slowest calls:")
     for call in latency.slowest[:5]:
         when = f" at {call.start_us / 1e6:.6f} s" if call.start_us is not None else ""
         say(f"  {format_us(call.duration_us or 0.0)} {call.name}{when} task {call.comm or '?'}-{call.task} CPU {call.cpu if call.cpu is not None else '?'}")
-    values = numpy.array(latency.durations)
+    draw_latency_histogram(latency, ranked, output)
+    say(f"{output} generated")
+
+
+def draw_latency_histogram(latency: Latency, ranked: list[str], output: str) -> None:
+    """One function: its histogram and percentile lines. Several: the LATENCY_DRAWN with the most total time, one outline each."""
+    import numpy
+
+    plt = pyplot()
+    drawn = ranked[:LATENCY_DRAWN]
+    values = numpy.concatenate([numpy.array(latency.durations[name]) for name in drawn])
     low, high = max(values.min(), 0.001), max(values.max(), 0.002)
     bins = numpy.logspace(math.log10(low), math.log10(high) + 1e-9, 40)
     figure, axes = plt.subplots(figsize=(10, 5))
-    axes.hist(numpy.clip(values, low, None), bins=bins, color=colour_hex("YlOrRd", 0.6), edgecolor="0.3", linewidth=0.4)
+    if len(ranked) == 1:
+        numbers = duration_percentiles(latency.durations[ranked[0]])
+        axes.hist(numpy.clip(values, low, None), bins=bins, color=colour_hex("YlOrRd", 0.6), edgecolor="0.3", linewidth=0.4)
+        for label, value, style in (("p50", numbers["p50"], "-"), ("p90", numbers["p90"], "--"), ("p99", numbers["p99"], ":")):
+            axes.axvline(max(value, low), color="0.15", linestyle=style, linewidth=1)
+            axes.text(max(value, low), axes.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
+        axes.set_title(f"Latency of {ranked[0]}(): {latency_summary(latency.durations[ranked[0]])}", fontsize=10)
+    else:
+        colours = plt.get_cmap("tab10")
+        for index, name in enumerate(drawn):
+            durations = latency.durations[name]
+            label = f"{name}: {plural(len(durations), 'call')}, p99 {format_us(duration_percentiles(durations)['p99'])}, total {format_us(sum(durations))}"
+            axes.hist(numpy.clip(durations, low, None), bins=bins, histtype="step", linewidth=1.5, color=colours(index), label=label)
+        axes.legend(fontsize=8)
+        left_out = f"; {len(ranked) - len(drawn)} more not drawn (printed)" if len(ranked) > len(drawn) else ""
+        axes.set_title(f"Latency of {latency.pattern}: {len(ranked)} functions, the {len(drawn)} with the most total time{left_out}", fontsize=10)
     axes.set_xscale("log")
     axes.set_xlabel("call duration (us, log scale)")
     axes.set_ylabel("calls")
-    for label, value, style in (("p50", numbers["p50"], "-"), ("p90", numbers["p90"], "--"), ("p99", numbers["p99"], ":")):
-        axes.axvline(max(value, low), color="0.15", linestyle=style, linewidth=1)
-        axes.text(max(value, low), axes.get_ylim()[1] * 0.95, f" {label}", fontsize=8, va="top")
-    axes.set_title(f"Latency of {latency.pattern}(): {summary}", fontsize=10)
-    slow = "; ".join(f"{format_us(call.duration_us or 0.0)} {call.comm or '?'}-{call.task}" + (f" @{call.start_us / 1e6:.6f}s" if call.start_us is not None else "") for call in latency.slowest[:3])
+    slow = "; ".join(f"{format_us(call.duration_us or 0.0)}{' ' + call.name if len(ranked) > 1 else ''} {call.comm or '?'}-{call.task}"
+                     + (f" @{call.start_us / 1e6:.6f}s" if call.start_us is not None else "") for call in latency.slowest[:3])
     figure.text(0.01, 0.01, f"slowest: {slow}", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     save_png(figure, output)
-    say(f"{output} generated")
 
 
 def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: TraceStats) -> None:
@@ -5868,7 +5971,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
     for call in reader.read(args.input or ["kernel-magnifier.data"]):
         key = call.task if by == "task" else f"CPU{call.cpu}"
         calls[key] += 1
-        if call.comm:
+        if call.comm and by == "task":  # a CPU's bar is the CPU's, whatever task ran last on it
             names[key] = f"{call.comm}-{call.task}"
         if call.depth == 0 and call.duration_us is not None:
             time_us[key] += call.duration_us
@@ -6563,10 +6666,38 @@ def output_writer(path: str) -> Callable[[Views, str], None]:
     raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}")
 
 
-def run_visualize(args: argparse.Namespace) -> None:
-    """visualize; with -o - the text report alone goes to standard output, every message to stderr."""
+def check_distinct_inputs(paths: list[str], option: str) -> None:
+    """One file named twice (also by another path or a symlink) would be counted twice: refused."""
+    seen: dict[object, str] = {}
+    for path in paths:
+        identity = file_identity(path)
+        if identity in seen:
+            raise UserError(f"{option} {seen[identity]} and {option} {path} are the same file, which would be counted twice: give it once")
+        seen[identity] = path
+
+
+def check_chart_name(option: str, path: str) -> None:
+    """Charts are PNG: a name with another ending would hold PNG bytes under a misleading name."""
+    if not path.lower().endswith(".png"):
+        raise UserError(f"{option} {path}: the chart is a PNG image: give a file name ending in .png")
+
+
+DEFAULT_GRAPH_OUTPUT = "kernel-magnifier.pdf"
+
+
+def choose_default_outputs(args: argparse.Namespace) -> None:
+    """-o defaults to the call graph PDF, --chart to the function chart (none beside a text report); `--latency F` alone draws only its histogram (-o stays None)."""
+    if args.latency and args.output is None and args.chart is None:
+        args.chart = ""
+        return
+    args.output = DEFAULT_GRAPH_OUTPUT if args.output is None else args.output
     if args.chart is None:
         args.chart = "" if output_writer(args.output) is write_text_report else DEFAULT_CHART
+
+
+def run_visualize(args: argparse.Namespace) -> None:
+    """visualize; with -o - the text report alone goes to standard output, every message to stderr."""
+    choose_default_outputs(args)
     args.report_stream = sys.stdout
     if args.output != STDOUT_OUTPUT:
         visualize_outputs(args)
@@ -6578,12 +6709,21 @@ def run_visualize(args: argparse.Namespace) -> None:
 def visualize_outputs(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
-    writer = output_writer(args.output)
+    writer = output_writer(args.output) if args.output is not None else None
+    check_distinct_inputs(inputs, "-i")
+    check_distinct_inputs(args.baseline or [], "--baseline")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
-    outputs = [output for output in [args.output] if output != STDOUT_OUTPUT] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
+    outputs = [output for output in [args.output] if output not in (None, STDOUT_OUTPUT)] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
     check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
+    if args.chart:
+        check_chart_name("--chart", args.chart)
+    if args.latency:
+        check_chart_name("--latency-chart", args.latency_chart)
     say("Visualization mode - now generating visualization...")
+    if writer is None:
+        report_latency(latency_of(args), args.latency_chart)
+        return
     selection = selection_of(args)
     graph = parse_traces(inputs, selection)
     say(f"parsing completed, found {graph.stats.events} events")
@@ -7917,11 +8057,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
     visualize.add_argument(
-        "-o", "--output", default="kernel-magnifier.pdf", metavar="FILE",
+        "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres); - for the text report on standard output",
+        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres); - for the text report on standard output"
+        f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
-    visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report; '' for none)")
+    visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
     visualize.add_argument("--symbol-map", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="function -> source file map, used when present")
     visualize.add_argument("--filter-filepath", metavar="PATHS", help="keep functions whose source path contains one of these comma-separated strings (needs the symbol map)")
