@@ -2061,6 +2061,9 @@ FIRST_PAGES_PER_BATCH = 32
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
 EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is fed
+EV_RETURNED_ERRNO = 6  # feed_trace_dat's group of exits that returned a negative errno (fed one by one)
+# An exit's code is (function << 16) | depth; one whose retval field holds a negative errno has the errno in bits 48-59.
+ERRNO_CODE_SHIFT = 48
 
 
 def saved_task_names(text: str) -> dict[str, str]:
@@ -2750,6 +2753,8 @@ class EventDecoder:
             if kind is not None:
                 kinds[event.event_id] = kind
                 self.by_kind.setdefault(kind, event)
+        # CONFIG_FUNCTION_GRAPH_RETVAL kernels store each exit's return value
+        self.has_retval = EV_EXIT in self.by_kind and "retval" in self.by_kind[EV_EXIT].fields
         common = next((event.fields for event in dat.formats.values() if "common_type" in event.fields), {})
         self.type_field = common.get("common_type", (0, 2, False))
         self.pid_field = common.get("common_pid", (4, 4, True))
@@ -2863,6 +2868,8 @@ class EventDecoder:
             names = self.name_codes(self.gather(buffer, at, event.fields["func"]))
             depth = self.gather(buffer, at, event.fields["depth"]).astype(np.int64) & 0xFFFF
             code[selected] = (names << 16) | depth
+            if event_kind == EV_EXIT and self.has_retval:
+                code[selected] |= self.returned_errnos(self.gather(buffer, at, event.fields["retval"])) << ERRNO_CODE_SHIFT
             if event_kind == EV_EXIT and {"calltime", "rettime"} <= event.fields.keys():
                 spent = self.gather(buffer, at, event.fields["rettime"]).astype(np.int64) - self.gather(buffer, at, event.fields["calltime"]).astype(np.int64)
                 duration[selected] = spent / 1000.0
@@ -2875,6 +2882,22 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def returned_errnos(self, values):
+        """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
+        np = self.np
+        bits = values.astype(np.uint64)
+        low = (bits & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        int_sized = ((bits >> np.uint64(32)) == 0) & (low >= 1 << 31)
+        signed = np.where(int_sized, low - (1 << 32), bits.view(np.int64))
+        return np.where((signed < 0) & (signed >= -MAX_ERRNO), -signed, 0)
+
+    def irregular(self, kind, code):
+        """Events that feed_bulk() leaves to feed_trace_dat(): lost-event notices, function tracer events, errno returns."""
+        found = (kind == EV_LOST) | (kind == EV_FUNCTION)
+        if self.has_retval:
+            found |= (kind == EV_EXIT) & (code >= 1 << ERRNO_CODE_SHIFT)
+        return found
 
     def with_lost(self, batch: EventBatch, cpu: int, positions, counts) -> EventBatch:
         """Put each page's lost events just before the page's first event, as trace-cmd report prints them."""
@@ -3040,10 +3063,12 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
     batch, joined_before = leaf_pairs(np, batch)
     kinds = batch.kind
     group = np.where((kinds <= EV_EXIT) | (kinds == EV_LEAF), EV_ENTRY, kinds)
+    if decoder.has_retval:
+        group[(kinds == EV_EXIT) & (batch.code >= 1 << ERRNO_CODE_SHIFT)] = EV_RETURNED_ERRNO
     new_task = (np.diff(batch.ctx) != 0) & (group[1:] == EV_ENTRY)
     starts = np.concatenate(([0], np.flatnonzero((np.diff(group) != 0) | new_task) + 1)).tolist()
     stops = [*starts[1:], len(batch)]
-    graph = np.flatnonzero(group == EV_ENTRY)
+    graph = np.flatnonzero((group == EV_ENTRY) | (group == EV_RETURNED_ERRNO))
     parsed = np.full(len(batch), None, dtype=object)
     durations = np.full(len(batch), None, dtype=object)
     if len(graph):
@@ -3053,9 +3078,11 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
         def graph_parsed(code: int) -> tuple:
             found = known.get(code)
             if found is None:
-                name, module = names[code >> 18]
+                name, module = names[(code >> 18) & 0xFFFFFFFF]
                 depth = (code >> 2) & 0xFFFF
-                found = known[code] = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+                found = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+                err = code >> (ERRNO_CODE_SHIFT + 2)
+                known[code] = found = (RETURNED_ERRNO, depth, found, -err) if err else found
             return found
 
         parsed[graph] = objects_by_code(np, (batch.code[graph] << 2) | shapes, graph_parsed)
@@ -3072,6 +3099,9 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
             ctx = int(batch.ctx[start])
             context = contexts.get(ctx) or contexts.setdefault(ctx, trace_dat_context(ctx))
             feed_graph_run(parser, parsed[start:stop], context, durations[start:stop])
+        elif kind == EV_RETURNED_ERRNO:
+            for index in range(start, stop):
+                parser.graph_event(parsed[index], trace_dat_context(int(batch.ctx[index])), durations[index])
         elif kind == EV_FUNCTION:
             calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
             collections.deque(map(function_call, calls), maxlen=0)
@@ -3230,7 +3260,7 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
     work done past it)."""
     np = decoder.np
     start, count, exact, ahead = 0, len(batch), EXACT_EVENTS, BULK_LOOKAHEAD
-    notices = np.flatnonzero((batch.kind == EV_LOST) | (batch.kind == EV_FUNCTION))
+    notices = np.flatnonzero(decoder.irregular(batch.kind, batch.code))
     while start < count:
         at = int(np.searchsorted(notices, start))
         if at < len(notices) and notices[at] == start:
@@ -3299,7 +3329,7 @@ def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, sta
     first event it did not cover is (from start)."""
     np = decoder.np
     kind = batch.kind[start:stop]
-    stopper = np.flatnonzero((kind == EV_LOST) | (kind == EV_FUNCTION))
+    stopper = np.flatnonzero(decoder.irregular(kind, batch.code[start:stop]))
     end = int(stopper[0]) if len(stopper) else stop - start
     if end < BULK_MIN_EVENTS:
         return 0, end
@@ -3631,6 +3661,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     parser.line_no = fed
     if kinds[EV_ENTRY] + kinds[EV_EXIT]:
         stats.formats.add("function_graph")
+        if decoder.has_retval:
+            stats.formats.add(RETURN_VALUES_FORMAT)
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
@@ -3794,7 +3826,8 @@ class IntervalReader:
                         interval = CallInterval(decoder.names[code >> 32][0], task, comm, cpu, stamp / 1000, None, 0)
                     elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
                         self.kind = "function_graph"
-                        interval = CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                        name = decoder.names[(code >> 16) & 0xFFFFFFFF][0]  # without an errno's bits
+                        interval = CallInterval(name, task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):

@@ -279,3 +279,76 @@ def test_record_funcgraph_retval_is_passed_through_where_the_kernel_has_it(km, t
     (options / "funcgraph-retval").write_text("0\n")
     assert km.tracer_option("funcgraph-retval", str(options)) == (str(options / "funcgraph-retval"), "1")
     assert km.tracer_option("nofuncgraph-retval", str(options)) == (str(options / "funcgraph-retval"), "0")
+
+
+def exit_events(pages: bytes, exit_id: int) -> list[tuple[int, int]]:
+    """(byte offset of the event's data, function address) of every funcgraph_exit in raw ring-buffer pages,
+    walked by the header_event rules (as tests/test_tracedat_write.page_events counts them)."""
+    found = []
+    for start in range(0, len(pages), 4096):
+        commit = int.from_bytes(pages[start + 8 : start + 16], "little") & ((1 << 27) - 1)
+        position, end = start + 16, start + 16 + commit
+        while position < end:
+            header = int.from_bytes(pages[position : position + 4], "little")
+            type_len = header & 0x1F
+            if type_len <= 28:
+                data, length = (position + 8, int.from_bytes(pages[position + 4 : position + 8], "little") - 4) if type_len == 0 else (position + 4, 4 * type_len)
+                if int.from_bytes(pages[data : data + 2], "little") == exit_id:
+                    found.append((data, int.from_bytes(pages[data + 8 : data + 16], "little")))
+                position = data + length
+            elif type_len == 29:
+                length = int.from_bytes(pages[position + 4 : position + 8], "little")
+                position = end if length == 0 else position + 4 + length
+            else:
+                position += 8
+    return found
+
+
+def test_grafted_trace_dat_retval_field_is_read_by_its_stored_format(km, tmp_path):
+    """Real ring-buffer pages of the 6.1 kernel (tests/data/raw-binary) written as a trace.dat by record's writer, with
+    the funcgraph_exit format's 4-byte "overrun" field renamed "retval" and -EAGAIN (0xfffffff5, an int the kernel
+    sign-extends) written into it for every exit of the most frequent function: those exits, and no other, are errors."""
+    import dataclasses
+    import lzma
+
+    from test_tracedat_write import METADATA, RAW, TRACEFS, parts  # noqa: F401  (METADATA: the file's header lines)
+
+    exit_format = (TRACEFS / "events" / "ftrace" / "funcgraph_exit" / "format").read_text()
+    exit_id = int(exit_format.split("ID:")[1].split()[0])
+    assert "unsigned int overrun;\toffset:20;\tsize:4;" in exit_format
+    symbols = {int(line.split()[0], 16): line.split()[2] for line in lzma.decompress((RAW / "kallsyms-used.xz").read_bytes()).decode().splitlines()}
+    written = {}
+    patched_calls = Counter()
+    pages_by_cpu = {cpu: bytearray(lzma.decompress((RAW / f"pages-cpu{cpu}.raw.xz").read_bytes())) for cpu in (0, 1)}
+    exits = {cpu: exit_events(bytes(pages), exit_id) for cpu, pages in pages_by_cpu.items()}
+    function = Counter(symbols[address] for found in exits.values() for _, address in found).most_common(1)[0][0]
+    for cpu, pages in pages_by_cpu.items():
+        for data, address in exits[cpu]:
+            if symbols[address] == function:
+                pages[data + 20 : data + 24] = (-errno.EAGAIN & 0xFFFFFFFF).to_bytes(4, "little")
+                patched_calls[function] += 1
+    for name, pages, fmt in (("plain", None, exit_format), ("retval", pages_by_cpu, exit_format.replace("unsigned int overrun;", "unsigned int retval;"))):
+        spools = {}
+        for cpu in (0, 1):
+            content = bytes(pages[cpu]) if pages else lzma.decompress((RAW / f"pages-cpu{cpu}.raw.xz").read_bytes())
+            handle = (tmp_path / f"{name}-cpu{cpu}.raw").open("w+b")
+            handle.write(content)
+            handle.flush()
+            spools[cpu] = type("Spool", (), {"cpu": cpu, "file": handle, "size": len(content)})()
+        base = parts(km)
+        formats = [fmt if text.startswith("name: funcgraph_exit") else text for text in base.ftrace_formats]
+        path = tmp_path / f"{name}.dat"
+        with path.open("wb") as output:
+            km.write_trace_dat(output, dataclasses.replace(base, ftrace_formats=formats), spools)
+        written[name] = path
+    plain = run_cli("visualize", "-i", str(written["plain"]), "--errors", "-o", "plain.json", "--chart", "", cwd=tmp_path)
+    assert_one_line_error(plain, "record -O funcgraph-retval")  # no retval field: no return values
+    graph = graph_json(tmp_path, written["retval"], extra=("--errors",))
+    assert [entry["name"] for entry in graph["errors"]] == ["EAGAIN"]
+    eagain = graph["errors"][0]
+    assert {origin["function"] for origin in eagain["paths"]} == {function}
+    assert eagain["first_returns"] == eagain["returns"] == patched_calls[function] > 100, (function, patched_calls)
+    assert all(not origin["passed_up_by"] for origin in eagain["paths"])
+    without = graph_json(tmp_path, written["plain"])
+    assert {name: node["calls"] for name, node in nodes_by_name(graph).items()} == {name: node["calls"] for name, node in nodes_by_name(without).items()}
+    assert edges_by_pair(graph) == edges_by_pair(without)
