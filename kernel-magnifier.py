@@ -7684,6 +7684,7 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize -o stacks.folded                     # for flamegraph.pl, inferno, speedscope
   ./kernel-magnifier.py visualize -o calls.trace.json --pid 1234       # a timeline for ui.perfetto.dev (needs funcgraph-abstime)
   ./kernel-magnifier.py visualize --latency tcp_sendmsg                # its call durations: p50, p90, p99, slowest calls
+  ./kernel-magnifier.py visualize --errors                             # which calls returned -ENOENT, -EINVAL... and from where
   ./kernel-magnifier.py visualize --chart-by task --comm 'python*'     # which tasks spend the time
 """
 

@@ -352,3 +352,9 @@ def test_grafted_trace_dat_retval_field_is_read_by_its_stored_format(km, tmp_pat
     without = graph_json(tmp_path, written["plain"])
     assert {name: node["calls"] for name, node in nodes_by_name(graph).items()} == {name: node["calls"] for name, node in nodes_by_name(without).items()}
     assert edges_by_pair(graph) == edges_by_pair(without)
+    timelines = []
+    for name in ("plain", "retval"):
+        result = run_cli("visualize", "-i", str(written[name]), "-o", f"{name}.trace.json", "--chart", "", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        timelines.append(json.loads((tmp_path / f"{name}.trace.json").read_text())["traceEvents"])
+    assert timelines[0] == timelines[1]  # the errno's bits do not change the calls' names in the timeline
