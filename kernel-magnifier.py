@@ -1065,7 +1065,7 @@ class TraceParser:
                 parsed = (COMMENT, depth, None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
-        if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.endswith("*/"):
+        if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
             parsed = self.with_return_value(body, parsed)
         if len(self.body_cache) >= BODY_CACHE_LIMIT:
             self.body_cache.clear()  # funcgraph-args makes bodies unique; keep memory bounded
@@ -5169,7 +5169,7 @@ def errno_origin(tree: CallTree, node: int, err: int) -> dict:
     """One call path that returned `err` first: from the top down to the function, with the callers that passed it up.
 
     A caller passed it up when its last callee that returned an errno returned this
-    one; its count is every return of `err` at that path (from any callee below)."""
+    one; its count is every time it did so at that path (from any callee below, not only this one)."""
     passed_up = []
     caller = tree.parent[node]
     while caller > ROOT_NODE:
