@@ -358,3 +358,13 @@ def test_grafted_trace_dat_retval_field_is_read_by_its_stored_format(km, tmp_pat
         assert result.returncode == 0, result.stderr
         timelines.append(json.loads((tmp_path / f"{name}.trace.json").read_text())["traceEvents"])
     assert timelines[0] == timelines[1]  # the errno's bits do not change the calls' names in the timeline
+
+
+def test_grafted_return_values_followed_by_blanks_are_read(tmp_path, real_lines):
+    """A line copied with trailing blanks (an editor, a terminal's copy) keeps its return value."""
+    block = syscall_blocks(real_lines, PATH_SYSCALLS[0])[0]
+    grafted, path = graft(block, "6.13", {depth: -errno.ENOENT for depth in range(64)})
+    trace = tmp_path / "blanks.txt"
+    trace.write_text("".join(f"{line}  \n" for line in grafted))
+    (origin,) = errors_by_name(graph_json(tmp_path, trace, extra=("--errors",)))["ENOENT"]["paths"]
+    assert origin["path"] == path
