@@ -1311,10 +1311,8 @@ class TraceParser:
         folds into the graph once per batch.
         """
         kind, depth, name, module = parsed
-        if kind == COMMENT:
-            return None
-        if kind == RETURNED_ERRNO:
-            return self.returned_errno(parsed, context, duration)
+        if kind >= COMMENT:  # one test for both rare kinds: a comment, a return with an errno
+            return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
         if state is None:
