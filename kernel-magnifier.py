@@ -336,6 +336,8 @@ class CallTree:
         self.self_us: list[float] = [0.0]
         self.children: list[dict[str, int] | None] = [None]
         self.timed = False  # some node has a duration
+        # node -> {negative errno: [times returned, of which not passed up from a callee]}; only nodes that returned one
+        self.errnos: dict[int, dict[int, list[int]]] = {}
         self.limit = limit
         self.free: list[int] = []  # ids of merged detached nodes, reused: lost events must not grow the tree
 
@@ -374,6 +376,19 @@ class CallTree:
     def detached(self, name: str) -> int:
         return self.new_node(ROOT_NODE, name)
 
+    def note_errno(self, node: int, err: int, passed_up: bool) -> None:
+        """The call at `node` returned the negative errno `err` (at most 4,095 keys per node)."""
+        self.add_errno_counts(node, err, [1, 0 if passed_up else 1])
+
+    def add_errno_counts(self, node: int, err: int, counts: list[int]) -> None:
+        returned = self.errnos.setdefault(node, {})
+        mine = returned.get(err)
+        if mine is None:
+            returned[err] = list(counts)
+        else:
+            mine[0] += counts[0]
+            mine[1] += counts[1]
+
     def merge_detached(self, node: int, into_parent: int) -> None:
         """Add a detached node's subtree into the tree below `into_parent`."""
         self.merge(node, self.child(into_parent, self.function[node] or ""))
@@ -387,10 +402,13 @@ class CallTree:
         (the task's frames below the merged depth are gone, its counts flushed).
         """
         calls, total_us, self_us, children, function, free = self.calls, self.total_us, self.self_us, self.children, self.function, self.free
-        child = self.child
+        child, errnos = self.child, self.errnos
         work = [(source, target)]
         while work:
             source, target = work.pop()
+            if errnos and source in errnos:
+                for err, counts in errnos.pop(source).items():
+                    self.add_errno_counts(target, err, counts)
             calls[target] += calls[source]
             total_us[target] += total_us[source]
             self_us[target] += self_us[source]
@@ -678,6 +696,16 @@ FUNCTION_BODY = re.compile(
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
 ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
+# A leaf or exit that returned a negative errno: (RETURNED_ERRNO, depth, its LEAF/EXIT tuple, errno).
+# Its own kind keeps it off the hot loop's shortcuts (graph_event() applies it), so traces without
+# errors pay nothing; an errno is rare enough that its slower path costs nothing measurable either.
+RETURNED_ERRNO = 5
+# The return value in a leaf's or exit's comment (funcgraph-retval): "/* = -22 */", "/* f = 0x1 */" (about 6.5-6.12),
+# "/* ret=-22 */", "/* f ret=0xffffffea */", "/* <-caller+0x1/0x2 ret=-22 */" (6.13+); trace-cmd report: " (ret=-22)".
+RETURN_VALUE = re.compile(r"(?: = |ret=)(-?\d{1,20}|0x[0-9a-f]{1,16})(?: \*/|\))\s*$")
+TRACE_CMD_RETURN_VALUE = re.compile(r" \(ret=(?:-?\d{1,20}|0x[0-9a-f]{1,16})\)\s*$")
+MAX_ERRNO = 4095  # the kernel's IS_ERR_VALUE range: -1 .. -4095
+RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return value was read
 # A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
 LOST_REPEAT_WINDOW = 8
@@ -697,7 +725,7 @@ FRAME_NAME, FRAME_DEPTH, FRAME_CHILD_US, FRAME_IRQ, FRAME_NODE = 0, 1, 2, 3, 4
 class TaskState:
     """Per-task nesting: the open calls and calls whose caller is not known yet."""
 
-    __slots__ = ("cpu", "irq_entry", "pending", "stack")
+    __slots__ = ("cpu", "irq_entry", "last_errno", "pending", "stack")
 
     def __init__(self) -> None:
         self.stack: list[list] = []
@@ -706,6 +734,7 @@ class TaskState:
         self.pending: list[tuple[int, int]] = []
         self.irq_entry = False
         self.cpu: str | None = None
+        self.last_errno: tuple[list, int] | None = None  # (open call a callee returned an errno to, that errno)
 
 
 class TraceParser:
@@ -852,7 +881,7 @@ class TraceParser:
                                 if stack and stack[-1][FRAME_DEPTH] == depth - 1:
                                     stack[-1][FRAME_CHILD_US] += duration
                             continue
-                    elif kind != COMMENT:
+                    elif kind < COMMENT:  # an entry or leaf (RETURNED_ERRNO goes to graph_event)
                         parent = stack[-1]
                         if parent[FRAME_DEPTH] != depth - 1:
                             while stack and stack[-1][FRAME_DEPTH] >= depth:
@@ -1036,11 +1065,22 @@ class TraceParser:
                 parsed = (COMMENT, depth, None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
+        if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
+            parsed = self.with_return_value(body, parsed)
         if len(self.body_cache) >= BODY_CACHE_LIMIT:
             self.body_cache.clear()  # funcgraph-args makes bodies unique; keep memory bounded
         if not (call and call[4]) and len(body) <= CACHE_KEY_LIMIT:
             self.body_cache[body] = parsed
         return parsed
+
+    def with_return_value(self, text: str, parsed: tuple) -> tuple:
+        """A leaf or exit as RETURNED_ERRNO if `text` ends with a return value that is a negative errno."""
+        match = RETURN_VALUE.search(text)
+        if match is None:
+            return parsed
+        self.stats.formats.add(RETURN_VALUES_FORMAT)
+        err = errno_of(match.group(1))
+        return parsed if err is None else (RETURNED_ERRNO, parsed[1], parsed, err)
 
     # -- slow path: every other line kind ---------------------------------
 
@@ -1209,9 +1249,13 @@ class TraceParser:
         fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest"))
         if not fields:
             return False
-        parsed = self.classify_graph_body(fields.group("body"))
+        body = fields.group("body")
+        returned = TRACE_CMD_RETURN_VALUE.search(body) if body.endswith(")") else None
+        parsed = self.classify_graph_body(body[: returned.start()] if returned else body)
         if parsed is None:
             return False
+        if returned and (parsed[0] == LEAF or parsed[0] == EXIT):  # -O fgraph:retval-dec / retval-hex
+            parsed = self.with_return_value(returned.group(), parsed)
         self.stats.formats.add("trace-cmd report")
         context = self.context_of(match.group("cpu"), match.group("pid"), match.group("flags"))
         self.graph_event(parsed, context, float(fields.group("dur")) if fields.group("dur") else None)  # at most 12 digits
@@ -1260,15 +1304,15 @@ class TraceParser:
         state.cpu = cpu
         return state
 
-    def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> None:
-        """One function_graph entry, leaf or exit line at its depth, for its task.
+    def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
+        """One function_graph entry, leaf or exit line at its depth, for its task; its call-tree node.
 
         Called for every line of a trace: counts go to lists that flush_counts()
         folds into the graph once per batch.
         """
         kind, depth, name, module = parsed
-        if kind == COMMENT:
-            return
+        if kind >= COMMENT:  # one test for both rare kinds: a comment, a return with an errno
+            return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
         if state is None:
@@ -1276,8 +1320,7 @@ class TraceParser:
         state.cpu = cpu
         if kind == EXIT:
             self.exits += 1
-            self.graph_exit(state, depth, name, duration)
-            return
+            return self.graph_exit(state, depth, name, duration)
         stack = state.stack
         while stack and stack[-1][FRAME_DEPTH] >= depth:
             stack.pop()  # its exit was lost
@@ -1312,6 +1355,25 @@ class TraceParser:
                 tree.self_us[node] += duration
                 if parent is not None:
                     parent[FRAME_CHILD_US] += duration
+        return node
+
+    def returned_errno(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
+        """A leaf or exit that returned a negative errno: noted on its call path, as first returned or passed up.
+
+        Passed up: the call's last callee that returned an errno returned this
+        one (the task remembers which open call that callee returned to)."""
+        _, depth, event, err = parsed
+        state = self.task_state(context[0], context[1])
+        stack = state.stack
+        frame = next((frame for frame in reversed(stack) if frame[FRAME_DEPTH] <= depth), None) if event[0] == EXIT else None
+        passed_up = frame is not None and state.last_errno is not None and state.last_errno[0] is frame and state.last_errno[1] == err
+        node = TraceParser.graph_event(self, event, context, duration)  # TraceParser's own: SeamParser decided on the whole line
+        if node is None:
+            return None
+        self.tree.note_errno(node, err, passed_up)
+        caller = stack[-1] if stack and stack[-1][FRAME_DEPTH] == depth - 1 else None
+        state.last_errno = (caller, err) if caller is not None else None
+        return node
 
     def flush_counts(self) -> None:
         """Fold the batch's calls into the call tree.
@@ -1332,7 +1394,8 @@ class TraceParser:
         self.called.clear()
         self.entries = self.leaves = self.exits = self.function_lines = 0
 
-    def graph_exit(self, state: TaskState, depth: int, tail: str | None, duration: float | None) -> None:
+    def graph_exit(self, state: TaskState, depth: int, tail: str | None, duration: float | None) -> int | None:
+        """Close the open call at `depth`; the call-tree node of the call that returned, if known."""
         stack = state.stack
         while stack and stack[-1][FRAME_DEPTH] > depth:
             stack.pop()
@@ -1345,12 +1408,12 @@ class TraceParser:
                 tree.self_us[node] += duration - frame[FRAME_CHILD_US]
                 if stack and stack[-1][FRAME_DEPTH] == depth - 1:
                     stack[-1][FRAME_CHILD_US] += duration
-            return
+            return frame[FRAME_NODE]
         if stack and stack[-1][FRAME_DEPTH] == depth:
             stack.pop()  # a different function closed here: the entry we hold was not its own
         self.stats.orphan_exits += 1
         if tail is None:
-            return
+            return None
         tree = self.tree
         caller = tree.child(ROOT_NODE, tail)  # its entry (and so its own caller) was not seen
         # Calls one level deeper whose caller was unknown were made by this function.
@@ -1365,6 +1428,7 @@ class TraceParser:
             else:
                 tree.merge_detached(node, ROOT_NODE)
         state.pending = still_pending
+        return caller
 
 
 def graph_call(body: str) -> tuple | None:
@@ -1391,6 +1455,20 @@ def graph_call(body: str) -> tuple | None:
     else:
         return None
     return (kind, len(head.group(1)) // 2, head.group("name"), head.group("module"), close_at > start)
+
+
+def errno_of(value: str) -> int | None:
+    """The negative errno a printed return value is, by the kernel's rule (print_graph_retval); None if it is none.
+
+    A 64-bit value whose upper half is zero and bit 31 set is an int: sign-extended
+    (0xffffffea is -22). Then IS_ERR_VALUE: -1 .. -4095 are errnos, anything else
+    (0, pointers, counts) is not."""
+    number = (int(value, 16) if value.startswith("0x") else int(value)) & 0xFFFFFFFFFFFFFFFF
+    if number >> 32 == 0 and number & 0x80000000:
+        number -= 1 << 32
+    elif number >> 63:
+        number -= 1 << 64
+    return number if -MAX_ERRNO <= number < 0 else None
 
 
 def one_entry_between(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
@@ -1528,7 +1606,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
     parser.finish()
     return {
-        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed),
+        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos),
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
@@ -1624,11 +1702,13 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
 
 def add_parsed_input(graph: CallGraph, result: dict) -> None:
     """Add one input's tree and counters to the aggregate, exactly as the sequential loop accumulates them."""
-    calls, total_us, self_us, children, timed = result["tree"]
+    calls, total_us, self_us, children, timed, errnos = result["tree"]
     tree = graph.tree
     work = [(ROOT_NODE, ROOT_NODE)]
     while work:
         source, target = work.pop()
+        for err, counts in errnos.get(source, {}).items():
+            tree.add_errno_counts(target, err, counts)
         tree.calls[target] += calls[source]
         tree.total_us[target] += total_us[source]
         tree.self_us[target] += self_us[source]
@@ -1710,10 +1790,10 @@ class SeamParser(TraceParser):
         mark = super().event_mark()
         return (0, mark[1] + self.logged_entry_lines, mark[2] + self.logged_other_lines)
 
-    def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> None:
-        kind, depth, name, module = parsed
+    def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
+        kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
         if kind == COMMENT:
-            return
+            return None
         cpu, key, irq = context
         if key is None:
             key = self.cpu_task.get(cpu)
@@ -1729,9 +1809,9 @@ class SeamParser(TraceParser):
                     self.logged_entry_lines += 1
                 if module:
                     self.graph.modules[name] = module  # in line order, as the sequential parse sets it
-                return
+                return None
             self.keep(("anchor", key))
-        super().graph_event(parsed, context, duration)
+        return super().graph_event(parsed, context, duration)
 
     def keep(self, record: tuple) -> None:
         """Log a record for the parent; a log too long to be worth it (or to hold) ends the attempt."""
@@ -1838,7 +1918,7 @@ class SeamParser(TraceParser):
         self.flush_counts()
         tree = self.tree
         return {
-            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed),
+            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos),
             "stats": vars(self.graph.stats),
             "modules": self.graph.modules,
             "calls": list(self.function_nodes),
@@ -2017,6 +2097,9 @@ FIRST_PAGES_PER_BATCH = 32
 # Merged event kinds, one int per event in the decoded arrays.
 EV_ENTRY, EV_EXIT, EV_FUNCTION, EV_LOST, EV_OTHER = 0, 1, 2, 3, 4
 EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is fed
+EV_RETURNED_ERRNO = 6  # feed_trace_dat's group of exits that returned a negative errno (fed one by one)
+# An exit's code is (function << 16) | depth; one whose retval field holds a negative errno has the errno in bits 48-59.
+ERRNO_CODE_SHIFT = 48
 
 
 def saved_task_names(text: str) -> dict[str, str]:
@@ -2706,6 +2789,8 @@ class EventDecoder:
             if kind is not None:
                 kinds[event.event_id] = kind
                 self.by_kind.setdefault(kind, event)
+        # CONFIG_FUNCTION_GRAPH_RETVAL kernels store each exit's return value
+        self.has_retval = EV_EXIT in self.by_kind and "retval" in self.by_kind[EV_EXIT].fields
         common = next((event.fields for event in dat.formats.values() if "common_type" in event.fields), {})
         self.type_field = common.get("common_type", (0, 2, False))
         self.pid_field = common.get("common_pid", (4, 4, True))
@@ -2819,6 +2904,8 @@ class EventDecoder:
             names = self.name_codes(self.gather(buffer, at, event.fields["func"]))
             depth = self.gather(buffer, at, event.fields["depth"]).astype(np.int64) & 0xFFFF
             code[selected] = (names << 16) | depth
+            if event_kind == EV_EXIT and self.has_retval:
+                code[selected] |= self.returned_errnos(self.gather(buffer, at, event.fields["retval"])) << ERRNO_CODE_SHIFT
             if event_kind == EV_EXIT and {"calltime", "rettime"} <= event.fields.keys():
                 spent = self.gather(buffer, at, event.fields["rettime"]).astype(np.int64) - self.gather(buffer, at, event.fields["calltime"]).astype(np.int64)
                 duration[selected] = spent / 1000.0
@@ -2831,6 +2918,22 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def returned_errnos(self, values):
+        """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
+        np = self.np
+        bits = values.astype(np.uint64)
+        low = (bits & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        int_sized = ((bits >> np.uint64(32)) == 0) & (low >= 1 << 31)
+        signed = np.where(int_sized, low - (1 << 32), bits.view(np.int64))
+        return np.where((signed < 0) & (signed >= -MAX_ERRNO), -signed, 0)
+
+    def irregular(self, kind, code):
+        """Events that feed_bulk() leaves to feed_trace_dat(): lost-event notices, function tracer events, errno returns."""
+        found = (kind == EV_LOST) | (kind == EV_FUNCTION)
+        if self.has_retval:
+            found |= (kind == EV_EXIT) & (code >= 1 << ERRNO_CODE_SHIFT)
+        return found
 
     def with_lost(self, batch: EventBatch, cpu: int, positions, counts) -> EventBatch:
         """Put each page's lost events just before the page's first event, as trace-cmd report prints them."""
@@ -2996,10 +3099,12 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
     batch, joined_before = leaf_pairs(np, batch)
     kinds = batch.kind
     group = np.where((kinds <= EV_EXIT) | (kinds == EV_LEAF), EV_ENTRY, kinds)
+    if decoder.has_retval:
+        group[(kinds == EV_EXIT) & (batch.code >= 1 << ERRNO_CODE_SHIFT)] = EV_RETURNED_ERRNO
     new_task = (np.diff(batch.ctx) != 0) & (group[1:] == EV_ENTRY)
     starts = np.concatenate(([0], np.flatnonzero((np.diff(group) != 0) | new_task) + 1)).tolist()
     stops = [*starts[1:], len(batch)]
-    graph = np.flatnonzero(group == EV_ENTRY)
+    graph = np.flatnonzero((group == EV_ENTRY) | (group == EV_RETURNED_ERRNO))
     parsed = np.full(len(batch), None, dtype=object)
     durations = np.full(len(batch), None, dtype=object)
     if len(graph):
@@ -3009,9 +3114,11 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
         def graph_parsed(code: int) -> tuple:
             found = known.get(code)
             if found is None:
-                name, module = names[code >> 18]
+                name, module = names[(code >> 18) & 0xFFFFFFFF]
                 depth = (code >> 2) & 0xFFFF
-                found = known[code] = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+                found = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
+                err = code >> (ERRNO_CODE_SHIFT + 2)
+                known[code] = found = (RETURNED_ERRNO, depth, found, -err) if err else found
             return found
 
         parsed[graph] = objects_by_code(np, (batch.code[graph] << 2) | shapes, graph_parsed)
@@ -3028,6 +3135,9 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
             ctx = int(batch.ctx[start])
             context = contexts.get(ctx) or contexts.setdefault(ctx, trace_dat_context(ctx))
             feed_graph_run(parser, parsed[start:stop], context, durations[start:stop])
+        elif kind == EV_RETURNED_ERRNO:
+            for index in range(start, stop):
+                parser.graph_event(parsed[index], trace_dat_context(int(batch.ctx[index])), durations[index])
         elif kind == EV_FUNCTION:
             calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
             collections.deque(map(function_call, calls), maxlen=0)
@@ -3186,7 +3296,7 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
     work done past it)."""
     np = decoder.np
     start, count, exact, ahead = 0, len(batch), EXACT_EVENTS, BULK_LOOKAHEAD
-    notices = np.flatnonzero((batch.kind == EV_LOST) | (batch.kind == EV_FUNCTION))
+    notices = np.flatnonzero(decoder.irregular(batch.kind, batch.code))
     while start < count:
         at = int(np.searchsorted(notices, start))
         if at < len(notices) and notices[at] == start:
@@ -3255,7 +3365,7 @@ def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, sta
     first event it did not cover is (from start)."""
     np = decoder.np
     kind = batch.kind[start:stop]
-    stopper = np.flatnonzero((kind == EV_LOST) | (kind == EV_FUNCTION))
+    stopper = np.flatnonzero(decoder.irregular(kind, batch.code[start:stop]))
     end = int(stopper[0]) if len(stopper) else stop - start
     if end < BULK_MIN_EVENTS:
         return 0, end
@@ -3587,6 +3697,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     parser.line_no = fed
     if kinds[EV_ENTRY] + kinds[EV_EXIT]:
         stats.formats.add("function_graph")
+        if decoder.has_retval:
+            stats.formats.add(RETURN_VALUES_FORMAT)
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
@@ -3758,7 +3870,8 @@ class IntervalReader:
                         interval = CallInterval(decoder.names[code >> 32][0], task, comm, cpu, stamp / 1000, None, 0)
                     elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
                         self.kind = "function_graph"
-                        interval = CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                        name = decoder.names[(code >> 16) & 0xFFFFFFFF][0]  # without an errno's bits
+                        interval = CallInterval(name, task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -3770,6 +3883,8 @@ class IntervalReader:
 
     def graph_line(self, line: str, sep: int) -> Iterator[CallInterval]:
         parsed = self.lines.classify_graph_body(line[sep + 3 :])
+        if parsed is not None and parsed[0] == RETURNED_ERRNO:
+            parsed = parsed[2]
         if parsed is None or parsed[0] == COMMENT:
             return
         context = self.graph_columns(line[: sep - 14])
@@ -5104,6 +5219,87 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges), node_min, edge_min)
 
 
+# --errors: the calls that returned a negative errno (funcgraph-retval), each path where one was
+# first returned, and the callers on it that passed the same errno up. The kernel's own errnos
+# (include/linux/errno.h) never reach user space but are in traces: a driver's unknown ioctl is ENOIOCTLCMD.
+KERNEL_ERRNO_NAMES = {
+    512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND", 515: "ENOIOCTLCMD", 516: "ERESTART_RESTARTBLOCK",
+    517: "EPROBE_DEFER", 518: "EOPENSTALE", 519: "ENOPARAM", 521: "EBADHANDLE", 522: "ENOTSYNC", 523: "EBADCOOKIE",
+    524: "ENOTSUPP", 525: "ETOOSMALL", 526: "ESERVERFAULT", 527: "EBADTYPE", 528: "EJUKEBOX", 529: "EIOCBQUEUED",
+    530: "ERECALLCONFLICT", 531: "ENOGRACE",
+}
+ERRORS_SHOWN_PATHS = 10  # per errno on the terminal; the .json output has them all
+NO_RETURN_VALUES = (
+    "--errors: the trace has no return values: record them with 'record -O funcgraph-retval'"
+    " (kernel 6.5 or later built with CONFIG_FUNCTION_GRAPH_RETVAL)"
+)
+
+
+def errno_name(err: int) -> str:
+    return errno.errorcode.get(-err) or KERNEL_ERRNO_NAMES.get(-err) or f"errno {-err}"
+
+
+def errno_message(err: int) -> str:
+    if -err in errno.errorcode:
+        return os.strerror(-err)
+    return "kernel-internal" if -err in KERNEL_ERRNO_NAMES else "unknown"
+
+
+def errors_report(tree: CallTree) -> list[dict]:
+    """Per negative errno: its returns, and every call path that returned it first (see errno_origin)."""
+    nodes_by_errno: dict[int, list[int]] = {}
+    for node, returned in tree.errnos.items():
+        for err in returned:
+            nodes_by_errno.setdefault(err, []).append(node)
+    report = []
+    for err, nodes in nodes_by_errno.items():
+        origins = sorted((errno_origin(tree, node, err) for node in nodes if tree.errnos[node][err][1]), key=lambda found: (-found["times"], found["path"]))
+        report.append({
+            "errno": err,
+            "name": errno_name(err),
+            "message": errno_message(err),
+            "returns": sum(tree.errnos[node][err][0] for node in nodes),
+            "first_returns": sum(found["times"] for found in origins),
+            "paths": origins,
+        })
+    report.sort(key=lambda entry: (-entry["first_returns"], -entry["returns"], entry["errno"]))
+    return report
+
+
+def errno_origin(tree: CallTree, node: int, err: int) -> dict:
+    """One call path that returned `err` first: from the top down to the function, with the callers that passed it up.
+
+    A caller passed it up when its last callee that returned an errno returned this
+    one; its count is every time it did so at that path (from any callee below, not only this one)."""
+    passed_up = []
+    caller = tree.parent[node]
+    while caller > ROOT_NODE:
+        counts = tree.errnos.get(caller, {}).get(err)
+        if counts is not None and counts[0] > counts[1]:
+            passed_up.append({"function": tree.function[caller], "times": counts[0] - counts[1]})
+        caller = tree.parent[caller]
+    return {"function": tree.function[node], "times": tree.errnos[node][err][1], "path": tree.path(node), "passed_up_by": passed_up}
+
+
+def errors_lines(report: list[dict]) -> list[str]:
+    """--errors on the terminal: per errno, the paths where it was first returned (the most frequent first)."""
+    if not report:
+        return ["errors: no call returned a negative errno"]
+    lines = [f"errors: {len(report)} negative errno value(s) returned; where each was first returned, and who passed it up:"]
+    for entry in report:
+        lines.append(
+            f"  {entry['name']} ({entry['errno']}, {entry['message']}): returned {plural(entry['returns'], 'time')},"
+            f" first by {plural(len(entry['paths']), 'call path')}"
+        )
+        for found in entry["paths"][:ERRORS_SHOWN_PATHS]:
+            passed = ", ".join(f"{up['function']} ({up['times']:,}x)" for up in found["passed_up_by"])
+            lines.append(f"    {found['times']:,}x {found['function']}" + (f", passed up by {passed}" if passed else ""))
+            lines.append(f"        path: {' > '.join(found['path'])}")
+        if len(entry["paths"]) > ERRORS_SHOWN_PATHS:
+            lines.append(f"    ... and {len(entry['paths']) - ERRORS_SHOWN_PATHS:,} more paths (all of them in a .json output)")
+    return lines
+
+
 # ============================================================================
 # Output: heat, graphviz drawing, JSON, chart
 # ============================================================================
@@ -5595,11 +5791,12 @@ def call_tree_json(tree: CallTree) -> list[dict]:
     return nodes
 
 
-def write_json(view: View, output: str, heat: Heat, baseline: CallGraph | None) -> None:
+def write_json(view: View, output: str, heat: Heat, baseline: CallGraph | None, extra: dict | None = None) -> None:
+    """The graph_json() of the view, with `extra`'s keys added (--errors)."""
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
         try:
             # allow_nan=False: JavaScript's JSON.parse refuses NaN/Infinity; the parsers never let one through
-            handle.writelines(json_lines(graph_json(view, heat, baseline)))
+            handle.writelines(json_lines({**graph_json(view, heat, baseline), **(extra or {})}))
         except ValueError as err:
             raise UserError(f"cannot write {output}: {err}") from err
         handle.write("\n")
@@ -6615,6 +6812,7 @@ class Views:
     baseline: CallGraph | None
     args: argparse.Namespace
     have_map: bool
+    errors: list[dict] | None = None  # errors_report(), with --errors
 
 
 def draw_call_graph(views: Views, output: str) -> None:
@@ -6639,7 +6837,7 @@ def narrowing_hint(views: Views) -> str:
 
 def write_graph_json(views: Views, output: str) -> None:
     """.json: every node, edge and call path of the view, for scripts."""
-    write_json(views.view, output, views.heat, views.baseline)
+    write_json(views.view, output, views.heat, views.baseline, {"errors": views.errors} if views.errors is not None else None)
 
 
 # Output writers by the end of the file name; the first match wins (so .trace.json before .json).
@@ -6728,6 +6926,8 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     graph = parse_traces(inputs, selection)
     say(f"parsing completed, found {graph.stats.events} events")
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
+    if args.errors and RETURN_VALUES_FORMAT not in graph.stats.formats:
+        raise UserError(NO_RETURN_VALUES)
     request = view_request(args, symbols)
     view = build_view(graph, request)
     if not view.nodes:
@@ -6737,6 +6937,10 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None)
     for line in summarize(view):
         say(line)
+    if args.errors:
+        views.errors = errors_report(graph.tree)
+        for line in errors_lines(views.errors):
+            say(line)
     if args.chart:
         if args.chart_by == "function":
             render_chart(view, args.chart, args.chart_top, views.heat)
@@ -7085,6 +7289,11 @@ def tracer_option(option: str, options_dir: str) -> tuple[str, str]:
     if not os.path.exists(os.path.join(options_dir, name)) and name.startswith("no"):
         name, value = name[2:], "0"
     path = os.path.join(options_dir, name)
+    if not os.path.exists(path) and name in ("funcgraph-retval", "funcgraph-retval-hex"):
+        raise UserError(
+            f"-O {option}: this kernel was built without CONFIG_FUNCTION_GRAPH_RETVAL (needs 6.5 or later built with it):"
+            " return values cannot be recorded here"
+        )
     if not os.path.exists(path):
         available = sorted(os.listdir(options_dir))
         raise UserError(f"-O {option}: no such tracer option; this kernel has: {' '.join(available)}")
@@ -7960,6 +8169,7 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize --root tcp_sendmsg -o - | less       # a text report on the terminal: top functions, call tree
   ./kernel-magnifier.py visualize -o calls.trace.json --pid 1234       # a timeline for ui.perfetto.dev (needs funcgraph-abstime)
   ./kernel-magnifier.py visualize --latency tcp_sendmsg                # its call durations: p50, p90, p99, slowest calls
+  ./kernel-magnifier.py visualize --errors                             # which calls returned -ENOENT, -EINVAL... and from where
   ./kernel-magnifier.py visualize --chart-by task --comm 'python*'     # which tasks spend the time
 """
 
@@ -8090,6 +8300,10 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
+    other.add_argument(
+        "--errors", action="store_true",
+        help="the calls that returned a negative errno, where each was first returned and who passed it up (needs record -O funcgraph-retval)",
+    )
     symbol_map = commands.add_parser(
         "generate-symbol-map", parents=[common], formatter_class=HelpFormatter, epilog=SYMBOL_MAP_EXAMPLES,
         help="map kernel function names to the source files that define them, from DWARF debug info",

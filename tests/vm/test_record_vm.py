@@ -7,6 +7,7 @@ Outside the VM they are skipped: this machine's own kernel cannot trace.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -391,6 +392,32 @@ def test_failing_setup_is_one_line_and_changes_nothing(tmp_path, state_kept, arg
     result = record("--record-time", "1", *args, cwd=tmp_path)
     assert_one_line_error(result, message)
     assert not list(tmp_path.iterdir())
+
+
+FAILING_ON_PURPOSE = (
+    "import fcntl, os, termios\n"
+    "try:\n    open('/no/such/file/km')\nexcept OSError:\n    pass\n"
+    "read_end, _ = os.pipe()\n"
+    "try:\n    fcntl.ioctl(read_end, termios.TIOCGWINSZ, bytes(8))\nexcept OSError:\n    pass\n"
+)
+
+
+def test_funcgraph_retval_records_the_errors_or_says_the_kernel_lacks_it(tmp_path, state_kept):
+    """A command that fails on purpose (open of a missing file, a terminal ioctl on a pipe) under -O funcgraph-retval:
+    where the kernel has CONFIG_FUNCTION_GRAPH_RETVAL, --errors names -ENOENT and -ENOTTY as the trace's own lines
+    show them; where it has not (every Debian kernel up to 7.3), one line says so and nothing is written."""
+    result = record("--format", "text", "-O", "funcgraph-retval", "--", sys.executable, "-c", FAILING_ON_PURPOSE, cwd=tmp_path)
+    if result.returncode != 0:
+        assert_one_line_error(result, "-O funcgraph-retval: this kernel was built without CONFIG_FUNCTION_GRAPH_RETVAL")
+        assert not (TRACEFS / "options" / "funcgraph-retval").exists()
+        assert not list(tmp_path.iterdir())
+        return
+    data = tmp_path / "kernel-magnifier.data"
+    returned = Counter(match.group(1) for line in read_lines(data) if (match := re.search(r"(?: = |ret=)(-\d+) \*/\s*$", line)))
+    assert returned[f"-{errno.ENOENT}"] and returned[f"-{errno.ENOTTY}"], returned
+    graph = graph_json(tmp_path, data, extra=("--errors",))
+    named = {entry["name"]: entry["returns"] for entry in graph["errors"]}
+    assert named["ENOENT"] == returned[f"-{errno.ENOENT}"] and named["ENOTTY"] == returned[f"-{errno.ENOTTY}"], (named, returned)
 
 
 def function_graph_runs_in_an_instance() -> bool:

@@ -1,0 +1,370 @@
+"""Return values (funcgraph-retval) and `visualize --errors`.
+
+No Debian kernel (bookworm 6.1, trixie 6.12, sid 7.2, experimental 7.3-rc7,
+trixie-backports 7.3.4) is built with CONFIG_FUNCTION_GRAPH_RETVAL, so there is
+no real recording with return values. The tests graft return values, in each
+format the kernel prints (/work/shared/ftrace-format.md 4.6), onto REAL
+function_graph lines: whole syscall call blocks of the Debian 7.3.4 recording
+in tests/data/fg-newer-kernel (one task, one CPU, nothing lost inside). Each
+test named "grafted" works on such lines. The expected paths come from reading
+the grafted lines by their indentation here, never from the tool.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import DATA, SCRIPT, assert_one_line_error, edges_by_pair, graph_json, nodes_by_name, read_lines, run_cli
+
+REAL_7_3 = DATA / "fg-newer-kernel" / "trace-default.txt.xz"
+PATH_SYSCALLS = ("__x64_sys_openat", "__x64_sys_newfstatat", "__x64_sys_statx")  # a missing file: -ENOENT
+ENOIOCTLCMD = 515  # include/linux/errno.h: kernel-internal, not in the C library's table
+
+
+def split_body(line: str) -> tuple[str, int, str] | None:
+    """(columns before "|  ", depth, body) of a function_graph line, by plain splitting; None for others."""
+    if line.startswith("#") or "|  " not in line:
+        return None
+    head, _, body = line.rpartition("|  ")
+    return head, (len(body) - len(body.lstrip(" "))) // 2, body.strip()
+
+
+def call_name(body: str) -> str:
+    return body.split("(")[0].split(" [")[0]
+
+
+def syscall_blocks(lines: list[str], syscall: str) -> list[list[str]]:
+    """Every depth-0 `syscall() {` block up to its closing "}": the lines of its CPU (trace_pipe interleaves the
+    CPUs' lines), if no other kind of line (context switch, LOST, comment, exit without entry) comes between."""
+    blocks = []
+    for start, line in enumerate(lines):
+        fields = split_body(line)
+        if not fields or fields[1] != 0 or fields[2] != f"{syscall}() {{":
+            continue
+        cpu = line.split(")")[0]
+        block = [line]
+        for other in lines[start + 1 :]:
+            if other.split(")")[0] != cpu and split_body(other):
+                continue  # another CPU's line
+            inner = split_body(other)
+            if not inner or inner[2].startswith("/*") or "*/" in inner[2]:
+                break
+            block.append(other)
+            if inner[1] == 0:
+                if inner[2] == "}":
+                    blocks.append(block)
+                break
+    return blocks
+
+
+def deepest_leaf(block: list[str]) -> int:
+    """Index of the first leaf line at the block's greatest depth."""
+    leaves = [(split_body(line)[1], -index) for index, line in enumerate(block) if split_body(line)[2].endswith(");")]
+    return -max(leaves)[1]
+
+
+def retval_text(style: str, value: int, name: str | None) -> str:
+    """The comment the kernel prints for a return value: style "6.5" (/* f = -2 */), "6.13" (/* f ret=-2 */),
+    "hex" (funcgraph-retval-hex, 64 bits) or "hex32" (an int's errno as the upper-half-zero value the register holds)."""
+    if style == "hex":
+        shown = f"0x{value & 0xFFFFFFFFFFFFFFFF:x}"
+    elif style == "hex32":
+        shown = f"0x{value & 0xFFFFFFFF:x}"
+    else:
+        shown = str(value) if value < 0 else f"0x{value:x}"
+    where = f"{name} " if name else ""
+    return f"/* {where}= {shown} */" if style == "6.5" else f"/* {where}ret={shown} */"
+
+
+def graft(block: list[str], style: str, errors: dict[int, int]) -> tuple[list[str], list[str]]:
+    """The block with a return value on every leaf and exit: errors[depth] on the deepest leaf's call path (the leaf
+    itself and the exits of the calls enclosing it), 0 elsewhere. Returns it and that call path."""
+    target = deepest_leaf(block)
+    stack: list[tuple[str, int]] = []  # open calls: (name, index of the entry line)
+    enclosing: list[tuple[str, int]] = []
+    out = []
+    for index, line in enumerate(block):
+        head, depth, body = split_body(line)
+        indent = " " * (2 * depth)
+        if body.endswith(") {"):
+            del stack[depth:]
+            stack.append((call_name(body), index))
+            out.append(line)
+        elif body.endswith(");"):
+            del stack[depth:]
+            if index == target:
+                enclosing = list(stack)
+            value = errors.get(depth, 0) if index == target else 0
+            out.append(f"{head}|  {indent}{body} {retval_text(style, value, None)}")
+        else:  # "}": with retval on, the kernel names the function on every exit
+            del stack[depth + 1 :]
+            closed = stack.pop()
+            value = errors.get(depth, 0) if closed in enclosing else 0
+            out.append(f"{head}|  {indent}}} {retval_text(style, value, closed[0])}")
+    return out, [name for name, _ in enclosing] + [call_name(split_body(block[target])[2])]
+
+
+def errors_by_name(graph: dict) -> dict[str, dict]:
+    return {entry["name"]: entry for entry in graph["errors"]}
+
+
+@pytest.fixture(scope="module")
+def real_lines() -> list[str]:
+    return read_lines(REAL_7_3)
+
+
+@pytest.mark.parametrize("style", ["6.5", "6.13", "hex", "hex32"])
+def test_grafted_enoent_of_real_path_syscalls_is_traced_from_its_first_return_to_the_syscall(tmp_path, real_lines, style):
+    blocks = [block for syscall in PATH_SYSCALLS for block in syscall_blocks(real_lines, syscall)]
+    assert len(blocks) >= 3
+    lines, paths = [], Counter()
+    for block in blocks:
+        grafted, path = graft(block, style, {depth: -errno.ENOENT for depth in range(64)})
+        lines += grafted
+        paths[tuple(path)] += 1
+    trace = tmp_path / "paths.txt"
+    trace.write_text("\n".join(lines) + "\n")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("\n".join(line for block in blocks for line in block) + "\n")
+    graph = graph_json(tmp_path, trace, extra=("--errors",))
+    enoent = errors_by_name(graph)["ENOENT"]
+    assert enoent["errno"] == -errno.ENOENT and enoent["message"] == os.strerror(errno.ENOENT)
+    assert len(graph["errors"]) == 1  # every other leaf and exit returned 0 (or, hex32, nothing that is an errno)
+    found = {tuple(origin["path"]): origin for origin in enoent["paths"]}
+    assert {path: origin["times"] for path, origin in found.items()} == dict(paths)
+    for path, times in paths.items():
+        origin = found[path]
+        assert origin["function"] == path[-1]
+        passed_up = {up["function"]: up["times"] for up in origin["passed_up_by"]}
+        assert list(passed_up) == list(reversed(path[:-1]))  # from its caller up to the syscall
+        assert all(count >= times for count in passed_up.values())
+    assert enoent["first_returns"] == sum(paths.values())
+    assert enoent["returns"] == sum(len(path) * times for path, times in paths.items())
+    # the return values change nothing else: same functions, calls and edges as the lines without them
+    without = graph_json(tmp_path, plain)
+    assert {name: node["calls"] for name, node in nodes_by_name(graph).items()} == {name: node["calls"] for name, node in nodes_by_name(without).items()}
+    assert edges_by_pair(graph) == edges_by_pair(without)
+
+
+def test_grafted_bad_ioctl_names_the_kernel_errno_and_where_it_became_another(tmp_path, real_lines):
+    """A driver's unknown ioctl: -ENOIOCTLCMD from the deepest call, -ENOTTY from the syscall (first returned there)."""
+    blocks = syscall_blocks(real_lines, "__x64_sys_ioctl")
+    assert blocks
+    lines, paths = [], Counter()
+    for block in blocks:
+        errors = {depth: -ENOIOCTLCMD for depth in range(1, 64)}
+        errors[0] = -errno.ENOTTY
+        grafted, path = graft(block, "6.13", errors)
+        lines += grafted
+        paths[tuple(path)] += 1
+    trace = tmp_path / "ioctl.txt"
+    trace.write_text("\n".join(lines) + "\n")
+    result = run_cli("visualize", "-i", str(trace), "--errors", "-o", str(tmp_path / "graph.json"), "--chart", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    by_name = errors_by_name(json.loads((tmp_path / "graph.json").read_text()))
+    assert set(by_name) == {"ENOIOCTLCMD", "ENOTTY"}
+    internal = by_name["ENOIOCTLCMD"]
+    assert internal["message"] == "kernel-internal"
+    assert {tuple(origin["path"]): origin["times"] for origin in internal["paths"]} == dict(paths)
+    enotty = by_name["ENOTTY"]
+    assert [(origin["path"], origin["times"], origin["passed_up_by"]) for origin in enotty["paths"]] == [(["__x64_sys_ioctl"], len(blocks), [])]
+    assert f"ENOTTY (-{errno.ENOTTY}, {os.strerror(errno.ENOTTY)}): returned {len(blocks)} time" in result.stdout
+    deepest = max(paths, key=len)
+    assert f"path: {' > '.join(deepest)}" in result.stdout
+
+
+def test_grafted_values_that_are_no_errno_are_not_errors(tmp_path, real_lines):
+    """IS_ERR_VALUE: only -1..-4095 (after sign-extending an int) are errnos; pointers, -4096 and big counts are not."""
+    block = syscall_blocks(real_lines, PATH_SYSCALLS[0])[0]
+    lines = []
+    for value in (-4096, 0xFFFF88800A1B2C00, 0xFFFFFFFF00000002, 0x7FFFFFFF, 4095):
+        grafted, _ = graft(block, "hex", {depth: value for depth in range(64)})
+        lines += grafted
+    trace = tmp_path / "values.txt"
+    trace.write_text("\n".join(lines) + "\n")
+    result = run_cli("visualize", "-i", str(trace), "--errors", "-o", str(tmp_path / "graph.json"), "--chart", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "graph.json").read_text())["errors"] == []
+    assert "errors: no call returned a negative errno" in result.stdout
+
+
+def test_grafted_trace_cmd_report_retval_suffix(tmp_path):
+    """trace-cmd report -O fgraph:retval-dec appends " (ret=N)": grafted onto an exit of the real report in tests/data/trace-cmd."""
+    lines = read_lines(DATA / "trace-cmd" / "report-head.txt.xz")
+    stacks: dict[str, list[tuple[int, str]]] = {}
+    chosen = None
+    for index, line in enumerate(lines):
+        if "DROPPED" in line:
+            break
+        if "funcgraph_" not in line:
+            continue
+        pid = line.split("[")[0].strip().rsplit("-", 1)[1]
+        body = line.rpartition("|  ")[2]
+        depth = (len(body) - len(body.lstrip(" "))) // 2
+        stack = stacks.setdefault(pid, [])
+        if body.strip() == "}":
+            if stack and stack[-1][0] == depth and depth >= 2:
+                chosen = (index, stack[-1][1])
+                break
+            del stack[-1:]
+        elif body.rstrip().endswith("{"):
+            stack.append((depth, call_name(body.strip())))
+    assert chosen is not None
+    index, function = chosen
+    grafted = [f"{line.rstrip()} (ret=-{errno.EAGAIN})" if at == index else line for at, line in enumerate(lines)]
+    trace = tmp_path / "report.txt"
+    trace.write_text("\n".join(grafted) + "\n")
+    by_name = errors_by_name(graph_json(tmp_path, trace, extra=("--errors",)))
+    assert [(origin["function"], origin["times"]) for origin in by_name["EAGAIN"]["paths"]] == [(function, 1)]
+
+
+def test_errors_on_a_trace_without_return_values_says_how_to_record_them(tmp_path):
+    result = run_cli("visualize", "-i", str(REAL_7_3), "--errors", "-o", str(tmp_path / "graph.json"), "--chart", "", cwd=tmp_path)
+    assert_one_line_error(result, "record -O funcgraph-retval")
+    assert "CONFIG_FUNCTION_GRAPH_RETVAL" in result.stderr
+    assert not (tmp_path / "graph.json").exists()
+
+
+def run_with(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **env},
+    )
+
+
+def test_grafted_errors_of_inputs_parsed_in_child_processes_add_up(tmp_path, real_lines):
+    blocks = [block for syscall in PATH_SYSCALLS for block in syscall_blocks(real_lines, syscall)]
+    inputs = []
+    for name in ("a.txt", "b.txt"):
+        lines = [line for block in blocks for line in graft(block, "6.13", {depth: -errno.ENOENT for depth in range(64)})[0]]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        inputs += ["-i", str(tmp_path / name)]
+    found = {}
+    for processes in ("1", "2"):
+        result = run_with({"KM_PARSE_PROCESSES": processes}, "visualize", *inputs, "--errors", "-o", f"{processes}.json", "--chart", "", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        found[processes] = json.loads((tmp_path / f"{processes}.json").read_text())["errors"]
+    assert found["2"] == found["1"]
+    assert found["1"][0]["first_returns"] == 2 * len(blocks)
+
+
+@pytest.mark.parametrize("seam", ["0.2174", "0.6087"])
+def test_grafted_errors_are_the_same_when_the_file_is_parsed_in_halves(tmp_path, real_lines, seam):
+    lines = []
+    blocks = [block for syscall in PATH_SYSCALLS for block in syscall_blocks(real_lines, syscall)]
+    for block in blocks * 20:
+        lines += graft(block, "6.13", {depth: -errno.ENOENT for depth in range(64)})[0]
+    trace = tmp_path / "paths.txt"
+    trace.write_text("\n".join(lines) + "\n")
+    sequential = graph_json(tmp_path, trace, extra=("--errors",))["errors"]
+    split = run_with({"KM_PARSE_PROCESSES": "2", "KM_SPLIT_AT": seam}, "visualize", "-i", str(trace), "--errors", "-o", "split.json", "--chart", "", cwd=tmp_path)
+    assert split.returncode == 0, split.stderr
+    assert json.loads((tmp_path / "split.json").read_text())["errors"] == sequential
+    assert sequential[0]["first_returns"] == 20 * len(blocks)
+
+
+def test_record_funcgraph_retval_is_passed_through_where_the_kernel_has_it(km, tmp_path):
+    options = tmp_path / "options"
+    options.mkdir()
+    for name in (DATA / "fg-newer-kernel" / "options-available.txt").read_text().split():
+        (options / name).write_text("0\n")
+    with pytest.raises(km.UserError, match="built without CONFIG_FUNCTION_GRAPH_RETVAL"):
+        km.tracer_option("funcgraph-retval", str(options))  # the real 7.3.4 Debian kernel's options
+    (options / "funcgraph-retval").write_text("0\n")
+    assert km.tracer_option("funcgraph-retval", str(options)) == (str(options / "funcgraph-retval"), "1")
+    assert km.tracer_option("nofuncgraph-retval", str(options)) == (str(options / "funcgraph-retval"), "0")
+
+
+def exit_events(pages: bytes, exit_id: int) -> list[tuple[int, int]]:
+    """(byte offset of the event's data, function address) of every funcgraph_exit in raw ring-buffer pages,
+    walked by the header_event rules (as tests/test_tracedat_write.page_events counts them)."""
+    found = []
+    for start in range(0, len(pages), 4096):
+        commit = int.from_bytes(pages[start + 8 : start + 16], "little") & ((1 << 27) - 1)
+        position, end = start + 16, start + 16 + commit
+        while position < end:
+            header = int.from_bytes(pages[position : position + 4], "little")
+            type_len = header & 0x1F
+            if type_len <= 28:
+                data, length = (position + 8, int.from_bytes(pages[position + 4 : position + 8], "little") - 4) if type_len == 0 else (position + 4, 4 * type_len)
+                if int.from_bytes(pages[data : data + 2], "little") == exit_id:
+                    found.append((data, int.from_bytes(pages[data + 8 : data + 16], "little")))
+                position = data + length
+            elif type_len == 29:
+                length = int.from_bytes(pages[position + 4 : position + 8], "little")
+                position = end if length == 0 else position + 4 + length
+            else:
+                position += 8
+    return found
+
+
+def test_grafted_trace_dat_retval_field_is_read_by_its_stored_format(km, tmp_path):
+    """Real ring-buffer pages of the 6.1 kernel (tests/data/raw-binary) written as a trace.dat by record's writer, with
+    the funcgraph_exit format's 4-byte "overrun" field renamed "retval" and -EAGAIN (0xfffffff5, an int the kernel
+    sign-extends) written into it for every exit of the most frequent function: those exits, and no other, are errors."""
+    import dataclasses
+    import lzma
+
+    from test_tracedat_write import METADATA, RAW, TRACEFS, parts  # noqa: F401  (METADATA: the file's header lines)
+
+    exit_format = (TRACEFS / "events" / "ftrace" / "funcgraph_exit" / "format").read_text()
+    exit_id = int(exit_format.split("ID:")[1].split()[0])
+    assert "unsigned int overrun;\toffset:20;\tsize:4;" in exit_format
+    symbols = {int(line.split()[0], 16): line.split()[2] for line in lzma.decompress((RAW / "kallsyms-used.xz").read_bytes()).decode().splitlines()}
+    written = {}
+    patched_calls = Counter()
+    pages_by_cpu = {cpu: bytearray(lzma.decompress((RAW / f"pages-cpu{cpu}.raw.xz").read_bytes())) for cpu in (0, 1)}
+    exits = {cpu: exit_events(bytes(pages), exit_id) for cpu, pages in pages_by_cpu.items()}
+    function = Counter(symbols[address] for found in exits.values() for _, address in found).most_common(1)[0][0]
+    for cpu, pages in pages_by_cpu.items():
+        for data, address in exits[cpu]:
+            if symbols[address] == function:
+                pages[data + 20 : data + 24] = (-errno.EAGAIN & 0xFFFFFFFF).to_bytes(4, "little")
+                patched_calls[function] += 1
+    for name, pages, fmt in (("plain", None, exit_format), ("retval", pages_by_cpu, exit_format.replace("unsigned int overrun;", "unsigned int retval;"))):
+        spools = {}
+        for cpu in (0, 1):
+            content = bytes(pages[cpu]) if pages else lzma.decompress((RAW / f"pages-cpu{cpu}.raw.xz").read_bytes())
+            handle = (tmp_path / f"{name}-cpu{cpu}.raw").open("w+b")
+            handle.write(content)
+            handle.flush()
+            spools[cpu] = type("Spool", (), {"cpu": cpu, "file": handle, "size": len(content)})()
+        base = parts(km)
+        formats = [fmt if text.startswith("name: funcgraph_exit") else text for text in base.ftrace_formats]
+        path = tmp_path / f"{name}.dat"
+        with path.open("wb") as output:
+            km.write_trace_dat(output, dataclasses.replace(base, ftrace_formats=formats), spools)
+        written[name] = path
+    plain = run_cli("visualize", "-i", str(written["plain"]), "--errors", "-o", "plain.json", "--chart", "", cwd=tmp_path)
+    assert_one_line_error(plain, "record -O funcgraph-retval")  # no retval field: no return values
+    graph = graph_json(tmp_path, written["retval"], extra=("--errors",))
+    assert [entry["name"] for entry in graph["errors"]] == ["EAGAIN"]
+    eagain = graph["errors"][0]
+    assert {origin["function"] for origin in eagain["paths"]} == {function}
+    assert eagain["first_returns"] == eagain["returns"] == patched_calls[function] > 100, (function, patched_calls)
+    assert all(not origin["passed_up_by"] for origin in eagain["paths"])
+    without = graph_json(tmp_path, written["plain"])
+    assert {name: node["calls"] for name, node in nodes_by_name(graph).items()} == {name: node["calls"] for name, node in nodes_by_name(without).items()}
+    assert edges_by_pair(graph) == edges_by_pair(without)
+    timelines = []
+    for name in ("plain", "retval"):
+        result = run_cli("visualize", "-i", str(written[name]), "-o", f"{name}.trace.json", "--chart", "", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        timelines.append(json.loads((tmp_path / f"{name}.trace.json").read_text())["traceEvents"])
+    assert timelines[0] == timelines[1]  # the errno's bits do not change the calls' names in the timeline
+
+
+def test_grafted_return_values_followed_by_blanks_are_read(tmp_path, real_lines):
+    """A line copied with trailing blanks (an editor, a terminal's copy) keeps its return value."""
+    block = syscall_blocks(real_lines, PATH_SYSCALLS[0])[0]
+    grafted, path = graft(block, "6.13", {depth: -errno.ENOENT for depth in range(64)})
+    trace = tmp_path / "blanks.txt"
+    trace.write_text("".join(f"{line}  \n" for line in grafted))
+    (origin,) = errors_by_name(graph_json(tmp_path, trace, extra=("--errors",)))["ENOENT"]["paths"]
+    assert origin["path"] == path
