@@ -258,6 +258,21 @@ class TraceStats:
     metadata: dict[str, str] = field(default_factory=dict)
     formats: set[str] = field(default_factory=set)
     inputs: list[str] = field(default_factory=list)
+    first_us: float | None = None  # the first and last timestamp (trace time) of the inputs: the earliest
+    last_us: float | None = None  # of their first ones, the latest of their last ones
+
+    def note_time(self, first_us: float | None, last_us: float | None) -> None:
+        """One input's first and last timestamp."""
+        if first_us is not None:
+            self.first_us = first_us if self.first_us is None else min(self.first_us, first_us)
+        if last_us is not None:
+            self.last_us = last_us if self.last_us is None else max(self.last_us, last_us)
+
+    def time_span(self) -> str:
+        """"194.199156 s to 194.716717 s", or why there is none."""
+        if self.first_us is None or self.last_us is None:
+            return "no timestamps in the trace"
+        return f"{self.first_us / 1e6:.6f} s to {self.last_us / 1e6:.6f} s"
 
     def note_unparsed(self, line: str, where: str) -> None:
         self.unparsed_lines += 1
@@ -647,6 +662,7 @@ GRAPH_BODY = re.compile(
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
 GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
+GRAPH_STAMP = re.compile(r"^ *(?P<ts>\d{1,12}\.\d{1,9}) \|  ")  # funcgraph-abstime
 # A graph line without the "|  " separator (funcgraph-duration off): prefix then body.
 GRAPH_NO_DURATION = re.compile(
     r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d{1,9})\) )?(?: *(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| )?"
@@ -683,6 +699,7 @@ ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
 LOST_REPEAT_WINDOW = 8
 BODY_CACHE_LIMIT = 200_000
 FLUSH_COUNTER_MIN = 4096  # flush_counts(): a plain loop is faster than a Counter below this many calls
+STAMP_SCAN_LINES = 200  # note_time_span(): lines looked at from each end of a batch for a timestamp
 CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
 MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
 BAD_DURATION, NOT_DURATION = -1.0, -2.0  # duration_field() results that are no duration
@@ -732,6 +749,8 @@ class TraceParser:
         self.line_no = 0
         self.line_filter: Callable[[list[str]], list[str]] | None = None  # --pid/--comm/--cpu
         self.selection: TaskSelection | None = None  # the same, for binary inputs
+        self.first_us: float | None = None  # the input's first and last timestamp (note_times)
+        self.last_us: float | None = None
 
     # -- driving ----------------------------------------------------------
 
@@ -754,7 +773,21 @@ class TraceParser:
             self.stats.note_unparsed(line, f"{self.where}:{self.line_no}")
         self.stats.lines = self.line_no
 
-    def feed_lines(self, lines: Iterable[str]) -> None:
+    def note_time_span(self, lines: list[str]) -> None:
+        """The first and last timestamp of a batch, from a few lines at each end (no cost per line)."""
+        first = next((stamp for stamp in map(line_stamp_us, lines[:STAMP_SCAN_LINES]) if stamp is not None), None)
+        last = next((stamp for stamp in map(line_stamp_us, reversed(lines[-STAMP_SCAN_LINES:])) if stamp is not None), None)
+        self.note_times(first, last)
+
+    def note_times(self, first: float | None, last: float | None) -> None:
+        """The input's first and last timestamp so far, by position: a trace_pipe read is not strictly in time
+        order, and the span must not depend on where batches or a seam cut the file."""
+        if self.first_us is None:
+            self.first_us = first
+        if last is not None:
+            self.last_us = last
+
+    def feed_lines(self, lines: list[str]) -> None:
         """The hot loop over every line.
 
         Real traces are millions of lines, so the two common shapes are handled
@@ -770,6 +803,7 @@ class TraceParser:
         pending callers, interrupts) goes to graph_event() / function_call(),
         which do the same and more; the shortcuts change nothing they would not.
         """
+        self.note_time_span(lines)
         body_cache = self.body_cache
         head_cache = self.head_cache
         graph_head = self.graph_head
@@ -1367,6 +1401,12 @@ class TraceParser:
         state.pending = still_pending
 
 
+def line_stamp_us(line: str) -> float | None:
+    """The trace time (us) of a function_graph line with funcgraph-abstime or of a function tracer / trace-cmd line."""
+    match = GRAPH_STAMP.match(line) or (FUNCTION_LINE.match(line) if "] " in line else None)
+    return trace_time_us(match.group("ts")) if match else None
+
+
 def graph_call(body: str) -> tuple | None:
     """(ENTRY or LEAF, depth, name, module, has arguments) of "f(args) {" / "f(args);" [+ " /* ... */"].
 
@@ -1438,6 +1478,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         else:
             parser.parse_file(path, progress)
         parser.finish()
+        stats.note_time(parser.first_us, parser.last_us)
         stats.lines = lines_before + parser.line_no  # the parser counts its own input's lines
         progress.close()
         file_formats, file_example = stats.formats, stats.unparsed_example
@@ -1493,6 +1534,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     tree = graph.tree
     self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
     parser.finish()
+    graph.stats.note_time(parser.first_us, parser.last_us)
     return {
         "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed),
         "stats": vars(graph.stats),
@@ -1621,6 +1663,7 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
     stats.inputs.extend(parsed["inputs"])
+    stats.note_time(parsed["first_us"], parsed["last_us"])
 
 
 # -- one large plain input: its second half in a child process ------------------
@@ -1806,6 +1849,7 @@ class SeamParser(TraceParser):
             "calls": list(self.function_nodes),
             "log": self.log,
             "lines": self.line_no,
+            "times": (self.first_us, self.last_us),
         }
 
 
@@ -1911,6 +1955,7 @@ def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Pr
 def add_second_half(parser: TraceParser, result: dict) -> None:
     """Add the child's half as if the parser had read on: the logged events first, then its tree and counters."""
     replay_seam_log(parser, result["log"])
+    parser.note_times(*result["times"])
     graph = parser.graph
     add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
     for call in result["calls"]:
@@ -3540,6 +3585,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
             for window in windows:
                 if parser.selection:
                     window = selected_events(window, parser.selection, decoder.np, dat.comms)
+                if len(window):
+                    parser.note_times(int(window.key[0]) / 1000, int(window.key[-1]) / 1000)
                 kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
                 fed = feed_trace_dat_window(parser, decoder, window, fed)
                 if progress:
@@ -6111,7 +6158,7 @@ render();
 
 def summarize(view: View) -> list[str]:
     stats = view.graph.stats
-    lines = []
+    lines = [f"time span: {stats.time_span()}"]
     lost = stats.lost_per_cpu()
     if lost:
         per_cpu = ", ".join(f"CPU{cpu}: {count:,}" if cpu.isdigit() else f"{cpu}: {count:,}" for cpu, count in lost.items())
