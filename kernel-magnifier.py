@@ -3670,6 +3670,10 @@ class CallInterval:
     start_us: float | None  # absolute trace time, where the trace has timestamps
     duration_us: float | None
     depth: int
+    caller: str | None = None  # function tracer: the function it was called from
+    exited: bool = True  # False: a function_graph entry whose exit is not in the trace (lost, or after its end)
+    entry_no: int = -1  # function_graph: its entry's number among the trace's entries (-1: the entry was not seen)
+    caller_no: int = -1  # function_graph: the entry number of the open call one level up when it was entered
 
 
 @dataclass
@@ -3695,10 +3699,13 @@ class TaskSelection:
 class IntervalReader:
     """Turns trace lines into CallIntervals, per task, with timestamps where the trace has them."""
 
-    def __init__(self, selection: TaskSelection | None = None) -> None:
+    def __init__(self, selection: TaskSelection | None = None, unexited: bool = False) -> None:
         self.lines = TraceParser(CallGraph())  # only for its cached line classification
         self.selection = selection or TaskSelection()
-        self.open_calls: dict[str, dict[int, tuple[str, float | None]]] = {}
+        self.unexited = unexited  # also yield the entries whose exit never came (exited=False)
+        self.open_calls: dict[str, dict[int, CallInterval]] = {}  # per task, by depth
+        self.displaced: dict[str, dict[int, CallInterval]] = {}  # open calls an interrupt at their depth came after
+        self.entries = 0
         self.cpu_task: dict[str | None, tuple[str, str]] = {}
         self.task_cpu: dict[str, str | None] = {}
         self.timestamps = False
@@ -3709,12 +3716,13 @@ class IntervalReader:
             progress = Progress(f"reading calls of {path}", file_size(path))
             if is_trace_dat(path):
                 yield from self.trace_dat(path)
-                progress.close()
-                continue
-            for batch in read_text_lines(path, progress):
-                for line in batch:
-                    yield from self.line(line.rstrip("\r"))
+            else:
+                for batch in read_text_lines(path, progress):
+                    for line in batch:
+                        yield from self.line(line.rstrip("\r"))
             progress.close()
+            for task in list(self.open_calls):  # still open at the end of the input
+                yield from self.unexited_calls([*self.open_calls.pop(task).values(), *self.displaced.pop(task, {}).values()])
 
     def line(self, line: str) -> Iterator[CallInterval]:
         sep = line.rfind("|  ")
@@ -3728,7 +3736,7 @@ class IntervalReader:
                 self.kind = self.kind or "function"
                 self.timestamps = True
                 interval = CallInterval(call[0], self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(),
-                                        normalize_cpu(match.group("cpu")), trace_time_us(match.group("ts")), None, 0)
+                                        normalize_cpu(match.group("cpu")), trace_time_us(match.group("ts")), None, 0, call[1])
                 if self.selection.keeps(interval.task, interval.comm, interval.cpu):
                     yield interval
             return
@@ -3738,9 +3746,47 @@ class IntervalReader:
             return
         lost = LOST_LINE.match(line)
         if lost:
-            for task, cpu in self.task_cpu.items():
-                if cpu == lost.group(1):
-                    self.open_calls.pop(task, None)
+            yield from self.lost_on(lost.group(1))
+
+    def lost_on(self, cpu: str) -> Iterator[CallInterval]:
+        """Events of a CPU were lost: the open calls of its tasks will not see their exits."""
+        for task, task_cpu in self.task_cpu.items():
+            if task_cpu == cpu:
+                yield from self.unexited_calls([*self.open_calls.pop(task, {}).values(), *self.displaced.pop(task, {}).values()])
+
+    def unexited_calls(self, calls: Iterable[CallInterval]) -> Iterator[CallInterval]:
+        if self.unexited:
+            yield from (call for call in calls if self.selection.keeps(call.task, call.comm, call.cpu))
+
+    def open_call(self, call: CallInterval, stays_open: bool) -> Iterator[CallInterval]:
+        """An entry (or a leaf) on its task: the open calls at its depth and deeper are displaced.
+
+        An interrupt runs at the depth of the call it interrupted, whose exit then
+        comes after the handler's: a displaced call waits for an exit of its name
+        at its depth until its caller's exit (or a new displacement) shows it will not come.
+        """
+        frames = self.open_calls.setdefault(call.task, {})
+        displaced = self.displaced.setdefault(call.task, {})
+        for depth in [depth for depth in frames if depth >= call.depth]:
+            if depth in displaced:
+                yield from self.unexited_calls([displaced[depth]])
+            displaced[depth] = frames.pop(depth)
+        caller = frames.get(call.depth - 1)
+        call.caller_no = caller.entry_no if caller is not None else -1
+        call.entry_no = self.entries
+        self.entries += 1
+        if stays_open:
+            frames[call.depth] = call
+
+    def close_call(self, task: str, depth: int, name: str | None) -> tuple[CallInterval | None, list[CallInterval]]:
+        """An exit: the call it closes (the open one at its depth, or the displaced one of its name), and the calls that can no longer exit."""
+        frames = self.open_calls.setdefault(task, {})
+        displaced = self.displaced.setdefault(task, {})
+        gone = [frames.pop(d) for d in [d for d in frames if d > depth]] + [displaced.pop(d) for d in [d for d in displaced if d > depth]]
+        opened = frames.pop(depth, None)
+        if opened is None and name is not None and depth in displaced and displaced[depth].name == name:
+            opened = displaced.pop(depth)
+        return opened, gone
 
     def trace_dat(self, path: str) -> Iterator[CallInterval]:
         """The calls of a trace.dat: its events carry a timestamp (ns), the pid and, at the exit, the duration."""
@@ -3756,10 +3802,22 @@ class IntervalReader:
                     task, comm = self.pid_task(str(ctx >> 16), cpu), trace_dat_comm(dat.comms, ctx >> 16)
                     if kind == EV_FUNCTION:
                         self.kind = self.kind or "function"
-                        interval = CallInterval(decoder.names[code >> 32][0], task, comm, cpu, stamp / 1000, None, 0)
+                        name, caller, _ = trace_dat_call(decoder.names, code)
+                        interval = CallInterval(name, task, comm, cpu, stamp / 1000, None, 0, caller)
+                    elif kind == EV_ENTRY:
+                        self.task_cpu[task] = cpu
+                        yield from self.open_call(CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000, None, code & 0xFFFF, exited=False), True)
+                        continue
                     elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
                         self.kind = "function_graph"
-                        interval = CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                        name, depth = decoder.names[code >> 16][0], code & 0xFFFF
+                        opened, gone = self.close_call(task, depth, name)
+                        yield from self.unexited_calls(gone)
+                        start = opened.start_us if opened is not None else stamp / 1000 - duration  # the entry's time, as trace-cmd shows it
+                        interval = CallInterval(name, task, comm, cpu, start, duration, depth, **numbers_of(opened))
+                    elif kind == EV_LOST:
+                        yield from self.lost_on(cpu)
+                        continue
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -3782,26 +3840,26 @@ class IntervalReader:
         self.kind = "function_graph"
         self.task_cpu[task] = cpu
         kind, depth, name, _ = parsed
-        frames = self.open_calls.setdefault(task, {})
-        for deeper in [d for d in frames if d > depth or (d == depth and kind != EXIT)]:
-            del frames[deeper]
-        if kind == ENTRY:
-            frames[depth] = (name, stamp)
-            return
         if kind == EXIT:
-            opened = frames.pop(depth, None)
+            opened, gone = self.close_call(task, depth, name)
+            yield from self.unexited_calls(gone)
             if opened is None and name is None:
                 return  # an exit whose entry was not seen and that does not name its function
-            if opened is not None and name is not None and opened[0] != name:
+            if opened is not None and name is not None and opened.name != name:
+                yield from self.unexited_calls([opened])
                 return
-            name = opened[0] if opened else name
-            start = opened[1] if opened and opened[1] is not None else (stamp - duration if stamp is not None and duration is not None else None)
+            name = opened.name if opened else name
+            start = opened.start_us if opened and opened.start_us is not None else (stamp - duration if stamp is not None and duration is not None else None)
+            numbers = numbers_of(opened)
         else:
-            start = stamp
+            entry = CallInterval(name, task, comm, cpu, stamp, None, depth, exited=False)
+            yield from self.open_call(entry, kind == ENTRY)
+            if kind == ENTRY:
+                return
+            start, numbers = stamp, numbers_of(entry)
         if duration is None or not self.selection.keeps(task, comm, cpu):
             return
-        yield CallInterval(name, task, comm, cpu, start, duration, depth)
-
+        yield CallInterval(name, task, comm, cpu, start, duration, depth, **numbers)
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
@@ -3843,6 +3901,63 @@ class IntervalReader:
             if who is None or self.selection.keeps(*who):
                 keep.append(line)
         return keep
+
+
+@dataclass
+class WindowCalls:
+    """The calling-context tree of the calls that start in a --time-window, and what was cut to make it."""
+
+    tree: CallTree = field(default_factory=CallTree)
+    calls: int = 0
+    unexited: int = 0  # entries whose exit is not in the trace: counted, without time
+    caller_outside: int = 0  # calls below depth 0 whose caller did not start in the window (or is not in the trace): top-level paths
+
+
+def calls_in_window(intervals: Iterable[CallInterval], window: tuple[float, float] | None) -> Iterable[CallInterval]:
+    """The calls that start in --time-window (all of them without one)."""
+    if window is None:
+        return intervals
+    return (call for call in intervals if call.start_us is not None and window[0] <= call.start_us <= window[1])
+
+
+def window_calls(intervals: Iterable[CallInterval], window: tuple[float, float]) -> WindowCalls:
+    """The calls that start in the window, nested as the trace nests them: under their caller if it started in the window too.
+
+    A call that runs past the window's end counts whole; its callees that start
+    after the end are left out and their time stays in its self time.
+    """
+    calls = sorted(calls_in_window(intervals, window), key=lambda call: call.entry_no)  # callers before their callees
+    result = WindowCalls(calls=len(calls))
+    tree = result.tree
+    placed: dict[int, tuple[int, bool]] = {}  # entry number -> (call-tree node, has a duration)
+    for call in calls:
+        if call.duration_us is None and call.exited:  # a function tracer line: caller -> function
+            parent = tree.child(ROOT_NODE, call.caller) if call.caller else ROOT_NODE
+            tree.calls[tree.child(parent, call.name)] += 1
+            continue
+        caller = placed.get(call.caller_no)
+        if caller is None and call.depth > 0:
+            result.caller_outside += 1
+        node = tree.child(caller[0] if caller else ROOT_NODE, call.name)
+        tree.calls[node] += 1
+        duration = call.duration_us
+        if duration is None:
+            result.unexited += 1
+        else:
+            tree.total_us[node] += duration
+            tree.self_us[node] += duration
+            if caller is not None and caller[1]:
+                tree.self_us[caller[0]] -= duration
+        if call.entry_no >= 0:
+            placed[call.entry_no] = (node, duration is not None)
+    tree.timed = any(tree.total_us)
+    tree.self_us = [max(0.0, value) for value in tree.self_us]  # callees' rounded durations may add up to more
+    return result
+
+
+def numbers_of(entry: CallInterval | None) -> dict[str, int]:
+    """The entry and caller numbers a completed call takes from its entry (none when its entry was not seen)."""
+    return {"entry_no": entry.entry_no, "caller_no": entry.caller_no} if entry is not None else {}
 
 
 def trace_time_us(seconds: str) -> float | None:
@@ -5565,7 +5680,7 @@ def save_png(figure: Any, output: str) -> None:
         pyplot().close(figure)
 
 
-def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
+def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "") -> None:
     """A bar chart of the functions ranked by the heat metric, or by their change from the baseline."""
     plt = pyplot()
 
@@ -5599,7 +5714,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     for position, value in zip(positions, values):
         label = format_metric(value, heat.metric, signed=heat.baseline is not None)
         axes.text(value, position, f" {label} " if value >= 0 else f"{label} ", va="center", ha="left" if value >= 0 else "right", fontsize=8)
-    title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events"
+    title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events{scope}"
     lost = stats.lost_events
     title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
     axes.set_title(title, fontsize=11)
@@ -5708,6 +5823,14 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
     return float(match.group(1)) * 1e6, float(match.group(2)) * 1e6
 
 
+def window_scope(args: argparse.Namespace, stats: TraceStats) -> str:
+    """A chart title's line naming the --time-window and the trace's span ("" without a window)."""
+    window = parse_window(args.time_window)
+    if window is None:
+        return ""
+    return f"\ncalls that start in {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s (the trace spans {stats.time_span()})"
+
+
 def write_timeline(views: Views, output: str) -> None:
     """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing."""
     args = views.args
@@ -5753,7 +5876,7 @@ def latency_of(args: argparse.Namespace) -> Latency:
     reader = IntervalReader(selection_of(args))
     durations: list[float] = []
     slowest: list[tuple[float, int, CallInterval]] = []
-    for index, call in enumerate(reader.read(args.input or ["kernel-magnifier.data"])):
+    for index, call in enumerate(calls_in_window(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window))):
         if call.duration_us is None or not (call.name == args.latency or fnmatch.fnmatchcase(call.name, args.latency)):
             continue
         durations.append(call.duration_us)
@@ -5761,7 +5884,7 @@ def latency_of(args: argparse.Namespace) -> Latency:
         if len(slowest) > 10:
             heapq.heappop(slowest)
     if not durations:
-        why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
+        why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace" + (" that starts in --time-window" if args.time_window else "")
         raise UserError(f"--latency {args.latency}: {why}")
     return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])])
 
@@ -5806,7 +5929,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
     time_us: Counter[str] = Counter()
     names: dict[str, str] = {}
     reader = IntervalReader(selection_of(args))
-    for call in reader.read(args.input or ["kernel-magnifier.data"]):
+    for call in calls_in_window(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window)):
         key = call.task if by == "task" else f"CPU{call.cpu}"
         calls[key] += 1
         if call.comm:
@@ -5827,7 +5950,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
         text = f"{calls[key]:,} calls" + (f", {format_us(time_us[key])} in top-level calls" if time_us else "")
         axes.text(ranking[key], position, " " + text, va="center", fontsize=8)
     lost = stats.lost_events
-    axes.set_title(f"{'Tasks' if by == 'task' else 'CPUs'} by {'time' if use_time else 'calls'}: top {len(shown)} of {len(ranking):,}"
+    axes.set_title(f"{'Tasks' if by == 'task' else 'CPUs'} by {'time' if use_time else 'calls'}: top {len(shown)} of {len(ranking):,}{window_scope(args, stats)}"
                    + (f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"), fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
@@ -6276,10 +6399,34 @@ def output_writer(path: str) -> Callable[[Views, str], None]:
     raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}")
 
 
+def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[float, float]) -> tuple[CallGraph, str]:
+    """The graph of the calls that start in --time-window, and the note that says what that means."""
+    stats = graph.stats
+    if stats.first_us is None:
+        raise UserError(
+            f"--time-window {args.time_window}: this trace has no timestamps, so it cannot be cut in time:"
+            " record function_graph with -O funcgraph-abstime, or the function tracer, or record a trace.dat (record's default)"
+        )
+    reader = IntervalReader(selection_of(args), unexited=True)
+    found = window_calls(reader.read(args.input or ["kernel-magnifier.data"]), window)
+    if not found.calls:
+        raise UserError(f"no call starts in --time-window {args.time_window} (in the selected tasks and CPUs): the trace spans {stats.time_span()}")
+    note = (
+        f"--time-window {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s: the {found.calls:,} calls that start in it, whole"
+        f" (callees that start after its end are left out, their time stays in their caller's self time);"
+        f" {found.caller_outside:,} whose caller did not start in it (or is not in the trace) are top-level paths;"
+        f" {found.unexited:,} without an exit in the trace count without time"
+    )
+    return derive_graph(found.tree, stats, graph.modules), note
+
+
 def run_visualize(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
     writer = output_writer(args.output)
+    window = parse_window(args.time_window)
+    if window and args.baseline:
+        raise UserError("--time-window cuts this recording's trace time, which means nothing in the --baseline recording: compare whole recordings")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
     outputs = [args.output] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
@@ -6289,8 +6436,13 @@ def run_visualize(args: argparse.Namespace) -> None:
     graph = parse_traces(inputs, selection)
     say(f"parsing completed, found {graph.stats.events} events")
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
+    window_note = ""
+    if window:
+        graph, window_note = windowed_graph(graph, args, window)
     request = view_request(args, symbols)
     view = build_view(graph, request)
+    if window_note:
+        view.notes.insert(0, window_note)
     if not view.nodes:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
@@ -6300,7 +6452,7 @@ def run_visualize(args: argparse.Namespace) -> None:
         say(line)
     if args.chart:
         if args.chart_by == "function":
-            render_chart(view, args.chart, args.chart_top, views.heat)
+            render_chart(view, args.chart, args.chart_top, views.heat, window_scope(args, graph.stats))
         else:
             render_task_chart(args, args.chart, args.chart_by, graph.stats)
         say(f"{args.chart} generated")
@@ -7643,7 +7795,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--comm", action="append", metavar="NAME[,NAME...]", help="only tasks of these names (globs; funcgraph-proc cuts names to 7 characters)")
     tasks.add_argument("--cpu", action="append", metavar="LIST", help="only calls on these CPUs (0,2-3)")
     tasks.add_argument("--chart-by", choices=("function", "task", "cpu"), default="function", help="what the chart ranks")
-    tasks.add_argument("--time-window", metavar="START,END", help="timeline: only calls starting in this window (seconds of trace time)")
+    tasks.add_argument("--time-window", metavar="START,END", help="every output: only the calls that start in this window (seconds of trace time; the summary prints the trace's span)")
     other = visualize.add_argument_group("more views")
     other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
