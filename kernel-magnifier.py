@@ -6407,10 +6407,11 @@ def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[flo
             f"--time-window {args.time_window}: this trace has no timestamps, so it cannot be cut in time:"
             " record function_graph with -O funcgraph-abstime, or the function tracer, or record a trace.dat (record's default)"
         )
-    reader = IntervalReader(selection_of(args), unexited=True)
-    found = window_calls(reader.read(args.input or ["kernel-magnifier.data"]), window)
+    selection = selection_of(args)
+    found = window_calls(IntervalReader(selection, unexited=True).read(args.input or ["kernel-magnifier.data"]), window)
     if not found.calls:
-        raise UserError(f"no call starts in --time-window {args.time_window} (in the selected tasks and CPUs): the trace spans {stats.time_span()}")
+        tasks = " (in the selected tasks and CPUs)" if selection else ""
+        raise UserError(f"no call starts in --time-window {args.time_window}{tasks}: the trace spans {stats.time_span()}")
     note = (
         f"--time-window {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s: the {found.calls:,} calls that start in it, whole"
         f" (callees that start after its end are left out, their time stays in their caller's self time);"

@@ -218,10 +218,15 @@ def test_a_trace_dat_window_matches_trace_cmd_report(tmp_path):
 
 
 def test_a_window_outside_the_trace_names_its_span(tmp_path):
-    stamps = [line.stamp for line in text_graph_lines(read_lines(PROC_TRACE))]
+    lines = list(text_graph_lines(read_lines(PROC_TRACE)))
+    stamps = [line.stamp for line in lines]
     result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", "", "--time-window", "100,101")
-    assert_one_line_error(result, f"no call starts in --time-window 100,101 (in the selected tasks and CPUs): the trace spans {min(stamps):.6f} s to {max(stamps):.6f} s")
+    assert_one_line_error(result, f"no call starts in --time-window 100,101: the trace spans {min(stamps):.6f} s to {max(stamps):.6f} s")
     assert not (tmp_path / "g.json").exists()
+    in_window = {line.task for line in lines if 194.3 <= line.stamp <= 194.4}
+    elsewhere = sorted({line.task for line in lines if line.task.isdigit()} - in_window)[0]  # a task that ran only outside it
+    result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", "", "--time-window", "194.3,194.4", "--pid", elsewhere)
+    assert_one_line_error(result, "no call starts in --time-window 194.3,194.4 (in the selected tasks and CPUs): the trace spans")
 
 
 def test_a_trace_without_timestamps_refuses_a_window(tmp_path):
