@@ -3812,6 +3812,9 @@ class IntervalReader:
                         self.kind = "function_graph"
                         name, depth = decoder.names[code >> 16][0], code & 0xFFFF
                         opened, gone = self.close_call(task, depth, name)
+                        if opened is not None and opened.name != name:  # the open call's exit was lost, and this one's entry
+                            gone.append(opened)
+                            opened = None
                         yield from self.unexited_calls(gone)
                         start = opened.start_us if opened is not None else stamp / 1000 - duration  # the entry's time, as trace-cmd shows it
                         interval = CallInterval(name, task, comm, cpu, start, duration, depth, **numbers_of(opened))
@@ -3910,6 +3913,7 @@ class WindowCalls:
     tree: CallTree = field(default_factory=CallTree)
     calls: int = 0
     unexited: int = 0  # entries whose exit is not in the trace: counted, without time
+    entry_unseen: int = 0  # exits whose entry is not in the trace (lost): not counted, as without a window
     caller_outside: int = 0  # calls below depth 0 whose caller did not start in the window (or is not in the trace): top-level paths
 
 
@@ -3927,14 +3931,19 @@ def window_calls(intervals: Iterable[CallInterval], window: tuple[float, float])
     after the end are left out and their time stays in its self time.
     """
     calls = sorted(calls_in_window(intervals, window), key=lambda call: call.entry_no)  # callers before their callees
-    result = WindowCalls(calls=len(calls))
+    result = WindowCalls()
     tree = result.tree
     placed: dict[int, tuple[int, bool]] = {}  # entry number -> (call-tree node, has a duration)
     for call in calls:
         if call.duration_us is None and call.exited:  # a function tracer line: caller -> function
             parent = tree.child(ROOT_NODE, call.caller) if call.caller else ROOT_NODE
             tree.calls[tree.child(parent, call.name)] += 1
+            result.calls += 1
             continue
+        if call.entry_no < 0:
+            result.entry_unseen += 1
+            continue
+        result.calls += 1
         caller = placed.get(call.caller_no)
         if caller is None and call.depth > 0:
             result.caller_outside += 1
@@ -3948,8 +3957,7 @@ def window_calls(intervals: Iterable[CallInterval], window: tuple[float, float])
             tree.self_us[node] += duration
             if caller is not None and caller[1]:
                 tree.self_us[caller[0]] -= duration
-        if call.entry_no >= 0:
-            placed[call.entry_no] = (node, duration is not None)
+        placed[call.entry_no] = (node, duration is not None)
     tree.timed = any(tree.total_us)
     tree.self_us = [max(0.0, value) for value in tree.self_us]  # callees' rounded durations may add up to more
     return result
@@ -6409,14 +6417,15 @@ def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[flo
         )
     selection = selection_of(args)
     found = window_calls(IntervalReader(selection, unexited=True).read(args.input or ["kernel-magnifier.data"]), window)
-    if not found.calls:
+    if not found.calls:  # exits without their entry alone: nothing to draw either
         tasks = " (in the selected tasks and CPUs)" if selection else ""
         raise UserError(f"no call starts in --time-window {args.time_window}{tasks}: the trace spans {stats.time_span()}")
     note = (
         f"--time-window {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s: the {found.calls:,} calls that start in it, whole"
         f" (callees that start after its end are left out, their time stays in their caller's self time);"
         f" {found.caller_outside:,} whose caller did not start in it (or is not in the trace) are top-level paths;"
-        f" {found.unexited:,} without an exit in the trace count without time"
+        f" {found.unexited:,} without an exit in the trace count without time,"
+        f" {found.entry_unseen:,} exits whose entry is not in the trace (lost) do not count, as without a window"
     )
     return derive_graph(found.tree, stats, graph.modules), note
 

@@ -238,3 +238,21 @@ def test_a_trace_without_timestamps_refuses_a_window(tmp_path):
 def test_a_window_and_a_baseline_are_refused_together(tmp_path):
     result = run_cli("visualize", "-i", str(PROC_TRACE), "--baseline", str(PROC_TRACE), "-o", str(tmp_path / "g.json"), "--chart", "", "--time-window", "194.3,194.4")
     assert_one_line_error(result, "--time-window cuts this recording's trace time")
+
+
+def test_a_window_of_a_lossy_trace_dat_counts_calls_by_their_entries(tmp_path):
+    from test_tracedat import report_text
+
+    trace = tmp_path / "trace.dat"
+    trace.write_bytes(lzma.decompress((DATA / "trace-cmd" / "trace-v6.dat.xz").read_bytes()))  # 18 pages lost
+    lines = list(report_graph_lines(report_text(tmp_path, trace).read_text().splitlines()))
+    stamps = [line.stamp for line in lines]
+    start, end = gap_near(stamps, 0.2), gap_near(stamps, 0.8)
+    expected = expected_in_window(lines, start, end)
+    result = run_cli("visualize", "-i", str(trace), "-o", str(tmp_path / "g.json"), "--chart", "", "--time-window", f"{start},{end}")
+    assert result.returncode == 0, result.stderr
+    graph = json.loads((tmp_path / "g.json").read_text())
+    # an exit whose entry was lost is no call here, as without a window: the calls are the entries in the window
+    assert {name: node["calls"] for name, node in nodes_by_name(graph).items()} == dict(expected.calls)
+    unseen = int(re.search(r"([\d,]+) exits whose entry is not in the trace", result.stdout)[1].replace(",", ""))
+    assert unseen > 0
