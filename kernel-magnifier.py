@@ -258,6 +258,21 @@ class TraceStats:
     metadata: dict[str, str] = field(default_factory=dict)
     formats: set[str] = field(default_factory=set)
     inputs: list[str] = field(default_factory=list)
+    first_us: float | None = None  # the first and last timestamp (trace time) of the inputs: the earliest
+    last_us: float | None = None  # of their first ones, the latest of their last ones
+
+    def note_time(self, first_us: float | None, last_us: float | None) -> None:
+        """One input's first and last timestamp."""
+        if first_us is not None:
+            self.first_us = first_us if self.first_us is None else min(self.first_us, first_us)
+        if last_us is not None:
+            self.last_us = last_us if self.last_us is None else max(self.last_us, last_us)
+
+    def time_span(self) -> str:
+        """"194.199156 s to 194.716717 s", or why there is none."""
+        if self.first_us is None or self.last_us is None:
+            return "no timestamps in the trace"
+        return f"{self.first_us / 1e6:.6f} s to {self.last_us / 1e6:.6f} s"
 
     def note_unparsed(self, line: str, where: str) -> None:
         self.unparsed_lines += 1
@@ -665,6 +680,7 @@ GRAPH_BODY = re.compile(
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
 GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
+GRAPH_STAMP = re.compile(r"^ *(?P<ts>\d{1,12}\.\d{1,9}) \|  ")  # funcgraph-abstime
 # A graph line without the "|  " separator (funcgraph-duration off): prefix then body.
 GRAPH_NO_DURATION = re.compile(
     r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d{1,9})\) )?(?: *(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| )?"
@@ -711,6 +727,7 @@ RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return
 LOST_REPEAT_WINDOW = 8
 BODY_CACHE_LIMIT = 200_000
 FLUSH_COUNTER_MIN = 4096  # flush_counts(): a plain loop is faster than a Counter below this many calls
+STAMP_SCAN_LINES = 200  # note_time_span(): lines looked at from each end of a batch for a timestamp
 CACHE_KEY_LIMIT = 256  # longer bodies/columns are parsed each time: the caches stay within ~200 MB
 MAX_DURATION_US = 1e12  # 11.6 days; the kernel's duration field holds at most 9 digits
 BAD_DURATION, NOT_DURATION = -1.0, -2.0  # duration_field() results that are no duration
@@ -761,6 +778,8 @@ class TraceParser:
         self.line_no = 0
         self.line_filter: Callable[[list[str]], list[str]] | None = None  # --pid/--comm/--cpu
         self.selection: TaskSelection | None = None  # the same, for binary inputs
+        self.first_us: float | None = None  # the input's first and last timestamp (note_times)
+        self.last_us: float | None = None
 
     # -- driving ----------------------------------------------------------
 
@@ -783,7 +802,21 @@ class TraceParser:
             self.stats.note_unparsed(line, f"{self.where}:{self.line_no}")
         self.stats.lines = self.line_no
 
-    def feed_lines(self, lines: Iterable[str]) -> None:
+    def note_time_span(self, lines: list[str]) -> None:
+        """The first and last timestamp of a batch, from a few lines at each end (no cost per line)."""
+        first = next((stamp for stamp in map(line_stamp_us, lines[:STAMP_SCAN_LINES]) if stamp is not None), None)
+        last = next((stamp for stamp in map(line_stamp_us, reversed(lines[-STAMP_SCAN_LINES:])) if stamp is not None), None)
+        self.note_times(first, last)
+
+    def note_times(self, first: float | None, last: float | None) -> None:
+        """The input's first and last timestamp so far, by position: a trace_pipe read is not strictly in time
+        order, and the span must not depend on where batches or a seam cut the file."""
+        if self.first_us is None:
+            self.first_us = first
+        if last is not None:
+            self.last_us = last
+
+    def feed_lines(self, lines: list[str]) -> None:
         """The hot loop over every line.
 
         Real traces are millions of lines, so the two common shapes are handled
@@ -799,6 +832,7 @@ class TraceParser:
         pending callers, interrupts) goes to graph_event() / function_call(),
         which do the same and more; the shortcuts change nothing they would not.
         """
+        self.note_time_span(lines)
         body_cache = self.body_cache
         head_cache = self.head_cache
         graph_head = self.graph_head
@@ -1431,6 +1465,12 @@ class TraceParser:
         return caller
 
 
+def line_stamp_us(line: str) -> float | None:
+    """The trace time (us) of a function_graph line with funcgraph-abstime or of a function tracer / trace-cmd line."""
+    match = GRAPH_STAMP.match(line) or (FUNCTION_LINE.match(line) if "] " in line else None)
+    return trace_time_us(match.group("ts")) if match else None
+
+
 def graph_call(body: str) -> tuple | None:
     """(ENTRY or LEAF, depth, name, module, has arguments) of "f(args) {" / "f(args);" [+ " /* ... */"].
 
@@ -1518,6 +1558,7 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         else:
             parser.parse_file(path, progress)
         parser.finish()
+        stats.note_time(parser.first_us, parser.last_us)
         stats.lines = lines_before + parser.line_no  # the parser counts its own input's lines
         progress.close()
         file_formats, file_example = stats.formats, stats.unparsed_example
@@ -1605,6 +1646,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     tree = graph.tree
     self_us = tree.self_us  # finish() replaces the list when it clips negative self times: keep the sums before
     parser.finish()
+    graph.stats.note_time(parser.first_us, parser.last_us)
     return {
         "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos),
         "stats": vars(graph.stats),
@@ -1739,6 +1781,7 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
     stats.inputs.extend(parsed["inputs"])
+    stats.note_time(parsed["first_us"], parsed["last_us"])
 
 
 # -- one large plain input: its second half in a child process ------------------
@@ -1924,6 +1967,7 @@ class SeamParser(TraceParser):
             "calls": list(self.function_nodes),
             "log": self.log,
             "lines": self.line_no,
+            "times": (self.first_us, self.last_us),
         }
 
 
@@ -2029,6 +2073,7 @@ def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Pr
 def add_second_half(parser: TraceParser, result: dict) -> None:
     """Add the child's half as if the parser had read on: the logged events first, then its tree and counters."""
     replay_seam_log(parser, result["log"])
+    parser.note_times(*result["times"])
     graph = parser.graph
     add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
     for call in result["calls"]:
@@ -3688,6 +3733,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
             for window in windows:
                 if parser.selection:
                     window = selected_events(window, parser.selection, decoder.np, dat.comms)
+                if len(window):
+                    parser.note_times(int(window.key[0]) / 1000, int(window.key[-1]) / 1000)
                 kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
                 fed = feed_trace_dat_window(parser, decoder, window, fed)
                 if progress:
@@ -3777,6 +3824,10 @@ class CallInterval:
     start_us: float | None  # absolute trace time, where the trace has timestamps
     duration_us: float | None
     depth: int
+    caller: str | None = None  # function tracer: the function it was called from
+    exited: bool = True  # False: a function_graph entry whose exit is not in the trace (lost, or after its end)
+    entry_no: int = -1  # function_graph: its entry's number among the trace's entries (-1: the entry was not seen)
+    caller_no: int = -1  # function_graph: the entry number of the open call one level up when it was entered
 
 
 @dataclass
@@ -3806,10 +3857,13 @@ class TaskSelection:
 class IntervalReader:
     """Turns trace lines into CallIntervals, per task, with timestamps where the trace has them."""
 
-    def __init__(self, selection: TaskSelection | None = None) -> None:
+    def __init__(self, selection: TaskSelection | None = None, unexited: bool = False) -> None:
         self.lines = TraceParser(CallGraph())  # only for its cached line classification
         self.selection = selection or TaskSelection()
-        self.open_calls: dict[str, dict[int, tuple[str, float | None]]] = {}
+        self.unexited = unexited  # also yield the entries whose exit never came (exited=False)
+        self.open_calls: dict[str, dict[int, CallInterval]] = {}  # per task, by depth
+        self.displaced: dict[str, dict[int, CallInterval]] = {}  # open calls an interrupt at their depth came after
+        self.entries = 0
         self.cpu_task: dict[str | None, tuple[str, str]] = {}
         self.task_cpu: dict[str, str | None] = {}
         self.timestamps = False
@@ -3820,12 +3874,13 @@ class IntervalReader:
             progress = Progress(f"reading calls of {path}", file_size(path))
             if is_trace_dat(path):
                 yield from self.trace_dat(path)
-                progress.close()
-                continue
-            for batch in read_text_lines(path, progress):
-                for line in batch:
-                    yield from self.line(line.rstrip("\r"))
+            else:
+                for batch in read_text_lines(path, progress):
+                    for line in batch:
+                        yield from self.line(line.rstrip("\r"))
             progress.close()
+            for task in list(self.open_calls):  # still open at the end of the input
+                yield from self.unexited_calls([*self.open_calls.pop(task).values(), *self.displaced.pop(task, {}).values()])
 
     def line(self, line: str) -> Iterator[CallInterval]:
         sep = line.rfind("|  ")
@@ -3839,7 +3894,7 @@ class IntervalReader:
                 self.kind = self.kind or "function"
                 self.timestamps = True
                 interval = CallInterval(call[0], self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(),
-                                        normalize_cpu(match.group("cpu")), trace_time_us(match.group("ts")), None, 0)
+                                        normalize_cpu(match.group("cpu")), trace_time_us(match.group("ts")), None, 0, call[1])
                 if self.selection.keeps(interval.task, interval.comm, interval.cpu):
                     yield interval
             return
@@ -3849,9 +3904,47 @@ class IntervalReader:
             return
         lost = LOST_LINE.match(line)
         if lost:
-            for task, cpu in self.task_cpu.items():
-                if cpu == lost.group(1):
-                    self.open_calls.pop(task, None)
+            yield from self.lost_on(lost.group(1))
+
+    def lost_on(self, cpu: str) -> Iterator[CallInterval]:
+        """Events of a CPU were lost: the open calls of its tasks will not see their exits."""
+        for task, task_cpu in self.task_cpu.items():
+            if task_cpu == cpu:
+                yield from self.unexited_calls([*self.open_calls.pop(task, {}).values(), *self.displaced.pop(task, {}).values()])
+
+    def unexited_calls(self, calls: Iterable[CallInterval]) -> Iterator[CallInterval]:
+        if self.unexited:
+            yield from (call for call in calls if self.selection.keeps(call.task, call.comm, call.cpu))
+
+    def open_call(self, call: CallInterval, stays_open: bool) -> Iterator[CallInterval]:
+        """An entry (or a leaf) on its task: the open calls at its depth and deeper are displaced.
+
+        An interrupt runs at the depth of the call it interrupted, whose exit then
+        comes after the handler's: a displaced call waits for an exit of its name
+        at its depth until its caller's exit (or a new displacement) shows it will not come.
+        """
+        frames = self.open_calls.setdefault(call.task, {})
+        displaced = self.displaced.setdefault(call.task, {})
+        for depth in [depth for depth in frames if depth >= call.depth]:
+            if depth in displaced:
+                yield from self.unexited_calls([displaced[depth]])
+            displaced[depth] = frames.pop(depth)
+        caller = frames.get(call.depth - 1)
+        call.caller_no = caller.entry_no if caller is not None else -1
+        call.entry_no = self.entries
+        self.entries += 1
+        if stays_open:
+            frames[call.depth] = call
+
+    def close_call(self, task: str, depth: int, name: str | None) -> tuple[CallInterval | None, list[CallInterval]]:
+        """An exit: the call it closes (the open one at its depth, or the displaced one of its name), and the calls that can no longer exit."""
+        frames = self.open_calls.setdefault(task, {})
+        displaced = self.displaced.setdefault(task, {})
+        gone = [frames.pop(d) for d in [d for d in frames if d > depth]] + [displaced.pop(d) for d in [d for d in displaced if d > depth]]
+        opened = frames.pop(depth, None)
+        if opened is None and name is not None and depth in displaced and displaced[depth].name == name:
+            opened = displaced.pop(depth)
+        return opened, gone
 
     def trace_dat(self, path: str) -> Iterator[CallInterval]:
         """The calls of a trace.dat: its events carry a timestamp (ns), the pid and, at the exit, the duration."""
@@ -3867,11 +3960,25 @@ class IntervalReader:
                     task, comm = self.pid_task(str(ctx >> 16), cpu), trace_dat_comm(dat.comms, ctx >> 16)
                     if kind == EV_FUNCTION:
                         self.kind = self.kind or "function"
-                        interval = CallInterval(decoder.names[code >> 32][0], task, comm, cpu, stamp / 1000, None, 0)
+                        name, caller, _ = trace_dat_call(decoder.names, code)
+                        interval = CallInterval(name, task, comm, cpu, stamp / 1000, None, 0, caller)
+                    elif kind == EV_ENTRY:
+                        self.task_cpu[task] = cpu
+                        yield from self.open_call(CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000, None, code & 0xFFFF, exited=False), True)
+                        continue
                     elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
                         self.kind = "function_graph"
-                        name = decoder.names[(code >> 16) & 0xFFFFFFFF][0]  # without an errno's bits
-                        interval = CallInterval(name, task, comm, cpu, stamp / 1000 - duration, duration, code & 0xFFFF)
+                        name, depth = decoder.names[(code >> 16) & 0xFFFFFFFF][0], code & 0xFFFF  # without an errno's bits
+                        opened, gone = self.close_call(task, depth, name)
+                        if opened is not None and opened.name != name:  # the open call's exit was lost, and this one's entry
+                            gone.append(opened)
+                            opened = None
+                        yield from self.unexited_calls(gone)
+                        start = opened.start_us if opened is not None else stamp / 1000 - duration  # the entry's time, as trace-cmd shows it
+                        interval = CallInterval(name, task, comm, cpu, start, duration, depth, **numbers_of(opened))
+                    elif kind == EV_LOST:
+                        yield from self.lost_on(cpu)
+                        continue
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -3896,26 +4003,26 @@ class IntervalReader:
         self.kind = "function_graph"
         self.task_cpu[task] = cpu
         kind, depth, name, _ = parsed
-        frames = self.open_calls.setdefault(task, {})
-        for deeper in [d for d in frames if d > depth or (d == depth and kind != EXIT)]:
-            del frames[deeper]
-        if kind == ENTRY:
-            frames[depth] = (name, stamp)
-            return
         if kind == EXIT:
-            opened = frames.pop(depth, None)
+            opened, gone = self.close_call(task, depth, name)
+            yield from self.unexited_calls(gone)
             if opened is None and name is None:
                 return  # an exit whose entry was not seen and that does not name its function
-            if opened is not None and name is not None and opened[0] != name:
+            if opened is not None and name is not None and opened.name != name:
+                yield from self.unexited_calls([opened])
                 return
-            name = opened[0] if opened else name
-            start = opened[1] if opened and opened[1] is not None else (stamp - duration if stamp is not None and duration is not None else None)
+            name = opened.name if opened else name
+            start = opened.start_us if opened and opened.start_us is not None else (stamp - duration if stamp is not None and duration is not None else None)
+            numbers = numbers_of(opened)
         else:
-            start = stamp
+            entry = CallInterval(name, task, comm, cpu, stamp, None, depth, exited=False)
+            yield from self.open_call(entry, kind == ENTRY)
+            if kind == ENTRY:
+                return
+            start, numbers = stamp, numbers_of(entry)
         if duration is None or not self.selection.keeps(task, comm, cpu):
             return
-        yield CallInterval(name, task, comm, cpu, start, duration, depth)
-
+        yield CallInterval(name, task, comm, cpu, start, duration, depth, **numbers)
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
@@ -3974,6 +4081,68 @@ def empty_selection_message(selection: TaskSelection, seen: Iterable[tuple[str, 
     shown = ", ".join(tasks[:EMPTY_SELECTION_TASKS_SHOWN]) + (f", and {len(tasks) - EMPTY_SELECTION_TASKS_SHOWN:,} more" if len(tasks) > EMPTY_SELECTION_TASKS_SHOWN else "")
     has = f"{'CPU' if len(cpus) == 1 else 'CPUs'} {', '.join(cpus) or 'unknown'}" + (f"; {len(tasks):,} tasks (pid name): {shown}" if tasks else "; no task ids (record with -O funcgraph-proc to select by task)")
     return f"{selection.options} selects no call in {' and '.join(paths)}, which {'has' if len(paths) == 1 else 'have'} {has}"
+
+
+@dataclass
+class WindowCalls:
+    """The calling-context tree of the calls that start in a --time-window, and what was cut to make it."""
+
+    tree: CallTree = field(default_factory=CallTree)
+    calls: int = 0
+    unexited: int = 0  # entries whose exit is not in the trace: counted, without time
+    entry_unseen: int = 0  # exits whose entry is not in the trace (lost): not counted, as without a window
+    caller_outside: int = 0  # calls below depth 0 whose caller did not start in the window (or is not in the trace): top-level paths
+
+
+def calls_in_window(intervals: Iterable[CallInterval], window: tuple[float, float] | None) -> Iterable[CallInterval]:
+    """The calls that start in --time-window (all of them without one)."""
+    if window is None:
+        return intervals
+    return (call for call in intervals if call.start_us is not None and window[0] <= call.start_us <= window[1])
+
+
+def window_calls(intervals: Iterable[CallInterval], window: tuple[float, float]) -> WindowCalls:
+    """The calls that start in the window, nested as the trace nests them: under their caller if it started in the window too.
+
+    A call that runs past the window's end counts whole; its callees that start
+    after the end are left out and their time stays in its self time.
+    """
+    calls = sorted(calls_in_window(intervals, window), key=lambda call: call.entry_no)  # callers before their callees
+    result = WindowCalls()
+    tree = result.tree
+    placed: dict[int, tuple[int, bool]] = {}  # entry number -> (call-tree node, has a duration)
+    for call in calls:
+        if call.duration_us is None and call.exited:  # a function tracer line: caller -> function
+            parent = tree.child(ROOT_NODE, call.caller) if call.caller else ROOT_NODE
+            tree.calls[tree.child(parent, call.name)] += 1
+            result.calls += 1
+            continue
+        if call.entry_no < 0:
+            result.entry_unseen += 1
+            continue
+        result.calls += 1
+        caller = placed.get(call.caller_no)
+        if caller is None and call.depth > 0:
+            result.caller_outside += 1
+        node = tree.child(caller[0] if caller else ROOT_NODE, call.name)
+        tree.calls[node] += 1
+        duration = call.duration_us
+        if duration is None:
+            result.unexited += 1
+        else:
+            tree.total_us[node] += duration
+            tree.self_us[node] += duration
+            if caller is not None and caller[1]:
+                tree.self_us[caller[0]] -= duration
+        placed[call.entry_no] = (node, duration is not None)
+    tree.timed = any(tree.total_us)
+    tree.self_us = [max(0.0, value) for value in tree.self_us]  # callees' rounded durations may add up to more
+    return result
+
+
+def numbers_of(entry: CallInterval | None) -> dict[str, int]:
+    """The entry and caller numbers a completed call takes from its entry (none when its entry was not seen)."""
+    return {"entry_no": entry.entry_no, "caller_no": entry.caller_no} if entry is not None else {}
 
 
 def trace_time_us(seconds: str) -> float | None:
@@ -5851,7 +6020,7 @@ def save_png(figure: Any, output: str) -> None:
         pyplot().close(figure)
 
 
-def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
+def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "") -> None:
     """A bar chart of the functions ranked by the heat metric, or by their change from the baseline."""
     plt = pyplot()
 
@@ -5889,7 +6058,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat) -> None:
     for position, value in zip(positions, values):
         label = format_metric(value, heat.metric, signed=heat.baseline is not None)
         axes.text(value, position, f" {label} " if value >= 0 else f"{label} ", va="center", ha="left" if value >= 0 else "right", fontsize=8)
-    title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events"
+    title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events{scope}"
     lost = stats.lost_events
     title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
     axes.set_title(title, fontsize=11)
@@ -6019,6 +6188,14 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
     return float(match.group(1)) * 1e6, float(match.group(2)) * 1e6
 
 
+def window_scope(args: argparse.Namespace, stats: TraceStats) -> str:
+    """A chart title's line naming the --time-window and the trace's span ("" without a window)."""
+    window = parse_window(args.time_window)
+    if window is None:
+        return ""
+    return f"\ncalls that start in {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s (the trace spans {stats.time_span()})"
+
+
 def write_timeline(views: Views, output: str) -> None:
     """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing."""
     args = views.args
@@ -6077,7 +6254,7 @@ def latency_of(args: argparse.Namespace) -> Latency:
     reader = IntervalReader(selection_of(args))
     durations: dict[str, list[float]] = {}
     slowest: list[tuple[float, int, CallInterval]] = []
-    for index, call in enumerate(reader.read(args.input or ["kernel-magnifier.data"])):
+    for index, call in enumerate(calls_in_window(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window))):
         if call.duration_us is None or not (call.name == args.latency or fnmatch.fnmatchcase(call.name, args.latency)):
             continue
         durations.setdefault(call.name, []).append(call.duration_us)
@@ -6089,7 +6266,7 @@ def latency_of(args: argparse.Namespace) -> Latency:
     if not reader.kind:  # --latency alone does not parse the call graph, whose checks would have said so
         raise UserError(f"{' and '.join(args.input or ['kernel-magnifier.data'])}: no function_graph or function calls found: not an ftrace trace")
     if not durations:
-        why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace"
+        why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace" + (" that starts in --time-window" if args.time_window else "")
         raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")
     return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])])
 
@@ -6165,7 +6342,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
     time_us: Counter[str] = Counter()
     names: dict[str, str] = {}
     reader = IntervalReader(selection_of(args))
-    for call in reader.read(args.input or ["kernel-magnifier.data"]):
+    for call in calls_in_window(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window)):
         key = call.task if by == "task" else f"CPU{call.cpu}"
         calls[key] += 1
         if call.comm and by == "task":  # a CPU's bar is the CPU's, whatever task ran last on it
@@ -6186,7 +6363,7 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
         text = f"{calls[key]:,} calls" + (f", {format_us(time_us[key])} in top-level calls" if time_us else "")
         axes.text(ranking[key], position, " " + text, va="center", fontsize=8)
     lost = stats.lost_events
-    axes.set_title(f"{'Tasks' if by == 'task' else 'CPUs'} by {'time' if use_time else 'calls'}: top {len(shown)} of {len(ranking):,}"
+    axes.set_title(f"{'Tasks' if by == 'task' else 'CPUs'} by {'time' if use_time else 'calls'}: top {len(shown)} of {len(ranking):,}{window_scope(args, stats)}"
                    + (f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"), fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
@@ -6735,7 +6912,7 @@ def write_text_report(views: Views, output: str) -> None:
 
 def summarize(view: View) -> list[str]:
     stats = view.graph.stats
-    lines = []
+    lines = [f"time span: {stats.time_span()}"]
     lost = stats.lost_per_cpu()
     if lost:
         per_cpu = ", ".join(f"CPU{cpu}: {count:,}" if cpu.isdigit() else f"{cpu}: {count:,}" for cpu, count in lost.items())
@@ -6893,6 +7070,29 @@ def choose_default_outputs(args: argparse.Namespace) -> None:
         args.chart = "" if output_writer(args.output) is write_text_report else DEFAULT_CHART
 
 
+def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[float, float]) -> tuple[CallGraph, str]:
+    """The graph of the calls that start in --time-window, and the note that says what that means."""
+    stats = graph.stats
+    if stats.first_us is None:
+        raise UserError(
+            f"--time-window {args.time_window}: this trace has no timestamps, so it cannot be cut in time:"
+            " record function_graph with -O funcgraph-abstime, or the function tracer, or record a trace.dat (record's default)"
+        )
+    selection = selection_of(args)
+    found = window_calls(IntervalReader(selection, unexited=True).read(args.input or ["kernel-magnifier.data"]), window)
+    if not found.calls:  # exits without their entry alone: nothing to draw either
+        tasks = " (in the selected tasks and CPUs)" if selection else ""
+        raise UserError(f"no call starts in --time-window {args.time_window}{tasks}: the trace spans {stats.time_span()}")
+    note = (
+        f"--time-window {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s: the {found.calls:,} calls that start in it, whole"
+        f" (callees that start after its end are left out, their time stays in their caller's self time);"
+        f" {found.caller_outside:,} whose caller did not start in it (or is not in the trace) are top-level paths;"
+        f" {found.unexited:,} without an exit in the trace count without time,"
+        f" {found.entry_unseen:,} exits whose entry is not in the trace (lost) do not count, as without a window"
+    )
+    return derive_graph(found.tree, stats, graph.modules), note
+
+
 def run_visualize(args: argparse.Namespace) -> None:
     """visualize; with -o - the text report alone goes to standard output, every message to stderr."""
     choose_default_outputs(args)
@@ -6910,6 +7110,9 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     writer = output_writer(args.output) if args.output is not None else None
     check_distinct_inputs(inputs, "-i")
     check_distinct_inputs(args.baseline or [], "--baseline")
+    window = parse_window(args.time_window)
+    if window and args.baseline:
+        raise UserError("--time-window cuts this recording's trace time, which means nothing in the --baseline recording: compare whole recordings")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
     symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
     outputs = [output for output in [args.output] if output not in (None, STDOUT_OUTPUT)] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
@@ -6928,8 +7131,13 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
     if args.errors and RETURN_VALUES_FORMAT not in graph.stats.formats:
         raise UserError(NO_RETURN_VALUES)
+    window_note = ""
+    if window:
+        graph, window_note = windowed_graph(graph, args, window)
     request = view_request(args, symbols)
     view = build_view(graph, request)
+    if window_note:
+        view.notes.insert(0, window_note)
     if not view.nodes:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
@@ -6943,7 +7151,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
             say(line)
     if args.chart:
         if args.chart_by == "function":
-            render_chart(view, args.chart, args.chart_top, views.heat)
+            render_chart(view, args.chart, args.chart_top, views.heat, window_scope(args, graph.stats))
         else:
             render_task_chart(args, args.chart, args.chart_by, graph.stats)
         say(f"{args.chart} generated")
@@ -8295,7 +8503,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--comm", action="append", metavar="NAME[,NAME...]", help="only tasks of these names (globs; funcgraph-proc cuts names to 7 characters)")
     tasks.add_argument("--cpu", action="append", metavar="LIST", help="only calls on these CPUs (0,2-3)")
     tasks.add_argument("--chart-by", choices=("function", "task", "cpu"), default="function", help="what the chart ranks")
-    tasks.add_argument("--time-window", metavar="START,END", help="timeline: only calls starting in this window (seconds of trace time)")
+    tasks.add_argument("--time-window", metavar="START,END", help="every output: only the calls that start in this window (seconds of trace time; the summary prints the trace's span)")
     other = visualize.add_argument_group("more views")
     other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
