@@ -521,28 +521,24 @@ def test_real_retval_bad_ioctls_and_missing_file_propagation(tmp_path):
 RAW_GRAPH_EVENT = re.compile(r"^\s*.*-(\d+)\s+\[\d+\]\s+[\d.]+: (funcgraph_entry|funcgraph_exit):\s+func=(\S+) (?:retval=([0-9a-f]+) )?depth=(\d+)")
 
 
-def read_raw_report(report: str) -> tuple[ErrnoReading, int]:
-    """The errnos of `trace-cmd report -R` (each event's raw fields, retval in hex): every call has an entry and an exit
-    event, nested per task by their depth field. An interrupt taken between a call's depth count and its entry event
-    shows up one level deeper before that entry: returns under such a gap are counted in `returns` but no path is
-    expected for them (returned as the second value)."""
+def read_nested(events) -> tuple[ErrnoReading, int]:
+    """The errnos of (task, kind "entry"/"leaf"/"exit", depth, function, errno or None) events, nested per task by
+    their depth. An interrupt taken between a call's depth count and its entry event shows up one level deeper
+    before that entry: returns under such a gap are counted in `returns` but no path is expected for them
+    (their number is the second value). An exit whose entry is not in the recording is left out."""
     reading = ErrnoReading()
-    stacks: dict[str, list[list]] = {}  # pid -> [name or None (entry not seen yet), last callee errno]
+    stacks: dict[str, list[list]] = {}  # task -> [name or None (entry not seen yet), last callee errno]
     in_gaps = 0
-    for line in report.splitlines():
-        event = RAW_GRAPH_EVENT.match(line)
-        if not event:
-            continue
-        pid, kind, function, retval, depth = event.group(1), event.group(2), event.group(3), event.group(4), int(event.group(5))
-        stack = stacks.setdefault(pid, [])
-        if kind == "funcgraph_entry":
+    for task, kind, depth, function, err in events:
+        stack = stacks.setdefault(task, [])
+        if kind != "exit":
             del stack[depth:]
             stack.extend([None, None] for _ in range(depth - len(stack)))
             stack.append([function, None])
-            continue
-        err = kernel_errno(f"0x{retval}")
+            if kind == "entry":
+                continue
         if depth >= len(stack) or stack[depth][0] != function:
-            continue  # an exit whose entry the recording does not have: not expected here
+            continue
         path = tuple(name for name, _ in stack[: depth + 1])
         if None in path:
             in_gaps += err is not None
@@ -556,6 +552,45 @@ def read_raw_report(report: str) -> tuple[ErrnoReading, int]:
     return reading, in_gaps
 
 
+def raw_report_events(report: str):
+    """`trace-cmd report -R`: each event's raw fields (retval in hex); every call has an entry and an exit event."""
+    for line in report.splitlines():
+        event = RAW_GRAPH_EVENT.match(line)
+        if event:
+            pid, kind, function, retval, depth = event.groups()
+            yield pid, kind.removeprefix("funcgraph_"), int(depth), function, kernel_errno(f"0x{retval}") if retval else None
+
+
+def proc_text_events(lines: list[str]):
+    """function_graph text with the task column (funcgraph-proc): "TIME | CPU) comm-pid | DURATION | body"."""
+    for line in lines:
+        fields = split_body(line)
+        if not fields:
+            continue
+        head, depth, body = fields
+        task = head.split("|")[1].strip().rsplit("-", 1)[1]
+        comment = body.split("/*", 1)[1].removesuffix("*/").strip() if "/*" in body else ""
+        err = kernel_errno(comment.split("ret=")[1]) if "ret=" in comment else None
+        if body.endswith(") {"):
+            yield task, "entry", depth, call_name(body), None
+        elif body.startswith("} /* "):
+            yield task, "exit", depth, comment.split(" ret=")[0], err
+        else:
+            yield task, "leaf", depth, call_name(body), err
+
+
+def test_real_retval_text_with_task_columns_errors_are_its_lines_nested_per_task(tmp_path):
+    """The whole recording with -O funcgraph-proc -O funcgraph-abstime: tasks sleep in p9_client_rpc and come back on
+    the other CPU, so the nesting is per task (the comm-pid column), as the kernel tracks it."""
+    lines = read_lines(REAL_RETVAL / "retval-proc.txt.xz")
+    reading, in_gaps = read_nested(proc_text_events(lines))
+    expected = reading.expected()
+    assert {-errno.ENOENT, -errno.ENOTTY, -ENOIOCTLCMD} <= set(expected)
+    assert in_gaps == 0
+    assert sum(found["returns"] for found in expected.values()) == sum(1 for line in lines if "ret=-" in line)
+    assert tool_errors(graph_json(tmp_path, REAL_RETVAL / "retval-proc.txt.xz", extra=("--errors",))) == expected
+
+
 @pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="needs trace-cmd (its raw decoding is the expected value)")
 def test_real_retval_trace_dat_errors_are_trace_cmds_decoded_retval_fields(tmp_path):
     """The trace.dat recording (record's default format): trace-cmd 3.1.6 prints no return values in its graph view,
@@ -563,7 +598,7 @@ def test_real_retval_trace_dat_errors_are_trace_cmds_decoded_retval_fields(tmp_p
     trace = tmp_path / "retval.dat"
     trace.write_bytes(lzma.decompress((REAL_RETVAL / "retval.dat.xz").read_bytes()))
     report = subprocess.run(["trace-cmd", "report", "-R", str(trace)], capture_output=True, text=True, check=True).stdout
-    reading, in_gaps = read_raw_report(report)
+    reading, in_gaps = read_nested(raw_report_events(report))
     expected = reading.expected()
     assert {-errno.ENOENT, -errno.ENOTTY, -ENOIOCTLCMD} <= set(expected)
     assert in_gaps == 0  # no errno under an interrupt's gap in this recording: every path is expected exactly
