@@ -8,6 +8,11 @@ function_graph lines: whole syscall call blocks of the Debian 7.3.4 recording
 in tests/data/fg-newer-kernel (one task, one CPU, nothing lost inside). Each
 test named "grafted" works on such lines. The expected paths come from reading
 the grafted lines by their indentation here, never from the tool.
+
+The tests named "real" work on REAL recordings with return values
+(tests/data/retval, meta.txt): Debian's 7.3.4 source built with
+CONFIG_FUNCTION_GRAPH_RETVAL, booted in the VM harness, recording a workload
+that fails on purpose (a missing file, two bad ioctls).
 """
 
 from __future__ import annotations
