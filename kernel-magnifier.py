@@ -801,6 +801,7 @@ class TraceParser:
         self_us = self.tree.self_us
         modules = self.graph.modules
         calls = self.tree.calls  # the fast paths count calls in place; graph_event() batches them for flush_counts()
+        last_stamp, entry_stamp = self.last_stamp, self.entry_stamp
         entries = leaves = exits = function_lines = 0
         line_no = self.line_no
         # The task of the last line's context: lines come in runs of one CPU and task, and only
@@ -832,7 +833,12 @@ class TraceParser:
                     if found is None:
                         found = graph_head(head)
                         if found and " |  " in head:  # funcgraph-abstime: every line comes here (its head is never cached)
-                            self.note_stamps(head, found[0], parsed)
+                            key = found[0][1]  # note_stamps(), inline: the call would cost more than the notes
+                            if key is None:
+                                key = cpu_task.get(found[0][0]) or ("cpu", found[0][0])
+                            last_stamp[key] = head
+                            if parsed[0] == ENTRY:
+                                entry_stamp[(key, parsed[1])] = head
                     if not found:
                         function_lines_first = False
                         if found is not False:  # a duration that is no time: not understood
