@@ -6004,6 +6004,8 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     lost = stats.lost_events
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
     notes = list(views.view.notes)
+    if stats.open_calls:
+        notes.append(open_calls_text(stats))
     if data["left_out_of_file"]:
         notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
     return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}

@@ -237,9 +237,12 @@ def test_the_drawing_and_the_flame_graph_share_one_whole(tmp_path, trace):
         result = run_cli("visualize", "-i", str(trace), "-o", output, "--chart", "", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
     svg_whole = caption_whole((tmp_path / "graph.svg").read_text())
-    html_whole = page_whole((tmp_path / "flame.html").read_text())
-    assert svg_whole == html_whole
+    page = (tmp_path / "flame.html").read_text()
+    assert svg_whole == page_whole(page)
     graph = json.loads((tmp_path / "graph.json").read_text())
+    open_calls = graph["stats"]["open_calls"]
+    assert open_calls > 0
+    assert f"{open_calls:,} calls still open at the end of the trace" in page
     # The JSON's whole is the same: the top-level calls' time, a call whose exit was lost as long as its callees.
     width: dict[int, float] = defaultdict(float)
     for node in reversed(graph["call_tree"]):  # children after their parents in the list
