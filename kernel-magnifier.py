@@ -254,6 +254,8 @@ class TraceStats:
     duplicate_lost_lines: int = 0
     orphan_exits: int = 0  # exits whose entry was not in the trace
     calls_without_caller: int = 0  # calls below depth 0 whose caller was not in the trace
+    open_calls: int = 0  # calls still open at the end of the trace (the recording stopped inside them)
+    open_calls_bounded: int = 0  # of those, calls whose task has no timestamps: their time is their finished callees'
     kernel_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # from a record data file
     metadata: dict[str, str] = field(default_factory=dict)
     formats: set[str] = field(default_factory=set)
@@ -320,6 +322,7 @@ class CallGraph:
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
     edge_weight: dict[tuple[str, str], float] = field(default_factory=dict)
     roots: dict[str, float] = field(default_factory=dict)  # functions with top-level activations, by weight
+    open_calls: dict[str, int] = field(default_factory=dict)  # functions' calls still open at the end of the trace
     timed: bool = False
     uses_time: bool = False
     weight_total: float = 0.0
@@ -355,6 +358,7 @@ class CallTree:
         self.errnos: dict[int, dict[int, list[int]]] = {}
         self.limit = limit
         self.free: list[int] = []  # ids of merged detached nodes, reused: lost events must not grow the tree
+        self.open_calls: dict[int, int] = {}  # node -> its calls still open at the end of the trace (set by finish())
 
     def __len__(self) -> int:
         return len(self.function)
@@ -417,13 +421,15 @@ class CallTree:
         (the task's frames below the merged depth are gone, its counts flushed).
         """
         calls, total_us, self_us, children, function, free = self.calls, self.total_us, self.self_us, self.children, self.function, self.free
-        child, errnos = self.child, self.errnos
+        child, errnos, open_calls = self.child, self.errnos, self.open_calls
         work = [(source, target)]
         while work:
             source, target = work.pop()
             if errnos and source in errnos:
                 for err, counts in errnos.pop(source).items():
                     self.add_errno_counts(target, err, counts)
+            if open_calls and source in open_calls:
+                open_calls[target] = open_calls.get(target, 0) + open_calls.pop(source)
             calls[target] += calls[source]
             total_us[target] += total_us[source]
             self_us[target] += self_us[source]
@@ -510,7 +516,11 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
         kids = tree.children[node]
         if kids:
             stack.extend((kid, False) for kid in kids.values())
-    graph.weight_total = sum(graph.roots.values())
+    for node, count in tree.open_calls.items():
+        name = tree.function[node] or ""
+        graph.open_calls[name] = graph.open_calls.get(name, 0) + count
+    # The whole every view shares: the flame graph's, where a call whose exit was lost is as wide as its callees.
+    graph.weight_total = flame_weights(tree, use_time)[ROOT_NODE]
     graph.uses_time = use_time
     return graph
 
@@ -735,8 +745,9 @@ UNKNOWN_FIELD = object()  # a duration field not in the cache yet
 
 
 # An open function_graph call on a task's stack is a list (cheaper than an object
-# on the hot path): [name, depth, time spent in its children (us), irq flag, call-tree node].
-FRAME_NAME, FRAME_DEPTH, FRAME_CHILD_US, FRAME_IRQ, FRAME_NODE = 0, 1, 2, 3, 4
+# on the hot path): [name, depth, time spent in its children (us), irq flag, call-tree node],
+# and from a trace.dat its entry's time (ns), for a call still open at the end.
+FRAME_NAME, FRAME_DEPTH, FRAME_CHILD_US, FRAME_IRQ, FRAME_NODE, FRAME_START = 0, 1, 2, 3, 4, 5
 
 
 class TaskState:
@@ -772,6 +783,10 @@ class TraceParser:
         self.head_cache: dict[str, tuple] = {}  # function_graph line up to its "|  " -> graph_head()
         self.last_lost: dict[str, tuple[int, int, tuple[int, int, int]]] = {}  # cpu -> (count, line number, event mark)
         self.called: list[int] = []  # call-tree nodes of this batch's calls, counted in flush_counts()
+        # For the calls still open at the end: per task its last event's time, per (task, depth) the start of
+        # its latest entry there: a text line's head (its time is read in finish()) or trace.dat's time in ns.
+        self.last_stamp: dict[object, str | int] = {}
+        self.entry_stamp: dict[tuple[object, int], str | int] = {}
         self.entries = self.leaves = self.exits = self.function_lines = 0
         self.entry_lines_done = self.other_lines_done = 0  # flushed counts, for event_mark()
         self.where = ""
@@ -848,6 +863,7 @@ class TraceParser:
         self_us = self.tree.self_us
         modules = self.graph.modules
         calls = self.tree.calls  # the fast paths count calls in place; graph_event() batches them for flush_counts()
+        last_stamp, entry_stamp = self.last_stamp, self.entry_stamp
         entries = leaves = exits = function_lines = 0
         line_no = self.line_no
         # The task of the last line's context: lines come in runs of one CPU and task, and only
@@ -878,6 +894,13 @@ class TraceParser:
                 if parsed is not None:
                     if found is None:
                         found = graph_head(head)
+                        if found and " |  " in head:  # funcgraph-abstime: every line comes here (its head is never cached)
+                            key = found[0][1]  # note_stamps(), inline: the call would cost more than the notes
+                            if key is None:
+                                key = cpu_task.get(found[0][0]) or ("cpu", found[0][0])
+                            last_stamp[key] = head
+                            if parsed[0] == ENTRY:
+                                entry_stamp[(key, parsed[1])] = head
                     if not found:
                         function_lines_first = False
                         if found is not False:  # a duration that is no time: not understood
@@ -1016,6 +1039,18 @@ class TraceParser:
                 self.head_cache.clear()
             self.head_cache[head] = found
         return found
+
+    def note_stamps(self, head: str, context: tuple, parsed: tuple) -> None:
+        """A line with a timestamp column: its task's last event so far and, for an entry, the start of the call open at its depth.
+
+        The head is kept as it is (read as a time only in finish()); a later entry at
+        the same depth replaces the call open there, so the latest entry's head is its start."""
+        cpu, key, _irq = context
+        if key is None:
+            key = self.cpu_task.get(cpu) or ("cpu", cpu)
+        self.last_stamp[key] = head
+        if parsed[0] == ENTRY:
+            self.entry_stamp[(key, parsed[1])] = head
 
     def duration_field(self, field: str) -> float | None:
         """The 14-column duration field of a function_graph line: us, None if blank; cached.
@@ -1232,7 +1267,8 @@ class TraceParser:
         state.pending = keep
 
     def finish(self) -> None:
-        """End of input: place every call still waiting for its caller."""
+        """End of input: time the calls still open, place every call still waiting for its caller."""
+        self.close_open_calls()
         for state in self.tasks.values():
             self.settle_pending(state, 0)
         self.flush_counts()
@@ -1241,6 +1277,40 @@ class TraceParser:
         if min(tree.self_us, default=0.0) < 0:
             # children whose printed durations add up to more than their caller's (seen on 7.3): no negative self time
             tree.self_us = [max(0.0, value) for value in tree.self_us]
+
+    def close_open_calls(self) -> None:
+        """The calls on the tasks' stacks when the input ends: the recording stopped inside them.
+
+        Each is counted as open (CallTree.open_calls, stats.open_calls) and given the
+        time from its start to its task's last event where the trace has timestamps;
+        else what is known of it, its finished callees' time (and its open callee's).
+        Deepest first, so that an open call's time counts as its caller's callee time.
+        Before settle_pending(): a frame's node may still be a detached one.
+        """
+        self.flush_counts()
+        tree, stats = self.tree, self.stats
+        for key, state in self.tasks.items():
+            stack = state.stack
+            if not stack:
+                continue
+            end = stamp_time_us(self.last_stamp.get(key))
+            for index in range(len(stack) - 1, -1, -1):
+                frame = stack[index]
+                depth, child_us, node = frame[FRAME_DEPTH], frame[FRAME_CHILD_US], frame[FRAME_NODE]
+                # trace.dat's frames carry their entry's time; a text task's is its latest entry at that depth
+                start = stamp_time_us(frame[FRAME_START] if len(frame) > FRAME_START else self.entry_stamp.get((key, depth)))
+                if start is not None and end is not None and end >= start:
+                    total = max(end - start, child_us)
+                else:
+                    total = child_us
+                    stats.open_calls_bounded += 1
+                tree.total_us[node] += total
+                tree.self_us[node] += total - child_us
+                if index and stack[index - 1][FRAME_DEPTH] == depth - 1:
+                    stack[index - 1][FRAME_CHILD_US] += total
+                tree.open_calls[node] = tree.open_calls.get(node, 0) + 1
+                stats.open_calls += 1
+            stack.clear()
 
     def context_switch(self, match: re.Match[str]) -> None:
         cpu = match.group("cpu")
@@ -1292,6 +1362,7 @@ class TraceParser:
             parsed = self.with_return_value(returned.group(), parsed)
         self.stats.formats.add("trace-cmd report")
         context = self.context_of(match.group("cpu"), match.group("pid"), match.group("flags"))
+        self.note_stamps(match.group("ts"), context, parsed)
         self.graph_event(parsed, context, float(fields.group("dur")) if fields.group("dur") else None)  # at most 12 digits
         return True
 
@@ -1511,6 +1582,14 @@ def errno_of(value: str) -> int | None:
     return number if -MAX_ERRNO <= number < 0 else None
 
 
+def stamp_time_us(stamp: str | int | None) -> float | None:
+    """A time kept for the open calls, in us: a function_graph line's head (note_stamps()) or trace.dat's ns."""
+    if stamp is None or isinstance(stamp, int):
+        return None if stamp is None else stamp / 1000.0
+    column = stamp.split(" |  ", 1)[0].split()
+    return trace_time_us(column[-1]) if column and TIMESTAMP_TAIL.fullmatch(column[-1]) else None
+
+
 def one_entry_between(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
     """Between two event marks: exactly one entry or leaf line and no other event.
 
@@ -1648,7 +1727,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     parser.finish()
     graph.stats.note_time(parser.first_us, parser.last_us)
     return {
-        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos),
+        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos, tree.open_calls),
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
@@ -1744,13 +1823,15 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
 
 def add_parsed_input(graph: CallGraph, result: dict) -> None:
     """Add one input's tree and counters to the aggregate, exactly as the sequential loop accumulates them."""
-    calls, total_us, self_us, children, timed, errnos = result["tree"]
+    calls, total_us, self_us, children, timed, errnos, open_calls = result["tree"]
     tree = graph.tree
     work = [(ROOT_NODE, ROOT_NODE)]
     while work:
         source, target = work.pop()
         for err, counts in errnos.get(source, {}).items():
             tree.add_errno_counts(target, err, counts)
+        if source in open_calls:
+            tree.open_calls[target] = tree.open_calls.get(target, 0) + open_calls[source]
         tree.calls[target] += calls[source]
         tree.total_us[target] += total_us[source]
         tree.self_us[target] += self_us[source]
@@ -1774,6 +1855,8 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     stats.duplicate_lost_lines += parsed["duplicate_lost_lines"]
     stats.orphan_exits += parsed["orphan_exits"]
     stats.calls_without_caller += parsed["calls_without_caller"]
+    stats.open_calls += parsed["open_calls"]
+    stats.open_calls_bounded += parsed["open_calls_bounded"]
     for cpu, counters in parsed["kernel_stats"].items():
         previous = stats.kernel_stats.get(cpu, {})
         stats.kernel_stats[cpu] = {k: previous.get(k, 0) + v for k, v in counters.items()}
@@ -1955,13 +2038,17 @@ class SeamParser(TraceParser):
         self.switches_found.setdefault(None, next_key)  # lines without a CPU column: the last switch on any CPU
 
     def seam_result(self) -> dict:
-        """The half's tree (every waiting call settled, as finish() would), counters and the log for the parent."""
+        """The half's tree (its tasks' open calls closed and every waiting call settled, as finish() would), counters and the log for the parent.
+
+        The times it noted go to the parent too: they are the latest of the tasks the parent keeps (their events are in the log)."""
+        self.close_open_calls()
         for state in self.tasks.values():
             self.settle_pending(state, 0)
         self.flush_counts()
         tree = self.tree
         return {
-            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos),
+            "stamps": (self.last_stamp, self.entry_stamp),
+            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos, tree.open_calls),
             "stats": vars(self.graph.stats),
             "modules": self.graph.modules,
             "calls": list(self.function_nodes),
@@ -2074,6 +2161,9 @@ def add_second_half(parser: TraceParser, result: dict) -> None:
     """Add the child's half as if the parser had read on: the logged events first, then its tree and counters."""
     replay_seam_log(parser, result["log"])
     parser.note_times(*result["times"])
+    last_stamp, entry_stamp = result["stamps"]
+    parser.last_stamp.update(last_stamp)
+    parser.entry_stamp.update(entry_stamp)
     graph = parser.graph
     add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
     for call in result["calls"]:
@@ -3171,7 +3261,8 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
         spent = batch.duration[timed_at]
         timed = ~np.isnan(spent)  # NaN: the exit format has no calltime/rettime
         durations[timed_at[timed]] = spent[timed].tolist()
-    parsed, durations = parsed.tolist(), durations.tolist()
+    parsed, durations, stamps = parsed.tolist(), durations.tolist(), batch.key.tolist()
+    last_stamp = parser.last_stamp
     function_call = parser.function_call
     contexts: dict[int, tuple] = {}
     for start, stop in zip(starts, stops):
@@ -3179,10 +3270,13 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
         if kind == EV_ENTRY:
             ctx = int(batch.ctx[start])
             context = contexts.get(ctx) or contexts.setdefault(ctx, trace_dat_context(ctx))
-            feed_graph_run(parser, parsed[start:stop], context, durations[start:stop])
+            feed_graph_run(parser, parsed[start:stop], context, durations[start:stop], stamps[start:stop])
+            last_stamp[context[1]] = stamps[stop - 1]
         elif kind == EV_RETURNED_ERRNO:
             for index in range(start, stop):
-                parser.graph_event(parsed[index], trace_dat_context(int(batch.ctx[index])), durations[index])
+                context = trace_dat_context(int(batch.ctx[index]))
+                parser.graph_event(parsed[index], context, durations[index])
+                last_stamp[context[1]] = stamps[index]
         elif kind == EV_FUNCTION:
             calls = objects_by_code(np, batch.code[start:stop], lambda code: trace_dat_call(decoder.names, code))
             collections.deque(map(function_call, calls), maxlen=0)
@@ -3213,13 +3307,15 @@ def leaf_pairs(np, batch: EventBatch) -> tuple[EventBatch, object]:
     kinds[entries] = EV_LEAF
     duration = batch.duration.copy()
     duration[entries] = batch.duration[entries + 1]
+    stamps = batch.key.copy()
+    stamps[entries] = batch.key[entries + 1]  # a leaf's time is its exit's: the task's last event may be one
     keep = np.ones(len(batch), dtype=bool)
     keep[entries + 1] = False
     before = np.cumsum(~keep)[keep]
-    return EventBatch(batch.key[keep], kinds[keep], batch.code[keep], batch.ctx[keep], duration[keep]), before
+    return EventBatch(stamps[keep], kinds[keep], batch.code[keep], batch.ctx[keep], duration[keep]), before
 
 
-def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, durations: list) -> None:
+def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, durations: list, stamps: list) -> None:
     """One task's run of function_graph events on one CPU into the model, the common ones applied here (as feed_lines does).
 
     An entry or leaf below the open call one level up, and an exit closing
@@ -3230,7 +3326,8 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
     its exit is counted as those two events, so event counts and lost-notice
     marks are the per-event ones. Like feed_lines it works on the model's task
     stacks and frames: a change to them changes both (tests/test_tracedat.py
-    compares the result with one graph_event() per event).
+    compares the result with one graph_event() per event). An open call's
+    frame carries its entry's time (ns), for the calls still open at the end.
     """
     cpu, key, irq = context
     tasks = parser.tasks
@@ -3245,7 +3342,7 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
     if state is not None:
         state.cpu = cpu
     stack = state.stack if state is not None and not state.irq_entry else None
-    for event, duration in zip(parsed, durations):
+    for event, duration, stamp in zip(parsed, durations, stamps):
         kind, depth, name, module = event
         if stack:
             top = stack[-1]
@@ -3275,7 +3372,7 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
                         modules[name] = module
                     entries += 1
                     if kind == entry_kind:
-                        stack.append([name, depth, 0.0, irq, node])
+                        stack.append([name, depth, 0.0, irq, node, stamp])
                     else:
                         exits += 1
                         if duration is not None:
@@ -3284,7 +3381,9 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
                             top[2] += duration
                     continue
         graph_event(event, context, duration)
-        if kind == LEAF:
+        if kind == entry_kind:
+            tasks[key].stack[-1].append(stamp)  # graph_event() opened it
+        elif kind == LEAF:
             parser.leaves -= 1
             entries += 1
             exits += 1
@@ -3425,7 +3524,8 @@ def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, sta
     if cut < BULK_MIN_EVENTS:
         return 0, cut
     fed = graph < cut
-    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, code[fed & (kind[graph] == EV_ENTRY)] >> 16, ctx[fed], tid[fed])
+    stamps = batch.key[start:start + end]
+    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, code[fed & (kind[graph] == EV_ENTRY)] >> 16, ctx[fed], tid[fed], stamps, graph[fed])
     return cut, cut
 
 
@@ -3552,8 +3652,10 @@ def bulk_regular_end(np, rows: BulkRows) -> int:
     return int(bad.min()) if len(bad) else np.iinfo(np.int64).max
 
 
-def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept, keys: list, entry_names, ctx, tid) -> None:
-    """The kept rows' calls, times and the tasks' open calls into the model, as one graph_event() per event would."""
+def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept, keys: list, entry_names, ctx, tid, stamps, places) -> None:
+    """The kept rows' calls, times and the tasks' open calls into the model, as one graph_event() per event would.
+
+    `stamps`: the stretch's event times; `places`: the fed events' places in it (ctx and tid are theirs)."""
     np = decoder.np
     tree = parser.tree
     real = kept & (rows.pos >= 0)
@@ -3565,7 +3667,7 @@ def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept,
         calls[at] += count
     bulk_modules(np, parser, decoder, entry_names)
     child_us = bulk_times(np, tree, rows, real, node)
-    bulk_stacks(np, parser, decoder, rows, kept, node, child_us, keys, ctx, tid)
+    bulk_stacks(np, parser, decoder, rows, kept, node, child_us, keys, ctx, tid, stamps, places)
     parser.entries += len(entries)
     parser.exits += int(real.sum()) - len(entries)
     parser.stats.orphan_exits += int((real & rows.orphan).sum())
@@ -3680,8 +3782,8 @@ def bulk_times(np, tree: CallTree, rows: BulkRows, real, node):
     return child_us
 
 
-def bulk_stacks(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept, node, child_us, keys: list, ctx, tid) -> None:
-    """Each fed task's open calls after the stretch, and the CPU it last ran on."""
+def bulk_stacks(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept, node, child_us, keys: list, ctx, tid, stamps, places) -> None:
+    """Each fed task's open calls after the stretch (a new one with its entry's time), the CPU it last ran on and its last event's time."""
     if not len(tid):
         return
     last = np.full(len(keys), -1, dtype=np.int64)
@@ -3705,12 +3807,13 @@ def bulk_stacks(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, 
         if state is None:
             state = parser.tasks[key] = TaskState()
         state.cpu = trace_dat_context(int(ctx[last[task]]))[0]
+        parser.last_stamp[key] = int(stamps[places[last[task]]])
         stack = []
         for level in range(open_count):
-            at = found[done + level]
-            frame = rows.frame.get(at)
+            row = found[done + level]
+            frame = rows.frame.get(row)
             if frame is None:
-                frame = [sid_names[int(rows.sid[at])], level, 0.0, "", int(node[at])]
+                frame = [sid_names[int(rows.sid[row])], level, 0.0, "", int(node[row]), int(stamps[rows.pos[row]])]
             frame[FRAME_CHILD_US] = child[done + level]
             stack.append(frame)
         done += open_count
@@ -5116,6 +5219,8 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
         target_tree.calls[into] += tree.calls[node]
         target_tree.total_us[into] += tree.total_us[node]
         target_tree.self_us[into] += tree.self_us[node]
+        if node in tree.open_calls:
+            target_tree.open_calls[into] = target_tree.open_calls.get(into, 0) + tree.open_calls[node]
         kids = tree.children[node]
         if kids and (depth is None or level < depth):
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
@@ -5612,6 +5717,8 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines.append("(file unknown)")
     through = f" in {view.focus}" if is_caller_box(name, view) else ""
     lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
+    if graph.open_calls.get(name):
+        lines.append(f"{graph.open_calls[name]:,} still open at the end")
     if graph.timed:
         whole = graph.weight_total if graph.uses_time else 0.0
         lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}")
@@ -5698,6 +5805,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
         parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+    if stats.open_calls:
+        parts.append(open_calls_text(stats))
     lost = stats.lost_events
     if lost:
         parts.append(f"the kernel lost {lost:,} events ({stats.lost_share():.1%}): counts are lower bounds")
@@ -5711,6 +5820,14 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     if drawing.callers:
         parts.append("grey dashed boxes: callers outside the selection")
     return parts
+
+
+def open_calls_text(stats: TraceStats) -> str:
+    """What the calls still open at the end of the trace are given, for the summary and the captions."""
+    text = f"{plural(stats.open_calls, 'call')} still open at the end of the trace (their time runs to their task's last event"
+    if stats.open_calls_bounded:
+        text += f"; {stats.open_calls_bounded:,} of them without timestamps count only their callees' time, a lower bound"
+    return text + ")"
 
 
 def caption_html(lines: list[str], heat: Heat) -> str:
@@ -5876,6 +5993,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "total_time_us": round(graph.total_us[name], 3) if graph.timed else None,
             "self_time_us": round(graph.self_us[name], 3) if graph.timed else None,
             "inclusive_weight": round(graph.inclusive.get(name, 0.0), 3),
+            "open_calls": graph.open_calls.get(name, 0),
         }
         if name in graph.modules:
             node["module"] = graph.modules[name]
@@ -5903,6 +6021,9 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "lines": stats.lines,
             "orphan_exits": stats.orphan_exits,
             "calls_without_caller": stats.calls_without_caller,
+            "open_calls": stats.open_calls,
+            "open_calls_bounded": stats.open_calls_bounded,
+            "whole": round(graph.weight_total, 3),
             "formats": sorted(stats.formats),
             "inputs": stats.inputs,
             "kernel_stats": stats.kernel_stats,
@@ -5953,6 +6074,7 @@ def call_tree_json(tree: CallTree) -> list[dict]:
             "calls": tree.calls[node],
             "total_time_us": round(tree.total_us[node], 3) if tree.timed else None,
             "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
+            "open_calls": tree.open_calls.get(node, 0),
         })
         kids = tree.children[node]
         if kids:
@@ -6061,6 +6183,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
     title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events{scope}"
     lost = stats.lost_events
     title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
+    if stats.open_calls:
+        title += f"; {plural(stats.open_calls, 'call')} still open at the end, timed to their task's last event"
     axes.set_title(title, fontsize=11)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
@@ -6464,6 +6588,8 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     lost = stats.lost_events
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
     notes = list(views.view.notes)
+    if stats.open_calls:
+        notes.append(open_calls_text(stats))
     if data["left_out_of_file"]:
         notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
     return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
@@ -6931,6 +7057,8 @@ def summarize(view: View) -> list[str]:
         lines.append(
             f"incomplete call trees: {stats.orphan_exits:,} exits without their entry, {stats.calls_without_caller:,} calls whose caller was not in the trace"
         )
+    if stats.open_calls:
+        lines.append(open_calls_text(stats))
     lines.extend(view.notes)
     if view.files:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
