@@ -12,11 +12,11 @@ The file is a pipeline in sections, read top to bottom:
     Input              plain, gzip and xz text, judged text or not by its bytes
     Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
     Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
-    Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu
+    Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Symbol map         reading a name -> source file map, and generating one from DWARF
-    Views              --root/--callers/--depth, filters, the connected drawing grown from entry points
-    Output             heat, graphviz in a child process, JSON, charts, folded stacks, timeline, HTML flame graph
-    Visualize          the output writers by file ending, run_visualize
+    Views              --root/--callers/--depth, filters, --errors' paths, the connected drawing grown from entry points
+    Output             heat, graphviz in a child process, JSON, charts, folded stacks, timeline, HTML flame graph, text report
+    Visualize          the output writers by file ending (-o - for the text report), run_visualize
     Record             borrowing tracefs, streaming trace_pipe, giving tracefs back
     CLI                argparse, subcommands, main
 """
