@@ -6817,7 +6817,7 @@ class Recording:
     self_excluded: bool = False
     top: str = ""
     drain_seconds: float = 0.0
-    compression: str = ""  # a version 7 trace.dat's: how, how much, how long
+    compression: str = ""  # a version 7 trace.dat's: with what, how long
 
 
 def run_record(args: argparse.Namespace) -> None:
@@ -7301,7 +7301,7 @@ def write_recorded_trace_dat(tmp: str, args: argparse.Namespace, recording: Reco
             write_trace_dat_v7(output, pages.parts, pages.spools, codec, Progress("compressing", size))
         finally:
             stop.phase = "restoring"
-        recording.compression = f"{codec.name}: {format_size(size)} of pages compressed in {time.monotonic() - started:.1f} s"
+        recording.compression = f"{codec.name}, compressed in {time.monotonic() - started:.1f} s"
 
 
 @dataclass
