@@ -120,8 +120,9 @@ def record(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: fl
 
 
 def is_trace_dat(path: Path) -> bool:
+    """trace-cmd's magic and file version: 7 (compressed, record's default) or 6 (--format trace.dat-v6)."""
     with path.open("rb") as handle:
-        return handle.read(11) == b"\x17\x08\x44tracing6"
+        return handle.read(12) in (b"\x17\x08\x44tracing7\0", b"\x17\x08\x44tracing6\0")
 
 
 def metadata(path: Path) -> dict[str, str]:
