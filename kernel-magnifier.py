@@ -6367,6 +6367,7 @@ class Latency:
     pattern: str
     durations: dict[str, list[float]]  # per function: a glob never pools several functions into one distribution
     slowest: list[CallInterval]
+    scope: str = ""  # what part of the trace: the calls that start in --time-window
 
     def ranked(self) -> list[str]:
         """The functions by the total time of their calls, most first."""
@@ -6403,7 +6404,9 @@ def latency_of(args: argparse.Namespace) -> Latency:
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace" + (" that starts in --time-window" if args.time_window else "")
         raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")
-    return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])])
+    window = parse_window(args.time_window)
+    scope = f"calls that start in --time-window {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s" if window else ""
+    return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])], scope)
 
 
 def latency_suggestions(args: argparse.Namespace) -> str:
@@ -6418,6 +6421,8 @@ def latency_suggestions(args: argparse.Namespace) -> str:
 def report_latency(latency: Latency, output: str) -> None:
     """Print the numbers, one line per function a glob matches, and draw the histogram of call durations on a log axis."""
     ranked = latency.ranked()
+    if latency.scope:
+        say(f"latency: the {latency.scope}")
     if len(ranked) == 1:
         say(f"latency of {ranked[0]}: {latency_summary(latency.durations[ranked[0]])}")
     else:
@@ -6463,7 +6468,7 @@ def draw_latency_histogram(latency: Latency, ranked: list[str], output: str) -> 
     axes.set_ylabel("calls")
     slow = "; ".join(f"{format_us(call.duration_us or 0.0)}{' ' + call.name if len(ranked) > 1 else ''} {call.comm or '?'}-{call.task}"
                      + (f" @{call.start_us / 1e6:.6f}s" if call.start_us is not None else "") for call in latency.slowest[:3])
-    figure.text(0.01, 0.01, f"slowest: {slow}", fontsize=8)
+    figure.text(0.01, 0.01, f"slowest: {slow}" + (f"; the {latency.scope}" if latency.scope else ""), fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     save_png(figure, output)
