@@ -45,6 +45,8 @@ def per_event_line(km, parser, line: str) -> None:
             found = parser.graph_head(head)
             if found:
                 context, duration, _irq = found
+                if " |  " in head:
+                    parser.note_stamps(head, context, parsed)  # a timestamped line: when its task's calls start and end
                 parser.graph_event(parsed, context, duration)
                 return
             if found is not False:

@@ -51,6 +51,9 @@ def canonical(km, graph) -> dict:
         "self": {name: round(value, 6) for name, value in graph.self_us.items()},
         "roots": {name: round(value, 6) for name, value in graph.roots.items()},
         "timed": graph.timed,
+        "open_calls": {"/".join(tree.path(node)): count for node, count in tree.open_calls.items() if count},
+        "open_functions": graph.open_calls,
+        "whole": round(graph.weight_total, 6),
     }
 
 

@@ -2,8 +2,9 @@
 
 Every ```console block of README.md that runs `./kernel-magnifier.py visualize`
 is run here as written (in a scratch directory where `tests/` is this
-repository's), and each output line the README shows must be printed, in the
-README's order; a line `...` stands for lines the README leaves out. So a number
+repository's), and the lines the README shows must be what it prints, line for
+line (messages and warnings in one stream, as on a terminal); a line `...`
+stands for lines the README leaves out. So a number
 quoted from a command's output cannot drift from what the command prints.
 """
 
@@ -53,24 +54,32 @@ def test_the_readme_has_console_examples_to_check():
 
 
 def missing_lines(shown: list[str], printed: list[str]) -> list[str]:
-    """The shown lines not printed in that order (a `...` line skips any printed lines)."""
+    """The shown lines that are not printed just so: each right after the one before it, unless a `...` line stands between."""
     missing = []
     position = 0
+    skipping = False
     for line in shown:
         if line.strip() == ELIDED:
+            skipping = True
             continue
-        try:
-            position = printed.index(line, position) + 1
-        except ValueError:
+        if skipping:
+            found = printed.index(line, position) if line in printed[position:] else -1
+        else:
+            found = position if position < len(printed) and printed[position] == line else -1
+        if found < 0:
             missing.append(line)
+            skipping = True  # find the next shown line anywhere after, so one difference is reported once
+            continue
+        position, skipping = found + 1, False
     return missing
 
 
 @pytest.mark.parametrize("where, argv, shown", EXAMPLES, ids=[f"README.md:{where}" for where, _, _ in EXAMPLES])
 def test_readme_console_example_prints_what_it_shows(tmp_path: Path, where: int, argv: list[str], shown: list[str]):
     (tmp_path / "tests").symlink_to(ROOT / "tests")
-    result = subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    printed = [re.sub(r"\s+$", "", line) for line in (result.stdout + result.stderr).split("\n")]
+    # as on a terminal: messages and warnings in the order they were printed
+    result = subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout
+    printed = [re.sub(r"\s+$", "", line) for line in result.stdout.split("\n")]
     missing = missing_lines([line.rstrip() for line in shown], printed)
     assert not missing, f"README.md:{where} shows lines the command does not print:\n" + "\n".join(missing) + "\n--- printed:\n" + "\n".join(printed)

@@ -120,9 +120,9 @@ def test_record_needs_root(km, tmp_path):
 
 @pytest.mark.parametrize("name", ["net.data.xz", "net.data.gz"])
 def test_a_compressed_name_needs_the_text_format(tmp_path, name):
-    """A trace.dat holds the kernel's pages as they are: compressing while recording is for --format text only."""
+    """A trace.dat compresses its own pages (version 7): a .gz/.xz around it is for --format text only."""
     result = run_cli("record", "-o", name, "--record-time", "1", cwd=tmp_path)
-    assert_one_line_error(result, f"-o {name}: only --format text is compressed while recording")
+    assert_one_line_error(result, f"-o {name}: only --format text is compressed while recording (drop the ending: a trace.dat compresses its pages itself)")
     assert not list(tmp_path.iterdir())
 
 

@@ -181,6 +181,7 @@ def test_latency_and_timeline_count_the_calls_that_start_in_the_window(tmp_path)
                      "--latency", "_raw_spin_lock", "--latency-chart", str(tmp_path / "l.png"), "--time-window", f"{start},{end}")
     assert result.returncode == 0, result.stderr
     assert f"latency of _raw_spin_lock: {expected.calls['_raw_spin_lock']:,} calls," in result.stdout
+    assert "latency: the calls that start in --time-window 194.300000-194.400000 s" in result.stdout
     events = [event for event in json.loads((tmp_path / "t.trace.json").read_text())["traceEvents"] if event["ph"] == "X"]
     assert len(events) == sum(expected.calls.values())  # every call in this window has its exit in the trace
 

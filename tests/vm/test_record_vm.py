@@ -119,9 +119,24 @@ def record(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: fl
     return result
 
 
+def trace_cmd_reads_zlib() -> bool:
+    """Debian 12's trace-cmd 3.1.6 is built with zstd only and cannot open record's default trace.dat (version 7, zlib);
+    Debian 13's 3.3 reads it. `trace-cmd list -c` names what the installed one reads."""
+    if shutil.which("trace-cmd") is None:
+        return False
+    listed = subprocess.run(["trace-cmd", "list", "-c"], capture_output=True, text=True, timeout=60)
+    return "zlib" in listed.stdout
+
+
+# What the tests that check our file with trace-cmd report record: the default (version 7, zlib) where this
+# trace-cmd reads it, else version 6 (test_default_trace_dat_is_compressed_and_reads_whole checks the default then)
+FOR_TRACE_CMD = () if trace_cmd_reads_zlib() else ("--format", "trace.dat-v6")
+
+
 def is_trace_dat(path: Path) -> bool:
+    """trace-cmd's magic and file version: 7 (compressed, record's default) or 6 (--format trace.dat-v6)."""
     with path.open("rb") as handle:
-        return handle.read(11) == b"\x17\x08\x44tracing6"
+        return handle.read(12) in (b"\x17\x08\x44tracing7\0", b"\x17\x08\x44tracing6\0")
 
 
 def metadata(path: Path) -> dict[str, str]:
@@ -200,7 +215,7 @@ def test_function_graph_on_cpu0_below_ksys_read(tmp_path, state_kept, workload):
     data = tmp_path / "kernel-magnifier.data"
     data.write_text("the user's previous recording\n")
     env = {**os.environ, "SUDO_UID": "1234", "SUDO_GID": "2345"}
-    result = record("--record-time", "2", "--cpumask", "1", "--graph-function", "ksys_read", "-O", "funcgraph-proc", cwd=tmp_path, env=env)
+    result = record("--record-time", "2", "--cpumask", "1", "--graph-function", "ksys_read", "-O", "funcgraph-proc", *FOR_TRACE_CMD, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "Record mode - now starting recording traces for 2.0 seconds" in result.stdout
     assert "Limit recording to CPU mask 1 (CPUs 0)" in result.stdout
@@ -229,7 +244,7 @@ def test_trace_cmd_and_perf_spellings_end_to_end(tmp_path, state_kept, workload)
     """What a trace-cmd/perf user types: -p tracer, -g function, -C CPU list, -b KB, --max-graph-depth, -O option."""
     result = record(
         "-p", "function_graph", "-g", "ksys_read", "-C", "1", "-b", "2048", "--max-graph-depth", "4", "-O", "funcgraph-proc",
-        "--record-time", "2", cwd=tmp_path,
+        "--record-time", "2", *FOR_TRACE_CMD, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "Limit recording to CPU mask 2 (CPUs 1)" in result.stdout
@@ -246,7 +261,7 @@ def test_trace_cmd_and_perf_spellings_end_to_end(tmp_path, state_kept, workload)
 
 
 def test_function_tracer_with_trace_cmd_spellings(tmp_path, state_kept, workload):
-    result = record("-p", "function", "-l", "vfs_*", "-n", "vfs_write", "-a", "-b", "512", "--record-time", "1", cwd=tmp_path)
+    result = record("-p", "function", "-l", "vfs_*", "-n", "vfs_write", "-a", "-b", "512", "--record-time", "1", *FOR_TRACE_CMD, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tmp_path / "kernel-magnifier.data"
     meta = metadata(data)
@@ -283,7 +298,7 @@ def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kep
 def test_trace_dat_reads_the_same_in_trace_cmd_and_in_visualize(tmp_path, state_kept, workload, tracer):
     """Our trace.dat, read by trace-cmd report and by visualize's decoder: the same events, calls and edges."""
     narrow = ("-g", "ksys_read") if tracer == "function_graph" else ("-l", "vfs_*,ksys_*")
-    result = record("-p", tracer, *narrow, "--record-time", "1", cwd=tmp_path)
+    result = record("-p", tracer, *narrow, "--record-time", "1", *FOR_TRACE_CMD, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tmp_path / "kernel-magnifier.data"
     events = report_events(data)
@@ -300,9 +315,26 @@ def test_trace_dat_reads_the_same_in_trace_cmd_and_in_visualize(tmp_path, state_
     assert {n["name"]: n["calls"] for n in graph["nodes"]} == {n["name"]: n["calls"] for n in from_text["nodes"]}
 
 
+def test_default_trace_dat_is_compressed_and_reads_whole(tmp_path, state_kept, workload):
+    """record's default file: version 7, its pages compressed with zlib, and visualize decodes every event the kernel counted as read."""
+    result = record("-g", "ksys_read", "--record-time", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "kernel-magnifier.data"
+    with data.open("rb") as handle:
+        head = handle.read(64)
+    assert head.startswith(b"\x17\x08\x44tracing7\0") and b"zlib\0" in head, head
+    read = re.search(r"Events read: ([\d,]+);", result.stdout)
+    assert read, result.stdout
+    graph = graph_json(tmp_path, data)
+    assert graph["stats"]["events"] == int(read.group(1).replace(",", "")) > 100
+    assert edges_by_pair(graph).get(("ksys_read", "vfs_read"), 0) > 0
+    print(f"trace-cmd {'reads' if trace_cmd_reads_zlib() else 'does not read'} zlib: the trace-cmd comparisons recorded {' '.join(FOR_TRACE_CMD) or 'the default'}")
+
+
 @pytest.mark.parametrize("form", ["trace.dat", "text"])
 def test_tiny_buffer_loses_events_and_says_so(tmp_path, state_kept, workload, form):
-    result = record("--format", form, "--record-time", "1", "--buffer-size", "8", "--notrace", "rcu_*", cwd=tmp_path)
+    formats = FOR_TRACE_CMD if form == "trace.dat" else ("--format", form)
+    result = record(*formats, "--record-time", "1", "--buffer-size", "8", "--notrace", "rcu_*", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = tmp_path / "kernel-magnifier.data"
     lost = report_stat_overruns(data) if form == "trace.dat" else footer_lost(metadata(data))
