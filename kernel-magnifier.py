@@ -5545,9 +5545,11 @@ def errors_report(tree: CallTree) -> list[dict]:
             "message": errno_message(err),
             "returns": sum(tree.errnos[node][err][0] for node in nodes),
             "first_returns": sum(found["times"] for found in origins),
+            "reached_top": any(found["reached_top"] for found in origins),
             "paths": origins,
         })
-    report.sort(key=lambda entry: (-entry["first_returns"], -entry["returns"], entry["errno"]))
+    # what a top-level call (a syscall) returned first: the answer to "why did it fail"; then the rest by count
+    report.sort(key=lambda entry: (not entry["reached_top"], -entry["first_returns"], -entry["returns"], entry["errno"]))
     return report
 
 
@@ -5563,22 +5565,29 @@ def errno_origin(tree: CallTree, node: int, err: int) -> dict:
         if counts is not None and counts[0] > counts[1]:
             passed_up.append({"function": tree.function[caller], "times": counts[0] - counts[1]})
         caller = tree.parent[caller]
-    return {"function": tree.function[node], "times": tree.errnos[node][err][1], "path": tree.path(node), "passed_up_by": passed_up}
+    path = tree.path(node)
+    reached_top = len(path) == 1 or bool(passed_up and passed_up[-1]["function"] == path[0])
+    return {"function": tree.function[node], "times": tree.errnos[node][err][1], "path": path, "passed_up_by": passed_up, "reached_top": reached_top}
 
 
 def errors_lines(report: list[dict]) -> list[str]:
     """--errors on the terminal: per errno, the paths where it was first returned (the most frequent first)."""
     if not report:
         return ["errors: no call returned a negative errno"]
-    lines = [f"errors: {len(report)} negative errno value(s) returned; where each was first returned, and who passed it up:"]
+    lines = [
+        f"errors: {len(report)} negative errno value(s) returned; where each was first returned, and who passed it up,"
+        " those that a top-level call (a syscall) returned first",
+        "  (the kernel records every function's return register, a void function's too: a value no caller passed up may be a leftover, not an error)",
+    ]
     for entry in report:
         lines.append(
             f"  {entry['name']} ({entry['errno']}, {entry['message']}): returned {plural(entry['returns'], 'time')},"
-            f" first by {plural(len(entry['paths']), 'call path')}"
+            f" first by {plural(len(entry['paths']), 'call path')}" + ("" if entry["reached_top"] else "; no top-level call returned it")
         )
         for found in entry["paths"][:ERRORS_SHOWN_PATHS]:
             passed = ", ".join(f"{up['function']} ({up['times']:,}x)" for up in found["passed_up_by"])
-            lines.append(f"    {found['times']:,}x {found['function']}" + (f", passed up by {passed}" if passed else ""))
+            alone = "" if passed or found["reached_top"] else " (no caller passed it up)"
+            lines.append(f"    {found['times']:,}x {found['function']}" + (f", passed up by {passed}" if passed else alone))
             lines.append(f"        path: {' > '.join(found['path'])}")
         if len(entry["paths"]) > ERRORS_SHOWN_PATHS:
             lines.append(f"    ... and {len(entry['paths']) - ERRORS_SHOWN_PATHS:,} more paths (all of them in a .json output)")

@@ -611,3 +611,22 @@ def test_real_retval_trace_dat_errors_are_trace_cmds_decoded_retval_fields(tmp_p
     assert found == expected
     failed_ioctls = report.count("func=__x64_sys_ioctl retval=ffffffffffffffe7 ")  # -ENOTTY: stty's TCGETS, python's TIOCGWINSZ
     assert failed_ioctls and found[-errno.ENOTTY]["paths"] == {("__x64_sys_ioctl",): (failed_ioctls, [])}
+
+
+def test_real_retval_errors_a_syscall_returned_come_first(tmp_path):
+    """--errors answers "why did the syscall fail" first: the errnos a top-level call returned, then the rest, marked."""
+    recording = REAL_RETVAL / "retval.txt.xz"
+    returned_at_top = set()
+    for line in read_lines(recording):
+        body = line.rpartition("|  ")[2]
+        match = re.match(r"(?:\} /\* \S+|\S+\(\); /\*) ret=(-\d+) \*/$", body)  # depth 0: no indentation after the column
+        if match:
+            returned_at_top.add(int(match.group(1)))
+    assert returned_at_top, "the recording has failing syscalls"
+    result = run_cli("visualize", "-i", str(recording), "--errors", "-o", str(tmp_path / "e.json"), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    headings = re.findall(r"^  E\w+ \((-\d+), .*$", result.stdout, re.M)
+    marked = [line.endswith("no top-level call returned it") for line in re.findall(r"^  E\w+ \(-\d+, .*$", result.stdout, re.M)]
+    assert [int(err) for err in headings[: len(returned_at_top)]] and set(map(int, headings[: len(returned_at_top)])) == returned_at_top
+    assert marked == [False] * len(returned_at_top) + [True] * (len(headings) - len(returned_at_top))
+    assert "a value no caller passed up may be a leftover" in result.stdout
