@@ -5618,12 +5618,14 @@ class Heat:
     high: float = 1.0
     largest_change: float = 0.0
     baseline_inputs: list[str] = field(default_factory=list)
+    input_names: set[str] = field(default_factory=set)  # the recording's file names, which a baseline's may repeat
 
     @classmethod
     def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None, baseline_inputs: list[str] | None = None) -> Heat:
         values = {name: metric_value(view.graph, name, metric) for name in view.nodes}
         positive = [value for value in values.values() if value > 0]
         heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0), baseline_inputs=baseline_inputs or [])
+        heat.input_names = {os.path.basename(path) for path in view.graph.stats.inputs}
         if baseline is not None:
             heat.largest_change = max((abs(value - baseline.get(name, 0.0)) for name, value in values.items()), default=0.0)
         return heat
@@ -5658,7 +5660,8 @@ class Heat:
         unit = "calls" if self.metric == "calls" else f"{self.metric} time"
         if self.baseline is not None:
             names = [os.path.basename(path) for path in self.baseline_inputs]
-            names = ", ".join(names if len(set(names)) == len(names) else self.baseline_inputs)  # two trace.txt: their paths
+            ambiguous = len(set(names)) < len(names) or bool(set(names) & self.input_names)  # two trace.txt: their paths
+            names = ", ".join(self.baseline_inputs if ambiguous else names)
             return f"colour = change of {unit} from the baseline {names}: blue less, white the same, red more"
         return f"colour = {unit} on a log scale over the {len(self.values):,} functions of this view"
 

@@ -16,8 +16,7 @@ km -i $DEMO --symbol-map $MAP --root tcp_sendmsg --depth 3 -o $OUT/focus-root.pn
 km -i $DEMO --symbol-map $MAP --callers kfree --depth 4 -o $OUT/focus-callers.png --chart ''
 km -i tests/data/record-demo-large/kernel-magnifier.data.xz --baseline $TEXT_DEMO --symbol-map $MAP \
    --root tcp_sendmsg --depth 4 --heat calls -o $OUT/diff.png --chart $OUT/diff-chart.png
-km -i $TEXT_DEMO --latency tcp_sendmsg --latency-chart $OUT/latency.png --chart '' -o /dev/null 2>/dev/null || \
-   km -i $TEXT_DEMO --latency tcp_sendmsg --latency-chart $OUT/latency.png
+km -i $TEXT_DEMO --latency tcp_sendmsg --latency-chart $OUT/latency.png
 km -i tests/data/fg-abstime-proc/trace.txt.xz --chart-by task --chart $OUT/tasks.png -o "$(mktemp -d)/unused.json"
 km -i $TEXT_DEMO --symbol-map $MAP --filter-filepath net --max-nodes 40 -o $OUT/call-graph-net.png --chart ''
 echo "redrawn: $(ls $OUT | tr '\n' ' ')"

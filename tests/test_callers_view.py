@@ -232,6 +232,11 @@ def test_diff_caption_names_the_baseline_files(tmp_path):
     other = DATA / "fg-default" / "trace.txt.xz"  # two files of one name: their paths tell them apart
     _, agraph = drawn(tmp_path, "--baseline", str(older), "--baseline", str(other), "--max-nodes", "10", trace=demo)
     assert f"from the baseline {older}, {other}:" in html.unescape(agraph.graph_attr["label"])
+    same_name = tmp_path / "same" / demo.name  # the baseline's file name is the recording's own: its path tells them apart
+    same_name.parent.mkdir()
+    same_name.write_bytes(older.read_bytes())
+    _, agraph = drawn(tmp_path, "--baseline", str(same_name), "--max-nodes", "10", trace=demo)
+    assert f"from the baseline {same_name}:" in html.unescape(agraph.graph_attr["label"])
 
 
 def test_an_unknown_name_suggests_the_names_it_is_the_start_of(tmp_path):
