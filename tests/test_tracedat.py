@@ -162,6 +162,9 @@ def test_zstd_trace_dat_without_the_zstandard_package_is_a_one_line_error_mocked
 # -- the bulk feeding equals the model fed one event at a time ---------------------
 
 TRACE_DATS = sorted(path for path in DATA.rglob("*.dat.xz"))
+# trace-cmd's samples lost events (their pages say so); raw-binary's pages and the retval recording lost none
+# (tests/data/retval/record-output.txt: "lost by the kernel: 0")
+LOSSY = {path.relative_to(DATA).as_posix() for path in TRACE_DATS if path.parent.name == "trace-cmd"}
 
 
 def fed_per_event(km, parser, decoder, window, fed: int) -> int:
@@ -173,13 +176,15 @@ def fed_per_event(km, parser, decoder, window, fed: int) -> int:
             parser.lost_line(context[0], code if code >= 0 else None)
             continue
         if kind in (km.EV_ENTRY, km.EV_EXIT):
-            name, module = decoder.names[code >> 16]
-            depth = code & 0xFFFF
+            name, module = decoder.names[(code >> 16) & 0xFFFFFFFF]
+            depth, err = code & 0xFFFF, code >> km.ERRNO_CODE_SHIFT  # an exit's returned errno, where the format has retval
             if kind == km.EV_ENTRY:
                 parser.graph_event((km.ENTRY, depth, name, module), context, None)
                 parser.tasks[context[1]].stack[-1].append(stamp)  # an open call's start, for the end of the trace
             else:
-                parser.graph_event((km.EXIT, depth, name, None), context, None if math.isnan(duration) else duration)
+                returned = (km.EXIT, depth, name, None)
+                parsed = (km.RETURNED_ERRNO, depth, returned, -err) if err else returned
+                parser.graph_event(parsed, context, None if math.isnan(duration) else duration)
             parser.last_stamp[context[1]] = stamp
         elif kind == km.EV_FUNCTION:
             parser.function_call(km.trace_dat_call(decoder.names, code))
@@ -244,7 +249,7 @@ def test_bulk_feeding_builds_the_model_of_one_call_per_event(km, tmp_path, monke
     bulk = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
     one_by_one = model_state(km, trace, fed_per_event)
     assert bulk["stats"]["events"] > 1_000
-    assert bool(bulk["stats"]["lost_by_cpu"]) == (name != "raw-binary")
+    assert bool(bulk["stats"]["lost_by_cpu"]) == (name in LOSSY)
     assert bulk == one_by_one
     windows = model_state(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
     assert windows == one_by_one
@@ -371,7 +376,7 @@ def test_kallsyms_read_with_numpy_is_the_pattern_reading(km, tmp_path, name):
     assert km.regular_kallsyms(kallsyms) is not None and km.regular_kallsyms(odd) is None
     for text in (kallsyms, odd):
         fast, pattern = km.KernelSymbols(text), km.KernelSymbols(text, vectorized=False)
-        assert fast.addresses == pattern.addresses and len(fast.addresses) > 90_000
+        assert fast.addresses == pattern.addresses and len(fast.addresses) > 40_000  # Debian's 6.1: 90,000+; the small 7.3 of retval: 50,000+
         assert [fast.symbol(index) for index in range(len(fast.addresses))] == [pattern.symbol(index) for index in range(len(pattern.addresses))]
     assert km.KernelSymbols(odd).lookup(0xFFFFFFFF) == ("short_address", None)
 
