@@ -8809,7 +8809,8 @@ def build_parser() -> argparse.ArgumentParser:
     visualize = commands.add_parser(
         "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,
         help="draw a call graph and a chart of the most-called functions from recorded data",
-        description="Parse ftrace text (kernel-magnifier.data, trace, trace_pipe or trace-cmd report output) and draw the calls.",
+        description="Read a recording (record's trace.dat or text, trace-cmd's trace.dat v6/v7, ftrace's trace or trace_pipe text,"
+        " trace-cmd report output; .gz/.xz read directly) and show its calls: call graph, JSON, flame graph, timeline, text report.",
     )
     visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
     visualize.add_argument(

@@ -175,3 +175,12 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(data_dir):
     result = run_cli("visualize", "-o", "g.json", "--chart", "", cwd=data_dir)
     assert result.returncode == 0, result.stderr
     assert not stale.exists() and alive.exists()
+
+
+def test_visualize_help_names_every_input_and_output_it_reads_and_writes():
+    """The help is the first thing a user reads: it must not say 'ftrace text' only while trace.dat is the default input."""
+    result = run_cli("visualize", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for word in ("trace.dat", "trace-cmd report", ".gz/.xz", ".pdf", ".svg", ".png", ".dot", ".json", ".folded", ".trace.json", ".html", ".txt", "- for the text report"):
+        assert word in text, word
