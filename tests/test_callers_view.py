@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from conftest import DATA, assert_one_line_error, proc_line_fields, read_lines, run_cli
+from test_views import call_paths
 
 PROC_TRACE = DATA / "fg-abstime-proc" / "trace.txt.xz"  # funcgraph-proc: every line names its pid
 
@@ -186,25 +187,8 @@ def drawn(tmp_path: Path, *extra: str, trace: Path = PROC_TRACE):
 
 
 def called_pairs(lines: list[str]) -> set[tuple[str, str]]:
-    """Every caller -> callee pair of the trace, from the indentation per pid."""
-    frames: dict[str, dict[int, str]] = defaultdict(dict)
-    pairs = set()
-    for line in lines:
-        fields = proc_line_fields(line)
-        if fields is None:
-            continue
-        pid, level, text = fields
-        open_calls = frames[pid]
-        for d in [d for d in open_calls if d >= level]:
-            del open_calls[d]
-        if text.startswith(("}", "/*")):
-            continue
-        name = re.split(r"[ (]", text, maxsplit=1)[0]
-        if level - 1 in open_calls:
-            pairs.add((open_calls[level - 1], name))
-        if text.endswith("{"):
-            open_calls[level] = name
-    return pairs
+    """Every caller -> callee pair of the trace, from the indentation per pid (test_views' reading of the call paths)."""
+    return {(chain[-1], name) for chain, name in call_paths(lines, known_suffix=True) if chain}
 
 
 def test_root_star_is_drawn_within_max_nodes_and_the_advice_fits_the_focus(tmp_path):
