@@ -13,6 +13,7 @@ The file is a pipeline in sections, read top to bottom:
     Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
     Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
+    Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
     Symbol map         reading a name -> source file map, and generating one from DWARF
     Views              --root/--callers/--depth, filters, --errors' paths, the connected drawing grown from entry points
     Output             heat, graphviz in a child process, JSON, charts, folded stacks, timeline, HTML flame graph, text report
@@ -260,6 +261,7 @@ class TraceStats:
     metadata: dict[str, str] = field(default_factory=dict)
     formats: set[str] = field(default_factory=set)
     inputs: list[str] = field(default_factory=list)
+    trace_events: dict[str, int] = field(default_factory=dict)  # tracepoint events between the calls, by name (sched_switch: 640)
     first_us: float | None = None  # the first and last timestamp (trace time) of the inputs: the earliest
     last_us: float | None = None  # of their first ones, the latest of their last ones
 
@@ -327,6 +329,7 @@ class CallGraph:
     uses_time: bool = False
     weight_total: float = 0.0
     reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
+    sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
 
     def nodes(self) -> list[str]:
         return list(self.calls)
@@ -3945,6 +3948,20 @@ class CallInterval:
 
 
 @dataclass
+class TraceEvent:
+    """A tracepoint event between the calls (sched_switch, sched_waking, ...), read from its text or decoded by its stored format."""
+
+    name: str  # the event's name without its system: sched_switch
+    task: str  # the task it ran in, as CallInterval.task ("0/CPU" for a CPU's idle task)
+    comm: str
+    cpu: str | None
+    stamp_us: float | None
+    fields: dict[str, str]  # as trace-cmd report prints them: {"prev_pid": "120", "prev_state": "S", "next_pid": "0", ...}
+    stack: list[CallInterval] = field(default_factory=list)  # the task's open calls at the event, outermost first
+    irq: str = ""  # "", "softirq", "hardirq" or "nmi": the context the event ran in, where the trace says
+
+
+@dataclass
 class TaskSelection:
     """--pid, --comm, --cpu: which tasks and CPUs to look at."""
 
@@ -4283,6 +4300,48 @@ def selection_of(args: argparse.Namespace) -> TaskSelection:
         raise UserError(f"--pid {bad[0]}: not a process id")
     given = [f"{option} {value}" for option, values in (("--pid", args.pid), ("--comm", args.comm), ("--cpu", args.cpu)) for value in values or []]
     return TaskSelection(pids, split_names(args.comm), cpus, " ".join(given))
+
+
+# ============================================================================
+# Sleeps and wakeups: on/off-CPU time of every call path, who wakes whom
+# ============================================================================
+# sched_switch says when a task leaves its CPU and in what state (S asleep,
+# D uninterruptible, R preempted); sched_waking, emitted by the waker on its own
+# CPU, says who ended the sleep. Read from the calls-over-time stream, where
+# each event carries the open calls of the task it ran in.
+
+SCHED_SWITCH = "sched_switch"
+WAKEUP_EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new")
+
+
+@dataclass
+class WakeFlow:
+    """The sleeps of one call path that wakeups from one waker ended."""
+
+    sleeps: int = 0
+    wait_us: float = 0.0  # switched out until switched in again, summed
+    max_us: float = 0.0
+    waits: list[float] = field(default_factory=list)  # for the median; bounded by WAKE_WAITS_KEPT (a reservoir)
+
+
+@dataclass
+class SchedTimes:
+    """What the scheduler events say about the call tree's nodes (ids of CallGraph.tree).
+
+    off_us[node]: time the node's calls spent switched out (asleep or preempted);
+    a node's on-CPU time is its total minus that. A sleep counts in every call
+    open on the task when it switched out.
+    """
+
+    off_us: dict[int, float] = field(default_factory=dict)
+    sleeps: dict[int, int] = field(default_factory=dict)  # node -> switch-outs while its calls were open
+    states: dict[int, dict[str, float]] = field(default_factory=dict)  # node -> {prev_state "S"/"D"/"R"...: off time}
+    # (sleeping node: the innermost call open at the switch-out, waker node: the innermost call open in the
+    # waker at the wakeup, ROOT_NODE when none was, waker: "softirq"/"hardirq"/"task" or the task name when no call was open)
+    wakes: dict[tuple[int, int, str], WakeFlow] = field(default_factory=dict)
+    unwoken: dict[int, int] = field(default_factory=dict)  # node -> sleeps whose wakeup is not in the trace (preempted R needs none)
+    sleep_total_us: float = 0.0
+    sleep_count: int = 0
 
 
 # ============================================================================
