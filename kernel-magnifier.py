@@ -3961,6 +3961,20 @@ class TraceEvent:
     irq: str = ""  # "", "softirq", "hardirq" or "nmi": the context the event ran in, where the trace says
 
 
+GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
+EVENT_FIELD = re.compile(r"(?:^|\s)(\w+)=")
+
+
+def event_fields(text: str) -> dict[str, str]:
+    """`prev_comm=kworker/0:1 H prev_pid=12 ... ==> next_comm=...` -> {field: value}; a value runs to the next ` name=`."""
+    marks = list(EVENT_FIELD.finditer(text))
+    fields = {}
+    for mark, after in zip(marks, [*marks[1:], None]):
+        value = text[mark.end() : after.start() if after else len(text)].strip()
+        fields[mark.group(1)] = value[:-3].rstrip() if value.endswith("==>") else value
+    return fields
+
+
 @dataclass
 class TaskSelection:
     """--pid, --comm, --cpu: which tasks and CPUs to look at."""
@@ -3988,10 +4002,11 @@ class TaskSelection:
 class IntervalReader:
     """Turns trace lines into CallIntervals, per task, with timestamps where the trace has them."""
 
-    def __init__(self, selection: TaskSelection | None = None, unexited: bool = False) -> None:
+    def __init__(self, selection: TaskSelection | None = None, unexited: bool = False, events: bool = False) -> None:
         self.lines = TraceParser(CallGraph())  # only for its cached line classification
         self.selection = selection or TaskSelection()
         self.unexited = unexited  # also yield the entries whose exit never came (exited=False)
+        self.events = events  # also yield the tracepoint events between the calls (TraceEvent), whatever the selection
         self.open_calls: dict[str, dict[int, CallInterval]] = {}  # per task, by depth
         self.displaced: dict[str, dict[int, CallInterval]] = {}  # open calls an interrupt at their depth came after
         self.entries = 0
@@ -4123,6 +4138,9 @@ class IntervalReader:
         parsed = self.lines.classify_graph_body(line[sep + 3 :])
         if parsed is not None and parsed[0] == RETURNED_ERRNO:
             parsed = parsed[2]
+        if parsed is not None and parsed[0] == COMMENT and self.events:
+            yield from self.graph_comment_event(line, sep)
+            return
         if parsed is None or parsed[0] == COMMENT:
             return
         context = self.graph_columns(line[: sep - 14])
@@ -4154,6 +4172,16 @@ class IntervalReader:
         if duration is None or not self.selection.keeps(task, comm, cpu):
             return
         yield CallInterval(name, task, comm, cpu, start, duration, depth, **numbers)
+
+    def graph_comment_event(self, line: str, sep: int) -> Iterator[TraceEvent]:
+        """`/* sched_switch: prev_comm=... */`: the kernel prints an event between function_graph calls as a comment."""
+        match = GRAPH_EVENT_COMMENT.match(line, sep + 3)
+        context = self.graph_columns(line[: sep - 14]) if match else None
+        if match is None or context is None:
+            return
+        task, comm, cpu, stamp = context
+        stack = [call for _, call in sorted(self.open_calls.get(task, {}).items())]
+        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), stack)
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
