@@ -4372,6 +4372,188 @@ class SchedTimes:
     sleep_count: int = 0
 
 
+# The two ends of a wakeup, by rule. A wakeup's stack ends in the scheduler's
+# wakeup code (try_to_wake_up under default_wake_function under __wake_up_common
+# ...) and a sleep's in the scheduler's sleep code (schedule under
+# schedule_timeout under wait_woken ...): neither says what woke or what slept.
+# The waking function is the innermost open frame of the waker that is not
+# wakeup machinery (sock_def_readable); the frame that slept is the innermost
+# open frame of the sleeper that is not sleep machinery (sk_wait_data). A name
+# counts as machinery when it is listed or matches a listed glob; a function
+# that says why (process_timeout: a timeout ended the sleep; mutex_lock: the
+# sleep waited for a lock) is not machinery.
+WAKE_MACHINERY = (
+    "try_to_wake_up", "ttwu_*", "wake_up_process", "wake_up_state", "wake_up_q", "wake_up_new_task",
+    "default_wake_function", "*_wake_function", "__wake_up*", "wake_up_bit", "__wake_up_bit", "wake_up_var",
+    "swake_up*", "complete", "complete_all", "pollwake", "signal_wake_up_state", "__traceiter_*",
+)
+SLEEP_MACHINERY = (
+    "__traceiter_*", "schedule", "__schedule", "schedule_idle", "schedule_preempt_disabled", "schedule_timeout*",
+    "schedule_hrtimeout*", "io_schedule*", "preempt_schedule*", "__cond_resched", "_cond_resched", "wait_woken",
+    "do_wait_for_common", "__wait_for_common", "wait_for_common*", "*wait_for_completion*", "bit_wait*", "out_of_line_wait_on_bit*",
+)
+# Where an interrupt's work starts on a waker's stack: the softirq dispatcher (its next frame is the
+# softirq's action: net_rx_action, run_timer_softirq, ...) and the hardirq entries (the next frame is the handler).
+SOFTIRQ_DISPATCH = ("handle_softirqs", "__do_softirq", "run_ksoftirqd")
+HARDIRQ_ENTRY = ("handle_irq_event", "__handle_irq_event_percpu", "__sysvec_*", "hrtimer_interrupt", "handle_edge_irq", "handle_fasteoi_irq")
+TIMER_WAKE = ("process_timeout", "hrtimer_wakeup", "call_timer_fn", "__hrtimer_run_queues")  # a timer's expiry is what woke
+
+
+def is_machinery(name: str, rule: tuple[str, ...]) -> bool:
+    base = base_function_name(name)
+    return any(fnmatch.fnmatchcase(base, pattern) for pattern in rule)
+
+
+def innermost_outside(path: list[str], rule: tuple[str, ...]) -> str | None:
+    """The innermost name of a call path (outermost first) that the rule does not call machinery; None when all are."""
+    return next((name for name in reversed(path) if not is_machinery(name, rule)), None)
+
+
+def waking_function(path: list[str]) -> str | None:
+    """sock_def_readable for ...;sock_def_readable;__wake_up_sync_key;...;try_to_wake_up."""
+    return innermost_outside(path, WAKE_MACHINERY)
+
+
+def frame_that_slept(path: list[str]) -> str | None:
+    """sk_wait_data for ...;sk_wait_data;wait_woken;schedule_timeout;schedule;__traceiter_sched_switch."""
+    return innermost_outside(path, SLEEP_MACHINERY)
+
+
+def waker_context(path: list[str], waker: str) -> str:
+    """What a kernel developer calls the waker: "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3".
+
+    From the waker's open calls: the action run by the innermost softirq
+    dispatcher, else the handler after the innermost hardirq entry; a timer's
+    expiry (process_timeout, hrtimer_wakeup, ...) is named as such. Without
+    either, the waker description SchedTimes keeps (the trace's irq flags, or the task).
+    """
+    context = ""
+    for at in range(len(path) - 1, -1, -1):
+        name = base_function_name(path[at])
+        if name in SOFTIRQ_DISPATCH:
+            action = path[at + 1] if at + 1 < len(path) and not is_machinery(path[at + 1], WAKE_MACHINERY) else path[at]
+            context = f"{action} softirq"
+            break
+        if is_machinery(name, HARDIRQ_ENTRY):
+            handler = path[at + 1] if at + 1 < len(path) and not is_machinery(path[at + 1], WAKE_MACHINERY) else path[at]
+            context = f"{handler} hardirq"
+            break
+    if any(is_machinery(name, TIMER_WAKE) for name in path):
+        return f"timer ({context})" if context else "timer"
+    if context:
+        return context
+    return waker if waker in ("softirq", "hardirq", "nmi") else f"task {waker}" if waker and waker != "task" else "task"
+
+
+@dataclass
+class Handover:
+    """A wakeup that ended a sleep: who woke the task (where, when, in which open call) and when the task ran again."""
+
+    waker: str  # the task the wakeup ran in (as CallInterval.task), its name and CPU
+    waker_comm: str
+    waker_cpu: str | None
+    stamp_us: float
+    event: str  # sched_waking, or sched_wakeup / sched_wakeup_new where no sched_waking was seen
+    waker_entry: int  # entry number of the waker's innermost open call (-1: none open)
+    woken: str
+    switch_in_us: float
+
+
+@dataclass
+class RunSlice:
+    """A stretch of one task: on a CPU ("running"), or switched out in a state (S, D, R+ ...), from sched_switch."""
+
+    task: str
+    cpu: str | None
+    start_us: float
+    end_us: float
+    state: str  # "running", or the prev_state the task was switched out in
+    note: str = ""  # why an end is not a switch: the trace began or ended inside the slice
+    woken_by: Handover | None = None
+
+
+@dataclass
+class SchedTracks:
+    """Every task's running and switched-out slices and the wakeups that ended sleeps, in trace order."""
+
+    slices: list[RunSlice] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
+    comms: dict[str, str] = field(default_factory=dict)  # task -> its full name, from sched_switch
+    woken_running: int = 0  # wakeups of a task that was not switched out (it had not gone to sleep yet)
+    unmatched_switches: int = 0  # a task switched out twice without a switch-in between (events lost)
+
+
+class SchedTracker:
+    """Builds SchedTracks from the TraceEvents of IntervalReader(events=True), one event at a time."""
+
+    def __init__(self) -> None:
+        self.tracks = SchedTracks()
+        self.open: dict[str, RunSlice] = {}  # task -> its slice still open (running or switched out)
+        self.pending: dict[str, Handover] = {}  # task -> the last wakeup since its switch-out
+        self.cpu_first: dict[str | None, float] = {}
+        self.last_us: float | None = None
+
+    def add(self, event: TraceEvent) -> None:
+        stamp = event.stamp_us
+        if stamp is None:
+            return
+        self.cpu_first.setdefault(event.cpu, stamp)
+        self.last_us = stamp if self.last_us is None else max(self.last_us, stamp)
+        if event.name == SCHED_SWITCH:
+            self.switch(event, stamp)
+        elif event.name in WAKEUP_EVENTS and event.fields.get("pid", "0").isdigit() and event.fields.get("pid") != "0":
+            self.wakeup(event, stamp)
+
+    def switch(self, event: TraceEvent, stamp: float) -> None:
+        fields = event.fields
+        prev, following = IntervalReader.pid_task(fields.get("prev_pid", ""), event.cpu), IntervalReader.pid_task(fields.get("next_pid", ""), event.cpu)
+        self.tracks.comms.setdefault(prev, fields.get("prev_comm", event.comm))
+        self.tracks.comms[following] = fields.get("next_comm", "")
+        running = self.open.pop(prev, None)
+        if running is None:
+            running = RunSlice(prev, event.cpu, self.cpu_first[event.cpu], stamp, "running", "on this CPU since its first event in the trace or before")
+        if running.state == "running":
+            running.end_us = stamp
+            self.tracks.slices.append(running)
+        else:
+            self.tracks.unmatched_switches += 1  # switched out twice: the switch-in between was lost
+        if not prev.startswith("0/"):  # a CPU's idle task is never asleep: it runs whenever nothing else does
+            self.open[prev] = RunSlice(prev, event.cpu, stamp, stamp, fields.get("prev_state", "?"))
+        self.pending.pop(prev, None)
+        asleep = self.open.pop(following, None)
+        if asleep is not None and asleep.state != "running":
+            asleep.end_us = stamp
+            self.tracks.slices.append(asleep)
+        woken = self.pending.pop(following, None)
+        started = RunSlice(following, event.cpu, stamp, stamp, "running")
+        if woken is not None:
+            woken.switch_in_us = stamp
+            started.woken_by = woken
+            self.tracks.handovers.append(woken)
+        self.open[following] = started
+
+    def wakeup(self, event: TraceEvent, stamp: float) -> None:
+        target = event.fields["pid"]
+        current = self.open.get(target)
+        if current is not None and current.state == "running":
+            self.tracks.woken_running += 1
+            return
+        known = self.pending.get(target)
+        if known is not None and known.event == "sched_waking" and event.name != "sched_waking":
+            return  # the sched_wakeup that follows a sched_waking: the waker is the sched_waking's
+        entry = event.stack[-1].entry_no if event.stack else -1
+        self.pending[target] = Handover(event.task, event.comm, event.cpu, stamp, event.name, entry, target, stamp)
+
+    def finish(self) -> SchedTracks:
+        """Slices still open end at the trace's last event, said in their note."""
+        for opened in self.open.values():
+            opened.end_us = self.last_us if self.last_us is not None else opened.start_us
+            opened.note = "still on a CPU at the end of the trace" if opened.state == "running" else "still switched out at the end of the trace"
+            self.tracks.slices.append(opened)
+        self.open = {}
+        return self.tracks
+
+
 # ============================================================================
 # Symbol map: function name -> source file(s)
 # ============================================================================
@@ -6366,12 +6548,15 @@ def write_folded(views: Views, output: str) -> None:
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
 
-def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, float] | None) -> tuple[list[dict], dict[str, str], int]:
+def timeline_events(
+    intervals: Iterable[CallInterval], window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]] | None = None
+) -> tuple[list[dict], dict[str, str], int]:
     """Chrome trace events, strictly nested per task; and the task names; and how many calls had to be clamped.
 
     Timestamps are printed to the microsecond, durations to the nanosecond, so
     a child can seem to end up to a microsecond after its parent: it is cut
-    to its parent's end (counted).
+    to its parent's end (counted). `placed` gets each drawn call's entry
+    number -> (thread id, start, end as drawn), for the wakeup arrows.
     """
     per_task: dict[str, list[CallInterval]] = {}
     names: dict[str, str] = {}
@@ -6402,6 +6587,8 @@ def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, floa
                 clamped += 1
             events.append({"name": call.name, "ph": "X", "ts": round(start, 3), "dur": round(end - start, 3), "pid": 0, "tid": tid, "args": {"cpu": call.cpu}})
             open_ends.append(end)
+            if placed is not None and call.entry_no >= 0:
+                placed[call.entry_no] = (tid, round(start, 3), round(start, 3) + round(end - start, 3))
     return events, names, clamped
 
 
@@ -6430,30 +6617,167 @@ def window_scope(args: argparse.Namespace, stats: TraceStats) -> str:
     return f"\ncalls that start in {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s (the trace spans {stats.time_span()})"
 
 
+SCHED_PID = 1  # the timeline's second process: one track per task, on or off its CPU
+OFF_CPU_NAMES = {"S": "asleep (S)", "D": "asleep, uninterruptible (D)", "I": "idle kernel thread asleep (I)", "R": "preempted (R)"}
+NS = 0.001  # one nanosecond in the timeline's microseconds
+
+
+def sched_thread_id(task: str) -> int:
+    """A task's on/off-CPU track: its call track's id plus 2^30 (pids stay below 2^22), so no two tracks share an id."""
+    return task_thread_id(task) + (1 << 30)
+
+
+def sched_slice_name(state: str) -> str:
+    if state == "running":
+        return "running"
+    return OFF_CPU_NAMES.get(state[:1], f"switched out ({state})")
+
+
+def inside(start: float, end: float, stamp: float) -> float | None:
+    """The stamp moved at most into the open interval (start, end) by a nanosecond, so a flow binds to this slice
+    whatever order a viewer reads equal timestamps in; None when the slice is too short to hold one."""
+    if end - start < 2 * NS:
+        return None
+    return round(min(max(stamp, start + NS), end - NS), 3)
+
+
+def clipped(item: RunSlice, window: tuple[float, float] | None) -> tuple[float, float] | None:
+    if window is None:
+        return item.start_us, item.end_us
+    start, end = max(item.start_us, window[0]), min(item.end_us, window[1])
+    return (start, end) if start < end else None
+
+
+@dataclass
+class SchedTimeline:
+    """The on/off-CPU tracks and wakeup arrows of a timeline, and what could not be drawn."""
+
+    events: list[dict] = field(default_factory=list)
+    tracks: dict[str, str] = field(default_factory=dict)  # task -> its track's name
+    flows: int = 0
+    unbound: int = 0  # wakeups whose waker had no drawn slice at the wakeup (its switch-in is not in the trace)
+
+
+def sched_timeline(tracks: SchedTracks, selection: TaskSelection, window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]]) -> SchedTimeline:
+    """Each selected task's running and switched-out slices, and a flow arrow from each wakeup to the woken task's next slice.
+
+    The arrow starts on the waker's innermost open call (try_to_wake_up in
+    sock_def_readable ...) where that call is drawn, else on the waker's
+    running slice; it ends on the woken task's running slice that the wakeup began.
+    """
+    result = SchedTimeline()
+    shown = {item.task for item in tracks.slices if selection.keeps(item.task, tracks.comms.get(item.task, ""), item.cpu)}
+    arrows = [item for item in tracks.slices if item.woken_by is not None and item.task in shown]
+    if window is not None:
+        arrows = [item for item in arrows if item.woken_by and window[0] <= item.woken_by.stamp_us and item.start_us <= window[1]]
+    shown |= {item.woken_by.waker for item in arrows if item.woken_by}
+    running: dict[str, list[tuple[float, float]]] = {}
+    for item in tracks.slices:
+        span = clipped(item, window) if item.task in shown else None
+        if span is None:
+            continue
+        args: dict[str, object] = {"cpu": item.cpu, "state": item.state}
+        if item.note:
+            args["note"] = item.note
+        if item.woken_by is not None:
+            waker = item.woken_by
+            args["woken_by"] = f"{tracks.comms.get(waker.waker, waker.waker_comm)}-{waker.waker.split('/')[0]} on CPU {waker.waker_cpu} ({waker.event} at {waker.stamp_us / 1e6:.6f} s)"
+        result.events.append({"name": sched_slice_name(item.state), "cat": "sched", "ph": "X", "ts": round(span[0], 3), "dur": round(span[1] - span[0], 3),
+                              "pid": SCHED_PID, "tid": sched_thread_id(item.task), "args": args})
+        if item.state == "running":
+            running.setdefault(item.task, []).append((round(span[0], 3), round(span[0], 3) + round(span[1] - span[0], 3)))
+    result.tracks = {task: tracks.comms.get(task, "") for task in shown}
+    for item in arrows:
+        waker = item.woken_by
+        assert waker is not None
+        start = flow_start(waker, placed, running.get(waker.waker, []))
+        span = clipped(item, window)
+        end = inside(round(span[0], 3), round(span[0], 3) + round(span[1] - span[0], 3), span[0]) if span else None
+        if start is None or end is None:
+            result.unbound += 1
+            continue
+        result.flows += 1
+        flow = {"name": "wakeup", "cat": "wakeup", "id": result.flows}
+        result.events.append({**flow, "ph": "s", "ts": start[1], "pid": start[0], "tid": start[2], "args": {"event": waker.event}})
+        result.events.append({**flow, "ph": "f", "bp": "e", "ts": end, "pid": SCHED_PID, "tid": sched_thread_id(item.task)})
+    return result
+
+
+def flow_start(waker: Handover, placed: dict[int, tuple[int, float, float]], running: list[tuple[float, float]]) -> tuple[int, float, int] | None:
+    """(pid, ts, tid) where a wakeup arrow starts: in the waker's innermost open call if drawn, else in its running slice."""
+    call = placed.get(waker.waker_entry)
+    if call is not None and call[1] <= waker.stamp_us <= call[2]:
+        stamp = inside(call[1], call[2], waker.stamp_us)
+        if stamp is not None:
+            return 0, stamp, call[0]
+    for start, end in running:
+        if start <= waker.stamp_us <= end:
+            stamp = inside(start, end, waker.stamp_us)
+            return (SCHED_PID, stamp, sched_thread_id(waker.waker)) if stamp is not None else None
+    return None
+
+
+def split_trace_events(stream: Iterable[CallInterval | TraceEvent], tracker: SchedTracker) -> Iterator[CallInterval]:
+    """The calls of an IntervalReader(events=True) stream; its events go to the tracker."""
+    for item in stream:
+        if isinstance(item, TraceEvent):
+            tracker.add(item)
+        else:
+            yield item
+
+
 def write_timeline(views: Views, output: str) -> None:
-    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing."""
+    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing.
+
+    With scheduler events in the trace, a second process holds each task's
+    running and switched-out slices, and flow arrows go from each wakeup to the
+    slice of the task it woke.
+    """
     args = views.args
-    reader = IntervalReader(selection_of(args))
-    events, names, clamped = timeline_events(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window))
+    selection = selection_of(args)
+    reader = IntervalReader(selection, events=True)
+    tracker = SchedTracker()
+    window = parse_window(args.time_window)
+    placed: dict[int, tuple[int, float, float]] = {}
+    events, names, clamped = timeline_events(split_trace_events(reader.read(args.input or ["kernel-magnifier.data"]), tracker), window, placed)
     if not reader.timestamps:
         raise UserError(
             "this trace has no timestamps, so there is no timeline: record function_graph with -O funcgraph-abstime"
             " (and -O funcgraph-proc for task names), or use the function tracer, whose lines carry a timestamp"
         )
-    if not events:
+    tracks = tracker.finish()
+    sched = sched_timeline(tracks, selection, window, placed)
+    if not events and not sched.events:
         raise UserError("no call in the selected tasks, CPUs and --time-window")
     metadata = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": "kernel (one track per task)"}}]
     tids = {event["tid"] for event in events}
     for task, comm in names.items():
         if task_thread_id(task) in tids:
             metadata.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": task_thread_id(task), "args": {"name": f"{comm}-{task}"}})
+    if sched.tracks:
+        metadata.append({"name": "process_name", "ph": "M", "pid": SCHED_PID, "args": {"name": "scheduler: each task on or off its CPU (sched_switch), arrows: wakeups"}})
+        metadata.extend({"name": "thread_name", "ph": "M", "pid": SCHED_PID, "tid": sched_thread_id(task), "args": {"name": f"{comm or '?'}-{task.split('/')[0]} on/off CPU"}}
+                        for task, comm in sorted(sched.tracks.items()))
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
+        json.dump({"traceEvents": metadata + events + sched.events, "displayTimeUnit": "ns",
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
     say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (times are rounded, or taken when the exit was written)")
+    say(sched_timeline_line(tracks, sched))
     if size > 200 << 20:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
+
+
+def sched_timeline_line(tracks: SchedTracks, sched: SchedTimeline) -> str:
+    """What the timeline shows of the scheduler, or that the trace has no sched_switch to show it from."""
+    if not tracks.slices:
+        return "timeline: no sched_switch events in the trace, so no on/off-CPU tracks and no wakeup arrows"
+    text = f"timeline: {len(sched.tracks):,} on/off-CPU tracks (sched_switch), {sched.flows:,} wakeup arrows from the waker to the woken task's next slice"
+    if sched.unbound:
+        text += f"; {sched.unbound:,} wakeups not drawn (the waker's slice at the wakeup is not in the trace)"
+    if tracks.unmatched_switches:
+        text += f"; {tracks.unmatched_switches:,} switch-outs without the switch-in before them (events lost)"
+    return text
 
 
 LATENCY_DRAWN = 6  # functions of a --latency glob drawn apart in the histogram (all of them are printed)
