@@ -40,6 +40,7 @@ import lzma
 import math
 import os
 import pickle
+import random
 import re
 import signal
 import stat
@@ -4369,7 +4370,288 @@ class SchedTimes:
     wakes: dict[tuple[int, int, str], WakeFlow] = field(default_factory=dict)
     unwoken: dict[int, int] = field(default_factory=dict)  # node -> sleeps whose wakeup is not in the trace (preempted R needs none)
     sleep_total_us: float = 0.0
-    sleep_count: int = 0
+    sleep_count: int = 0  # switch-outs while a traced call was open (those outside every traced call: untraced_sleeps)
+    timed: bool = True  # False: the trace has no timestamps, sleeps are counted and their time is unknown
+    state_us: dict[str, float] = field(default_factory=dict)  # the sleeps' off time by state, for the summary
+    state_sleeps: dict[str, int] = field(default_factory=dict)
+    open_sleeps: int = 0  # of sleep_count, switched out at the end of the trace: counted, without time
+    untraced_sleeps: int = 0  # switch-outs with no traced call open (user space, or outside --graph-function)
+    unmapped_frames: int = 0  # open calls at a switch-out whose call path is not in the call tree (left out)
+    switch_ins_unseen: int = 0  # switch-outs whose switch-in is not in the trace (lost): no time, no sleep
+    wakeup_event: str = ""  # the event that named the wakers: sched_waking, else sched_wakeup (may run on the woken task's CPU)
+
+
+WAKE_WAITS_KEPT = 256  # a wake flow's waits kept for its median: a reservoir, so memory grows with distinct flows, never with the trace
+# Open calls that say the code above them runs in an interrupt (innermost one wins): the waker's context in text without irq flags.
+SOFTIRQ_FRAMES = frozenset({"__do_softirq", "handle_softirqs"})
+HARDIRQ_FRAME_PREFIXES = ("__sysvec_", "sysvec_", "asm_sysvec_", "asm_common_interrupt", "common_interrupt", "__common_interrupt", "handle_irq_event")
+NO_SCHED_EVENTS = (
+    "no scheduler events in the trace: record with kernel-magnifier record (function_graph records sched_switch and"
+    " sched_waking by default) or trace-cmd record -e sched_switch -e sched_waking"
+)
+
+
+@dataclass
+class Waker:
+    """Who woke a switched-out task: the innermost open call of the waker (ROOT_NODE: none, or not in the tree), and what it ran as."""
+
+    node: int
+    who: str
+
+
+@dataclass
+class SwitchedOut:
+    """A task that switched out and has not come back yet: the calls it left open and who has woken it since."""
+
+    stamp_us: float | None
+    state: str  # prev_state without "+": S, D, R (preempted), I, ...
+    frames: list[tuple[int, int]]  # (call-tree node, entry number) of its open calls found in the tree, outermost first
+    sleeper: int  # the innermost of them (ROOT_NODE: none)
+    ended: dict[int, float] = field(default_factory=dict)  # entry number -> return time, of calls that returned before the switch-in
+    waking: Waker | None = None  # the last sched_waking of the task after its switch-out
+    wakeup: Waker | None = None  # the last sched_wakeup
+    early: Waker | None = None  # a sched_waking between its last switch-in and the switch-out: woken while still on its CPU
+
+
+class SchedTracker:
+    """Follows sched_switch and the wakeup events through the calls-over-time stream and fills a SchedTimes.
+
+    A sleep's off time is switch-in minus switch-out and goes to every call
+    open at the switch-out that is still open at the switch-in. The
+    sched_switch event comes a little before the task really leaves (the rest
+    of __schedule still runs and is traced): a call that returns in between
+    (__traceiter_sched_switch) gets the part of the off time before it returned.
+    """
+
+    def __init__(self, tree: CallTree, selection: TaskSelection, reader: IntervalReader) -> None:
+        self.tree = tree
+        self.selection = selection
+        self.reader = reader
+        self.times = SchedTimes()
+        self.out: dict[str, SwitchedOut] = {}
+        self.early: dict[str, Waker] = {}  # running task -> the last sched_waking of it since its switch-in
+        self.seen_waking = False
+        self.seen_wakeup = False
+        self.seen_switch = False
+        self.reservoir = random.Random(19)
+        self.flow_seen: dict[tuple[int, int, str], int] = {}
+
+    def event(self, event: TraceEvent) -> None:
+        if event.name == SCHED_SWITCH:
+            self.seen_switch = True
+            cpu = event.cpu
+            prev = IntervalReader.pid_task(event.fields.get("prev_pid", ""), cpu)
+            nxt = IntervalReader.pid_task(event.fields.get("next_pid", ""), cpu)
+            self.switch_out(prev, event.fields.get("prev_comm", event.comm), cpu, event)
+            self.early.pop(nxt, None)
+            if nxt in self.out:
+                self.switch_in(nxt, self.out.pop(nxt), event.stamp_us)
+        elif event.name in ("sched_waking", "sched_wakeup"):
+            self.wakeup(event)
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first (an interrupt's displaced ones are not on it)."""
+        return [call for _, call in sorted(self.reader.open_calls.get(task, {}).items())]
+
+    def switch_out(self, task: str, comm: str, cpu: str | None, event: TraceEvent) -> None:
+        early = self.early.pop(task, None)
+        if task in self.out:  # it ran again without a switch-in we saw: lost events
+            self.times.switch_ins_unseen += 1
+            del self.out[task]
+        if not self.selection.keeps(task, comm, cpu):
+            return
+        stack = self.open_stack(task)
+        nodes = stack_nodes(self.tree, stack)
+        self.times.unmapped_frames += sum(1 for node in nodes if node is None)
+        frames = [(node, call.entry_no) for node, call in zip(nodes, stack) if node is not None]
+        if not frames:
+            self.times.untraced_sleeps += 1
+            return
+        if event.stamp_us is None:
+            self.times.timed = False
+        state = event.fields.get("prev_state", "?").rstrip("+") or "?"
+        self.out[task] = SwitchedOut(event.stamp_us, state, frames, frames[-1][0], early=early)
+
+    def returned(self, call: CallInterval) -> None:
+        """A completed call of a switched-out task: it returned after the sched_switch event, before the task really left."""
+        pending = self.out.get(call.task)
+        if pending is not None and call.start_us is not None and call.duration_us is not None:
+            pending.ended[call.entry_no] = call.start_us + call.duration_us
+
+    def still_open(self, task: str) -> set[int]:
+        reader = self.reader
+        calls = [*reader.open_calls.get(task, {}).values(), *reader.displaced.get(task, {}).values()]
+        return {call.entry_no for call in calls}
+
+    def switch_in(self, task: str, pending: SwitchedOut, stamp_us: float | None) -> None:
+        times = self.times
+        off = stamp_us - pending.stamp_us if stamp_us is not None and pending.stamp_us is not None else None
+        if off is None:
+            times.timed = False
+        off = max(0.0, off or 0.0)
+        still_open = self.still_open(task)
+        for node, entry in pending.frames:
+            if entry in still_open:
+                part = off
+            else:
+                end = pending.ended.get(entry)
+                part = min(off, max(0.0, end - pending.stamp_us)) if end is not None and pending.stamp_us is not None else 0.0
+            self.add_sleep(node, pending.state, part)
+        self.count_sleep(pending.state, off)
+        self.woken(pending, off)
+
+    def add_sleep(self, node: int, state: str, off: float) -> None:
+        times = self.times
+        times.off_us[node] = times.off_us.get(node, 0.0) + off
+        times.sleeps[node] = times.sleeps.get(node, 0) + 1
+        states = times.states.setdefault(node, {})
+        states[state] = states.get(state, 0.0) + off
+
+    def count_sleep(self, state: str, off: float) -> None:
+        times = self.times
+        times.sleep_count += 1
+        times.sleep_total_us += off
+        times.state_us[state] = times.state_us.get(state, 0.0) + off
+        times.state_sleeps[state] = times.state_sleeps.get(state, 0) + 1
+
+    def woken(self, pending: SwitchedOut, off: float) -> None:
+        """The sleep's waker: the last sched_waking after the switch-out, else the last one since the task's switch-in
+        before it (a task woken after __schedule took it off the run queue, before the switch: the kernel queues that wakeup
+        for the CPU, whose sched_wakeup comes later there); sched_wakeup where the trace has no sched_waking."""
+        if pending.state == "R":
+            return  # preempted: runnable all along, nobody wakes it
+        waker = (pending.waking or pending.early) if self.seen_waking else pending.wakeup
+        if waker is None:
+            self.times.unwoken[pending.sleeper] = self.times.unwoken.get(pending.sleeper, 0) + 1
+            return
+        key = (pending.sleeper, waker.node, waker.who)
+        flow = self.times.wakes.get(key)
+        if flow is None:
+            flow = self.times.wakes[key] = WakeFlow()
+        flow.sleeps += 1
+        flow.wait_us += off
+        flow.max_us = max(flow.max_us, off)
+        if len(flow.waits) < WAKE_WAITS_KEPT:
+            flow.waits.append(off)
+        else:
+            slot = self.reservoir.randrange(flow.sleeps)
+            if slot < WAKE_WAITS_KEPT:
+                flow.waits[slot] = off
+
+    def wakeup(self, event: TraceEvent) -> None:
+        if event.name == "sched_waking":
+            self.seen_waking = True
+        else:
+            self.seen_wakeup = True
+        target = IntervalReader.pid_task(event.fields.get("pid", ""), event.cpu)
+        pending = self.out.get(target)
+        if pending is None:
+            if event.name == "sched_waking":  # it may still be on its CPU, about to switch out: the wakeup of that sleep
+                self.early[target] = self.waker(event)
+            return
+        waker = self.waker(event)
+        if event.name == "sched_waking":
+            pending.waking = waker
+        else:
+            pending.wakeup = waker
+
+    def waker(self, event: TraceEvent) -> Waker:
+        """The waker's innermost open call in the tree (ROOT_NODE: none open, or its task not selected) and its context."""
+        stack = event.stack
+        if not stack:
+            return Waker(ROOT_NODE, event.comm or f"pid {event.task}")
+        node = ROOT_NODE
+        if self.selection.keeps(event.task, event.comm, event.cpu):
+            found = [node for node in stack_nodes(self.tree, stack) if node is not None]
+            node = found[-1] if found else ROOT_NODE
+        return Waker(node, event.irq or irq_context(stack))
+
+    def finish(self) -> SchedTimes:
+        """Sleeps still switched out at the end: counted, without time (their calls' totals end at the switch-out)."""
+        times = self.times
+        for pending in self.out.values():
+            for node, _ in pending.frames:
+                times.sleeps[node] = times.sleeps.get(node, 0) + 1
+            times.sleep_count += 1
+            times.open_sleeps += 1
+        self.out.clear()
+        times.wakeup_event = "sched_waking" if self.seen_waking else "sched_wakeup" if self.seen_wakeup else ""
+        return times
+
+
+def irq_context(stack: list[CallInterval]) -> str:
+    """"softirq", "hardirq" or "task": what the innermost interrupt entry among the open calls says."""
+    for call in reversed(stack):
+        if call.name in SOFTIRQ_FRAMES:
+            return "softirq"
+        if call.name.startswith(HARDIRQ_FRAME_PREFIXES):
+            return "hardirq"
+    return "task"
+
+
+def stack_nodes(tree: CallTree, stack: list[CallInterval]) -> list[int | None]:
+    """The call-tree node of each open call, outermost first, found by name without creating any (None: not in the tree).
+
+    A call is its caller's callee when its depth is one more than the caller's
+    and the tree has it there; else it started a top-level path (an interrupt,
+    or a call whose caller was not in the trace), as the parser placed it.
+    """
+    nodes: list[int | None] = []
+    children = tree.children
+    parent: int | None = None
+    parent_depth = -2
+    for call in stack:
+        node = None
+        if parent is not None and call.depth == parent_depth + 1:
+            kids = children[parent]
+            node = kids.get(call.name) if kids else None
+        if node is None:
+            kids = children[ROOT_NODE]
+            node = kids.get(call.name) if kids else None
+        nodes.append(node)
+        parent, parent_depth = node, call.depth
+    return nodes
+
+
+def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | None = None) -> SchedTimes | None:
+    """On/off-CPU time and wakeups of graph.tree's call paths, from a second pass over the inputs; None without sched_switch."""
+    if not inputs_have_sched_switch(graph, inputs):
+        return None
+    wanted = selection or TaskSelection()
+    reader = IntervalReader(TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), events=True)
+    tracker = SchedTracker(graph.tree, TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), reader)
+    out = tracker.out
+    for item in reader.read(inputs):
+        if type(item) is TraceEvent:
+            tracker.event(item)
+        elif out and item.task in out:
+            tracker.returned(item)
+    if not tracker.seen_switch:
+        return None
+    return tracker.finish()
+
+
+def inputs_have_sched_switch(graph: CallGraph, inputs: list[str]) -> bool:
+    """From the parse's event counts; where the parser did not count events, from the text itself (a fast byte search)."""
+    if graph.stats.trace_events:
+        return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
+    return any(not is_trace_dat(path) and text_mentions(path, b"sched_switch: ") for path in inputs)
+
+
+def text_mentions(path: str, needle: bytes) -> bool:
+    stream, raw = open_binary(path)
+    with raw, stream:
+        carry = b""
+        while True:
+            try:
+                block = stream.read(CHUNK_BYTES)
+            except READ_ERRORS as err:
+                raise UserError(f"{path}: {read_failure(stream, err)}") from err
+            if not block:
+                return False
+            if needle in carry + block:
+                return True
+            carry = block[-len(needle) :]
 
 
 # The two ends of a wakeup, by rule. A wakeup's stack ends in the scheduler's
