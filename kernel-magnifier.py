@@ -44,6 +44,7 @@ import random
 import re
 import signal
 import stat
+import statistics
 import sys
 import tempfile
 import time
@@ -331,6 +332,7 @@ class CallGraph:
     weight_total: float = 0.0
     reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
     sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
+    woken: bool = False  # a --wakers tree (reversed): its calls are sleeps of the focus woken through a function, its times their waits
 
     def nodes(self) -> list[str]:
         return list(self.calls)
@@ -4564,7 +4566,8 @@ class SchedTracker:
         if self.selection.keeps(event.task, event.comm, event.cpu):
             found = [node for node in stack_nodes(self.tree, stack) if node is not None]
             node = found[-1] if found else ROOT_NODE
-        return Waker(node, event.irq or irq_context(stack))
+        context = event.irq or irq_context(stack)
+        return Waker(node, f"task {event.comm}" if context == "task" and event.comm else context)  # the waker task's name: who to group by
 
     def finish(self) -> SchedTimes:
         """Sleeps still switched out at the end: counted, without time (their calls' totals end at the switch-out)."""
@@ -4674,10 +4677,6 @@ SLEEP_MACHINERY = (
     "schedule_hrtimeout*", "io_schedule*", "preempt_schedule*", "__cond_resched", "_cond_resched", "wait_woken",
     "do_wait_for_common", "__wait_for_common", "wait_for_common*", "*wait_for_completion*", "bit_wait*", "out_of_line_wait_on_bit*",
 )
-# Where an interrupt's work starts on a waker's stack: the softirq dispatcher (its next frame is the
-# softirq's action: net_rx_action, run_timer_softirq, ...) and the hardirq entries (the next frame is the handler).
-SOFTIRQ_DISPATCH = ("handle_softirqs", "__do_softirq", "run_ksoftirqd")
-HARDIRQ_ENTRY = ("handle_irq_event", "__handle_irq_event_percpu", "__sysvec_*", "hrtimer_interrupt", "handle_edge_irq", "handle_fasteoi_irq")
 TIMER_WAKE = ("process_timeout", "hrtimer_wakeup", "call_timer_fn", "__hrtimer_run_queues")  # a timer's expiry is what woke
 
 
@@ -4704,27 +4703,100 @@ def frame_that_slept(path: list[str]) -> str | None:
 def waker_context(path: list[str], waker: str) -> str:
     """What a kernel developer calls the waker: "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3".
 
-    From the waker's open calls: the action run by the innermost softirq
-    dispatcher, else the handler after the innermost hardirq entry; a timer's
-    expiry (process_timeout, hrtimer_wakeup, ...) is named as such. Without
-    either, the waker description SchedTimes keeps (the trace's irq flags, or the task).
+    From the waker's open calls: the softirq action the innermost softirq
+    dispatcher (SOFTIRQ_FRAMES) ran, or the handler after the innermost hardirq
+    entry; a timer's expiry (process_timeout, hrtimer_wakeup, ...) is named as
+    such. Without either, SchedTimes' waker description (the trace's irq
+    flags, or the task).
     """
     context = ""
     for at in range(len(path) - 1, -1, -1):
         name = base_function_name(path[at])
-        if name in SOFTIRQ_DISPATCH:
+        interrupt = "softirq" if name in SOFTIRQ_FRAMES else "hardirq" if name.startswith(HARDIRQ_FRAME_PREFIXES) else ""
+        if interrupt:
             action = path[at + 1] if at + 1 < len(path) and not is_machinery(path[at + 1], WAKE_MACHINERY) else path[at]
-            context = f"{action} softirq"
-            break
-        if is_machinery(name, HARDIRQ_ENTRY):
-            handler = path[at + 1] if at + 1 < len(path) and not is_machinery(path[at + 1], WAKE_MACHINERY) else path[at]
-            context = f"{handler} hardirq"
+            context = f"{action} {interrupt}"
             break
     if any(is_machinery(name, TIMER_WAKE) for name in path):
         return f"timer ({context})" if context else "timer"
-    if context:
-        return context
-    return waker if waker in ("softirq", "hardirq", "nmi") else f"task {waker}" if waker and waker != "task" else "task"
+    return context or waker
+
+
+@dataclass
+class WakeRow:
+    """The sleeps of one sleeping call path that one waker call path ended, with both ends named by rule."""
+
+    sleeping_path: list[str]  # the sleeper's open calls at the switch-out, outermost first
+    slept: str | None  # the frame that slept: the innermost of them that is not sleep machinery
+    waker_path: list[str]  # the waker's open calls at the wakeup ([] when none was traced)
+    waking: str | None  # the waking function: the innermost of them that is not wakeup machinery
+    context: str  # "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3"
+    sleeps: int
+    wait_us: float
+    p50_us: float
+    max_us: float
+
+
+def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
+    """Every (sleeping path, waker path) pair of graph.sched, most sleeps first."""
+    if graph.sched is None:
+        return []
+    tree = graph.tree
+    rows = []
+    for (sleeper, waker, who), flow in graph.sched.wakes.items():
+        sleeping_path = tree.path(sleeper)
+        waker_path = tree.path(waker) if waker > ROOT_NODE else []
+        context = waker_context(waker_path, who)
+        if not context.startswith(("task ", "timer")) and not context.endswith(("softirq", "hardirq", "nmi")):
+            context = f"task {context}"  # no traced call was open in the waker: SchedTimes names its task
+        p50 = statistics.median(flow.waits) if flow.waits else 0.0
+        rows.append(WakeRow(sleeping_path, frame_that_slept(sleeping_path), waker_path, waking_function(waker_path), context,
+                            flow.sleeps, flow.wait_us, p50, flow.max_us))
+    rows.sort(key=lambda row: (-row.sleeps, -row.wait_us, row.sleeping_path, row.waker_path))
+    return rows
+
+
+def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float]]:
+    """(waking function, frame that slept) -> (sleeps, time waited): the call graph's dashed "wakes" edges."""
+    edges: dict[tuple[str, str], tuple[int, float]] = {}
+    for row in rows:
+        if row.waking and row.slept:
+            sleeps, waited = edges.get((row.waking, row.slept), (0, 0.0))
+            edges[row.waking, row.slept] = (sleeps + row.sleeps, waited + row.wait_us)
+    return edges
+
+
+def woken_by_line(rows: list[WakeRow], sched: SchedTimes) -> str:
+    """"woken by: 160 from net_rx_action softirq paths, 8 by task python3": the sleeps' wakers, grouped by context."""
+    groups: Counter[str] = Counter()
+    for row in rows:
+        groups[row.context] += row.sleeps
+    parts = [woken_by_phrase(context, sleeps) for context, sleeps in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
+    unwoken = sum(sched.unwoken.values())
+    if unwoken:
+        parts.append(f"{unwoken:,} with no wakeup in the trace")
+    event = f" ({sched.wakeup_event})" if sched.wakeup_event else ""
+    return "woken by" + event + ": " + (", ".join(parts) if parts else "no sleep ended by a wakeup in the trace")
+
+
+def woken_by_phrase(context: str, sleeps: int) -> str:
+    if context.startswith("timer"):
+        return f"{sleeps:,} by timers" + context[len("timer"):]
+    if context.startswith("task "):
+        return f"{sleeps:,} by {context}"
+    return f"{sleeps:,} from {context} paths"
+
+
+def wakeups_json(rows: list[WakeRow]) -> list[dict]:
+    """The JSON's `wakeups`: one record per (sleeping path, waker path), times in microseconds."""
+    return [
+        {
+            "sleeping_path": row.sleeping_path, "slept_in": row.slept, "waker_path": row.waker_path, "waking_function": row.waking,
+            "waker_context": row.context, "sleeps": row.sleeps, "wait_us": round(row.wait_us, 3), "wait_p50_us": round(row.p50_us, 3),
+            "wait_max_us": round(row.max_us, 3),
+        }
+        for row in rows
+    ]
 
 
 @dataclass
@@ -4765,7 +4837,7 @@ class SchedTracks:
     unmatched_switches: int = 0  # a task switched out twice without a switch-in between (events lost)
 
 
-class SchedTracker:
+class SliceTracker:
     """Builds SchedTracks from the TraceEvents of IntervalReader(events=True), one event at a time."""
 
     def __init__(self) -> None:
@@ -5896,12 +5968,15 @@ class ViewRequest:
     roots: list[str] = field(default_factory=list)
     callers: list[str] = field(default_factory=list)
     depth: int | None = None
+    wakers: list[str] = field(default_factory=list)
 
 
 def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
     """The graph of the requested focus, the functions it is about, and notes saying what it is."""
-    if request.roots and request.callers:
-        raise UserError("--root and --callers are two different views: use one of them")
+    if sum(1 for asked in (request.roots, request.callers, request.wakers) if asked) > 1:
+        raise UserError("--root, --callers and --wakers are different views: use one of them")
+    if request.wakers:
+        return wakers_graph(graph, request)
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
     if request.roots:
         functions = matching_functions(graph.tree, request.roots, "--root")
@@ -5920,6 +5995,60 @@ def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, li
             copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1)
         return derive_graph(trimmed, graph.stats, graph.modules), [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
     return graph, [], []
+
+
+NO_WAKEUP_FRAME = "[no wakeup in the trace]"
+
+
+def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> CallTree:
+    """The wakers' tree of --wakers F: F at a root, below it the waker's innermost open call, below that its caller, ...
+
+    For every sleep during which F was open on the sleeper (its outermost
+    activation on the sleeping path counts), the path of the waker's open
+    calls read from the innermost out, as --callers reads callers; a waker
+    with no traced call open is one frame "[task python3]", a sleep whose
+    wakeup is not in the trace "[no wakeup in the trace]". A node's calls are
+    the sleeps of F woken through it, its times the time they waited.
+    """
+    assert graph.sched is not None
+    tree = graph.tree
+    woken = CallTree()
+    woken.timed = True
+    sleeps: list[tuple[int, list[str], int, float]] = []
+    for (sleeper, waker, who), flow in graph.sched.wakes.items():
+        chain = tree.path(waker) if waker > ROOT_NODE else [f"[{waker_context([], who)}]"]
+        sleeps.append((sleeper, chain, flow.sleeps, flow.wait_us))
+    sleeps.extend((sleeper, [NO_WAKEUP_FRAME], count, 0.0) for sleeper, count in graph.sched.unwoken.items())
+    for sleeper, chain, count, waited in sleeps:
+        name = next((name for name in tree.path(sleeper) if name in functions), None)
+        if name is None:
+            continue
+        target = woken.child(ROOT_NODE, name)
+        for level, frame in enumerate([None, *reversed(chain)]):
+            if frame is not None:
+                if depth is not None and level > depth:
+                    break
+                target = woken.child(target, frame)
+            woken.calls[target] += count
+            woken.total_us[target] += waited
+            woken.self_us[target] += waited
+    return woken
+
+
+def wakers_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
+    """--wakers F: the graph of F's wakers' paths, F's names, and the note saying what its numbers are."""
+    if graph.sched is None:
+        raise UserError(f"--wakers needs scheduler events (sched_switch, sched_waking), and this trace has none: {NO_SCHED_EVENTS.split(': ', 1)[1]}")
+    functions = matching_functions(graph.tree, request.wakers, "--wakers")
+    tree = focus_wakers(graph, functions, request.depth)
+    if not tree.children[ROOT_NODE]:
+        raise UserError(f"--wakers {','.join(request.wakers)}: {plural_names(functions)} never slept in the trace (no switch-out while it was open)")
+    focused = reversed_graph(tree, graph.stats, graph.modules)
+    focused.woken = True
+    depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    note = (f"--wakers {','.join(request.wakers)}: the wakers' call paths that ended sleeps of {plural_names(functions)}{depth_note};"
+            " numbers count its sleeps woken through each function and the time they waited")
+    return focused, sorted(functions), [note]
 
 
 def plural_names(functions: set[str]) -> str:
@@ -5962,7 +6091,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
-    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers)
+    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
     return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
 
 
@@ -5994,6 +6123,8 @@ class Drawing:
     left_out_edges: int
     node_min: float = 0.0
     edge_min: float = 0.0
+    wakes: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
+    wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
@@ -6290,6 +6421,10 @@ def node_label(name: str, view: View, have_map: bool) -> str:
     elif have_map and not module:
         lines.append("(file unknown)")
     through = f" in {view.focus}" if is_caller_box(name, view) else ""
+    if graph.woken:
+        lines.append(plural(graph.calls[name], "sleep") + (f" of {view.focus} woken below" if through else " woken"))
+        lines.append(f"waited {format_us(graph.total_us[name])}{share(graph.total_us[name], graph.weight_total)}")
+        return "\n".join(lines)
     lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
     if graph.open_calls.get(name):
         lines.append(f"{graph.open_calls[name]:,} still open at the end")
@@ -6358,6 +6493,8 @@ def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]
 
 def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     graph = view.graph
+    if graph.woken:
+        return f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'sleep')} of {view.focus} woken along this path, {format_us(graph.edge_weight.get(edge, 0.0))} waited"
     callee = view.focus if graph.reversed else edge[1]
     text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
@@ -6365,12 +6502,20 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     return text
 
 
+WAKE_COLOUR = "#2166ac"
+
+
 def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     stats = view.graph.stats
     graph = view.graph
     parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
     parts.extend(view.notes)
-    if graph.reversed:
+    if graph.woken:
+        parts.append(
+            f"a waker's box shows the sleeps of {view.focus} its paths ended and the time they waited, not its own calls (its tooltip has both);"
+            f" colour = time waited on a log scale; edge labels = sleeps of {view.focus} woken along the edge, edge width = their time waited"
+        )
+    elif graph.reversed:
         parts.append(
             f"a caller's box shows the calls and time of {view.focus} below it, not its own (its tooltip has both); "
             + heat.describe() + f"; edge labels = calls of {view.focus} along the edge, edge width = " + ("its time" if graph.uses_time else "its calls")
@@ -6393,6 +6538,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         )
     if drawing.callers:
         parts.append("grey dashed boxes: callers outside the selection")
+    if drawing.wakes_note:
+        parts.append(drawing.wakes_note)
     return parts
 
 
@@ -6446,6 +6593,11 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         )
     for edge in drawing.caller_edges:
         agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, view))
+    for (waking, slept), (sleeps, waited) in drawing.wakes.items():
+        agraph.add_edge(
+            waking, slept, key=f"wakes {waking} {slept}", label=f"wakes {sleeps:,} x, {format_us(waited)} waited", style="dashed", color=WAKE_COLOUR,
+            fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended, {format_us(waited)} waited",
+        )
     return agraph
 
 
@@ -6999,7 +7151,7 @@ def flow_start(waker: Handover, placed: dict[int, tuple[int, float, float]], run
     return None
 
 
-def split_trace_events(stream: Iterable[CallInterval | TraceEvent], tracker: SchedTracker) -> Iterator[CallInterval]:
+def split_trace_events(stream: Iterable[CallInterval | TraceEvent], tracker: SliceTracker) -> Iterator[CallInterval]:
     """The calls of an IntervalReader(events=True) stream; its events go to the tracker."""
     for item in stream:
         if isinstance(item, TraceEvent):
@@ -7018,7 +7170,7 @@ def write_timeline(views: Views, output: str) -> None:
     args = views.args
     selection = selection_of(args)
     reader = IntervalReader(selection, events=True)
-    tracker = SchedTracker()
+    tracker = SliceTracker()
     window = parse_window(args.time_window)
     placed: dict[int, tuple[int, float, float]] = {}
     events, names, clamped = timeline_events(split_trace_events(reader.read(args.input or ["kernel-magnifier.data"]), tracker), window, placed)
@@ -7551,7 +7703,7 @@ def text_report(views: Views) -> list[str]:
     graph = view.graph
     stats = graph.stats
     lines = [f"kernel-magnifier report: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
-    lines.extend(summarize(view))
+    lines.extend(summarize(view) + wakeup_summary(views))
     lines.append(f"shares (%) are of {report_whole(graph)}")
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
@@ -7788,6 +7940,25 @@ def summarize(view: View) -> list[str]:
     return lines
 
 
+def check_wakers_arguments(args: argparse.Namespace) -> None:
+    """--wakers counts sleeps of the whole recording, in this recording only."""
+    if not args.wakers:
+        return
+    if args.time_window:
+        raise UserError("--wakers counts the sleeps of the whole recording: leave out --time-window (the timeline, -o NAME.trace.json, shows wakeups in time)")
+    if args.baseline:
+        raise UserError("--wakers shows this recording's wakeups; --baseline compares calls: use one of them")
+
+
+def wakeup_summary(views: Views) -> list[str]:
+    """The summary's "woken by" line (where the trace has scheduler events)."""
+    if views.sched is None:
+        return []
+    if views.wakeups is None:
+        return ["woken by: not shown with --time-window (wakeups are counted over the whole recording; the timeline shows them in time)"]
+    return [woken_by_line(views.wakeups, views.sched)]
+
+
 def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewRequest:
     return ViewRequest(
         symbols=symbols,
@@ -7797,6 +7968,7 @@ def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewReq
         roots=split_names(args.root),
         callers=split_names(args.callers),
         depth=args.depth,
+        wakers=split_names(args.wakers),
     )
 
 
@@ -7839,12 +8011,15 @@ class Views:
     args: argparse.Namespace
     have_map: bool
     errors: list[dict] | None = None  # errors_report(), with --errors
+    wakeups: list[WakeRow] | None = None  # who woke whom in the whole recording; None: no scheduler events (or --time-window)
+    sched: SchedTimes | None = None  # the whole recording's
 
 
 def draw_call_graph(views: Views, output: str) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
     args = views.args
     drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
+    add_wake_edges(drawing, views)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
             f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
@@ -7852,6 +8027,24 @@ def draw_call_graph(views: Views, output: str) -> None:
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
     render_graph(views.view, drawing, output, views.heat, views.have_map)
+
+
+def add_wake_edges(drawing: Drawing, views: Views) -> None:
+    """The dashed "wakes" edges whose two boxes are drawn, and the caption's line on them (none in a --callers/--wakers tree)."""
+    edges = wake_edges(views.wakeups or [])
+    if not edges or views.view.graph.reversed:
+        return
+    if views.args.no_wakeups:
+        drawing.wakes_note = f"{plural(len(edges), 'wakeup edge')} hidden (--no-wakeups)"
+        return
+    drawn = set(drawing.nodes)
+    drawing.wakes = {edge: value for edge, value in edges.items() if edge[0] in drawn and edge[1] in drawn}
+    left_out = len(edges) - len(drawing.wakes)
+    drawing.wakes_note = (
+        "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps of the"
+        " sleeper's innermost traced function that is not sleep machinery (B): sleeps and time waited, whole recording"
+        + (f"; {left_out:,} of {len(edges):,} such edges left out, one of their boxes is not drawn (the JSON's wakeups has all)" if left_out else "")
+    )
 
 
 def narrowing_hint(views: Views) -> str:
@@ -7862,8 +8055,10 @@ def narrowing_hint(views: Views) -> str:
 
 
 def write_graph_json(views: Views, output: str) -> None:
-    """.json: every node, edge and call path of the view, for scripts."""
-    write_json(views.view, output, views.heat, views.baseline, {"errors": views.errors} if views.errors is not None else None)
+    """.json: every node, edge and call path of the view, for scripts; `wakeups` (null without scheduler events)."""
+    extra: dict[str, object] = {"errors": views.errors} if views.errors is not None else {}
+    extra["wakeups"] = wakeups_json(views.wakeups) if views.wakeups is not None else None
+    write_json(views.view, output, views.heat, views.baseline, extra)
 
 
 # Output writers by the end of the file name; the first match wins (so .trace.json before .json).
@@ -7980,6 +8175,11 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
     if args.errors and RETURN_VALUES_FORMAT not in graph.stats.formats:
         raise UserError(NO_RETURN_VALUES)
+    check_wakers_arguments(args)
+    if graph.sched is None:
+        graph.sched = sched_times(graph, inputs, selection)
+    wakeups = wakeup_rows(graph) if graph.sched is not None and not window else None
+    sched = graph.sched
     window_note = ""
     if window:
         graph, window_note = windowed_graph(graph, args, window)
@@ -7991,8 +8191,8 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
-    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None)
-    for line in summarize(view):
+    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None, wakeups=wakeups, sched=sched)
+    for line in summarize(view) + wakeup_summary(views):
         say(line)
     if args.errors:
         views.errors = errors_report(graph.tree)
@@ -9521,7 +9721,11 @@ def build_parser() -> argparse.ArgumentParser:
     focus = visualize.add_argument_group("focus (exact, from the call paths)")
     focus.add_argument("--root", action="append", metavar="F[,F...]", help="what F calls: the call paths below every call of F, merged (globs: 'tcp_*'); repeatable")
     focus.add_argument("--callers", action="append", metavar="F[,F...]", help="who calls F: the call paths that lead to F, F at the bottom")
-    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers); alone: the first N levels of every path")
+    focus.add_argument(
+        "--wakers", action="append", metavar="F[,F...]",
+        help="who wakes F: the wakers' call paths that ended F's sleeps, F at the bottom; counts are sleeps, times the waits (needs sched_switch, sched_waking)",
+    )
+    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers, --wakers); alone: the first N levels of every path")
     drawing = visualize.add_argument_group("drawing")
     drawing.add_argument("--heat", choices=HEAT_METRICS, help="what the colour shows (default: self time where the trace has durations, else calls)")
     drawing.add_argument("--baseline", action="append", metavar="FILE", help="compare with this older recording: colour = change (blue less, red more); repeatable to aggregate")
@@ -9529,6 +9733,7 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw at most N edges (0: no limit)")
     drawing.add_argument("--node-thres", type=percentage, default=DEFAULT_NODE_THRES, metavar="PCT", help="leave out functions lighter than PCT %% of the whole time (or calls)")
     drawing.add_argument("--edge-thres", type=percentage, default=DEFAULT_EDGE_THRES, metavar="PCT", help="leave out edges lighter than PCT %% of the whole")
+    drawing.add_argument("--no-wakeups", action="store_true", help="leave out the dashed 'wakes' edges (waking function -> the function that slept)")
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")
     tasks.add_argument("--pid", action="append", metavar="PID[,PID...]", help="only these tasks (funcgraph-proc, context-switch blocks, function tracer lines)")
