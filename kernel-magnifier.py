@@ -4746,14 +4746,20 @@ def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
     for (sleeper, waker, who), flow in graph.sched.wakes.items():
         sleeping_path = tree.path(sleeper)
         waker_path = tree.path(waker) if waker > ROOT_NODE else []
-        context = waker_context(waker_path, who)
-        if not context.startswith(("task ", "timer")) and not context.endswith(("softirq", "hardirq", "nmi")):
-            context = f"task {context}"  # no traced call was open in the waker: SchedTimes names its task
+        context = waker_label(waker_path, who)
         p50 = statistics.median(flow.waits) if flow.waits else 0.0
         rows.append(WakeRow(sleeping_path, frame_that_slept(sleeping_path), waker_path, waking_function(waker_path), context,
                             flow.sleeps, flow.wait_us, p50, flow.max_us))
     rows.sort(key=lambda row: (-row.sleeps, -row.wait_us, row.sleeping_path, row.waker_path))
     return rows
+
+
+def waker_label(path: list[str], who: str) -> str:
+    """waker_context(), with a bare task name (no traced call was open in the waker) said to be one: "task python3"."""
+    context = waker_context(path, who)
+    if context.startswith(("task ", "timer")) or context.endswith(("softirq", "hardirq", "nmi")):
+        return context if path else f"{context}, no traced call open"
+    return f"task {context}, no traced call open"
 
 
 def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float]]:
@@ -4833,7 +4839,7 @@ class SchedTracks:
     slices: list[RunSlice] = field(default_factory=list)
     handovers: list[Handover] = field(default_factory=list)
     comms: dict[str, str] = field(default_factory=dict)  # task -> its full name, from sched_switch
-    woken_running: int = 0  # wakeups of a task that was not switched out (it had not gone to sleep yet)
+    woken_running: int = 0  # sched_wakings of a task still on its CPU (woken while going to sleep: they end the sleep that follows)
     unmatched_switches: int = 0  # a task switched out twice without a switch-in between (events lost)
 
 
@@ -4844,6 +4850,8 @@ class SliceTracker:
         self.tracks = SchedTracks()
         self.open: dict[str, RunSlice] = {}  # task -> its slice still open (running or switched out)
         self.pending: dict[str, Handover] = {}  # task -> the last wakeup since its switch-out
+        self.early: dict[str, Handover] = {}  # running task -> the last sched_waking of it since its switch-in
+        self.seen_waking = False
         self.cpu_first: dict[str | None, float] = {}
         self.last_us: float | None = None
 
@@ -4874,6 +4882,9 @@ class SliceTracker:
         if not prev.startswith("0/"):  # a CPU's idle task is never asleep: it runs whenever nothing else does
             self.open[prev] = RunSlice(prev, event.cpu, stamp, stamp, fields.get("prev_state", "?"))
         self.pending.pop(prev, None)
+        early = self.early.pop(prev, None)
+        if early is not None and not fields.get("prev_state", "").startswith("R"):
+            self.pending[prev] = early  # woken before it left its CPU: that wakeup ends this sleep, unless a later one comes
         asleep = self.open.pop(following, None)
         if asleep is not None and asleep.state != "running":
             asleep.end_us = stamp
@@ -4887,16 +4898,19 @@ class SliceTracker:
         self.open[following] = started
 
     def wakeup(self, event: TraceEvent, stamp: float) -> None:
+        self.seen_waking = self.seen_waking or event.name == "sched_waking"
+        if self.seen_waking and event.name != "sched_waking":
+            return  # sched_waking runs in the waker; sched_wakeup may run on the woken task's CPU: only a fallback
         target = event.fields["pid"]
+        entry = event.stack[-1].entry_no if event.stack else -1
+        woken = Handover(event.task, event.comm, event.cpu, stamp, event.name, entry, target, stamp)
         current = self.open.get(target)
         if current is not None and current.state == "running":
-            self.tracks.woken_running += 1
+            if event.name == "sched_waking":  # it set itself asleep and was woken before __schedule took it off its CPU
+                self.tracks.woken_running += 1
+                self.early[target] = woken
             return
-        known = self.pending.get(target)
-        if known is not None and known.event == "sched_waking" and event.name != "sched_waking":
-            return  # the sched_wakeup that follows a sched_waking: the waker is the sched_waking's
-        entry = event.stack[-1].entry_no if event.stack else -1
-        self.pending[target] = Handover(event.task, event.comm, event.cpu, stamp, event.name, entry, target, stamp)
+        self.pending[target] = woken
 
     def finish(self) -> SchedTracks:
         """Slices still open end at the trace's last event, said in their note."""
@@ -6016,7 +6030,7 @@ def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> Ca
     woken.timed = True
     sleeps: list[tuple[int, list[str], int, float]] = []
     for (sleeper, waker, who), flow in graph.sched.wakes.items():
-        chain = tree.path(waker) if waker > ROOT_NODE else [f"[{waker_context([], who)}]"]
+        chain = tree.path(waker) if waker > ROOT_NODE else [f"[{waker_label([], who)}]"]
         sleeps.append((sleeper, chain, flow.sleeps, flow.wait_us))
     sleeps.extend((sleeper, [NO_WAKEUP_FRAME], count, 0.0) for sleeper, count in graph.sched.unwoken.items())
     for sleeper, chain, count, waited in sleeps:
@@ -6974,6 +6988,10 @@ def write_folded(views: Views, output: str) -> None:
             handle.write(f"{path} {value}\n")
             paths += 1
             total += value
+    if graph.woken:
+        unit = "sleeps" if weight == "calls" else f"ns waited ({format_us(total / 1000)})"
+        say(f"folded stacks: {paths:,} waker paths of {views.view.focus}'s sleeps, weights add up to {total:,} {unit}")
+        return
     if graph.reversed:
         unit = "calls" if weight == "calls" else f"ns of {weight} time ({format_us(total / 1000)})"
         say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
@@ -7707,13 +7725,15 @@ def text_report(views: Views) -> list[str]:
     lines.append(f"shares (%) are of {report_whole(graph)}")
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
-    for by in ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
+    for by in ("total",) if graph.woken else ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
         lines += ["", *top_functions_table(view, by, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
     return lines
 
 
 def report_whole(graph: CallGraph) -> str:
+    if graph.woken:
+        return f"{format_us(graph.weight_total)}, the time {focus_names(graph)}'s sleeps waited"
     if graph.uses_time:
         return f"{format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)"
     if graph.reversed:
@@ -7736,7 +7756,9 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
     graph = view.graph
     whole = whole_weight(graph)
-    if graph.timed:
+    if graph.woken:
+        key, title, header = graph.total_us, "sleeps' time waited", ["sleeps", "waited", "waited%"]
+    elif graph.timed:
         key = graph.self_us if by == "self" else graph.total_us
         title = f"{by} time"
         header = ["calls", "total", "total%", "self", "self%"]
@@ -7747,10 +7769,14 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
     rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
     where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
+    if graph.woken:
+        where = f" on the wakers' paths of {focus_names(graph)}, by the time its sleeps woken through them waited"
     return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
 
 
 def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
+    if graph.woken:
+        return [f"{graph.calls[name]:,}", format_us(graph.total_us[name]), percent(graph.total_us[name], whole)]
     if graph.timed:
         total, self_us = graph.total_us[name], graph.self_us[name]
         return [f"{graph.calls[name]:,}", format_us(total), percent(total, whole), format_us(self_us), percent(self_us, whole)]
@@ -7827,7 +7853,7 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
         if node is not None:
             cut_deep |= level == levels and bool(tree.children[node])
             stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
-    header = ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
+    header = ["sleeps", "waited"] if graph.woken else ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
     title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
         title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
@@ -7861,6 +7887,8 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
     """The numbers of one call path, or the sums of several (a '...' line)."""
     tree = graph.tree
     calls = f"{sum(tree.calls[node] for node in nodes):,}"
+    if graph.woken:
+        return [calls, format_us(sum(tree.total_us[node] for node in nodes))]
     if graph.timed:
         return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
     return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
@@ -7868,6 +7896,12 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
 
 def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
     order = "total time" if graph.uses_time else "calls" if graph.reversed else "calls in their subtrees"
+    if graph.woken:
+        names = focus_names(graph)
+        return [
+            f"Wakers of {names} (--wakers), a reversed tree: {names} at the top, below it the waker's innermost open call, below each line the function that called it",
+            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by time waited",
+        ]
     if graph.reversed:
         names = focus_names(graph)
         numbers = "calls, total and self time" if graph.timed else "calls"
