@@ -4890,6 +4890,9 @@ class SliceTracker:
             asleep.end_us = stamp
             self.tracks.slices.append(asleep)
         woken = self.pending.pop(following, None)
+        early = self.early.pop(following, None)
+        if woken is None and asleep is None:
+            woken = early  # a task not seen before: asleep since before the trace began, woken by that
         started = RunSlice(following, event.cpu, stamp, stamp, "running")
         if woken is not None:
             woken.switch_in_us = stamp
@@ -4905,10 +4908,9 @@ class SliceTracker:
         entry = event.stack[-1].entry_no if event.stack else -1
         woken = Handover(event.task, event.comm, event.cpu, stamp, event.name, entry, target, stamp)
         current = self.open.get(target)
-        if current is not None and current.state == "running":
-            if event.name == "sched_waking":  # it set itself asleep and was woken before __schedule took it off its CPU
-                self.tracks.woken_running += 1
-                self.early[target] = woken
+        if current is None or current.state == "running":  # still on its CPU (or not seen yet): woken while going to sleep
+            self.tracks.woken_running += current is not None
+            self.early[target] = woken
             return
         self.pending[target] = woken
 
