@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, assert_one_line_error, nodes_by_name, read_lines, run_cli
+from test_flamegraph import browser as browser  # the fixture, shared
+from test_flamegraph import chart_width, frame, open_page
 
 SCHED = DATA / "sched"
 ABSTIME = SCHED / "fg-sched-abstime-proc.txt.xz"
@@ -268,3 +270,16 @@ def test_root_view_keeps_the_off_cpu_time_of_its_paths(tmp_path, abstime_raw):
     nodes = nodes_by_name(json.loads(out.read_text()))
     assert nodes["sk_wait_data"]["off_cpu_us"] == pytest.approx(off_cpu_expected(abstime_raw, "sk_wait_data"), abs=0.01)
     assert nodes["schedule"]["off_cpu_us"] == pytest.approx(off_cpu_expected(abstime_raw, "schedule"), abs=0.01)
+
+
+def test_off_cpu_flame_graph_opens_and_its_frames_are_as_wide_as_their_off_cpu_time(tmp_path, browser, abstime_run, abstime_raw):
+    page = tmp_path / "off.html"
+    result = run_cli("visualize", "-i", str(ABSTIME), "-o", str(page), "--chart", "", "--weight", "offcpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    open_page(browser, page)
+    assert "an off-CPU flame graph" in browser.find_element("id", "width").text
+    whole = sum(node["off_cpu_us"] for node in abstime_run[0]["call_tree"] if node["parent"] == 0)
+    receiver = frame(browser, "tcp_recvmsg", 1)
+    assert receiver["width"] / chart_width(browser) == pytest.approx(off_cpu_expected(abstime_raw, "tcp_recvmsg") / whole, abs=0.005)
+    deepest = frame(browser, "__traceiter_sched_switch", 7)  # returns just after the event: only the part of the sleep before it returned
+    assert deepest["width"] < 0.01 * receiver["width"]
