@@ -2262,6 +2262,7 @@ class EventFormat:
     name: str
     event_id: int
     fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
+    text: str = ""  # the format file itself: EventLayout reads any event's fields and print fmt from it
 
 
 def parse_event_format(text: str, system: str, with_fields: bool = True) -> EventFormat | None:
@@ -2274,7 +2275,285 @@ def parse_event_format(text: str, system: str, with_fields: bool = True) -> Even
     for declaration, offset, size, signed in FORMAT_FIELD.findall(text) if with_fields else ():
         field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
         fields[field_name] = (int(offset), int(size), signed == "1")
-    return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
+    return EventFormat(system, name.group(1), int(event_id.group(1)), fields, text)
+
+
+# --- any event's fields, by its stored format (IntervalReader's events; the main parse only counts them) ---------
+#
+# An event's `format` file gives each field's offset, size and signedness, and a `print fmt`: a printf format
+# and the C expressions of its arguments, which is how the kernel and trace-cmd report print the event.
+# Fields are read by the layout; each `name=%conversion` of the print fmt whose argument is an expression
+# read here (fields, numbers, strings, arithmetic, ?:, __print_flags, __print_symbolic, __get_str) is printed
+# as that conversion prints it: `prev_state=R+`, `target_cpu=000`. Any other is left as the field's plain value.
+
+PRINT_FMT = re.compile(r'^print fmt: "(?P<format>(?:[^"\\]|\\.)*)"(?P<args>.*)$', re.M)
+PRINT_CONVERSION = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d*)(?:\.(?P<precision>\d+))?(?P<length>hh|h|ll|l|z|j|t|L)?(?P<kind>[diouxXcs%])")
+PRINT_TOKEN = re.compile(
+    r'\s*(?:(?P<number>0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(?P<string>"(?:[^"\\]|\\.)*")|REC->(?P<field>\w+)|(?P<name>[A-Za-z_]\w*)'
+    r"|(?P<op><<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^~!<>?:(),{}]))"
+)
+PRINT_BINARY = {  # C's binary operators by precedence (higher binds tighter)
+    "||": (1, lambda a, b: int(bool(a) or bool(b))), "&&": (2, lambda a, b: int(bool(a) and bool(b))),
+    "|": (3, lambda a, b: a | b), "^": (4, lambda a, b: a ^ b), "&": (5, lambda a, b: a & b),
+    "==": (6, lambda a, b: int(a == b)), "!=": (6, lambda a, b: int(a != b)),
+    "<": (7, lambda a, b: int(a < b)), ">": (7, lambda a, b: int(a > b)), "<=": (7, lambda a, b: int(a <= b)), ">=": (7, lambda a, b: int(a >= b)),
+    "<<": (8, lambda a, b: a << b), ">>": (8, lambda a, b: a >> b), "+": (9, lambda a, b: a + b), "-": (9, lambda a, b: a - b),
+    "*": (10, lambda a, b: a * b), "/": (10, lambda a, b: int(a / b) if b else 0), "%": (10, lambda a, b: a % b if b else 0),
+}
+C_TYPE_WORDS = {"unsigned", "signed", "int", "long", "short", "char", "bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "size_t", "pid_t"}
+FLAG_IRQ_CONTEXTS = ((0x40, "nmi"), (0x08, "hardirq"), (0x10, "softirq"))  # TRACE_FLAG_NMI, _HARDIRQ, _SOFTIRQ (kernel/trace/trace.h)
+
+
+class PrintFmtUnknown(Exception):
+    """A print fmt argument this reader does not evaluate: its field is shown as its plain value."""
+
+
+class PrintExpression:
+    """One argument of a print fmt, parsed into a function of the event's field values (C precedence, ints and strings)."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            match = PRINT_TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                if text[position:].strip():
+                    raise PrintFmtUnknown(text[position:])
+                break
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.at = 0
+        self.evaluate = self.ternary()
+        if self.at != len(self.tokens):
+            raise PrintFmtUnknown(text)
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+
+    def expect(self, op: str) -> None:
+        if self.peek() != ("op", op):
+            raise PrintFmtUnknown(f"{op!r} expected")
+        self.at += 1
+
+    def ternary(self) -> Callable[[dict], Any]:
+        test = self.binary(1)
+        if self.peek() != ("op", "?"):
+            return test
+        self.at += 1
+        yes = self.ternary()
+        self.expect(":")
+        no = self.ternary()
+        return lambda values: yes(values) if test(values) else no(values)
+
+    def binary(self, level: int) -> Callable[[dict], Any]:
+        left = self.unary()
+        while True:
+            kind, op = self.peek()
+            found = PRINT_BINARY.get(op) if kind == "op" else None
+            if found is None or found[0] < level:
+                return left
+            self.at += 1
+            right = self.binary(found[0] + 1)
+            left = (lambda apply, a, b: lambda values: apply(a(values), b(values)))(found[1], left, right)
+
+    def unary(self) -> Callable[[dict], Any]:
+        kind, op = self.peek()
+        if kind == "op" and op in "-~!":
+            self.at += 1
+            inner = self.unary()
+            apply = {"-": lambda a: -a, "~": lambda a: ~a, "!": lambda a: int(not a)}[op]
+            return lambda values: apply(inner(values))
+        return self.primary()
+
+    def primary(self) -> Callable[[dict], Any]:
+        kind, text = self.peek()
+        self.at += 1
+        if kind == "number":
+            number = int(text, 16) if text[:2].lower() == "0x" else int(text, 8) if text.startswith("0") else int(text)
+            return lambda values: number
+        if kind == "string":
+            string = text[1:-1].encode().decode("unicode_escape")
+            return lambda values: string
+        if kind == "field":
+            return lambda values: values[text]
+        if kind == "name" and self.peek() == ("op", "("):
+            return self.call(text)
+        if (kind, text) == ("op", "("):
+            names = []
+            while self.peek()[0] == "name" and self.peek()[1] in C_TYPE_WORDS:
+                names.append(self.tokens[self.at][1])
+                self.at += 1
+            if names and self.peek() == ("op", ")"):  # a cast: the value as it is
+                self.at += 1
+                return self.unary()
+            self.at -= len(names)
+            inner = self.ternary()
+            self.expect(")")
+            return inner
+        raise PrintFmtUnknown(text)
+
+    def call(self, function: str) -> Callable[[dict], Any]:
+        self.expect("(")
+        arguments = []
+        while self.peek() != ("op", ")"):
+            if self.peek() == ("op", "{"):
+                self.at += 1
+                value = self.ternary()
+                self.expect(",")
+                label = self.ternary()
+                self.expect("}")
+                arguments.append(("pair", value({}), label({})))
+            else:
+                arguments.append(self.ternary())
+            if self.peek() == ("op", ","):
+                self.at += 1
+        self.expect(")")
+        if function == "__get_str" and len(arguments) == 1 and callable(arguments[0]):
+            return arguments[0]
+        if function == "__print_flags" and len(arguments) >= 2 and not isinstance(arguments[1], tuple):
+            value, delimiter, table = arguments[0], arguments[1]({}), [pair[1:] for pair in arguments[2:] if isinstance(pair, tuple)]
+            return lambda values: print_flags(value(values), delimiter, table)
+        if function == "__print_symbolic" and arguments and not isinstance(arguments[0], tuple):
+            value, table = arguments[0], [pair[1:] for pair in arguments[1:] if isinstance(pair, tuple)]
+            return lambda values: print_symbolic(value(values), table)
+        raise PrintFmtUnknown(function)
+
+
+def print_flags(value: int, delimiter: str, table: list[tuple[int, str]]) -> str:
+    """__print_flags as libtraceevent prints it: each flag whose bits are all set, in table order, then any bits left in hex."""
+    parts = []
+    for bits, name in table:
+        if not value and bits == 0:
+            return name
+        if bits > 0 and value & bits == bits:
+            parts.append(name)
+            value &= ~bits
+    if value:
+        parts.append(f"0x{value:x}")
+    return delimiter.join(parts)
+
+
+def print_symbolic(value: int, table: list[tuple[int, str]]) -> str:
+    return next((name for bits, name in table if bits == value), f"0x{value:x}")
+
+
+def split_print_args(text: str) -> list[str]:
+    """The print fmt's arguments after its format string, split at the commas outside brackets and strings."""
+    parts, depth, start, quoted, escaped = [], 0, 0, False, False
+    for index, char in enumerate(text):
+        if quoted:
+            quoted, escaped = (quoted if escaped or char != '"' else False), (char == "\\" and not escaped)
+        elif char == '"':
+            quoted = True
+        elif char in "({[":
+            depth += 1
+        elif char in ")}]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def printed_value(conversion: re.Match[str], value: Any) -> str:
+    """One printf conversion of a value, as libtraceevent prints it (ints wrap to the conversion's width)."""
+    kind, length = conversion.group("kind"), conversion.group("length") or ""
+    spec = "%" + conversion.group("flags") + conversion.group("width") + (f".{conversion.group('precision')}" if conversion.group("precision") else "")
+    if kind == "s":
+        return (spec + "s") % (value if isinstance(value, str) else str(value))
+    if not isinstance(value, int):
+        raise PrintFmtUnknown(kind)
+    if kind == "c":
+        return (spec + "c") % chr(value & 0xFF)
+    bits = {"hh": 8, "h": 16, "l": 64, "ll": 64, "z": 64, "j": 64, "t": 64, "L": 64}.get(length, 32)
+    value &= (1 << bits) - 1
+    if kind in "di" and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return (spec + ("d" if kind in "diu" else kind)) % value
+
+
+class EventLayout:
+    """How to read one event's fields from its bytes and print them as its print fmt does."""
+
+    def __init__(self, event: EventFormat, endian: str) -> None:
+        self.name = event.name
+        self.byte_order: Any = "little" if endian == "<" else "big"
+        self.fields: list[tuple[str, str, int, int, bool]] = []  # (name, how: int/str/loc/rel/bytes, offset, size, signed)
+        self.flags_field: tuple[int, int] | None = None
+        for declaration, offset, size, signed in FORMAT_FIELD.findall(event.text):
+            words = declaration.split()
+            if not words:
+                continue
+            name = words[-1].split("[")[0]
+            if name == "common_flags":
+                self.flags_field = (int(offset), int(size))
+            if name.startswith("common_"):
+                continue
+            array = "[" in words[-1]
+            text = words[0] in ("char", "signed", "unsigned") and "char" in words and array
+            how = "loc" if words[0] == "__data_loc" else "rel" if words[0] == "__rel_loc" else "str" if text else "bytes" if array else "int"
+            self.fields.append((name, how, int(offset), int(size), signed == "1"))
+        self.printers = self.print_fmt_printers(event.text)
+
+    def print_fmt_printers(self, text: str) -> list[tuple[str, list[tuple[re.Match[str], Callable[[dict], Any]]]]]:
+        """Per `label=` of the print fmt, its conversions and their arguments; labels whose arguments are not all read here are left out."""
+        found = PRINT_FMT.search(text)
+        if found is None:
+            return []
+        arguments = split_print_args(found.group("args").lstrip().removeprefix(","))
+        printers: list[tuple[str, list]] = []
+        label, skip, literal_end, index = None, False, 0, 0
+        for conversion in PRINT_CONVERSION.finditer(found.group("format")):
+            if conversion.group("kind") == "%":
+                continue
+            literal = found.group("format")[literal_end : conversion.start()]
+            literal_end = conversion.end()
+            argument = arguments[index] if index < len(arguments) else ""
+            index += 1
+            if literal:
+                named = re.search(r"(\w+)=$", literal)
+                label, skip = (named.group(1), False) if named else (None, False)
+                if label:
+                    printers.append((label, []))
+            if label is None or skip:
+                continue
+            try:
+                printers[-1][1].append((conversion, PrintExpression(argument).evaluate))
+            except PrintFmtUnknown:
+                printers.pop()
+                skip = True
+        return printers
+
+    def read(self, data, start: int, end: int) -> tuple[dict[str, str], str]:
+        """The event at data[start:end]: its fields as trace-cmd report prints them, and its irq context from common_flags."""
+        values: dict[str, Any] = {}
+        for name, how, offset, size, signed in self.fields:
+            at = start + offset
+            if at + size > end:
+                continue
+            raw = bytes(data[at : at + size])
+            if how == "int":
+                values[name] = int.from_bytes(raw, self.byte_order, signed=signed)
+                continue
+            if how in ("loc", "rel"):
+                where = int.from_bytes(raw[:4], self.byte_order)
+                begin = (where & 0xFFFF) + (start if how == "loc" else at + size)
+                raw = bytes(data[begin : min(begin + (where >> 16), end)])
+                how = "str"  # a __data_loc array of chars: the others are rare, and their plain value is bytes too
+            values[name] = raw.split(b"\x00", 1)[0].decode("utf-8", "replace") if how == "str" else "ARRAY[" + ", ".join(f"{byte:02x}" for byte in raw) + "]"
+        fields = {name: str(value) for name, value in values.items()}
+        for label, parts in self.printers:
+            try:
+                fields[label] = "".join(printed_value(conversion, argument(values)) for conversion, argument in parts)
+            except (KeyError, TypeError, ValueError, OverflowError, PrintFmtUnknown):
+                pass
+        irq = ""
+        if self.flags_field is not None and start + self.flags_field[0] + self.flags_field[1] <= end:
+            flags = int.from_bytes(bytes(data[start + self.flags_field[0] : start + sum(self.flags_field)]), self.byte_order)
+            irq = next((context for bit, context in FLAG_IRQ_CONTEXTS if flags & bit), "")
+        return fields, irq
 
 
 class ByteReader:
@@ -2948,6 +3227,12 @@ class EventDecoder:
             self.table[event_id] = kind
         self.other_counts: Counter[int] = Counter()
         self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
+        self.formats = dat.formats
+        # IntervalReader's events: every other event's (name, fields, irq context), read in decode() while its bytes are
+        # at hand, by a number that is the event's code. None (the main parse): other events are only counted.
+        self.details: dict[int, tuple[str, dict[str, str], str]] | None = None
+        self.detail_count = 0
+        self.layouts: dict[int, EventLayout | None] = {}
 
     @staticmethod
     def kind_of(event: EventFormat) -> int | None:
@@ -3060,6 +3345,8 @@ class EventDecoder:
                 duration[selected] = spent / 1000.0
             elif event_kind == EV_EXIT:
                 duration[selected] = np.nan
+        if self.details is not None:
+            self.keep_details(buffer, where, types, kind, code)
         others = types[kind == EV_OTHER]
         if len(others):
             self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
@@ -3067,6 +3354,21 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def keep_details(self, buffer, where, types, kind, code) -> None:
+        """Each other event's fields, read by its stored format; its code becomes the key to them (-1: no format stored for its id)."""
+        for index in self.np.flatnonzero(kind == EV_OTHER).tolist():
+            event_id = int(types[index])
+            layout = self.layouts.get(event_id, False)
+            if layout is False:
+                event = self.formats.get(event_id)
+                layout = self.layouts[event_id] = EventLayout(event, self.endian) if event is not None else None
+            if layout is None:
+                code[index] = -1
+                continue
+            self.details[self.detail_count] = (layout.name, *layout.read(buffer, int(where[index]), len(buffer)))
+            code[index] = self.detail_count
+            self.detail_count += 1
 
     def returned_errnos(self, values):
         """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
@@ -4097,6 +4399,7 @@ class IntervalReader:
         with mapped_trace_dat(path) as data:
             dat = TraceDat(path, data)
             decoder = EventDecoder(dat)
+            decoder.details = {} if self.events else None
             streams = [cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]
             self.timestamps = True
             for window in merge_by_time(streams):
@@ -4124,6 +4427,10 @@ class IntervalReader:
                         interval = CallInterval(name, task, comm, cpu, start, duration, depth, **numbers_of(opened))
                     elif kind == EV_LOST:
                         yield from self.lost_on(cpu)
+                        continue
+                    elif kind == EV_OTHER and self.events and code >= 0:
+                        name, fields, irq = decoder.details.pop(code)
+                        yield TraceEvent(name, task, comm, cpu, stamp / 1000, fields, self.open_stack(task), irq)
                         continue
                     else:
                         continue
@@ -4180,8 +4487,11 @@ class IntervalReader:
         if match is None or context is None:
             return
         task, comm, cpu, stamp = context
-        stack = [call for _, call in sorted(self.open_calls.get(task, {}).items())]
-        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), stack)
+        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), self.open_stack(task))
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first."""
+        return [call for _, call in sorted(self.open_calls.get(task, {}).items())]
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
