@@ -278,6 +278,14 @@ class TraceStats:
             return "no timestamps in the trace"
         return f"{self.first_us / 1e6:.6f} s to {self.last_us / 1e6:.6f} s"
 
+    def note_trace_event(self, name: str, count: int = 1) -> None:
+        self.trace_events[name] = self.trace_events.get(name, 0) + count
+
+    def trace_events_text(self) -> str:
+        """"trace events: sched_switch 1,409, sched_waking 745", most first; "" without events."""
+        counted = sorted(self.trace_events.items(), key=lambda item: (-item[1], item[0]))
+        return "trace events: " + ", ".join(f"{name} {count:,}" for name, count in counted) if counted else ""
+
     def note_unparsed(self, line: str, where: str) -> None:
         self.unparsed_lines += 1
         if not self.unparsed_example:
@@ -690,6 +698,11 @@ GRAPH_BODY = re.compile(
     r"|(?P<comment>/\*.*\*/)"
     r")\s*$"
 )
+# A tracepoint event between function_graph calls, as the kernel prints it: `/* sched_switch: prev_comm=... */`
+# (a trace_printk() message that looks like one is counted as an event too: the text cannot tell them apart).
+GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
+# A tracepoint event in function tracer text and trace-cmd report after the timestamp: `sched_waking: comm=...`
+TRACE_EVENT_BODY = re.compile(r"^(?P<name>\w+):(?: +(?P<fields>.*?))?\s*$")
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
 GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
@@ -1119,8 +1132,8 @@ class TraceParser:
             self.stats.formats.add("function")
         if len(self.function_cache) >= BODY_CACHE_LIMIT:
             self.function_cache.clear()
-        if "(" not in body and len(body) <= CACHE_KEY_LIMIT:  # with func-args every body is unique
-            self.function_cache[body] = result
+        if "(" not in body and len(body) <= CACHE_KEY_LIMIT and (result or not TRACE_EVENT_BODY.match(body)):
+            self.function_cache[body] = result  # not an event's: with func-args, or an event's fields, every body is unique
         return result
 
     def classify_graph_body(self, body: str) -> tuple | None:
@@ -1134,7 +1147,8 @@ class TraceParser:
         else:
             depth = len(match.group(1)) // 2
             if match.group("comment"):
-                parsed = (COMMENT, depth, None, None)
+                event = GRAPH_EVENT_COMMENT.match(body)  # `/* sched_switch: ... */`: a tracepoint event, counted by name
+                parsed = (COMMENT, depth, event.group("name") if event else None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
         if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
@@ -1384,7 +1398,16 @@ class TraceParser:
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
         elif not match.group("body").startswith(("<stack trace>", "<user stack trace>")):
-            self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+            event = TRACE_EVENT_BODY.match(match.group("body"))
+            if event:
+                self.trace_event(event.group("name"))
+            else:
+                self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+
+    def trace_event(self, name: str) -> None:
+        """A tracepoint event between the calls (text): counted by name, and as a ring-buffer event (as trace.dat's are)."""
+        self.stats.note_trace_event(name)
+        self.stats.events += 1
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
@@ -1419,7 +1442,9 @@ class TraceParser:
         folds into the graph once per batch.
         """
         kind, depth, name, module = parsed
-        if kind >= COMMENT:  # one test for both rare kinds: a comment, a return with an errno
+        if kind >= COMMENT:  # one test for both rare kinds: a comment (maybe an event), a return with an errno
+            if kind == COMMENT and name:
+                self.trace_event(name)
             return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
@@ -1866,6 +1891,8 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     for key, value in parsed["metadata"].items():
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
+    for name, count in parsed["trace_events"].items():
+        stats.note_trace_event(name, count)
     stats.inputs.extend(parsed["inputs"])
     stats.note_time(parsed["first_us"], parsed["last_us"])
 
@@ -1922,7 +1949,7 @@ class SeamParser(TraceParser):
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
         kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
         if kind == COMMENT:
-            return None
+            return super().graph_event(parsed, context, duration)  # an event is counted; nothing else happens
         cpu, key, irq = context
         if key is None:
             key = self.cpu_task.get(cpu)
@@ -4168,6 +4195,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
+    for event_id, count in decoder.other_counts.items():
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -4263,8 +4292,27 @@ class TraceEvent:
     irq: str = ""  # "", "softirq", "hardirq" or "nmi": the context the event ran in, where the trace says
 
 
-GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
 EVENT_FIELD = re.compile(r"(?:^|\s)(\w+)=")
+
+
+# trace-cmd report prints these events with its sched_switch plugin (libtraceevent's plugin_sched_switch.c), not by their
+# print fmt: `prev_comm:pid [prio] state ==> next_comm:pid [prio]` and `comm:pid [prio] CPU:001`. Its state letters are
+# an old table ("SDTtZXxW" by bit): a preempted task shows as R (the kernel's R+), an idle kernel thread as W (the kernel's I).
+TRACE_CMD_SCHED_PLUGIN = {
+    "sched_switch": re.compile(
+        r"^(?P<prev_comm>.{0,16}?):(?P<prev_pid>-?\d+) (?:\[(?P<prev_prio>-?\d+)\] )?(?P<prev_state>[A-Za-z|]*) ==> "
+        r"(?P<next_comm>.{0,16}?):(?P<next_pid>-?\d+)(?: \[(?P<next_prio>-?\d+)\])?$"
+    ),
+    **dict.fromkeys(("sched_wakeup", "sched_wakeup_new"), re.compile(
+        r"^(?P<comm>.{0,16}?):(?P<pid>-?\d+)(?: \[(?P<prio>-?\d+)\])?(?: success=(?P<success>\d+))?(?: CPU:(?P<target_cpu>\d+))?$"
+    )),
+}
+LATENCY_IRQ = {"s": "softirq", "h": "hardirq", "H": "hardirq", "z": "nmi", "Z": "nmi", "n": "nmi"}
+
+
+def flags_irq(flags: str | None) -> str:
+    """The context of a line by its latency flags' third column (trace_print_lat_fmt): softirq, hardirq, nmi or ""."""
+    return LATENCY_IRQ.get(flags[2], "") if flags and len(flags) > 2 else ""
 
 
 def event_fields(text: str) -> dict[str, str]:
@@ -4338,6 +4386,9 @@ class IntervalReader:
         match = FUNCTION_LINE.match(line) if sep < 0 and "] " in line else None
         if match:
             call = self.lines.classify_function_body(match.group("body"))
+            if not call and self.events:
+                yield from self.line_event(match)
+                return
             if call:
                 self.kind = self.kind or "function"
                 self.timestamps = True
@@ -4353,6 +4404,21 @@ class IntervalReader:
         lost = LOST_LINE.match(line)
         if lost:
             yield from self.lost_on(lost.group(1))
+
+    def line_event(self, match: re.Match[str]) -> Iterator[TraceEvent]:
+        """`sched_waking: comm=... pid=...` in function tracer text or trace-cmd report (its plugin's sched formats too)."""
+        event = TRACE_EVENT_BODY.match(match.group("body"))
+        if event is None:
+            return
+        name, text = event.group("name"), event.group("fields") or ""
+        if name in ("funcgraph_entry", "funcgraph_exit"):
+            return  # trace-cmd report -N's calls: not events
+        plugin = TRACE_CMD_SCHED_PLUGIN.get(name)
+        printed = plugin.match(text) if plugin else None
+        fields = {key: value for key, value in printed.groupdict().items() if value is not None} if printed else event_fields(text)
+        cpu = normalize_cpu(match.group("cpu"))
+        task = self.pid_task(match.group("pid"), cpu)
+        yield TraceEvent(name, task, match.group("comm").strip(), cpu, trace_time_us(match.group("ts")), fields, self.open_stack(task), flags_irq(match.group("flags")))
 
     def lost_on(self, cpu: str) -> Iterator[CallInterval]:
         """Events of a CPU were lost: the open calls of its tasks will not see their exits."""
@@ -4452,6 +4518,8 @@ class IntervalReader:
             return
         context = self.graph_columns(line[: sep - 14])
         duration = self.lines.duration_field(line[sep - 14 : sep])
+        if context is None:
+            context, duration = self.trace_cmd_columns(line) or (None, None)
         if context is None or (duration is not None and duration < 0.0):
             return  # not a call line, or its duration is not a time (BAD_DURATION, NOT_DURATION)
         task, comm, cpu, stamp = context
@@ -4487,11 +4555,24 @@ class IntervalReader:
         if match is None or context is None:
             return
         task, comm, cpu, stamp = context
-        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), self.open_stack(task))
+        flags = GRAPH_CONTEXT.match(line[line.find(" |  ") + 4 if stamp is not None else 0 : sep - 14])
+        irq = flags_irq(flags.group("flags")) if flags else ""
+        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), self.open_stack(task), irq)
 
     def open_stack(self, task: str) -> list[CallInterval]:
         """The task's open calls, outermost first."""
         return [call for _, call in sorted(self.open_calls.get(task, {}).items())]
+
+    def trace_cmd_columns(self, line: str) -> tuple[tuple[str, str, str | None, float | None], float | None] | None:
+        """trace-cmd report's function_graph line `comm-pid [cpu] ts: funcgraph_entry: 1.2 us | f();`: ((task, comm, CPU, time), duration)."""
+        match = FUNCTION_LINE.match(line)
+        event = TRACE_CMD_GRAPH.match(match.group("body")) if match else None
+        fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest")) if event else None
+        if match is None or fields is None:
+            return None
+        cpu = normalize_cpu(match.group("cpu"))
+        context = (self.pid_task(match.group("pid"), cpu), match.group("comm").strip(), cpu, trace_time_us(match.group("ts")))
+        return context, float(fields.group("dur")) if fields.group("dur") else None
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
@@ -4515,10 +4596,16 @@ class IntervalReader:
         """(task, comm, CPU) of an event line; None for every other line (which tracks context switches)."""
         sep = line.rfind("|  ")
         if sep >= 14:
+            if line.endswith("*/") and GRAPH_EVENT_COMMENT.match(line, sep + 3):
+                return None  # an event: a wakeup of a selected task may come from any task
             context = self.graph_columns(line[: sep - 14])
+            if context is None:
+                context = (self.trace_cmd_columns(line) or (None,))[0]
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
+            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
+                return None
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:
@@ -7474,6 +7561,8 @@ def summarize(view: View) -> list[str]:
         lines.append(f"lost events: CPU{cpu} lost an unknown number of events {times} time(s)")
     if "kernel-magnifier-data" in stats.metadata and stats.metadata.get("end") != "complete":
         lines.append("data file: no '# end: complete' line: the recording was cut short (copied while record ran?); lost counts are missing")
+    if stats.trace_events:
+        lines.append(stats.trace_events_text())
     if stats.unparsed_lines:
         lines.append(
             f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
