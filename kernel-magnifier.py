@@ -279,6 +279,14 @@ class TraceStats:
             return "no timestamps in the trace"
         return f"{self.first_us / 1e6:.6f} s to {self.last_us / 1e6:.6f} s"
 
+    def note_trace_event(self, name: str, count: int = 1) -> None:
+        self.trace_events[name] = self.trace_events.get(name, 0) + count
+
+    def trace_events_text(self) -> str:
+        """"trace events: sched_switch 1,409, sched_waking 745", most first; "" without events."""
+        counted = sorted(self.trace_events.items(), key=lambda item: (-item[1], item[0]))
+        return "trace events: " + ", ".join(f"{name} {count:,}" for name, count in counted) if counted else ""
+
     def note_unparsed(self, line: str, where: str) -> None:
         self.unparsed_lines += 1
         if not self.unparsed_example:
@@ -692,6 +700,11 @@ GRAPH_BODY = re.compile(
     r"|(?P<comment>/\*.*\*/)"
     r")\s*$"
 )
+# A tracepoint event between function_graph calls, as the kernel prints it: `/* sched_switch: prev_comm=... */`
+# (a trace_printk() message that looks like one is counted as an event too: the text cannot tell them apart).
+GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
+# A tracepoint event in function tracer text and trace-cmd report after the timestamp: `sched_waking: comm=...`
+TRACE_EVENT_BODY = re.compile(r"^(?P<name>\w+):(?: +(?P<fields>.*?))?\s*$")
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
 GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
@@ -1121,8 +1134,8 @@ class TraceParser:
             self.stats.formats.add("function")
         if len(self.function_cache) >= BODY_CACHE_LIMIT:
             self.function_cache.clear()
-        if "(" not in body and len(body) <= CACHE_KEY_LIMIT:  # with func-args every body is unique
-            self.function_cache[body] = result
+        if "(" not in body and len(body) <= CACHE_KEY_LIMIT and (result or not TRACE_EVENT_BODY.match(body)):
+            self.function_cache[body] = result  # not an event's: with func-args, or an event's fields, every body is unique
         return result
 
     def classify_graph_body(self, body: str) -> tuple | None:
@@ -1136,7 +1149,8 @@ class TraceParser:
         else:
             depth = len(match.group(1)) // 2
             if match.group("comment"):
-                parsed = (COMMENT, depth, None, None)
+                event = GRAPH_EVENT_COMMENT.match(body)  # `/* sched_switch: ... */`: a tracepoint event, counted by name
+                parsed = (COMMENT, depth, event.group("name") if event else None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
         if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
@@ -1386,7 +1400,16 @@ class TraceParser:
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
         elif not match.group("body").startswith(("<stack trace>", "<user stack trace>")):
-            self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+            event = TRACE_EVENT_BODY.match(match.group("body"))
+            if event:
+                self.trace_event(event.group("name"))
+            else:
+                self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+
+    def trace_event(self, name: str) -> None:
+        """A tracepoint event between the calls (text): counted by name, and as a ring-buffer event (as trace.dat's are)."""
+        self.stats.note_trace_event(name)
+        self.stats.events += 1
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
@@ -1421,7 +1444,9 @@ class TraceParser:
         folds into the graph once per batch.
         """
         kind, depth, name, module = parsed
-        if kind >= COMMENT:  # one test for both rare kinds: a comment, a return with an errno
+        if kind >= COMMENT:  # one test for both rare kinds: a comment (maybe an event), a return with an errno
+            if kind == COMMENT and name:
+                self.trace_event(name)
             return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
@@ -1868,6 +1893,8 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     for key, value in parsed["metadata"].items():
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
+    for name, count in parsed["trace_events"].items():
+        stats.note_trace_event(name, count)
     stats.inputs.extend(parsed["inputs"])
     stats.note_time(parsed["first_us"], parsed["last_us"])
 
@@ -1924,7 +1951,7 @@ class SeamParser(TraceParser):
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
         kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
         if kind == COMMENT:
-            return None
+            return super().graph_event(parsed, context, duration)  # an event is counted; nothing else happens
         cpu, key, irq = context
         if key is None:
             key = self.cpu_task.get(cpu)
@@ -2264,6 +2291,7 @@ class EventFormat:
     name: str
     event_id: int
     fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
+    text: str = ""  # the format file itself: EventLayout reads any event's fields and print fmt from it
 
 
 def parse_event_format(text: str, system: str, with_fields: bool = True) -> EventFormat | None:
@@ -2276,7 +2304,285 @@ def parse_event_format(text: str, system: str, with_fields: bool = True) -> Even
     for declaration, offset, size, signed in FORMAT_FIELD.findall(text) if with_fields else ():
         field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
         fields[field_name] = (int(offset), int(size), signed == "1")
-    return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
+    return EventFormat(system, name.group(1), int(event_id.group(1)), fields, text)
+
+
+# --- any event's fields, by its stored format (IntervalReader's events; the main parse only counts them) ---------
+#
+# An event's `format` file gives each field's offset, size and signedness, and a `print fmt`: a printf format
+# and the C expressions of its arguments, which is how the kernel and trace-cmd report print the event.
+# Fields are read by the layout; each `name=%conversion` of the print fmt whose argument is an expression
+# read here (fields, numbers, strings, arithmetic, ?:, __print_flags, __print_symbolic, __get_str) is printed
+# as that conversion prints it: `prev_state=R+`, `target_cpu=000`. Any other is left as the field's plain value.
+
+PRINT_FMT = re.compile(r'^print fmt: "(?P<format>(?:[^"\\]|\\.)*)"(?P<args>.*)$', re.M)
+PRINT_CONVERSION = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d*)(?:\.(?P<precision>\d+))?(?P<length>hh|h|ll|l|z|j|t|L)?(?P<kind>[diouxXcs%])")
+PRINT_TOKEN = re.compile(
+    r'\s*(?:(?P<number>0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(?P<string>"(?:[^"\\]|\\.)*")|REC->(?P<field>\w+)|(?P<name>[A-Za-z_]\w*)'
+    r"|(?P<op><<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^~!<>?:(),{}]))"
+)
+PRINT_BINARY = {  # C's binary operators by precedence (higher binds tighter)
+    "||": (1, lambda a, b: int(bool(a) or bool(b))), "&&": (2, lambda a, b: int(bool(a) and bool(b))),
+    "|": (3, lambda a, b: a | b), "^": (4, lambda a, b: a ^ b), "&": (5, lambda a, b: a & b),
+    "==": (6, lambda a, b: int(a == b)), "!=": (6, lambda a, b: int(a != b)),
+    "<": (7, lambda a, b: int(a < b)), ">": (7, lambda a, b: int(a > b)), "<=": (7, lambda a, b: int(a <= b)), ">=": (7, lambda a, b: int(a >= b)),
+    "<<": (8, lambda a, b: a << b), ">>": (8, lambda a, b: a >> b), "+": (9, lambda a, b: a + b), "-": (9, lambda a, b: a - b),
+    "*": (10, lambda a, b: a * b), "/": (10, lambda a, b: int(a / b) if b else 0), "%": (10, lambda a, b: a % b if b else 0),
+}
+C_TYPE_WORDS = {"unsigned", "signed", "int", "long", "short", "char", "bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "size_t", "pid_t"}
+FLAG_IRQ_CONTEXTS = ((0x40, "nmi"), (0x08, "hardirq"), (0x10, "softirq"))  # TRACE_FLAG_NMI, _HARDIRQ, _SOFTIRQ (kernel/trace/trace.h)
+
+
+class PrintFmtUnknown(Exception):
+    """A print fmt argument this reader does not evaluate: its field is shown as its plain value."""
+
+
+class PrintExpression:
+    """One argument of a print fmt, parsed into a function of the event's field values (C precedence, ints and strings)."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            match = PRINT_TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                if text[position:].strip():
+                    raise PrintFmtUnknown(text[position:])
+                break
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.at = 0
+        self.evaluate = self.ternary()
+        if self.at != len(self.tokens):
+            raise PrintFmtUnknown(text)
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+
+    def expect(self, op: str) -> None:
+        if self.peek() != ("op", op):
+            raise PrintFmtUnknown(f"{op!r} expected")
+        self.at += 1
+
+    def ternary(self) -> Callable[[dict], Any]:
+        test = self.binary(1)
+        if self.peek() != ("op", "?"):
+            return test
+        self.at += 1
+        yes = self.ternary()
+        self.expect(":")
+        no = self.ternary()
+        return lambda values: yes(values) if test(values) else no(values)
+
+    def binary(self, level: int) -> Callable[[dict], Any]:
+        left = self.unary()
+        while True:
+            kind, op = self.peek()
+            found = PRINT_BINARY.get(op) if kind == "op" else None
+            if found is None or found[0] < level:
+                return left
+            self.at += 1
+            right = self.binary(found[0] + 1)
+            left = (lambda apply, a, b: lambda values: apply(a(values), b(values)))(found[1], left, right)
+
+    def unary(self) -> Callable[[dict], Any]:
+        kind, op = self.peek()
+        if kind == "op" and op in "-~!":
+            self.at += 1
+            inner = self.unary()
+            apply = {"-": lambda a: -a, "~": lambda a: ~a, "!": lambda a: int(not a)}[op]
+            return lambda values: apply(inner(values))
+        return self.primary()
+
+    def primary(self) -> Callable[[dict], Any]:
+        kind, text = self.peek()
+        self.at += 1
+        if kind == "number":
+            number = int(text, 16) if text[:2].lower() == "0x" else int(text, 8) if text.startswith("0") else int(text)
+            return lambda values: number
+        if kind == "string":
+            string = text[1:-1].encode().decode("unicode_escape")
+            return lambda values: string
+        if kind == "field":
+            return lambda values: values[text]
+        if kind == "name" and self.peek() == ("op", "("):
+            return self.call(text)
+        if (kind, text) == ("op", "("):
+            names = []
+            while self.peek()[0] == "name" and self.peek()[1] in C_TYPE_WORDS:
+                names.append(self.tokens[self.at][1])
+                self.at += 1
+            if names and self.peek() == ("op", ")"):  # a cast: the value as it is
+                self.at += 1
+                return self.unary()
+            self.at -= len(names)
+            inner = self.ternary()
+            self.expect(")")
+            return inner
+        raise PrintFmtUnknown(text)
+
+    def call(self, function: str) -> Callable[[dict], Any]:
+        self.expect("(")
+        arguments = []
+        while self.peek() != ("op", ")"):
+            if self.peek() == ("op", "{"):
+                self.at += 1
+                value = self.ternary()
+                self.expect(",")
+                label = self.ternary()
+                self.expect("}")
+                arguments.append(("pair", value({}), label({})))
+            else:
+                arguments.append(self.ternary())
+            if self.peek() == ("op", ","):
+                self.at += 1
+        self.expect(")")
+        if function == "__get_str" and len(arguments) == 1 and callable(arguments[0]):
+            return arguments[0]
+        if function == "__print_flags" and len(arguments) >= 2 and not isinstance(arguments[1], tuple):
+            value, delimiter, table = arguments[0], arguments[1]({}), [pair[1:] for pair in arguments[2:] if isinstance(pair, tuple)]
+            return lambda values: print_flags(value(values), delimiter, table)
+        if function == "__print_symbolic" and arguments and not isinstance(arguments[0], tuple):
+            value, table = arguments[0], [pair[1:] for pair in arguments[1:] if isinstance(pair, tuple)]
+            return lambda values: print_symbolic(value(values), table)
+        raise PrintFmtUnknown(function)
+
+
+def print_flags(value: int, delimiter: str, table: list[tuple[int, str]]) -> str:
+    """__print_flags as libtraceevent prints it: each flag whose bits are all set, in table order, then any bits left in hex."""
+    parts = []
+    for bits, name in table:
+        if not value and bits == 0:
+            return name
+        if bits > 0 and value & bits == bits:
+            parts.append(name)
+            value &= ~bits
+    if value:
+        parts.append(f"0x{value:x}")
+    return delimiter.join(parts)
+
+
+def print_symbolic(value: int, table: list[tuple[int, str]]) -> str:
+    return next((name for bits, name in table if bits == value), f"0x{value:x}")
+
+
+def split_print_args(text: str) -> list[str]:
+    """The print fmt's arguments after its format string, split at the commas outside brackets and strings."""
+    parts, depth, start, quoted, escaped = [], 0, 0, False, False
+    for index, char in enumerate(text):
+        if quoted:
+            quoted, escaped = (quoted if escaped or char != '"' else False), (char == "\\" and not escaped)
+        elif char == '"':
+            quoted = True
+        elif char in "({[":
+            depth += 1
+        elif char in ")}]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def printed_value(conversion: re.Match[str], value: Any) -> str:
+    """One printf conversion of a value, as libtraceevent prints it (ints wrap to the conversion's width)."""
+    kind, length = conversion.group("kind"), conversion.group("length") or ""
+    spec = "%" + conversion.group("flags") + conversion.group("width") + (f".{conversion.group('precision')}" if conversion.group("precision") else "")
+    if kind == "s":
+        return (spec + "s") % (value if isinstance(value, str) else str(value))
+    if not isinstance(value, int):
+        raise PrintFmtUnknown(kind)
+    if kind == "c":
+        return (spec + "c") % chr(value & 0xFF)
+    bits = {"hh": 8, "h": 16, "l": 64, "ll": 64, "z": 64, "j": 64, "t": 64, "L": 64}.get(length, 32)
+    value &= (1 << bits) - 1
+    if kind in "di" and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return (spec + ("d" if kind in "diu" else kind)) % value
+
+
+class EventLayout:
+    """How to read one event's fields from its bytes and print them as its print fmt does."""
+
+    def __init__(self, event: EventFormat, endian: str) -> None:
+        self.name = event.name
+        self.byte_order: Any = "little" if endian == "<" else "big"
+        self.fields: list[tuple[str, str, int, int, bool]] = []  # (name, how: int/str/loc/rel/bytes, offset, size, signed)
+        self.flags_field: tuple[int, int] | None = None
+        for declaration, offset, size, signed in FORMAT_FIELD.findall(event.text):
+            words = declaration.split()
+            if not words:
+                continue
+            name = words[-1].split("[")[0]
+            if name == "common_flags":
+                self.flags_field = (int(offset), int(size))
+            if name.startswith("common_"):
+                continue
+            array = "[" in words[-1]
+            text = words[0] in ("char", "signed", "unsigned") and "char" in words and array
+            how = "loc" if words[0] == "__data_loc" else "rel" if words[0] == "__rel_loc" else "str" if text else "bytes" if array else "int"
+            self.fields.append((name, how, int(offset), int(size), signed == "1"))
+        self.printers = self.print_fmt_printers(event.text)
+
+    def print_fmt_printers(self, text: str) -> list[tuple[str, list[tuple[re.Match[str], Callable[[dict], Any]]]]]:
+        """Per `label=` of the print fmt, its conversions and their arguments; labels whose arguments are not all read here are left out."""
+        found = PRINT_FMT.search(text)
+        if found is None:
+            return []
+        arguments = split_print_args(found.group("args").lstrip().removeprefix(","))
+        printers: list[tuple[str, list]] = []
+        label, skip, literal_end, index = None, False, 0, 0
+        for conversion in PRINT_CONVERSION.finditer(found.group("format")):
+            if conversion.group("kind") == "%":
+                continue
+            literal = found.group("format")[literal_end : conversion.start()]
+            literal_end = conversion.end()
+            argument = arguments[index] if index < len(arguments) else ""
+            index += 1
+            if literal:
+                named = re.search(r"(\w+)=$", literal)
+                label, skip = (named.group(1), False) if named else (None, False)
+                if label:
+                    printers.append((label, []))
+            if label is None or skip:
+                continue
+            try:
+                printers[-1][1].append((conversion, PrintExpression(argument).evaluate))
+            except PrintFmtUnknown:
+                printers.pop()
+                skip = True
+        return printers
+
+    def read(self, data, start: int, end: int) -> tuple[dict[str, str], str]:
+        """The event at data[start:end]: its fields as trace-cmd report prints them, and its irq context from common_flags."""
+        values: dict[str, Any] = {}
+        for name, how, offset, size, signed in self.fields:
+            at = start + offset
+            if at + size > end:
+                continue
+            raw = bytes(data[at : at + size])
+            if how == "int":
+                values[name] = int.from_bytes(raw, self.byte_order, signed=signed)
+                continue
+            if how in ("loc", "rel"):
+                where = int.from_bytes(raw[:4], self.byte_order)
+                begin = (where & 0xFFFF) + (start if how == "loc" else at + size)
+                raw = bytes(data[begin : min(begin + (where >> 16), end)])
+                how = "str"  # a __data_loc array of chars: the others are rare, and their plain value is bytes too
+            values[name] = raw.split(b"\x00", 1)[0].decode("utf-8", "replace") if how == "str" else "ARRAY[" + ", ".join(f"{byte:02x}" for byte in raw) + "]"
+        fields = {name: str(value) for name, value in values.items()}
+        for label, parts in self.printers:
+            try:
+                fields[label] = "".join(printed_value(conversion, argument(values)) for conversion, argument in parts)
+            except (KeyError, TypeError, ValueError, OverflowError, PrintFmtUnknown):
+                pass
+        irq = ""
+        if self.flags_field is not None and start + self.flags_field[0] + self.flags_field[1] <= end:
+            flags = int.from_bytes(bytes(data[start + self.flags_field[0] : start + sum(self.flags_field)]), self.byte_order)
+            irq = next((context for bit, context in FLAG_IRQ_CONTEXTS if flags & bit), "")
+        return fields, irq
 
 
 class ByteReader:
@@ -2950,6 +3256,12 @@ class EventDecoder:
             self.table[event_id] = kind
         self.other_counts: Counter[int] = Counter()
         self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
+        self.formats = dat.formats
+        # IntervalReader's events: every other event's (name, fields, irq context), read in decode() while its bytes are
+        # at hand, by a number that is the event's code. None (the main parse): other events are only counted.
+        self.details: dict[int, tuple[str, dict[str, str], str]] | None = None
+        self.detail_count = 0
+        self.layouts: dict[int, EventLayout | None] = {}
 
     @staticmethod
     def kind_of(event: EventFormat) -> int | None:
@@ -3062,6 +3374,8 @@ class EventDecoder:
                 duration[selected] = spent / 1000.0
             elif event_kind == EV_EXIT:
                 duration[selected] = np.nan
+        if self.details is not None:
+            self.keep_details(buffer, where, types, kind, code)
         others = types[kind == EV_OTHER]
         if len(others):
             self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
@@ -3069,6 +3383,21 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def keep_details(self, buffer, where, types, kind, code) -> None:
+        """Each other event's fields, read by its stored format; its code becomes the key to them (-1: no format stored for its id)."""
+        for index in self.np.flatnonzero(kind == EV_OTHER).tolist():
+            event_id = int(types[index])
+            layout = self.layouts.get(event_id, False)
+            if layout is False:
+                event = self.formats.get(event_id)
+                layout = self.layouts[event_id] = EventLayout(event, self.endian) if event is not None else None
+            if layout is None:
+                code[index] = -1
+                continue
+            self.details[self.detail_count] = (layout.name, *layout.read(buffer, int(where[index]), len(buffer)))
+            code[index] = self.detail_count
+            self.detail_count += 1
 
     def returned_errnos(self, values):
         """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
@@ -3868,6 +4197,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
+    for event_id, count in decoder.other_counts.items():
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -3963,8 +4294,27 @@ class TraceEvent:
     irq: str = ""  # "", "softirq", "hardirq" or "nmi": the context the event ran in, where the trace says
 
 
-GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
 EVENT_FIELD = re.compile(r"(?:^|\s)(\w+)=")
+
+
+# trace-cmd report prints these events with its sched_switch plugin (libtraceevent's plugin_sched_switch.c), not by their
+# print fmt: `prev_comm:pid [prio] state ==> next_comm:pid [prio]` and `comm:pid [prio] CPU:001`. Its state letters are
+# an old table ("SDTtZXxW" by bit): a preempted task shows as R (the kernel's R+), an idle kernel thread as W (the kernel's I).
+TRACE_CMD_SCHED_PLUGIN = {
+    "sched_switch": re.compile(
+        r"^(?P<prev_comm>.{0,16}?):(?P<prev_pid>-?\d+) (?:\[(?P<prev_prio>-?\d+)\] )?(?P<prev_state>[A-Za-z|]*) ==> "
+        r"(?P<next_comm>.{0,16}?):(?P<next_pid>-?\d+)(?: \[(?P<next_prio>-?\d+)\])?$"
+    ),
+    **dict.fromkeys(("sched_wakeup", "sched_wakeup_new"), re.compile(
+        r"^(?P<comm>.{0,16}?):(?P<pid>-?\d+)(?: \[(?P<prio>-?\d+)\])?(?: success=(?P<success>\d+))?(?: CPU:(?P<target_cpu>\d+))?$"
+    )),
+}
+LATENCY_IRQ = {"s": "softirq", "h": "hardirq", "H": "hardirq", "z": "nmi", "Z": "nmi", "n": "nmi"}
+
+
+def flags_irq(flags: str | None) -> str:
+    """The context of a line by its latency flags' third column (trace_print_lat_fmt): softirq, hardirq, nmi or ""."""
+    return LATENCY_IRQ.get(flags[2], "") if flags and len(flags) > 2 else ""
 
 
 def event_fields(text: str) -> dict[str, str]:
@@ -4038,6 +4388,9 @@ class IntervalReader:
         match = FUNCTION_LINE.match(line) if sep < 0 and "] " in line else None
         if match:
             call = self.lines.classify_function_body(match.group("body"))
+            if not call and self.events:
+                yield from self.line_event(match)
+                return
             if call:
                 self.kind = self.kind or "function"
                 self.timestamps = True
@@ -4053,6 +4406,21 @@ class IntervalReader:
         lost = LOST_LINE.match(line)
         if lost:
             yield from self.lost_on(lost.group(1))
+
+    def line_event(self, match: re.Match[str]) -> Iterator[TraceEvent]:
+        """`sched_waking: comm=... pid=...` in function tracer text or trace-cmd report (its plugin's sched formats too)."""
+        event = TRACE_EVENT_BODY.match(match.group("body"))
+        if event is None:
+            return
+        name, text = event.group("name"), event.group("fields") or ""
+        if name in ("funcgraph_entry", "funcgraph_exit"):
+            return  # trace-cmd report -N's calls: not events
+        plugin = TRACE_CMD_SCHED_PLUGIN.get(name)
+        printed = plugin.match(text) if plugin else None
+        fields = {key: value for key, value in printed.groupdict().items() if value is not None} if printed else event_fields(text)
+        cpu = normalize_cpu(match.group("cpu"))
+        task = self.pid_task(match.group("pid"), cpu)
+        yield TraceEvent(name, task, match.group("comm").strip(), cpu, trace_time_us(match.group("ts")), fields, self.open_stack(task), flags_irq(match.group("flags")))
 
     def lost_on(self, cpu: str) -> Iterator[CallInterval]:
         """Events of a CPU were lost: the open calls of its tasks will not see their exits."""
@@ -4099,6 +4467,7 @@ class IntervalReader:
         with mapped_trace_dat(path) as data:
             dat = TraceDat(path, data)
             decoder = EventDecoder(dat)
+            decoder.details = {} if self.events else None
             streams = [cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]
             self.timestamps = True
             for window in merge_by_time(streams):
@@ -4127,6 +4496,10 @@ class IntervalReader:
                     elif kind == EV_LOST:
                         yield from self.lost_on(cpu)
                         continue
+                    elif kind == EV_OTHER and self.events and code >= 0:
+                        name, fields, irq = decoder.details.pop(code)
+                        yield TraceEvent(name, task, comm, cpu, stamp / 1000, fields, self.open_stack(task), irq)
+                        continue
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -4147,6 +4520,8 @@ class IntervalReader:
             return
         context = self.graph_columns(line[: sep - 14])
         duration = self.lines.duration_field(line[sep - 14 : sep])
+        if context is None:
+            context, duration = self.trace_cmd_columns(line) or (None, None)
         if context is None or (duration is not None and duration < 0.0):
             return  # not a call line, or its duration is not a time (BAD_DURATION, NOT_DURATION)
         task, comm, cpu, stamp = context
@@ -4182,8 +4557,24 @@ class IntervalReader:
         if match is None or context is None:
             return
         task, comm, cpu, stamp = context
-        stack = [call for _, call in sorted(self.open_calls.get(task, {}).items())]
-        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), stack)
+        flags = GRAPH_CONTEXT.match(line[line.find(" |  ") + 4 if stamp is not None else 0 : sep - 14])
+        irq = flags_irq(flags.group("flags")) if flags else ""
+        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), self.open_stack(task), irq)
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first."""
+        return [call for _, call in sorted(self.open_calls.get(task, {}).items())]
+
+    def trace_cmd_columns(self, line: str) -> tuple[tuple[str, str, str | None, float | None], float | None] | None:
+        """trace-cmd report's function_graph line `comm-pid [cpu] ts: funcgraph_entry: 1.2 us | f();`: ((task, comm, CPU, time), duration)."""
+        match = FUNCTION_LINE.match(line)
+        event = TRACE_CMD_GRAPH.match(match.group("body")) if match else None
+        fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest")) if event else None
+        if match is None or fields is None:
+            return None
+        cpu = normalize_cpu(match.group("cpu"))
+        context = (self.pid_task(match.group("pid"), cpu), match.group("comm").strip(), cpu, trace_time_us(match.group("ts")))
+        return context, float(fields.group("dur")) if fields.group("dur") else None
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
@@ -4207,10 +4598,16 @@ class IntervalReader:
         """(task, comm, CPU) of an event line; None for every other line (which tracks context switches)."""
         sep = line.rfind("|  ")
         if sep >= 14:
+            if line.endswith("*/") and GRAPH_EVENT_COMMENT.match(line, sep + 3):
+                return None  # an event: a wakeup of a selected task may come from any task
             context = self.graph_columns(line[: sep - 14])
+            if context is None:
+                context = (self.trace_cmd_columns(line) or (None,))[0]
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
+            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
+                return None
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:
@@ -7655,6 +8052,8 @@ def summarize(view: View) -> list[str]:
         lines.append(f"lost events: CPU{cpu} lost an unknown number of events {times} time(s)")
     if "kernel-magnifier-data" in stats.metadata and stats.metadata.get("end") != "complete":
         lines.append("data file: no '# end: complete' line: the recording was cut short (copied while record ran?); lost counts are missing")
+    if stats.trace_events:
+        lines.append(stats.trace_events_text())
     if stats.unparsed_lines:
         lines.append(
             f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
