@@ -5019,7 +5019,7 @@ def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | 
 
     With a --time-window (graph is then window_calls()'s tree) only the calls that start in it are the open calls a sleep counts in.
     """
-    if not inputs_have_sched_switch(graph, inputs):
+    if not inputs_have_sched_switch(graph):
         return None
     wanted = selection or TaskSelection()
     reader = IntervalReader(TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), events=True)
@@ -5128,27 +5128,9 @@ def path_on_off(graph: CallGraph) -> tuple[list[float], list[float]]:
     return on, off
 
 
-def inputs_have_sched_switch(graph: CallGraph, inputs: list[str]) -> bool:
-    """From the parse's event counts; where the parser did not count events, from the text itself (a fast byte search)."""
-    if graph.stats.trace_events:
-        return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
-    return any(not is_trace_dat(path) and text_mentions(path, b"sched_switch: ") for path in inputs)
-
-
-def text_mentions(path: str, needle: bytes) -> bool:
-    stream, raw = open_binary(path)
-    with raw, stream:
-        carry = b""
-        while True:
-            try:
-                block = stream.read(CHUNK_BYTES)
-            except READ_ERRORS as err:
-                raise UserError(f"{path}: {read_failure(stream, err)}") from err
-            if not block:
-                return False
-            if needle in carry + block:
-                return True
-            carry = block[-len(needle) :]
+def inputs_have_sched_switch(graph: CallGraph) -> bool:
+    """The main parse counted the inputs' events by name: no second pass over inputs without sched_switch."""
+    return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
 
 
 # ============================================================================
