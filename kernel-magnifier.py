@@ -6459,7 +6459,7 @@ def errors_lines(report: list[dict]) -> list[str]:
 
 HEAT_METRICS = ("self", "total", "calls", "oncpu", "offcpu")
 SCHED_METRICS = ("oncpu", "offcpu")  # need scheduler events (sched_switch) in the input
-METRIC_WORDS = {"oncpu": "on-CPU time", "offcpu": "off-CPU time (switched out)"}
+METRIC_WORDS = {"oncpu": "on-CPU time", "offcpu": "off-CPU time"}
 
 
 @dataclass
@@ -8060,6 +8060,9 @@ def sched_summary_lines(graph: CallGraph) -> list[str]:
     sched = graph.sched
     if sched is None:
         return [NO_SCHED_EVENTS] if "function_graph" in graph.stats.formats else []
+    if not sched.sleep_count and "function_graph" not in graph.stats.formats:
+        return [f"sleeps: {sched.untraced_sleeps:,} switch-outs, none of them inside a call: the function tracer records no open calls,"
+                " record function_graph for the on/off-CPU time of every call path"]
     if sched.timed:
         states = ", ".join(f"{state} {format_us(value)}" for state, value in sorted(sched.state_us.items(), key=lambda kv: -kv[1]))
         line = f"sleeps: {sched.sleep_count:,}, {format_us(sched.sleep_total_us)} switched out" + (f" ({states})" if states else "")
