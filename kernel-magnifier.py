@@ -280,6 +280,14 @@ class TraceStats:
             return "no timestamps in the trace"
         return f"{self.first_us / 1e6:.6f} s to {self.last_us / 1e6:.6f} s"
 
+    def note_trace_event(self, name: str, count: int = 1) -> None:
+        self.trace_events[name] = self.trace_events.get(name, 0) + count
+
+    def trace_events_text(self) -> str:
+        """"trace events: sched_switch 1,409, sched_waking 745", most first; "" without events."""
+        counted = sorted(self.trace_events.items(), key=lambda item: (-item[1], item[0]))
+        return "trace events: " + ", ".join(f"{name} {count:,}" for name, count in counted) if counted else ""
+
     def note_unparsed(self, line: str, where: str) -> None:
         self.unparsed_lines += 1
         if not self.unparsed_example:
@@ -333,6 +341,7 @@ class CallGraph:
     reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
     sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
     woken: bool = False  # a --wakers tree (reversed): its calls are sleeps of the focus woken through a function, its times their waits
+    off_cpu: dict[str, OffCpu] = field(default_factory=dict)  # per function, from `sched` (attach_sched)
 
     def nodes(self) -> list[str]:
         return list(self.calls)
@@ -693,6 +702,11 @@ GRAPH_BODY = re.compile(
     r"|(?P<comment>/\*.*\*/)"
     r")\s*$"
 )
+# A tracepoint event between function_graph calls, as the kernel prints it: `/* sched_switch: prev_comm=... */`
+# (a trace_printk() message that looks like one is counted as an event too: the text cannot tell them apart).
+GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
+# A tracepoint event in function tracer text and trace-cmd report after the timestamp: `sched_waking: comm=...`
+TRACE_EVENT_BODY = re.compile(r"^(?P<name>\w+):(?: +(?P<fields>.*?))?\s*$")
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
 GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
@@ -1122,8 +1136,8 @@ class TraceParser:
             self.stats.formats.add("function")
         if len(self.function_cache) >= BODY_CACHE_LIMIT:
             self.function_cache.clear()
-        if "(" not in body and len(body) <= CACHE_KEY_LIMIT:  # with func-args every body is unique
-            self.function_cache[body] = result
+        if "(" not in body and len(body) <= CACHE_KEY_LIMIT and (result or not TRACE_EVENT_BODY.match(body)):
+            self.function_cache[body] = result  # not an event's: with func-args, or an event's fields, every body is unique
         return result
 
     def classify_graph_body(self, body: str) -> tuple | None:
@@ -1137,7 +1151,8 @@ class TraceParser:
         else:
             depth = len(match.group(1)) // 2
             if match.group("comment"):
-                parsed = (COMMENT, depth, None, None)
+                event = GRAPH_EVENT_COMMENT.match(body)  # `/* sched_switch: ... */`: a tracepoint event, counted by name
+                parsed = (COMMENT, depth, event.group("name") if event else None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
         if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
@@ -1387,7 +1402,16 @@ class TraceParser:
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
         elif not match.group("body").startswith(("<stack trace>", "<user stack trace>")):
-            self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+            event = TRACE_EVENT_BODY.match(match.group("body"))
+            if event:
+                self.trace_event(event.group("name"))
+            else:
+                self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+
+    def trace_event(self, name: str) -> None:
+        """A tracepoint event between the calls (text): counted by name, and as a ring-buffer event (as trace.dat's are)."""
+        self.stats.note_trace_event(name)
+        self.stats.events += 1
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
@@ -1422,7 +1446,9 @@ class TraceParser:
         folds into the graph once per batch.
         """
         kind, depth, name, module = parsed
-        if kind >= COMMENT:  # one test for both rare kinds: a comment, a return with an errno
+        if kind >= COMMENT:  # one test for both rare kinds: a comment (maybe an event), a return with an errno
+            if kind == COMMENT and name:
+                self.trace_event(name)
             return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
@@ -1869,6 +1895,8 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     for key, value in parsed["metadata"].items():
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
+    for name, count in parsed["trace_events"].items():
+        stats.note_trace_event(name, count)
     stats.inputs.extend(parsed["inputs"])
     stats.note_time(parsed["first_us"], parsed["last_us"])
 
@@ -1925,7 +1953,7 @@ class SeamParser(TraceParser):
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
         kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
         if kind == COMMENT:
-            return None
+            return super().graph_event(parsed, context, duration)  # an event is counted; nothing else happens
         cpu, key, irq = context
         if key is None:
             key = self.cpu_task.get(cpu)
@@ -2265,6 +2293,7 @@ class EventFormat:
     name: str
     event_id: int
     fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
+    text: str = ""  # the format file itself: EventLayout reads any event's fields and print fmt from it
 
 
 def parse_event_format(text: str, system: str, with_fields: bool = True) -> EventFormat | None:
@@ -2277,7 +2306,285 @@ def parse_event_format(text: str, system: str, with_fields: bool = True) -> Even
     for declaration, offset, size, signed in FORMAT_FIELD.findall(text) if with_fields else ():
         field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
         fields[field_name] = (int(offset), int(size), signed == "1")
-    return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
+    return EventFormat(system, name.group(1), int(event_id.group(1)), fields, text)
+
+
+# --- any event's fields, by its stored format (IntervalReader's events; the main parse only counts them) ---------
+#
+# An event's `format` file gives each field's offset, size and signedness, and a `print fmt`: a printf format
+# and the C expressions of its arguments, which is how the kernel and trace-cmd report print the event.
+# Fields are read by the layout; each `name=%conversion` of the print fmt whose argument is an expression
+# read here (fields, numbers, strings, arithmetic, ?:, __print_flags, __print_symbolic, __get_str) is printed
+# as that conversion prints it: `prev_state=R+`, `target_cpu=000`. Any other is left as the field's plain value.
+
+PRINT_FMT = re.compile(r'^print fmt: "(?P<format>(?:[^"\\]|\\.)*)"(?P<args>.*)$', re.M)
+PRINT_CONVERSION = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d*)(?:\.(?P<precision>\d+))?(?P<length>hh|h|ll|l|z|j|t|L)?(?P<kind>[diouxXcs%])")
+PRINT_TOKEN = re.compile(
+    r'\s*(?:(?P<number>0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(?P<string>"(?:[^"\\]|\\.)*")|REC->(?P<field>\w+)|(?P<name>[A-Za-z_]\w*)'
+    r"|(?P<op><<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^~!<>?:(),{}]))"
+)
+PRINT_BINARY = {  # C's binary operators by precedence (higher binds tighter)
+    "||": (1, lambda a, b: int(bool(a) or bool(b))), "&&": (2, lambda a, b: int(bool(a) and bool(b))),
+    "|": (3, lambda a, b: a | b), "^": (4, lambda a, b: a ^ b), "&": (5, lambda a, b: a & b),
+    "==": (6, lambda a, b: int(a == b)), "!=": (6, lambda a, b: int(a != b)),
+    "<": (7, lambda a, b: int(a < b)), ">": (7, lambda a, b: int(a > b)), "<=": (7, lambda a, b: int(a <= b)), ">=": (7, lambda a, b: int(a >= b)),
+    "<<": (8, lambda a, b: a << b), ">>": (8, lambda a, b: a >> b), "+": (9, lambda a, b: a + b), "-": (9, lambda a, b: a - b),
+    "*": (10, lambda a, b: a * b), "/": (10, lambda a, b: int(a / b) if b else 0), "%": (10, lambda a, b: a % b if b else 0),
+}
+C_TYPE_WORDS = {"unsigned", "signed", "int", "long", "short", "char", "bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "size_t", "pid_t"}
+FLAG_IRQ_CONTEXTS = ((0x40, "nmi"), (0x08, "hardirq"), (0x10, "softirq"))  # TRACE_FLAG_NMI, _HARDIRQ, _SOFTIRQ (kernel/trace/trace.h)
+
+
+class PrintFmtUnknown(Exception):
+    """A print fmt argument this reader does not evaluate: its field is shown as its plain value."""
+
+
+class PrintExpression:
+    """One argument of a print fmt, parsed into a function of the event's field values (C precedence, ints and strings)."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            match = PRINT_TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                if text[position:].strip():
+                    raise PrintFmtUnknown(text[position:])
+                break
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.at = 0
+        self.evaluate = self.ternary()
+        if self.at != len(self.tokens):
+            raise PrintFmtUnknown(text)
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+
+    def expect(self, op: str) -> None:
+        if self.peek() != ("op", op):
+            raise PrintFmtUnknown(f"{op!r} expected")
+        self.at += 1
+
+    def ternary(self) -> Callable[[dict], Any]:
+        test = self.binary(1)
+        if self.peek() != ("op", "?"):
+            return test
+        self.at += 1
+        yes = self.ternary()
+        self.expect(":")
+        no = self.ternary()
+        return lambda values: yes(values) if test(values) else no(values)
+
+    def binary(self, level: int) -> Callable[[dict], Any]:
+        left = self.unary()
+        while True:
+            kind, op = self.peek()
+            found = PRINT_BINARY.get(op) if kind == "op" else None
+            if found is None or found[0] < level:
+                return left
+            self.at += 1
+            right = self.binary(found[0] + 1)
+            left = (lambda apply, a, b: lambda values: apply(a(values), b(values)))(found[1], left, right)
+
+    def unary(self) -> Callable[[dict], Any]:
+        kind, op = self.peek()
+        if kind == "op" and op in "-~!":
+            self.at += 1
+            inner = self.unary()
+            apply = {"-": lambda a: -a, "~": lambda a: ~a, "!": lambda a: int(not a)}[op]
+            return lambda values: apply(inner(values))
+        return self.primary()
+
+    def primary(self) -> Callable[[dict], Any]:
+        kind, text = self.peek()
+        self.at += 1
+        if kind == "number":
+            number = int(text, 16) if text[:2].lower() == "0x" else int(text, 8) if text.startswith("0") else int(text)
+            return lambda values: number
+        if kind == "string":
+            string = text[1:-1].encode().decode("unicode_escape")
+            return lambda values: string
+        if kind == "field":
+            return lambda values: values[text]
+        if kind == "name" and self.peek() == ("op", "("):
+            return self.call(text)
+        if (kind, text) == ("op", "("):
+            names = []
+            while self.peek()[0] == "name" and self.peek()[1] in C_TYPE_WORDS:
+                names.append(self.tokens[self.at][1])
+                self.at += 1
+            if names and self.peek() == ("op", ")"):  # a cast: the value as it is
+                self.at += 1
+                return self.unary()
+            self.at -= len(names)
+            inner = self.ternary()
+            self.expect(")")
+            return inner
+        raise PrintFmtUnknown(text)
+
+    def call(self, function: str) -> Callable[[dict], Any]:
+        self.expect("(")
+        arguments = []
+        while self.peek() != ("op", ")"):
+            if self.peek() == ("op", "{"):
+                self.at += 1
+                value = self.ternary()
+                self.expect(",")
+                label = self.ternary()
+                self.expect("}")
+                arguments.append(("pair", value({}), label({})))
+            else:
+                arguments.append(self.ternary())
+            if self.peek() == ("op", ","):
+                self.at += 1
+        self.expect(")")
+        if function == "__get_str" and len(arguments) == 1 and callable(arguments[0]):
+            return arguments[0]
+        if function == "__print_flags" and len(arguments) >= 2 and not isinstance(arguments[1], tuple):
+            value, delimiter, table = arguments[0], arguments[1]({}), [pair[1:] for pair in arguments[2:] if isinstance(pair, tuple)]
+            return lambda values: print_flags(value(values), delimiter, table)
+        if function == "__print_symbolic" and arguments and not isinstance(arguments[0], tuple):
+            value, table = arguments[0], [pair[1:] for pair in arguments[1:] if isinstance(pair, tuple)]
+            return lambda values: print_symbolic(value(values), table)
+        raise PrintFmtUnknown(function)
+
+
+def print_flags(value: int, delimiter: str, table: list[tuple[int, str]]) -> str:
+    """__print_flags as libtraceevent prints it: each flag whose bits are all set, in table order, then any bits left in hex."""
+    parts = []
+    for bits, name in table:
+        if not value and bits == 0:
+            return name
+        if bits > 0 and value & bits == bits:
+            parts.append(name)
+            value &= ~bits
+    if value:
+        parts.append(f"0x{value:x}")
+    return delimiter.join(parts)
+
+
+def print_symbolic(value: int, table: list[tuple[int, str]]) -> str:
+    return next((name for bits, name in table if bits == value), f"0x{value:x}")
+
+
+def split_print_args(text: str) -> list[str]:
+    """The print fmt's arguments after its format string, split at the commas outside brackets and strings."""
+    parts, depth, start, quoted, escaped = [], 0, 0, False, False
+    for index, char in enumerate(text):
+        if quoted:
+            quoted, escaped = (quoted if escaped or char != '"' else False), (char == "\\" and not escaped)
+        elif char == '"':
+            quoted = True
+        elif char in "({[":
+            depth += 1
+        elif char in ")}]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def printed_value(conversion: re.Match[str], value: Any) -> str:
+    """One printf conversion of a value, as libtraceevent prints it (ints wrap to the conversion's width)."""
+    kind, length = conversion.group("kind"), conversion.group("length") or ""
+    spec = "%" + conversion.group("flags") + conversion.group("width") + (f".{conversion.group('precision')}" if conversion.group("precision") else "")
+    if kind == "s":
+        return (spec + "s") % (value if isinstance(value, str) else str(value))
+    if not isinstance(value, int):
+        raise PrintFmtUnknown(kind)
+    if kind == "c":
+        return (spec + "c") % chr(value & 0xFF)
+    bits = {"hh": 8, "h": 16, "l": 64, "ll": 64, "z": 64, "j": 64, "t": 64, "L": 64}.get(length, 32)
+    value &= (1 << bits) - 1
+    if kind in "di" and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return (spec + ("d" if kind in "diu" else kind)) % value
+
+
+class EventLayout:
+    """How to read one event's fields from its bytes and print them as its print fmt does."""
+
+    def __init__(self, event: EventFormat, endian: str) -> None:
+        self.name = event.name
+        self.byte_order: Any = "little" if endian == "<" else "big"
+        self.fields: list[tuple[str, str, int, int, bool]] = []  # (name, how: int/str/loc/rel/bytes, offset, size, signed)
+        self.flags_field: tuple[int, int] | None = None
+        for declaration, offset, size, signed in FORMAT_FIELD.findall(event.text):
+            words = declaration.split()
+            if not words:
+                continue
+            name = words[-1].split("[")[0]
+            if name == "common_flags":
+                self.flags_field = (int(offset), int(size))
+            if name.startswith("common_"):
+                continue
+            array = "[" in words[-1]
+            text = words[0] in ("char", "signed", "unsigned") and "char" in words and array
+            how = "loc" if words[0] == "__data_loc" else "rel" if words[0] == "__rel_loc" else "str" if text else "bytes" if array else "int"
+            self.fields.append((name, how, int(offset), int(size), signed == "1"))
+        self.printers = self.print_fmt_printers(event.text)
+
+    def print_fmt_printers(self, text: str) -> list[tuple[str, list[tuple[re.Match[str], Callable[[dict], Any]]]]]:
+        """Per `label=` of the print fmt, its conversions and their arguments; labels whose arguments are not all read here are left out."""
+        found = PRINT_FMT.search(text)
+        if found is None:
+            return []
+        arguments = split_print_args(found.group("args").lstrip().removeprefix(","))
+        printers: list[tuple[str, list]] = []
+        label, skip, literal_end, index = None, False, 0, 0
+        for conversion in PRINT_CONVERSION.finditer(found.group("format")):
+            if conversion.group("kind") == "%":
+                continue
+            literal = found.group("format")[literal_end : conversion.start()]
+            literal_end = conversion.end()
+            argument = arguments[index] if index < len(arguments) else ""
+            index += 1
+            if literal:
+                named = re.search(r"(\w+)=$", literal)
+                label, skip = (named.group(1), False) if named else (None, False)
+                if label:
+                    printers.append((label, []))
+            if label is None or skip:
+                continue
+            try:
+                printers[-1][1].append((conversion, PrintExpression(argument).evaluate))
+            except PrintFmtUnknown:
+                printers.pop()
+                skip = True
+        return printers
+
+    def read(self, data, start: int, end: int) -> tuple[dict[str, str], str]:
+        """The event at data[start:end]: its fields as trace-cmd report prints them, and its irq context from common_flags."""
+        values: dict[str, Any] = {}
+        for name, how, offset, size, signed in self.fields:
+            at = start + offset
+            if at + size > end:
+                continue
+            raw = bytes(data[at : at + size])
+            if how == "int":
+                values[name] = int.from_bytes(raw, self.byte_order, signed=signed)
+                continue
+            if how in ("loc", "rel"):
+                where = int.from_bytes(raw[:4], self.byte_order)
+                begin = (where & 0xFFFF) + (start if how == "loc" else at + size)
+                raw = bytes(data[begin : min(begin + (where >> 16), end)])
+                how = "str"  # a __data_loc array of chars: the others are rare, and their plain value is bytes too
+            values[name] = raw.split(b"\x00", 1)[0].decode("utf-8", "replace") if how == "str" else "ARRAY[" + ", ".join(f"{byte:02x}" for byte in raw) + "]"
+        fields = {name: str(value) for name, value in values.items()}
+        for label, parts in self.printers:
+            try:
+                fields[label] = "".join(printed_value(conversion, argument(values)) for conversion, argument in parts)
+            except (KeyError, TypeError, ValueError, OverflowError, PrintFmtUnknown):
+                pass
+        irq = ""
+        if self.flags_field is not None and start + self.flags_field[0] + self.flags_field[1] <= end:
+            flags = int.from_bytes(bytes(data[start + self.flags_field[0] : start + sum(self.flags_field)]), self.byte_order)
+            irq = next((context for bit, context in FLAG_IRQ_CONTEXTS if flags & bit), "")
+        return fields, irq
 
 
 class ByteReader:
@@ -2951,6 +3258,12 @@ class EventDecoder:
             self.table[event_id] = kind
         self.other_counts: Counter[int] = Counter()
         self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
+        self.formats = dat.formats
+        # IntervalReader's events: every other event's (name, fields, irq context), read in decode() while its bytes are
+        # at hand, by a number that is the event's code. None (the main parse): other events are only counted.
+        self.details: dict[int, tuple[str, dict[str, str], str]] | None = None
+        self.detail_count = 0
+        self.layouts: dict[int, EventLayout | None] = {}
 
     @staticmethod
     def kind_of(event: EventFormat) -> int | None:
@@ -3063,6 +3376,8 @@ class EventDecoder:
                 duration[selected] = spent / 1000.0
             elif event_kind == EV_EXIT:
                 duration[selected] = np.nan
+        if self.details is not None:
+            self.keep_details(buffer, where, types, kind, code)
         others = types[kind == EV_OTHER]
         if len(others):
             self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
@@ -3070,6 +3385,21 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def keep_details(self, buffer, where, types, kind, code) -> None:
+        """Each other event's fields, read by its stored format; its code becomes the key to them (-1: no format stored for its id)."""
+        for index in self.np.flatnonzero(kind == EV_OTHER).tolist():
+            event_id = int(types[index])
+            layout = self.layouts.get(event_id, False)
+            if layout is False:
+                event = self.formats.get(event_id)
+                layout = self.layouts[event_id] = EventLayout(event, self.endian) if event is not None else None
+            if layout is None:
+                code[index] = -1
+                continue
+            self.details[self.detail_count] = (layout.name, *layout.read(buffer, int(where[index]), len(buffer)))
+            code[index] = self.detail_count
+            self.detail_count += 1
 
     def returned_errnos(self, values):
         """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
@@ -3869,6 +4199,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
+    for event_id, count in decoder.other_counts.items():
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -3964,8 +4296,27 @@ class TraceEvent:
     irq: str = ""  # "", "softirq", "hardirq" or "nmi": the context the event ran in, where the trace says
 
 
-GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
 EVENT_FIELD = re.compile(r"(?:^|\s)(\w+)=")
+
+
+# trace-cmd report prints these events with its sched_switch plugin (libtraceevent's plugin_sched_switch.c), not by their
+# print fmt: `prev_comm:pid [prio] state ==> next_comm:pid [prio]` and `comm:pid [prio] CPU:001`. Its state letters are
+# an old table ("SDTtZXxW" by bit): a preempted task shows as R (the kernel's R+), an idle kernel thread as W (the kernel's I).
+TRACE_CMD_SCHED_PLUGIN = {
+    "sched_switch": re.compile(
+        r"^(?P<prev_comm>.{0,16}?):(?P<prev_pid>-?\d+) (?:\[(?P<prev_prio>-?\d+)\] )?(?P<prev_state>[A-Za-z|]*) ==> "
+        r"(?P<next_comm>.{0,16}?):(?P<next_pid>-?\d+)(?: \[(?P<next_prio>-?\d+)\])?$"
+    ),
+    **dict.fromkeys(("sched_wakeup", "sched_wakeup_new"), re.compile(
+        r"^(?P<comm>.{0,16}?):(?P<pid>-?\d+)(?: \[(?P<prio>-?\d+)\])?(?: success=(?P<success>\d+))?(?: CPU:(?P<target_cpu>\d+))?$"
+    )),
+}
+LATENCY_IRQ = {"s": "softirq", "h": "hardirq", "H": "hardirq", "z": "nmi", "Z": "nmi", "n": "nmi"}
+
+
+def flags_irq(flags: str | None) -> str:
+    """The context of a line by its latency flags' third column (trace_print_lat_fmt): softirq, hardirq, nmi or ""."""
+    return LATENCY_IRQ.get(flags[2], "") if flags and len(flags) > 2 else ""
 
 
 def event_fields(text: str) -> dict[str, str]:
@@ -4039,6 +4390,9 @@ class IntervalReader:
         match = FUNCTION_LINE.match(line) if sep < 0 and "] " in line else None
         if match:
             call = self.lines.classify_function_body(match.group("body"))
+            if not call and self.events:
+                yield from self.line_event(match)
+                return
             if call:
                 self.kind = self.kind or "function"
                 self.timestamps = True
@@ -4054,6 +4408,21 @@ class IntervalReader:
         lost = LOST_LINE.match(line)
         if lost:
             yield from self.lost_on(lost.group(1))
+
+    def line_event(self, match: re.Match[str]) -> Iterator[TraceEvent]:
+        """`sched_waking: comm=... pid=...` in function tracer text or trace-cmd report (its plugin's sched formats too)."""
+        event = TRACE_EVENT_BODY.match(match.group("body"))
+        if event is None:
+            return
+        name, text = event.group("name"), event.group("fields") or ""
+        if name in ("funcgraph_entry", "funcgraph_exit"):
+            return  # trace-cmd report -N's calls: not events
+        plugin = TRACE_CMD_SCHED_PLUGIN.get(name)
+        printed = plugin.match(text) if plugin else None
+        fields = {key: value for key, value in printed.groupdict().items() if value is not None} if printed else event_fields(text)
+        cpu = normalize_cpu(match.group("cpu"))
+        task = self.pid_task(match.group("pid"), cpu)
+        yield TraceEvent(name, task, match.group("comm").strip(), cpu, trace_time_us(match.group("ts")), fields, self.open_stack(task), flags_irq(match.group("flags")))
 
     def lost_on(self, cpu: str) -> Iterator[CallInterval]:
         """Events of a CPU were lost: the open calls of its tasks will not see their exits."""
@@ -4100,6 +4469,7 @@ class IntervalReader:
         with mapped_trace_dat(path) as data:
             dat = TraceDat(path, data)
             decoder = EventDecoder(dat)
+            decoder.details = {} if self.events else None
             streams = [cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]
             self.timestamps = True
             for window in merge_by_time(streams):
@@ -4128,6 +4498,10 @@ class IntervalReader:
                     elif kind == EV_LOST:
                         yield from self.lost_on(cpu)
                         continue
+                    elif kind == EV_OTHER and self.events and code >= 0:
+                        name, fields, irq = decoder.details.pop(code)
+                        yield TraceEvent(name, task, comm, cpu, stamp / 1000, fields, self.open_stack(task), irq)
+                        continue
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -4148,6 +4522,8 @@ class IntervalReader:
             return
         context = self.graph_columns(line[: sep - 14])
         duration = self.lines.duration_field(line[sep - 14 : sep])
+        if context is None:
+            context, duration = self.trace_cmd_columns(line) or (None, None)
         if context is None or (duration is not None and duration < 0.0):
             return  # not a call line, or its duration is not a time (BAD_DURATION, NOT_DURATION)
         task, comm, cpu, stamp = context
@@ -4183,8 +4559,24 @@ class IntervalReader:
         if match is None or context is None:
             return
         task, comm, cpu, stamp = context
-        stack = [call for _, call in sorted(self.open_calls.get(task, {}).items())]
-        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), stack)
+        flags = GRAPH_CONTEXT.match(line[line.find(" |  ") + 4 if stamp is not None else 0 : sep - 14])
+        irq = flags_irq(flags.group("flags")) if flags else ""
+        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), self.open_stack(task), irq)
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first."""
+        return [call for _, call in sorted(self.open_calls.get(task, {}).items())]
+
+    def trace_cmd_columns(self, line: str) -> tuple[tuple[str, str, str | None, float | None], float | None] | None:
+        """trace-cmd report's function_graph line `comm-pid [cpu] ts: funcgraph_entry: 1.2 us | f();`: ((task, comm, CPU, time), duration)."""
+        match = FUNCTION_LINE.match(line)
+        event = TRACE_CMD_GRAPH.match(match.group("body")) if match else None
+        fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest")) if event else None
+        if match is None or fields is None:
+            return None
+        cpu = normalize_cpu(match.group("cpu"))
+        context = (self.pid_task(match.group("pid"), cpu), match.group("comm").strip(), cpu, trace_time_us(match.group("ts")))
+        return context, float(fields.group("dur")) if fields.group("dur") else None
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
@@ -4208,10 +4600,16 @@ class IntervalReader:
         """(task, comm, CPU) of an event line; None for every other line (which tracks context switches)."""
         sep = line.rfind("|  ")
         if sep >= 14:
+            if line.endswith("*/") and GRAPH_EVENT_COMMENT.match(line, sep + 3):
+                return None  # an event: a wakeup of a selected task may come from any task
             context = self.graph_columns(line[: sep - 14])
+            if context is None:
+                context = (self.trace_cmd_columns(line) or (None,))[0]
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
+            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
+                return None
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:
@@ -4425,8 +4823,9 @@ class SchedTracker:
     (__traceiter_sched_switch) gets the part of the off time before it returned.
     """
 
-    def __init__(self, tree: CallTree, selection: TaskSelection, reader: IntervalReader) -> None:
+    def __init__(self, tree: CallTree, selection: TaskSelection, reader: IntervalReader, window: tuple[float, float] | None = None) -> None:
         self.tree = tree
+        self.window = window
         self.selection = selection
         self.reader = reader
         self.times = SchedTimes()
@@ -4452,8 +4851,9 @@ class SchedTracker:
             self.wakeup(event)
 
     def open_stack(self, task: str) -> list[CallInterval]:
-        """The task's open calls, outermost first (an interrupt's displaced ones are not on it)."""
-        return [call for _, call in sorted(self.reader.open_calls.get(task, {}).items())]
+        """The task's open calls, outermost first (an interrupt's displaced ones are not on it); with a window, those that started in it."""
+        stack = [call for _, call in sorted(self.reader.open_calls.get(task, {}).items())]
+        return stack if self.window is None else list(calls_in_window(stack, self.window))
 
     def switch_out(self, task: str, comm: str, cpu: str | None, event: TraceEvent) -> None:
         early = self.early.pop(task, None)
@@ -4564,7 +4964,8 @@ class SchedTracker:
             return Waker(ROOT_NODE, event.comm or f"pid {event.task}")
         node = ROOT_NODE
         if self.selection.keeps(event.task, event.comm, event.cpu):
-            found = [node for node in stack_nodes(self.tree, stack) if node is not None]
+            inside = stack if self.window is None else list(calls_in_window(stack, self.window))
+            found = [node for node in stack_nodes(self.tree, inside) if node is not None]
             node = found[-1] if found else ROOT_NODE
         context = event.irq or irq_context(stack)
         return Waker(node, f"task {event.comm}" if context == "task" and event.comm else context)  # the waker task's name: who to group by
@@ -4616,13 +5017,16 @@ def stack_nodes(tree: CallTree, stack: list[CallInterval]) -> list[int | None]:
     return nodes
 
 
-def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | None = None) -> SchedTimes | None:
-    """On/off-CPU time and wakeups of graph.tree's call paths, from a second pass over the inputs; None without sched_switch."""
-    if not inputs_have_sched_switch(graph, inputs):
+def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | None = None, window: tuple[float, float] | None = None) -> SchedTimes | None:
+    """On/off-CPU time and wakeups of graph.tree's call paths, from a second pass over the inputs; None without sched_switch.
+
+    With a --time-window (graph is then window_calls()'s tree) only the calls that start in it are the open calls a sleep counts in.
+    """
+    if not inputs_have_sched_switch(graph):
         return None
     wanted = selection or TaskSelection()
     reader = IntervalReader(TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), events=True)
-    tracker = SchedTracker(graph.tree, TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), reader)
+    tracker = SchedTracker(graph.tree, TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), reader, window)
     out = tracker.out
     for item in reader.read(inputs):
         if type(item) is TraceEvent:
@@ -4634,27 +5038,102 @@ def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | 
     return tracker.finish()
 
 
-def inputs_have_sched_switch(graph: CallGraph, inputs: list[str]) -> bool:
-    """From the parse's event counts; where the parser did not count events, from the text itself (a fast byte search)."""
-    if graph.stats.trace_events:
-        return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
-    return any(not is_trace_dat(path) and text_mentions(path, b"sched_switch: ") for path in inputs)
+@dataclass
+class OffCpu:
+    """Switched-out time of a function: of its outermost activations on each call path, as its total time counts them."""
+
+    off_us: float = 0.0
+    sleeps: int = 0
+    states: dict[str, float] = field(default_factory=dict)  # prev_state -> off time
 
 
-def text_mentions(path: str, needle: bytes) -> bool:
-    stream, raw = open_binary(path)
-    with raw, stream:
-        carry = b""
-        while True:
-            try:
-                block = stream.read(CHUNK_BYTES)
-            except READ_ERRORS as err:
-                raise UserError(f"{path}: {read_failure(stream, err)}") from err
-            if not block:
-                return False
-            if needle in carry + block:
-                return True
-            carry = block[-len(needle) :]
+def function_off_cpu(tree: CallTree, sched: SchedTimes) -> dict[str, OffCpu]:
+    """Per function: the off-CPU time of its call paths that are not inside another activation of it (derive_graph's rule)."""
+    result: dict[str, OffCpu] = {}
+    on_path: Counter[str] = Counter()
+    stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    while stack:
+        node, leaving = stack.pop()
+        name = tree.function[node] or ""
+        if leaving:
+            on_path[name] -= 1
+            continue
+        if not on_path[name] and node in sched.sleeps:
+            mine = result.get(name)
+            if mine is None:
+                mine = result[name] = OffCpu()
+            mine.off_us += sched.off_us.get(node, 0.0)
+            mine.sleeps += sched.sleeps[node]
+            for state, off in sched.states.get(node, {}).items():
+                mine.states[state] = mine.states.get(state, 0.0) + off
+        on_path[name] += 1
+        stack.append((node, True))
+        kids = tree.children[node]
+        if kids:
+            stack.extend((kid, False) for kid in kids.values())
+    return result
+
+
+def attach_sched(graph: CallGraph, sched: SchedTimes | None) -> None:
+    """Give a graph its scheduler numbers: per call path (`sched`) and per function (`off_cpu`)."""
+    graph.sched = sched
+    graph.off_cpu = function_off_cpu(graph.tree, sched) if sched is not None else {}
+
+
+def moved_sched(sched: SchedTimes | None, moved: list[tuple[int, int]]) -> SchedTimes | None:
+    """A focused view's SchedTimes: each node's numbers added into the copies `moved` made of it (several may go into one)."""
+    if sched is None:
+        return None
+    result = SchedTimes(sleep_total_us=sched.sleep_total_us, sleep_count=sched.sleep_count, timed=sched.timed, state_us=dict(sched.state_us),
+                        state_sleeps=dict(sched.state_sleeps), open_sleeps=sched.open_sleeps, untraced_sleeps=sched.untraced_sleeps,
+                        unmapped_frames=sched.unmapped_frames, switch_ins_unseen=sched.switch_ins_unseen, wakeup_event=sched.wakeup_event)
+    copies: dict[int, int] = {}
+    for source, target in moved:
+        copies.setdefault(source, target)
+        if source not in sched.sleeps:
+            continue
+        result.off_us[target] = result.off_us.get(target, 0.0) + sched.off_us.get(source, 0.0)
+        result.sleeps[target] = result.sleeps.get(target, 0) + sched.sleeps[source]
+        states = result.states.setdefault(target, {})
+        for state, off in sched.states.get(source, {}).items():
+            states[state] = states.get(state, 0.0) + off
+        if source in sched.unwoken:
+            result.unwoken[target] = result.unwoken.get(target, 0) + sched.unwoken[source]
+    for (sleeper, waker, who), flow in sched.wakes.items():
+        if sleeper in copies:
+            key = (copies[sleeper], copies.get(waker, ROOT_NODE), who)
+            into = result.wakes.setdefault(key, WakeFlow())
+            into.sleeps += flow.sleeps
+            into.wait_us += flow.wait_us
+            into.max_us = max(into.max_us, flow.max_us)
+            into.waits = (into.waits + flow.waits)[:WAKE_WAITS_KEPT]
+    return result
+
+
+def on_cpu_us(graph: CallGraph, name: str) -> float:
+    """A function's total time minus its switched-out time (never below 0: printed durations and timestamps round differently)."""
+    return max(0.0, graph.total_us.get(name, 0.0) - off_cpu_us(graph, name))
+
+
+def off_cpu_us(graph: CallGraph, name: str) -> float:
+    found = graph.off_cpu.get(name)
+    return found.off_us if found is not None else 0.0
+
+
+def path_on_off(graph: CallGraph) -> tuple[list[float], list[float]]:
+    """Per call-tree node: (on-CPU time, off-CPU time), for folded stacks and the flame graph's --weight oncpu/offcpu."""
+    tree = graph.tree
+    off = [0.0] * len(tree)
+    if graph.sched is not None:
+        for node, value in graph.sched.off_us.items():
+            off[node] = value
+    on = [max(0.0, total - value) for total, value in zip(tree.total_us, off)]
+    return on, off
+
+
+def inputs_have_sched_switch(graph: CallGraph) -> bool:
+    """The main parse counted the inputs' events by name: no second pass over inputs without sched_switch."""
+    return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
 
 
 # The two ends of a wakeup, by rule. A wakeup's stack ends in the scheduler's
@@ -5861,11 +6340,13 @@ def name_suggestions(pattern: str, names: Iterable[str]) -> str:
     return f" (did you mean {', '.join(shown)}{every}?)"
 
 
-def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None) -> None:
-    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`."""
+def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None, moved: list[tuple[int, int]] | None = None) -> None:
+    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`; `moved` gets (source node, its copy)."""
     work = [(source, target, 0)]
     while work:
         node, into, level = work.pop()
+        if moved is not None:
+            moved.append((node, into))
         target_tree.calls[into] += tree.calls[node]
         target_tree.total_us[into] += tree.total_us[node]
         target_tree.self_us[into] += tree.self_us[node]
@@ -5876,7 +6357,7 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
 
 
-def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None, moved: list[tuple[int, int]] | None = None) -> CallTree:
     """The subtrees below every outermost activation of the functions, merged per function.
 
     Only activations that are not already inside another selected activation
@@ -5890,7 +6371,7 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
         node = stack.pop()
         name = tree.function[node] or ""
         if name in functions:
-            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth)
+            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth, moved)
             continue
         kids = tree.children[node]
         if kids:
@@ -5898,13 +6379,14 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
     return focused
 
 
-def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+def focus_callers(tree: CallTree, functions: set[str], depth: int | None, moved: list[tuple[int, int]] | None = None) -> CallTree:
     """The reversed tree: each function at a root, its callers below it, their callers below them.
 
     A node's calls and self time are those of the selected function's
     activations reached through that chain of callers; its total time counts
     only activations not inside another of the same function (as derive_graph
     does), so F's own total and the folded weights do not count recursion twice.
+    `moved` gets (F's node, a reversed node) for every reversed node F's total went to: its off-CPU time goes along.
     """
     reverse = CallTree()
     reverse.timed = tree.timed
@@ -5921,6 +6403,8 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
             reverse.calls[target] += calls
             reverse.total_us[target] += total
             reverse.self_us[target] += self_us
+            if moved is not None and total:
+                moved.append((node, target))
             ancestor = tree.parent[ancestor]
             level += 1
             if ancestor <= ROOT_NODE or (depth is not None and level > depth):
@@ -5994,22 +6478,27 @@ def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, li
     if request.wakers:
         return wakers_graph(graph, request)
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    moved: list[tuple[int, int]] = []
     if request.roots:
         functions = matching_functions(graph.tree, request.roots, "--root")
-        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
+        attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--root {','.join(request.roots)}: what {plural_names(functions)} called, on exact call paths{depth_note}"
         return focused, sorted(functions), [note]
     if request.callers:
         functions = matching_functions(graph.tree, request.callers, "--callers")
-        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
+        attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--callers {','.join(request.callers)}: the call paths that lead to {plural_names(functions)}{depth_note}; numbers count its calls through each caller"
         return focused, sorted(functions), [note]
     if request.depth is not None:
         trimmed = CallTree()
         trimmed.timed = graph.tree.timed
         for node in (graph.tree.children[ROOT_NODE] or {}).values():
-            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1)
-        return derive_graph(trimmed, graph.stats, graph.modules), [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
+            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1, moved)
+        trimmed_graph = derive_graph(trimmed, graph.stats, graph.modules)
+        attach_sched(trimmed_graph, moved_sched(graph.sched, moved))
+        return trimmed_graph, [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
     return graph, [], []
 
 
@@ -6297,7 +6786,9 @@ def errors_lines(report: list[dict]) -> list[str]:
 # ============================================================================
 
 
-HEAT_METRICS = ("self", "total", "calls")
+HEAT_METRICS = ("self", "total", "calls", "oncpu", "offcpu")
+SCHED_METRICS = ("oncpu", "offcpu")  # need scheduler events (sched_switch) in the input
+METRIC_WORDS = {"oncpu": "on-CPU time", "offcpu": "off-CPU time"}
 
 
 @dataclass
@@ -6355,7 +6846,7 @@ class Heat:
         return self.weight(self.values.get(name, 0.0))
 
     def describe(self) -> str:
-        unit = "calls" if self.metric == "calls" else f"{self.metric} time"
+        unit = "calls" if self.metric == "calls" else METRIC_WORDS.get(self.metric, f"{self.metric} time")
         if self.baseline is not None:
             names = [os.path.basename(path) for path in self.baseline_inputs]
             ambiguous = len(set(names)) < len(names) or bool(set(names) & self.input_names)  # two trace.txt: their paths
@@ -6384,6 +6875,10 @@ def metric_value(graph: CallGraph, name: str, metric: str) -> float:
         return float(graph.calls.get(name, 0))
     if metric == "total":
         return graph.total_us.get(name, 0.0)
+    if metric == "oncpu":
+        return on_cpu_us(graph, name)
+    if metric == "offcpu":
+        return off_cpu_us(graph, name)
     return graph.self_us.get(name, 0.0)
 
 
@@ -6446,9 +6941,26 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines.append(f"{graph.open_calls[name]:,} still open at the end")
     if graph.timed:
         whole = graph.weight_total if graph.uses_time else 0.0
-        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}")
+        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}{on_off_text(graph, name)}")
         lines.append(f"self {format_us(graph.self_us[name])}{through}{share(graph.self_us[name], whole)}")
+    elif graph.off_cpu.get(name):
+        lines.append(f"{plural(graph.off_cpu[name].sleeps, 'sleep')} (no timestamps: time unknown)")
     return "\n".join(lines)
+
+
+def on_off_text(graph: CallGraph, name: str) -> str:
+    """' = 2.1 ms on CPU + 649 ms asleep in 177 sleeps' for a function that was switched out while open; '' otherwise."""
+    found = graph.off_cpu.get(name)
+    if found is None or not found.sleeps:
+        return ""
+    if graph.sched is not None and not graph.sched.timed:
+        return f" in {plural(found.sleeps, 'sleep')} (no timestamps: time unknown)"
+    preempted = found.states.get("R", 0.0)
+    asleep = "switched out" if preempted >= found.off_us else "asleep"
+    text = f" = {format_us(on_cpu_us(graph, name))} on CPU + {format_us(found.off_us)} {asleep} in {plural(found.sleeps, 'sleep')}"
+    if 0 < preempted < found.off_us:
+        text += f" ({format_us(preempted)} preempted)"
+    return text
 
 
 def is_caller_box(name: str, view: View) -> bool:
@@ -6724,7 +7236,7 @@ def graphviz_messages_filtered() -> Iterator[None]:
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
-    call_tree = call_tree_json(graph.tree)
+    call_tree = call_tree_json(graph.tree, graph.sched)
     nodes = []
     for name in view.nodes:
         node = {
@@ -6737,6 +7249,8 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "inclusive_weight": round(graph.inclusive.get(name, 0.0), 3),
             "open_calls": graph.open_calls.get(name, 0),
         }
+        if graph.sched is not None:
+            node.update(off_cpu_json(graph.off_cpu.get(name), graph.total_us.get(name, 0.0), graph.sched.timed))
         if name in graph.modules:
             node["module"] = graph.modules[name]
         if view.unfocused is not None and is_caller_box(name, view):
@@ -6777,6 +7291,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
             "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
+            "sched": sched_summary_json(graph.sched),
         },
         "nodes": nodes,
         "edges": edges,
@@ -6792,6 +7307,35 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     return result
 
 
+def off_cpu_json(found: OffCpu | None, total_us: float, timed: bool) -> dict:
+    """on_cpu_us, off_cpu_us, sleeps, off_cpu_states (prev_state -> us) of a function or call path; times None without timestamps."""
+    off = found.off_us if found is not None else 0.0
+    return {
+        "on_cpu_us": round(max(0.0, total_us - off), 3) if timed else None,
+        "off_cpu_us": round(off, 3) if timed else None,
+        "sleeps": found.sleeps if found is not None else 0,
+        "off_cpu_states": {state: round(value, 3) for state, value in sorted(found.states.items())} if found is not None and timed else {},
+    }
+
+
+def sched_summary_json(sched: SchedTimes | None) -> dict | None:
+    """The scheduler events' totals (None: the input has no sched_switch)."""
+    if sched is None:
+        return None
+    return {
+        "sleeps": sched.sleep_count,
+        "off_cpu_us": round(sched.sleep_total_us, 3) if sched.timed else None,
+        "off_cpu_states": {state: round(value, 3) for state, value in sorted(sched.state_us.items())} if sched.timed else {},
+        "sleeps_by_state": dict(sorted(sched.state_sleeps.items())),
+        "open_at_end": sched.open_sleeps,
+        "outside_traced_calls": sched.untraced_sleeps,
+        "frames_not_in_call_tree": sched.unmapped_frames,
+        "switch_ins_not_seen": sched.switch_ins_unseen,
+        "timed": sched.timed,
+        "wakeup_event": sched.wakeup_event,
+    }
+
+
 def function_numbers(graph: CallGraph, name: str) -> dict:
     return {
         "calls": graph.calls.get(name, 0),
@@ -6800,8 +7344,10 @@ def function_numbers(graph: CallGraph, name: str) -> dict:
     }
 
 
-def call_tree_json(tree: CallTree) -> list[dict]:
-    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root."""
+def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict]:
+    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root.
+
+    With scheduler events, each also has on_cpu_us, off_cpu_us, sleeps and off_cpu_states."""
     renumber = {ROOT_NODE: 0}
     nodes = []
     stack = sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)
@@ -6818,6 +7364,9 @@ def call_tree_json(tree: CallTree) -> list[dict]:
             "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
             "open_calls": tree.open_calls.get(node, 0),
         })
+        if sched is not None:
+            found = OffCpu(sched.off_us.get(node, 0.0), sched.sleeps.get(node, 0), sched.states.get(node, {})) if node in sched.sleeps else None
+            nodes[-1].update(off_cpu_json(found, tree.total_us[node], sched.timed))
         kids = tree.children[node]
         if kids:
             stack_ids.extend(kid for _, kid in sorted(kids.items(), reverse=True))
@@ -6938,7 +7487,18 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
 # ============================================================================
 
 
+def check_sched_option(option: str, requested: str | None, graph: CallGraph) -> None:
+    """--heat/--weight oncpu|offcpu: refused in one line without sched_switch events (or without timestamps to time them)."""
+    if requested not in SCHED_METRICS:
+        return
+    if graph.sched is None:
+        raise UserError(f"{option} {requested}: {NO_SCHED_EVENTS}")
+    if not graph.sched.timed:
+        raise UserError(f"{option} {requested}: the trace has no timestamps, so the time switched out is unknown: record with -O funcgraph-abstime, or a trace.dat")
+
+
 def folded_weight(requested: str | None, graph: CallGraph) -> str:
+    check_sched_option("--weight", requested, graph)
     if requested is None:
         return "self" if graph.timed else "calls"
     if requested != "calls" and not graph.timed:
@@ -6946,16 +7506,19 @@ def folded_weight(requested: str | None, graph: CallGraph) -> str:
     return requested
 
 
-def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+def folded_lines(graph: CallGraph, weight: str) -> Iterator[tuple[str, int]]:
     """(a;b;c, weight) for every call path with a weight of its own: its calls, or its self time in ns.
 
     A flame graph sums the lines below a frame, so self time per path gives
     frames as wide as their total time: --weight total writes the same lines.
+    --weight offcpu: the path's off-CPU time less its callees' (an off-CPU flame graph); oncpu: its self time less that.
     """
+    tree = graph.tree
+    own = path_own_values(graph, weight) if weight in SCHED_METRICS else tree.self_us
     stack: list[tuple[int, str]] = [(kid, name) for name, kid in sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)]
     while stack:
         node, path = stack.pop()
-        value = tree.calls[node] if weight == "calls" else round(max(tree.self_us[node], 0.0) * 1000)
+        value = tree.calls[node] if weight == "calls" else round(max(own[node], 0.0) * 1000)
         if value > 0:
             yield path, value
         kids = tree.children[node]
@@ -6963,7 +7526,20 @@ def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
             stack.extend((kid, f"{path};{name}") for name, kid in sorted(kids.items(), reverse=True))
 
 
-def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+def path_own_values(graph: CallGraph, weight: str) -> list[float]:
+    """Per call path, the part of its on- or off-CPU time that is not its callees': what a folded line weighs."""
+    tree = graph.tree
+    on, off = path_on_off(graph)
+    values = on if weight == "oncpu" else off
+    own = list(values)
+    for node in tree.walk():
+        parent = tree.parent[node]
+        if parent > ROOT_NODE:
+            own[parent] -= values[node]
+    return own
+
+
+def caller_folded_lines(graph: CallGraph, weight: str) -> Iterator[tuple[str, int]]:
     """(outermost caller;...;F, weight) for every caller path of a --callers tree: F's own weight through it.
 
     The reversed tree has F at a root and each caller below its callee; a node
@@ -6971,7 +7547,10 @@ def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]
     further up (the chain's outermost caller, or the --depth cut) is the node's
     weight minus its children's. The lines add up to F's calls, self or total time.
     """
+    tree = graph.tree
     values: list[int] | list[float] = tree.calls if weight == "calls" else tree.self_us if weight == "self" else tree.total_us
+    if weight in SCHED_METRICS:
+        values = path_on_off(graph)[0 if weight == "oncpu" else 1]
     for node in sorted(tree.walk(), key=tree.path):
         own = values[node] - sum(values[kid] for kid in (tree.children[node] or {}).values())
         value = int(own) if weight == "calls" else round(max(own, 0.0) * 1000)
@@ -6983,7 +7562,7 @@ def write_folded(views: Views, output: str) -> None:
     """.folded: one line per call path, as flamegraph.pl, inferno, speedscope and difffolded.pl read it."""
     graph = views.view.graph
     weight = folded_weight(views.args.weight, graph)
-    lines = caller_folded_lines(graph.tree, weight) if graph.reversed else folded_lines(graph.tree, weight)
+    lines = caller_folded_lines(graph, weight) if graph.reversed else folded_lines(graph, weight)
     paths = total = 0
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
         for path, value in lines:
@@ -6995,10 +7574,10 @@ def write_folded(views: Views, output: str) -> None:
         say(f"folded stacks: {paths:,} waker paths of {views.view.focus}'s sleeps, weights add up to {total:,} {unit}")
         return
     if graph.reversed:
-        unit = "calls" if weight == "calls" else f"ns of {weight} time ({format_us(total / 1000)})"
+        unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, weight + ' time')} ({format_us(total / 1000)})"
         say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
         return
-    unit = "calls" if weight == "calls" else f"ns of self time ({format_us(total / 1000)})"
+    unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, 'self time')} ({format_us(total / 1000)})"
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
 
@@ -7398,13 +7977,13 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
 HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are left out, their time stays in their callers
 
 
-def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
-    """A frame's width: its total time (or calls in its subtree), at least the sum of its children.
+def flame_weights(tree: CallTree, use_time: bool, values: list[float] | None = None) -> list[float]:
+    """A frame's width: its total time (or calls in its subtree, or `values`: on/off-CPU time), at least the sum of its children.
 
     A call whose exit was lost has no duration but its callees do: it is
     drawn at least as wide as they are, so frames always nest.
     """
-    own: list[float] = list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
+    own: list[float] = list(values) if values is not None else list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
     children_sum = [0.0] * len(tree)
     for node in reversed(list(tree.walk())):
         own[node] = max(own[node], children_sum[node])
@@ -7439,7 +8018,10 @@ def flame_data(views: Views) -> dict:
     graph = view.graph
     tree = graph.tree
     use_time = tree.timed and views.heat.metric != "calls"
-    weights = flame_weights(tree, use_time)
+    sched_weight = views.args.weight if views.args.weight in SCHED_METRICS else None
+    check_sched_option("--weight", sched_weight, graph)
+    on, off = path_on_off(graph)
+    weights = flame_weights(tree, use_time, (on if sched_weight == "oncpu" else off) if sched_weight else None)
     frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}
@@ -7447,7 +8029,7 @@ def flame_data(views: Views) -> dict:
         names.setdefault(tree.function[node] or "", len(names))
     return {
         "timed": tree.timed,
-        "weight": "time" if use_time else "calls",
+        "weight": sched_weight or ("time" if use_time else "calls"),
         "names": list(names),
         "files": [flame_source(name, view) for name in names],
         "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
@@ -7456,6 +8038,7 @@ def flame_data(views: Views) -> dict:
         "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
         "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
         "w": [round(weights[node], 3) for node in frames],
+        "off": [round(sum(off[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(off[node], 3) for node in frames[1:]] if graph.sched and graph.sched.timed else None,
         "left_out_of_file": left_out,
     }
 
@@ -7473,6 +8056,10 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
     if data["weight"] == "time":
         width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
+    elif data["weight"] == "offcpu":
+        width = f"an off-CPU flame graph: frame width = time the call path's task was switched out (asleep or preempted) while it was open; all = {format_us(data['w'][0])}"
+    elif data["weight"] == "oncpu":
+        width = f"frame width = on-CPU time of the call path: its total time less the time its task was switched out; all = {format_us(data['w'][0])}"
     else:
         why = "--heat calls" if graph.timed else "the trace has no durations"
         width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
@@ -7544,11 +8131,11 @@ const ROW = 18, MIN_SHARE = 0.001;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
-const fmtW = (v) => D.weight === "time" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
 const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
 
 function makeNode(name, parent, fi) {
-  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, kids: []};
+  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, off: 0, kids: []};
 }
 
 // The call tree from the embedded columns (a parent always comes before its children).
@@ -7557,7 +8144,7 @@ function callTree() {
   nodes[0].root = true;
   for (let i = 0; i < D.fn.length; i++) {
     const x = i ? makeNode(D.names[D.fn[i]], nodes[D.parent[i]], D.fn[i]) : nodes[0];
-    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i]});
+    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i], off: D.off ? D.off[i] : 0});
     if (i) { x.parent.kids.push(x); nodes.push(x); }
   }
   return nodes[0];
@@ -7566,7 +8153,7 @@ function callTree() {
 // Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
 function callersTree(main, name) {
   const top = makeNode(name, null, D.names.indexOf(name));
-  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; };
+  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; x.off += a.off; };
   const child = (x, c) => {
     x.index = x.index || new Map();
     let k = x.index.get(c.name);
@@ -7674,6 +8261,7 @@ $("chart").addEventListener("mousemove", (event) => {
   if (file) rows.push("source: " + esc(file));
   rows.push(`calls: ${x.calls.toLocaleString("en")}`);
   if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  if (D.off && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
   rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
   tip.innerHTML = rows.join("<br>");
   tip.style.display = "block";
@@ -7958,6 +8546,8 @@ def summarize(view: View) -> list[str]:
         lines.append(f"lost events: CPU{cpu} lost an unknown number of events {times} time(s)")
     if "kernel-magnifier-data" in stats.metadata and stats.metadata.get("end") != "complete":
         lines.append("data file: no '# end: complete' line: the recording was cut short (copied while record ran?); lost counts are missing")
+    if stats.trace_events:
+        lines.append(stats.trace_events_text())
     if stats.unparsed_lines:
         lines.append(
             f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
@@ -7968,6 +8558,7 @@ def summarize(view: View) -> list[str]:
         )
     if stats.open_calls:
         lines.append(open_calls_text(stats))
+    lines.extend(sched_summary_lines(view.graph))
     lines.extend(view.notes)
     if view.files:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
@@ -7977,22 +8568,42 @@ def summarize(view: View) -> list[str]:
 
 
 def check_wakers_arguments(args: argparse.Namespace) -> None:
-    """--wakers counts sleeps of the whole recording, in this recording only."""
-    if not args.wakers:
-        return
-    if args.time_window:
-        raise UserError("--wakers counts the sleeps of the whole recording: leave out --time-window (the timeline, -o NAME.trace.json, shows wakeups in time)")
-    if args.baseline:
+    """--wakers shows this recording's sleeps, not a comparison."""
+    if args.wakers and args.baseline:
         raise UserError("--wakers shows this recording's wakeups; --baseline compares calls: use one of them")
 
 
 def wakeup_summary(views: Views) -> list[str]:
     """The summary's "woken by" line (where the trace has scheduler events)."""
-    if views.sched is None:
+    if views.sched is None or views.wakeups is None:
         return []
-    if views.wakeups is None:
-        return ["woken by: not shown with --time-window (wakeups are counted over the whole recording; the timeline shows them in time)"]
     return [woken_by_line(views.wakeups, views.sched)]
+
+
+def sched_summary_lines(graph: CallGraph) -> list[str]:
+    """"sleeps: 177, 649 ms switched out (S 640 ms, R 9 ms)", and what the count leaves out; the recording option where there are no events."""
+    sched = graph.sched
+    if sched is None:
+        return [NO_SCHED_EVENTS] if "function_graph" in graph.stats.formats else []
+    if not sched.sleep_count and "function_graph" not in graph.stats.formats:
+        return [f"sleeps: {sched.untraced_sleeps:,} switch-outs, none of them inside a call: the function tracer records no open calls,"
+                " record function_graph for the on/off-CPU time of every call path"]
+    if sched.timed:
+        states = ", ".join(f"{state} {format_us(value)}" for state, value in sorted(sched.state_us.items(), key=lambda kv: -kv[1]))
+        line = f"sleeps: {sched.sleep_count:,}, {format_us(sched.sleep_total_us)} switched out" + (f" ({states})" if states else "")
+    else:
+        states = ", ".join(f"{state} {count:,}" for state, count in sorted(sched.state_sleeps.items(), key=lambda kv: -kv[1]))
+        line = f"sleeps: {sched.sleep_count:,}" + (f" ({states})" if states else "") + ", time switched out unknown: the trace has no timestamps (record with -O funcgraph-abstime, or a trace.dat)"
+    notes = []
+    if sched.open_sleeps:
+        notes.append(f"{sched.open_sleeps:,} still switched out at the end, counted without time")
+    if sched.untraced_sleeps:
+        notes.append(f"{sched.untraced_sleeps:,} switch-outs outside every traced call not counted")
+    if sched.unmapped_frames:
+        notes.append(f"{sched.unmapped_frames:,} open calls whose call path is not in the call tree left out")
+    if sched.switch_ins_unseen:
+        notes.append(f"{sched.switch_ins_unseen:,} sleeps whose switch-in is not in the trace (lost events) not counted")
+    return [line + ("; " + "; ".join(notes) if notes else "")]
 
 
 def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewRequest:
@@ -8011,6 +8622,7 @@ def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewReq
 def heat_metric(requested: str | None, graph: CallGraph) -> str:
     if requested is None:
         return "self" if graph.timed else "calls"
+    check_sched_option("--heat", requested, graph)
     if requested != "calls" and not graph.timed:
         raise UserError(f"--heat {requested} needs durations, and this trace has none (function tracer, or funcgraph-duration off): use --heat calls")
     return requested
@@ -8047,8 +8659,8 @@ class Views:
     args: argparse.Namespace
     have_map: bool
     errors: list[dict] | None = None  # errors_report(), with --errors
-    wakeups: list[WakeRow] | None = None  # who woke whom in the whole recording; None: no scheduler events (or --time-window)
-    sched: SchedTimes | None = None  # the whole recording's
+    wakeups: list[WakeRow] | None = None  # who woke whom in the recording (its --time-window); None: no scheduler events
+    sched: SchedTimes | None = None  # the recording's (its --time-window's), whatever the focus
 
 
 def draw_call_graph(views: Views, output: str) -> None:
@@ -8078,7 +8690,7 @@ def add_wake_edges(drawing: Drawing, views: Views) -> None:
     left_out = len(edges) - len(drawing.wakes)
     drawing.wakes_note = (
         "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps of the"
-        " sleeper's innermost traced function that is not sleep machinery (B): sleeps and time waited, whole recording"
+        " sleeper's innermost traced function that is not sleep machinery (B): sleeps and time waited, whatever the focus"
         + (f"; {left_out:,} of {len(edges):,} such edges left out, one of their boxes is not drawn (the JSON's wakeups has all)" if left_out else "")
     )
 
@@ -8212,13 +8824,12 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     if args.errors and RETURN_VALUES_FORMAT not in graph.stats.formats:
         raise UserError(NO_RETURN_VALUES)
     check_wakers_arguments(args)
-    if graph.sched is None:
-        graph.sched = sched_times(graph, inputs, selection)
-    wakeups = wakeup_rows(graph) if graph.sched is not None and not window else None
-    sched = graph.sched
     window_note = ""
     if window:
         graph, window_note = windowed_graph(graph, args, window)
+    attach_sched(graph, sched_times(graph, inputs, selection, window))
+    wakeups = wakeup_rows(graph) if graph.sched is not None else None  # the whole recording's (or window's), whatever the focus
+    sched = graph.sched
     request = view_request(args, symbols)
     view = build_view(graph, request)
     if window_note:
@@ -9763,7 +10374,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers, --wakers); alone: the first N levels of every path")
     drawing = visualize.add_argument_group("drawing")
-    drawing.add_argument("--heat", choices=HEAT_METRICS, help="what the colour shows (default: self time where the trace has durations, else calls)")
+    drawing.add_argument(
+        "--heat", choices=HEAT_METRICS,
+        help="what the colour shows (default: self time where the trace has durations, else calls); oncpu/offcpu: time on a CPU or switched out, from sched_switch events",
+    )
     drawing.add_argument("--baseline", action="append", metavar="FILE", help="compare with this older recording: colour = change (blue less, red more); repeatable to aggregate")
     drawing.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw at most N functions (0: no limit)")
     drawing.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw at most N edges (0: no limit)")
@@ -9778,7 +10392,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--chart-by", choices=("function", "task", "cpu"), default="function", help="what the chart ranks")
     tasks.add_argument("--time-window", metavar="START,END", help="every output: only the calls that start in this window (seconds of trace time; the summary prints the trace's span)")
     other = visualize.add_argument_group("more views")
-    other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
+    other.add_argument(
+        "--weight", choices=("calls", "self", "total", "oncpu", "offcpu"),
+        help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls);"
+        " oncpu/offcpu (from sched_switch events) also weigh the .html flame graph: offcpu draws an off-CPU flame graph",
+    )
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     other.add_argument(
