@@ -7688,7 +7688,7 @@ class SchedTimeline:
     events: list[dict] = field(default_factory=list)
     tracks: dict[str, str] = field(default_factory=dict)  # task -> its track's name
     flows: int = 0
-    unbound: int = 0  # wakeups whose waker had no drawn slice at the wakeup (its switch-in is not in the trace)
+    unbound: int = 0  # wakeups with no slice to bind to: the waker's at the wakeup is not in the trace, or the woken one is too short
 
 
 def sched_timeline(tracks: SchedTracks, selection: TaskSelection, window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]]) -> SchedTimeline:
@@ -7807,7 +7807,7 @@ def sched_timeline_line(tracks: SchedTracks, sched: SchedTimeline) -> str:
         return "timeline: no sched_switch events in the trace, so no on/off-CPU tracks and no wakeup arrows"
     text = f"timeline: {len(sched.tracks):,} on/off-CPU tracks (sched_switch), {sched.flows:,} wakeup arrows from the waker to the woken task's next slice"
     if sched.unbound:
-        text += f"; {sched.unbound:,} wakeups not drawn (the waker's slice at the wakeup is not in the trace)"
+        text += f"; {plural(sched.unbound, 'wakeup')} not drawn (no slice of the waker at the wakeup in the trace, or the woken task's slice shorter than 2 ns)"
     if tracks.unmatched_switches:
         text += f"; {tracks.unmatched_switches:,} switch-outs without the switch-in before them (events lost)"
     return text

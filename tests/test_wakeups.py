@@ -222,7 +222,7 @@ def test_timeline_flows_pair_up_from_the_wakeup_to_the_woken_tasks_next_slice(re
         waker = f"0/{start['tid'] & 0xFFFF}" if waker == "0" else waker
         drawn[(waker, round(start["ts"]), woken, round(running[0]["ts"]))] += 1
     assert not drawn - expected  # every arrow is a wakeup of the raw text, from its waker to the switch-in it ended
-    not_drawn = re.search(r"(\d+) wakeups not drawn", outputs["t.trace.json"][1])
+    not_drawn = re.search(r"(\d+) wakeups? not drawn", outputs["t.trace.json"][1])
     assert sum(drawn.values()) + (int(not_drawn.group(1)) if not_drawn else 0) == len(reading.handovers) > 300
 
 
