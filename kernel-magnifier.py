@@ -5211,9 +5211,9 @@ class WakeRow:
     waking: str | None  # the waking function: the innermost of them that is not wakeup machinery
     context: str  # "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3"
     sleeps: int
-    wait_us: float
-    p50_us: float
-    max_us: float
+    wait_us: float | None  # None: the trace has no timestamps, the waits are unknown
+    p50_us: float | None
+    max_us: float | None
 
 
 def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
@@ -5226,10 +5226,11 @@ def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
         sleeping_path = tree.path(sleeper)
         waker_path = tree.path(waker) if waker > ROOT_NODE else []
         context = waker_label(waker_path, who)
+        timed = graph.sched.timed
         p50 = statistics.median(flow.waits) if flow.waits else 0.0
         rows.append(WakeRow(sleeping_path, frame_that_slept(sleeping_path), waker_path, waking_function(waker_path), context,
-                            flow.sleeps, flow.wait_us, p50, flow.max_us))
-    rows.sort(key=lambda row: (-row.sleeps, -row.wait_us, row.sleeping_path, row.waker_path))
+                            flow.sleeps, flow.wait_us if timed else None, p50 if timed else None, flow.max_us if timed else None))
+    rows.sort(key=lambda row: (-row.sleeps, -(row.wait_us or 0.0), row.sleeping_path, row.waker_path))
     return rows
 
 
@@ -5241,23 +5242,25 @@ def waker_label(path: list[str], who: str) -> str:
     return f"task {context}, no traced call open"
 
 
-def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float]]:
-    """(waking function, frame that slept) -> (sleeps, time waited): the call graph's dashed "wakes" edges."""
-    edges: dict[tuple[str, str], tuple[int, float]] = {}
+def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """(waking function, frame that slept) -> (sleeps, time waited or None where unknown): the call graph's dashed "wakes" edges."""
+    edges: dict[tuple[str, str], tuple[int, float | None]] = {}
     for row in rows:
         if row.waking and row.slept:
             sleeps, waited = edges.get((row.waking, row.slept), (0, 0.0))
-            edges[row.waking, row.slept] = (sleeps + row.sleeps, waited + row.wait_us)
+            edges[row.waking, row.slept] = (sleeps + row.sleeps, None if waited is None or row.wait_us is None else waited + row.wait_us)
     return edges
 
 
-def woken_by_line(rows: list[WakeRow], sched: SchedTimes) -> str:
+def woken_by_line(rows: list[WakeRow], sched: SchedTimes) -> str | None:
     """"woken by: 160 from net_rx_action softirq paths, 8 by task python3": the sleeps' wakers, grouped by context."""
     groups: Counter[str] = Counter()
     for row in rows:
         groups[row.context] += row.sleeps
     parts = [woken_by_phrase(context, sleeps) for context, sleeps in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
     unwoken = sum(sched.unwoken.values())
+    if not parts and not unwoken and not sched.sleep_count:
+        return None  # no sleep inside a traced call: the sleeps line says why
     if unwoken:
         parts.append(f"{unwoken:,} with no wakeup in the trace")
     event = f" ({sched.wakeup_event})" if sched.wakeup_event else ""
@@ -5272,13 +5275,17 @@ def woken_by_phrase(context: str, sleeps: int) -> str:
     return f"{sleeps:,} from {context} paths"
 
 
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def wakeups_json(rows: list[WakeRow]) -> list[dict]:
     """The JSON's `wakeups`: one record per (sleeping path, waker path), times in microseconds."""
     return [
         {
             "sleeping_path": row.sleeping_path, "slept_in": row.slept, "waker_path": row.waker_path, "waking_function": row.waking,
-            "waker_context": row.context, "sleeps": row.sleeps, "wait_us": round(row.wait_us, 3), "wait_p50_us": round(row.p50_us, 3),
-            "wait_max_us": round(row.max_us, 3),
+            "waker_context": row.context, "sleeps": row.sleeps, "wait_us": rounded(row.wait_us), "wait_p50_us": rounded(row.p50_us),
+            "wait_max_us": rounded(row.max_us),
         }
         for row in rows
     ]
@@ -6518,7 +6525,7 @@ def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> Ca
     assert graph.sched is not None
     tree = graph.tree
     woken = CallTree()
-    woken.timed = True
+    woken.timed = graph.sched.timed
     sleeps: list[tuple[int, list[str], int, float]] = []
     for (sleeper, waker, who), flow in graph.sched.wakes.items():
         chain = tree.path(waker) if waker > ROOT_NODE else [f"[{waker_label([], who)}]"]
@@ -6628,7 +6635,7 @@ class Drawing:
     left_out_edges: int
     node_min: float = 0.0
     edge_min: float = 0.0
-    wakes: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
+    wakes: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
     wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
 
 
@@ -6934,7 +6941,7 @@ def node_label(name: str, view: View, have_map: bool) -> str:
     through = f" in {view.focus}" if is_caller_box(name, view) else ""
     if graph.woken:
         lines.append(plural(graph.calls[name], "sleep") + (f" of {view.focus} woken below" if through else " woken"))
-        lines.append(f"waited {format_us(graph.total_us[name])}{share(graph.total_us[name], graph.weight_total)}")
+        lines.append(f"waited {format_us(graph.total_us[name])}{share(graph.total_us[name], graph.weight_total)}" if graph.timed else "time waited unknown (no timestamps)")
         return "\n".join(lines)
     lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
     if graph.open_calls.get(name):
@@ -7033,6 +7040,10 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
 WAKE_COLOUR = "#2166ac"
 
 
+def waited_text(waited: float | None) -> str:
+    return f", {format_us(waited)} waited" if waited is not None else ", time waited unknown (no timestamps)"
+
+
 def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     stats = view.graph.stats
     graph = view.graph
@@ -7123,8 +7134,8 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, view))
     for (waking, slept), (sleeps, waited) in drawing.wakes.items():
         agraph.add_edge(
-            waking, slept, key=f"wakes {waking} {slept}", label=f"wakes {sleeps:,} x, {format_us(waited)} waited", style="dashed", color=WAKE_COLOUR,
-            fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended, {format_us(waited)} waited",
+            waking, slept, key=f"wakes {waking} {slept}", label=f"wakes {sleeps:,} x" + waited_text(waited), style="dashed", color=WAKE_COLOUR,
+            fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended" + waited_text(waited),
         )
     return agraph
 
@@ -8323,6 +8334,8 @@ def text_report(views: Views) -> list[str]:
 
 def report_whole(graph: CallGraph) -> str:
     if graph.woken:
+        if not graph.timed:
+            return f"{plural(whole_weight(graph), 'sleep')} of {focus_names(graph)} (the trace has no timestamps: the time waited is unknown)"
         return f"{format_us(graph.weight_total)}, the time {focus_names(graph)}'s sleeps waited"
     if graph.uses_time:
         return f"{format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)"
@@ -8333,7 +8346,7 @@ def report_whole(graph: CallGraph) -> str:
 
 def whole_weight(graph: CallGraph) -> float:
     """What the shares are of: the drawing's whole; in a reversed tree without durations F's calls (its subtrees count them once a level)."""
-    if graph.reversed and not graph.uses_time:
+    if graph.reversed and not graph.uses_time:  # (--wakers: F's sleeps)
         return float(sum(graph.tree.calls[kid] for kid in (graph.tree.children[ROOT_NODE] or {}).values()))
     return graph.weight_total
 
@@ -8347,7 +8360,8 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     graph = view.graph
     whole = whole_weight(graph)
     if graph.woken:
-        key, title, header = graph.total_us, "sleeps' time waited", ["sleeps", "waited", "waited%"]
+        key = graph.total_us if graph.timed else {name: float(graph.calls[name]) for name in view.nodes}
+        title, header = "sleeps' time waited", ["sleeps", "waited", "waited%" if graph.timed else "sleeps%"]
     elif graph.timed:
         key = graph.self_us if by == "self" else graph.total_us
         title = f"{by} time"
@@ -8366,6 +8380,8 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
 
 def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
     if graph.woken:
+        if not graph.timed:
+            return [f"{graph.calls[name]:,}", "?", percent(graph.calls[name], whole)]
         return [f"{graph.calls[name]:,}", format_us(graph.total_us[name]), percent(graph.total_us[name], whole)]
     if graph.timed:
         total, self_us = graph.total_us[name], graph.self_us[name]
@@ -8478,7 +8494,7 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
     tree = graph.tree
     calls = f"{sum(tree.calls[node] for node in nodes):,}"
     if graph.woken:
-        return [calls, format_us(sum(tree.total_us[node] for node in nodes))]
+        return [calls, format_us(sum(tree.total_us[node] for node in nodes)) if graph.timed else "?"]
     if graph.timed:
         return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
     return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
@@ -8575,9 +8591,8 @@ def check_wakers_arguments(args: argparse.Namespace) -> None:
 
 def wakeup_summary(views: Views) -> list[str]:
     """The summary's "woken by" line (where the trace has scheduler events)."""
-    if views.sched is None or views.wakeups is None:
-        return []
-    return [woken_by_line(views.wakeups, views.sched)]
+    line = woken_by_line(views.wakeups, views.sched) if views.sched is not None and views.wakeups is not None else None
+    return [line] if line else []
 
 
 def sched_summary_lines(graph: CallGraph) -> list[str]:

@@ -241,3 +241,15 @@ def test_rules_name_the_two_ends(km):
     assert km.waking_function(["run_timer_softirq", "call_timer_fn", "process_timeout", "wake_up_process", "try_to_wake_up"]) == "process_timeout"
     assert km.waker_context(["ktime_get", "irq_exit_rcu", "handle_softirqs", "run_timer_softirq", "call_timer_fn", "process_timeout",
                              "wake_up_process", "try_to_wake_up"], "softirq") == "timer (run_timer_softirq softirq)"
+
+
+def test_without_timestamps_the_wakeups_are_counted_and_their_wait_is_unknown(tmp_path):
+    sample = DATA / "sched" / "fg-sched-default.txt.xz"  # the same load, default columns: no timestamps, no task column
+    wakings = sum(1 for line in read_lines(sample) if "/* sched_waking: " in line)
+    out = tmp_path / "graph.json"
+    result = run_cli("visualize", "-i", str(sample), "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["wakeups"]
+    assert rows and all(row["wait_us"] is None and row["wait_max_us"] is None for row in rows)
+    assert 0 < sum(row["sleeps"] for row in rows) <= wakings
+    assert any(row["waking_function"] == "sock_def_readable" and row["slept_in"] == "sk_wait_data" for row in rows)
