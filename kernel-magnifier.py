@@ -6926,7 +6926,7 @@ def plural(count: float, word: str) -> str:
 
 def node_label(name: str, view: View, have_map: bool) -> str:
     graph = view.graph
-    lines = [f"{name}()"]
+    lines = [name if name.startswith("[") else f"{name}()"]  # "[task python3, ...]": a --wakers frame that is no function
     module = graph.modules.get(name)
     if module:
         lines.append(f"[{module}]")
@@ -7062,7 +7062,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     else:
         parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
-        parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+        parts.append(f"shares are of {report_whole(graph)}" if graph.woken else
+                     f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
