@@ -10,7 +10,10 @@ softirq (net_rx_action) delivering the data: ... -> tcp_data_ready -> sock_def_r
 from __future__ import annotations
 
 import json
+import lzma
 import re
+import shutil
+import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -53,39 +56,91 @@ def task_key(pid: str, cpu: str) -> str:
     return f"0/{cpu}" if pid == "0" else pid
 
 
-def read_sample() -> Reading:
-    """Per task, its open calls by indentation; at each sched_switch the sleep it starts and the sleep it ends; the
-    waker of a sleep: the last sched_waking of the task after its switch-out, else the last one while it was still on
-    its CPU before the switch-out (woken while going to sleep)."""
-    stacks: dict[str, list[str]] = {}
-    out: dict[str, Sleep] = {}
-    early: dict[str, Waker] = {}
-    reading = Reading()
-    for line in read_lines(SAMPLE):
+@dataclass
+class Record:
+    """One line of a trace: its task, CPU, time, the depth of its calls, and the call line's body or the event's name and fields."""
+
+    task: str
+    comm: str
+    cpu: str
+    stamp_s: float
+    depth: int
+    body: str  # "f() {", "f();", "}" ("" for an event)
+    event: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def fg_text_records(path) -> list[Record]:
+    """function_graph text with funcgraph-abstime and -proc: split on '|'; events are `/* name: fields */` comments."""
+    records = []
+    for line in read_lines(path):
         fields = proc_line_fields(line)
         if fields is None:
             continue
         task, depth, body = fields
-        stack = stacks.setdefault(task, [])
+        cpu, who = line.split("|")[1].split(")")
         event = EVENT_COMMENT.match(body)
-        if event is None:
-            del stack[depth:]
-            if body.endswith("{"):
-                stack.append(body.split("(")[0])
+        record = Record(task, who.strip().rsplit("-", 1)[0], cpu.strip(), float(line.split("|")[0]), depth, "" if event else body)
+        if event:
+            record.event, record.values = event.group(1), dict(re.findall(r"(\w+)=(\S+)", event.group(2)))
+        records.append(record)
+    return records
+
+
+REPORT_LINE = re.compile(r"^\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<ts>[\d.]+):\s+(?P<event>\w+):\s+(?P<rest>.*)$")
+REPORT_SWITCH = re.compile(r"^(?P<prev_comm>.+):(?P<prev_pid>\d+) \[\d+\] (?P<prev_state>\S+) ==> (?P<next_comm>.+):(?P<next_pid>\d+) \[\d+\]$")
+
+
+def report_records(text: str) -> list[Record]:
+    """`trace-cmd report` of a trace.dat: funcgraph_entry/exit lines (body after '|', depth by indentation), sched_switch in
+    its sched plugin's words (`prev:pid [prio] S ==> next:pid [prio]`), sched_waking as `comm=... pid=...`."""
+    records = []
+    for line in text.splitlines():
+        match = REPORT_LINE.match(line)
+        if match is None:
             continue
-        name, values = event.group(1), dict(re.findall(r"(\w+)=(\S+)", event.group(2)))
-        stamp = float(line.split("|")[0])
-        cpu = line.split("|")[1].split(")")[0].strip()
-        comm = line.split("|")[1].split(")")[1].strip().rsplit("-", 1)[0]
-        if name == "sched_waking":
-            waker = Waker(stamp, task, comm, tuple(stack[:depth]))
+        task, event, rest = task_key(match["pid"], str(int(match["cpu"]))), match["event"], match["rest"]
+        record = Record(task, match["comm"].strip(), str(int(match["cpu"])), float(match["ts"]), 0, "")
+        if event.startswith("funcgraph_"):
+            body = rest.split("|", 1)[1][2:]
+            record.depth, record.body = (len(body) - len(body.lstrip(" "))) // 2, body.strip()
+        elif event == "sched_switch":
+            record.event, record.values = event, REPORT_SWITCH.match(rest).groupdict()
+        elif event == "sched_waking":
+            record.event, record.values = event, dict(re.findall(r"(\w+)=(\S+)", rest))
+        else:
+            continue
+        records.append(record)
+    return records
+
+
+def read_wakers(records: list[Record], event_depth: bool) -> Reading:
+    """Per task, its open calls by indentation; at each sched_switch the sleep it starts and the sleep it ends; the
+    waker of a sleep: the last sched_waking of the task after its switch-out, else the last one while it was still on
+    its CPU before the switch-out (woken while going to sleep). event_depth: an event line's indentation is the depth of
+    the open calls (function_graph text); else every open call of the task is open at the event (trace-cmd report)."""
+    stacks: dict[str, list[str]] = {}
+    out: dict[str, Sleep] = {}
+    early: dict[str, Waker] = {}
+    reading = Reading()
+    for record in records:
+        stack = stacks.setdefault(record.task, [])
+        if not record.event:
+            del stack[record.depth :]
+            if record.body.endswith("{"):
+                stack.append(record.body.split("(")[0])
+            continue
+        open_calls = tuple(stack[: record.depth] if event_depth else stack)
+        values, stamp = record.values, record.stamp_s
+        if record.event == "sched_waking":
+            waker = Waker(stamp, record.task, record.comm, open_calls)
             if values["pid"] in out:
                 out[values["pid"]].waking = waker
             else:
                 early[values["pid"]] = waker
-        elif name == "sched_switch":
-            prev, following = task_key(values["prev_pid"], cpu), task_key(values["next_pid"], cpu)
-            out[prev] = Sleep(stamp, values["prev_state"].rstrip("+"), tuple(stack[:depth]), prev, early=early.pop(prev, None))
+        elif record.event == "sched_switch":
+            prev, following = task_key(values["prev_pid"], record.cpu), task_key(values["next_pid"], record.cpu)
+            out[prev] = Sleep(stamp, values["prev_state"].rstrip("+"), open_calls, prev, early=early.pop(prev, None))
             before = early.pop(following, None)
             sleep = out.pop(following, None)
             if sleep is None:  # not seen switching out: asleep since before the trace, woken by the wakeup before this
@@ -102,6 +157,22 @@ def read_sample() -> Reading:
             else:
                 reading.woken.append((sleep, waker, stamp))
     return reading
+
+
+def read_sample() -> Reading:
+    return read_wakers(fg_text_records(SAMPLE), event_depth=True)
+
+
+def expected_rows(reading: Reading) -> dict[tuple[tuple[str, ...], tuple[str, ...]], list[float]]:
+    """(sleeping path, waker path) -> [sleeps, wait sum in us, longest wait in us]."""
+    expected: dict[tuple[tuple[str, ...], tuple[str, ...]], list[float]] = {}
+    for sleep, waker, switch_in in reading.woken:
+        row = expected.setdefault((sleep.stack, waker.stack), [0, 0.0, 0.0])
+        wait_us = (switch_in - sleep.stamp_s) * 1e6
+        row[0] += 1
+        row[1] += wait_us
+        row[2] = max(row[2], wait_us)
+    return expected
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +194,7 @@ def outputs(tmp_path_factory) -> dict:
 
 
 def test_every_attributed_wakeup_is_the_waker_found_in_the_raw_text(reading, outputs):
-    expected: dict[tuple[tuple[str, ...], tuple[str, ...]], list[float]] = {}
-    for sleep, waker, switch_in in reading.woken:
-        row = expected.setdefault((sleep.stack, waker.stack), [0, 0.0, 0.0])
-        wait_us = (switch_in - sleep.stamp_s) * 1e6
-        row[0] += 1
-        row[1] += wait_us
-        row[2] = max(row[2], wait_us)
+    expected = expected_rows(reading)
     rows = json.loads(outputs["graph.json"][0].read_text())["wakeups"]
     found = {(tuple(row["sleeping_path"]), tuple(row["waker_path"])): row for row in rows}
     assert set(found) == set(expected)
@@ -139,6 +204,29 @@ def test_every_attributed_wakeup_is_the_waker_found_in_the_raw_text(reading, out
         assert found[key]["wait_max_us"] == pytest.approx(max_us, abs=0.01)
         assert found[key]["wait_p50_us"] <= found[key]["wait_max_us"]
     assert sum(row["sleeps"] for row in rows) == len(reading.woken) > 150
+
+
+@pytest.mark.parametrize("name", ["tc-fg-sched-6.1.dat.xz", "tc-fg-sched-7.3.dat.xz"])
+def test_trace_cmds_trace_dat_wakeups_are_the_wakers_trace_cmd_report_shows(name, tmp_path):
+    """trace-cmd's own recording, read by trace-cmd report: the same wakers, from the decoded events and the graph's stacks."""
+    if shutil.which("trace-cmd") is None:
+        pytest.skip("trace-cmd is not installed (apt-get install trace-cmd; .ci/run installs it)")
+    dat = tmp_path / "trace.dat"
+    dat.write_bytes(lzma.decompress((DATA / "sched" / name).read_bytes()))
+    report = subprocess.run(["trace-cmd", "report", str(dat)], capture_output=True, text=True, check=True).stdout
+    reading = read_wakers(report_records(report), event_depth=False)
+    out = tmp_path / "graph.json"
+    result = run_cli("visualize", "-i", str(DATA / "sched" / name), "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["wakeups"]
+    found = {(tuple(row["sleeping_path"]), tuple(row["waker_path"])): row for row in rows}
+    expected = expected_rows(reading)
+    assert set(found) == set(expected)
+    for key, (sleeps, wait_us, max_us) in expected.items():
+        assert found[key]["sleeps"] == sleeps
+        assert found[key]["wait_us"] == pytest.approx(wait_us, abs=1.0 * sleeps)  # report prints microseconds, the file has ns
+        assert found[key]["wait_max_us"] == pytest.approx(max_us, abs=1.0)  # report prints microseconds, the file has ns
+    assert any(row["slept_in"] == "sk_wait_data" and row["waking_function"] == "sock_def_readable" and row["waker_context"] == "net_rx_action softirq" for row in rows)
 
 
 def test_the_receivers_sk_wait_data_is_woken_from_sock_def_readable_under_net_rx_action(reading, outputs):
