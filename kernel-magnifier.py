@@ -8030,7 +8030,8 @@ def flame_data(views: Views) -> dict:
     graph = view.graph
     tree = graph.tree
     use_time = tree.timed and views.heat.metric != "calls"
-    sched_weight = views.args.weight if views.args.weight in SCHED_METRICS else None
+    requested = getattr(views.args, "weight", None)
+    sched_weight = requested if requested in SCHED_METRICS else None
     check_sched_option("--weight", sched_weight, graph)
     on, off = path_on_off(graph)
     weights = flame_weights(tree, use_time, (on if sched_weight == "oncpu" else off) if sched_weight else None)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import DATA, assert_one_line_error, nodes_by_name, read_lines, run_cli
+from conftest import DATA, assert_one_line_error, load_module, nodes_by_name, read_lines, run_cli
 from test_flamegraph import browser as browser  # the fixture, shared
 from test_flamegraph import chart_width, frame, open_page
 
@@ -22,6 +23,7 @@ ABSTIME = SCHED / "fg-sched-abstime-proc.txt.xz"
 DEFAULT = SCHED / "fg-sched-default.txt.xz"
 NO_EVENTS = DATA / "record-demo" / "kernel-magnifier.data.xz"  # function_graph text recorded without scheduler events
 
+WAKING = re.compile(r"/\* sched_waking: .*\bpid=(\d+) ")
 SWITCH = re.compile(r"/\* sched_switch: .*\bprev_pid=(\d+) .*\bprev_state=(\S+) ==> .*\bnext_pid=(\d+) ")
 CONTEXT_SWITCH = re.compile(r"^\s*(\d+)\)\s+\S.*-(\d+)\s+=>\s+\S.*-(\d+)\s*$")
 RESOLUTION_US = 1.0  # the timestamps are printed to the microsecond
@@ -44,6 +46,19 @@ class RawTrace:
     out: dict[str, list[tuple[float | None, float | None, str]]] = field(default_factory=dict)  # task -> (switch-out, switch-in, state)
     switch_outs_in: dict[str, int] = field(default_factory=dict)  # function -> sched_switch lines of its task while it was open
     traced_switch_outs: list[tuple[str, float | None]] = field(default_factory=list)  # (task, stamp) of switch-outs inside a traced call
+    # (innermost call open at the switch-out, the waker's innermost open call or its comm, softirq/hardirq/task or its comm) -> sleeps
+    wakes: Counter = field(default_factory=Counter)
+    unwoken: int = 0
+
+
+def waker_context(stack: list[Call]) -> str:
+    """What the open calls say the waker ran as: below __do_softirq/handle_softirqs a softirq, below __sysvec_* a hardirq."""
+    for call in reversed(stack):
+        if call.name in ("__do_softirq", "handle_softirqs"):
+            return "softirq"
+        if call.name.startswith("__sysvec_"):
+            return "hardirq"
+    return "task"
 
 
 def task_of(pid: str, cpu: str) -> str:
@@ -57,6 +72,8 @@ def read_raw(path: Path) -> RawTrace:
     running: dict[str, str] = {}  # cpu -> task, from the "=>" lines (for lines without a pid column)
     switched: dict[str, tuple[float | None, str]] = {}
     last_stamp: dict[str, float | None] = {}
+    sleeping: dict[str, tuple[str, str]] = {}  # task -> (its innermost open call at the switch-out, state)
+    waker: dict[str, tuple[str, str]] = {}  # task -> the last sched_waking of it since it last switched in: (waker, context)
     for line in read_lines(path):
         switch_line = CONTEXT_SWITCH.match(line)
         if switch_line:
@@ -77,18 +94,31 @@ def read_raw(path: Path) -> RawTrace:
         text = body.strip()
         stack = stacks.setdefault(task, [])
         last_stamp[task] = stamp
+        waking = WAKING.search(text)
+        if waking:
+            comm = columns[1].split(")")[1].strip().rsplit("-", 1)[0] if len(columns) > 2 else ""
+            waker[waking.group(1)] = (stack[-1].name, waker_context(stack)) if stack else (comm, comm)
+            continue
         switch = SWITCH.search(text)
         if switch:
             prev, state, nxt = task_of(switch.group(1), cpu), switch.group(2).rstrip("+"), task_of(switch.group(3), cpu)
             prev_stack = stacks.get(prev, [])
+            sleeping.pop(prev, None)
             if prev_stack:
                 raw.traced_switch_outs.append((prev, stamp))
                 for name in {call.name for call in prev_stack}:
                     raw.switch_outs_in[name] = raw.switch_outs_in.get(name, 0) + 1
+                sleeping[prev] = (prev_stack[-1].name, state)
             switched[prev] = (stamp, state)
             if nxt in switched:
                 went, state = switched.pop(nxt)
                 raw.out.setdefault(nxt, []).append((went, stamp, state))
+            slept, woken_by = sleeping.pop(nxt, None), waker.pop(nxt, None)
+            if slept and slept[1] != "R":
+                if woken_by:
+                    raw.wakes[(slept[0], *woken_by)] += 1
+                else:
+                    raw.unwoken += 1
             continue
         if text.startswith("/*"):
             continue
@@ -283,3 +313,19 @@ def test_off_cpu_flame_graph_opens_and_its_frames_are_as_wide_as_their_off_cpu_t
     assert receiver["width"] / chart_width(browser) == pytest.approx(off_cpu_expected(abstime_raw, "tcp_recvmsg") / whole, abs=0.005)
     deepest = frame(browser, "__traceiter_sched_switch", 7)  # returns just after the event: only the part of the sleep before it returned
     assert deepest["width"] < 0.01 * receiver["width"]
+
+
+def test_each_sleep_is_woken_by_the_last_sched_waking_of_its_task_since_it_last_switched_in(abstime_raw):
+    km = load_module()
+    parsed = km.parse_traces([str(ABSTIME)])
+    graph = km.derive_graph(parsed.tree, parsed.stats, parsed.modules)
+    sched = km.sched_times(graph, [str(ABSTIME)])
+    tree = graph.tree
+    found: Counter = Counter()
+    for (sleeper, waker, who), flow in sched.wakes.items():
+        found[(tree.function[sleeper], tree.function[waker] if waker else who, who)] += flow.sleeps
+    assert found == abstime_raw.wakes
+    assert sum(sched.unwoken.values()) == abstime_raw.unwoken == 0
+    # the receiver's waits end in the sender's softirq: loopback delivery, tcp_v4_rcv ... sock_def_readable -> try_to_wake_up
+    assert abstime_raw.wakes[("__traceiter_sched_switch", "try_to_wake_up", "softirq")] == 160
+    assert sched.wakeup_event == "sched_waking"
