@@ -5237,8 +5237,10 @@ def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
 def waker_label(path: list[str], who: str) -> str:
     """waker_context(), with a bare task name (no traced call was open in the waker) said to be one: "task python3"."""
     context = waker_context(path, who)
-    if context.startswith(("task ", "timer")) or context.endswith(("softirq", "hardirq", "nmi")):
-        return context if path else f"{context}, no traced call open"
+    if path:
+        return context
+    if context.startswith("task ") or context in ("softirq", "hardirq", "nmi"):  # calls were open, outside the call tree
+        return f"{context} (its open calls are outside the call tree: a task not selected, or calls before --time-window)"
     return f"task {context}, no traced call open"
 
 
@@ -5270,7 +5272,7 @@ def woken_by_line(rows: list[WakeRow], sched: SchedTimes) -> str | None:
 def woken_by_phrase(context: str, sleeps: int) -> str:
     if context.startswith("timer"):
         return f"{sleeps:,} by timers" + context[len("timer"):]
-    if context.startswith("task "):
+    if context.startswith("task ") or "(" in context:
         return f"{sleeps:,} by {context}"
     return f"{sleeps:,} from {context} paths"
 
