@@ -6709,6 +6709,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
         parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+    if graph.sched is not None:
+        parts.extend(sched_summary_lines(graph))
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
