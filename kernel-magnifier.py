@@ -748,6 +748,7 @@ RETURN_VALUE = re.compile(r"(?: = |ret=)(-?\d{1,20}|0x[0-9a-f]{1,16})(?: \*/|\))
 TRACE_CMD_RETURN_VALUE = re.compile(r" \(ret=(?:-?\d{1,20}|0x[0-9a-f]{1,16})\)\s*$")
 MAX_ERRNO = 4095  # the kernel's IS_ERR_VALUE range: -1 .. -4095
 RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return value was read
+TRACE_EVENTS_FORMAT = "trace events"  # in TraceStats.formats once a text input's tracepoint event was counted
 # A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
 LOST_REPEAT_WINDOW = 8
@@ -1408,6 +1409,7 @@ class TraceParser:
         """A tracepoint event between the calls (text): counted by name, and as a ring-buffer event (as trace.dat's are)."""
         self.stats.note_trace_event(name)
         self.stats.events += 1
+        self.stats.formats.add(TRACE_EVENTS_FORMAT)
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
@@ -1709,6 +1711,8 @@ class EmptySelections:
 def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
     if lines == 0:
         raise UserError(f"{path} is empty: nothing was recorded")
+    if not formats & CALL_FORMATS and TRACE_EVENTS_FORMAT in formats:
+        raise UserError(f"{path} holds tracepoint events but no function_graph or function calls: record the events together with a function tracer")
     if not formats & CALL_FORMATS:
         example = example or "(only comment lines)"
         raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
@@ -6523,6 +6527,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "lost_unknown_count_lines": stats.lost_unknown_count,
             "duplicate_lost_lines": stats.duplicate_lost_lines,
             "unparsed_lines": stats.unparsed_lines,
+            "trace_events": dict(sorted(stats.trace_events.items(), key=lambda item: (-item[1], item[0]))),
             "unparsed_example": stats.unparsed_example,
             "unparsed_example_where": stats.unparsed_example_where,
             "lines": stats.lines,
