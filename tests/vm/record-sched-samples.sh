@@ -42,14 +42,13 @@ echo > $T/set_ftrace_filter
 echo nop > $T/current_tracer
 echo > $T/trace
 echo 1408 > $T/buffer_size_kb
-# 4. trace-cmd record, function_graph with sched events, v6 and its report
-trace-cmd record -q -p function_graph -g tcp_sendmsg -g tcp_recvmsg -e sched_switch -e sched_waking -e sched_wakeup -b 8192 -o "/tmp/tc-fg-sched.dat" sleep 1 > /dev/null 2>"$OUT/tc-fg-sched.log"
+# 4. trace-cmd record, function_graph with sched events (trace.dat v7, trace-cmd 3.1.6 default) and its report
+trace-cmd record -q -p function_graph -g tcp_sendmsg -g tcp_recvmsg -e sched_switch -e sched_waking -e sched_wakeup -b 8192 -o "/tmp/tc-fg-sched.dat" sleep 0.3 > /dev/null 2>"$OUT/tc-fg-sched.log"
 cp /tmp/tc-fg-sched.dat "$OUT/"
 trace-cmd report -i /tmp/tc-fg-sched.dat > "$OUT/tc-fg-sched-report.txt" 2>&1
 trace-cmd report -R -t -i /tmp/tc-fg-sched.dat > "$OUT/tc-fg-sched-report-raw.txt" 2>&1
-# 5. trace-cmd whole system (function_graph) briefly, events of the whole sched system
-trace-cmd record -q -p function_graph -e sched -b 8192 -o /tmp/tc-fg-all.dat sleep 0.2 > /dev/null 2>"$OUT/tc-fg-all.log"
-cp /tmp/tc-fg-all.dat "$OUT/"
-trace-cmd report -i /tmp/tc-fg-all.dat 2>&1 | head -c 200000000 | xz -1 > "$OUT/tc-fg-all-report.txt.xz"
+# 5. trace-cmd, events only (no tracer): every event of the sched, irq and timer systems, for decoding by stored format
+trace-cmd record -q -e sched -e irq -e timer -b 8192 -o /tmp/tc-events.dat sleep 0.3 > /dev/null 2>"$OUT/tc-events.log"
+cp /tmp/tc-events.dat "$OUT/"
 kill $ECHO
 ls -la "$OUT"
