@@ -19,7 +19,7 @@ import pytest
 from conftest import DATA, assert_one_line_error, graph_json, load_module, proc_line_fields, read_lines, run_cli
 
 SCHED = DATA / "sched"
-TEXTS = ["fg-sched-abstime-proc.txt.xz", "fg-sched-default.txt.xz", "function-sched.txt.xz"]
+TEXTS = ["fg-sched-abstime-proc.txt.xz", "fg-sched-default.txt.xz", "function-sched.txt.xz", "fg-sched-abstime-proc-7.3.txt.xz"]
 HIDDEN_DROP = DATA / "trace-cmd" / "hidden-drop-v6.dat.xz"  # trace-cmd record -p function_graph -e sched:sched_switch, 6.1
 # An event line of the function tracer or trace-cmd report: "comm-pid [cpu] flags? stamp: name: fields".
 EVENT_LINE = re.compile(r"^\s*(?P<comm>.+)-(?P<pid>\d+) +\[(?P<cpu>\d+)\] +(?:(?P<flags>\S{4,7}) +)?(?P<ts>[\d.]+): (?P<name>\w+):(?: +(?P<fields>.*))?$")
@@ -64,7 +64,7 @@ def reader_events(km, paths: list[Path], **options) -> list:
 def test_event_counts_of_text_inputs_equal_a_grep_and_the_summary_says_them(tmp_path, name):
     path = SCHED / name
     expected = grep_events(path)
-    assert expected["sched_switch"] > 500 and expected["sched_waking"] > 300  # the recordings hold what they should
+    assert expected["sched_switch"] > 200 and expected["sched_waking"] > 100  # the recordings hold what they should
     graph = graph_json(tmp_path, path)
     assert graph["stats"]["trace_events"] == dict(expected)
     assert graph["stats"]["unparsed_lines"] == 0  # an event line is an event, not damage
@@ -115,31 +115,33 @@ def test_function_tracer_events_fields_and_irq_context_equal_their_lines():
 
 def open_calls_by_indentation(path: Path) -> list[tuple[str, str, list[str]]]:
     """(event name, pid, the pid's open calls) at each event comment of funcgraph-proc text, from the indentation alone."""
-    stacks: dict[str, list[str]] = {}
+    stacks: dict[str, dict[int, str]] = {}  # per pid, depth -> the call open there (an interrupt may skip a depth: 7.3)
     found = []
     for line in read_lines(path):
         fields = proc_line_fields(line)
         if fields is None:
             continue
         pid, depth, body = fields
-        stack = stacks.setdefault(pid, [])
-        del stack[depth:]  # whatever was open at this depth or deeper has ended (or its exit was lost)
+        stack = stacks.setdefault(pid, {})
+        for deeper in [open_depth for open_depth in stack if open_depth >= depth]:
+            del stack[deeper]  # whatever was open at this depth or deeper has ended (or its exit was lost)
         comment = GRAPH_COMMENT.match(body)
         if comment:
-            found.append((comment.group(1), pid, list(stack)))
+            found.append((comment.group(1), pid, [stack[open_depth] for open_depth in sorted(stack)]))
         elif body.endswith("{"):
-            stack.append(body.split("(")[0].split(" [")[0])  # "vring_interrupt [virtio_ring]() {": the function
+            stack[depth] = body.split("(")[0].split(" [")[0]  # "vring_interrupt [virtio_ring]() {": the function
     return found
 
 
-def test_the_stack_of_an_event_is_its_tasks_open_calls_by_indentation():
-    path = SCHED / "fg-sched-abstime-proc.txt.xz"
+@pytest.mark.parametrize("name", ["fg-sched-abstime-proc.txt.xz", "fg-sched-abstime-proc-7.3.txt.xz"])
+def test_the_stack_of_an_event_is_its_tasks_open_calls_by_indentation(name):
+    path = SCHED / name
     expected = open_calls_by_indentation(path)
     km = load_module()
     events = reader_events(km, [path])
     assert [(event.name, event.task, [call.name for call in event.stack]) for event in events] == expected
     wakings = [stack for name, _, stack in expected if name == "sched_waking"]
-    assert sum(1 for stack in wakings if "tcp_sendmsg" in stack) > 100  # the sender wakes the reader from its send path
+    assert sum(1 for stack in wakings if "tcp_sendmsg" in stack) > 50  # the sender wakes the reader from its send path
     sleeps = [stack for name, _, stack in expected if name == "sched_switch" and "tcp_recvmsg" in stack]
     assert sleeps and all(stack[-1] == "__traceiter_sched_switch" for stack in sleeps)
 
