@@ -25,6 +25,7 @@ The file is a pipeline in sections, read top to bottom:
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import contextlib
 import difflib
@@ -752,6 +753,7 @@ RETURN_VALUE = re.compile(r"(?: = |ret=)(-?\d{1,20}|0x[0-9a-f]{1,16})(?: \*/|\))
 TRACE_CMD_RETURN_VALUE = re.compile(r" \(ret=(?:-?\d{1,20}|0x[0-9a-f]{1,16})\)\s*$")
 MAX_ERRNO = 4095  # the kernel's IS_ERR_VALUE range: -1 .. -4095
 RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return value was read
+TRACE_EVENTS_FORMAT = "trace events"  # in TraceStats.formats once a text input's tracepoint event was counted
 # A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
 LOST_REPEAT_WINDOW = 8
@@ -1412,6 +1414,7 @@ class TraceParser:
         """A tracepoint event between the calls (text): counted by name, and as a ring-buffer event (as trace.dat's are)."""
         self.stats.note_trace_event(name)
         self.stats.events += 1
+        self.stats.formats.add(TRACE_EVENTS_FORMAT)
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
@@ -1713,6 +1716,8 @@ class EmptySelections:
 def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
     if lines == 0:
         raise UserError(f"{path} is empty: nothing was recorded")
+    if not formats & CALL_FORMATS and TRACE_EVENTS_FORMAT in formats:
+        raise UserError(f"{path} holds tracepoint events but no function_graph or function calls: record the events together with a function tracer")
     if not formats & CALL_FORMATS:
         example = example or "(only comment lines)"
         raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
@@ -2313,12 +2318,16 @@ def parse_event_format(text: str, system: str, with_fields: bool = True) -> Even
 #
 # An event's `format` file gives each field's offset, size and signedness, and a `print fmt`: a printf format
 # and the C expressions of its arguments, which is how the kernel and trace-cmd report print the event.
-# Fields are read by the layout; each `name=%conversion` of the print fmt whose argument is an expression
-# read here (fields, numbers, strings, arithmetic, ?:, __print_flags, __print_symbolic, __get_str) is printed
-# as that conversion prints it: `prev_state=R+`, `target_cpu=000`. Any other is left as the field's plain value.
+# Fields are read by the layout; the event is then printed by its print fmt as libtraceevent prints it
+# (fields, numbers, strings, casts, arithmetic, ?:, __print_flags, __print_symbolic, __get_str, %p and %ps)
+# and that line read like a text input's event line: `prev_state=R+`, `target_cpu=000`, `vec=3 [action=NET_RX]`.
+# A `name=` whose argument is something else keeps the field's plain value (a number in decimal, a string).
 
 PRINT_FMT = re.compile(r'^print fmt: "(?P<format>(?:[^"\\]|\\.)*)"(?P<args>.*)$', re.M)
-PRINT_CONVERSION = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d*)(?:\.(?P<precision>\d+))?(?P<length>hh|h|ll|l|z|j|t|L)?(?P<kind>[diouxXcs%])")
+PRINT_CONVERSION = re.compile(
+    r"%(?P<flags>[-+ #0]*)(?P<width>\d+|\*)?(?:\.(?P<precision>\d+|\*))?(?P<length>hh|h|ll|l|z|j|t|L|q)?(?P<kind>[diouxXcsp%])"
+    r"(?P<extension>(?<=p)[A-Za-z0-9]*)?"
+)
 PRINT_TOKEN = re.compile(
     r'\s*(?:(?P<number>0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(?P<string>"(?:[^"\\]|\\.)*")|REC->(?P<field>\w+)|(?P<name>[A-Za-z_]\w*)'
     r"|(?P<op><<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^~!<>?:(),{}]))"
@@ -2333,10 +2342,20 @@ PRINT_BINARY = {  # C's binary operators by precedence (higher binds tighter)
 }
 C_TYPE_WORDS = {"unsigned", "signed", "int", "long", "short", "char", "bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "size_t", "pid_t"}
 FLAG_IRQ_CONTEXTS = ((0x40, "nmi"), (0x08, "hardirq"), (0x10, "softirq"))  # TRACE_FLAG_NMI, _HARDIRQ, _SOFTIRQ (kernel/trace/trace.h)
+NOT_PRINTED = "\x00"  # in a printed line where an argument could not be printed: that name= keeps the field's plain value
 
 
 class PrintFmtUnknown(Exception):
     """A print fmt argument this reader does not evaluate: its field is shown as its plain value."""
+
+
+def unknown_value(name: str) -> Callable[[dict], Any]:
+    """An identifier the format does not define (an enum's name: HRTIMER_MODE_ABS): libtraceevent matches no table entry with it."""
+
+    def value(values: dict) -> Any:
+        raise PrintFmtUnknown(name)
+
+    return value
 
 
 class PrintExpression:
@@ -2355,7 +2374,10 @@ class PrintExpression:
             self.tokens.append((kind, match.group(kind)))
             position = match.end()
         self.at = 0
-        self.evaluate = self.ternary()
+        try:
+            self.evaluate = self.ternary()
+        except IndexError:
+            raise PrintFmtUnknown(text) from None
         if self.at != len(self.tokens):
             raise PrintFmtUnknown(text)
 
@@ -2398,7 +2420,7 @@ class PrintExpression:
         return self.primary()
 
     def primary(self) -> Callable[[dict], Any]:
-        kind, text = self.peek()
+        kind, text = self.tokens[self.at]
         self.at += 1
         if kind == "number":
             number = int(text, 16) if text[:2].lower() == "0x" else int(text, 8) if text.startswith("0") else int(text)
@@ -2408,8 +2430,8 @@ class PrintExpression:
             return lambda values: string
         if kind == "field":
             return lambda values: values[text]
-        if kind == "name" and self.peek() == ("op", "("):
-            return self.call(text)
+        if kind == "name":
+            return self.call(text) if self.peek() == ("op", "(") else unknown_value(text)
         if (kind, text) == ("op", "("):
             names = []
             while self.peek()[0] == "name" and self.peek()[1] in C_TYPE_WORDS:
@@ -2426,7 +2448,7 @@ class PrintExpression:
 
     def call(self, function: str) -> Callable[[dict], Any]:
         self.expect("(")
-        arguments = []
+        arguments: list = []
         while self.peek() != ("op", ")"):
             if self.peek() == ("op", "{"):
                 self.at += 1
@@ -2434,20 +2456,22 @@ class PrintExpression:
                 self.expect(",")
                 label = self.ternary()
                 self.expect("}")
-                arguments.append(("pair", value({}), label({})))
+                with contextlib.suppress(PrintFmtUnknown):  # an entry named by an enum libtraceevent does not know: never matched
+                    arguments.append((value({}), label({})))
             else:
                 arguments.append(self.ternary())
             if self.peek() == ("op", ","):
                 self.at += 1
         self.expect(")")
-        if function == "__get_str" and len(arguments) == 1 and callable(arguments[0]):
-            return arguments[0]
-        if function == "__print_flags" and len(arguments) >= 2 and not isinstance(arguments[1], tuple):
-            value, delimiter, table = arguments[0], arguments[1]({}), [pair[1:] for pair in arguments[2:] if isinstance(pair, tuple)]
-            return lambda values: print_flags(value(values), delimiter, table)
-        if function == "__print_symbolic" and arguments and not isinstance(arguments[0], tuple):
-            value, table = arguments[0], [pair[1:] for pair in arguments[1:] if isinstance(pair, tuple)]
-            return lambda values: print_symbolic(value(values), table)
+        table = [argument for argument in arguments if isinstance(argument, tuple)]
+        plain = [argument for argument in arguments if not isinstance(argument, tuple)]
+        if function == "__get_str" and len(plain) == 1:
+            return plain[0]
+        if function == "__print_flags" and len(plain) == 2:
+            value, delimiter = plain
+            return lambda values: print_flags(value(values), delimiter(values), table)
+        if function == "__print_symbolic" and len(plain) == 1:
+            return lambda values: print_symbolic(plain[0](values), table)
         raise PrintFmtUnknown(function)
 
 
@@ -2457,7 +2481,7 @@ def print_flags(value: int, delimiter: str, table: list[tuple[int, str]]) -> str
     for bits, name in table:
         if not value and bits == 0:
             return name
-        if bits > 0 and value & bits == bits:
+        if bits > 0 and (value & bits) == bits:
             parts.append(name)
             value &= ~bits
     if value:
@@ -2488,29 +2512,14 @@ def split_print_args(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def printed_value(conversion: re.Match[str], value: Any) -> str:
-    """One printf conversion of a value, as libtraceevent prints it (ints wrap to the conversion's width)."""
-    kind, length = conversion.group("kind"), conversion.group("length") or ""
-    spec = "%" + conversion.group("flags") + conversion.group("width") + (f".{conversion.group('precision')}" if conversion.group("precision") else "")
-    if kind == "s":
-        return (spec + "s") % (value if isinstance(value, str) else str(value))
-    if not isinstance(value, int):
-        raise PrintFmtUnknown(kind)
-    if kind == "c":
-        return (spec + "c") % chr(value & 0xFF)
-    bits = {"hh": 8, "h": 16, "l": 64, "ll": 64, "z": 64, "j": 64, "t": 64, "L": 64}.get(length, 32)
-    value &= (1 << bits) - 1
-    if kind in "di" and value >= 1 << (bits - 1):
-        value -= 1 << bits
-    return (spec + ("d" if kind in "diu" else kind)) % value
-
-
 class EventLayout:
     """How to read one event's fields from its bytes and print them as its print fmt does."""
 
-    def __init__(self, event: EventFormat, endian: str) -> None:
+    def __init__(self, event: EventFormat, endian: str, symbols: KernelSymbols | None = None, long_size: int = 8) -> None:
         self.name = event.name
         self.byte_order: Any = "little" if endian == "<" else "big"
+        self.symbols = symbols
+        self.long_bits = 8 * long_size
         self.fields: list[tuple[str, str, int, int, bool]] = []  # (name, how: int/str/loc/rel/bytes, offset, size, signed)
         self.flags_field: tuple[int, int] | None = None
         for declaration, offset, size, signed in FORMAT_FIELD.findall(event.text):
@@ -2523,42 +2532,59 @@ class EventLayout:
             if name.startswith("common_"):
                 continue
             array = "[" in words[-1]
-            text = words[0] in ("char", "signed", "unsigned") and "char" in words and array
+            text = "char" in words and array
             how = "loc" if words[0] == "__data_loc" else "rel" if words[0] == "__rel_loc" else "str" if text else "bytes" if array else "int"
             self.fields.append((name, how, int(offset), int(size), signed == "1"))
-        self.printers = self.print_fmt_printers(event.text)
+        self.parts = self.print_fmt_parts(event.text)
 
-    def print_fmt_printers(self, text: str) -> list[tuple[str, list[tuple[re.Match[str], Callable[[dict], Any]]]]]:
-        """Per `label=` of the print fmt, its conversions and their arguments; labels whose arguments are not all read here are left out."""
+    @staticmethod
+    def print_fmt_parts(text: str) -> list[tuple[str, re.Match[str] | None, Callable[[dict], Any] | None]]:
+        """The print fmt as (literal text, conversion, its argument or None where it is not read here) in order."""
         found = PRINT_FMT.search(text)
         if found is None:
             return []
-        arguments = split_print_args(found.group("args").lstrip().removeprefix(","))
-        printers: list[tuple[str, list]] = []
-        label, skip, literal_end, index = None, False, 0, 0
-        for conversion in PRINT_CONVERSION.finditer(found.group("format")):
+        arguments = iter(split_print_args(found.group("args").lstrip().removeprefix(",")))
+        form = found.group("format").replace('\\"', '"').replace("\\n", " ").replace("\\t", " ")
+        parts: list[tuple[str, re.Match[str] | None, Callable[[dict], Any] | None]] = []
+        literal_start = 0
+        for conversion in PRINT_CONVERSION.finditer(form):
+            literal = form[literal_start : conversion.start()]
+            literal_start = conversion.end()
             if conversion.group("kind") == "%":
+                parts.append((literal + "%", None, None))
                 continue
-            literal = found.group("format")[literal_end : conversion.start()]
-            literal_end = conversion.end()
-            argument = arguments[index] if index < len(arguments) else ""
-            index += 1
-            if literal:
-                named = re.search(r"(\w+)=$", literal)
-                label, skip = (named.group(1), False) if named else (None, False)
-                if label:
-                    printers.append((label, []))
-            if label is None or skip:
-                continue
+            stars = (conversion.group("width") == "*") + (conversion.group("precision") == "*")
+            for _ in range(stars):
+                next(arguments, "")  # a * width or precision takes an argument: not read here
             try:
-                printers[-1][1].append((conversion, PrintExpression(argument).evaluate))
+                argument = None if stars else PrintExpression(next(arguments, "")).evaluate
             except PrintFmtUnknown:
-                printers.pop()
-                skip = True
-        return printers
+                argument = None
+            parts.append((literal, conversion, argument))
+        parts.append((form[literal_start:], None, None))
+        return parts
 
     def read(self, data, start: int, end: int) -> tuple[dict[str, str], str]:
         """The event at data[start:end]: its fields as trace-cmd report prints them, and its irq context from common_flags."""
+        values = self.values(data, start, end)
+        fields = {name: str(value) for name, value in values.items()}
+        if self.parts:
+            printed = []
+            for literal, conversion, argument in self.parts:
+                printed.append(literal)
+                if conversion is not None:
+                    printed.append(self.printed(conversion, argument, values))
+            for name, value in event_fields("".join(printed)).items():
+                if NOT_PRINTED not in value:
+                    fields[name] = value
+        irq = ""
+        if self.flags_field is not None and start + sum(self.flags_field) <= end:
+            flags = int.from_bytes(bytes(data[start + self.flags_field[0] : start + sum(self.flags_field)]), self.byte_order)
+            irq = next((context for bit, context in FLAG_IRQ_CONTEXTS if flags & bit), "")
+        return fields, irq
+
+    def values(self, data, start: int, end: int) -> dict[str, Any]:
+        """Each field's value by the layout: an int, or the text of a char array or __data_loc string."""
         values: dict[str, Any] = {}
         for name, how, offset, size, signed in self.fields:
             at = start + offset
@@ -2568,23 +2594,50 @@ class EventLayout:
             if how == "int":
                 values[name] = int.from_bytes(raw, self.byte_order, signed=signed)
                 continue
-            if how in ("loc", "rel"):
+            if how in ("loc", "rel"):  # u32: offset (from the event's start, or for __rel_loc from the field's end), length
                 where = int.from_bytes(raw[:4], self.byte_order)
                 begin = (where & 0xFFFF) + (start if how == "loc" else at + size)
                 raw = bytes(data[begin : min(begin + (where >> 16), end)])
                 how = "str"  # a __data_loc array of chars: the others are rare, and their plain value is bytes too
             values[name] = raw.split(b"\x00", 1)[0].decode("utf-8", "replace") if how == "str" else "ARRAY[" + ", ".join(f"{byte:02x}" for byte in raw) + "]"
-        fields = {name: str(value) for name, value in values.items()}
-        for label, parts in self.printers:
-            try:
-                fields[label] = "".join(printed_value(conversion, argument(values)) for conversion, argument in parts)
-            except (KeyError, TypeError, ValueError, OverflowError, PrintFmtUnknown):
-                pass
-        irq = ""
-        if self.flags_field is not None and start + self.flags_field[0] + self.flags_field[1] <= end:
-            flags = int.from_bytes(bytes(data[start + self.flags_field[0] : start + sum(self.flags_field)]), self.byte_order)
-            irq = next((context for bit, context in FLAG_IRQ_CONTEXTS if flags & bit), "")
-        return fields, irq
+        return values
+
+    def printed(self, conversion: re.Match[str], argument: Callable[[dict], Any] | None, values: dict[str, Any]) -> str:
+        """One conversion of the print fmt as libtraceevent prints it; NOT_PRINTED where that is not known here."""
+        try:
+            value = argument(values) if argument is not None else None
+            return NOT_PRINTED if value is None else self.converted(conversion, value)
+        except (KeyError, TypeError, ValueError, OverflowError, PrintFmtUnknown):
+            return NOT_PRINTED
+
+    def converted(self, conversion: re.Match[str], value: Any) -> str:
+        kind, length = conversion.group("kind"), conversion.group("length") or ""
+        spec = "%" + conversion.group("flags") + (conversion.group("width") or "") + (f".{conversion.group('precision')}" if conversion.group("precision") else "")
+        if kind == "s":
+            return (spec + "s") % value
+        if not isinstance(value, int):
+            raise PrintFmtUnknown(kind)
+        if kind == "p":
+            return self.pointer(value & ((1 << self.long_bits) - 1), conversion.group("extension") or "")
+        if kind == "c":
+            return (spec + "c") % chr(value & 0xFF)
+        bits = {"hh": 8, "h": 16, "l": self.long_bits, "ll": 64, "q": 64, "z": self.long_bits, "j": 64, "t": self.long_bits, "L": 64}.get(length, 32)
+        value &= (1 << bits) - 1
+        if kind in "di" and value >= 1 << (bits - 1):
+            value -= 1 << bits
+        return (spec + ("d" if kind in "diu" else kind)) % value
+
+    def pointer(self, value: int, extension: str) -> str:
+        """%p as glibc prints it; %ps/%pf the function at the address, %pS/%pF with its offset (libtraceevent's print_function)."""
+        if not extension:
+            return f"0x{value:x}" if value else "(nil)"
+        if extension[0] not in "sSfF" or self.symbols is None:
+            raise PrintFmtUnknown(extension)
+        name, _ = self.symbols.lookup(value)
+        if extension[0] in "SF" and not name.startswith("0x"):
+            index = bisect.bisect_right(self.symbols.addresses, value) - 1
+            name += f"+0x{value - self.symbols.addresses[index]:x}"
+        return name + extension[1:]
 
 
 class ByteReader:
@@ -3259,6 +3312,7 @@ class EventDecoder:
         self.other_counts: Counter[int] = Counter()
         self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
         self.formats = dat.formats
+        self.long_size = dat.long_size
         # IntervalReader's events: every other event's (name, fields, irq context), read in decode() while its bytes are
         # at hand, by a number that is the event's code. None (the main parse): other events are only counted.
         self.details: dict[int, tuple[str, dict[str, str], str]] | None = None
@@ -3393,7 +3447,7 @@ class EventDecoder:
             layout = self.layouts.get(event_id, False)
             if layout is False:
                 event = self.formats.get(event_id)
-                layout = self.layouts[event_id] = EventLayout(event, self.endian) if event is not None else None
+                layout = self.layouts[event_id] = EventLayout(event, self.endian, self.symbols, self.long_size) if event is not None else None
             if layout is None:
                 code[index] = -1
                 continue
@@ -7066,6 +7120,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     if graph.timed:
         parts.append(f"shares are of {report_whole(graph)}" if graph.woken else
                      f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+    if graph.sched is not None:
+        parts.extend(sched_summary_lines(graph))
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
@@ -7286,6 +7342,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "lost_unknown_count_lines": stats.lost_unknown_count,
             "duplicate_lost_lines": stats.duplicate_lost_lines,
             "unparsed_lines": stats.unparsed_lines,
+            "trace_events": dict(sorted(stats.trace_events.items(), key=lambda item: (-item[1], item[0]))),
             "unparsed_example": stats.unparsed_example,
             "unparsed_example_where": stats.unparsed_example_where,
             "lines": stats.lines,

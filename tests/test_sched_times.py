@@ -8,7 +8,10 @@ indentation and the timestamps, its switched-out intervals from the `/* sched_sw
 from __future__ import annotations
 
 import json
+import lzma
 import re
+import shutil
+import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,3 +332,77 @@ def test_each_sleep_is_woken_by_the_last_sched_waking_of_its_task_since_it_last_
     # the receiver's waits end in the sender's softirq: loopback delivery, tcp_v4_rcv ... sock_def_readable -> try_to_wake_up
     assert abstime_raw.wakes[("__traceiter_sched_switch", "try_to_wake_up", "softirq")] == 160
     assert sched.wakeup_event == "sched_waking"
+
+
+REPORT_LINE = re.compile(r"^\s*\S.*?-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<ts>\d+\.\d+): (?P<event>\w+):\s+(?P<rest>.*)$")
+REPORT_SWITCH = re.compile(r":(\d+) \[\d+\] (\S+) ==> .*:(\d+) \[\d+\]$")
+
+
+def read_trace_cmd_report(trace: Path) -> RawTrace:
+    """trace-cmd's own reading of a trace.dat: calls per task by the graph's indentation, switched-out intervals from its sched_switch lines."""
+    text = subprocess.run(["trace-cmd", "report", "-i", str(trace)], capture_output=True, text=True, check=True, timeout=300).stdout
+    raw = RawTrace()
+    stacks: dict[str, dict[int, Call]] = {}
+    switched: dict[str, tuple[float, str]] = {}
+    last_stamp: dict[str, float] = {}
+    for line in text.split("\n"):
+        match = REPORT_LINE.match(line)
+        if match is None:
+            continue
+        task, stamp, event, rest = task_of(match["pid"], match["cpu"]), float(match["ts"]) * 1e6, match["event"], match["rest"]
+        last_stamp[task] = stamp
+        stack = stacks.setdefault(task, {})
+        if event == "sched_switch":
+            switch = REPORT_SWITCH.search(rest)
+            prev, state, nxt = task_of(switch[1], match["cpu"]), switch[2].rstrip("+"), task_of(switch[3], match["cpu"])
+            if stacks.get(prev):
+                raw.traced_switch_outs.append((prev, stamp))
+            switched[prev] = (stamp, state)
+            if nxt in switched:
+                went, state = switched.pop(nxt)
+                raw.out.setdefault(nxt, []).append((went, stamp, state))
+            continue
+        if event not in ("funcgraph_entry", "funcgraph_exit"):
+            continue
+        duration, body = rest.split("|", 1)
+        body = body[2:]
+        depth = (len(body) - len(body.lstrip(" "))) // 2
+        text_body = body.strip()
+        for deeper in [level for level in stack if level >= depth]:
+            closed = stack.pop(deeper)
+            if event == "funcgraph_exit" and deeper == depth:
+                closed.end = stamp
+        if event == "funcgraph_exit":
+            continue
+        name = text_body[: text_body.index("(")]
+        outermost = all(call.name != name for call in stack.values())
+        if text_body.endswith("{"):
+            stack[depth] = Call(name, task, stamp, outermost=outermost)
+            raw.calls.append(stack[depth])
+        else:
+            raw.calls.append(Call(name, task, stamp, stamp + float(duration.strip().lstrip("+!#*@$ ").removesuffix("us")), outermost))
+    for call in raw.calls:
+        if call.end is None:
+            call.end = last_stamp[call.task]
+    return raw
+
+
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="needs trace-cmd (apt-get install trace-cmd)")
+@pytest.mark.parametrize("kernel, functions", [("6.1", ["tcp_recvmsg", "sk_wait_data"]), ("7.3", ["tcp_recvmsg", "sk_wait_data", "tcp_sendmsg"])])
+def test_off_cpu_time_from_a_trace_cmd_trace_dat_matches_trace_cmd_reports_own_reading(tmp_path, kernel, functions):
+    trace = tmp_path / f"tc-fg-sched-{kernel}.dat"
+    trace.write_bytes(lzma.decompress((SCHED / f"tc-fg-sched-{kernel}.dat.xz").read_bytes()))
+    raw = read_trace_cmd_report(trace)
+    out = tmp_path / "graph.json"
+    result = run_cli("visualize", "-i", str(trace), "-o", str(out), "--chart", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    graph = json.loads(out.read_text())
+    nodes = nodes_by_name(graph)
+    for function in functions:
+        expected = off_cpu_expected(raw, function)
+        assert expected > 0
+        # trace-cmd prints microseconds, the file holds nanoseconds: each sleep's two ends round apart by up to 1 us
+        assert nodes[function]["off_cpu_us"] == pytest.approx(expected, abs=2 * RESOLUTION_US * nodes[function]["sleeps"]), function
+    for node in graph["call_tree"] + graph["nodes"]:
+        assert node["off_cpu_us"] <= node["total_time_us"] + RESOLUTION_US, node
+    assert graph["stats"]["sched"]["sleeps"] == len(raw.traced_switch_outs)
