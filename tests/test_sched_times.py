@@ -406,3 +406,13 @@ def test_off_cpu_time_from_a_trace_cmd_trace_dat_matches_trace_cmd_reports_own_r
     for node in graph["call_tree"] + graph["nodes"]:
         assert node["off_cpu_us"] <= node["total_time_us"] + RESOLUTION_US, node
     assert graph["stats"]["sched"]["sleeps"] == len(raw.traced_switch_outs)
+
+
+def test_callers_view_shows_the_off_cpu_time_through_each_caller(tmp_path, abstime_raw):
+    out = tmp_path / "callers.json"
+    result = run_cli("visualize", "-i", str(ABSTIME), "-o", str(out), "--chart", "", "--callers", "schedule", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    nodes = nodes_by_name(json.loads(out.read_text()))
+    expected = off_cpu_expected(abstime_raw, "schedule")  # schedule is called from one path only: every caller carries all of it
+    for name in ("schedule", "schedule_timeout", "sk_wait_data", "tcp_recvmsg"):
+        assert nodes[name]["off_cpu_us"] == pytest.approx(expected, abs=0.01), name
