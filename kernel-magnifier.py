@@ -7361,7 +7361,9 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "heat": heat.metric,
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
-            "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
+            "node_numbers": (f"sleeps of {view.focus} woken through each function (calls) and the time they waited (total_time_us)" if graph.woken
+                             else f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own"),
+            "wakers": graph.woken,
             "sched": sched_summary_json(graph.sched),
         },
         "nodes": nodes,

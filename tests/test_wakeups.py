@@ -282,6 +282,7 @@ def test_wakers_tree_of_tcp_recvmsg(reading, outputs):
     edges = {(edge["caller"], edge["callee"]): edge["calls"] for edge in graph["edges"]}
     assert edges[("try_to_wake_up", "tcp_recvmsg")] == sum(1 for sleep, waker, _ in reading.woken if "tcp_recvmsg" in sleep.stack and waker.stack)
     assert edges[("sock_def_readable", "__wake_up_sync_key")] == sum(1 for _, waker, _ in reading.woken if "sock_def_readable" in waker.stack)
+    assert graph["stats"]["wakers"] and graph["stats"]["reversed"]
     root = next(node for node in graph["nodes"] if node["name"] == "tcp_recvmsg")
     assert root["calls"] == sum(1 for sleep, _, _ in reading.woken if "tcp_recvmsg" in sleep.stack)
 
