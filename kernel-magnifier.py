@@ -7841,10 +7841,11 @@ def write_timeline(views: Views, output: str) -> None:
     """
     args = views.args
     selection = selection_of(args)
-    reader = IntervalReader(selection, events=True)
+    switches = views.view.graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0  # else the calls alone, as fast as before
+    reader = IntervalReader(selection, events=switches)
     tracker = SliceTracker()
     window = parse_window(args.time_window)
-    placed: dict[int, tuple[int, float, float]] = {}
+    placed: dict[int, tuple[int, float, float]] | None = {} if switches else None
     events, names, clamped = timeline_events(split_trace_events(reader.read(args.input or ["kernel-magnifier.data"]), tracker), window, placed)
     if not reader.timestamps:
         raise UserError(
@@ -7852,7 +7853,7 @@ def write_timeline(views: Views, output: str) -> None:
             " (and -O funcgraph-proc for task names), or use the function tracer, whose lines carry a timestamp"
         )
     tracks = tracker.finish()
-    sched = sched_timeline(tracks, selection, window, placed)
+    sched = sched_timeline(tracks, selection, window, placed or {})
     if not events and not sched.events:
         raise UserError("no call in the selected tasks, CPUs and --time-window")
     metadata = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": "kernel (one track per task)"}}]
@@ -7869,7 +7870,8 @@ def write_timeline(views: Views, output: str) -> None:
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
     say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (times are rounded, or taken when the exit was written)")
-    say(sched_timeline_line(tracks, sched))
+    if switches:
+        say(sched_timeline_line(tracks, sched))
     if size > 200 << 20:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
 
