@@ -342,3 +342,18 @@ def test_without_timestamps_the_wakeups_are_counted_and_their_wait_is_unknown(tm
     assert rows and all(row["wait_us"] is None and row["wait_max_us"] is None for row in rows)
     assert 0 < sum(row["sleeps"] for row in rows) <= wakings
     assert any(row["waking_function"] == "sock_def_readable" and row["slept_in"] == "sk_wait_data" for row in rows)
+
+
+def test_timeline_of_one_task_in_a_window_keeps_its_wakers_tracks(reading, tmp_path):
+    out = tmp_path / "t.trace.json"
+    result = run_cli("visualize", "-i", str(SAMPLE), "-o", str(out), "--chart", "", "--pid", "125", "--time-window", "12.3,12.5")
+    assert result.returncode == 0, result.stderr
+    events = json.loads(out.read_text())["traceEvents"]
+    names = {(event["pid"], event["tid"]): event["args"]["name"] for event in events if event["name"] == "thread_name"}
+    ends = [event for event in events if event["ph"] == "f"]
+    starts = [event for event in events if event["ph"] == "s"]
+    assert {names[(end["pid"], end["tid"])] for end in ends} == {"python3-125 on/off CPU"}
+    expected = [item for item in reading.handovers if item[1] == "125" and 12.3 <= item[0].stamp_s and item[2] <= 12.5]
+    assert len(ends) == len(starts) == len(expected) > 10
+    assert {names[(start["pid"], start["tid"])].removesuffix(" on/off CPU").rsplit("-", 1)[1] for start in starts} == {item[0].task for item in expected}
+    assert all(12.3e6 <= event["ts"] <= 12.5e6 for event in starts + ends)
