@@ -45,6 +45,7 @@ import random
 import re
 import signal
 import stat
+import statistics
 import sys
 import tempfile
 import time
@@ -340,6 +341,7 @@ class CallGraph:
     weight_total: float = 0.0
     reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
     sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
+    woken: bool = False  # a --wakers tree (reversed): its calls are sleeps of the focus woken through a function, its times their waits
     off_cpu: dict[str, OffCpu] = field(default_factory=dict)  # per function, from `sched` (attach_sched)
 
     def nodes(self) -> list[str]:
@@ -5019,7 +5021,8 @@ class SchedTracker:
             inside = stack if self.window is None else list(calls_in_window(stack, self.window))
             found = [node for node in stack_nodes(self.tree, inside) if node is not None]
             node = found[-1] if found else ROOT_NODE
-        return Waker(node, event.irq or irq_context(stack))
+        context = event.irq or irq_context(stack)
+        return Waker(node, f"task {event.comm}" if context == "task" and event.comm else context)  # the waker task's name: who to group by
 
     def finish(self) -> SchedTimes:
         """Sleeps still switched out at the end: counted, without time (their calls' totals end at the switch-out)."""
@@ -5185,6 +5188,282 @@ def path_on_off(graph: CallGraph) -> tuple[list[float], list[float]]:
 def inputs_have_sched_switch(graph: CallGraph) -> bool:
     """The main parse counted the inputs' events by name: no second pass over inputs without sched_switch."""
     return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
+
+
+# The two ends of a wakeup, by rule. A wakeup's stack ends in the scheduler's
+# wakeup code (try_to_wake_up under default_wake_function under __wake_up_common
+# ...) and a sleep's in the scheduler's sleep code (schedule under
+# schedule_timeout under wait_woken ...): neither says what woke or what slept.
+# The waking function is the innermost open frame of the waker that is not
+# wakeup machinery (sock_def_readable); the frame that slept is the innermost
+# open frame of the sleeper that is not sleep machinery (sk_wait_data). A name
+# counts as machinery when it is listed or matches a listed glob; a function
+# that says why (process_timeout: a timeout ended the sleep; mutex_lock: the
+# sleep waited for a lock) is not machinery.
+WAKE_MACHINERY = (
+    "try_to_wake_up", "ttwu_*", "wake_up_process", "wake_up_state", "wake_up_q", "wake_up_new_task",
+    "default_wake_function", "*_wake_function", "__wake_up*", "wake_up_bit", "__wake_up_bit", "wake_up_var",
+    "swake_up*", "complete", "complete_all", "pollwake", "signal_wake_up_state", "__traceiter_*",
+)
+SLEEP_MACHINERY = (
+    "__traceiter_*", "schedule", "__schedule", "schedule_idle", "schedule_preempt_disabled", "schedule_timeout*",
+    "schedule_hrtimeout*", "io_schedule*", "preempt_schedule*", "__cond_resched", "_cond_resched", "wait_woken",
+    "do_wait_for_common", "__wait_for_common", "wait_for_common*", "*wait_for_completion*", "bit_wait*", "out_of_line_wait_on_bit*",
+)
+TIMER_WAKE = ("process_timeout", "hrtimer_wakeup", "call_timer_fn", "__hrtimer_run_queues")  # a timer's expiry is what woke
+
+
+def is_machinery(name: str, rule: tuple[str, ...]) -> bool:
+    base = base_function_name(name)
+    return any(fnmatch.fnmatchcase(base, pattern) for pattern in rule)
+
+
+def innermost_outside(path: list[str], rule: tuple[str, ...]) -> str | None:
+    """The innermost name of a call path (outermost first) that the rule does not call machinery; None when all are."""
+    return next((name for name in reversed(path) if not is_machinery(name, rule)), None)
+
+
+def waking_function(path: list[str]) -> str | None:
+    """sock_def_readable for ...;sock_def_readable;__wake_up_sync_key;...;try_to_wake_up."""
+    return innermost_outside(path, WAKE_MACHINERY)
+
+
+def frame_that_slept(path: list[str]) -> str | None:
+    """sk_wait_data for ...;sk_wait_data;wait_woken;schedule_timeout;schedule;__traceiter_sched_switch."""
+    return innermost_outside(path, SLEEP_MACHINERY)
+
+
+def waker_context(path: list[str], waker: str) -> str:
+    """What a kernel developer calls the waker: "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3".
+
+    From the waker's open calls: the softirq action the innermost softirq
+    dispatcher (SOFTIRQ_FRAMES) ran, or the handler after the innermost hardirq
+    entry; a timer's expiry (process_timeout, hrtimer_wakeup, ...) is named as
+    such. Without either, SchedTimes' waker description (the trace's irq
+    flags, or the task).
+    """
+    context = ""
+    for at in range(len(path) - 1, -1, -1):
+        name = base_function_name(path[at])
+        interrupt = "softirq" if name in SOFTIRQ_FRAMES else "hardirq" if name.startswith(HARDIRQ_FRAME_PREFIXES) else ""
+        if interrupt:
+            action = path[at + 1] if at + 1 < len(path) and not is_machinery(path[at + 1], WAKE_MACHINERY) else path[at]
+            context = f"{action} {interrupt}"
+            break
+    if any(is_machinery(name, TIMER_WAKE) for name in path):
+        return f"timer ({context})" if context else "timer"
+    return context or waker
+
+
+@dataclass
+class WakeRow:
+    """The sleeps of one sleeping call path that one waker call path ended, with both ends named by rule."""
+
+    sleeping_path: list[str]  # the sleeper's open calls at the switch-out, outermost first
+    slept: str | None  # the frame that slept: the innermost of them that is not sleep machinery
+    waker_path: list[str]  # the waker's open calls at the wakeup ([] when none was traced)
+    waking: str | None  # the waking function: the innermost of them that is not wakeup machinery
+    context: str  # "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3"
+    sleeps: int
+    wait_us: float | None  # None: the trace has no timestamps, the waits are unknown
+    p50_us: float | None
+    max_us: float | None
+
+
+def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
+    """Every (sleeping path, waker path) pair of graph.sched, most sleeps first."""
+    if graph.sched is None:
+        return []
+    tree = graph.tree
+    rows = []
+    for (sleeper, waker, who), flow in graph.sched.wakes.items():
+        sleeping_path = tree.path(sleeper)
+        waker_path = tree.path(waker) if waker > ROOT_NODE else []
+        context = waker_label(waker_path, who)
+        timed = graph.sched.timed
+        p50 = statistics.median(flow.waits) if flow.waits else 0.0
+        rows.append(WakeRow(sleeping_path, frame_that_slept(sleeping_path), waker_path, waking_function(waker_path), context,
+                            flow.sleeps, flow.wait_us if timed else None, p50 if timed else None, flow.max_us if timed else None))
+    rows.sort(key=lambda row: (-row.sleeps, -(row.wait_us or 0.0), row.sleeping_path, row.waker_path))
+    return rows
+
+
+def waker_label(path: list[str], who: str) -> str:
+    """waker_context(), with a bare task name (no traced call was open in the waker) said to be one: "task python3"."""
+    context = waker_context(path, who)
+    if path:
+        return context
+    if context.startswith("task ") or context in ("softirq", "hardirq", "nmi"):  # calls were open, outside the call tree
+        return f"{context} (its open calls are outside the call tree: a task not selected, or calls before --time-window)"
+    return f"task {context}, no traced call open"
+
+
+def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """(waking function, frame that slept) -> (sleeps, time waited or None where unknown): the call graph's dashed "wakes" edges."""
+    edges: dict[tuple[str, str], tuple[int, float | None]] = {}
+    for row in rows:
+        if row.waking and row.slept:
+            sleeps, waited = edges.get((row.waking, row.slept), (0, 0.0))
+            edges[row.waking, row.slept] = (sleeps + row.sleeps, None if waited is None or row.wait_us is None else waited + row.wait_us)
+    return edges
+
+
+def woken_by_line(rows: list[WakeRow], sched: SchedTimes) -> str | None:
+    """"woken by: 160 from net_rx_action softirq paths, 8 by task python3": the sleeps' wakers, grouped by context."""
+    groups: Counter[str] = Counter()
+    for row in rows:
+        groups[row.context] += row.sleeps
+    parts = [woken_by_phrase(context, sleeps) for context, sleeps in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
+    unwoken = sum(sched.unwoken.values())
+    if not parts and not unwoken and not sched.sleep_count:
+        return None  # no sleep inside a traced call: the sleeps line says why
+    if unwoken:
+        parts.append(f"{unwoken:,} with no wakeup in the trace")
+    event = f" ({sched.wakeup_event})" if sched.wakeup_event else ""
+    return "woken by" + event + ": " + (", ".join(parts) if parts else "no sleep ended by a wakeup in the trace")
+
+
+def woken_by_phrase(context: str, sleeps: int) -> str:
+    if context.startswith("timer"):
+        return f"{sleeps:,} by timers" + context[len("timer"):]
+    if context.startswith("task ") or "(" in context:
+        return f"{sleeps:,} by {context}"
+    return f"{sleeps:,} from {context} paths"
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def wakeups_json(rows: list[WakeRow]) -> list[dict]:
+    """The JSON's `wakeups`: one record per (sleeping path, waker path), times in microseconds."""
+    return [
+        {
+            "sleeping_path": row.sleeping_path, "slept_in": row.slept, "waker_path": row.waker_path, "waking_function": row.waking,
+            "waker_context": row.context, "sleeps": row.sleeps, "wait_us": rounded(row.wait_us), "wait_p50_us": rounded(row.p50_us),
+            "wait_max_us": rounded(row.max_us),
+        }
+        for row in rows
+    ]
+
+
+@dataclass
+class Handover:
+    """A wakeup that ended a sleep: who woke the task (where, when, in which open call) and when the task ran again."""
+
+    waker: str  # the task the wakeup ran in (as CallInterval.task), its name and CPU
+    waker_comm: str
+    waker_cpu: str | None
+    stamp_us: float
+    event: str  # sched_waking, or sched_wakeup / sched_wakeup_new where no sched_waking was seen
+    waker_entry: int  # entry number of the waker's innermost open call (-1: none open)
+    woken: str
+    switch_in_us: float
+
+
+@dataclass
+class RunSlice:
+    """A stretch of one task: on a CPU ("running"), or switched out in a state (S, D, R+ ...), from sched_switch."""
+
+    task: str
+    cpu: str | None
+    start_us: float
+    end_us: float
+    state: str  # "running", or the prev_state the task was switched out in
+    note: str = ""  # why an end is not a switch: the trace began or ended inside the slice
+    woken_by: Handover | None = None
+
+
+@dataclass
+class SchedTracks:
+    """Every task's running and switched-out slices and the wakeups that ended sleeps, in trace order."""
+
+    slices: list[RunSlice] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
+    comms: dict[str, str] = field(default_factory=dict)  # task -> its full name, from sched_switch
+    woken_running: int = 0  # sched_wakings of a task still on its CPU (woken while going to sleep: they end the sleep that follows)
+    unmatched_switches: int = 0  # a task switched out twice without a switch-in between (events lost)
+
+
+class SliceTracker:
+    """Builds SchedTracks from the TraceEvents of IntervalReader(events=True), one event at a time."""
+
+    def __init__(self) -> None:
+        self.tracks = SchedTracks()
+        self.open: dict[str, RunSlice] = {}  # task -> its slice still open (running or switched out)
+        self.pending: dict[str, Handover] = {}  # task -> the last wakeup since its switch-out
+        self.early: dict[str, Handover] = {}  # running task -> the last sched_waking of it since its switch-in
+        self.seen_waking = False
+        self.cpu_first: dict[str | None, float] = {}
+        self.last_us: float | None = None
+
+    def add(self, event: TraceEvent) -> None:
+        stamp = event.stamp_us
+        if stamp is None:
+            return
+        self.cpu_first.setdefault(event.cpu, stamp)
+        self.last_us = stamp if self.last_us is None else max(self.last_us, stamp)
+        if event.name == SCHED_SWITCH:
+            self.switch(event, stamp)
+        elif event.name in WAKEUP_EVENTS and event.fields.get("pid", "0").isdigit() and event.fields.get("pid") != "0":
+            self.wakeup(event, stamp)
+
+    def switch(self, event: TraceEvent, stamp: float) -> None:
+        fields = event.fields
+        prev, following = IntervalReader.pid_task(fields.get("prev_pid", ""), event.cpu), IntervalReader.pid_task(fields.get("next_pid", ""), event.cpu)
+        self.tracks.comms.setdefault(prev, fields.get("prev_comm", event.comm))
+        self.tracks.comms[following] = fields.get("next_comm", "")
+        running = self.open.pop(prev, None)
+        if running is None:
+            running = RunSlice(prev, event.cpu, self.cpu_first[event.cpu], stamp, "running", "on this CPU since its first event in the trace or before")
+        if running.state == "running":
+            running.end_us = stamp
+            self.tracks.slices.append(running)
+        else:
+            self.tracks.unmatched_switches += 1  # switched out twice: the switch-in between was lost
+        if not prev.startswith("0/"):  # a CPU's idle task is never asleep: it runs whenever nothing else does
+            self.open[prev] = RunSlice(prev, event.cpu, stamp, stamp, fields.get("prev_state", "?"))
+        self.pending.pop(prev, None)
+        early = self.early.pop(prev, None)
+        if early is not None and not fields.get("prev_state", "").startswith("R"):
+            self.pending[prev] = early  # woken before it left its CPU: that wakeup ends this sleep, unless a later one comes
+        asleep = self.open.pop(following, None)
+        if asleep is not None and asleep.state != "running":
+            asleep.end_us = stamp
+            self.tracks.slices.append(asleep)
+        woken = self.pending.pop(following, None)
+        early = self.early.pop(following, None)
+        if woken is None and asleep is None:
+            woken = early  # a task not seen before: asleep since before the trace began, woken by that
+        started = RunSlice(following, event.cpu, stamp, stamp, "running")
+        if woken is not None:
+            woken.switch_in_us = stamp
+            started.woken_by = woken
+            self.tracks.handovers.append(woken)
+        self.open[following] = started
+
+    def wakeup(self, event: TraceEvent, stamp: float) -> None:
+        self.seen_waking = self.seen_waking or event.name == "sched_waking"
+        if self.seen_waking and event.name != "sched_waking":
+            return  # sched_waking runs in the waker; sched_wakeup may run on the woken task's CPU: only a fallback
+        target = event.fields["pid"]
+        entry = event.stack[-1].entry_no if event.stack else -1
+        woken = Handover(event.task, event.comm, event.cpu, stamp, event.name, entry, target, stamp)
+        current = self.open.get(target)
+        if current is None or current.state == "running":  # still on its CPU (or not seen yet): woken while going to sleep
+            self.tracks.woken_running += current is not None
+            self.early[target] = woken
+            return
+        self.pending[target] = woken
+
+    def finish(self) -> SchedTracks:
+        """Slices still open end at the trace's last event, said in their note."""
+        for opened in self.open.values():
+            opened.end_us = self.last_us if self.last_us is not None else opened.start_us
+            opened.note = "still on a CPU at the end of the trace" if opened.state == "running" else "still switched out at the end of the trace"
+            self.tracks.slices.append(opened)
+        self.open = {}
+        return self.tracks
 
 
 # ============================================================================
@@ -6252,12 +6531,15 @@ class ViewRequest:
     roots: list[str] = field(default_factory=list)
     callers: list[str] = field(default_factory=list)
     depth: int | None = None
+    wakers: list[str] = field(default_factory=list)
 
 
 def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
     """The graph of the requested focus, the functions it is about, and notes saying what it is."""
-    if request.roots and request.callers:
-        raise UserError("--root and --callers are two different views: use one of them")
+    if sum(1 for asked in (request.roots, request.callers, request.wakers) if asked) > 1:
+        raise UserError("--root, --callers and --wakers are different views: use one of them")
+    if request.wakers:
+        return wakers_graph(graph, request)
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
     moved: list[tuple[int, int]] = []
     if request.roots:
@@ -6281,6 +6563,60 @@ def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, li
         attach_sched(trimmed_graph, moved_sched(graph.sched, moved))
         return trimmed_graph, [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
     return graph, [], []
+
+
+NO_WAKEUP_FRAME = "[no wakeup in the trace]"
+
+
+def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> CallTree:
+    """The wakers' tree of --wakers F: F at a root, below it the waker's innermost open call, below that its caller, ...
+
+    For every sleep during which F was open on the sleeper (its outermost
+    activation on the sleeping path counts), the path of the waker's open
+    calls read from the innermost out, as --callers reads callers; a waker
+    with no traced call open is one frame "[task python3]", a sleep whose
+    wakeup is not in the trace "[no wakeup in the trace]". A node's calls are
+    the sleeps of F woken through it, its times the time they waited.
+    """
+    assert graph.sched is not None
+    tree = graph.tree
+    woken = CallTree()
+    woken.timed = graph.sched.timed
+    sleeps: list[tuple[int, list[str], int, float]] = []
+    for (sleeper, waker, who), flow in graph.sched.wakes.items():
+        chain = tree.path(waker) if waker > ROOT_NODE else [f"[{waker_label([], who)}]"]
+        sleeps.append((sleeper, chain, flow.sleeps, flow.wait_us))
+    sleeps.extend((sleeper, [NO_WAKEUP_FRAME], count, 0.0) for sleeper, count in graph.sched.unwoken.items())
+    for sleeper, chain, count, waited in sleeps:
+        name = next((name for name in tree.path(sleeper) if name in functions), None)
+        if name is None:
+            continue
+        target = woken.child(ROOT_NODE, name)
+        for level, frame in enumerate([None, *reversed(chain)]):
+            if frame is not None:
+                if depth is not None and level > depth:
+                    break
+                target = woken.child(target, frame)
+            woken.calls[target] += count
+            woken.total_us[target] += waited
+            woken.self_us[target] += waited
+    return woken
+
+
+def wakers_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
+    """--wakers F: the graph of F's wakers' paths, F's names, and the note saying what its numbers are."""
+    if graph.sched is None:
+        raise UserError(f"--wakers needs scheduler events (sched_switch, sched_waking), and this trace has none: {NO_SCHED_EVENTS.split(': ', 1)[1]}")
+    functions = matching_functions(graph.tree, request.wakers, "--wakers")
+    tree = focus_wakers(graph, functions, request.depth)
+    if not tree.children[ROOT_NODE]:
+        raise UserError(f"--wakers {','.join(request.wakers)}: {plural_names(functions)} never slept in the trace (no switch-out while it was open)")
+    focused = reversed_graph(tree, graph.stats, graph.modules)
+    focused.woken = True
+    depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    note = (f"--wakers {','.join(request.wakers)}: the wakers' call paths that ended sleeps of {plural_names(functions)}{depth_note};"
+            " numbers count its sleeps woken through each function and the time they waited")
+    return focused, sorted(functions), [note]
 
 
 def plural_names(functions: set[str]) -> str:
@@ -6323,7 +6659,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
-    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers)
+    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
     return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
 
 
@@ -6355,6 +6691,8 @@ class Drawing:
     left_out_edges: int
     node_min: float = 0.0
     edge_min: float = 0.0
+    wakes: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
+    wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
@@ -6644,7 +6982,7 @@ def plural(count: float, word: str) -> str:
 
 def node_label(name: str, view: View, have_map: bool) -> str:
     graph = view.graph
-    lines = [f"{name}()"]
+    lines = [name if name.startswith("[") else f"{name}()"]  # "[task python3, ...]": a --wakers frame that is no function
     module = graph.modules.get(name)
     if module:
         lines.append(f"[{module}]")
@@ -6657,6 +6995,10 @@ def node_label(name: str, view: View, have_map: bool) -> str:
     elif have_map and not module:
         lines.append("(file unknown)")
     through = f" in {view.focus}" if is_caller_box(name, view) else ""
+    if graph.woken:
+        lines.append(plural(graph.calls[name], "sleep") + (f" of {view.focus} woken below" if through else " woken"))
+        lines.append(f"waited {format_us(graph.total_us[name])}{share(graph.total_us[name], graph.weight_total)}" if graph.timed else "time waited unknown (no timestamps)")
+        return "\n".join(lines)
     lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
     if graph.open_calls.get(name):
         lines.append(f"{graph.open_calls[name]:,} still open at the end")
@@ -6742,6 +7084,8 @@ def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]
 
 def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     graph = view.graph
+    if graph.woken:
+        return f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'sleep')} of {view.focus} woken along this path, {format_us(graph.edge_weight.get(edge, 0.0))} waited"
     callee = view.focus if graph.reversed else edge[1]
     text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
@@ -6749,12 +7093,24 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     return text
 
 
+WAKE_COLOUR = "#2166ac"
+
+
+def waited_text(waited: float | None) -> str:
+    return f", {format_us(waited)} waited" if waited is not None else ", time waited unknown (no timestamps)"
+
+
 def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     stats = view.graph.stats
     graph = view.graph
     parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
     parts.extend(view.notes)
-    if graph.reversed:
+    if graph.woken:
+        parts.append(
+            f"a waker's box shows the sleeps of {view.focus} its paths ended and the time they waited, not its own calls (its tooltip has both);"
+            f" colour = time waited on a log scale; edge labels = sleeps of {view.focus} woken along the edge, edge width = their time waited"
+        )
+    elif graph.reversed:
         parts.append(
             f"a caller's box shows the calls and time of {view.focus} below it, not its own (its tooltip has both); "
             + heat.describe() + f"; edge labels = calls of {view.focus} along the edge, edge width = " + ("its time" if graph.uses_time else "its calls")
@@ -6762,7 +7118,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     else:
         parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
-        parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+        parts.append(f"shares are of {report_whole(graph)}" if graph.woken else
+                     f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     if graph.sched is not None:
         parts.extend(sched_summary_lines(graph))
     if stats.open_calls:
@@ -6779,6 +7136,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         )
     if drawing.callers:
         parts.append("grey dashed boxes: callers outside the selection")
+    if drawing.wakes_note:
+        parts.append(drawing.wakes_note)
     return parts
 
 
@@ -6832,6 +7191,11 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         )
     for edge in drawing.caller_edges:
         agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, view))
+    for (waking, slept), (sleeps, waited) in drawing.wakes.items():
+        agraph.add_edge(
+            waking, slept, key=f"wakes {waking} {slept}", label=f"wakes {sleeps:,} x" + waited_text(waited), style="dashed", color=WAKE_COLOUR,
+            fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended" + waited_text(waited),
+        )
     return agraph
 
 
@@ -6997,7 +7361,9 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "heat": heat.metric,
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
-            "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
+            "node_numbers": (f"sleeps of {view.focus} woken through each function (calls) and the time they waited (total_time_us)" if graph.woken
+                             else f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own"),
+            "wakers": graph.woken,
             "sched": sched_summary_json(graph.sched),
         },
         "nodes": nodes,
@@ -7276,6 +7642,10 @@ def write_folded(views: Views, output: str) -> None:
             handle.write(f"{path} {value}\n")
             paths += 1
             total += value
+    if graph.woken:
+        unit = "sleeps" if weight == "calls" else f"ns waited ({format_us(total / 1000)})"
+        say(f"folded stacks: {paths:,} waker paths of {views.view.focus}'s sleeps, weights add up to {total:,} {unit}")
+        return
     if graph.reversed:
         unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, weight + ' time')} ({format_us(total / 1000)})"
         say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
@@ -7284,12 +7654,15 @@ def write_folded(views: Views, output: str) -> None:
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
 
-def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, float] | None) -> tuple[list[dict], dict[str, str], int]:
+def timeline_events(
+    intervals: Iterable[CallInterval], window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]] | None = None
+) -> tuple[list[dict], dict[str, str], int]:
     """Chrome trace events, strictly nested per task; and the task names; and how many calls had to be clamped.
 
     Timestamps are printed to the microsecond, durations to the nanosecond, so
     a child can seem to end up to a microsecond after its parent: it is cut
-    to its parent's end (counted).
+    to its parent's end (counted). `placed` gets each drawn call's entry
+    number -> (thread id, start, end as drawn), for the wakeup arrows.
     """
     per_task: dict[str, list[CallInterval]] = {}
     names: dict[str, str] = {}
@@ -7320,6 +7693,8 @@ def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, floa
                 clamped += 1
             events.append({"name": call.name, "ph": "X", "ts": round(start, 3), "dur": round(end - start, 3), "pid": 0, "tid": tid, "args": {"cpu": call.cpu}})
             open_ends.append(end)
+            if placed is not None and call.entry_no >= 0:
+                placed[call.entry_no] = (tid, round(start, 3), round(start, 3) + round(end - start, 3))
     return events, names, clamped
 
 
@@ -7348,30 +7723,169 @@ def window_scope(args: argparse.Namespace, stats: TraceStats) -> str:
     return f"\ncalls that start in {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s (the trace spans {stats.time_span()})"
 
 
+SCHED_PID = 1  # the timeline's second process: one track per task, on or off its CPU
+OFF_CPU_NAMES = {"S": "asleep (S)", "D": "asleep, uninterruptible (D)", "I": "idle kernel thread asleep (I)", "R": "preempted (R)"}
+NS = 0.001  # one nanosecond in the timeline's microseconds
+
+
+def sched_thread_id(task: str) -> int:
+    """A task's on/off-CPU track: its call track's id plus 2^30 (pids stay below 2^22), so no two tracks share an id."""
+    return task_thread_id(task) + (1 << 30)
+
+
+def sched_slice_name(state: str) -> str:
+    if state == "running":
+        return "running"
+    return OFF_CPU_NAMES.get(state[:1], f"switched out ({state})")
+
+
+def inside(start: float, end: float, stamp: float) -> float | None:
+    """The stamp moved at most into the open interval (start, end) by a nanosecond, so a flow binds to this slice
+    whatever order a viewer reads equal timestamps in; None when the slice is too short to hold one."""
+    if end - start < 2 * NS:
+        return None
+    return round(min(max(stamp, start + NS), end - NS), 3)
+
+
+def clipped(item: RunSlice, window: tuple[float, float] | None) -> tuple[float, float] | None:
+    if window is None:
+        return item.start_us, item.end_us
+    start, end = max(item.start_us, window[0]), min(item.end_us, window[1])
+    return (start, end) if start < end else None
+
+
+@dataclass
+class SchedTimeline:
+    """The on/off-CPU tracks and wakeup arrows of a timeline, and what could not be drawn."""
+
+    events: list[dict] = field(default_factory=list)
+    tracks: dict[str, str] = field(default_factory=dict)  # task -> its track's name
+    flows: int = 0
+    unbound: int = 0  # wakeups with no slice to bind to: the waker's at the wakeup is not in the trace, or the woken one is too short
+
+
+def sched_timeline(tracks: SchedTracks, selection: TaskSelection, window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]]) -> SchedTimeline:
+    """Each selected task's running and switched-out slices, and a flow arrow from each wakeup to the woken task's next slice.
+
+    The arrow starts on the waker's innermost open call (try_to_wake_up in
+    sock_def_readable ...) where that call is drawn, else on the waker's
+    running slice; it ends on the woken task's running slice that the wakeup began.
+    """
+    result = SchedTimeline()
+    shown = {item.task for item in tracks.slices if selection.keeps(item.task, tracks.comms.get(item.task, ""), item.cpu)}
+    arrows = [item for item in tracks.slices if item.woken_by is not None and item.task in shown]
+    if window is not None:
+        arrows = [item for item in arrows if item.woken_by and window[0] <= item.woken_by.stamp_us and item.start_us <= window[1]]
+    shown |= {item.woken_by.waker for item in arrows if item.woken_by}
+    running: dict[str, list[tuple[float, float]]] = {}
+    for item in tracks.slices:
+        span = clipped(item, window) if item.task in shown else None
+        if span is None:
+            continue
+        args: dict[str, object] = {"cpu": item.cpu, "state": item.state}
+        if item.note:
+            args["note"] = item.note
+        if item.woken_by is not None:
+            waker = item.woken_by
+            args["woken_by"] = f"{tracks.comms.get(waker.waker, waker.waker_comm)}-{waker.waker.split('/')[0]} on CPU {waker.waker_cpu} ({waker.event} at {waker.stamp_us / 1e6:.6f} s)"
+        result.events.append({"name": sched_slice_name(item.state), "cat": "sched", "ph": "X", "ts": round(span[0], 3), "dur": round(span[1] - span[0], 3),
+                              "pid": SCHED_PID, "tid": sched_thread_id(item.task), "args": args})
+        if item.state == "running":
+            running.setdefault(item.task, []).append((round(span[0], 3), round(span[0], 3) + round(span[1] - span[0], 3)))
+    result.tracks = {task: tracks.comms.get(task, "") for task in shown}
+    for item in arrows:
+        waker = item.woken_by
+        assert waker is not None
+        start = flow_start(waker, placed, running.get(waker.waker, []))
+        span = clipped(item, window)
+        end = inside(round(span[0], 3), round(span[0], 3) + round(span[1] - span[0], 3), span[0]) if span else None
+        if start is None or end is None:
+            result.unbound += 1
+            continue
+        result.flows += 1
+        flow = {"name": "wakeup", "cat": "wakeup", "id": result.flows}
+        result.events.append({**flow, "ph": "s", "ts": start[1], "pid": start[0], "tid": start[2], "args": {"event": waker.event}})
+        result.events.append({**flow, "ph": "f", "bp": "e", "ts": end, "pid": SCHED_PID, "tid": sched_thread_id(item.task)})
+    return result
+
+
+def flow_start(waker: Handover, placed: dict[int, tuple[int, float, float]], running: list[tuple[float, float]]) -> tuple[int, float, int] | None:
+    """(pid, ts, tid) where a wakeup arrow starts: in the waker's innermost open call if drawn, else in its running slice."""
+    call = placed.get(waker.waker_entry)
+    if call is not None and call[1] <= waker.stamp_us <= call[2]:
+        stamp = inside(call[1], call[2], waker.stamp_us)
+        if stamp is not None:
+            return 0, stamp, call[0]
+    for start, end in running:
+        if start <= waker.stamp_us <= end:
+            stamp = inside(start, end, waker.stamp_us)
+            return (SCHED_PID, stamp, sched_thread_id(waker.waker)) if stamp is not None else None
+    return None
+
+
+def split_trace_events(stream: Iterable[CallInterval | TraceEvent], tracker: SliceTracker) -> Iterator[CallInterval]:
+    """The calls of an IntervalReader(events=True) stream; its events go to the tracker."""
+    for item in stream:
+        if isinstance(item, TraceEvent):
+            tracker.add(item)
+        else:
+            yield item
+
+
 def write_timeline(views: Views, output: str) -> None:
-    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing."""
+    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing.
+
+    With scheduler events in the trace, a second process holds each task's
+    running and switched-out slices, and flow arrows go from each wakeup to the
+    slice of the task it woke.
+    """
     args = views.args
-    reader = IntervalReader(selection_of(args))
-    events, names, clamped = timeline_events(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window))
+    selection = selection_of(args)
+    switches = views.view.graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0  # else the calls alone, as fast as before
+    reader = IntervalReader(selection, events=switches)
+    tracker = SliceTracker()
+    window = parse_window(args.time_window)
+    placed: dict[int, tuple[int, float, float]] | None = {} if switches else None
+    events, names, clamped = timeline_events(split_trace_events(reader.read(args.input or ["kernel-magnifier.data"]), tracker), window, placed)
     if not reader.timestamps:
         raise UserError(
             "this trace has no timestamps, so there is no timeline: record function_graph with -O funcgraph-abstime"
             " (and -O funcgraph-proc for task names), or use the function tracer, whose lines carry a timestamp"
         )
-    if not events:
+    tracks = tracker.finish()
+    sched = sched_timeline(tracks, selection, window, placed or {})
+    if not events and not sched.events:
         raise UserError("no call in the selected tasks, CPUs and --time-window")
     metadata = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": "kernel (one track per task)"}}]
     tids = {event["tid"] for event in events}
     for task, comm in names.items():
         if task_thread_id(task) in tids:
             metadata.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": task_thread_id(task), "args": {"name": f"{comm}-{task}"}})
+    if sched.tracks:
+        metadata.append({"name": "process_name", "ph": "M", "pid": SCHED_PID, "args": {"name": "scheduler: each task on or off its CPU (sched_switch), arrows: wakeups"}})
+        metadata.extend({"name": "thread_name", "ph": "M", "pid": SCHED_PID, "tid": sched_thread_id(task), "args": {"name": f"{comm or '?'}-{task.split('/')[0]} on/off CPU"}}
+                        for task, comm in sorted(sched.tracks.items()))
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
+        json.dump({"traceEvents": metadata + events + sched.events, "displayTimeUnit": "ns",
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
     say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (times are rounded, or taken when the exit was written)")
+    if switches:
+        say(sched_timeline_line(tracks, sched))
     if size > 200 << 20:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
+
+
+def sched_timeline_line(tracks: SchedTracks, sched: SchedTimeline) -> str:
+    """What the timeline shows of the scheduler, or that the trace has no sched_switch to show it from."""
+    if not tracks.slices:
+        return "timeline: no sched_switch events in the trace, so no on/off-CPU tracks and no wakeup arrows"
+    text = f"timeline: {len(sched.tracks):,} on/off-CPU tracks (sched_switch), {sched.flows:,} wakeup arrows from the waker to the woken task's next slice"
+    if sched.unbound:
+        text += f"; {plural(sched.unbound, 'wakeup')} not drawn (no slice of the waker at the wakeup in the trace, or the woken task's slice shorter than 2 ns)"
+    if tracks.unmatched_switches:
+        text += f"; {tracks.unmatched_switches:,} switch-outs without the switch-in before them (events lost)"
+    return text
 
 
 LATENCY_DRAWN = 6  # functions of a --latency glob drawn apart in the histogram (all of them are printed)
@@ -7873,17 +8387,21 @@ def text_report(views: Views) -> list[str]:
     graph = view.graph
     stats = graph.stats
     lines = [f"kernel-magnifier report: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
-    lines.extend(summarize(view))
+    lines.extend(summarize(view) + wakeup_summary(views))
     lines.append(f"shares (%) are of {report_whole(graph)}")
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
-    for by in ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
+    for by in ("total",) if graph.woken else ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
         lines += ["", *top_functions_table(view, by, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
     return lines
 
 
 def report_whole(graph: CallGraph) -> str:
+    if graph.woken:
+        if not graph.timed:
+            return f"{plural(whole_weight(graph), 'sleep')} of {focus_names(graph)} (the trace has no timestamps: the time waited is unknown)"
+        return f"{format_us(graph.weight_total)}, the time {focus_names(graph)}'s sleeps waited"
     if graph.uses_time:
         return f"{format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)"
     if graph.reversed:
@@ -7893,7 +8411,7 @@ def report_whole(graph: CallGraph) -> str:
 
 def whole_weight(graph: CallGraph) -> float:
     """What the shares are of: the drawing's whole; in a reversed tree without durations F's calls (its subtrees count them once a level)."""
-    if graph.reversed and not graph.uses_time:
+    if graph.reversed and not graph.uses_time:  # (--wakers: F's sleeps)
         return float(sum(graph.tree.calls[kid] for kid in (graph.tree.children[ROOT_NODE] or {}).values()))
     return graph.weight_total
 
@@ -7906,7 +8424,10 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
     graph = view.graph
     whole = whole_weight(graph)
-    if graph.timed:
+    if graph.woken:
+        key = graph.total_us if graph.timed else {name: float(graph.calls[name]) for name in view.nodes}
+        title, header = "sleeps' time waited", ["sleeps", "waited", "waited%" if graph.timed else "sleeps%"]
+    elif graph.timed:
         key = graph.self_us if by == "self" else graph.total_us
         title = f"{by} time"
         header = ["calls", "total", "total%", "self", "self%"]
@@ -7917,10 +8438,16 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
     rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
     where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
+    if graph.woken:
+        where = f" on the wakers' paths of {focus_names(graph)}, by the time its sleeps woken through them waited"
     return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
 
 
 def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
+    if graph.woken:
+        if not graph.timed:
+            return [f"{graph.calls[name]:,}", "?", percent(graph.calls[name], whole)]
+        return [f"{graph.calls[name]:,}", format_us(graph.total_us[name]), percent(graph.total_us[name], whole)]
     if graph.timed:
         total, self_us = graph.total_us[name], graph.self_us[name]
         return [f"{graph.calls[name]:,}", format_us(total), percent(total, whole), format_us(self_us), percent(self_us, whole)]
@@ -7997,7 +8524,7 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
         if node is not None:
             cut_deep |= level == levels and bool(tree.children[node])
             stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
-    header = ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
+    header = ["sleeps", "waited"] if graph.woken else ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
     title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
         title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
@@ -8031,6 +8558,8 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
     """The numbers of one call path, or the sums of several (a '...' line)."""
     tree = graph.tree
     calls = f"{sum(tree.calls[node] for node in nodes):,}"
+    if graph.woken:
+        return [calls, format_us(sum(tree.total_us[node] for node in nodes)) if graph.timed else "?"]
     if graph.timed:
         return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
     return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
@@ -8038,6 +8567,12 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
 
 def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
     order = "total time" if graph.uses_time else "calls" if graph.reversed else "calls in their subtrees"
+    if graph.woken:
+        names = focus_names(graph)
+        return [
+            f"Wakers of {names} (--wakers), a reversed tree: {names} at the top, below it the waker's innermost open call, below each line the function that called it",
+            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by time waited",
+        ]
     if graph.reversed:
         names = focus_names(graph)
         numbers = "calls, total and self time" if graph.timed else "calls"
@@ -8113,6 +8648,18 @@ def summarize(view: View) -> list[str]:
     return lines
 
 
+def check_wakers_arguments(args: argparse.Namespace) -> None:
+    """--wakers shows this recording's sleeps, not a comparison."""
+    if args.wakers and args.baseline:
+        raise UserError("--wakers shows this recording's wakeups; --baseline compares calls: use one of them")
+
+
+def wakeup_summary(views: Views) -> list[str]:
+    """The summary's "woken by" line (where the trace has scheduler events)."""
+    line = woken_by_line(views.wakeups, views.sched) if views.sched is not None and views.wakeups is not None else None
+    return [line] if line else []
+
+
 def sched_summary_lines(graph: CallGraph) -> list[str]:
     """"sleeps: 177, 649 ms switched out (S 640 ms, R 9 ms)", and what the count leaves out; the recording option where there are no events."""
     sched = graph.sched
@@ -8148,6 +8695,7 @@ def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewReq
         roots=split_names(args.root),
         callers=split_names(args.callers),
         depth=args.depth,
+        wakers=split_names(args.wakers),
     )
 
 
@@ -8191,12 +8739,15 @@ class Views:
     args: argparse.Namespace
     have_map: bool
     errors: list[dict] | None = None  # errors_report(), with --errors
+    wakeups: list[WakeRow] | None = None  # who woke whom in the recording (its --time-window); None: no scheduler events
+    sched: SchedTimes | None = None  # the recording's (its --time-window's), whatever the focus
 
 
 def draw_call_graph(views: Views, output: str) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
     args = views.args
     drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
+    add_wake_edges(drawing, views)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
             f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
@@ -8204,6 +8755,24 @@ def draw_call_graph(views: Views, output: str) -> None:
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
     render_graph(views.view, drawing, output, views.heat, views.have_map)
+
+
+def add_wake_edges(drawing: Drawing, views: Views) -> None:
+    """The dashed "wakes" edges whose two boxes are drawn, and the caption's line on them (none in a --callers/--wakers tree)."""
+    edges = wake_edges(views.wakeups or [])
+    if not edges or views.view.graph.reversed:
+        return
+    if views.args.no_wakeups:
+        drawing.wakes_note = f"{plural(len(edges), 'wakeup edge')} hidden (--no-wakeups)"
+        return
+    drawn = set(drawing.nodes)
+    drawing.wakes = {edge: value for edge, value in edges.items() if edge[0] in drawn and edge[1] in drawn}
+    left_out = len(edges) - len(drawing.wakes)
+    drawing.wakes_note = (
+        "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps of the"
+        " sleeper's innermost traced function that is not sleep machinery (B): sleeps and time waited, whatever the focus"
+        + (f"; {left_out:,} of {len(edges):,} such edges left out, one of their boxes is not drawn (the JSON's wakeups has all)" if left_out else "")
+    )
 
 
 def narrowing_hint(views: Views) -> str:
@@ -8214,8 +8783,10 @@ def narrowing_hint(views: Views) -> str:
 
 
 def write_graph_json(views: Views, output: str) -> None:
-    """.json: every node, edge and call path of the view, for scripts."""
-    write_json(views.view, output, views.heat, views.baseline, {"errors": views.errors} if views.errors is not None else None)
+    """.json: every node, edge and call path of the view, for scripts; `wakeups` (null without scheduler events)."""
+    extra: dict[str, object] = {"errors": views.errors} if views.errors is not None else {}
+    extra["wakeups"] = wakeups_json(views.wakeups) if views.wakeups is not None else None
+    write_json(views.view, output, views.heat, views.baseline, extra)
 
 
 # Output writers by the end of the file name; the first match wins (so .trace.json before .json).
@@ -8332,10 +8903,13 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
     if args.errors and RETURN_VALUES_FORMAT not in graph.stats.formats:
         raise UserError(NO_RETURN_VALUES)
+    check_wakers_arguments(args)
     window_note = ""
     if window:
         graph, window_note = windowed_graph(graph, args, window)
     attach_sched(graph, sched_times(graph, inputs, selection, window))
+    wakeups = wakeup_rows(graph) if graph.sched is not None else None  # the whole recording's (or window's), whatever the focus
+    sched = graph.sched
     request = view_request(args, symbols)
     view = build_view(graph, request)
     if window_note:
@@ -8344,8 +8918,8 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
-    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None)
-    for line in summarize(view):
+    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None, wakeups=wakeups, sched=sched)
+    for line in summarize(view) + wakeup_summary(views):
         say(line)
     if args.errors:
         views.errors = errors_report(graph.tree)
@@ -9874,7 +10448,11 @@ def build_parser() -> argparse.ArgumentParser:
     focus = visualize.add_argument_group("focus (exact, from the call paths)")
     focus.add_argument("--root", action="append", metavar="F[,F...]", help="what F calls: the call paths below every call of F, merged (globs: 'tcp_*'); repeatable")
     focus.add_argument("--callers", action="append", metavar="F[,F...]", help="who calls F: the call paths that lead to F, F at the bottom")
-    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers); alone: the first N levels of every path")
+    focus.add_argument(
+        "--wakers", action="append", metavar="F[,F...]",
+        help="who wakes F: the wakers' call paths that ended F's sleeps, F at the bottom; counts are sleeps, times the waits (needs sched_switch, sched_waking)",
+    )
+    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers, --wakers); alone: the first N levels of every path")
     drawing = visualize.add_argument_group("drawing")
     drawing.add_argument(
         "--heat", choices=HEAT_METRICS,
@@ -9885,6 +10463,7 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw at most N edges (0: no limit)")
     drawing.add_argument("--node-thres", type=percentage, default=DEFAULT_NODE_THRES, metavar="PCT", help="leave out functions lighter than PCT %% of the whole time (or calls)")
     drawing.add_argument("--edge-thres", type=percentage, default=DEFAULT_EDGE_THRES, metavar="PCT", help="leave out edges lighter than PCT %% of the whole")
+    drawing.add_argument("--no-wakeups", action="store_true", help="leave out the dashed 'wakes' edges (waking function -> the function that slept)")
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")
     tasks.add_argument("--pid", action="append", metavar="PID[,PID...]", help="only these tasks (funcgraph-proc, context-switch blocks, function tracer lines)")
