@@ -25,6 +25,7 @@ The file is a pipeline in sections, read top to bottom:
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import contextlib
 import difflib
@@ -40,9 +41,11 @@ import lzma
 import math
 import os
 import pickle
+import random
 import re
 import signal
 import stat
+import statistics
 import sys
 import tempfile
 import time
@@ -278,6 +281,14 @@ class TraceStats:
             return "no timestamps in the trace"
         return f"{self.first_us / 1e6:.6f} s to {self.last_us / 1e6:.6f} s"
 
+    def note_trace_event(self, name: str, count: int = 1) -> None:
+        self.trace_events[name] = self.trace_events.get(name, 0) + count
+
+    def trace_events_text(self) -> str:
+        """"trace events: sched_switch 1,409, sched_waking 745", most first; "" without events."""
+        counted = sorted(self.trace_events.items(), key=lambda item: (-item[1], item[0]))
+        return "trace events: " + ", ".join(f"{name} {count:,}" for name, count in counted) if counted else ""
+
     def note_unparsed(self, line: str, where: str) -> None:
         self.unparsed_lines += 1
         if not self.unparsed_example:
@@ -330,6 +341,8 @@ class CallGraph:
     weight_total: float = 0.0
     reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
     sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
+    woken: bool = False  # a --wakers tree (reversed): its calls are sleeps of the focus woken through a function, its times their waits
+    off_cpu: dict[str, OffCpu] = field(default_factory=dict)  # per function, from `sched` (attach_sched)
 
     def nodes(self) -> list[str]:
         return list(self.calls)
@@ -690,6 +703,11 @@ GRAPH_BODY = re.compile(
     r"|(?P<comment>/\*.*\*/)"
     r")\s*$"
 )
+# A tracepoint event between function_graph calls, as the kernel prints it: `/* sched_switch: prev_comm=... */`
+# (a trace_printk() message that looks like one is counted as an event too: the text cannot tell them apart).
+GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
+# A tracepoint event in function tracer text and trace-cmd report after the timestamp: `sched_waking: comm=...`
+TRACE_EVENT_BODY = re.compile(r"^(?P<name>\w+):(?: +(?P<fields>.*?))?\s*$")
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
 GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
 TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
@@ -735,6 +753,7 @@ RETURN_VALUE = re.compile(r"(?: = |ret=)(-?\d{1,20}|0x[0-9a-f]{1,16})(?: \*/|\))
 TRACE_CMD_RETURN_VALUE = re.compile(r" \(ret=(?:-?\d{1,20}|0x[0-9a-f]{1,16})\)\s*$")
 MAX_ERRNO = 4095  # the kernel's IS_ERR_VALUE range: -1 .. -4095
 RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return value was read
+TRACE_EVENTS_FORMAT = "trace events"  # in TraceStats.formats once a text input's tracepoint event was counted
 # A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
 LOST_REPEAT_WINDOW = 8
@@ -1119,8 +1138,8 @@ class TraceParser:
             self.stats.formats.add("function")
         if len(self.function_cache) >= BODY_CACHE_LIMIT:
             self.function_cache.clear()
-        if "(" not in body and len(body) <= CACHE_KEY_LIMIT:  # with func-args every body is unique
-            self.function_cache[body] = result
+        if "(" not in body and len(body) <= CACHE_KEY_LIMIT and (result or not TRACE_EVENT_BODY.match(body)):
+            self.function_cache[body] = result  # not an event's: with func-args, or an event's fields, every body is unique
         return result
 
     def classify_graph_body(self, body: str) -> tuple | None:
@@ -1134,7 +1153,8 @@ class TraceParser:
         else:
             depth = len(match.group(1)) // 2
             if match.group("comment"):
-                parsed = (COMMENT, depth, None, None)
+                event = GRAPH_EVENT_COMMENT.match(body)  # `/* sched_switch: ... */`: a tracepoint event, counted by name
+                parsed = (COMMENT, depth, event.group("name") if event else None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
         if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
@@ -1384,7 +1404,17 @@ class TraceParser:
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
         elif not match.group("body").startswith(("<stack trace>", "<user stack trace>")):
-            self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+            event = TRACE_EVENT_BODY.match(match.group("body"))
+            if event:
+                self.trace_event(event.group("name"))
+            else:
+                self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
+
+    def trace_event(self, name: str) -> None:
+        """A tracepoint event between the calls (text): counted by name, and as a ring-buffer event (as trace.dat's are)."""
+        self.stats.note_trace_event(name)
+        self.stats.events += 1
+        self.stats.formats.add(TRACE_EVENTS_FORMAT)
 
     def function_call(self, call: tuple) -> None:
         """One function tracer line: one call of `name`, made from `parent` (the call site)."""
@@ -1419,7 +1449,9 @@ class TraceParser:
         folds into the graph once per batch.
         """
         kind, depth, name, module = parsed
-        if kind >= COMMENT:  # one test for both rare kinds: a comment, a return with an errno
+        if kind >= COMMENT:  # one test for both rare kinds: a comment (maybe an event), a return with an errno
+            if kind == COMMENT and name:
+                self.trace_event(name)
             return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
@@ -1684,6 +1716,8 @@ class EmptySelections:
 def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -> None:
     if lines == 0:
         raise UserError(f"{path} is empty: nothing was recorded")
+    if not formats & CALL_FORMATS and TRACE_EVENTS_FORMAT in formats:
+        raise UserError(f"{path} holds tracepoint events but no function_graph or function calls: record the events together with a function tracer")
     if not formats & CALL_FORMATS:
         example = example or "(only comment lines)"
         raise UserError(f"{path} is not an ftrace text trace: no function_graph or function lines found (first unrecognised line: {example!r})")
@@ -1866,6 +1900,8 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     for key, value in parsed["metadata"].items():
         stats.metadata.setdefault(key, value)
     stats.formats |= parsed["formats"]
+    for name, count in parsed["trace_events"].items():
+        stats.note_trace_event(name, count)
     stats.inputs.extend(parsed["inputs"])
     stats.note_time(parsed["first_us"], parsed["last_us"])
 
@@ -1922,7 +1958,7 @@ class SeamParser(TraceParser):
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
         kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
         if kind == COMMENT:
-            return None
+            return super().graph_event(parsed, context, duration)  # an event is counted; nothing else happens
         cpu, key, irq = context
         if key is None:
             key = self.cpu_task.get(cpu)
@@ -2262,6 +2298,7 @@ class EventFormat:
     name: str
     event_id: int
     fields: dict[str, tuple[int, int, bool]]  # field name -> (offset, size, signed)
+    text: str = ""  # the format file itself: EventLayout reads any event's fields and print fmt from it
 
 
 def parse_event_format(text: str, system: str, with_fields: bool = True) -> EventFormat | None:
@@ -2274,7 +2311,333 @@ def parse_event_format(text: str, system: str, with_fields: bool = True) -> Even
     for declaration, offset, size, signed in FORMAT_FIELD.findall(text) if with_fields else ():
         field_name = declaration.split()[-1].split("[")[0] if declaration.split() else ""
         fields[field_name] = (int(offset), int(size), signed == "1")
-    return EventFormat(system, name.group(1), int(event_id.group(1)), fields)
+    return EventFormat(system, name.group(1), int(event_id.group(1)), fields, text)
+
+
+# --- any event's fields, by its stored format (IntervalReader's events; the main parse only counts them) ---------
+#
+# An event's `format` file gives each field's offset, size and signedness, and a `print fmt`: a printf format
+# and the C expressions of its arguments, which is how the kernel and trace-cmd report print the event.
+# Fields are read by the layout; the event is then printed by its print fmt as libtraceevent prints it
+# (fields, numbers, strings, casts, arithmetic, ?:, __print_flags, __print_symbolic, __get_str, %p and %ps)
+# and that line read like a text input's event line: `prev_state=R+`, `target_cpu=000`, `vec=3 [action=NET_RX]`.
+# A `name=` whose argument is something else keeps the field's plain value (a number in decimal, a string).
+
+PRINT_FMT = re.compile(r'^print fmt: "(?P<format>(?:[^"\\]|\\.)*)"(?P<args>.*)$', re.M)
+PRINT_CONVERSION = re.compile(
+    r"%(?P<flags>[-+ #0]*)(?P<width>\d+|\*)?(?:\.(?P<precision>\d+|\*))?(?P<length>hh|h|ll|l|z|j|t|L|q)?(?P<kind>[diouxXcsp%])"
+    r"(?P<extension>(?<=p)[A-Za-z0-9]*)?"
+)
+PRINT_TOKEN = re.compile(
+    r'\s*(?:(?P<number>0[xX][0-9a-fA-F]+|\d+)[uUlL]*|(?P<string>"(?:[^"\\]|\\.)*")|REC->(?P<field>\w+)|(?P<name>[A-Za-z_]\w*)'
+    r"|(?P<op><<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^~!<>?:(),{}]))"
+)
+PRINT_BINARY = {  # C's binary operators by precedence (higher binds tighter)
+    "||": (1, lambda a, b: int(bool(a) or bool(b))), "&&": (2, lambda a, b: int(bool(a) and bool(b))),
+    "|": (3, lambda a, b: a | b), "^": (4, lambda a, b: a ^ b), "&": (5, lambda a, b: a & b),
+    "==": (6, lambda a, b: int(a == b)), "!=": (6, lambda a, b: int(a != b)),
+    "<": (7, lambda a, b: int(a < b)), ">": (7, lambda a, b: int(a > b)), "<=": (7, lambda a, b: int(a <= b)), ">=": (7, lambda a, b: int(a >= b)),
+    "<<": (8, lambda a, b: a << b), ">>": (8, lambda a, b: a >> b), "+": (9, lambda a, b: a + b), "-": (9, lambda a, b: a - b),
+    "*": (10, lambda a, b: a * b), "/": (10, lambda a, b: int(a / b) if b else 0), "%": (10, lambda a, b: a % b if b else 0),
+}
+C_TYPE_WORDS = {"unsigned", "signed", "int", "long", "short", "char", "bool", "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "size_t", "pid_t"}
+FLAG_IRQ_CONTEXTS = ((0x40, "nmi"), (0x08, "hardirq"), (0x10, "softirq"))  # TRACE_FLAG_NMI, _HARDIRQ, _SOFTIRQ (kernel/trace/trace.h)
+NOT_PRINTED = "\x00"  # in a printed line where an argument could not be printed: that name= keeps the field's plain value
+
+
+class PrintFmtUnknown(Exception):
+    """A print fmt argument this reader does not evaluate: its field is shown as its plain value."""
+
+
+def unknown_value(name: str) -> Callable[[dict], Any]:
+    """An identifier the format does not define (an enum's name: HRTIMER_MODE_ABS): libtraceevent matches no table entry with it."""
+
+    def value(values: dict) -> Any:
+        raise PrintFmtUnknown(name)
+
+    return value
+
+
+class PrintExpression:
+    """One argument of a print fmt, parsed into a function of the event's field values (C precedence, ints and strings)."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            match = PRINT_TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                if text[position:].strip():
+                    raise PrintFmtUnknown(text[position:])
+                break
+            kind = match.lastgroup or ""
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.at = 0
+        try:
+            self.evaluate = self.ternary()
+        except IndexError:
+            raise PrintFmtUnknown(text) from None
+        if self.at != len(self.tokens):
+            raise PrintFmtUnknown(text)
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+
+    def expect(self, op: str) -> None:
+        if self.peek() != ("op", op):
+            raise PrintFmtUnknown(f"{op!r} expected")
+        self.at += 1
+
+    def ternary(self) -> Callable[[dict], Any]:
+        test = self.binary(1)
+        if self.peek() != ("op", "?"):
+            return test
+        self.at += 1
+        yes = self.ternary()
+        self.expect(":")
+        no = self.ternary()
+        return lambda values: yes(values) if test(values) else no(values)
+
+    def binary(self, level: int) -> Callable[[dict], Any]:
+        left = self.unary()
+        while True:
+            kind, op = self.peek()
+            found = PRINT_BINARY.get(op) if kind == "op" else None
+            if found is None or found[0] < level:
+                return left
+            self.at += 1
+            right = self.binary(found[0] + 1)
+            left = (lambda apply, a, b: lambda values: apply(a(values), b(values)))(found[1], left, right)
+
+    def unary(self) -> Callable[[dict], Any]:
+        kind, op = self.peek()
+        if kind == "op" and op in "-~!":
+            self.at += 1
+            inner = self.unary()
+            apply = {"-": lambda a: -a, "~": lambda a: ~a, "!": lambda a: int(not a)}[op]
+            return lambda values: apply(inner(values))
+        return self.primary()
+
+    def primary(self) -> Callable[[dict], Any]:
+        kind, text = self.tokens[self.at]
+        self.at += 1
+        if kind == "number":
+            number = int(text, 16) if text[:2].lower() == "0x" else int(text, 8) if text.startswith("0") else int(text)
+            return lambda values: number
+        if kind == "string":
+            string = text[1:-1].encode().decode("unicode_escape")
+            return lambda values: string
+        if kind == "field":
+            return lambda values: values[text]
+        if kind == "name":
+            return self.call(text) if self.peek() == ("op", "(") else unknown_value(text)
+        if (kind, text) == ("op", "("):
+            names = []
+            while self.peek()[0] == "name" and self.peek()[1] in C_TYPE_WORDS:
+                names.append(self.tokens[self.at][1])
+                self.at += 1
+            if names and self.peek() == ("op", ")"):  # a cast: the value as it is
+                self.at += 1
+                return self.unary()
+            self.at -= len(names)
+            inner = self.ternary()
+            self.expect(")")
+            return inner
+        raise PrintFmtUnknown(text)
+
+    def call(self, function: str) -> Callable[[dict], Any]:
+        self.expect("(")
+        arguments: list = []
+        while self.peek() != ("op", ")"):
+            if self.peek() == ("op", "{"):
+                self.at += 1
+                value = self.ternary()
+                self.expect(",")
+                label = self.ternary()
+                self.expect("}")
+                with contextlib.suppress(PrintFmtUnknown):  # an entry named by an enum libtraceevent does not know: never matched
+                    arguments.append((value({}), label({})))
+            else:
+                arguments.append(self.ternary())
+            if self.peek() == ("op", ","):
+                self.at += 1
+        self.expect(")")
+        table = [argument for argument in arguments if isinstance(argument, tuple)]
+        plain = [argument for argument in arguments if not isinstance(argument, tuple)]
+        if function == "__get_str" and len(plain) == 1:
+            return plain[0]
+        if function == "__print_flags" and len(plain) == 2:
+            value, delimiter = plain
+            return lambda values: print_flags(value(values), delimiter(values), table)
+        if function == "__print_symbolic" and len(plain) == 1:
+            return lambda values: print_symbolic(plain[0](values), table)
+        raise PrintFmtUnknown(function)
+
+
+def print_flags(value: int, delimiter: str, table: list[tuple[int, str]]) -> str:
+    """__print_flags as libtraceevent prints it: each flag whose bits are all set, in table order, then any bits left in hex."""
+    parts = []
+    for bits, name in table:
+        if not value and bits == 0:
+            return name
+        if bits > 0 and (value & bits) == bits:
+            parts.append(name)
+            value &= ~bits
+    if value:
+        parts.append(f"0x{value:x}")
+    return delimiter.join(parts)
+
+
+def print_symbolic(value: int, table: list[tuple[int, str]]) -> str:
+    return next((name for bits, name in table if bits == value), f"0x{value:x}")
+
+
+def split_print_args(text: str) -> list[str]:
+    """The print fmt's arguments after its format string, split at the commas outside brackets and strings."""
+    parts, depth, start, quoted, escaped = [], 0, 0, False, False
+    for index, char in enumerate(text):
+        if quoted:
+            quoted, escaped = (quoted if escaped or char != '"' else False), (char == "\\" and not escaped)
+        elif char == '"':
+            quoted = True
+        elif char in "({[":
+            depth += 1
+        elif char in ")}]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+class EventLayout:
+    """How to read one event's fields from its bytes and print them as its print fmt does."""
+
+    def __init__(self, event: EventFormat, endian: str, symbols: KernelSymbols | None = None, long_size: int = 8) -> None:
+        self.name = event.name
+        self.byte_order: Any = "little" if endian == "<" else "big"
+        self.symbols = symbols
+        self.long_bits = 8 * long_size
+        self.fields: list[tuple[str, str, int, int, bool]] = []  # (name, how: int/str/loc/rel/bytes, offset, size, signed)
+        self.flags_field: tuple[int, int] | None = None
+        for declaration, offset, size, signed in FORMAT_FIELD.findall(event.text):
+            words = declaration.split()
+            if not words:
+                continue
+            name = words[-1].split("[")[0]
+            if name == "common_flags":
+                self.flags_field = (int(offset), int(size))
+            if name.startswith("common_"):
+                continue
+            array = "[" in words[-1]
+            text = "char" in words and array
+            how = "loc" if words[0] == "__data_loc" else "rel" if words[0] == "__rel_loc" else "str" if text else "bytes" if array else "int"
+            self.fields.append((name, how, int(offset), int(size), signed == "1"))
+        self.parts = self.print_fmt_parts(event.text)
+
+    @staticmethod
+    def print_fmt_parts(text: str) -> list[tuple[str, re.Match[str] | None, Callable[[dict], Any] | None]]:
+        """The print fmt as (literal text, conversion, its argument or None where it is not read here) in order."""
+        found = PRINT_FMT.search(text)
+        if found is None:
+            return []
+        arguments = iter(split_print_args(found.group("args").lstrip().removeprefix(",")))
+        form = found.group("format").replace('\\"', '"').replace("\\n", " ").replace("\\t", " ")
+        parts: list[tuple[str, re.Match[str] | None, Callable[[dict], Any] | None]] = []
+        literal_start = 0
+        for conversion in PRINT_CONVERSION.finditer(form):
+            literal = form[literal_start : conversion.start()]
+            literal_start = conversion.end()
+            if conversion.group("kind") == "%":
+                parts.append((literal + "%", None, None))
+                continue
+            stars = (conversion.group("width") == "*") + (conversion.group("precision") == "*")
+            for _ in range(stars):
+                next(arguments, "")  # a * width or precision takes an argument: not read here
+            try:
+                argument = None if stars else PrintExpression(next(arguments, "")).evaluate
+            except PrintFmtUnknown:
+                argument = None
+            parts.append((literal, conversion, argument))
+        parts.append((form[literal_start:], None, None))
+        return parts
+
+    def read(self, data, start: int, end: int) -> tuple[dict[str, str], str]:
+        """The event at data[start:end]: its fields as trace-cmd report prints them, and its irq context from common_flags."""
+        values = self.values(data, start, end)
+        fields = {name: str(value) for name, value in values.items()}
+        if self.parts:
+            printed = []
+            for literal, conversion, argument in self.parts:
+                printed.append(literal)
+                if conversion is not None:
+                    printed.append(self.printed(conversion, argument, values))
+            for name, value in event_fields("".join(printed)).items():
+                if NOT_PRINTED not in value:
+                    fields[name] = value
+        irq = ""
+        if self.flags_field is not None and start + sum(self.flags_field) <= end:
+            flags = int.from_bytes(bytes(data[start + self.flags_field[0] : start + sum(self.flags_field)]), self.byte_order)
+            irq = next((context for bit, context in FLAG_IRQ_CONTEXTS if flags & bit), "")
+        return fields, irq
+
+    def values(self, data, start: int, end: int) -> dict[str, Any]:
+        """Each field's value by the layout: an int, or the text of a char array or __data_loc string."""
+        values: dict[str, Any] = {}
+        for name, how, offset, size, signed in self.fields:
+            at = start + offset
+            if at + size > end:
+                continue
+            raw = bytes(data[at : at + size])
+            if how == "int":
+                values[name] = int.from_bytes(raw, self.byte_order, signed=signed)
+                continue
+            if how in ("loc", "rel"):  # u32: offset (from the event's start, or for __rel_loc from the field's end), length
+                where = int.from_bytes(raw[:4], self.byte_order)
+                begin = (where & 0xFFFF) + (start if how == "loc" else at + size)
+                raw = bytes(data[begin : min(begin + (where >> 16), end)])
+                how = "str"  # a __data_loc array of chars: the others are rare, and their plain value is bytes too
+            values[name] = raw.split(b"\x00", 1)[0].decode("utf-8", "replace") if how == "str" else "ARRAY[" + ", ".join(f"{byte:02x}" for byte in raw) + "]"
+        return values
+
+    def printed(self, conversion: re.Match[str], argument: Callable[[dict], Any] | None, values: dict[str, Any]) -> str:
+        """One conversion of the print fmt as libtraceevent prints it; NOT_PRINTED where that is not known here."""
+        try:
+            value = argument(values) if argument is not None else None
+            return NOT_PRINTED if value is None else self.converted(conversion, value)
+        except (KeyError, TypeError, ValueError, OverflowError, PrintFmtUnknown):
+            return NOT_PRINTED
+
+    def converted(self, conversion: re.Match[str], value: Any) -> str:
+        kind, length = conversion.group("kind"), conversion.group("length") or ""
+        spec = "%" + conversion.group("flags") + (conversion.group("width") or "") + (f".{conversion.group('precision')}" if conversion.group("precision") else "")
+        if kind == "s":
+            return (spec + "s") % value
+        if not isinstance(value, int):
+            raise PrintFmtUnknown(kind)
+        if kind == "p":
+            return self.pointer(value & ((1 << self.long_bits) - 1), conversion.group("extension") or "")
+        if kind == "c":
+            return (spec + "c") % chr(value & 0xFF)
+        bits = {"hh": 8, "h": 16, "l": self.long_bits, "ll": 64, "q": 64, "z": self.long_bits, "j": 64, "t": self.long_bits, "L": 64}.get(length, 32)
+        value &= (1 << bits) - 1
+        if kind in "di" and value >= 1 << (bits - 1):
+            value -= 1 << bits
+        return (spec + ("d" if kind in "diu" else kind)) % value
+
+    def pointer(self, value: int, extension: str) -> str:
+        """%p as glibc prints it; %ps/%pf the function at the address, %pS/%pF with its offset (libtraceevent's print_function)."""
+        if not extension:
+            return f"0x{value:x}" if value else "(nil)"
+        if extension[0] not in "sSfF" or self.symbols is None:
+            raise PrintFmtUnknown(extension)
+        name, _ = self.symbols.lookup(value)
+        if extension[0] in "SF" and not name.startswith("0x"):
+            index = bisect.bisect_right(self.symbols.addresses, value) - 1
+            name += f"+0x{value - self.symbols.addresses[index]:x}"
+        return name + extension[1:]
 
 
 class ByteReader:
@@ -2948,6 +3311,13 @@ class EventDecoder:
             self.table[event_id] = kind
         self.other_counts: Counter[int] = Counter()
         self.event_names = {event_id: event.name for event_id, event in dat.formats.items()}
+        self.formats = dat.formats
+        self.long_size = dat.long_size
+        # IntervalReader's events: every other event's (name, fields, irq context), read in decode() while its bytes are
+        # at hand, by a number that is the event's code. None (the main parse): other events are only counted.
+        self.details: dict[int, tuple[str, dict[str, str], str]] | None = None
+        self.detail_count = 0
+        self.layouts: dict[int, EventLayout | None] = {}
 
     @staticmethod
     def kind_of(event: EventFormat) -> int | None:
@@ -3060,6 +3430,8 @@ class EventDecoder:
                 duration[selected] = spent / 1000.0
             elif event_kind == EV_EXIT:
                 duration[selected] = np.nan
+        if self.details is not None:
+            self.keep_details(buffer, where, types, kind, code)
         others = types[kind == EV_OTHER]
         if len(others):
             self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
@@ -3067,6 +3439,21 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def keep_details(self, buffer, where, types, kind, code) -> None:
+        """Each other event's fields, read by its stored format; its code becomes the key to them (-1: no format stored for its id)."""
+        for index in self.np.flatnonzero(kind == EV_OTHER).tolist():
+            event_id = int(types[index])
+            layout = self.layouts.get(event_id, False)
+            if layout is False:
+                event = self.formats.get(event_id)
+                layout = self.layouts[event_id] = EventLayout(event, self.endian, self.symbols, self.long_size) if event is not None else None
+            if layout is None:
+                code[index] = -1
+                continue
+            self.details[self.detail_count] = (layout.name, *layout.read(buffer, int(where[index]), len(buffer)))
+            code[index] = self.detail_count
+            self.detail_count += 1
 
     def returned_errnos(self, values):
         """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
@@ -3866,6 +4253,8 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
     note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
+    for event_id, count in decoder.other_counts.items():
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -3961,8 +4350,27 @@ class TraceEvent:
     irq: str = ""  # "", "softirq", "hardirq" or "nmi": the context the event ran in, where the trace says
 
 
-GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s*$")
 EVENT_FIELD = re.compile(r"(?:^|\s)(\w+)=")
+
+
+# trace-cmd report prints these events with its sched_switch plugin (libtraceevent's plugin_sched_switch.c), not by their
+# print fmt: `prev_comm:pid [prio] state ==> next_comm:pid [prio]` and `comm:pid [prio] CPU:001`. Its state letters are
+# an old table ("SDTtZXxW" by bit): a preempted task shows as R (the kernel's R+), an idle kernel thread as W (the kernel's I).
+TRACE_CMD_SCHED_PLUGIN = {
+    "sched_switch": re.compile(
+        r"^(?P<prev_comm>.{0,16}?):(?P<prev_pid>-?\d+) (?:\[(?P<prev_prio>-?\d+)\] )?(?P<prev_state>[A-Za-z|]*) ==> "
+        r"(?P<next_comm>.{0,16}?):(?P<next_pid>-?\d+)(?: \[(?P<next_prio>-?\d+)\])?$"
+    ),
+    **dict.fromkeys(("sched_wakeup", "sched_wakeup_new"), re.compile(
+        r"^(?P<comm>.{0,16}?):(?P<pid>-?\d+)(?: \[(?P<prio>-?\d+)\])?(?: success=(?P<success>\d+))?(?: CPU:(?P<target_cpu>\d+))?$"
+    )),
+}
+LATENCY_IRQ = {"s": "softirq", "h": "hardirq", "H": "hardirq", "z": "nmi", "Z": "nmi", "n": "nmi"}
+
+
+def flags_irq(flags: str | None) -> str:
+    """The context of a line by its latency flags' third column (trace_print_lat_fmt): softirq, hardirq, nmi or ""."""
+    return LATENCY_IRQ.get(flags[2], "") if flags and len(flags) > 2 else ""
 
 
 def event_fields(text: str) -> dict[str, str]:
@@ -4036,6 +4444,9 @@ class IntervalReader:
         match = FUNCTION_LINE.match(line) if sep < 0 and "] " in line else None
         if match:
             call = self.lines.classify_function_body(match.group("body"))
+            if not call and self.events:
+                yield from self.line_event(match)
+                return
             if call:
                 self.kind = self.kind or "function"
                 self.timestamps = True
@@ -4051,6 +4462,21 @@ class IntervalReader:
         lost = LOST_LINE.match(line)
         if lost:
             yield from self.lost_on(lost.group(1))
+
+    def line_event(self, match: re.Match[str]) -> Iterator[TraceEvent]:
+        """`sched_waking: comm=... pid=...` in function tracer text or trace-cmd report (its plugin's sched formats too)."""
+        event = TRACE_EVENT_BODY.match(match.group("body"))
+        if event is None:
+            return
+        name, text = event.group("name"), event.group("fields") or ""
+        if name in ("funcgraph_entry", "funcgraph_exit"):
+            return  # trace-cmd report -N's calls: not events
+        plugin = TRACE_CMD_SCHED_PLUGIN.get(name)
+        printed = plugin.match(text) if plugin else None
+        fields = {key: value for key, value in printed.groupdict().items() if value is not None} if printed else event_fields(text)
+        cpu = normalize_cpu(match.group("cpu"))
+        task = self.pid_task(match.group("pid"), cpu)
+        yield TraceEvent(name, task, match.group("comm").strip(), cpu, trace_time_us(match.group("ts")), fields, self.open_stack(task), flags_irq(match.group("flags")))
 
     def lost_on(self, cpu: str) -> Iterator[CallInterval]:
         """Events of a CPU were lost: the open calls of its tasks will not see their exits."""
@@ -4097,6 +4523,7 @@ class IntervalReader:
         with mapped_trace_dat(path) as data:
             dat = TraceDat(path, data)
             decoder = EventDecoder(dat)
+            decoder.details = {} if self.events else None
             streams = [cpu_event_batches(dat, decoder, cpu, []) for cpu in dat.cpus]
             self.timestamps = True
             for window in merge_by_time(streams):
@@ -4125,6 +4552,10 @@ class IntervalReader:
                     elif kind == EV_LOST:
                         yield from self.lost_on(cpu)
                         continue
+                    elif kind == EV_OTHER and self.events and code >= 0:
+                        name, fields, irq = decoder.details.pop(code)
+                        yield TraceEvent(name, task, comm, cpu, stamp / 1000, fields, self.open_stack(task), irq)
+                        continue
                     else:
                         continue
                     if self.selection.keeps(interval.task, interval.comm, interval.cpu):
@@ -4145,6 +4576,8 @@ class IntervalReader:
             return
         context = self.graph_columns(line[: sep - 14])
         duration = self.lines.duration_field(line[sep - 14 : sep])
+        if context is None:
+            context, duration = self.trace_cmd_columns(line) or (None, None)
         if context is None or (duration is not None and duration < 0.0):
             return  # not a call line, or its duration is not a time (BAD_DURATION, NOT_DURATION)
         task, comm, cpu, stamp = context
@@ -4180,8 +4613,24 @@ class IntervalReader:
         if match is None or context is None:
             return
         task, comm, cpu, stamp = context
-        stack = [call for _, call in sorted(self.open_calls.get(task, {}).items())]
-        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), stack)
+        flags = GRAPH_CONTEXT.match(line[line.find(" |  ") + 4 if stamp is not None else 0 : sep - 14])
+        irq = flags_irq(flags.group("flags")) if flags else ""
+        yield TraceEvent(match.group("name"), task, comm, cpu, stamp, event_fields(match.group("fields")), self.open_stack(task), irq)
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first."""
+        return [call for _, call in sorted(self.open_calls.get(task, {}).items())]
+
+    def trace_cmd_columns(self, line: str) -> tuple[tuple[str, str, str | None, float | None], float | None] | None:
+        """trace-cmd report's function_graph line `comm-pid [cpu] ts: funcgraph_entry: 1.2 us | f();`: ((task, comm, CPU, time), duration)."""
+        match = FUNCTION_LINE.match(line)
+        event = TRACE_CMD_GRAPH.match(match.group("body")) if match else None
+        fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest")) if event else None
+        if match is None or fields is None:
+            return None
+        cpu = normalize_cpu(match.group("cpu"))
+        context = (self.pid_task(match.group("pid"), cpu), match.group("comm").strip(), cpu, trace_time_us(match.group("ts")))
+        return context, float(fields.group("dur")) if fields.group("dur") else None
 
     def graph_columns(self, columns: str) -> tuple[str, str, str | None, float | None] | None:
         """(task, comm, CPU, timestamp in us or None) from the columns before a function_graph line's duration."""
@@ -4205,10 +4654,16 @@ class IntervalReader:
         """(task, comm, CPU) of an event line; None for every other line (which tracks context switches)."""
         sep = line.rfind("|  ")
         if sep >= 14:
+            if line.endswith("*/") and GRAPH_EVENT_COMMENT.match(line, sep + 3):
+                return None  # an event: a wakeup of a selected task may come from any task
             context = self.graph_columns(line[: sep - 14])
+            if context is None:
+                context = (self.trace_cmd_columns(line) or (None,))[0]
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
+            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
+                return None
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:
@@ -4369,7 +4824,646 @@ class SchedTimes:
     wakes: dict[tuple[int, int, str], WakeFlow] = field(default_factory=dict)
     unwoken: dict[int, int] = field(default_factory=dict)  # node -> sleeps whose wakeup is not in the trace (preempted R needs none)
     sleep_total_us: float = 0.0
-    sleep_count: int = 0
+    sleep_count: int = 0  # switch-outs while a traced call was open (those outside every traced call: untraced_sleeps)
+    timed: bool = True  # False: the trace has no timestamps, sleeps are counted and their time is unknown
+    state_us: dict[str, float] = field(default_factory=dict)  # the sleeps' off time by state, for the summary
+    state_sleeps: dict[str, int] = field(default_factory=dict)
+    open_sleeps: int = 0  # of sleep_count, switched out at the end of the trace: counted, without time
+    untraced_sleeps: int = 0  # switch-outs with no traced call open (user space, or outside --graph-function)
+    unmapped_frames: int = 0  # open calls at a switch-out whose call path is not in the call tree (left out)
+    switch_ins_unseen: int = 0  # switch-outs whose switch-in is not in the trace (lost): no time, no sleep
+    wakeup_event: str = ""  # the event that named the wakers: sched_waking, else sched_wakeup (may run on the woken task's CPU)
+
+
+WAKE_WAITS_KEPT = 256  # a wake flow's waits kept for its median: a reservoir, so memory grows with distinct flows, never with the trace
+# Open calls that say the code above them runs in an interrupt (innermost one wins): the waker's context in text without irq flags.
+SOFTIRQ_FRAMES = frozenset({"__do_softirq", "handle_softirqs"})
+HARDIRQ_FRAME_PREFIXES = ("__sysvec_", "sysvec_", "asm_sysvec_", "asm_common_interrupt", "common_interrupt", "__common_interrupt", "handle_irq_event")
+NO_SCHED_EVENTS = (
+    "no scheduler events in the trace: record with kernel-magnifier record (function_graph records sched_switch and"
+    " sched_waking by default) or trace-cmd record -e sched_switch -e sched_waking"
+)
+
+
+@dataclass
+class Waker:
+    """Who woke a switched-out task: the innermost open call of the waker (ROOT_NODE: none, or not in the tree), and what it ran as."""
+
+    node: int
+    who: str
+
+
+@dataclass
+class SwitchedOut:
+    """A task that switched out and has not come back yet: the calls it left open and who has woken it since."""
+
+    stamp_us: float | None
+    state: str  # prev_state without "+": S, D, R (preempted), I, ...
+    frames: list[tuple[int, int]]  # (call-tree node, entry number) of its open calls found in the tree, outermost first
+    sleeper: int  # the innermost of them (ROOT_NODE: none)
+    ended: dict[int, float] = field(default_factory=dict)  # entry number -> return time, of calls that returned before the switch-in
+    waking: Waker | None = None  # the last sched_waking of the task after its switch-out
+    wakeup: Waker | None = None  # the last sched_wakeup
+    early: Waker | None = None  # a sched_waking between its last switch-in and the switch-out: woken while still on its CPU
+
+
+class SchedTracker:
+    """Follows sched_switch and the wakeup events through the calls-over-time stream and fills a SchedTimes.
+
+    A sleep's off time is switch-in minus switch-out and goes to every call
+    open at the switch-out that is still open at the switch-in. The
+    sched_switch event comes a little before the task really leaves (the rest
+    of __schedule still runs and is traced): a call that returns in between
+    (__traceiter_sched_switch) gets the part of the off time before it returned.
+    """
+
+    def __init__(self, tree: CallTree, selection: TaskSelection, reader: IntervalReader, window: tuple[float, float] | None = None) -> None:
+        self.tree = tree
+        self.window = window
+        self.selection = selection
+        self.reader = reader
+        self.times = SchedTimes()
+        self.out: dict[str, SwitchedOut] = {}
+        self.early: dict[str, Waker] = {}  # running task -> the last sched_waking of it since its switch-in
+        self.seen_waking = False
+        self.seen_wakeup = False
+        self.seen_switch = False
+        self.reservoir = random.Random(19)
+        self.flow_seen: dict[tuple[int, int, str], int] = {}
+
+    def event(self, event: TraceEvent) -> None:
+        if event.name == SCHED_SWITCH:
+            self.seen_switch = True
+            cpu = event.cpu
+            prev = IntervalReader.pid_task(event.fields.get("prev_pid", ""), cpu)
+            nxt = IntervalReader.pid_task(event.fields.get("next_pid", ""), cpu)
+            self.switch_out(prev, event.fields.get("prev_comm", event.comm), cpu, event)
+            self.early.pop(nxt, None)
+            if nxt in self.out:
+                self.switch_in(nxt, self.out.pop(nxt), event.stamp_us)
+        elif event.name in ("sched_waking", "sched_wakeup"):
+            self.wakeup(event)
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first (an interrupt's displaced ones are not on it); with a window, those that started in it."""
+        stack = [call for _, call in sorted(self.reader.open_calls.get(task, {}).items())]
+        return stack if self.window is None else list(calls_in_window(stack, self.window))
+
+    def switch_out(self, task: str, comm: str, cpu: str | None, event: TraceEvent) -> None:
+        early = self.early.pop(task, None)
+        if task in self.out:  # it ran again without a switch-in we saw: lost events
+            self.times.switch_ins_unseen += 1
+            del self.out[task]
+        if not self.selection.keeps(task, comm, cpu):
+            return
+        stack = self.open_stack(task)
+        nodes = stack_nodes(self.tree, stack)
+        self.times.unmapped_frames += sum(1 for node in nodes if node is None)
+        frames = [(node, call.entry_no) for node, call in zip(nodes, stack) if node is not None]
+        if not frames:
+            self.times.untraced_sleeps += 1
+            return
+        if event.stamp_us is None:
+            self.times.timed = False
+        state = event.fields.get("prev_state", "?").rstrip("+") or "?"
+        self.out[task] = SwitchedOut(event.stamp_us, state, frames, frames[-1][0], early=early)
+
+    def returned(self, call: CallInterval) -> None:
+        """A completed call of a switched-out task: it returned after the sched_switch event, before the task really left."""
+        pending = self.out.get(call.task)
+        if pending is not None and call.start_us is not None and call.duration_us is not None:
+            pending.ended[call.entry_no] = call.start_us + call.duration_us
+
+    def still_open(self, task: str) -> set[int]:
+        reader = self.reader
+        calls = [*reader.open_calls.get(task, {}).values(), *reader.displaced.get(task, {}).values()]
+        return {call.entry_no for call in calls}
+
+    def switch_in(self, task: str, pending: SwitchedOut, stamp_us: float | None) -> None:
+        times = self.times
+        off = stamp_us - pending.stamp_us if stamp_us is not None and pending.stamp_us is not None else None
+        if off is None:
+            times.timed = False
+        off = max(0.0, off or 0.0)
+        still_open = self.still_open(task)
+        for node, entry in pending.frames:
+            if entry in still_open:
+                part = off
+            else:
+                end = pending.ended.get(entry)
+                part = min(off, max(0.0, end - pending.stamp_us)) if end is not None and pending.stamp_us is not None else 0.0
+            self.add_sleep(node, pending.state, part)
+        self.count_sleep(pending.state, off)
+        self.woken(pending, off)
+
+    def add_sleep(self, node: int, state: str, off: float) -> None:
+        times = self.times
+        times.off_us[node] = times.off_us.get(node, 0.0) + off
+        times.sleeps[node] = times.sleeps.get(node, 0) + 1
+        states = times.states.setdefault(node, {})
+        states[state] = states.get(state, 0.0) + off
+
+    def count_sleep(self, state: str, off: float) -> None:
+        times = self.times
+        times.sleep_count += 1
+        times.sleep_total_us += off
+        times.state_us[state] = times.state_us.get(state, 0.0) + off
+        times.state_sleeps[state] = times.state_sleeps.get(state, 0) + 1
+
+    def woken(self, pending: SwitchedOut, off: float) -> None:
+        """The sleep's waker: the last sched_waking after the switch-out, else the last one since the task's switch-in
+        before it (a task woken after __schedule took it off the run queue, before the switch: the kernel queues that wakeup
+        for the CPU, whose sched_wakeup comes later there); sched_wakeup where the trace has no sched_waking."""
+        if pending.state == "R":
+            return  # preempted: runnable all along, nobody wakes it
+        waker = (pending.waking or pending.early) if self.seen_waking else pending.wakeup
+        if waker is None:
+            self.times.unwoken[pending.sleeper] = self.times.unwoken.get(pending.sleeper, 0) + 1
+            return
+        key = (pending.sleeper, waker.node, waker.who)
+        flow = self.times.wakes.get(key)
+        if flow is None:
+            flow = self.times.wakes[key] = WakeFlow()
+        flow.sleeps += 1
+        flow.wait_us += off
+        flow.max_us = max(flow.max_us, off)
+        if len(flow.waits) < WAKE_WAITS_KEPT:
+            flow.waits.append(off)
+        else:
+            slot = self.reservoir.randrange(flow.sleeps)
+            if slot < WAKE_WAITS_KEPT:
+                flow.waits[slot] = off
+
+    def wakeup(self, event: TraceEvent) -> None:
+        if event.name == "sched_waking":
+            self.seen_waking = True
+        else:
+            self.seen_wakeup = True
+        target = IntervalReader.pid_task(event.fields.get("pid", ""), event.cpu)
+        pending = self.out.get(target)
+        if pending is None:
+            if event.name == "sched_waking":  # it may still be on its CPU, about to switch out: the wakeup of that sleep
+                self.early[target] = self.waker(event)
+            return
+        waker = self.waker(event)
+        if event.name == "sched_waking":
+            pending.waking = waker
+        else:
+            pending.wakeup = waker
+
+    def waker(self, event: TraceEvent) -> Waker:
+        """The waker's innermost open call in the tree (ROOT_NODE: none open, or its task not selected) and its context."""
+        stack = event.stack
+        if not stack:
+            return Waker(ROOT_NODE, event.comm or f"pid {event.task}")
+        node = ROOT_NODE
+        if self.selection.keeps(event.task, event.comm, event.cpu):
+            inside = stack if self.window is None else list(calls_in_window(stack, self.window))
+            found = [node for node in stack_nodes(self.tree, inside) if node is not None]
+            node = found[-1] if found else ROOT_NODE
+        context = event.irq or irq_context(stack)
+        return Waker(node, f"task {event.comm}" if context == "task" and event.comm else context)  # the waker task's name: who to group by
+
+    def finish(self) -> SchedTimes:
+        """Sleeps still switched out at the end: counted, without time (their calls' totals end at the switch-out)."""
+        times = self.times
+        for pending in self.out.values():
+            for node, _ in pending.frames:
+                times.sleeps[node] = times.sleeps.get(node, 0) + 1
+            times.sleep_count += 1
+            times.open_sleeps += 1
+        self.out.clear()
+        times.wakeup_event = "sched_waking" if self.seen_waking else "sched_wakeup" if self.seen_wakeup else ""
+        return times
+
+
+def irq_context(stack: list[CallInterval]) -> str:
+    """"softirq", "hardirq" or "task": what the innermost interrupt entry among the open calls says."""
+    for call in reversed(stack):
+        if call.name in SOFTIRQ_FRAMES:
+            return "softirq"
+        if call.name.startswith(HARDIRQ_FRAME_PREFIXES):
+            return "hardirq"
+    return "task"
+
+
+def stack_nodes(tree: CallTree, stack: list[CallInterval]) -> list[int | None]:
+    """The call-tree node of each open call, outermost first, found by name without creating any (None: not in the tree).
+
+    A call is its caller's callee when its depth is one more than the caller's
+    and the tree has it there; else it started a top-level path (an interrupt,
+    or a call whose caller was not in the trace), as the parser placed it.
+    """
+    nodes: list[int | None] = []
+    children = tree.children
+    parent: int | None = None
+    parent_depth = -2
+    for call in stack:
+        node = None
+        if parent is not None and call.depth == parent_depth + 1:
+            kids = children[parent]
+            node = kids.get(call.name) if kids else None
+        if node is None:
+            kids = children[ROOT_NODE]
+            node = kids.get(call.name) if kids else None
+        nodes.append(node)
+        parent, parent_depth = node, call.depth
+    return nodes
+
+
+def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | None = None, window: tuple[float, float] | None = None) -> SchedTimes | None:
+    """On/off-CPU time and wakeups of graph.tree's call paths, from a second pass over the inputs; None without sched_switch.
+
+    With a --time-window (graph is then window_calls()'s tree) only the calls that start in it are the open calls a sleep counts in.
+    """
+    if not inputs_have_sched_switch(graph):
+        return None
+    wanted = selection or TaskSelection()
+    reader = IntervalReader(TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), events=True)
+    tracker = SchedTracker(graph.tree, TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), reader, window)
+    out = tracker.out
+    for item in reader.read(inputs):
+        if type(item) is TraceEvent:
+            tracker.event(item)
+        elif out and item.task in out:
+            tracker.returned(item)
+    if not tracker.seen_switch:
+        return None
+    return tracker.finish()
+
+
+@dataclass
+class OffCpu:
+    """Switched-out time of a function: of its outermost activations on each call path, as its total time counts them."""
+
+    off_us: float = 0.0
+    sleeps: int = 0
+    states: dict[str, float] = field(default_factory=dict)  # prev_state -> off time
+
+
+def function_off_cpu(tree: CallTree, sched: SchedTimes) -> dict[str, OffCpu]:
+    """Per function: the off-CPU time of its call paths that are not inside another activation of it (derive_graph's rule)."""
+    result: dict[str, OffCpu] = {}
+    on_path: Counter[str] = Counter()
+    stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    while stack:
+        node, leaving = stack.pop()
+        name = tree.function[node] or ""
+        if leaving:
+            on_path[name] -= 1
+            continue
+        if not on_path[name] and node in sched.sleeps:
+            mine = result.get(name)
+            if mine is None:
+                mine = result[name] = OffCpu()
+            mine.off_us += sched.off_us.get(node, 0.0)
+            mine.sleeps += sched.sleeps[node]
+            for state, off in sched.states.get(node, {}).items():
+                mine.states[state] = mine.states.get(state, 0.0) + off
+        on_path[name] += 1
+        stack.append((node, True))
+        kids = tree.children[node]
+        if kids:
+            stack.extend((kid, False) for kid in kids.values())
+    return result
+
+
+def attach_sched(graph: CallGraph, sched: SchedTimes | None) -> None:
+    """Give a graph its scheduler numbers: per call path (`sched`) and per function (`off_cpu`)."""
+    graph.sched = sched
+    graph.off_cpu = function_off_cpu(graph.tree, sched) if sched is not None else {}
+
+
+def moved_sched(sched: SchedTimes | None, moved: list[tuple[int, int]]) -> SchedTimes | None:
+    """A focused view's SchedTimes: each node's numbers added into the copies `moved` made of it (several may go into one)."""
+    if sched is None:
+        return None
+    result = SchedTimes(sleep_total_us=sched.sleep_total_us, sleep_count=sched.sleep_count, timed=sched.timed, state_us=dict(sched.state_us),
+                        state_sleeps=dict(sched.state_sleeps), open_sleeps=sched.open_sleeps, untraced_sleeps=sched.untraced_sleeps,
+                        unmapped_frames=sched.unmapped_frames, switch_ins_unseen=sched.switch_ins_unseen, wakeup_event=sched.wakeup_event)
+    copies: dict[int, int] = {}
+    for source, target in moved:
+        copies.setdefault(source, target)
+        if source not in sched.sleeps:
+            continue
+        result.off_us[target] = result.off_us.get(target, 0.0) + sched.off_us.get(source, 0.0)
+        result.sleeps[target] = result.sleeps.get(target, 0) + sched.sleeps[source]
+        states = result.states.setdefault(target, {})
+        for state, off in sched.states.get(source, {}).items():
+            states[state] = states.get(state, 0.0) + off
+        if source in sched.unwoken:
+            result.unwoken[target] = result.unwoken.get(target, 0) + sched.unwoken[source]
+    for (sleeper, waker, who), flow in sched.wakes.items():
+        if sleeper in copies:
+            key = (copies[sleeper], copies.get(waker, ROOT_NODE), who)
+            into = result.wakes.setdefault(key, WakeFlow())
+            into.sleeps += flow.sleeps
+            into.wait_us += flow.wait_us
+            into.max_us = max(into.max_us, flow.max_us)
+            into.waits = (into.waits + flow.waits)[:WAKE_WAITS_KEPT]
+    return result
+
+
+def on_cpu_us(graph: CallGraph, name: str) -> float:
+    """A function's total time minus its switched-out time (never below 0: printed durations and timestamps round differently)."""
+    return max(0.0, graph.total_us.get(name, 0.0) - off_cpu_us(graph, name))
+
+
+def off_cpu_us(graph: CallGraph, name: str) -> float:
+    found = graph.off_cpu.get(name)
+    return found.off_us if found is not None else 0.0
+
+
+def path_on_off(graph: CallGraph) -> tuple[list[float], list[float]]:
+    """Per call-tree node: (on-CPU time, off-CPU time), for folded stacks and the flame graph's --weight oncpu/offcpu."""
+    tree = graph.tree
+    off = [0.0] * len(tree)
+    if graph.sched is not None:
+        for node, value in graph.sched.off_us.items():
+            off[node] = value
+    on = [max(0.0, total - value) for total, value in zip(tree.total_us, off)]
+    return on, off
+
+
+def inputs_have_sched_switch(graph: CallGraph) -> bool:
+    """The main parse counted the inputs' events by name: no second pass over inputs without sched_switch."""
+    return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
+
+
+# The two ends of a wakeup, by rule. A wakeup's stack ends in the scheduler's
+# wakeup code (try_to_wake_up under default_wake_function under __wake_up_common
+# ...) and a sleep's in the scheduler's sleep code (schedule under
+# schedule_timeout under wait_woken ...): neither says what woke or what slept.
+# The waking function is the innermost open frame of the waker that is not
+# wakeup machinery (sock_def_readable); the frame that slept is the innermost
+# open frame of the sleeper that is not sleep machinery (sk_wait_data). A name
+# counts as machinery when it is listed or matches a listed glob; a function
+# that says why (process_timeout: a timeout ended the sleep; mutex_lock: the
+# sleep waited for a lock) is not machinery.
+WAKE_MACHINERY = (
+    "try_to_wake_up", "ttwu_*", "wake_up_process", "wake_up_state", "wake_up_q", "wake_up_new_task",
+    "default_wake_function", "*_wake_function", "__wake_up*", "wake_up_bit", "__wake_up_bit", "wake_up_var",
+    "swake_up*", "complete", "complete_all", "pollwake", "signal_wake_up_state", "__traceiter_*",
+)
+SLEEP_MACHINERY = (
+    "__traceiter_*", "schedule", "__schedule", "schedule_idle", "schedule_preempt_disabled", "schedule_timeout*",
+    "schedule_hrtimeout*", "io_schedule*", "preempt_schedule*", "__cond_resched", "_cond_resched", "wait_woken",
+    "do_wait_for_common", "__wait_for_common", "wait_for_common*", "*wait_for_completion*", "bit_wait*", "out_of_line_wait_on_bit*",
+)
+TIMER_WAKE = ("process_timeout", "hrtimer_wakeup", "call_timer_fn", "__hrtimer_run_queues")  # a timer's expiry is what woke
+
+
+def is_machinery(name: str, rule: tuple[str, ...]) -> bool:
+    base = base_function_name(name)
+    return any(fnmatch.fnmatchcase(base, pattern) for pattern in rule)
+
+
+def innermost_outside(path: list[str], rule: tuple[str, ...]) -> str | None:
+    """The innermost name of a call path (outermost first) that the rule does not call machinery; None when all are."""
+    return next((name for name in reversed(path) if not is_machinery(name, rule)), None)
+
+
+def waking_function(path: list[str]) -> str | None:
+    """sock_def_readable for ...;sock_def_readable;__wake_up_sync_key;...;try_to_wake_up."""
+    return innermost_outside(path, WAKE_MACHINERY)
+
+
+def frame_that_slept(path: list[str]) -> str | None:
+    """sk_wait_data for ...;sk_wait_data;wait_woken;schedule_timeout;schedule;__traceiter_sched_switch."""
+    return innermost_outside(path, SLEEP_MACHINERY)
+
+
+def waker_context(path: list[str], waker: str) -> str:
+    """What a kernel developer calls the waker: "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3".
+
+    From the waker's open calls: the softirq action the innermost softirq
+    dispatcher (SOFTIRQ_FRAMES) ran, or the handler after the innermost hardirq
+    entry; a timer's expiry (process_timeout, hrtimer_wakeup, ...) is named as
+    such. Without either, SchedTimes' waker description (the trace's irq
+    flags, or the task).
+    """
+    context = ""
+    for at in range(len(path) - 1, -1, -1):
+        name = base_function_name(path[at])
+        interrupt = "softirq" if name in SOFTIRQ_FRAMES else "hardirq" if name.startswith(HARDIRQ_FRAME_PREFIXES) else ""
+        if interrupt:
+            action = path[at + 1] if at + 1 < len(path) and not is_machinery(path[at + 1], WAKE_MACHINERY) else path[at]
+            context = f"{action} {interrupt}"
+            break
+    if any(is_machinery(name, TIMER_WAKE) for name in path):
+        return f"timer ({context})" if context else "timer"
+    return context or waker
+
+
+@dataclass
+class WakeRow:
+    """The sleeps of one sleeping call path that one waker call path ended, with both ends named by rule."""
+
+    sleeping_path: list[str]  # the sleeper's open calls at the switch-out, outermost first
+    slept: str | None  # the frame that slept: the innermost of them that is not sleep machinery
+    waker_path: list[str]  # the waker's open calls at the wakeup ([] when none was traced)
+    waking: str | None  # the waking function: the innermost of them that is not wakeup machinery
+    context: str  # "net_rx_action softirq", "timer (run_timer_softirq softirq)", "task python3"
+    sleeps: int
+    wait_us: float | None  # None: the trace has no timestamps, the waits are unknown
+    p50_us: float | None
+    max_us: float | None
+
+
+def wakeup_rows(graph: CallGraph) -> list[WakeRow]:
+    """Every (sleeping path, waker path) pair of graph.sched, most sleeps first."""
+    if graph.sched is None:
+        return []
+    tree = graph.tree
+    rows = []
+    for (sleeper, waker, who), flow in graph.sched.wakes.items():
+        sleeping_path = tree.path(sleeper)
+        waker_path = tree.path(waker) if waker > ROOT_NODE else []
+        context = waker_label(waker_path, who)
+        timed = graph.sched.timed
+        p50 = statistics.median(flow.waits) if flow.waits else 0.0
+        rows.append(WakeRow(sleeping_path, frame_that_slept(sleeping_path), waker_path, waking_function(waker_path), context,
+                            flow.sleeps, flow.wait_us if timed else None, p50 if timed else None, flow.max_us if timed else None))
+    rows.sort(key=lambda row: (-row.sleeps, -(row.wait_us or 0.0), row.sleeping_path, row.waker_path))
+    return rows
+
+
+def waker_label(path: list[str], who: str) -> str:
+    """waker_context(), with a bare task name (no traced call was open in the waker) said to be one: "task python3"."""
+    context = waker_context(path, who)
+    if path:
+        return context
+    if context.startswith("task ") or context in ("softirq", "hardirq", "nmi"):  # calls were open, outside the call tree
+        return f"{context} (its open calls are outside the call tree: a task not selected, or calls before --time-window)"
+    return f"task {context}, no traced call open"
+
+
+def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """(waking function, frame that slept) -> (sleeps, time waited or None where unknown): the call graph's dashed "wakes" edges."""
+    edges: dict[tuple[str, str], tuple[int, float | None]] = {}
+    for row in rows:
+        if row.waking and row.slept:
+            sleeps, waited = edges.get((row.waking, row.slept), (0, 0.0))
+            edges[row.waking, row.slept] = (sleeps + row.sleeps, None if waited is None or row.wait_us is None else waited + row.wait_us)
+    return edges
+
+
+def woken_by_line(rows: list[WakeRow], sched: SchedTimes) -> str | None:
+    """"woken by: 160 from net_rx_action softirq paths, 8 by task python3": the sleeps' wakers, grouped by context."""
+    groups: Counter[str] = Counter()
+    for row in rows:
+        groups[row.context] += row.sleeps
+    parts = [woken_by_phrase(context, sleeps) for context, sleeps in sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))]
+    unwoken = sum(sched.unwoken.values())
+    if not parts and not unwoken and not sched.sleep_count:
+        return None  # no sleep inside a traced call: the sleeps line says why
+    if unwoken:
+        parts.append(f"{unwoken:,} with no wakeup in the trace")
+    event = f" ({sched.wakeup_event})" if sched.wakeup_event else ""
+    return "woken by" + event + ": " + (", ".join(parts) if parts else "no sleep ended by a wakeup in the trace")
+
+
+def woken_by_phrase(context: str, sleeps: int) -> str:
+    if context.startswith("timer"):
+        return f"{sleeps:,} by timers" + context[len("timer"):]
+    if context.startswith("task ") or "(" in context:
+        return f"{sleeps:,} by {context}"
+    return f"{sleeps:,} from {context} paths"
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def wakeups_json(rows: list[WakeRow]) -> list[dict]:
+    """The JSON's `wakeups`: one record per (sleeping path, waker path), times in microseconds."""
+    return [
+        {
+            "sleeping_path": row.sleeping_path, "slept_in": row.slept, "waker_path": row.waker_path, "waking_function": row.waking,
+            "waker_context": row.context, "sleeps": row.sleeps, "wait_us": rounded(row.wait_us), "wait_p50_us": rounded(row.p50_us),
+            "wait_max_us": rounded(row.max_us),
+        }
+        for row in rows
+    ]
+
+
+@dataclass
+class Handover:
+    """A wakeup that ended a sleep: who woke the task (where, when, in which open call) and when the task ran again."""
+
+    waker: str  # the task the wakeup ran in (as CallInterval.task), its name and CPU
+    waker_comm: str
+    waker_cpu: str | None
+    stamp_us: float
+    event: str  # sched_waking, or sched_wakeup / sched_wakeup_new where no sched_waking was seen
+    waker_entry: int  # entry number of the waker's innermost open call (-1: none open)
+    woken: str
+    switch_in_us: float
+
+
+@dataclass
+class RunSlice:
+    """A stretch of one task: on a CPU ("running"), or switched out in a state (S, D, R+ ...), from sched_switch."""
+
+    task: str
+    cpu: str | None
+    start_us: float
+    end_us: float
+    state: str  # "running", or the prev_state the task was switched out in
+    note: str = ""  # why an end is not a switch: the trace began or ended inside the slice
+    woken_by: Handover | None = None
+
+
+@dataclass
+class SchedTracks:
+    """Every task's running and switched-out slices and the wakeups that ended sleeps, in trace order."""
+
+    slices: list[RunSlice] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
+    comms: dict[str, str] = field(default_factory=dict)  # task -> its full name, from sched_switch
+    woken_running: int = 0  # sched_wakings of a task still on its CPU (woken while going to sleep: they end the sleep that follows)
+    unmatched_switches: int = 0  # a task switched out twice without a switch-in between (events lost)
+
+
+class SliceTracker:
+    """Builds SchedTracks from the TraceEvents of IntervalReader(events=True), one event at a time."""
+
+    def __init__(self) -> None:
+        self.tracks = SchedTracks()
+        self.open: dict[str, RunSlice] = {}  # task -> its slice still open (running or switched out)
+        self.pending: dict[str, Handover] = {}  # task -> the last wakeup since its switch-out
+        self.early: dict[str, Handover] = {}  # running task -> the last sched_waking of it since its switch-in
+        self.seen_waking = False
+        self.cpu_first: dict[str | None, float] = {}
+        self.last_us: float | None = None
+
+    def add(self, event: TraceEvent) -> None:
+        stamp = event.stamp_us
+        if stamp is None:
+            return
+        self.cpu_first.setdefault(event.cpu, stamp)
+        self.last_us = stamp if self.last_us is None else max(self.last_us, stamp)
+        if event.name == SCHED_SWITCH:
+            self.switch(event, stamp)
+        elif event.name in WAKEUP_EVENTS and event.fields.get("pid", "0").isdigit() and event.fields.get("pid") != "0":
+            self.wakeup(event, stamp)
+
+    def switch(self, event: TraceEvent, stamp: float) -> None:
+        fields = event.fields
+        prev, following = IntervalReader.pid_task(fields.get("prev_pid", ""), event.cpu), IntervalReader.pid_task(fields.get("next_pid", ""), event.cpu)
+        self.tracks.comms.setdefault(prev, fields.get("prev_comm", event.comm))
+        self.tracks.comms[following] = fields.get("next_comm", "")
+        running = self.open.pop(prev, None)
+        if running is None:
+            running = RunSlice(prev, event.cpu, self.cpu_first[event.cpu], stamp, "running", "on this CPU since its first event in the trace or before")
+        if running.state == "running":
+            running.end_us = stamp
+            self.tracks.slices.append(running)
+        else:
+            self.tracks.unmatched_switches += 1  # switched out twice: the switch-in between was lost
+        if not prev.startswith("0/"):  # a CPU's idle task is never asleep: it runs whenever nothing else does
+            self.open[prev] = RunSlice(prev, event.cpu, stamp, stamp, fields.get("prev_state", "?"))
+        self.pending.pop(prev, None)
+        early = self.early.pop(prev, None)
+        if early is not None and not fields.get("prev_state", "").startswith("R"):
+            self.pending[prev] = early  # woken before it left its CPU: that wakeup ends this sleep, unless a later one comes
+        asleep = self.open.pop(following, None)
+        if asleep is not None and asleep.state != "running":
+            asleep.end_us = stamp
+            self.tracks.slices.append(asleep)
+        woken = self.pending.pop(following, None)
+        early = self.early.pop(following, None)
+        if woken is None and asleep is None:
+            woken = early  # a task not seen before: asleep since before the trace began, woken by that
+        started = RunSlice(following, event.cpu, stamp, stamp, "running")
+        if woken is not None:
+            woken.switch_in_us = stamp
+            started.woken_by = woken
+            self.tracks.handovers.append(woken)
+        self.open[following] = started
+
+    def wakeup(self, event: TraceEvent, stamp: float) -> None:
+        self.seen_waking = self.seen_waking or event.name == "sched_waking"
+        if self.seen_waking and event.name != "sched_waking":
+            return  # sched_waking runs in the waker; sched_wakeup may run on the woken task's CPU: only a fallback
+        target = event.fields["pid"]
+        entry = event.stack[-1].entry_no if event.stack else -1
+        woken = Handover(event.task, event.comm, event.cpu, stamp, event.name, entry, target, stamp)
+        current = self.open.get(target)
+        if current is None or current.state == "running":  # still on its CPU (or not seen yet): woken while going to sleep
+            self.tracks.woken_running += current is not None
+            self.early[target] = woken
+            return
+        self.pending[target] = woken
+
+    def finish(self) -> SchedTracks:
+        """Slices still open end at the trace's last event, said in their note."""
+        for opened in self.open.values():
+            opened.end_us = self.last_us if self.last_us is not None else opened.start_us
+            opened.note = "still on a CPU at the end of the trace" if opened.state == "running" else "still switched out at the end of the trace"
+            self.tracks.slices.append(opened)
+        self.open = {}
+        return self.tracks
 
 
 # ============================================================================
@@ -5309,11 +6403,13 @@ def name_suggestions(pattern: str, names: Iterable[str]) -> str:
     return f" (did you mean {', '.join(shown)}{every}?)"
 
 
-def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None) -> None:
-    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`."""
+def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None, moved: list[tuple[int, int]] | None = None) -> None:
+    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`; `moved` gets (source node, its copy)."""
     work = [(source, target, 0)]
     while work:
         node, into, level = work.pop()
+        if moved is not None:
+            moved.append((node, into))
         target_tree.calls[into] += tree.calls[node]
         target_tree.total_us[into] += tree.total_us[node]
         target_tree.self_us[into] += tree.self_us[node]
@@ -5324,7 +6420,7 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
 
 
-def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None, moved: list[tuple[int, int]] | None = None) -> CallTree:
     """The subtrees below every outermost activation of the functions, merged per function.
 
     Only activations that are not already inside another selected activation
@@ -5338,7 +6434,7 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
         node = stack.pop()
         name = tree.function[node] or ""
         if name in functions:
-            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth)
+            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth, moved)
             continue
         kids = tree.children[node]
         if kids:
@@ -5346,13 +6442,14 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
     return focused
 
 
-def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+def focus_callers(tree: CallTree, functions: set[str], depth: int | None, moved: list[tuple[int, int]] | None = None) -> CallTree:
     """The reversed tree: each function at a root, its callers below it, their callers below them.
 
     A node's calls and self time are those of the selected function's
     activations reached through that chain of callers; its total time counts
     only activations not inside another of the same function (as derive_graph
     does), so F's own total and the folded weights do not count recursion twice.
+    `moved` gets (F's node, a reversed node) for every reversed node F's total went to: its off-CPU time goes along.
     """
     reverse = CallTree()
     reverse.timed = tree.timed
@@ -5369,6 +6466,8 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
             reverse.calls[target] += calls
             reverse.total_us[target] += total
             reverse.self_us[target] += self_us
+            if moved is not None and total:
+                moved.append((node, target))
             ancestor = tree.parent[ancestor]
             level += 1
             if ancestor <= ROOT_NODE or (depth is not None and level > depth):
@@ -5432,30 +6531,92 @@ class ViewRequest:
     roots: list[str] = field(default_factory=list)
     callers: list[str] = field(default_factory=list)
     depth: int | None = None
+    wakers: list[str] = field(default_factory=list)
 
 
 def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
     """The graph of the requested focus, the functions it is about, and notes saying what it is."""
-    if request.roots and request.callers:
-        raise UserError("--root and --callers are two different views: use one of them")
+    if sum(1 for asked in (request.roots, request.callers, request.wakers) if asked) > 1:
+        raise UserError("--root, --callers and --wakers are different views: use one of them")
+    if request.wakers:
+        return wakers_graph(graph, request)
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    moved: list[tuple[int, int]] = []
     if request.roots:
         functions = matching_functions(graph.tree, request.roots, "--root")
-        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
+        attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--root {','.join(request.roots)}: what {plural_names(functions)} called, on exact call paths{depth_note}"
         return focused, sorted(functions), [note]
     if request.callers:
         functions = matching_functions(graph.tree, request.callers, "--callers")
-        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
+        attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--callers {','.join(request.callers)}: the call paths that lead to {plural_names(functions)}{depth_note}; numbers count its calls through each caller"
         return focused, sorted(functions), [note]
     if request.depth is not None:
         trimmed = CallTree()
         trimmed.timed = graph.tree.timed
         for node in (graph.tree.children[ROOT_NODE] or {}).values():
-            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1)
-        return derive_graph(trimmed, graph.stats, graph.modules), [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
+            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1, moved)
+        trimmed_graph = derive_graph(trimmed, graph.stats, graph.modules)
+        attach_sched(trimmed_graph, moved_sched(graph.sched, moved))
+        return trimmed_graph, [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
     return graph, [], []
+
+
+NO_WAKEUP_FRAME = "[no wakeup in the trace]"
+
+
+def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> CallTree:
+    """The wakers' tree of --wakers F: F at a root, below it the waker's innermost open call, below that its caller, ...
+
+    For every sleep during which F was open on the sleeper (its outermost
+    activation on the sleeping path counts), the path of the waker's open
+    calls read from the innermost out, as --callers reads callers; a waker
+    with no traced call open is one frame "[task python3]", a sleep whose
+    wakeup is not in the trace "[no wakeup in the trace]". A node's calls are
+    the sleeps of F woken through it, its times the time they waited.
+    """
+    assert graph.sched is not None
+    tree = graph.tree
+    woken = CallTree()
+    woken.timed = graph.sched.timed
+    sleeps: list[tuple[int, list[str], int, float]] = []
+    for (sleeper, waker, who), flow in graph.sched.wakes.items():
+        chain = tree.path(waker) if waker > ROOT_NODE else [f"[{waker_label([], who)}]"]
+        sleeps.append((sleeper, chain, flow.sleeps, flow.wait_us))
+    sleeps.extend((sleeper, [NO_WAKEUP_FRAME], count, 0.0) for sleeper, count in graph.sched.unwoken.items())
+    for sleeper, chain, count, waited in sleeps:
+        name = next((name for name in tree.path(sleeper) if name in functions), None)
+        if name is None:
+            continue
+        target = woken.child(ROOT_NODE, name)
+        for level, frame in enumerate([None, *reversed(chain)]):
+            if frame is not None:
+                if depth is not None and level > depth:
+                    break
+                target = woken.child(target, frame)
+            woken.calls[target] += count
+            woken.total_us[target] += waited
+            woken.self_us[target] += waited
+    return woken
+
+
+def wakers_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
+    """--wakers F: the graph of F's wakers' paths, F's names, and the note saying what its numbers are."""
+    if graph.sched is None:
+        raise UserError(f"--wakers needs scheduler events (sched_switch, sched_waking), and this trace has none: {NO_SCHED_EVENTS.split(': ', 1)[1]}")
+    functions = matching_functions(graph.tree, request.wakers, "--wakers")
+    tree = focus_wakers(graph, functions, request.depth)
+    if not tree.children[ROOT_NODE]:
+        raise UserError(f"--wakers {','.join(request.wakers)}: {plural_names(functions)} never slept in the trace (no switch-out while it was open)")
+    focused = reversed_graph(tree, graph.stats, graph.modules)
+    focused.woken = True
+    depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    note = (f"--wakers {','.join(request.wakers)}: the wakers' call paths that ended sleeps of {plural_names(functions)}{depth_note};"
+            " numbers count its sleeps woken through each function and the time they waited")
+    return focused, sorted(functions), [note]
 
 
 def plural_names(functions: set[str]) -> str:
@@ -5498,7 +6659,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
-    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers)
+    focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
     return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
 
 
@@ -5530,6 +6691,8 @@ class Drawing:
     left_out_edges: int
     node_min: float = 0.0
     edge_min: float = 0.0
+    wakes: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
+    wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
@@ -5686,7 +6849,9 @@ def errors_lines(report: list[dict]) -> list[str]:
 # ============================================================================
 
 
-HEAT_METRICS = ("self", "total", "calls")
+HEAT_METRICS = ("self", "total", "calls", "oncpu", "offcpu")
+SCHED_METRICS = ("oncpu", "offcpu")  # need scheduler events (sched_switch) in the input
+METRIC_WORDS = {"oncpu": "on-CPU time", "offcpu": "off-CPU time"}
 
 
 @dataclass
@@ -5744,7 +6909,7 @@ class Heat:
         return self.weight(self.values.get(name, 0.0))
 
     def describe(self) -> str:
-        unit = "calls" if self.metric == "calls" else f"{self.metric} time"
+        unit = "calls" if self.metric == "calls" else METRIC_WORDS.get(self.metric, f"{self.metric} time")
         if self.baseline is not None:
             names = [os.path.basename(path) for path in self.baseline_inputs]
             ambiguous = len(set(names)) < len(names) or bool(set(names) & self.input_names)  # two trace.txt: their paths
@@ -5773,6 +6938,10 @@ def metric_value(graph: CallGraph, name: str, metric: str) -> float:
         return float(graph.calls.get(name, 0))
     if metric == "total":
         return graph.total_us.get(name, 0.0)
+    if metric == "oncpu":
+        return on_cpu_us(graph, name)
+    if metric == "offcpu":
+        return off_cpu_us(graph, name)
     return graph.self_us.get(name, 0.0)
 
 
@@ -5813,7 +6982,7 @@ def plural(count: float, word: str) -> str:
 
 def node_label(name: str, view: View, have_map: bool) -> str:
     graph = view.graph
-    lines = [f"{name}()"]
+    lines = [name if name.startswith("[") else f"{name}()"]  # "[task python3, ...]": a --wakers frame that is no function
     module = graph.modules.get(name)
     if module:
         lines.append(f"[{module}]")
@@ -5826,14 +6995,35 @@ def node_label(name: str, view: View, have_map: bool) -> str:
     elif have_map and not module:
         lines.append("(file unknown)")
     through = f" in {view.focus}" if is_caller_box(name, view) else ""
+    if graph.woken:
+        lines.append(plural(graph.calls[name], "sleep") + (f" of {view.focus} woken below" if through else " woken"))
+        lines.append(f"waited {format_us(graph.total_us[name])}{share(graph.total_us[name], graph.weight_total)}" if graph.timed else "time waited unknown (no timestamps)")
+        return "\n".join(lines)
     lines.append(plural(graph.calls[name], "call") + (f" of {view.focus} below" if through else ""))
     if graph.open_calls.get(name):
         lines.append(f"{graph.open_calls[name]:,} still open at the end")
     if graph.timed:
         whole = graph.weight_total if graph.uses_time else 0.0
-        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}")
+        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}{on_off_text(graph, name)}")
         lines.append(f"self {format_us(graph.self_us[name])}{through}{share(graph.self_us[name], whole)}")
+    elif graph.off_cpu.get(name):
+        lines.append(f"{plural(graph.off_cpu[name].sleeps, 'sleep')} (no timestamps: time unknown)")
     return "\n".join(lines)
+
+
+def on_off_text(graph: CallGraph, name: str) -> str:
+    """' = 2.1 ms on CPU + 649 ms asleep in 177 sleeps' for a function that was switched out while open; '' otherwise."""
+    found = graph.off_cpu.get(name)
+    if found is None or not found.sleeps:
+        return ""
+    if graph.sched is not None and not graph.sched.timed:
+        return f" in {plural(found.sleeps, 'sleep')} (no timestamps: time unknown)"
+    preempted = found.states.get("R", 0.0)
+    asleep = "switched out" if preempted >= found.off_us else "asleep"
+    text = f" = {format_us(on_cpu_us(graph, name))} on CPU + {format_us(found.off_us)} {asleep} in {plural(found.sleeps, 'sleep')}"
+    if 0 < preempted < found.off_us:
+        text += f" ({format_us(preempted)} preempted)"
+    return text
 
 
 def is_caller_box(name: str, view: View) -> bool:
@@ -5894,6 +7084,8 @@ def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]
 
 def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     graph = view.graph
+    if graph.woken:
+        return f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'sleep')} of {view.focus} woken along this path, {format_us(graph.edge_weight.get(edge, 0.0))} waited"
     callee = view.focus if graph.reversed else edge[1]
     text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
@@ -5901,12 +7093,24 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     return text
 
 
+WAKE_COLOUR = "#2166ac"
+
+
+def waited_text(waited: float | None) -> str:
+    return f", {format_us(waited)} waited" if waited is not None else ", time waited unknown (no timestamps)"
+
+
 def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     stats = view.graph.stats
     graph = view.graph
     parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
     parts.extend(view.notes)
-    if graph.reversed:
+    if graph.woken:
+        parts.append(
+            f"a waker's box shows the sleeps of {view.focus} its paths ended and the time they waited, not its own calls (its tooltip has both);"
+            f" colour = time waited on a log scale; edge labels = sleeps of {view.focus} woken along the edge, edge width = their time waited"
+        )
+    elif graph.reversed:
         parts.append(
             f"a caller's box shows the calls and time of {view.focus} below it, not its own (its tooltip has both); "
             + heat.describe() + f"; edge labels = calls of {view.focus} along the edge, edge width = " + ("its time" if graph.uses_time else "its calls")
@@ -5914,7 +7118,10 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     else:
         parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
-        parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+        parts.append(f"shares are of {report_whole(graph)}" if graph.woken else
+                     f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+    if graph.sched is not None:
+        parts.extend(sched_summary_lines(graph))
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
@@ -5929,6 +7136,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         )
     if drawing.callers:
         parts.append("grey dashed boxes: callers outside the selection")
+    if drawing.wakes_note:
+        parts.append(drawing.wakes_note)
     return parts
 
 
@@ -5982,6 +7191,11 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         )
     for edge in drawing.caller_edges:
         agraph.add_edge(*edge, label=f"{graph.edges[edge]:,}", color="#999999", fontcolor="#777777", style="dashed", tooltip=edge_tooltip(edge, view))
+    for (waking, slept), (sleeps, waited) in drawing.wakes.items():
+        agraph.add_edge(
+            waking, slept, key=f"wakes {waking} {slept}", label=f"wakes {sleeps:,} x" + waited_text(waited), style="dashed", color=WAKE_COLOUR,
+            fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended" + waited_text(waited),
+        )
     return agraph
 
 
@@ -6092,7 +7306,7 @@ def graphviz_messages_filtered() -> Iterator[None]:
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
-    call_tree = call_tree_json(graph.tree)
+    call_tree = call_tree_json(graph.tree, graph.sched)
     nodes = []
     for name in view.nodes:
         node = {
@@ -6105,6 +7319,8 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "inclusive_weight": round(graph.inclusive.get(name, 0.0), 3),
             "open_calls": graph.open_calls.get(name, 0),
         }
+        if graph.sched is not None:
+            node.update(off_cpu_json(graph.off_cpu.get(name), graph.total_us.get(name, 0.0), graph.sched.timed))
         if name in graph.modules:
             node["module"] = graph.modules[name]
         if view.unfocused is not None and is_caller_box(name, view):
@@ -6126,6 +7342,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "lost_unknown_count_lines": stats.lost_unknown_count,
             "duplicate_lost_lines": stats.duplicate_lost_lines,
             "unparsed_lines": stats.unparsed_lines,
+            "trace_events": dict(sorted(stats.trace_events.items(), key=lambda item: (-item[1], item[0]))),
             "unparsed_example": stats.unparsed_example,
             "unparsed_example_where": stats.unparsed_example_where,
             "lines": stats.lines,
@@ -6144,7 +7361,10 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "heat": heat.metric,
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
-            "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
+            "node_numbers": (f"sleeps of {view.focus} woken through each function (calls) and the time they waited (total_time_us)" if graph.woken
+                             else f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own"),
+            "wakers": graph.woken,
+            "sched": sched_summary_json(graph.sched),
         },
         "nodes": nodes,
         "edges": edges,
@@ -6160,6 +7380,35 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     return result
 
 
+def off_cpu_json(found: OffCpu | None, total_us: float, timed: bool) -> dict:
+    """on_cpu_us, off_cpu_us, sleeps, off_cpu_states (prev_state -> us) of a function or call path; times None without timestamps."""
+    off = found.off_us if found is not None else 0.0
+    return {
+        "on_cpu_us": round(max(0.0, total_us - off), 3) if timed else None,
+        "off_cpu_us": round(off, 3) if timed else None,
+        "sleeps": found.sleeps if found is not None else 0,
+        "off_cpu_states": {state: round(value, 3) for state, value in sorted(found.states.items())} if found is not None and timed else {},
+    }
+
+
+def sched_summary_json(sched: SchedTimes | None) -> dict | None:
+    """The scheduler events' totals (None: the input has no sched_switch)."""
+    if sched is None:
+        return None
+    return {
+        "sleeps": sched.sleep_count,
+        "off_cpu_us": round(sched.sleep_total_us, 3) if sched.timed else None,
+        "off_cpu_states": {state: round(value, 3) for state, value in sorted(sched.state_us.items())} if sched.timed else {},
+        "sleeps_by_state": dict(sorted(sched.state_sleeps.items())),
+        "open_at_end": sched.open_sleeps,
+        "outside_traced_calls": sched.untraced_sleeps,
+        "frames_not_in_call_tree": sched.unmapped_frames,
+        "switch_ins_not_seen": sched.switch_ins_unseen,
+        "timed": sched.timed,
+        "wakeup_event": sched.wakeup_event,
+    }
+
+
 def function_numbers(graph: CallGraph, name: str) -> dict:
     return {
         "calls": graph.calls.get(name, 0),
@@ -6168,8 +7417,10 @@ def function_numbers(graph: CallGraph, name: str) -> dict:
     }
 
 
-def call_tree_json(tree: CallTree) -> list[dict]:
-    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root."""
+def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict]:
+    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root.
+
+    With scheduler events, each also has on_cpu_us, off_cpu_us, sleeps and off_cpu_states."""
     renumber = {ROOT_NODE: 0}
     nodes = []
     stack = sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)
@@ -6186,6 +7437,9 @@ def call_tree_json(tree: CallTree) -> list[dict]:
             "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
             "open_calls": tree.open_calls.get(node, 0),
         })
+        if sched is not None:
+            found = OffCpu(sched.off_us.get(node, 0.0), sched.sleeps.get(node, 0), sched.states.get(node, {})) if node in sched.sleeps else None
+            nodes[-1].update(off_cpu_json(found, tree.total_us[node], sched.timed))
         kids = tree.children[node]
         if kids:
             stack_ids.extend(kid for _, kid in sorted(kids.items(), reverse=True))
@@ -6306,7 +7560,18 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
 # ============================================================================
 
 
+def check_sched_option(option: str, requested: str | None, graph: CallGraph) -> None:
+    """--heat/--weight oncpu|offcpu: refused in one line without sched_switch events (or without timestamps to time them)."""
+    if requested not in SCHED_METRICS:
+        return
+    if graph.sched is None:
+        raise UserError(f"{option} {requested}: {NO_SCHED_EVENTS}")
+    if not graph.sched.timed:
+        raise UserError(f"{option} {requested}: the trace has no timestamps, so the time switched out is unknown: record with -O funcgraph-abstime, or a trace.dat")
+
+
 def folded_weight(requested: str | None, graph: CallGraph) -> str:
+    check_sched_option("--weight", requested, graph)
     if requested is None:
         return "self" if graph.timed else "calls"
     if requested != "calls" and not graph.timed:
@@ -6314,16 +7579,19 @@ def folded_weight(requested: str | None, graph: CallGraph) -> str:
     return requested
 
 
-def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+def folded_lines(graph: CallGraph, weight: str) -> Iterator[tuple[str, int]]:
     """(a;b;c, weight) for every call path with a weight of its own: its calls, or its self time in ns.
 
     A flame graph sums the lines below a frame, so self time per path gives
     frames as wide as their total time: --weight total writes the same lines.
+    --weight offcpu: the path's off-CPU time less its callees' (an off-CPU flame graph); oncpu: its self time less that.
     """
+    tree = graph.tree
+    own = path_own_values(graph, weight) if weight in SCHED_METRICS else tree.self_us
     stack: list[tuple[int, str]] = [(kid, name) for name, kid in sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)]
     while stack:
         node, path = stack.pop()
-        value = tree.calls[node] if weight == "calls" else round(max(tree.self_us[node], 0.0) * 1000)
+        value = tree.calls[node] if weight == "calls" else round(max(own[node], 0.0) * 1000)
         if value > 0:
             yield path, value
         kids = tree.children[node]
@@ -6331,7 +7599,20 @@ def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
             stack.extend((kid, f"{path};{name}") for name, kid in sorted(kids.items(), reverse=True))
 
 
-def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+def path_own_values(graph: CallGraph, weight: str) -> list[float]:
+    """Per call path, the part of its on- or off-CPU time that is not its callees': what a folded line weighs."""
+    tree = graph.tree
+    on, off = path_on_off(graph)
+    values = on if weight == "oncpu" else off
+    own = list(values)
+    for node in tree.walk():
+        parent = tree.parent[node]
+        if parent > ROOT_NODE:
+            own[parent] -= values[node]
+    return own
+
+
+def caller_folded_lines(graph: CallGraph, weight: str) -> Iterator[tuple[str, int]]:
     """(outermost caller;...;F, weight) for every caller path of a --callers tree: F's own weight through it.
 
     The reversed tree has F at a root and each caller below its callee; a node
@@ -6339,7 +7620,10 @@ def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]
     further up (the chain's outermost caller, or the --depth cut) is the node's
     weight minus its children's. The lines add up to F's calls, self or total time.
     """
+    tree = graph.tree
     values: list[int] | list[float] = tree.calls if weight == "calls" else tree.self_us if weight == "self" else tree.total_us
+    if weight in SCHED_METRICS:
+        values = path_on_off(graph)[0 if weight == "oncpu" else 1]
     for node in sorted(tree.walk(), key=tree.path):
         own = values[node] - sum(values[kid] for kid in (tree.children[node] or {}).values())
         value = int(own) if weight == "calls" else round(max(own, 0.0) * 1000)
@@ -6351,27 +7635,34 @@ def write_folded(views: Views, output: str) -> None:
     """.folded: one line per call path, as flamegraph.pl, inferno, speedscope and difffolded.pl read it."""
     graph = views.view.graph
     weight = folded_weight(views.args.weight, graph)
-    lines = caller_folded_lines(graph.tree, weight) if graph.reversed else folded_lines(graph.tree, weight)
+    lines = caller_folded_lines(graph, weight) if graph.reversed else folded_lines(graph, weight)
     paths = total = 0
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
         for path, value in lines:
             handle.write(f"{path} {value}\n")
             paths += 1
             total += value
+    if graph.woken:
+        unit = "sleeps" if weight == "calls" else f"ns waited ({format_us(total / 1000)})"
+        say(f"folded stacks: {paths:,} waker paths of {views.view.focus}'s sleeps, weights add up to {total:,} {unit}")
+        return
     if graph.reversed:
-        unit = "calls" if weight == "calls" else f"ns of {weight} time ({format_us(total / 1000)})"
+        unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, weight + ' time')} ({format_us(total / 1000)})"
         say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
         return
-    unit = "calls" if weight == "calls" else f"ns of self time ({format_us(total / 1000)})"
+    unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, 'self time')} ({format_us(total / 1000)})"
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
 
-def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, float] | None) -> tuple[list[dict], dict[str, str], int]:
+def timeline_events(
+    intervals: Iterable[CallInterval], window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]] | None = None
+) -> tuple[list[dict], dict[str, str], int]:
     """Chrome trace events, strictly nested per task; and the task names; and how many calls had to be clamped.
 
     Timestamps are printed to the microsecond, durations to the nanosecond, so
     a child can seem to end up to a microsecond after its parent: it is cut
-    to its parent's end (counted).
+    to its parent's end (counted). `placed` gets each drawn call's entry
+    number -> (thread id, start, end as drawn), for the wakeup arrows.
     """
     per_task: dict[str, list[CallInterval]] = {}
     names: dict[str, str] = {}
@@ -6402,6 +7693,8 @@ def timeline_events(intervals: Iterable[CallInterval], window: tuple[float, floa
                 clamped += 1
             events.append({"name": call.name, "ph": "X", "ts": round(start, 3), "dur": round(end - start, 3), "pid": 0, "tid": tid, "args": {"cpu": call.cpu}})
             open_ends.append(end)
+            if placed is not None and call.entry_no >= 0:
+                placed[call.entry_no] = (tid, round(start, 3), round(start, 3) + round(end - start, 3))
     return events, names, clamped
 
 
@@ -6430,30 +7723,169 @@ def window_scope(args: argparse.Namespace, stats: TraceStats) -> str:
     return f"\ncalls that start in {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s (the trace spans {stats.time_span()})"
 
 
+SCHED_PID = 1  # the timeline's second process: one track per task, on or off its CPU
+OFF_CPU_NAMES = {"S": "asleep (S)", "D": "asleep, uninterruptible (D)", "I": "idle kernel thread asleep (I)", "R": "preempted (R)"}
+NS = 0.001  # one nanosecond in the timeline's microseconds
+
+
+def sched_thread_id(task: str) -> int:
+    """A task's on/off-CPU track: its call track's id plus 2^30 (pids stay below 2^22), so no two tracks share an id."""
+    return task_thread_id(task) + (1 << 30)
+
+
+def sched_slice_name(state: str) -> str:
+    if state == "running":
+        return "running"
+    return OFF_CPU_NAMES.get(state[:1], f"switched out ({state})")
+
+
+def inside(start: float, end: float, stamp: float) -> float | None:
+    """The stamp moved at most into the open interval (start, end) by a nanosecond, so a flow binds to this slice
+    whatever order a viewer reads equal timestamps in; None when the slice is too short to hold one."""
+    if end - start < 2 * NS:
+        return None
+    return round(min(max(stamp, start + NS), end - NS), 3)
+
+
+def clipped(item: RunSlice, window: tuple[float, float] | None) -> tuple[float, float] | None:
+    if window is None:
+        return item.start_us, item.end_us
+    start, end = max(item.start_us, window[0]), min(item.end_us, window[1])
+    return (start, end) if start < end else None
+
+
+@dataclass
+class SchedTimeline:
+    """The on/off-CPU tracks and wakeup arrows of a timeline, and what could not be drawn."""
+
+    events: list[dict] = field(default_factory=list)
+    tracks: dict[str, str] = field(default_factory=dict)  # task -> its track's name
+    flows: int = 0
+    unbound: int = 0  # wakeups with no slice to bind to: the waker's at the wakeup is not in the trace, or the woken one is too short
+
+
+def sched_timeline(tracks: SchedTracks, selection: TaskSelection, window: tuple[float, float] | None, placed: dict[int, tuple[int, float, float]]) -> SchedTimeline:
+    """Each selected task's running and switched-out slices, and a flow arrow from each wakeup to the woken task's next slice.
+
+    The arrow starts on the waker's innermost open call (try_to_wake_up in
+    sock_def_readable ...) where that call is drawn, else on the waker's
+    running slice; it ends on the woken task's running slice that the wakeup began.
+    """
+    result = SchedTimeline()
+    shown = {item.task for item in tracks.slices if selection.keeps(item.task, tracks.comms.get(item.task, ""), item.cpu)}
+    arrows = [item for item in tracks.slices if item.woken_by is not None and item.task in shown]
+    if window is not None:
+        arrows = [item for item in arrows if item.woken_by and window[0] <= item.woken_by.stamp_us and item.start_us <= window[1]]
+    shown |= {item.woken_by.waker for item in arrows if item.woken_by}
+    running: dict[str, list[tuple[float, float]]] = {}
+    for item in tracks.slices:
+        span = clipped(item, window) if item.task in shown else None
+        if span is None:
+            continue
+        args: dict[str, object] = {"cpu": item.cpu, "state": item.state}
+        if item.note:
+            args["note"] = item.note
+        if item.woken_by is not None:
+            waker = item.woken_by
+            args["woken_by"] = f"{tracks.comms.get(waker.waker, waker.waker_comm)}-{waker.waker.split('/')[0]} on CPU {waker.waker_cpu} ({waker.event} at {waker.stamp_us / 1e6:.6f} s)"
+        result.events.append({"name": sched_slice_name(item.state), "cat": "sched", "ph": "X", "ts": round(span[0], 3), "dur": round(span[1] - span[0], 3),
+                              "pid": SCHED_PID, "tid": sched_thread_id(item.task), "args": args})
+        if item.state == "running":
+            running.setdefault(item.task, []).append((round(span[0], 3), round(span[0], 3) + round(span[1] - span[0], 3)))
+    result.tracks = {task: tracks.comms.get(task, "") for task in shown}
+    for item in arrows:
+        waker = item.woken_by
+        assert waker is not None
+        start = flow_start(waker, placed, running.get(waker.waker, []))
+        span = clipped(item, window)
+        end = inside(round(span[0], 3), round(span[0], 3) + round(span[1] - span[0], 3), span[0]) if span else None
+        if start is None or end is None:
+            result.unbound += 1
+            continue
+        result.flows += 1
+        flow = {"name": "wakeup", "cat": "wakeup", "id": result.flows}
+        result.events.append({**flow, "ph": "s", "ts": start[1], "pid": start[0], "tid": start[2], "args": {"event": waker.event}})
+        result.events.append({**flow, "ph": "f", "bp": "e", "ts": end, "pid": SCHED_PID, "tid": sched_thread_id(item.task)})
+    return result
+
+
+def flow_start(waker: Handover, placed: dict[int, tuple[int, float, float]], running: list[tuple[float, float]]) -> tuple[int, float, int] | None:
+    """(pid, ts, tid) where a wakeup arrow starts: in the waker's innermost open call if drawn, else in its running slice."""
+    call = placed.get(waker.waker_entry)
+    if call is not None and call[1] <= waker.stamp_us <= call[2]:
+        stamp = inside(call[1], call[2], waker.stamp_us)
+        if stamp is not None:
+            return 0, stamp, call[0]
+    for start, end in running:
+        if start <= waker.stamp_us <= end:
+            stamp = inside(start, end, waker.stamp_us)
+            return (SCHED_PID, stamp, sched_thread_id(waker.waker)) if stamp is not None else None
+    return None
+
+
+def split_trace_events(stream: Iterable[CallInterval | TraceEvent], tracker: SliceTracker) -> Iterator[CallInterval]:
+    """The calls of an IntervalReader(events=True) stream; its events go to the tracker."""
+    for item in stream:
+        if isinstance(item, TraceEvent):
+            tracker.add(item)
+        else:
+            yield item
+
+
 def write_timeline(views: Views, output: str) -> None:
-    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing."""
+    """.trace.json: every call on its task's track, for Perfetto (ui.perfetto.dev) and chrome://tracing.
+
+    With scheduler events in the trace, a second process holds each task's
+    running and switched-out slices, and flow arrows go from each wakeup to the
+    slice of the task it woke.
+    """
     args = views.args
-    reader = IntervalReader(selection_of(args))
-    events, names, clamped = timeline_events(reader.read(args.input or ["kernel-magnifier.data"]), parse_window(args.time_window))
+    selection = selection_of(args)
+    switches = views.view.graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0  # else the calls alone, as fast as before
+    reader = IntervalReader(selection, events=switches)
+    tracker = SliceTracker()
+    window = parse_window(args.time_window)
+    placed: dict[int, tuple[int, float, float]] | None = {} if switches else None
+    events, names, clamped = timeline_events(split_trace_events(reader.read(args.input or ["kernel-magnifier.data"]), tracker), window, placed)
     if not reader.timestamps:
         raise UserError(
             "this trace has no timestamps, so there is no timeline: record function_graph with -O funcgraph-abstime"
             " (and -O funcgraph-proc for task names), or use the function tracer, whose lines carry a timestamp"
         )
-    if not events:
+    tracks = tracker.finish()
+    sched = sched_timeline(tracks, selection, window, placed or {})
+    if not events and not sched.events:
         raise UserError("no call in the selected tasks, CPUs and --time-window")
     metadata = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"name": "kernel (one track per task)"}}]
     tids = {event["tid"] for event in events}
     for task, comm in names.items():
         if task_thread_id(task) in tids:
             metadata.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": task_thread_id(task), "args": {"name": f"{comm}-{task}"}})
+    if sched.tracks:
+        metadata.append({"name": "process_name", "ph": "M", "pid": SCHED_PID, "args": {"name": "scheduler: each task on or off its CPU (sched_switch), arrows: wakeups"}})
+        metadata.extend({"name": "thread_name", "ph": "M", "pid": SCHED_PID, "tid": sched_thread_id(task), "args": {"name": f"{comm or '?'}-{task.split('/')[0]} on/off CPU"}}
+                        for task, comm in sorted(sched.tracks.items()))
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"traceEvents": metadata + events, "displayTimeUnit": "ns",
+        json.dump({"traceEvents": metadata + events + sched.events, "displayTimeUnit": "ns",
                    "otherData": {"inputs": ", ".join(args.input or []), "lost_events": views.view.graph.stats.lost_events}}, handle, separators=(",", ":"))
     size = os.path.getsize(output)
     say(f"timeline: {len(events):,} calls on {len(tids):,} task tracks ({format_size(size)}); {clamped:,} cut to their caller's end (times are rounded, or taken when the exit was written)")
+    if switches:
+        say(sched_timeline_line(tracks, sched))
     if size > 200 << 20:
         warn(f"{output} is {format_size(size)}: chrome://tracing stops near 256 MB and Perfetto's UI near 2 GB of memory; cut it with --time-window, --pid or --cpu")
+
+
+def sched_timeline_line(tracks: SchedTracks, sched: SchedTimeline) -> str:
+    """What the timeline shows of the scheduler, or that the trace has no sched_switch to show it from."""
+    if not tracks.slices:
+        return "timeline: no sched_switch events in the trace, so no on/off-CPU tracks and no wakeup arrows"
+    text = f"timeline: {len(sched.tracks):,} on/off-CPU tracks (sched_switch), {sched.flows:,} wakeup arrows from the waker to the woken task's next slice"
+    if sched.unbound:
+        text += f"; {plural(sched.unbound, 'wakeup')} not drawn (no slice of the waker at the wakeup in the trace, or the woken task's slice shorter than 2 ns)"
+    if tracks.unmatched_switches:
+        text += f"; {tracks.unmatched_switches:,} switch-outs without the switch-in before them (events lost)"
+    return text
 
 
 LATENCY_DRAWN = 6  # functions of a --latency glob drawn apart in the histogram (all of them are printed)
@@ -6620,13 +8052,13 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
 HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are left out, their time stays in their callers
 
 
-def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
-    """A frame's width: its total time (or calls in its subtree), at least the sum of its children.
+def flame_weights(tree: CallTree, use_time: bool, values: list[float] | None = None) -> list[float]:
+    """A frame's width: its total time (or calls in its subtree, or `values`: on/off-CPU time), at least the sum of its children.
 
     A call whose exit was lost has no duration but its callees do: it is
     drawn at least as wide as they are, so frames always nest.
     """
-    own: list[float] = list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
+    own: list[float] = list(values) if values is not None else list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
     children_sum = [0.0] * len(tree)
     for node in reversed(list(tree.walk())):
         own[node] = max(own[node], children_sum[node])
@@ -6661,7 +8093,11 @@ def flame_data(views: Views) -> dict:
     graph = view.graph
     tree = graph.tree
     use_time = tree.timed and views.heat.metric != "calls"
-    weights = flame_weights(tree, use_time)
+    requested = getattr(views.args, "weight", None)
+    sched_weight = requested if requested in SCHED_METRICS else None
+    check_sched_option("--weight", sched_weight, graph)
+    on, off = path_on_off(graph)
+    weights = flame_weights(tree, use_time, (on if sched_weight == "oncpu" else off) if sched_weight else None)
     frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}
@@ -6669,7 +8105,7 @@ def flame_data(views: Views) -> dict:
         names.setdefault(tree.function[node] or "", len(names))
     return {
         "timed": tree.timed,
-        "weight": "time" if use_time else "calls",
+        "weight": sched_weight or ("time" if use_time else "calls"),
         "names": list(names),
         "files": [flame_source(name, view) for name in names],
         "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
@@ -6678,6 +8114,7 @@ def flame_data(views: Views) -> dict:
         "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
         "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
         "w": [round(weights[node], 3) for node in frames],
+        "off": [round(sum(off[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(off[node], 3) for node in frames[1:]] if graph.sched and graph.sched.timed else None,
         "left_out_of_file": left_out,
     }
 
@@ -6695,6 +8132,10 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
     if data["weight"] == "time":
         width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
+    elif data["weight"] == "offcpu":
+        width = f"an off-CPU flame graph: frame width = time the call path's task was switched out (asleep or preempted) while it was open; all = {format_us(data['w'][0])}"
+    elif data["weight"] == "oncpu":
+        width = f"frame width = on-CPU time of the call path: its total time less the time its task was switched out; all = {format_us(data['w'][0])}"
     else:
         why = "--heat calls" if graph.timed else "the trace has no durations"
         width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
@@ -6766,11 +8207,11 @@ const ROW = 18, MIN_SHARE = 0.001;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
-const fmtW = (v) => D.weight === "time" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
 const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
 
 function makeNode(name, parent, fi) {
-  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, kids: []};
+  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, off: 0, kids: []};
 }
 
 // The call tree from the embedded columns (a parent always comes before its children).
@@ -6779,7 +8220,7 @@ function callTree() {
   nodes[0].root = true;
   for (let i = 0; i < D.fn.length; i++) {
     const x = i ? makeNode(D.names[D.fn[i]], nodes[D.parent[i]], D.fn[i]) : nodes[0];
-    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i]});
+    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i], off: D.off ? D.off[i] : 0});
     if (i) { x.parent.kids.push(x); nodes.push(x); }
   }
   return nodes[0];
@@ -6788,7 +8229,7 @@ function callTree() {
 // Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
 function callersTree(main, name) {
   const top = makeNode(name, null, D.names.indexOf(name));
-  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; };
+  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; x.off += a.off; };
   const child = (x, c) => {
     x.index = x.index || new Map();
     let k = x.index.get(c.name);
@@ -6896,6 +8337,7 @@ $("chart").addEventListener("mousemove", (event) => {
   if (file) rows.push("source: " + esc(file));
   rows.push(`calls: ${x.calls.toLocaleString("en")}`);
   if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  if (D.off && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
   rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
   tip.innerHTML = rows.join("<br>");
   tip.style.display = "block";
@@ -6945,17 +8387,21 @@ def text_report(views: Views) -> list[str]:
     graph = view.graph
     stats = graph.stats
     lines = [f"kernel-magnifier report: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
-    lines.extend(summarize(view))
+    lines.extend(summarize(view) + wakeup_summary(views))
     lines.append(f"shares (%) are of {report_whole(graph)}")
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
-    for by in ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
+    for by in ("total",) if graph.woken else ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
         lines += ["", *top_functions_table(view, by, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
     return lines
 
 
 def report_whole(graph: CallGraph) -> str:
+    if graph.woken:
+        if not graph.timed:
+            return f"{plural(whole_weight(graph), 'sleep')} of {focus_names(graph)} (the trace has no timestamps: the time waited is unknown)"
+        return f"{format_us(graph.weight_total)}, the time {focus_names(graph)}'s sleeps waited"
     if graph.uses_time:
         return f"{format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)"
     if graph.reversed:
@@ -6965,7 +8411,7 @@ def report_whole(graph: CallGraph) -> str:
 
 def whole_weight(graph: CallGraph) -> float:
     """What the shares are of: the drawing's whole; in a reversed tree without durations F's calls (its subtrees count them once a level)."""
-    if graph.reversed and not graph.uses_time:
+    if graph.reversed and not graph.uses_time:  # (--wakers: F's sleeps)
         return float(sum(graph.tree.calls[kid] for kid in (graph.tree.children[ROOT_NODE] or {}).values()))
     return graph.weight_total
 
@@ -6978,7 +8424,10 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
     graph = view.graph
     whole = whole_weight(graph)
-    if graph.timed:
+    if graph.woken:
+        key = graph.total_us if graph.timed else {name: float(graph.calls[name]) for name in view.nodes}
+        title, header = "sleeps' time waited", ["sleeps", "waited", "waited%" if graph.timed else "sleeps%"]
+    elif graph.timed:
         key = graph.self_us if by == "self" else graph.total_us
         title = f"{by} time"
         header = ["calls", "total", "total%", "self", "self%"]
@@ -6989,10 +8438,16 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
     rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
     where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
+    if graph.woken:
+        where = f" on the wakers' paths of {focus_names(graph)}, by the time its sleeps woken through them waited"
     return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
 
 
 def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
+    if graph.woken:
+        if not graph.timed:
+            return [f"{graph.calls[name]:,}", "?", percent(graph.calls[name], whole)]
+        return [f"{graph.calls[name]:,}", format_us(graph.total_us[name]), percent(graph.total_us[name], whole)]
     if graph.timed:
         total, self_us = graph.total_us[name], graph.self_us[name]
         return [f"{graph.calls[name]:,}", format_us(total), percent(total, whole), format_us(self_us), percent(self_us, whole)]
@@ -7069,7 +8524,7 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
         if node is not None:
             cut_deep |= level == levels and bool(tree.children[node])
             stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
-    header = ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
+    header = ["sleeps", "waited"] if graph.woken else ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
     title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
         title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
@@ -7103,6 +8558,8 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
     """The numbers of one call path, or the sums of several (a '...' line)."""
     tree = graph.tree
     calls = f"{sum(tree.calls[node] for node in nodes):,}"
+    if graph.woken:
+        return [calls, format_us(sum(tree.total_us[node] for node in nodes)) if graph.timed else "?"]
     if graph.timed:
         return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
     return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
@@ -7110,6 +8567,12 @@ def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) 
 
 def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
     order = "total time" if graph.uses_time else "calls" if graph.reversed else "calls in their subtrees"
+    if graph.woken:
+        names = focus_names(graph)
+        return [
+            f"Wakers of {names} (--wakers), a reversed tree: {names} at the top, below it the waker's innermost open call, below each line the function that called it",
+            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by time waited",
+        ]
     if graph.reversed:
         names = focus_names(graph)
         numbers = "calls, total and self time" if graph.timed else "calls"
@@ -7164,6 +8627,8 @@ def summarize(view: View) -> list[str]:
         lines.append(f"lost events: CPU{cpu} lost an unknown number of events {times} time(s)")
     if "kernel-magnifier-data" in stats.metadata and stats.metadata.get("end") != "complete":
         lines.append("data file: no '# end: complete' line: the recording was cut short (copied while record ran?); lost counts are missing")
+    if stats.trace_events:
+        lines.append(stats.trace_events_text())
     if stats.unparsed_lines:
         lines.append(
             f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
@@ -7174,12 +8639,51 @@ def summarize(view: View) -> list[str]:
         )
     if stats.open_calls:
         lines.append(open_calls_text(stats))
+    lines.extend(sched_summary_lines(view.graph))
     lines.extend(view.notes)
     if view.files:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
         several = sum(1 for name in view.nodes if len(view.files.get(name, [])) > 1)
         lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
     return lines
+
+
+def check_wakers_arguments(args: argparse.Namespace) -> None:
+    """--wakers shows this recording's sleeps, not a comparison."""
+    if args.wakers and args.baseline:
+        raise UserError("--wakers shows this recording's wakeups; --baseline compares calls: use one of them")
+
+
+def wakeup_summary(views: Views) -> list[str]:
+    """The summary's "woken by" line (where the trace has scheduler events)."""
+    line = woken_by_line(views.wakeups, views.sched) if views.sched is not None and views.wakeups is not None else None
+    return [line] if line else []
+
+
+def sched_summary_lines(graph: CallGraph) -> list[str]:
+    """"sleeps: 177, 649 ms switched out (S 640 ms, R 9 ms)", and what the count leaves out; the recording option where there are no events."""
+    sched = graph.sched
+    if sched is None:
+        return [NO_SCHED_EVENTS] if "function_graph" in graph.stats.formats else []
+    if not sched.sleep_count and "function_graph" not in graph.stats.formats:
+        return [f"sleeps: {sched.untraced_sleeps:,} switch-outs, none of them inside a call: the function tracer records no open calls,"
+                " record function_graph for the on/off-CPU time of every call path"]
+    if sched.timed:
+        states = ", ".join(f"{state} {format_us(value)}" for state, value in sorted(sched.state_us.items(), key=lambda kv: -kv[1]))
+        line = f"sleeps: {sched.sleep_count:,}, {format_us(sched.sleep_total_us)} switched out" + (f" ({states})" if states else "")
+    else:
+        states = ", ".join(f"{state} {count:,}" for state, count in sorted(sched.state_sleeps.items(), key=lambda kv: -kv[1]))
+        line = f"sleeps: {sched.sleep_count:,}" + (f" ({states})" if states else "") + ", time switched out unknown: the trace has no timestamps (record with -O funcgraph-abstime, or a trace.dat)"
+    notes = []
+    if sched.open_sleeps:
+        notes.append(f"{sched.open_sleeps:,} still switched out at the end, counted without time")
+    if sched.untraced_sleeps:
+        notes.append(f"{sched.untraced_sleeps:,} switch-outs outside every traced call not counted")
+    if sched.unmapped_frames:
+        notes.append(f"{sched.unmapped_frames:,} open calls whose call path is not in the call tree left out")
+    if sched.switch_ins_unseen:
+        notes.append(f"{sched.switch_ins_unseen:,} sleeps whose switch-in is not in the trace (lost events) not counted")
+    return [line + ("; " + "; ".join(notes) if notes else "")]
 
 
 def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewRequest:
@@ -7191,12 +8695,14 @@ def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewReq
         roots=split_names(args.root),
         callers=split_names(args.callers),
         depth=args.depth,
+        wakers=split_names(args.wakers),
     )
 
 
 def heat_metric(requested: str | None, graph: CallGraph) -> str:
     if requested is None:
         return "self" if graph.timed else "calls"
+    check_sched_option("--heat", requested, graph)
     if requested != "calls" and not graph.timed:
         raise UserError(f"--heat {requested} needs durations, and this trace has none (function tracer, or funcgraph-duration off): use --heat calls")
     return requested
@@ -7233,12 +8739,15 @@ class Views:
     args: argparse.Namespace
     have_map: bool
     errors: list[dict] | None = None  # errors_report(), with --errors
+    wakeups: list[WakeRow] | None = None  # who woke whom in the recording (its --time-window); None: no scheduler events
+    sched: SchedTimes | None = None  # the recording's (its --time-window's), whatever the focus
 
 
 def draw_call_graph(views: Views, output: str) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
     args = views.args
     drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
+    add_wake_edges(drawing, views)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
             f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
@@ -7246,6 +8755,24 @@ def draw_call_graph(views: Views, output: str) -> None:
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
     render_graph(views.view, drawing, output, views.heat, views.have_map)
+
+
+def add_wake_edges(drawing: Drawing, views: Views) -> None:
+    """The dashed "wakes" edges whose two boxes are drawn, and the caption's line on them (none in a --callers/--wakers tree)."""
+    edges = wake_edges(views.wakeups or [])
+    if not edges or views.view.graph.reversed:
+        return
+    if views.args.no_wakeups:
+        drawing.wakes_note = f"{plural(len(edges), 'wakeup edge')} hidden (--no-wakeups)"
+        return
+    drawn = set(drawing.nodes)
+    drawing.wakes = {edge: value for edge, value in edges.items() if edge[0] in drawn and edge[1] in drawn}
+    left_out = len(edges) - len(drawing.wakes)
+    drawing.wakes_note = (
+        "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps of the"
+        " sleeper's innermost traced function that is not sleep machinery (B): sleeps and time waited, whatever the focus"
+        + (f"; {left_out:,} of {len(edges):,} such edges left out, one of their boxes is not drawn (the JSON's wakeups has all)" if left_out else "")
+    )
 
 
 def narrowing_hint(views: Views) -> str:
@@ -7256,8 +8783,10 @@ def narrowing_hint(views: Views) -> str:
 
 
 def write_graph_json(views: Views, output: str) -> None:
-    """.json: every node, edge and call path of the view, for scripts."""
-    write_json(views.view, output, views.heat, views.baseline, {"errors": views.errors} if views.errors is not None else None)
+    """.json: every node, edge and call path of the view, for scripts; `wakeups` (null without scheduler events)."""
+    extra: dict[str, object] = {"errors": views.errors} if views.errors is not None else {}
+    extra["wakeups"] = wakeups_json(views.wakeups) if views.wakeups is not None else None
+    write_json(views.view, output, views.heat, views.baseline, extra)
 
 
 # Output writers by the end of the file name; the first match wins (so .trace.json before .json).
@@ -7374,9 +8903,13 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     say(f"call paths: {graph.tree.live_nodes():,} distinct, {len(graph.calls):,} functions")
     if args.errors and RETURN_VALUES_FORMAT not in graph.stats.formats:
         raise UserError(NO_RETURN_VALUES)
+    check_wakers_arguments(args)
     window_note = ""
     if window:
         graph, window_note = windowed_graph(graph, args, window)
+    attach_sched(graph, sched_times(graph, inputs, selection, window))
+    wakeups = wakeup_rows(graph) if graph.sched is not None else None  # the whole recording's (or window's), whatever the focus
+    sched = graph.sched
     request = view_request(args, symbols)
     view = build_view(graph, request)
     if window_note:
@@ -7385,8 +8918,8 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         raise UserError("the filters left no function to show: " + "; ".join(view.notes))
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
-    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None)
-    for line in summarize(view):
+    views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None, wakeups=wakeups, sched=sched)
+    for line in summarize(view) + wakeup_summary(views):
         say(line)
     if args.errors:
         views.errors = errors_report(graph.tree)
@@ -8915,14 +10448,22 @@ def build_parser() -> argparse.ArgumentParser:
     focus = visualize.add_argument_group("focus (exact, from the call paths)")
     focus.add_argument("--root", action="append", metavar="F[,F...]", help="what F calls: the call paths below every call of F, merged (globs: 'tcp_*'); repeatable")
     focus.add_argument("--callers", action="append", metavar="F[,F...]", help="who calls F: the call paths that lead to F, F at the bottom")
-    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers); alone: the first N levels of every path")
+    focus.add_argument(
+        "--wakers", action="append", metavar="F[,F...]",
+        help="who wakes F: the wakers' call paths that ended F's sleeps, F at the bottom; counts are sleeps, times the waits (needs sched_switch, sched_waking)",
+    )
+    focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers, --wakers); alone: the first N levels of every path")
     drawing = visualize.add_argument_group("drawing")
-    drawing.add_argument("--heat", choices=HEAT_METRICS, help="what the colour shows (default: self time where the trace has durations, else calls)")
+    drawing.add_argument(
+        "--heat", choices=HEAT_METRICS,
+        help="what the colour shows (default: self time where the trace has durations, else calls); oncpu/offcpu: time on a CPU or switched out, from sched_switch events",
+    )
     drawing.add_argument("--baseline", action="append", metavar="FILE", help="compare with this older recording: colour = change (blue less, red more); repeatable to aggregate")
     drawing.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw at most N functions (0: no limit)")
     drawing.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw at most N edges (0: no limit)")
     drawing.add_argument("--node-thres", type=percentage, default=DEFAULT_NODE_THRES, metavar="PCT", help="leave out functions lighter than PCT %% of the whole time (or calls)")
     drawing.add_argument("--edge-thres", type=percentage, default=DEFAULT_EDGE_THRES, metavar="PCT", help="leave out edges lighter than PCT %% of the whole")
+    drawing.add_argument("--no-wakeups", action="store_true", help="leave out the dashed 'wakes' edges (waking function -> the function that slept)")
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")
     tasks.add_argument("--pid", action="append", metavar="PID[,PID...]", help="only these tasks (funcgraph-proc, context-switch blocks, function tracer lines)")
@@ -8931,7 +10472,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--chart-by", choices=("function", "task", "cpu"), default="function", help="what the chart ranks")
     tasks.add_argument("--time-window", metavar="START,END", help="every output: only the calls that start in this window (seconds of trace time; the summary prints the trace's span)")
     other = visualize.add_argument_group("more views")
-    other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
+    other.add_argument(
+        "--weight", choices=("calls", "self", "total", "oncpu", "offcpu"),
+        help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls);"
+        " oncpu/offcpu (from sched_switch events) also weigh the .html flame graph: offcpu draws an off-CPU flame graph",
+    )
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     other.add_argument(

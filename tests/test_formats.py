@@ -252,7 +252,9 @@ def test_no_columns_and_comment_lines(tmp_path):
     assert edges_by_pair(graph) == {("exit_to_user_mode_prepare", "fpregs_assert_state_consistent"): 1}
     comments = graph_json(tmp_path, CATALOGUE / "events-marker.txt", CATALOGUE / "nocols.txt")
     assert comments["stats"]["unparsed_lines"] == 0
-    assert comments["stats"]["events"] == 4  # the trace events and markers are comments, not calls
+    # the trace events are comments, not calls, but ring-buffer events (as a trace.dat's are); a marker is neither
+    assert comments["stats"]["events"] == 4 + 2
+    assert comments["stats"]["trace_events"] == {"sched_switch": 1, "sched_wakeup": 1}
 
 
 def test_funcgraph_args_and_modules_before_arguments(tmp_path):

@@ -21,6 +21,8 @@ def is_trace(path: Path) -> bool:
     """The recordings in tests/data (not the symbol maps, kernel counters, notes)."""
     if path.parent.name == "catalogue":
         return path.suffix == ".txt"
+    if path.name.startswith("formats-"):
+        return False  # tracefs event format files (tests/data/sched), not a recording
     return path.name.endswith((".txt.xz", ".data.xz", ".dat.xz")) and "symbol" not in path.name and path.parent != DATA
 
 
