@@ -53,11 +53,13 @@ pytestmark = pytest.mark.skipif(os.environ.get("KM_IN_VM") != "1", reason="needs
 
 
 def tracefs_state() -> dict[str, str]:
-    """Everything record may touch, top level and instances: tracer, switches, buffer, clock, filters, pids, options."""
+    """Everything record may touch, top level and instances: tracer, switches, buffer, clock, filters, pids, options, events
+    (set_event lists every enabled event; the sched events' own enable and filter files and the systems' enable files besides)."""
     state = {}
     names = [
         "current_tracer", "tracing_on", "tracing_cpumask", "buffer_size_kb", "trace_clock", "set_ftrace_filter", "set_ftrace_notrace",
         "set_graph_function", "set_graph_notrace", "max_graph_depth", "set_ftrace_pid", "set_ftrace_notrace_pid", "set_event_pid",
+        "set_event", "set_event_notrace_pid", "events/enable", "saved_cmdlines_size",
     ]
     for name in names:
         path = TRACEFS / name
@@ -65,6 +67,10 @@ def tracefs_state() -> dict[str, str]:
             state[name] = path.read_text()
     for option in sorted((TRACEFS / "options").iterdir()):
         state[f"options/{option.name}"] = option.read_text()
+    for system in sorted(path for path in (TRACEFS / "events").iterdir() if (path / "enable").exists()):
+        state[f"events/{system.name}/enable"] = (system / "enable").read_text()
+    for event in sorted(path for path in (TRACEFS / "events" / "sched").iterdir() if path.is_dir()):
+        state[f"events/sched/{event.name}"] = (event / "enable").read_text() + (event / "filter").read_text()
     for cpu in sorted((TRACEFS / "per_cpu").iterdir()):
         state[f"per_cpu/{cpu.name}/buffer_size_kb"] = (cpu / "buffer_size_kb").read_text()
     state["instances"] = " ".join(sorted(os.listdir(TRACEFS / "instances")))
