@@ -7758,11 +7758,15 @@ DEFAULT_SCHED_EVENTS = ("sched:sched_switch", "sched:sched_waking", "sched:sched
 
 
 def available_events(tracing: str) -> list[str]:
-    """`system:event` names the kernel can record in this buffer (available_events); none without CONFIG_EVENT_TRACING."""
-    try:
-        return [line.strip() for line in read_tracefs(os.path.join(tracing, "available_events")).splitlines() if ":" in line]
-    except OSError:
-        return []
+    """`system:event` names this buffer can enable: its events/SYSTEM/EVENT/enable files (an instance has no
+    available_events file on 6.1; ftrace's own events have no enable file); none without CONFIG_EVENT_TRACING."""
+    events = os.path.join(tracing, "events")
+    found = []
+    with contextlib.suppress(OSError):
+        for system in sorted(os.listdir(events)):
+            if os.path.isdir(os.path.join(events, system)):
+                found += [f"{system}:{name}" for name in sorted(os.listdir(os.path.join(events, system))) if os.path.exists(os.path.join(events, system, name, "enable"))]
+    return found
 
 
 def resolve_event(name: str, available: list[str]) -> list[str]:
@@ -7781,7 +7785,9 @@ def unknown_event_message(name: str, available: list[str]) -> str:
     candidates = available if ":" in name else [*events, *systems]
     closest = difflib.get_close_matches(name, candidates, n=4, cutoff=0.6)
     hint = f"; closest: {', '.join(closest)}" if closest else ""
-    return f"-e {shown(name)}: this kernel has no such trace event or event system{hint} (available_events lists {len(available):,})"
+    if not available:
+        return f"-e {shown(name)}: this kernel has no trace events (no tracefs events/ directory: built without CONFIG_EVENT_TRACING?)"
+    return f"-e {shown(name)}: this kernel has no such trace event or event system{hint} (available_events lists the {len(available):,} it has)"
 
 
 def events_to_record(args: argparse.Namespace, tracing: str) -> list[str]:
@@ -7810,12 +7816,12 @@ def enable_events(events: list[str], tracing: str, settings: BorrowedSettings) -
 
 
 def enabled_events(tracing: str, chosen: list[str]) -> list[str]:
-    """Every event this buffer records: ours, and any someone else enabled here (set_event), in the kernel's order."""
+    """Every event this buffer records: ours as chosen, then any someone else had enabled here (set_event)."""
     try:
         listed = [line.strip() for line in read_tracefs(os.path.join(tracing, "set_event")).splitlines() if ":" in line]
     except OSError:
         listed = []
-    return listed + [event for event in chosen if event not in listed]
+    return chosen + [event for event in listed if event not in chosen]
 
 
 # --- the traced command -------------------------------------------------------
