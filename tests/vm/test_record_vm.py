@@ -207,6 +207,13 @@ def report_events(path: Path) -> list[Event]:
     return events
 
 
+def report_sched_events(path: Path) -> Counter[str]:
+    """The scheduler events of a trace.dat by name, as trace-cmd report prints them (function_graph records them by default)."""
+    report = subprocess.run(["trace-cmd", "report", "-i", str(path)], capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    return Counter(re.findall(r"^\s*.+?-\d+\s+\[\d+\]\s+[\d.]+: (sched_\w+):", report.stdout, re.M))
+
+
 def footer_lost(meta: dict[str, str]) -> dict[str, int]:
     lost = {}
     for key, value in meta.items():
@@ -296,7 +303,7 @@ def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kep
     assert {"sh", "cat", "ls"} <= set(by_comm), set(by_comm)  # children of the command are followed (function-fork)
     # Not the dd workload, idle or kthreads (beyond what the kernel shows anyway); the forked child is python's until it execs.
     assert unexplained_foreign_calls(data, lambda comm, _pid: comm in ("sh", "cat", "ls") or comm.startswith("python")) == []
-    depths = [len(m.group(1)) // 2 for line in graph_lines(data) if (m := re.search(r".*\|  ( *)\S", line))]
+    depths = [len(m.group(1)) // 2 for line in graph_lines(data) if (m := re.search(r".*\|  ( *)[^ /]", line))]  # not the events' /* comments */
     assert max(depths) <= 2  # --max-depth 3: depths 0, 1, 2
 
 
@@ -309,7 +316,8 @@ def test_trace_dat_reads_the_same_in_trace_cmd_and_in_visualize(tmp_path, state_
     data = tmp_path / "kernel-magnifier.data"
     events = report_events(data)
     graph = graph_json(tmp_path, data)
-    assert graph["stats"]["events"] == sum(2 if event.kind == "leaf" else 1 for event in events) > 100
+    calls = sum(2 if event.kind == "leaf" else 1 for event in events)
+    assert graph["stats"]["events"] == calls + sum(report_sched_events(data).values()) and calls > 100  # function_graph's default sched events too
     if tracer == "function":
         assert edges_by_pair(graph) == dict(Counter((event.parent, event.name) for event in events))
         return
