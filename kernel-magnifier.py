@@ -8863,6 +8863,8 @@ def report_recording(args: argparse.Namespace, recording: Recording) -> None:
         say(f"Stopped by {recording.stopped_by} after {recording.seconds:.1f} s; everything read so far is kept")
     if recording.command_status is not None:
         say(f"Command exited with status {recording.command_status}")
+    if recording.events:
+        say(f"Trace events beside the calls: {' '.join(recording.events)}")
     say(f"Wrote data to {args.output}" + (f" (the previous one is now {recording.old_file})" if recording.old_file else ""))
     form = {"text": "text", "trace.dat-v6": "trace.dat; version 6"}.get(args.format, f"trace.dat; version 7, {recording.compression}")
     say(f"Recorded filesize: {format_size(recording.size)} ({form}; {recording.drain_seconds:.1f} s to read what the kernel still held after tracing stopped)")

@@ -165,6 +165,7 @@ def test_function_graph_records_the_scheduler_events_by_default(tmp_path, echo, 
     data = tmp_path / "kernel-magnifier.data"
     existing = [event for event in DEFAULTS if event in kernel_events("sched")]
     assert metadata(data)["events"] == " ".join(existing)
+    assert f"Trace events beside the calls: {' '.join(existing)}" in result.stdout
     if form == "text":
         comments = Counter(m.group(1) for line in read_lines(data) if (m := re.search(r"/\* (sched_\w+): ", line)))
         assert comments["sched_switch"] and comments["sched_waking"], comments
