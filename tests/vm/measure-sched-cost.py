@@ -1,17 +1,20 @@
 """What the scheduler events function_graph records by default cost in loss and size, in the QEMU guest.
 
-tests/vm/run-in-vm.sh --kernel DIR --out DIR -- python3 tests/vm/measure-sched-cost.py
+tests/vm/run-in-vm.sh --kernel DIR --out DIR -- python3 tests/vm/measure-sched-cost.py [ROUNDS [CASE]]
+then, on the host:                               python3 tests/vm/measure-sched-cost.py --table DIR
 The load and the place are measure-compression.py's (a loopback TCP echo and dd loops; a tmpfs in the
 guest's memory). Two cases, each recorded with the default events and with --no-sched, alternating,
 3 rounds, record's default file (trace.dat v7): the walkthrough's narrow recording (-g tcp_sendmsg,tcp_recvmsg)
 and function_graph on the whole system; 2 s, the default buffer. Loss is the kernel's counters stored in
 the file; the events by kind are counted from the file's pages by test_record_events_vm.py's own reader
-(narrow case only: walking millions of events in Python takes too long in the emulated guest).
-The table goes to $OUT/sched-cost-table.md; the kernel's available_events to $OUT/available_events.txt.
+(in the guest for the narrow case; the whole-system files are kept in $OUT/files and counted on the host
+with --table: walking millions of events in Python takes too long in the emulated guest). The runs go to
+$OUT/sched-cost-runs.json, the table to $OUT/sched-cost-table.md; the kernel's available_events to $OUT/available_events.txt.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,7 +38,13 @@ CASES = {"-g tcp_sendmsg,tcp_recvmsg": ["-g", "tcp_sendmsg,tcp_recvmsg"], "funct
 VARIANTS = {"default (sched events)": [], "--no-sched": ["--no-sched"]}
 
 
-def one_run(place: Path, arguments: list[str], count: bool) -> dict[str, float]:
+def count_sched(output: Path) -> dict[str, float]:
+    types = v7_event_types(output)
+    sched = sum(types[event_id(f"sched:{name}")] for name in ("sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new"))
+    return {"sched": sched, "all": sum(types.values())}
+
+
+def one_run(place: Path, arguments: list[str], count: bool, keep: Path) -> dict[str, float]:
     output = place / "km.dat"
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(SCRIPT), "record", *arguments, "--record-time", SECONDS, "-o", str(output)],
@@ -45,44 +54,66 @@ def one_run(place: Path, arguments: list[str], count: bool) -> dict[str, float]:
     read = re.search(r"Events read: ([\d,]+);", result.stdout)
     run = {"size": output.stat().st_size / 2**20, "wall": wall, "loss": loss_share(output), "read": int(read.group(1).replace(",", "")) if read else 0}
     if count:
-        types = v7_event_types(output)
-        sched = sum(types[event_id(f"sched:{name}")] for name in ("sched_switch", "sched_waking", "sched_wakeup", "sched_wakeup_new"))
-        run["sched"] = sched
-        run["all"] = sum(types.values())
+        run.update(count_sched(output))
+    else:
+        keep.mkdir(exist_ok=True)
+        kept = keep / f"run-{len(list(keep.iterdir()))}.dat"
+        shutil.copy(output, kept)
+        run["file"] = kept.name
     print(" ".join(arguments), run, result.stdout, flush=True)
     output.unlink()
     return run
 
 
-def main() -> None:
-    out = Path(os.environ.get("OUT", "/tmp"))
+def measure(out: Path, rounds: int, cases: dict[str, list[str]]) -> None:
     shutil.copy("/sys/kernel/tracing/available_events", out / "available_events.txt")
-    runs: dict[tuple[str, str], list[dict[str, float]]] = {(case, variant): [] for case in CASES for variant in VARIANTS}
+    runs: dict[str, list[dict[str, float]]] = {f"{case} | {variant}": [] for case in cases for variant in VARIANTS}
     with measure_compression.tmpfs_and_load() as place:
-        for _ in range(ROUNDS):
-            for case, arguments in CASES.items():
+        for _ in range(rounds):
+            for case, arguments in cases.items():
                 for variant, extra in VARIANTS.items():
-                    runs[case, variant].append(one_run(place, [*arguments, *extra], count=bool(arguments)))
+                    runs[f"{case} | {variant}"].append(one_run(place, [*arguments, *extra], count=bool(arguments), keep=out / "files"))
+    (out / "sched-cost-runs.json").write_text(json.dumps({"rounds": rounds, "kernel": os.uname().release, "runs": runs}, indent=1))
+    if all("sched" in run for found in runs.values() for run in found):
+        write_table(out)
 
-    def median(key: tuple[str, str], field: str) -> float:
+
+def write_table(out: Path) -> None:
+    """The table from the runs; the kept files' sched events counted here first (on the host: fast enough)."""
+    measured = json.loads((out / "sched-cost-runs.json").read_text())
+    runs = measured["runs"]
+    for found in runs.values():
+        for run in found:
+            if "file" in run and "sched" not in run:
+                run.update(count_sched(out / "files" / run["file"]))
+
+    def median(key: str, field: str) -> float:
         return statistics.median(run[field] for run in runs[key])
 
-    def each(key: tuple[str, str], field: str, fmt: str) -> str:
+    def each(key: str, field: str, fmt: str) -> str:
         return ", ".join(format(run[field], fmt) for run in runs[key])
 
     lines = [
-        f"record (trace.dat v7, zlib), {SECONDS} s, default buffer, tcp echo + dd load, {ROUNDS} rounds alternating"
-        f" (Debian {os.uname().release}, QEMU TCG, 2 vCPUs, tmpfs); medians (runs):", "",
-        "| case | events | file MiB | events read | lost | sched events in the file |", "|---|---|---|---|---|---|",
+        f"record (trace.dat v7, zlib), {SECONDS} s, default buffer, tcp echo + dd load, {measured['rounds']} rounds alternating"
+        f" (Debian {measured['kernel']}, QEMU TCG, 2 vCPUs, tmpfs); medians (runs):", "",
+        "| case | events | file MiB | events read | lost | sched events (share of the events in the file) |", "|---|---|---|---|---|---|",
     ]
-    for (case, variant), found in runs.items():
-        sched = f"{median((case, variant), 'sched'):,.0f} of {median((case, variant), 'all'):,.0f}" if "sched" in found[0] else "not counted"
-        lines.append(f"| {case} | {variant} | {median((case, variant), 'size'):.2f} ({each((case, variant), 'size', '.2f')})"
-                     f" | {median((case, variant), 'read'):,.0f} ({each((case, variant), 'read', ',.0f')})"
-                     f" | {median((case, variant), 'loss'):.1%} ({each((case, variant), 'loss', '.1%')}) | {sched} |")
+    for key in runs:
+        share = ", ".join(f"{run['sched'] / run['all']:.1%}" for run in runs[key] if run["all"])
+        lines.append(f"| {key} | {median(key, 'size'):.2f} ({each(key, 'size', '.2f')}) | {median(key, 'read'):,.0f} ({each(key, 'read', ',.0f')})"
+                     f" | {median(key, 'loss'):.1%} ({each(key, 'loss', '.1%')}) | {median(key, 'sched'):,.0f} ({share}) |")
     table = "\n".join(lines) + "\n"
     (out / "sched-cost-table.md").write_text(table)
     print(table)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--table"]:
+        write_table(Path(sys.argv[2]))
+        return
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
+    cases = {name: arguments for name, arguments in CASES.items() if len(sys.argv) < 3 or name == sys.argv[2]}
+    measure(Path(os.environ.get("OUT", "/tmp")), rounds, cases)
 
 
 if __name__ == "__main__":
