@@ -21,7 +21,8 @@ def is_trace(path: Path) -> bool:
     """The recordings in tests/data (not the symbol maps, kernel counters, notes)."""
     if path.parent.name == "catalogue":
         return path.suffix == ".txt"
-    return path.name.endswith((".txt.xz", ".data.xz", ".dat.xz")) and "symbol" not in path.name and path.parent != DATA
+    is_format_file = path.name.startswith("formats-")  # sched/formats-6.1.txt.xz: tracefs event formats, not a trace
+    return path.name.endswith((".txt.xz", ".data.xz", ".dat.xz")) and "symbol" not in path.name and path.parent != DATA and not is_format_file
 
 
 TRACES = sorted(str(path) for path in DATA.rglob("*") if path.is_file() and is_trace(path))

@@ -262,7 +262,7 @@ def test_record_on_this_kernel_fails_cleanly_or_needs_the_vm(tmp_path):
 
 # --- -e EVENT and the default scheduler events: resolved against the 6.1 kernel's real event list ---------------
 
-AVAILABLE_EVENTS = DATA / "sched" / "available-events-6.1.txt.xz"  # /sys/kernel/tracing/available_events of the VM's 6.1 kernel
+AVAILABLE_EVENTS = DATA / "sched" / "available-events-6.1.list.xz"  # /sys/kernel/tracing/available_events of the VM's 6.1 kernel
 
 
 def kernel_events() -> list[str]:
