@@ -4248,9 +4248,7 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
             stats.formats.add(RETURN_VALUES_FORMAT)
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
-    note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
-    for event_id, count in decoder.other_counts.items():
-        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
+    note_trace_dat_stats(dat, decoder, stats, lost_before, damage)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -4273,8 +4271,8 @@ def trace_dat_comm(comms: dict[str, str], pid: int) -> str:
     return "<idle>" if pid == 0 else comms.get(str(pid), "")
 
 
-def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:
-    """Kernel counters, what the file says about itself, what was cut, what was not used."""
+def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str]) -> None:
+    """Kernel counters, what the file says about itself, what was cut, the events between the calls by name."""
     stats.formats.add("trace.dat")
     for key, value in dat.metadata:
         stats.metadata.setdefault(key, value)
@@ -4301,9 +4299,8 @@ def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats
         warn(f"{dat.path} is damaged or truncated: {problem}; read what came before")
     if dat.other_buffers:
         warn(f"{dat.path}: read the top trace instance only, not {', '.join(repr(name) for name in dat.other_buffers)}")
-    if others:
-        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(4))
-        say(f"{dat.path}: {others:,} events not used for calls ({what})")
+    for event_id, count in decoder.other_counts.items():  # counted while decoding (np.unique of the ids), never read field by field
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
 
 
 # ============================================================================
