@@ -4655,8 +4655,8 @@ class IntervalReader:
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
-            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
-                return None
+            if TRACE_EVENT_BODY.match(match.group("body")) and not self.lines.classify_function_body(match.group("body")):
+                return None  # an event (trace-cmd's `function:` lines are calls)
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:

@@ -329,3 +329,19 @@ def test_the_irq_context_of_a_trace_dat_event_is_trace_cmds_latency_flag(tmp_pat
     events = reader_events(km, [trace])
     assert [(event.name, event.cpu, event.irq) for event in events] == expected
     assert {"softirq", "hardirq"} <= {irq for *_, irq in expected}
+
+
+def test_trace_cmd_report_raw_text_gives_the_stored_numbers(tmp_path):
+    """`trace-cmd report -R` prints every field's stored value: read as text, the same events with those numbers (prev_state=256, not R+)."""
+    trace = unpacked(tmp_path, SCHED / "tc-fg-sched-6.1.dat.xz")
+    text = tmp_path / "raw.txt"
+    lines = report(trace, "-R")
+    text.write_text("\n".join(lines) + "\n")
+    km = load_module()
+    from_dat, from_raw = reader_events(km, [trace]), reader_events(load_module(), [text])
+    assert [(event.name, event.task, event.cpu) for event in from_raw] == [(event.name, event.task, event.cpu) for event in from_dat]
+    printed = [text_fields(match.group("fields") or "") for match in map(EVENT_LINE.match, lines) if match and match.group("name").startswith("sched_")]
+    assert [event.fields for event in from_raw] == printed
+    states = collections.Counter(event.fields["prev_state"] for event in from_raw if event.name == "sched_switch")
+    letters = collections.Counter(event.fields["prev_state"] for event in from_dat if event.name == "sched_switch")
+    assert states["256"] == letters["R+"] > 0 and states["0"] == letters["R"] and states["1"] == letters["S"]
