@@ -2552,8 +2552,9 @@ class EventLayout:
             stars = (conversion.group("width") == "*") + (conversion.group("precision") == "*")
             for _ in range(stars):
                 next(arguments, "")  # a * width or precision takes an argument: not read here
+            expression = next(arguments, "")
             try:
-                argument = None if stars else PrintExpression(next(arguments, "")).evaluate
+                argument = None if stars else PrintExpression(expression).evaluate
             except PrintFmtUnknown:
                 argument = None
             parts.append((literal, conversion, argument))
