@@ -41,6 +41,7 @@ import lzma
 import math
 import os
 import pickle
+import random
 import re
 import signal
 import stat
@@ -339,6 +340,7 @@ class CallGraph:
     weight_total: float = 0.0
     reversed: bool = False  # a --callers view: the tree grows from the callee up to its callers
     sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
+    off_cpu: dict[str, OffCpu] = field(default_factory=dict)  # per function, from `sched` (attach_sched)
 
     def nodes(self) -> list[str]:
         return list(self.calls)
@@ -4818,7 +4820,369 @@ class SchedTimes:
     wakes: dict[tuple[int, int, str], WakeFlow] = field(default_factory=dict)
     unwoken: dict[int, int] = field(default_factory=dict)  # node -> sleeps whose wakeup is not in the trace (preempted R needs none)
     sleep_total_us: float = 0.0
-    sleep_count: int = 0
+    sleep_count: int = 0  # switch-outs while a traced call was open (those outside every traced call: untraced_sleeps)
+    timed: bool = True  # False: the trace has no timestamps, sleeps are counted and their time is unknown
+    state_us: dict[str, float] = field(default_factory=dict)  # the sleeps' off time by state, for the summary
+    state_sleeps: dict[str, int] = field(default_factory=dict)
+    open_sleeps: int = 0  # of sleep_count, switched out at the end of the trace: counted, without time
+    untraced_sleeps: int = 0  # switch-outs with no traced call open (user space, or outside --graph-function)
+    unmapped_frames: int = 0  # open calls at a switch-out whose call path is not in the call tree (left out)
+    switch_ins_unseen: int = 0  # switch-outs whose switch-in is not in the trace (lost): no time, no sleep
+    wakeup_event: str = ""  # the event that named the wakers: sched_waking, else sched_wakeup (may run on the woken task's CPU)
+
+
+WAKE_WAITS_KEPT = 256  # a wake flow's waits kept for its median: a reservoir, so memory grows with distinct flows, never with the trace
+# Open calls that say the code above them runs in an interrupt (innermost one wins): the waker's context in text without irq flags.
+SOFTIRQ_FRAMES = frozenset({"__do_softirq", "handle_softirqs"})
+HARDIRQ_FRAME_PREFIXES = ("__sysvec_", "sysvec_", "asm_sysvec_", "asm_common_interrupt", "common_interrupt", "__common_interrupt", "handle_irq_event")
+NO_SCHED_EVENTS = (
+    "no scheduler events in the trace: record with kernel-magnifier record (function_graph records sched_switch and"
+    " sched_waking by default) or trace-cmd record -e sched_switch -e sched_waking"
+)
+
+
+@dataclass
+class Waker:
+    """Who woke a switched-out task: the innermost open call of the waker (ROOT_NODE: none, or not in the tree), and what it ran as."""
+
+    node: int
+    who: str
+
+
+@dataclass
+class SwitchedOut:
+    """A task that switched out and has not come back yet: the calls it left open and who has woken it since."""
+
+    stamp_us: float | None
+    state: str  # prev_state without "+": S, D, R (preempted), I, ...
+    frames: list[tuple[int, int]]  # (call-tree node, entry number) of its open calls found in the tree, outermost first
+    sleeper: int  # the innermost of them (ROOT_NODE: none)
+    ended: dict[int, float] = field(default_factory=dict)  # entry number -> return time, of calls that returned before the switch-in
+    waking: Waker | None = None  # the last sched_waking of the task after its switch-out
+    wakeup: Waker | None = None  # the last sched_wakeup
+    early: Waker | None = None  # a sched_waking between its last switch-in and the switch-out: woken while still on its CPU
+
+
+class SchedTracker:
+    """Follows sched_switch and the wakeup events through the calls-over-time stream and fills a SchedTimes.
+
+    A sleep's off time is switch-in minus switch-out and goes to every call
+    open at the switch-out that is still open at the switch-in. The
+    sched_switch event comes a little before the task really leaves (the rest
+    of __schedule still runs and is traced): a call that returns in between
+    (__traceiter_sched_switch) gets the part of the off time before it returned.
+    """
+
+    def __init__(self, tree: CallTree, selection: TaskSelection, reader: IntervalReader, window: tuple[float, float] | None = None) -> None:
+        self.tree = tree
+        self.window = window
+        self.selection = selection
+        self.reader = reader
+        self.times = SchedTimes()
+        self.out: dict[str, SwitchedOut] = {}
+        self.early: dict[str, Waker] = {}  # running task -> the last sched_waking of it since its switch-in
+        self.seen_waking = False
+        self.seen_wakeup = False
+        self.seen_switch = False
+        self.reservoir = random.Random(19)
+        self.flow_seen: dict[tuple[int, int, str], int] = {}
+
+    def event(self, event: TraceEvent) -> None:
+        if event.name == SCHED_SWITCH:
+            self.seen_switch = True
+            cpu = event.cpu
+            prev = IntervalReader.pid_task(event.fields.get("prev_pid", ""), cpu)
+            nxt = IntervalReader.pid_task(event.fields.get("next_pid", ""), cpu)
+            self.switch_out(prev, event.fields.get("prev_comm", event.comm), cpu, event)
+            self.early.pop(nxt, None)
+            if nxt in self.out:
+                self.switch_in(nxt, self.out.pop(nxt), event.stamp_us)
+        elif event.name in ("sched_waking", "sched_wakeup"):
+            self.wakeup(event)
+
+    def open_stack(self, task: str) -> list[CallInterval]:
+        """The task's open calls, outermost first (an interrupt's displaced ones are not on it); with a window, those that started in it."""
+        stack = [call for _, call in sorted(self.reader.open_calls.get(task, {}).items())]
+        return stack if self.window is None else list(calls_in_window(stack, self.window))
+
+    def switch_out(self, task: str, comm: str, cpu: str | None, event: TraceEvent) -> None:
+        early = self.early.pop(task, None)
+        if task in self.out:  # it ran again without a switch-in we saw: lost events
+            self.times.switch_ins_unseen += 1
+            del self.out[task]
+        if not self.selection.keeps(task, comm, cpu):
+            return
+        stack = self.open_stack(task)
+        nodes = stack_nodes(self.tree, stack)
+        self.times.unmapped_frames += sum(1 for node in nodes if node is None)
+        frames = [(node, call.entry_no) for node, call in zip(nodes, stack) if node is not None]
+        if not frames:
+            self.times.untraced_sleeps += 1
+            return
+        if event.stamp_us is None:
+            self.times.timed = False
+        state = event.fields.get("prev_state", "?").rstrip("+") or "?"
+        self.out[task] = SwitchedOut(event.stamp_us, state, frames, frames[-1][0], early=early)
+
+    def returned(self, call: CallInterval) -> None:
+        """A completed call of a switched-out task: it returned after the sched_switch event, before the task really left."""
+        pending = self.out.get(call.task)
+        if pending is not None and call.start_us is not None and call.duration_us is not None:
+            pending.ended[call.entry_no] = call.start_us + call.duration_us
+
+    def still_open(self, task: str) -> set[int]:
+        reader = self.reader
+        calls = [*reader.open_calls.get(task, {}).values(), *reader.displaced.get(task, {}).values()]
+        return {call.entry_no for call in calls}
+
+    def switch_in(self, task: str, pending: SwitchedOut, stamp_us: float | None) -> None:
+        times = self.times
+        off = stamp_us - pending.stamp_us if stamp_us is not None and pending.stamp_us is not None else None
+        if off is None:
+            times.timed = False
+        off = max(0.0, off or 0.0)
+        still_open = self.still_open(task)
+        for node, entry in pending.frames:
+            if entry in still_open:
+                part = off
+            else:
+                end = pending.ended.get(entry)
+                part = min(off, max(0.0, end - pending.stamp_us)) if end is not None and pending.stamp_us is not None else 0.0
+            self.add_sleep(node, pending.state, part)
+        self.count_sleep(pending.state, off)
+        self.woken(pending, off)
+
+    def add_sleep(self, node: int, state: str, off: float) -> None:
+        times = self.times
+        times.off_us[node] = times.off_us.get(node, 0.0) + off
+        times.sleeps[node] = times.sleeps.get(node, 0) + 1
+        states = times.states.setdefault(node, {})
+        states[state] = states.get(state, 0.0) + off
+
+    def count_sleep(self, state: str, off: float) -> None:
+        times = self.times
+        times.sleep_count += 1
+        times.sleep_total_us += off
+        times.state_us[state] = times.state_us.get(state, 0.0) + off
+        times.state_sleeps[state] = times.state_sleeps.get(state, 0) + 1
+
+    def woken(self, pending: SwitchedOut, off: float) -> None:
+        """The sleep's waker: the last sched_waking after the switch-out, else the last one since the task's switch-in
+        before it (a task woken after __schedule took it off the run queue, before the switch: the kernel queues that wakeup
+        for the CPU, whose sched_wakeup comes later there); sched_wakeup where the trace has no sched_waking."""
+        if pending.state == "R":
+            return  # preempted: runnable all along, nobody wakes it
+        waker = (pending.waking or pending.early) if self.seen_waking else pending.wakeup
+        if waker is None:
+            self.times.unwoken[pending.sleeper] = self.times.unwoken.get(pending.sleeper, 0) + 1
+            return
+        key = (pending.sleeper, waker.node, waker.who)
+        flow = self.times.wakes.get(key)
+        if flow is None:
+            flow = self.times.wakes[key] = WakeFlow()
+        flow.sleeps += 1
+        flow.wait_us += off
+        flow.max_us = max(flow.max_us, off)
+        if len(flow.waits) < WAKE_WAITS_KEPT:
+            flow.waits.append(off)
+        else:
+            slot = self.reservoir.randrange(flow.sleeps)
+            if slot < WAKE_WAITS_KEPT:
+                flow.waits[slot] = off
+
+    def wakeup(self, event: TraceEvent) -> None:
+        if event.name == "sched_waking":
+            self.seen_waking = True
+        else:
+            self.seen_wakeup = True
+        target = IntervalReader.pid_task(event.fields.get("pid", ""), event.cpu)
+        pending = self.out.get(target)
+        if pending is None:
+            if event.name == "sched_waking":  # it may still be on its CPU, about to switch out: the wakeup of that sleep
+                self.early[target] = self.waker(event)
+            return
+        waker = self.waker(event)
+        if event.name == "sched_waking":
+            pending.waking = waker
+        else:
+            pending.wakeup = waker
+
+    def waker(self, event: TraceEvent) -> Waker:
+        """The waker's innermost open call in the tree (ROOT_NODE: none open, or its task not selected) and its context."""
+        stack = event.stack
+        if not stack:
+            return Waker(ROOT_NODE, event.comm or f"pid {event.task}")
+        node = ROOT_NODE
+        if self.selection.keeps(event.task, event.comm, event.cpu):
+            inside = stack if self.window is None else list(calls_in_window(stack, self.window))
+            found = [node for node in stack_nodes(self.tree, inside) if node is not None]
+            node = found[-1] if found else ROOT_NODE
+        return Waker(node, event.irq or irq_context(stack))
+
+    def finish(self) -> SchedTimes:
+        """Sleeps still switched out at the end: counted, without time (their calls' totals end at the switch-out)."""
+        times = self.times
+        for pending in self.out.values():
+            for node, _ in pending.frames:
+                times.sleeps[node] = times.sleeps.get(node, 0) + 1
+            times.sleep_count += 1
+            times.open_sleeps += 1
+        self.out.clear()
+        times.wakeup_event = "sched_waking" if self.seen_waking else "sched_wakeup" if self.seen_wakeup else ""
+        return times
+
+
+def irq_context(stack: list[CallInterval]) -> str:
+    """"softirq", "hardirq" or "task": what the innermost interrupt entry among the open calls says."""
+    for call in reversed(stack):
+        if call.name in SOFTIRQ_FRAMES:
+            return "softirq"
+        if call.name.startswith(HARDIRQ_FRAME_PREFIXES):
+            return "hardirq"
+    return "task"
+
+
+def stack_nodes(tree: CallTree, stack: list[CallInterval]) -> list[int | None]:
+    """The call-tree node of each open call, outermost first, found by name without creating any (None: not in the tree).
+
+    A call is its caller's callee when its depth is one more than the caller's
+    and the tree has it there; else it started a top-level path (an interrupt,
+    or a call whose caller was not in the trace), as the parser placed it.
+    """
+    nodes: list[int | None] = []
+    children = tree.children
+    parent: int | None = None
+    parent_depth = -2
+    for call in stack:
+        node = None
+        if parent is not None and call.depth == parent_depth + 1:
+            kids = children[parent]
+            node = kids.get(call.name) if kids else None
+        if node is None:
+            kids = children[ROOT_NODE]
+            node = kids.get(call.name) if kids else None
+        nodes.append(node)
+        parent, parent_depth = node, call.depth
+    return nodes
+
+
+def sched_times(graph: CallGraph, inputs: list[str], selection: TaskSelection | None = None, window: tuple[float, float] | None = None) -> SchedTimes | None:
+    """On/off-CPU time and wakeups of graph.tree's call paths, from a second pass over the inputs; None without sched_switch.
+
+    With a --time-window (graph is then window_calls()'s tree) only the calls that start in it are the open calls a sleep counts in.
+    """
+    if not inputs_have_sched_switch(graph):
+        return None
+    wanted = selection or TaskSelection()
+    reader = IntervalReader(TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), events=True)
+    tracker = SchedTracker(graph.tree, TaskSelection(set(wanted.pids), list(wanted.comms), set(wanted.cpus)), reader, window)
+    out = tracker.out
+    for item in reader.read(inputs):
+        if type(item) is TraceEvent:
+            tracker.event(item)
+        elif out and item.task in out:
+            tracker.returned(item)
+    if not tracker.seen_switch:
+        return None
+    return tracker.finish()
+
+
+@dataclass
+class OffCpu:
+    """Switched-out time of a function: of its outermost activations on each call path, as its total time counts them."""
+
+    off_us: float = 0.0
+    sleeps: int = 0
+    states: dict[str, float] = field(default_factory=dict)  # prev_state -> off time
+
+
+def function_off_cpu(tree: CallTree, sched: SchedTimes) -> dict[str, OffCpu]:
+    """Per function: the off-CPU time of its call paths that are not inside another activation of it (derive_graph's rule)."""
+    result: dict[str, OffCpu] = {}
+    on_path: Counter[str] = Counter()
+    stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    while stack:
+        node, leaving = stack.pop()
+        name = tree.function[node] or ""
+        if leaving:
+            on_path[name] -= 1
+            continue
+        if not on_path[name] and node in sched.sleeps:
+            mine = result.get(name)
+            if mine is None:
+                mine = result[name] = OffCpu()
+            mine.off_us += sched.off_us.get(node, 0.0)
+            mine.sleeps += sched.sleeps[node]
+            for state, off in sched.states.get(node, {}).items():
+                mine.states[state] = mine.states.get(state, 0.0) + off
+        on_path[name] += 1
+        stack.append((node, True))
+        kids = tree.children[node]
+        if kids:
+            stack.extend((kid, False) for kid in kids.values())
+    return result
+
+
+def attach_sched(graph: CallGraph, sched: SchedTimes | None) -> None:
+    """Give a graph its scheduler numbers: per call path (`sched`) and per function (`off_cpu`)."""
+    graph.sched = sched
+    graph.off_cpu = function_off_cpu(graph.tree, sched) if sched is not None else {}
+
+
+def moved_sched(sched: SchedTimes | None, moved: list[tuple[int, int]]) -> SchedTimes | None:
+    """A focused view's SchedTimes: each node's numbers added into the copies `moved` made of it (several may go into one)."""
+    if sched is None:
+        return None
+    result = SchedTimes(sleep_total_us=sched.sleep_total_us, sleep_count=sched.sleep_count, timed=sched.timed, state_us=dict(sched.state_us),
+                        state_sleeps=dict(sched.state_sleeps), open_sleeps=sched.open_sleeps, untraced_sleeps=sched.untraced_sleeps,
+                        unmapped_frames=sched.unmapped_frames, switch_ins_unseen=sched.switch_ins_unseen, wakeup_event=sched.wakeup_event)
+    copies: dict[int, int] = {}
+    for source, target in moved:
+        copies.setdefault(source, target)
+        if source not in sched.sleeps:
+            continue
+        result.off_us[target] = result.off_us.get(target, 0.0) + sched.off_us.get(source, 0.0)
+        result.sleeps[target] = result.sleeps.get(target, 0) + sched.sleeps[source]
+        states = result.states.setdefault(target, {})
+        for state, off in sched.states.get(source, {}).items():
+            states[state] = states.get(state, 0.0) + off
+        if source in sched.unwoken:
+            result.unwoken[target] = result.unwoken.get(target, 0) + sched.unwoken[source]
+    for (sleeper, waker, who), flow in sched.wakes.items():
+        if sleeper in copies:
+            key = (copies[sleeper], copies.get(waker, ROOT_NODE), who)
+            into = result.wakes.setdefault(key, WakeFlow())
+            into.sleeps += flow.sleeps
+            into.wait_us += flow.wait_us
+            into.max_us = max(into.max_us, flow.max_us)
+            into.waits = (into.waits + flow.waits)[:WAKE_WAITS_KEPT]
+    return result
+
+
+def on_cpu_us(graph: CallGraph, name: str) -> float:
+    """A function's total time minus its switched-out time (never below 0: printed durations and timestamps round differently)."""
+    return max(0.0, graph.total_us.get(name, 0.0) - off_cpu_us(graph, name))
+
+
+def off_cpu_us(graph: CallGraph, name: str) -> float:
+    found = graph.off_cpu.get(name)
+    return found.off_us if found is not None else 0.0
+
+
+def path_on_off(graph: CallGraph) -> tuple[list[float], list[float]]:
+    """Per call-tree node: (on-CPU time, off-CPU time), for folded stacks and the flame graph's --weight oncpu/offcpu."""
+    tree = graph.tree
+    off = [0.0] * len(tree)
+    if graph.sched is not None:
+        for node, value in graph.sched.off_us.items():
+            off[node] = value
+    on = [max(0.0, total - value) for total, value in zip(tree.total_us, off)]
+    return on, off
+
+
+def inputs_have_sched_switch(graph: CallGraph) -> bool:
+    """The main parse counted the inputs' events by name: no second pass over inputs without sched_switch."""
+    return graph.stats.trace_events.get(SCHED_SWITCH, 0) > 0
 
 
 # ============================================================================
@@ -5758,11 +6122,13 @@ def name_suggestions(pattern: str, names: Iterable[str]) -> str:
     return f" (did you mean {', '.join(shown)}{every}?)"
 
 
-def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None) -> None:
-    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`."""
+def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int, depth: int | None, moved: list[tuple[int, int]] | None = None) -> None:
+    """Add `source`'s numbers and its subtree, at most `depth` levels of it, below `target`; `moved` gets (source node, its copy)."""
     work = [(source, target, 0)]
     while work:
         node, into, level = work.pop()
+        if moved is not None:
+            moved.append((node, into))
         target_tree.calls[into] += tree.calls[node]
         target_tree.total_us[into] += tree.total_us[node]
         target_tree.self_us[into] += tree.self_us[node]
@@ -5773,7 +6139,7 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
 
 
-def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None, moved: list[tuple[int, int]] | None = None) -> CallTree:
     """The subtrees below every outermost activation of the functions, merged per function.
 
     Only activations that are not already inside another selected activation
@@ -5787,7 +6153,7 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
         node = stack.pop()
         name = tree.function[node] or ""
         if name in functions:
-            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth)
+            copy_subtree(tree, node, focused, focused.child(ROOT_NODE, name), depth, moved)
             continue
         kids = tree.children[node]
         if kids:
@@ -5795,13 +6161,14 @@ def focus_subtrees(tree: CallTree, functions: set[str], depth: int | None) -> Ca
     return focused
 
 
-def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> CallTree:
+def focus_callers(tree: CallTree, functions: set[str], depth: int | None, moved: list[tuple[int, int]] | None = None) -> CallTree:
     """The reversed tree: each function at a root, its callers below it, their callers below them.
 
     A node's calls and self time are those of the selected function's
     activations reached through that chain of callers; its total time counts
     only activations not inside another of the same function (as derive_graph
     does), so F's own total and the folded weights do not count recursion twice.
+    `moved` gets (F's node, a reversed node) for every reversed node F's total went to: its off-CPU time goes along.
     """
     reverse = CallTree()
     reverse.timed = tree.timed
@@ -5818,6 +6185,8 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None) -> Cal
             reverse.calls[target] += calls
             reverse.total_us[target] += total
             reverse.self_us[target] += self_us
+            if moved is not None and total:
+                moved.append((node, target))
             ancestor = tree.parent[ancestor]
             level += 1
             if ancestor <= ROOT_NODE or (depth is not None and level > depth):
@@ -5888,22 +6257,27 @@ def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, li
     if request.roots and request.callers:
         raise UserError("--root and --callers are two different views: use one of them")
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
+    moved: list[tuple[int, int]] = []
     if request.roots:
         functions = matching_functions(graph.tree, request.roots, "--root")
-        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
+        attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--root {','.join(request.roots)}: what {plural_names(functions)} called, on exact call paths{depth_note}"
         return focused, sorted(functions), [note]
     if request.callers:
         functions = matching_functions(graph.tree, request.callers, "--callers")
-        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth), graph.stats, graph.modules)
+        focused = reversed_graph(focus_callers(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
+        attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--callers {','.join(request.callers)}: the call paths that lead to {plural_names(functions)}{depth_note}; numbers count its calls through each caller"
         return focused, sorted(functions), [note]
     if request.depth is not None:
         trimmed = CallTree()
         trimmed.timed = graph.tree.timed
         for node in (graph.tree.children[ROOT_NODE] or {}).values():
-            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1)
-        return derive_graph(trimmed, graph.stats, graph.modules), [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
+            copy_subtree(graph.tree, node, trimmed, trimmed.child(ROOT_NODE, graph.tree.function[node] or ""), request.depth - 1, moved)
+        trimmed_graph = derive_graph(trimmed, graph.stats, graph.modules)
+        attach_sched(trimmed_graph, moved_sched(graph.sched, moved))
+        return trimmed_graph, [], [f"--depth {request.depth}: the first {request.depth} levels of every call path"]
     return graph, [], []
 
 
@@ -6135,7 +6509,9 @@ def errors_lines(report: list[dict]) -> list[str]:
 # ============================================================================
 
 
-HEAT_METRICS = ("self", "total", "calls")
+HEAT_METRICS = ("self", "total", "calls", "oncpu", "offcpu")
+SCHED_METRICS = ("oncpu", "offcpu")  # need scheduler events (sched_switch) in the input
+METRIC_WORDS = {"oncpu": "on-CPU time", "offcpu": "off-CPU time"}
 
 
 @dataclass
@@ -6193,7 +6569,7 @@ class Heat:
         return self.weight(self.values.get(name, 0.0))
 
     def describe(self) -> str:
-        unit = "calls" if self.metric == "calls" else f"{self.metric} time"
+        unit = "calls" if self.metric == "calls" else METRIC_WORDS.get(self.metric, f"{self.metric} time")
         if self.baseline is not None:
             names = [os.path.basename(path) for path in self.baseline_inputs]
             ambiguous = len(set(names)) < len(names) or bool(set(names) & self.input_names)  # two trace.txt: their paths
@@ -6222,6 +6598,10 @@ def metric_value(graph: CallGraph, name: str, metric: str) -> float:
         return float(graph.calls.get(name, 0))
     if metric == "total":
         return graph.total_us.get(name, 0.0)
+    if metric == "oncpu":
+        return on_cpu_us(graph, name)
+    if metric == "offcpu":
+        return off_cpu_us(graph, name)
     return graph.self_us.get(name, 0.0)
 
 
@@ -6280,9 +6660,26 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines.append(f"{graph.open_calls[name]:,} still open at the end")
     if graph.timed:
         whole = graph.weight_total if graph.uses_time else 0.0
-        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}")
+        lines.append(f"total {format_us(graph.total_us[name])}{through}{share(graph.total_us[name], whole)}{on_off_text(graph, name)}")
         lines.append(f"self {format_us(graph.self_us[name])}{through}{share(graph.self_us[name], whole)}")
+    elif graph.off_cpu.get(name):
+        lines.append(f"{plural(graph.off_cpu[name].sleeps, 'sleep')} (no timestamps: time unknown)")
     return "\n".join(lines)
+
+
+def on_off_text(graph: CallGraph, name: str) -> str:
+    """' = 2.1 ms on CPU + 649 ms asleep in 177 sleeps' for a function that was switched out while open; '' otherwise."""
+    found = graph.off_cpu.get(name)
+    if found is None or not found.sleeps:
+        return ""
+    if graph.sched is not None and not graph.sched.timed:
+        return f" in {plural(found.sleeps, 'sleep')} (no timestamps: time unknown)"
+    preempted = found.states.get("R", 0.0)
+    asleep = "switched out" if preempted >= found.off_us else "asleep"
+    text = f" = {format_us(on_cpu_us(graph, name))} on CPU + {format_us(found.off_us)} {asleep} in {plural(found.sleeps, 'sleep')}"
+    if 0 < preempted < found.off_us:
+        text += f" ({format_us(preempted)} preempted)"
+    return text
 
 
 def is_caller_box(name: str, view: View) -> bool:
@@ -6364,6 +6761,8 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(heat.describe() + "; edge labels = calls from caller to callee, edge width = " + ("time" if graph.uses_time else "calls") + " flowing through it")
     if graph.timed:
         parts.append(f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
+    if graph.sched is not None:
+        parts.extend(sched_summary_lines(graph))
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
@@ -6541,7 +6940,7 @@ def graphviz_messages_filtered() -> Iterator[None]:
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
-    call_tree = call_tree_json(graph.tree)
+    call_tree = call_tree_json(graph.tree, graph.sched)
     nodes = []
     for name in view.nodes:
         node = {
@@ -6554,6 +6953,8 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "inclusive_weight": round(graph.inclusive.get(name, 0.0), 3),
             "open_calls": graph.open_calls.get(name, 0),
         }
+        if graph.sched is not None:
+            node.update(off_cpu_json(graph.off_cpu.get(name), graph.total_us.get(name, 0.0), graph.sched.timed))
         if name in graph.modules:
             node["module"] = graph.modules[name]
         if view.unfocused is not None and is_caller_box(name, view):
@@ -6595,6 +6996,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "weight": "total_time_us" if graph.uses_time else "calls_in_subtree",
             "reversed": graph.reversed,
             "node_numbers": f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own",
+            "sched": sched_summary_json(graph.sched),
         },
         "nodes": nodes,
         "edges": edges,
@@ -6610,6 +7012,35 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     return result
 
 
+def off_cpu_json(found: OffCpu | None, total_us: float, timed: bool) -> dict:
+    """on_cpu_us, off_cpu_us, sleeps, off_cpu_states (prev_state -> us) of a function or call path; times None without timestamps."""
+    off = found.off_us if found is not None else 0.0
+    return {
+        "on_cpu_us": round(max(0.0, total_us - off), 3) if timed else None,
+        "off_cpu_us": round(off, 3) if timed else None,
+        "sleeps": found.sleeps if found is not None else 0,
+        "off_cpu_states": {state: round(value, 3) for state, value in sorted(found.states.items())} if found is not None and timed else {},
+    }
+
+
+def sched_summary_json(sched: SchedTimes | None) -> dict | None:
+    """The scheduler events' totals (None: the input has no sched_switch)."""
+    if sched is None:
+        return None
+    return {
+        "sleeps": sched.sleep_count,
+        "off_cpu_us": round(sched.sleep_total_us, 3) if sched.timed else None,
+        "off_cpu_states": {state: round(value, 3) for state, value in sorted(sched.state_us.items())} if sched.timed else {},
+        "sleeps_by_state": dict(sorted(sched.state_sleeps.items())),
+        "open_at_end": sched.open_sleeps,
+        "outside_traced_calls": sched.untraced_sleeps,
+        "frames_not_in_call_tree": sched.unmapped_frames,
+        "switch_ins_not_seen": sched.switch_ins_unseen,
+        "timed": sched.timed,
+        "wakeup_event": sched.wakeup_event,
+    }
+
+
 def function_numbers(graph: CallGraph, name: str) -> dict:
     return {
         "calls": graph.calls.get(name, 0),
@@ -6618,8 +7049,10 @@ def function_numbers(graph: CallGraph, name: str) -> dict:
     }
 
 
-def call_tree_json(tree: CallTree) -> list[dict]:
-    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root."""
+def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict]:
+    """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root.
+
+    With scheduler events, each also has on_cpu_us, off_cpu_us, sleeps and off_cpu_states."""
     renumber = {ROOT_NODE: 0}
     nodes = []
     stack = sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)
@@ -6636,6 +7069,9 @@ def call_tree_json(tree: CallTree) -> list[dict]:
             "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
             "open_calls": tree.open_calls.get(node, 0),
         })
+        if sched is not None:
+            found = OffCpu(sched.off_us.get(node, 0.0), sched.sleeps.get(node, 0), sched.states.get(node, {})) if node in sched.sleeps else None
+            nodes[-1].update(off_cpu_json(found, tree.total_us[node], sched.timed))
         kids = tree.children[node]
         if kids:
             stack_ids.extend(kid for _, kid in sorted(kids.items(), reverse=True))
@@ -6756,7 +7192,18 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
 # ============================================================================
 
 
+def check_sched_option(option: str, requested: str | None, graph: CallGraph) -> None:
+    """--heat/--weight oncpu|offcpu: refused in one line without sched_switch events (or without timestamps to time them)."""
+    if requested not in SCHED_METRICS:
+        return
+    if graph.sched is None:
+        raise UserError(f"{option} {requested}: {NO_SCHED_EVENTS}")
+    if not graph.sched.timed:
+        raise UserError(f"{option} {requested}: the trace has no timestamps, so the time switched out is unknown: record with -O funcgraph-abstime, or a trace.dat")
+
+
 def folded_weight(requested: str | None, graph: CallGraph) -> str:
+    check_sched_option("--weight", requested, graph)
     if requested is None:
         return "self" if graph.timed else "calls"
     if requested != "calls" and not graph.timed:
@@ -6764,16 +7211,19 @@ def folded_weight(requested: str | None, graph: CallGraph) -> str:
     return requested
 
 
-def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+def folded_lines(graph: CallGraph, weight: str) -> Iterator[tuple[str, int]]:
     """(a;b;c, weight) for every call path with a weight of its own: its calls, or its self time in ns.
 
     A flame graph sums the lines below a frame, so self time per path gives
     frames as wide as their total time: --weight total writes the same lines.
+    --weight offcpu: the path's off-CPU time less its callees' (an off-CPU flame graph); oncpu: its self time less that.
     """
+    tree = graph.tree
+    own = path_own_values(graph, weight) if weight in SCHED_METRICS else tree.self_us
     stack: list[tuple[int, str]] = [(kid, name) for name, kid in sorted((tree.children[ROOT_NODE] or {}).items(), reverse=True)]
     while stack:
         node, path = stack.pop()
-        value = tree.calls[node] if weight == "calls" else round(max(tree.self_us[node], 0.0) * 1000)
+        value = tree.calls[node] if weight == "calls" else round(max(own[node], 0.0) * 1000)
         if value > 0:
             yield path, value
         kids = tree.children[node]
@@ -6781,7 +7231,20 @@ def folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
             stack.extend((kid, f"{path};{name}") for name, kid in sorted(kids.items(), reverse=True))
 
 
-def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]]:
+def path_own_values(graph: CallGraph, weight: str) -> list[float]:
+    """Per call path, the part of its on- or off-CPU time that is not its callees': what a folded line weighs."""
+    tree = graph.tree
+    on, off = path_on_off(graph)
+    values = on if weight == "oncpu" else off
+    own = list(values)
+    for node in tree.walk():
+        parent = tree.parent[node]
+        if parent > ROOT_NODE:
+            own[parent] -= values[node]
+    return own
+
+
+def caller_folded_lines(graph: CallGraph, weight: str) -> Iterator[tuple[str, int]]:
     """(outermost caller;...;F, weight) for every caller path of a --callers tree: F's own weight through it.
 
     The reversed tree has F at a root and each caller below its callee; a node
@@ -6789,7 +7252,10 @@ def caller_folded_lines(tree: CallTree, weight: str) -> Iterator[tuple[str, int]
     further up (the chain's outermost caller, or the --depth cut) is the node's
     weight minus its children's. The lines add up to F's calls, self or total time.
     """
+    tree = graph.tree
     values: list[int] | list[float] = tree.calls if weight == "calls" else tree.self_us if weight == "self" else tree.total_us
+    if weight in SCHED_METRICS:
+        values = path_on_off(graph)[0 if weight == "oncpu" else 1]
     for node in sorted(tree.walk(), key=tree.path):
         own = values[node] - sum(values[kid] for kid in (tree.children[node] or {}).values())
         value = int(own) if weight == "calls" else round(max(own, 0.0) * 1000)
@@ -6801,7 +7267,7 @@ def write_folded(views: Views, output: str) -> None:
     """.folded: one line per call path, as flamegraph.pl, inferno, speedscope and difffolded.pl read it."""
     graph = views.view.graph
     weight = folded_weight(views.args.weight, graph)
-    lines = caller_folded_lines(graph.tree, weight) if graph.reversed else folded_lines(graph.tree, weight)
+    lines = caller_folded_lines(graph, weight) if graph.reversed else folded_lines(graph, weight)
     paths = total = 0
     with atomic_output(output) as tmp, output_errors(output), open(tmp, "w", encoding="utf-8") as handle:
         for path, value in lines:
@@ -6809,10 +7275,10 @@ def write_folded(views: Views, output: str) -> None:
             paths += 1
             total += value
     if graph.reversed:
-        unit = "calls" if weight == "calls" else f"ns of {weight} time ({format_us(total / 1000)})"
+        unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, weight + ' time')} ({format_us(total / 1000)})"
         say(f"folded stacks: {paths:,} caller paths leading to {views.view.focus}, weights add up to {views.view.focus}'s {total:,} {unit}")
         return
-    unit = "calls" if weight == "calls" else f"ns of self time ({format_us(total / 1000)})"
+    unit = "calls" if weight == "calls" else f"ns of {METRIC_WORDS.get(weight, 'self time')} ({format_us(total / 1000)})"
     say(f"folded stacks: {paths:,} call paths, weights add up to {total:,} {unit}")
 
 
@@ -7070,13 +7536,13 @@ def render_task_chart(args: argparse.Namespace, output: str, by: str, stats: Tra
 HTML_MAX_FRAMES = 100_000  # call paths embedded in a page; lighter ones are left out, their time stays in their callers
 
 
-def flame_weights(tree: CallTree, use_time: bool) -> list[float]:
-    """A frame's width: its total time (or calls in its subtree), at least the sum of its children.
+def flame_weights(tree: CallTree, use_time: bool, values: list[float] | None = None) -> list[float]:
+    """A frame's width: its total time (or calls in its subtree, or `values`: on/off-CPU time), at least the sum of its children.
 
     A call whose exit was lost has no duration but its callees do: it is
     drawn at least as wide as they are, so frames always nest.
     """
-    own: list[float] = list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
+    own: list[float] = list(values) if values is not None else list(tree.total_us) if use_time else [float(calls) for calls in tree.subtree_calls()]
     children_sum = [0.0] * len(tree)
     for node in reversed(list(tree.walk())):
         own[node] = max(own[node], children_sum[node])
@@ -7111,7 +7577,11 @@ def flame_data(views: Views) -> dict:
     graph = view.graph
     tree = graph.tree
     use_time = tree.timed and views.heat.metric != "calls"
-    weights = flame_weights(tree, use_time)
+    requested = getattr(views.args, "weight", None)
+    sched_weight = requested if requested in SCHED_METRICS else None
+    check_sched_option("--weight", sched_weight, graph)
+    on, off = path_on_off(graph)
+    weights = flame_weights(tree, use_time, (on if sched_weight == "oncpu" else off) if sched_weight else None)
     frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}
@@ -7119,7 +7589,7 @@ def flame_data(views: Views) -> dict:
         names.setdefault(tree.function[node] or "", len(names))
     return {
         "timed": tree.timed,
-        "weight": "time" if use_time else "calls",
+        "weight": sched_weight or ("time" if use_time else "calls"),
         "names": list(names),
         "files": [flame_source(name, view) for name in names],
         "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
@@ -7128,6 +7598,7 @@ def flame_data(views: Views) -> dict:
         "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
         "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
         "w": [round(weights[node], 3) for node in frames],
+        "off": [round(sum(off[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(off[node], 3) for node in frames[1:]] if graph.sched and graph.sched.timed else None,
         "left_out_of_file": left_out,
     }
 
@@ -7145,6 +7616,10 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
     if data["weight"] == "time":
         width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
+    elif data["weight"] == "offcpu":
+        width = f"an off-CPU flame graph: frame width = time the call path's task was switched out (asleep or preempted) while it was open; all = {format_us(data['w'][0])}"
+    elif data["weight"] == "oncpu":
+        width = f"frame width = on-CPU time of the call path: its total time less the time its task was switched out; all = {format_us(data['w'][0])}"
     else:
         why = "--heat calls" if graph.timed else "the trace has no durations"
         width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
@@ -7216,11 +7691,11 @@ const ROW = 18, MIN_SHARE = 0.001;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
-const fmtW = (v) => D.weight === "time" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
 const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
 
 function makeNode(name, parent, fi) {
-  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, kids: []};
+  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, off: 0, kids: []};
 }
 
 // The call tree from the embedded columns (a parent always comes before its children).
@@ -7229,7 +7704,7 @@ function callTree() {
   nodes[0].root = true;
   for (let i = 0; i < D.fn.length; i++) {
     const x = i ? makeNode(D.names[D.fn[i]], nodes[D.parent[i]], D.fn[i]) : nodes[0];
-    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i]});
+    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i], off: D.off ? D.off[i] : 0});
     if (i) { x.parent.kids.push(x); nodes.push(x); }
   }
   return nodes[0];
@@ -7238,7 +7713,7 @@ function callTree() {
 // Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
 function callersTree(main, name) {
   const top = makeNode(name, null, D.names.indexOf(name));
-  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; };
+  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; x.off += a.off; };
   const child = (x, c) => {
     x.index = x.index || new Map();
     let k = x.index.get(c.name);
@@ -7346,6 +7821,7 @@ $("chart").addEventListener("mousemove", (event) => {
   if (file) rows.push("source: " + esc(file));
   rows.push(`calls: ${x.calls.toLocaleString("en")}`);
   if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  if (D.off && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
   rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
   tip.innerHTML = rows.join("<br>");
   tip.style.display = "block";
@@ -7626,12 +8102,39 @@ def summarize(view: View) -> list[str]:
         )
     if stats.open_calls:
         lines.append(open_calls_text(stats))
+    lines.extend(sched_summary_lines(view.graph))
     lines.extend(view.notes)
     if view.files:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
         several = sum(1 for name in view.nodes if len(view.files.get(name, [])) > 1)
         lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
     return lines
+
+
+def sched_summary_lines(graph: CallGraph) -> list[str]:
+    """"sleeps: 177, 649 ms switched out (S 640 ms, R 9 ms)", and what the count leaves out; the recording option where there are no events."""
+    sched = graph.sched
+    if sched is None:
+        return [NO_SCHED_EVENTS] if "function_graph" in graph.stats.formats else []
+    if not sched.sleep_count and "function_graph" not in graph.stats.formats:
+        return [f"sleeps: {sched.untraced_sleeps:,} switch-outs, none of them inside a call: the function tracer records no open calls,"
+                " record function_graph for the on/off-CPU time of every call path"]
+    if sched.timed:
+        states = ", ".join(f"{state} {format_us(value)}" for state, value in sorted(sched.state_us.items(), key=lambda kv: -kv[1]))
+        line = f"sleeps: {sched.sleep_count:,}, {format_us(sched.sleep_total_us)} switched out" + (f" ({states})" if states else "")
+    else:
+        states = ", ".join(f"{state} {count:,}" for state, count in sorted(sched.state_sleeps.items(), key=lambda kv: -kv[1]))
+        line = f"sleeps: {sched.sleep_count:,}" + (f" ({states})" if states else "") + ", time switched out unknown: the trace has no timestamps (record with -O funcgraph-abstime, or a trace.dat)"
+    notes = []
+    if sched.open_sleeps:
+        notes.append(f"{sched.open_sleeps:,} still switched out at the end, counted without time")
+    if sched.untraced_sleeps:
+        notes.append(f"{sched.untraced_sleeps:,} switch-outs outside every traced call not counted")
+    if sched.unmapped_frames:
+        notes.append(f"{sched.unmapped_frames:,} open calls whose call path is not in the call tree left out")
+    if sched.switch_ins_unseen:
+        notes.append(f"{sched.switch_ins_unseen:,} sleeps whose switch-in is not in the trace (lost events) not counted")
+    return [line + ("; " + "; ".join(notes) if notes else "")]
 
 
 def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewRequest:
@@ -7649,6 +8152,7 @@ def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewReq
 def heat_metric(requested: str | None, graph: CallGraph) -> str:
     if requested is None:
         return "self" if graph.timed else "calls"
+    check_sched_option("--heat", requested, graph)
     if requested != "calls" and not graph.timed:
         raise UserError(f"--heat {requested} needs durations, and this trace has none (function tracer, or funcgraph-duration off): use --heat calls")
     return requested
@@ -7829,6 +8333,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     window_note = ""
     if window:
         graph, window_note = windowed_graph(graph, args, window)
+    attach_sched(graph, sched_times(graph, inputs, selection, window))
     request = view_request(args, symbols)
     view = build_view(graph, request)
     if window_note:
@@ -9369,7 +9874,10 @@ def build_parser() -> argparse.ArgumentParser:
     focus.add_argument("--callers", action="append", metavar="F[,F...]", help="who calls F: the call paths that lead to F, F at the bottom")
     focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers); alone: the first N levels of every path")
     drawing = visualize.add_argument_group("drawing")
-    drawing.add_argument("--heat", choices=HEAT_METRICS, help="what the colour shows (default: self time where the trace has durations, else calls)")
+    drawing.add_argument(
+        "--heat", choices=HEAT_METRICS,
+        help="what the colour shows (default: self time where the trace has durations, else calls); oncpu/offcpu: time on a CPU or switched out, from sched_switch events",
+    )
     drawing.add_argument("--baseline", action="append", metavar="FILE", help="compare with this older recording: colour = change (blue less, red more); repeatable to aggregate")
     drawing.add_argument("--max-nodes", type=non_negative_int, default=80, metavar="N", help="draw at most N functions (0: no limit)")
     drawing.add_argument("--max-edges", type=non_negative_int, default=200, metavar="N", help="draw at most N edges (0: no limit)")
@@ -9383,7 +9891,11 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--chart-by", choices=("function", "task", "cpu"), default="function", help="what the chart ranks")
     tasks.add_argument("--time-window", metavar="START,END", help="every output: only the calls that start in this window (seconds of trace time; the summary prints the trace's span)")
     other = visualize.add_argument_group("more views")
-    other.add_argument("--weight", choices=("calls", "self", "total"), help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls)")
+    other.add_argument(
+        "--weight", choices=("calls", "self", "total", "oncpu", "offcpu"),
+        help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls);"
+        " oncpu/offcpu (from sched_switch events) also weigh the .html flame graph: offcpu draws an off-CPU flame graph",
+    )
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     other.add_argument(
