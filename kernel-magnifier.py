@@ -10619,7 +10619,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres); - for the text report on standard output"
+        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
