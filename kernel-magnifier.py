@@ -11,7 +11,7 @@ The file is a pipeline in sections, read top to bottom:
     Model              CallTree (one node per distinct call path) and the CallGraph derived from it
     Input              plain, gzip and xz text, judged text or not by its bytes
     Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
-    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
+    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model; any event's fields by its stored format
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
     Symbol map         reading a name -> source file map, and generating one from DWARF
@@ -2556,8 +2556,9 @@ class EventLayout:
             stars = (conversion.group("width") == "*") + (conversion.group("precision") == "*")
             for _ in range(stars):
                 next(arguments, "")  # a * width or precision takes an argument: not read here
+            expression = next(arguments, "")
             try:
-                argument = None if stars else PrintExpression(next(arguments, "")).evaluate
+                argument = None if stars else PrintExpression(expression).evaluate
             except PrintFmtUnknown:
                 argument = None
             parts.append((literal, conversion, argument))
@@ -4252,9 +4253,7 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
             stats.formats.add(RETURN_VALUES_FORMAT)
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
-    note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
-    for event_id, count in decoder.other_counts.items():
-        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
+    note_trace_dat_stats(dat, decoder, stats, lost_before, damage)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -4277,8 +4276,8 @@ def trace_dat_comm(comms: dict[str, str], pid: int) -> str:
     return "<idle>" if pid == 0 else comms.get(str(pid), "")
 
 
-def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:
-    """Kernel counters, what the file says about itself, what was cut, what was not used."""
+def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str]) -> None:
+    """Kernel counters, what the file says about itself, what was cut, the events between the calls by name."""
     stats.formats.add("trace.dat")
     for key, value in dat.metadata:
         stats.metadata.setdefault(key, value)
@@ -4305,9 +4304,8 @@ def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats
         warn(f"{dat.path} is damaged or truncated: {problem}; read what came before")
     if dat.other_buffers:
         warn(f"{dat.path}: read the top trace instance only, not {', '.join(repr(name) for name in dat.other_buffers)}")
-    if others:
-        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(4))
-        say(f"{dat.path}: {others:,} events not used for calls ({what})")
+    for event_id, count in decoder.other_counts.items():  # counted while decoding (np.unique of the ids), never read field by field
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
 
 
 # ============================================================================
@@ -4662,8 +4660,8 @@ class IntervalReader:
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
-            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
-                return None
+            if TRACE_EVENT_BODY.match(match.group("body")) and not self.lines.classify_function_body(match.group("body")):
+                return None  # an event (trace-cmd's `function:` lines are calls)
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:
