@@ -7119,7 +7119,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(f"shares are of {report_whole(graph)}" if graph.woken else
                      f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     if graph.sched is not None:
-        parts.extend(sched_summary_lines(graph))
+        parts.extend(sched_summary_lines(graph.sched, graph.stats))
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
@@ -8374,10 +8374,15 @@ render();
 # For a target host over SSH, like `perf report --stdio` or `uftrace graph`:
 # what the summary says, the top functions by self and by total time, and the
 # call tree of the current view with calls, total and self on every line.
+# With scheduler events and timestamps, the total splits into the time on a
+# CPU and the time switched out ("asleep": S, D, or preempted R) in the
+# total-time table and on every line of the tree, and a third table ranks the
+# functions by their time asleep.
 
 STDOUT_OUTPUT = "-"  # -o -: the text report on standard output, every message on stderr
 DEFAULT_CHART = "function-calls.png"
 TEXT_TREE_LEVELS = 14  # without --depth the tree stops here: 2 columns a level, so most lines fit a 100-column terminal
+ON_OFF_LEGEND = "total = on CPU + asleep, the time switched out while open (S or D asleep, R preempted); '-': never switched out"
 
 
 def text_report(views: Views) -> list[str]:
@@ -8385,12 +8390,16 @@ def text_report(views: Views) -> list[str]:
     graph = view.graph
     stats = graph.stats
     lines = [f"kernel-magnifier report: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
-    lines.extend(summarize(view) + wakeup_summary(views))
+    lines.extend(summarize(view, views.sched) + wakeup_summary(views))
     lines.append(f"shares (%) are of {report_whole(graph)}")
+    if shows_on_off(graph):
+        lines.append(ON_OFF_LEGEND)
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
     for by in ("total",) if graph.woken else ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
         lines += ["", *top_functions_table(view, by, args.chart_top)]
+    if shows_on_off(graph) and any(graph.off_cpu.get(name) for name in view.nodes):
+        lines += ["", *asleep_table(view, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
     return lines
 
@@ -8418,8 +8427,13 @@ def focus_names(graph: CallGraph) -> str:
     return plural_names({graph.tree.function[kid] or "" for kid in (graph.tree.children[ROOT_NODE] or {}).values()})
 
 
+def shows_on_off(graph: CallGraph) -> bool:
+    """The report splits total time into on CPU + asleep: the trace has sched_switch and timestamps (a --wakers tree's times are waits)."""
+    return graph.sched is not None and graph.sched.timed and graph.timed and not graph.woken
+
+
 def top_functions_table(view: View, by: str, top: int) -> list[str]:
-    """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
+    """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned; by total, on CPU + asleep too."""
     graph = view.graph
     whole = whole_weight(graph)
     if graph.woken:
@@ -8435,10 +8449,44 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
         header = ["calls", "calls%"] if graph.reversed else ["calls", "calls%", "subtree", "subtree%"]
     ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
     rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
+    if by == "total" and shows_on_off(graph):
+        header = with_on_off(header, 3)
+        rows = [with_on_off(row, 3, *function_on_off_text(graph, name)) for row, name in zip(rows, ranked)]
     where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
     if graph.woken:
-        where = f" on the wakers' paths of {focus_names(graph)}, by the time its sleeps woken through them waited"
+        ranked_by = "the time its sleeps woken through them waited" if graph.timed else "its sleeps woken through them (the time waited is unknown)"
+        where = f" on the wakers' paths of {focus_names(graph)}, by {ranked_by}"
     return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
+
+
+def asleep_table(view: View, top: int) -> list[str]:
+    """The `top` functions by their time switched out while open (outermost activations), with their sleeps and how."""
+    graph = view.graph
+    whole = whole_weight(graph)
+    slept = [name for name in view.nodes if graph.off_cpu.get(name)]
+    ranked = sorted(slept, key=lambda name: (-off_cpu_us(graph, name), -graph.total_us[name], name))[:top]  # equal sleeps: the outermost first
+    rows = []
+    for name in ranked:
+        found = graph.off_cpu[name]
+        states = ",".join(state for state, _ in sorted(found.states.items(), key=lambda kv: (-kv[1], kv[0])))
+        rows.append([f"{found.sleeps:,}", format_us(found.off_us), percent(found.off_us, whole), format_us(on_cpu_us(graph, name)),
+                     format_us(graph.total_us[name]), states, function_text(name, view)])
+    where = f" on the call paths to {focus_names(graph)}, by its time asleep through them" if graph.reversed else " by time asleep"
+    return [
+        f"Top {len(ranked)} of {len(view.nodes):,} functions{where} ({len(slept):,} were switched out while open)",
+        *aligned(["sleeps", "asleep", "asleep%", "on CPU", "total", "states", "function"], rows),
+    ]
+
+
+def with_on_off(cells: list[str], at: int, on: str = "on CPU", off: str = "asleep") -> list[str]:
+    """A row or header with the two parts of its total inserted at `at`, after the total (and its share): calls, total, on CPU, asleep, self..."""
+    return [*cells[:at], on, off, *cells[at:]]
+
+
+def function_on_off_text(graph: CallGraph, name: str) -> tuple[str, str]:
+    """A function's on-CPU and switched-out time ("-": never switched out while open)."""
+    found = graph.off_cpu.get(name)
+    return format_us(on_cpu_us(graph, name)), format_us(found.off_us) if found else "-"
 
 
 def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
@@ -8513,28 +8561,41 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
     min_weight = whole_weight(graph) * args.node_thres / 100
     levels = None if args.depth is not None else TEXT_TREE_LEVELS
     shown = heaviest_paths(tree, weights, args.max_nodes, min_weight, levels)
+    numbers = TreeNumbers(graph, weights, path_on_off(graph) if shows_on_off(graph) else None)
     rows: list[list[str]] = []
     cut_deep = False
-    stack = tree_items(graph, weights, shown, ROOT_NODE, None, False)[::-1]
+    stack = tree_items(numbers, shown, ROOT_NODE, None, False)[::-1]
     while stack:
         cells, node, indent, level = stack.pop()
         rows.append(cells)
         if node is not None:
             cut_deep |= level == levels and bool(tree.children[node])
-            stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
+            stack.extend(tree_items(numbers, shown, node, indent, level == levels)[::-1])
     header = ["sleeps", "waited"] if graph.woken else ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
+    if numbers.on_off is not None:
+        header = with_on_off(header, 2)
     title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
         title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
     return [*title, *aligned([*header, "function"], rows), tree_footer(graph, args, len(shown), min_weight, levels if cut_deep else None)]
 
 
-def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: int, indent: str | None, deepest: bool) -> list[tuple[list[str], int | None, str, int]]:
+@dataclass
+class TreeNumbers:
+    """What the tree's lines print: the view's graph, the weights that order and cut it, and each path's (on CPU, asleep) or None."""
+
+    graph: CallGraph
+    weights: list[float]
+    on_off: tuple[list[float], list[float]] | None
+
+
+def tree_items(numbers: TreeNumbers, shown: set[int], node: int, indent: str | None, deepest: bool) -> list[tuple[list[str], int | None, str, int]]:
     """(cells, node, indent of its children, level) for the lines below `node`: its shown children, heaviest first, then one '...' line for the rest.
 
     indent None: `node` is the root, its children are the top level (no branch drawn).
     deepest: `node` is on the last level shown, all its children are left out.
     """
+    graph, weights = numbers.graph, numbers.weights
     tree = graph.tree
     kids = sorted((tree.children[node] or {}).values(), key=lambda kid: (-weights[kid], tree.function[kid] or ""))
     kept = [kid for kid in kids if kid in shown]
@@ -8544,23 +8605,33 @@ def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: in
     items: list[tuple[list[str], int | None, str, int]] = []
     for index, kid in enumerate(kept):
         below = "" if indent is None else indent + ("  " if index == len(kept) - 1 and not left_out else "| ")
-        items.append(([*path_numbers_text(graph, [kid], weights), branch + (tree.function[kid] or "")], kid, below, level))
+        items.append(([*path_numbers_text(numbers, [kid]), branch + (tree.function[kid] or "")], kid, below, level))
     if left_out:
         what = "caller" if graph.reversed and indent is not None else "callee" if indent is not None else "top-level call path"
         deeper = f" (deeper: --root {tree.function[node]})" if deepest else ""
-        items.append(([*path_numbers_text(graph, left_out, weights), f"{branch}... {plural(len(left_out), 'more ' + what)}{deeper}"], None, "", level))
+        items.append(([*path_numbers_text(numbers, left_out), f"{branch}... {plural(len(left_out), 'more ' + what)}{deeper}"], None, "", level))
     return items
 
 
-def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) -> list[str]:
+def path_numbers_text(numbers: TreeNumbers, nodes: list[int]) -> list[str]:
     """The numbers of one call path, or the sums of several (a '...' line)."""
+    graph = numbers.graph
     tree = graph.tree
     calls = f"{sum(tree.calls[node] for node in nodes):,}"
     if graph.woken:
         return [calls, format_us(sum(tree.total_us[node] for node in nodes)) if graph.timed else "?"]
     if graph.timed:
-        return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
-    return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
+        cells = [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
+        return cells if numbers.on_off is None else with_on_off(cells, 2, *paths_on_off_text(numbers, nodes))
+    return [calls] if graph.reversed else [calls, f"{sum(numbers.weights[node] for node in nodes):,.0f}"]
+
+
+def paths_on_off_text(numbers: TreeNumbers, nodes: list[int]) -> tuple[str, str]:
+    """The on-CPU and switched-out time of call paths, summed ("-": none of them was switched out)."""
+    assert numbers.on_off is not None and numbers.graph.sched is not None
+    on, off = numbers.on_off
+    slept = any(node in numbers.graph.sched.sleeps for node in nodes)
+    return format_us(sum(on[node] for node in nodes)), format_us(sum(off[node] for node in nodes)) if slept else "-"
 
 
 def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
@@ -8569,7 +8640,7 @@ def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
         names = focus_names(graph)
         return [
             f"Wakers of {names} (--wakers), a reversed tree: {names} at the top, below it the waker's innermost open call, below each line the function that called it",
-            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by time waited",
+            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by {'time waited' if graph.timed else 'sleeps'}",
         ]
     if graph.reversed:
         names = focus_names(graph)
@@ -8612,7 +8683,8 @@ def write_text_report(views: Views, output: str) -> None:
 # ============================================================================
 
 
-def summarize(view: View) -> list[str]:
+def summarize(view: View, sched: SchedTimes | None) -> list[str]:
+    """The summary lines; `sched`: the recording's scheduler numbers, whatever the view (a --wakers tree has none of its own)."""
     stats = view.graph.stats
     lines = [f"time span: {stats.time_span()}"]
     lost = stats.lost_per_cpu()
@@ -8637,7 +8709,7 @@ def summarize(view: View) -> list[str]:
         )
     if stats.open_calls:
         lines.append(open_calls_text(stats))
-    lines.extend(sched_summary_lines(view.graph))
+    lines.extend(sched_summary_lines(sched, stats))
     lines.extend(view.notes)
     if view.files:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
@@ -8658,12 +8730,11 @@ def wakeup_summary(views: Views) -> list[str]:
     return [line] if line else []
 
 
-def sched_summary_lines(graph: CallGraph) -> list[str]:
+def sched_summary_lines(sched: SchedTimes | None, stats: TraceStats) -> list[str]:
     """"sleeps: 177, 649 ms switched out (S 640 ms, R 9 ms)", and what the count leaves out; the recording option where there are no events."""
-    sched = graph.sched
     if sched is None:
-        return [NO_SCHED_EVENTS] if "function_graph" in graph.stats.formats else []
-    if not sched.sleep_count and "function_graph" not in graph.stats.formats:
+        return [NO_SCHED_EVENTS] if "function_graph" in stats.formats else []
+    if not sched.sleep_count and "function_graph" not in stats.formats:
         return [f"sleeps: {sched.untraced_sleeps:,} switch-outs, none of them inside a call: the function tracer records no open calls,"
                 " record function_graph for the on/off-CPU time of every call path"]
     if sched.timed:
@@ -8917,7 +8988,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
     views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None, wakeups=wakeups, sched=sched)
-    for line in summarize(view) + wakeup_summary(views):
+    for line in summarize(view, views.sched) + wakeup_summary(views):
         say(line)
     if args.errors:
         views.errors = errors_report(graph.tree)
@@ -10546,7 +10617,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres); - for the text report on standard output"
+        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
