@@ -5295,7 +5295,7 @@ def waker_label(path: list[str], who: str) -> str:
         return context
     if context.startswith("task ") or context in ("softirq", "hardirq", "nmi"):  # calls were open, outside the call tree
         return f"{context} (its open calls are outside the call tree: a task not selected, or calls before --time-window)"
-    return f"task {context}, no traced call open"
+    return f"task {context} with no traced call open"
 
 
 def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float | None]]:
@@ -6574,7 +6574,7 @@ def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> Ca
     For every sleep during which F was open on the sleeper (its outermost
     activation on the sleeping path counts), the path of the waker's open
     calls read from the innermost out, as --callers reads callers; a waker
-    with no traced call open is one frame "[task python3]", a sleep whose
+    with no traced call open is one frame "[task python3 with no traced call open]", a sleep whose
     wakeup is not in the trace "[no wakeup in the trace]". A node's calls are
     the sleeps of F woken through it, its times the time they waited.
     """

@@ -250,7 +250,7 @@ def test_the_summary_says_who_woke_the_sleeps(reading, outputs):
     softirq = sum(1 for _, waker, _ in reading.woken if "net_rx_action" in waker.stack)
     untraced = Counter(waker.comm for _, waker, _ in reading.woken if not waker.stack)
     assert softirq + sum(untraced.values()) == len(reading.woken)  # no other kind of waker in this sample
-    parts = [f"{softirq} from net_rx_action softirq paths"] + [f"{count} by task {comm}, no traced call open" for comm, count in untraced.most_common()]
+    parts = [f"{softirq} from net_rx_action softirq paths"] + [f"{count} by task {comm} with no traced call open" for comm, count in untraced.most_common()]
     assert f"woken by (sched_waking): {', '.join(parts)}" in outputs["graph.json"][1]
 
 
@@ -272,7 +272,7 @@ def test_wakers_tree_of_tcp_recvmsg(reading, outputs):
     expected: Counter[str] = Counter()
     for sleep, waker, switch_in in reading.woken:
         if "tcp_recvmsg" in sleep.stack:
-            chain = ";".join(waker.stack) if waker.stack else f"[task {waker.comm}, no traced call open]"
+            chain = ";".join(waker.stack) if waker.stack else f"[task {waker.comm} with no traced call open]"
             expected[f"{chain};tcp_recvmsg"] += round((switch_in - sleep.stamp_s) * 1e9)
     lines = dict(line.rsplit(" ", 1) for line in outputs["wakers.folded"][0].read_text().splitlines())
     assert set(lines) == set(expected)
