@@ -6693,13 +6693,15 @@ class Drawing:
     edge_min: float = 0.0
     wakes: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
     wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
+    woken: list[str] = field(default_factory=list)  # functions brought in by a drawn sleeper's wakes edge (grow_to_wakers)
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
 DEFAULT_EDGE_THRES = 0.1
 
 
-def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: float = DEFAULT_NODE_THRES, edge_thres: float = DEFAULT_EDGE_THRES) -> Drawing:
+def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: float = DEFAULT_NODE_THRES, edge_thres: float = DEFAULT_EDGE_THRES,
+                      wakeups: list[WakeRow] | None = None) -> Drawing:
     """Grow the drawing from its entry points along the heaviest edges (a connected pick).
 
     Nodes lighter than node_thres percent of the whole weight, and edges
@@ -6707,6 +6709,7 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     in max_nodes/max_edges. Every drawn node is reachable from a drawn entry
     point; the required functions (--root, --graph-function) are always drawn
     when they fit in max_nodes, else (--root '*') they are entry points as any.
+    Then a drawn frame that slept brings in its heaviest wakers (grow_to_wakers).
     """
     graph = view.graph
     whole = graph.weight_total or 1.0
@@ -6716,7 +6719,7 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     for edge in view.edges:
         start, end = (edge[1], edge[0]) if graph.reversed else edge
         grow.setdefault(start, []).append((graph.edge_weight.get(edge, 0.0), end, edge))
-    chosen: dict[str, None] = {}
+    chosen: dict[str, float] = {}  # drawn function -> its rank: the weight of the edge that brought it in (an entry's own weight)
     tree_edges: set[tuple[str, str]] = set()
     frontier: list[tuple[float, str, str, tuple[str, str]]] = []
     forced = view.required if not max_nodes or len(view.required) <= max_nodes else []
@@ -6726,24 +6729,27 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     for name in starts:
         if name in chosen or name not in kept or (max_nodes and len(chosen) >= max_nodes and name not in required):
             continue
-        chosen[name] = None
+        chosen[name] = graph.inclusive.get(name, 0.0)
         for weight, end, edge in grow.get(name, ()):
             heapq.heappush(frontier, (-weight, end, name, edge))
     while frontier and (not max_nodes or len(chosen) < max_nodes):
         weight, end, _, edge = heapq.heappop(frontier)
         if end in chosen or -weight < edge_min or graph.inclusive.get(end, 0.0) < node_min:
             continue
-        chosen[end] = None
+        chosen[end] = -weight
         tree_edges.add(edge)
         for next_weight, next_end, next_edge in grow.get(end, ()):
             if next_end not in chosen:
                 heapq.heappush(frontier, (-next_weight, next_end, end, next_edge))
+    wakes = wake_edges(wakeups or []) if not graph.reversed else {}
+    woken = grow_to_wakers(view, chosen, tree_edges, wakes, wakeups or [], (max_nodes, max_edges), required, edge_min) if wakes else []
     nodes = list(chosen)
     more = sorted(
         (edge for edge in view.edges if edge[0] in chosen and edge[1] in chosen and edge not in tree_edges and graph.edge_weight.get(edge, 0.0) >= edge_min),
         key=lambda edge: (-graph.edge_weight.get(edge, 0.0), -graph.edges[edge], edge),
     )
-    room = max(0, max_edges - len(tree_edges)) if max_edges else len(more)
+    dashed = sum(1 for waker, sleeper in wakes if waker in chosen and sleeper in chosen)
+    room = max(0, max_edges - len(tree_edges) - dashed) if max_edges else len(more)
     edges = sorted(tree_edges, key=lambda edge: (-graph.edge_weight.get(edge, 0.0), edge)) + more[:room]
     outside = set(view.entry_callers)
     caller_edges = sorted(
@@ -6751,7 +6757,89 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
         key=lambda edge: (-graph.edge_weight.get(edge, 0.0), -graph.edges[edge], edge),
     )[: max(10, len(nodes) // 2)]
     callers = sorted({caller for caller, _ in caller_edges})
-    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges), node_min, edge_min)
+    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges), node_min, edge_min, woken=woken)
+
+
+def wake_weight(graph: CallGraph, value: tuple[int, float | None]) -> float:
+    """A wakes edge's weight in the growth's unit: the time its sleeps waited, or their count where the graph ranks calls."""
+    sleeps, waited = value
+    return waited if graph.uses_time and waited is not None else float(sleeps)
+
+
+def grow_to_wakers(view: View, chosen: dict[str, float], tree_edges: set[tuple[str, str]], wakes: dict[tuple[str, str], tuple[int, float | None]],
+                   rows: list[WakeRow], limits: tuple[int, int], required: set[str], edge_min: float) -> list[str]:
+    """A drawn frame that slept brings in the waking function of its heaviest wakes edges (time waited >= edge_min).
+
+    The waker comes with the shortest stretch of a waker's call path that
+    joins it to a drawn box (or starts at a top-level function), so every box
+    stays reachable from the top. Room under max_nodes/max_edges is made by
+    taking out the lowest-ranked drawn leaves, as the growth ranks them;
+    without room the waker stays out. Returns the functions brought in.
+    """
+    graph = view.graph
+    ranked = sorted(wakes.items(), key=lambda item: (-wake_weight(graph, item[1]), item[0]))
+    brought: list[str] = []
+    for (waker, sleeper), value in ranked:
+        if wake_weight(graph, value) < edge_min or sleeper not in chosen or waker in chosen:
+            continue
+        path = waker_join(view, chosen, waker, [row.waker_path for row in rows if row.waking == waker and row.slept == sleeper])
+        if path is None:
+            continue
+        keep = required | set(brought) | {sleeper, path[0]} | {name for edge in wakes for name in edge if edge[0] in chosen and edge[1] in chosen}
+        if not make_room(chosen, tree_edges, len(path) - 1, keep, limits, sum(1 for a, b in wakes if a in chosen and b in chosen) + 1):
+            continue
+        if path[0] not in chosen:  # a top-level function starts the path: a new box at the top
+            chosen[path[0]] = graph.inclusive.get(path[0], 0.0)
+            brought.append(path[0])
+        for caller, callee in zip(path, path[1:]):
+            chosen[callee] = graph.edge_weight.get((caller, callee), 0.0)
+            tree_edges.add((caller, callee))
+            brought.append(callee)
+    return brought
+
+
+def waker_join(view: View, chosen: dict[str, float], waker: str, paths: list[list[str]]) -> list[str] | None:
+    """The shortest tail of a waker's call path that joins the waking function to the drawing: a drawn caller first
+    (or the path's top-level function, a new box at the top), then the functions to bring in, every step an edge of the view."""
+    edges, tops = set(view.edges), set(view.entries)
+    best: list[str] | None = None
+    for path in paths:
+        if waker not in path:
+            continue
+        end = len(path) - 1 - path[::-1].index(waker)
+        for start in range(end - 1, -1, -1):
+            tail = path[start : end + 1]
+            if (tail[0], tail[1]) not in edges or tail[0] in tail[1:]:
+                break
+            if tail[0] in chosen or (start == 0 and tail[0] in tops):
+                best = tail if best is None or len(tail) < len(best) else best
+                break
+    return best
+
+
+def make_room(chosen: dict[str, float], tree_edges: set[tuple[str, str]], adding: int, keep: set[str], limits: tuple[int, int], dashed: int) -> bool:
+    """Take out the lowest-ranked drawn leaves (no drawn callee hangs from them) until `adding` more boxes and their
+    edges fit under (max_nodes, max_edges); False, with nothing taken out, when they cannot."""
+    max_nodes, max_edges = limits
+    parents = Counter(caller for caller, _ in tree_edges)
+    out: list[str] = []
+
+    def fits() -> bool:
+        nodes = len(chosen) - len(out) + adding
+        edges = len(tree_edges) - sum(1 for edge in tree_edges if edge[1] in out) + adding + dashed
+        return (not max_nodes or nodes <= max_nodes) and (not max_edges or edges <= max_edges)
+
+    while not fits():
+        leaves = [name for name in chosen if name not in out and name not in keep and not parents[name]]
+        if not leaves:
+            return False
+        leaf = min(leaves, key=lambda name: (chosen[name], name))
+        out.append(leaf)
+        parents.subtract(caller for caller, callee in tree_edges if callee == leaf)
+    for name in out:
+        del chosen[name]
+    tree_edges.difference_update([edge for edge in tree_edges if edge[1] in out])
+    return True
 
 
 # --errors: the calls that returned a negative errno (funcgraph-retval), each path where one was
@@ -7131,7 +7219,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         unit = format_us if graph.uses_time else (lambda value: plural(value, "call"))
         parts.append(
             f"showing {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of {len(view.edges):,} edges,"
-            f" grown from the entry points along the heaviest edges; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
+            f" grown from the entry points along the heaviest edges{woken_growth(drawing)}; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
             f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges" + ("" if view.focus else "; --root F focuses on one function")
         )
     if drawing.callers:
@@ -7139,6 +7227,14 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     if drawing.wakes_note:
         parts.append(drawing.wakes_note)
     return parts
+
+
+def woken_growth(drawing: Drawing) -> str:
+    """", and from drawn sleeps to their wakers (tcp_data_queue, ...)": the boxes a wakes edge brought in."""
+    if not drawing.woken:
+        return ""
+    names = ", ".join(drawing.woken[:6]) + (f" and {len(drawing.woken) - 6} more" if len(drawing.woken) > 6 else "")
+    return f" and from drawn sleeps to the functions that woke them ({names})"
 
 
 def open_calls_text(stats: TraceStats) -> str:
@@ -8746,11 +8842,11 @@ class Views:
 def draw_call_graph(views: Views, output: str) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
     args = views.args
-    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
+    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
     add_wake_edges(drawing, views)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
-            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
+            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points{woken_growth(drawing)};"
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
