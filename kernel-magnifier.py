@@ -11,7 +11,7 @@ The file is a pipeline in sections, read top to bottom:
     Model              CallTree (one node per distinct call path) and the CallGraph derived from it
     Input              plain, gzip and xz text, judged text or not by its bytes
     Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
-    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model
+    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model; any event's fields by its stored format
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
     Symbol map         reading a name -> source file map, and generating one from DWARF
@@ -2556,8 +2556,9 @@ class EventLayout:
             stars = (conversion.group("width") == "*") + (conversion.group("precision") == "*")
             for _ in range(stars):
                 next(arguments, "")  # a * width or precision takes an argument: not read here
+            expression = next(arguments, "")
             try:
-                argument = None if stars else PrintExpression(next(arguments, "")).evaluate
+                argument = None if stars else PrintExpression(expression).evaluate
             except PrintFmtUnknown:
                 argument = None
             parts.append((literal, conversion, argument))
@@ -4252,9 +4253,7 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
             stats.formats.add(RETURN_VALUES_FORMAT)
     if kinds[EV_FUNCTION]:
         stats.formats.add("function")
-    note_trace_dat_stats(dat, decoder, stats, lost_before, damage, kinds[EV_OTHER])
-    for event_id, count in decoder.other_counts.items():
-        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
+    note_trace_dat_stats(dat, decoder, stats, lost_before, damage)
     if not used and not (parser.selection and parser.selection.seen):
         what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(5))
         raise UserError(f"{path}: the trace.dat holds no function_graph or function events ({what or 'no events at all'})")
@@ -4277,8 +4276,8 @@ def trace_dat_comm(comms: dict[str, str], pid: int) -> str:
     return "<idle>" if pid == 0 else comms.get(str(pid), "")
 
 
-def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str], others: int) -> None:
-    """Kernel counters, what the file says about itself, what was cut, what was not used."""
+def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats, lost_before: dict[str, int], damage: list[str]) -> None:
+    """Kernel counters, what the file says about itself, what was cut, the events between the calls by name."""
     stats.formats.add("trace.dat")
     for key, value in dat.metadata:
         stats.metadata.setdefault(key, value)
@@ -4305,9 +4304,8 @@ def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats
         warn(f"{dat.path} is damaged or truncated: {problem}; read what came before")
     if dat.other_buffers:
         warn(f"{dat.path}: read the top trace instance only, not {', '.join(repr(name) for name in dat.other_buffers)}")
-    if others:
-        what = ", ".join(f"{decoder.event_names.get(event, event)} {count:,}" for event, count in decoder.other_counts.most_common(4))
-        say(f"{dat.path}: {others:,} events not used for calls ({what})")
+    for event_id, count in decoder.other_counts.items():  # counted while decoding (np.unique of the ids), never read field by field
+        stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
 
 
 # ============================================================================
@@ -4662,8 +4660,8 @@ class IntervalReader:
             return context[:3] if context else None
         match = FUNCTION_LINE.match(line) if "] " in line else None
         if match:
-            if not self.lines.classify_function_body(match.group("body")) and TRACE_EVENT_BODY.match(match.group("body")):
-                return None
+            if TRACE_EVENT_BODY.match(match.group("body")) and not self.lines.classify_function_body(match.group("body")):
+                return None  # an event (trace-cmd's `function:` lines are calls)
             return self.pid_task(match.group("pid"), match.group("cpu")), match.group("comm").strip(), normalize_cpu(match.group("cpu"))
         switch = SWITCH_LINE.match(line)
         if switch and "|" not in line:
@@ -9380,6 +9378,79 @@ def tracer_option(option: str, options_dir: str) -> tuple[str, str]:
     return path, value
 
 
+# --- trace events beside the calls (-e, --no-sched) ----------------------------
+
+# What ends a wait and what a wait is: with function_graph, recorded unless --no-sched
+DEFAULT_SCHED_EVENTS = ("sched:sched_switch", "sched:sched_waking", "sched:sched_wakeup", "sched:sched_wakeup_new")
+
+
+def available_events(tracing: str) -> list[str]:
+    """`system:event` names this buffer can enable: its events/SYSTEM/EVENT/enable files (an instance has no
+    available_events file on 6.1; ftrace's own events have no enable file); none without CONFIG_EVENT_TRACING."""
+    events = os.path.join(tracing, "events")
+    found = []
+    with contextlib.suppress(OSError):
+        for system in sorted(os.listdir(events)):
+            if os.path.isdir(os.path.join(events, system)):
+                found += [f"{system}:{name}" for name in sorted(os.listdir(os.path.join(events, system))) if os.path.exists(os.path.join(events, system, name, "enable"))]
+    return found
+
+
+def resolve_event(name: str, available: list[str]) -> list[str]:
+    """trace-cmd's spellings: `sched:sched_switch`, `sched_switch` (any system), `sched` (a whole system); globs allowed."""
+    system, colon, event = name.partition(":")
+    if colon:
+        return [full for full in available if fnmatch.fnmatchcase(full, f"{system or '*'}:{event or '*'}")]
+    systems = [full for full in available if fnmatch.fnmatchcase(full.partition(":")[0], name)]
+    return systems or [full for full in available if fnmatch.fnmatchcase(full.partition(":")[2], name)]
+
+
+def unknown_event_message(name: str, available: list[str]) -> str:
+    """One line: the name, and the closest names this kernel has (events, then systems)."""
+    systems = sorted({full.partition(":")[0] for full in available})
+    events = sorted({full.partition(":")[2] for full in available})
+    candidates = available if ":" in name else [*events, *systems]
+    closest = difflib.get_close_matches(name, candidates, n=4, cutoff=0.6)
+    hint = f"; closest: {', '.join(closest)}" if closest else ""
+    if not available:
+        return f"-e {shown(name)}: this kernel has no trace events (no tracefs events/ directory: built without CONFIG_EVENT_TRACING?)"
+    return f"-e {shown(name)}: this kernel has no such trace event or event system{hint} (available_events lists the {len(available):,} it has)"
+
+
+def events_to_record(args: argparse.Namespace, tracing: str) -> list[str]:
+    """-e names resolved in this buffer's available_events, then the scheduler events function_graph records by default."""
+    requested = split_names(args.events)
+    available = available_events(tracing)
+    chosen: list[str] = []
+    for name in requested:
+        found = resolve_event(name, available)
+        if not found:
+            raise UserError(unknown_event_message(name, available))
+        chosen += [event for event in found if event not in chosen]
+    if args.tracer == "function_graph" and not args.no_sched:
+        defaults = [event for event in DEFAULT_SCHED_EVENTS if event in available]
+        if not defaults:
+            warn("this kernel has no sched events (CONFIG_EVENT_TRACING?): recording the calls only, without who sleeps and who wakes")
+        chosen += [event for event in defaults if event not in chosen]
+    return chosen
+
+
+def enable_events(events: list[str], tracing: str, settings: BorrowedSettings) -> None:
+    """Each event's own enable file (a system's `enable` reads back X when mixed, which cannot be written back)."""
+    for full in events:
+        system, _, event = full.partition(":")
+        settings.set(os.path.join(tracing, "events", system, event, "enable"), "1")
+
+
+def enabled_events(tracing: str, chosen: list[str]) -> list[str]:
+    """Every event this buffer records: ours as chosen, then any someone else had enabled here (set_event)."""
+    try:
+        listed = [line.strip() for line in read_tracefs(os.path.join(tracing, "set_event")).splitlines() if ":" in line]
+    except OSError:
+        listed = []
+    return chosen + [event for event in listed if event not in chosen]
+
+
 # --- the traced command -------------------------------------------------------
 
 
@@ -9515,7 +9586,7 @@ def give_to_sudo_user(path: str) -> None:
             os.chown(path, int(uid), int(gid))
 
 
-def data_file_header(args: argparse.Namespace, tracing: str, options: list[str], command: list[str]) -> list[tuple[str, object]]:
+def data_file_header(args: argparse.Namespace, tracing: str, options: list[str], events: list[str], command: list[str]) -> list[tuple[str, object]]:
     uname = os.uname()
     clock = read_tracefs(os.path.join(tracing, "trace_clock"))
     clock_match = re.search(r"\[(\S+)\]", clock)
@@ -9527,6 +9598,7 @@ def data_file_header(args: argparse.Namespace, tracing: str, options: list[str],
         ("cpus", len(online_cpus())),
         ("tracer", args.tracer),
         ("options", " ".join(options)),
+        ("events", " ".join(events)),
         ("cpumask", read_tracefs(os.path.join(tracing, "tracing_cpumask")).strip()),
         ("buffer-size-kb", read_tracefs(os.path.join(tracing, "buffer_size_kb")).strip()),
         ("clock", clock_match.group(1) if clock_match else clock.strip()),
@@ -9582,6 +9654,7 @@ class Recording:
     top: str = ""
     drain_seconds: float = 0.0
     compression: str = ""  # a version 7 trace.dat's: with what, how long
+    events: list[str] = field(default_factory=list)  # trace events enabled in the buffer (system:event), ours and any found enabled
 
 
 def run_record(args: argparse.Namespace) -> None:
@@ -9654,7 +9727,7 @@ def record_into_file(
 ) -> RecordedPages | None:
     """Text is written as it is read; a trace.dat's pages are spooled and returned, to be written when tracefs is given back."""
     options = configure_tracing(args, recording, settings, traced)
-    header = [*data_file_header(args, recording.tracing, options, command), ("self-excluded", "yes" if recording.self_excluded else "no")]
+    header = [*data_file_header(args, recording.tracing, options, recording.events, command), ("self-excluded", "yes" if recording.self_excluded else "no")]
     if args.format != "text":
         return record_trace_dat(args, recording, settings, header, traced, stop, held)
     write_data_file(args, recording, lambda tmp: record_text(tmp, args, recording, header, traced, stop))
@@ -9703,6 +9776,7 @@ def configure_tracing(args: argparse.Namespace, recording: Recording, settings: 
     def path(name: str) -> str:
         return os.path.join(tracing, name)
 
+    events = events_to_record(args, tracing)  # an unknown -e name is refused before anything is touched
     settings.set(path("tracing_on"), "0")
     if args.buffer_size:
         settings.set(path("buffer_size_kb"), str(args.buffer_size))
@@ -9732,6 +9806,8 @@ def configure_tracing(args: argparse.Namespace, recording: Recording, settings: 
         option_path, value = tracer_option(option, path("options"))
         settings.set(option_path, value)
         options.append(option)
+    enable_events(events, tracing, settings)  # in the tracer's own buffer, not restricted to --pid: the wakers are other tasks
+    recording.events = enabled_events(tracing, events)
     write_tracefs(path("trace"), "")  # start from an empty buffer
     return options
 
@@ -10081,6 +10157,7 @@ class TraceDatParts:
     cmdlines: str
     cpu_count: int
     options: list[tuple[int, bytes]]
+    event_formats: list[tuple[str, list[str]]] = field(default_factory=list)  # the enabled events' formats, per system, as trace-cmd stores them
 
     @classmethod
     def collect(cls, top: str, recording: Recording, header_page: str, page_size: int, settings: BorrowedSettings) -> TraceDatParts:
@@ -10098,7 +10175,28 @@ class TraceDatParts:
             cmdlines=task_names(read_optional(os.path.join(top, "saved_cmdlines")).decode("utf-8", "replace")),
             cpu_count=cpu_count,
             options=trace_dat_options(recording, cpu_count),
+            event_formats=event_system_formats(events, recording.events),
         )
+
+
+def event_system_formats(events_dir: str, enabled: list[str]) -> list[tuple[str, list[str]]]:
+    """Each enabled event's tracefs `format`, grouped by system in the order first named (ftrace's own are stored apart)."""
+    systems: dict[str, list[str]] = {}
+    for full in enabled:
+        system, _, event = full.partition(":")
+        text = read_optional(os.path.join(events_dir, system, event, "format")).decode("utf-8", "replace")
+        if system != "ftrace" and text:
+            systems.setdefault(system, []).append(text)
+    return list(systems.items())
+
+
+def event_formats_block(systems: list[tuple[str, list[str]]]) -> bytes:
+    """The event systems part of a trace.dat (v6 after the ftrace formats, v7's EVENT_FORMATS section): the same bytes."""
+    block = trace_dat_number(len(systems), 4)
+    for system, formats in systems:
+        block += system.encode() + b"\0" + trace_dat_number(len(formats), 4)
+        block += b"".join(trace_dat_number(len(text.encode()), 8) + text.encode() for text in formats)
+    return block
 
 
 def read_optional(path: str) -> bytes:
@@ -10260,7 +10358,7 @@ def write_trace_dat_v7(output: IO[bytes], parts: TraceDatParts, spools: dict[int
                    b"header_page\0" + sized(parts.header_page.encode(), 8) + b"header_event\0" + sized(parts.header_event.encode(), 8))
     formats = trace_dat_number(len(parts.ftrace_formats), 4) + b"".join(sized(text.encode(), 8) for text in parts.ftrace_formats)
     writer.section(TRACE_DAT_OPTIONS["FTRACE_EVENTS"], "ftrace events", formats)
-    writer.section(TRACE_DAT_OPTIONS["EVENT_FORMATS"], "events format", trace_dat_number(0, 4))  # record enables no other events
+    writer.section(TRACE_DAT_OPTIONS["EVENT_FORMATS"], "events format", event_formats_block(parts.event_formats))
     writer.section(TRACE_DAT_OPTIONS["KALLSYMS"], "kallsyms", sized(parts.kallsyms, 4))
     writer.section(TRACE_DAT_OPTIONS["PRINTK"], "printk", sized(parts.printk_formats, 4))
     writer.section(TRACE_DAT_OPTIONS["CMDLINES"], "command lines", sized(parts.cmdlines.encode(), 8))
@@ -10337,7 +10435,7 @@ def trace_dat_head(parts: TraceDatParts, cpu_data: list[tuple[int, int]]) -> byt
     head = bytearray(trace_dat_preamble(TRACE_DAT_FILE_VERSION, parts.page_size))
     head += b"header_page\0" + sized(parts.header_page.encode(), 8) + b"header_event\0" + sized(parts.header_event.encode(), 8)
     head += number(len(parts.ftrace_formats), 4) + b"".join(sized(text.encode(), 8) for text in parts.ftrace_formats)
-    head += number(0, 4)  # event systems: record enables no other events
+    head += event_formats_block(parts.event_formats)
     head += sized(parts.kallsyms, 4) + sized(parts.printk_formats, 4) + sized(parts.cmdlines.encode(), 8)
     head += number(parts.cpu_count, 4) + b"options  \0"
     for option, body in parts.options:
@@ -10392,6 +10490,8 @@ def report_recording(args: argparse.Namespace, recording: Recording) -> None:
         say(f"Stopped by {recording.stopped_by} after {recording.seconds:.1f} s; everything read so far is kept")
     if recording.command_status is not None:
         say(f"Command exited with status {recording.command_status}")
+    if recording.events:
+        say(f"Trace events beside the calls: {' '.join(recording.events)}")
     say(f"Wrote data to {args.output}" + (f" (the previous one is now {recording.old_file})" if recording.old_file else ""))
     form = {"text": "text", "trace.dat-v6": "trace.dat; version 6"}.get(args.format, f"trace.dat; version 7, {recording.compression}")
     say(f"Recorded filesize: {format_size(recording.size)} ({form}; {recording.drain_seconds:.1f} s to read what the kernel still held after tracing stopped)")
@@ -10456,16 +10556,18 @@ RECORD_EXAMPLES = """examples:
   sudo ./kernel-magnifier.py record -O funcgraph-proc -O nofuncgraph-irqs
   sudo ./kernel-magnifier.py record --pid 1234 --record-time 5       # one running process
   sudo ./kernel-magnifier.py record -- ping -c 3 localhost           # a command and its children, until it ends
+  sudo ./kernel-magnifier.py record -e sched -e irq:softirq_raise     # more events beside the calls (function_graph adds sched_switch, sched_waking...)
+  sudo ./kernel-magnifier.py record --no-sched                       # the calls only: no scheduler events
   sudo ./kernel-magnifier.py record --force                          # borrow the tracer someone left active (given back after)
 
 trace-cmd and perf spellings work too: -p TRACER, -g FUNC, -l FILTER, -n NOTRACE,
--b KB, -M MASK, -P PID, -O OPTION, --max-graph-depth N; perf's -C LIST and -a:
+-b KB, -M MASK, -P PID, -O OPTION, -e EVENT, --max-graph-depth N; perf's -C LIST and -a:
   sudo ./kernel-magnifier.py record -p function_graph -g tcp_sendmsg -C 0 -b 2048 --max-graph-depth 4
   sudo ./kernel-magnifier.py record -p function -l 'vfs_*' -n vfs_write -P 1234
 
 Ctrl-C (or SIGTERM, SIGHUP) ends the recording early and keeps what was read.
 The tracing state (tracer, tracing_on, cpumask, buffer size, filters, pids,
-options) is given back as it was found on every way out.
+options, events) is given back as it was found on every way out.
 """
 
 SYMBOL_MAP_EXAMPLES = """examples:
@@ -10521,6 +10623,14 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--max-depth", "--max-graph-depth", type=positive_int, metavar="N", help="function_graph: at most N levels deep (max_graph_depth)")
     record.add_argument("-P", "--pid", type=positive_int, action="append", metavar="PID", help="only this process (repeatable)")
     record.add_argument("-O", dest="tracer_options", action="append", metavar="OPTION", help="tracer option on (funcgraph-proc) or off (nofuncgraph-irqs); repeatable")
+    record.add_argument(
+        "-e", "--event", dest="events", action="append", metavar="EVENT[,EVENT...]",
+        help="also record these trace events beside the calls, in trace-cmd's spelling: sched:sched_switch, sched_switch, sched (a whole system), globs; repeatable",
+    )
+    record.add_argument(
+        "--no-sched", action="store_true",
+        help="function_graph records sched_switch, sched_waking, sched_wakeup(_new) by default (on/off-CPU time, who wakes whom): leave them out",
+    )
     record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
     visualize = commands.add_parser(
         "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,

@@ -21,8 +21,8 @@ def is_trace(path: Path) -> bool:
     """The recordings in tests/data (not the symbol maps, kernel counters, notes)."""
     if path.parent.name == "catalogue":
         return path.suffix == ".txt"
-    if path.name.startswith("formats-"):
-        return False  # tracefs event format files (tests/data/sched), not a recording
+    if path.name.startswith(("formats-", "tc-events-")):
+        return False  # tests/data/sched: tracefs event format files, and trace-cmd's recording of events without calls
     return path.name.endswith((".txt.xz", ".data.xz", ".dat.xz")) and "symbol" not in path.name and path.parent != DATA
 
 
@@ -130,7 +130,7 @@ def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
         assert any(kept), kept  # function tracer lines: the child's half is used (unless a LOST line follows the seam)
     if trace.endswith(".dat.xz"):
         assert not kept  # binary: no byte ranges
-    if "fg-" in trace and "function" not in trace:
+    if "fg-" in trace and "function" not in trace and not trace.endswith(".dat.xz"):  # (sched/tc-fg-*.dat.xz: binary)
         assert kept and all(kept), kept  # open call stacks at the seam: stitched (tests/test_seams.py cuts them everywhere)
 
 

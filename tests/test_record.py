@@ -144,6 +144,7 @@ TRACE_CMD_SPELLINGS = [
     (["-P", "1", "-P", "2"], ["--pid", "1", "--pid", "2"]),
     (["--max-graph-depth", "4"], ["--max-depth", "4"]),
     (["-a"], ["--all-cpus"]),
+    (["-e", "sched_switch", "-e", "irq"], ["--event", "sched_switch", "--event", "irq"]),
 ]
 
 
@@ -257,3 +258,74 @@ def test_record_on_this_kernel_fails_cleanly_or_needs_the_vm(tmp_path):
     assert any(reason in result.stderr for reason in ("needs root", "no function_graph tracer", "the kernel refused", "no tracefs", "tracefs is not mounted"))
     assert not list(tmp_path.iterdir())
     assert open("/proc/self/mounts").read().count(" tracefs ") == mounts_before
+
+
+# --- -e EVENT and the default scheduler events: resolved against the 6.1 kernel's real event list ---------------
+
+AVAILABLE_EVENTS = DATA / "sched" / "available-events-6.1.list.xz"  # /sys/kernel/tracing/available_events of the VM's 6.1 kernel
+
+
+def kernel_events() -> list[str]:
+    return lzma.decompress(AVAILABLE_EVENTS.read_bytes()).decode().split()
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        ("sched:sched_switch", lambda events: ["sched:sched_switch"]),
+        ("sched_switch", lambda events: ["sched:sched_switch"]),  # an event name alone: whichever system has it
+        ("sched", lambda events: [e for e in events if e.split(":")[0] == "sched"]),  # a system: every event of it
+        ("sched:", lambda events: [e for e in events if e.split(":")[0] == "sched"]),
+        ("sched:sched_wak*", lambda events: [e for e in events if e.startswith("sched:sched_wak")]),  # sched_wake_idle_without_ipi too
+        ("sched:sched_wakeup*", lambda events: ["sched:sched_wakeup", "sched:sched_wakeup_new"]),
+        ("*:sched_switch", lambda events: ["sched:sched_switch"]),
+        ("irq_handler_*", lambda events: ["irq:irq_handler_entry", "irq:irq_handler_exit"]),
+    ],
+)
+def test_event_names_are_read_as_trace_cmd_reads_them(km, spelling, expected):
+    events = kernel_events()
+    assert sorted(km.resolve_event(spelling, events)) == sorted(expected(events)) != []
+
+
+@pytest.mark.parametrize(
+    ("spelling", "closest"),
+    [("sched_swich", "sched_switch"), ("schde", "sched"), ("sched:sched_wakup", "sched:sched_wakeup"), ("softirq_entr", "softirq_entry")],
+)
+def test_an_unknown_event_name_gets_the_closest_existing_names(km, spelling, closest):
+    events = kernel_events()
+    assert km.resolve_event(spelling, events) == []
+    message = km.unknown_event_message(spelling, events)
+    assert message.startswith(f"-e {spelling}: this kernel has no such trace event or event system; closest: ")
+    assert closest in message.split("closest: ")[1].split(" (")[0].split(", ")
+    assert "\n" not in message and f"{len(events):,}" in message
+
+
+def tracefs_events(tmp_path, events: list[str]) -> str:
+    """A directory laid out as tracefs lays out events/SYSTEM/EVENT/enable, for the real names."""
+    for event in events:
+        system, _, name = event.partition(":")
+        (tmp_path / "events" / system / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "events" / system / name / "enable").write_text("0\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ["sched:sched_switch", "sched:sched_waking", "sched:sched_wakeup", "sched:sched_wakeup_new"]),
+        (["--no-sched"], []),
+        (["-p", "function"], []),  # the function tracer: only what -e names
+        (["-p", "function", "-e", "sched_switch,sched_waking"], ["sched:sched_switch", "sched:sched_waking"]),
+        (["-e", "irq:softirq_raise", "-e", "sched_switch"], ["irq:softirq_raise", "sched:sched_switch", "sched:sched_waking", "sched:sched_wakeup", "sched:sched_wakeup_new"]),
+        (["--no-sched", "-e", "sched:sched_switch"], ["sched:sched_switch"]),  # --no-sched drops the defaults, not what -e asks for
+    ],
+)
+def test_function_graph_records_the_scheduler_events_unless_no_sched(km, tmp_path, argv, expected):
+    args = km.build_parser().parse_args(["record", *argv])
+    assert km.events_to_record(args, tracefs_events(tmp_path, kernel_events())) == expected
+
+
+def test_a_kernel_without_sched_events_records_the_calls_and_says_so(km, tmp_path, capsys):
+    args = km.build_parser().parse_args(["record"])
+    assert km.events_to_record(args, str(tmp_path)) == []
+    assert "this kernel has no sched events" in capsys.readouterr().err

@@ -297,3 +297,51 @@ def test_a_text_input_that_is_only_events_says_it_has_no_calls(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     result = run_cli("visualize", "-i", str(path), "-o", str(tmp_path / "out.json"), "--chart", "", cwd=tmp_path)
     assert_one_line_error(result, "holds tracepoint events but no function_graph or function calls")
+
+
+def test_counts_are_the_same_decoded_in_a_child_split_in_halves_or_parsed_in_parallel(tmp_path, monkeypatch):
+    """Every way the main parse can share its work counts each event once (tests/test_seams.py checks every seam of the sched texts)."""
+    trace = unpacked(tmp_path, SCHED / "tc-fg-sched-6.1.dat.xz")
+    plain = tmp_path / "fg-sched-abstime-proc.txt"
+    plain.write_bytes(lzma.decompress((SCHED / "fg-sched-abstime-proc.txt.xz").read_bytes()))
+    expected = {
+        (trace,): graph_json(tmp_path, trace)["stats"]["trace_events"],
+        (plain,): dict(grep_events(plain)),
+        (plain, SCHED / "function-sched.txt.xz"): dict(grep_events(plain) + grep_events(SCHED / "function-sched.txt.xz")),
+    }
+    monkeypatch.setenv("KM_PARSE_PROCESSES", "2")  # a decoding child for the trace.dat, halves for the text, a child per input
+    monkeypatch.setenv("KM_SPLIT_AT", "0.43")
+    for inputs, counts in expected.items():
+        assert graph_json(tmp_path, *inputs)["stats"]["trace_events"] == counts, inputs
+
+
+LATENCY_LINE = re.compile(r"^\s*\S.*-\d+ +(?P<cpu>\d)(?P<flags>\S{4,5}) +[\d.]+: (?P<name>\w+):")  # report -l: CPU and flags run together (CPUs 0-9)
+
+
+@pytest.mark.parametrize("packed", [SCHED / "tc-fg-sched-6.1.dat.xz", SCHED / "tc-fg-sched-7.3.dat.xz"], ids=lambda path: path.name)
+def test_the_irq_context_of_a_trace_dat_event_is_trace_cmds_latency_flag(tmp_path, packed):
+    """common_flags' hardirq/softirq/NMI bits as `trace-cmd report -l` shows them: s, h, H (a hardirq in a softirq), z/Z."""
+    trace = unpacked(tmp_path, packed)
+    shown = [match for match in map(LATENCY_LINE.match, report(trace, "-l", "-N")) if match and match.group("name") not in ("funcgraph_entry", "funcgraph_exit")]
+    contexts = {"s": "softirq", "h": "hardirq", "H": "hardirq", "z": "nmi", "Z": "nmi"}
+    expected = [(match.group("name"), match.group("cpu"), contexts.get(match.group("flags")[2], "")) for match in shown]
+    km = load_module()
+    events = reader_events(km, [trace])
+    assert [(event.name, event.cpu, event.irq) for event in events] == expected
+    assert {"softirq", "hardirq"} <= {irq for *_, irq in expected}
+
+
+def test_trace_cmd_report_raw_text_gives_the_stored_numbers(tmp_path):
+    """`trace-cmd report -R` prints every field's stored value: read as text, the same events with those numbers (prev_state=256, not R+)."""
+    trace = unpacked(tmp_path, SCHED / "tc-fg-sched-6.1.dat.xz")
+    text = tmp_path / "raw.txt"
+    lines = report(trace, "-R")
+    text.write_text("\n".join(lines) + "\n")
+    km = load_module()
+    from_dat, from_raw = reader_events(km, [trace]), reader_events(load_module(), [text])
+    assert [(event.name, event.task, event.cpu) for event in from_raw] == [(event.name, event.task, event.cpu) for event in from_dat]
+    printed = [text_fields(match.group("fields") or "") for match in map(EVENT_LINE.match, lines) if match and match.group("name").startswith("sched_")]
+    assert [event.fields for event in from_raw] == printed
+    states = collections.Counter(event.fields["prev_state"] for event in from_raw if event.name == "sched_switch")
+    letters = collections.Counter(event.fields["prev_state"] for event in from_dat if event.name == "sched_switch")
+    assert states["256"] == letters["R+"] > 0 and states["0"] == letters["R"] and states["1"] == letters["S"]

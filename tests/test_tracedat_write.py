@@ -324,3 +324,47 @@ def test_a_stop_signal_while_compressing_discards_the_recording_and_keeps_the_ol
     assert calls == 20
     assert sorted(path.name for path in tmp_path.iterdir()) == ["kernel-magnifier.data"]
     assert output.read_text() == "the user's previous recording\n"
+
+
+# --- the formats of the trace events record enabled beside the calls (-e, the sched defaults) ---------------
+
+
+def sched_formats() -> list[str]:
+    """The 6.1 kernel's own format files of sched_switch, sched_wakeup, sched_wakeup_new, sched_waking (tests/data/sched)."""
+    text = lzma.decompress((DATA / "sched" / "formats-6.1.txt.xz").read_bytes()).decode()
+    return re.split(r"(?m)^(?=name: )", text)[1:]
+
+
+@pytest.fixture(params=["v6", "v7-zstd"])
+def written_with_events(request, km, tmp_path, monkeypatch) -> Path:
+    """The same pages and metadata as `written`, with the scheduler events' formats stored as record stores them."""
+    with_events = parts(km)
+    with_events.event_formats = [("sched", sched_formats())]
+    path = tmp_path / f"with-events-{request.param}.data"
+    with path.open("wb") as output:
+        if request.param == "v6":
+            km.write_trace_dat(output, with_events, spools())
+        else:
+            standard_zstd_or_stand_in(monkeypatch)
+            km.write_trace_dat_v7(output, with_events, spools(), km.trace_dat_codec(), km.Progress("compressing", 1))
+    return path
+
+
+@needs_trace_cmd
+def test_trace_cmd_dumps_the_stored_event_formats_and_reads_the_pages_as_before(written, written_with_events):
+    """trace-cmd dump --events: one system, each format as the kernel's file has it; report prints the pages as without them."""
+    if written_with_events.stem.endswith("zstd"):
+        needs_trace_cmd_reading(written_with_events)
+    dumped = subprocess.run(["trace-cmd", "dump", "--events", "-i", str(written_with_events)], capture_output=True, text=True, timeout=120)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "[Events format, 1 systems]" in dumped.stdout
+    assert all(text in dumped.stdout for text in sched_formats())
+    reports = [subprocess.run(["trace-cmd", "report", "-i", str(path)], capture_output=True, text=True, timeout=120).stdout for path in (written, written_with_events)]
+    assert reports[1] == reports[0] and reports[0]
+
+
+def test_visualize_reads_the_stored_event_formats(km, written_with_events):
+    with km.mapped_trace_dat(str(written_with_events)) as data:
+        dat = km.TraceDat(str(written_with_events), data)
+    stored = {(event.system, event.name, event.event_id) for event in dat.formats.values() if event.system == "sched"}
+    assert stored == {("sched", m.group(1), int(m.group(2))) for text in sched_formats() if (m := re.match(r"name: (\w+)\nID: (\d+)\n", text))}

@@ -26,8 +26,11 @@ from conftest import SCRIPT, assert_one_line_error, edges_by_pair, graph_json, r
 from test_tracedat_vm import report_stat_overruns
 
 TRACEFS = Path("/sys/kernel/tracing")
-# Functions of a context switch that run after the kernel flipped its pid filter to the incoming (traced) task.
-SWITCH_TAIL = {"switch_mm_irqs_off", "save_fpregs_to_fpstate", "enter_lazy_tlb", "load_new_mm_cr3", "switch_ldt", "__switch_to", "__switch_to_xtra"}
+# Functions of a context switch that run after the kernel flipped its pid filter to the incoming (traced) task; with
+# the sched events recorded (function_graph's default), also the ring buffer waking its reader (irq_work) when the
+# sched_switch event INTO the traced task is written: the pid probe runs before the event's probe at that tracepoint.
+SWITCH_TAIL = {"switch_mm_irqs_off", "save_fpregs_to_fpstate", "enter_lazy_tlb", "load_new_mm_cr3", "switch_ldt", "__switch_to", "__switch_to_xtra",
+               "arch_irq_work_raise", "irq_work_queue"}
 DEPTH0_CALL = re.compile(r"\)\s+(\S+)-(\d+)\s+\|[^|]*\|  (\S+)\(\)")
 ANY_ENTRY = re.compile(r"\)\s+(\S+)-(\d+)\s+\|[^|]*\|\s+(\S+)\(\) \{$")
 
@@ -53,11 +56,13 @@ pytestmark = pytest.mark.skipif(os.environ.get("KM_IN_VM") != "1", reason="needs
 
 
 def tracefs_state() -> dict[str, str]:
-    """Everything record may touch, top level and instances: tracer, switches, buffer, clock, filters, pids, options."""
+    """Everything record may touch, top level and instances: tracer, switches, buffer, clock, filters, pids, options, events
+    (set_event lists every enabled event; the sched events' own enable and filter files and the systems' enable files besides)."""
     state = {}
     names = [
         "current_tracer", "tracing_on", "tracing_cpumask", "buffer_size_kb", "trace_clock", "set_ftrace_filter", "set_ftrace_notrace",
         "set_graph_function", "set_graph_notrace", "max_graph_depth", "set_ftrace_pid", "set_ftrace_notrace_pid", "set_event_pid",
+        "set_event", "set_event_notrace_pid", "events/enable", "saved_cmdlines_size",
     ]
     for name in names:
         path = TRACEFS / name
@@ -65,6 +70,10 @@ def tracefs_state() -> dict[str, str]:
             state[name] = path.read_text()
     for option in sorted((TRACEFS / "options").iterdir()):
         state[f"options/{option.name}"] = option.read_text()
+    for system in sorted(path for path in (TRACEFS / "events").iterdir() if (path / "enable").exists()):
+        state[f"events/{system.name}/enable"] = (system / "enable").read_text()
+    for event in sorted(path for path in (TRACEFS / "events" / "sched").iterdir() if path.is_dir()):
+        state[f"events/sched/{event.name}"] = (event / "enable").read_text() + (event / "filter").read_text()
     for cpu in sorted((TRACEFS / "per_cpu").iterdir()):
         state[f"per_cpu/{cpu.name}/buffer_size_kb"] = (cpu / "buffer_size_kb").read_text()
     state["instances"] = " ".join(sorted(os.listdir(TRACEFS / "instances")))
@@ -201,6 +210,13 @@ def report_events(path: Path) -> list[Event]:
     return events
 
 
+def report_sched_events(path: Path) -> Counter[str]:
+    """The scheduler events of a trace.dat by name, as trace-cmd report prints them (function_graph records them by default)."""
+    report = subprocess.run(["trace-cmd", "report", "-i", str(path)], capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    return Counter(re.findall(r"^\s*.+?-\d+\s+\[\d+\]\s+[\d.]+: (sched_\w+):", report.stdout, re.M))
+
+
 def footer_lost(meta: dict[str, str]) -> dict[str, int]:
     lost = {}
     for key, value in meta.items():
@@ -290,8 +306,9 @@ def test_command_is_recorded_with_its_children_until_it_ends(tmp_path, state_kep
     assert {"sh", "cat", "ls"} <= set(by_comm), set(by_comm)  # children of the command are followed (function-fork)
     # Not the dd workload, idle or kthreads (beyond what the kernel shows anyway); the forked child is python's until it execs.
     assert unexplained_foreign_calls(data, lambda comm, _pid: comm in ("sh", "cat", "ls") or comm.startswith("python")) == []
-    depths = [len(m.group(1)) // 2 for line in graph_lines(data) if (m := re.search(r".*\|  ( *)\S", line))]
-    assert max(depths) <= 2  # --max-depth 3: depths 0, 1, 2
+    calls = {line: m for line in graph_lines(data) if (m := re.search(r".*\|  ( *)([^ |].*)$", line)) and not m.group(2).startswith("/*")}  # not events
+    depths = {line: len(m.group(1)) // 2 for line, m in calls.items()}
+    assert max(depths.values()) <= 2, [line for line, depth in depths.items() if depth > 2][:8]  # --max-depth 3: depths 0, 1, 2
 
 
 @pytest.mark.parametrize("tracer", ["function_graph", "function"])
@@ -303,7 +320,8 @@ def test_trace_dat_reads_the_same_in_trace_cmd_and_in_visualize(tmp_path, state_
     data = tmp_path / "kernel-magnifier.data"
     events = report_events(data)
     graph = graph_json(tmp_path, data)
-    assert graph["stats"]["events"] == sum(2 if event.kind == "leaf" else 1 for event in events) > 100
+    calls = sum(2 if event.kind == "leaf" else 1 for event in events)
+    assert graph["stats"]["events"] == calls + sum(report_sched_events(data).values()) and calls > 100  # function_graph's default sched events too
     if tracer == "function":
         assert edges_by_pair(graph) == dict(Counter((event.parent, event.name) for event in events))
         return
