@@ -6770,9 +6770,11 @@ def grow_to_wakers(view: View, chosen: dict[str, float], tree_edges: set[tuple[s
 
     The waker comes with the shortest stretch of a waker's call path that
     joins it to a drawn box (or starts at a top-level function), so every box
-    stays reachable from the top. Room under max_nodes/max_edges is made by
-    taking out the lowest-ranked drawn leaves, as the growth ranks them;
-    without room the waker stays out. Returns the functions brought in.
+    stays reachable from the top. The path ranks as an edge as heavy as the
+    time waited: room under max_nodes/max_edges is made by taking out drawn
+    leaves ranked lower (by the weight of the edge that brought them in),
+    lowest first; without room the waker stays out (the caption counts it).
+    Returns the functions brought in.
     """
     graph = view.graph
     ranked = sorted(wakes.items(), key=lambda item: (-wake_weight(graph, item[1]), item[0]))
@@ -6783,7 +6785,9 @@ def grow_to_wakers(view: View, chosen: dict[str, float], tree_edges: set[tuple[s
         path = waker_join(view, chosen, waker, [row.waker_path for row in rows if row.waking == waker and row.slept == sleeper])
         if path is None:
             continue
+        weight = wake_weight(graph, value)
         keep = required | set(brought) | {sleeper, path[0]} | {name for edge in wakes for name in edge if edge[0] in chosen and edge[1] in chosen}
+        keep |= {name for name, rank in chosen.items() if rank >= weight}
         if not make_room(chosen, tree_edges, len(path) - 1, keep, limits, sum(1 for a, b in wakes if a in chosen and b in chosen) + 1):
             continue
         if path[0] not in chosen:  # a top-level function starts the path: a new box at the top

@@ -186,7 +186,8 @@ def outputs(tmp_path_factory) -> dict:
     where = tmp_path_factory.mktemp("wake")
     done = {}
     for name, extra in (("graph.json", ()), ("graph.dot", ()), ("hidden.dot", ("--no-wakeups",)), ("wakers.json", ("--wakers", "tcp_recvmsg")),
-                        ("wakers.folded", ("--wakers", "tcp_recvmsg")), ("t.trace.json", ())):
+                        ("wakers.folded", ("--wakers", "tcp_recvmsg")), ("t.trace.json", ()), ("small.dot", ("--max-nodes", "40")),
+                        ("small-hidden.dot", ("--max-nodes", "40", "--no-wakeups"))):
         result = run_cli("visualize", "-i", str(SAMPLE), "-o", str(where / name), "--chart", "", *extra)
         assert result.returncode == 0, result.stderr
         done[name] = (where / name, result.stdout)
@@ -266,6 +267,39 @@ def test_the_call_graph_has_the_dashed_wakes_edge_and_no_wakeups_hides_it(readin
     hidden = outputs["hidden.dot"][0].read_text()
     assert "sock_def_readable -> sk_wait_data" not in hidden
     assert "1 wakeup edge hidden (--no-wakeups)" in hidden
+
+
+def drawn(path) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str]]]:
+    """A DOT file's boxes, solid call edges and dashed wakes edges (read by graphviz, not by the tool)."""
+    import pygraphviz
+
+    agraph = pygraphviz.AGraph(str(path))
+    edges = [(str(edge[0]), str(edge[1]), "dashed" in (edge.attr.get("style") or "")) for edge in agraph.edges()]
+    return {str(node) for node in agraph.nodes()}, {(a, b) for a, b, dashed in edges if not dashed}, {(a, b) for a, b, dashed in edges if dashed}
+
+
+def test_a_drawn_sleep_brings_in_its_waker_and_the_path_to_it(reading, outputs):
+    """--max-nodes 40 grows to tcp_rcv_established but not to sock_def_readable; the wakes edge of the drawn sk_wait_data
+    brings in the rest of a waker's call path from the raw text, and every box stays reachable from a top-level function."""
+    nodes, solid, _ = drawn(outputs["small-hidden.dot"][0])
+    assert "sk_wait_data" in nodes and "sock_def_readable" not in nodes and len(nodes) == 40
+    nodes, solid, dashed = drawn(outputs["small.dot"][0])
+    assert dashed == {("sock_def_readable", "sk_wait_data")} and len(nodes) <= 40 and len(solid) + len(dashed) <= 200
+    stacks = {waker.stack[: waker.stack.index("sock_def_readable") + 1] for _, waker, _ in reading.woken if "sock_def_readable" in waker.stack}
+    assert any(set(zip(stack, stack[1:])) <= solid for stack in stacks)  # one waker's whole path, from its top-level call
+    assert {"tcp_rcv_established", "tcp_data_queue", "tcp_data_ready"} <= nodes  # what its tail is in the raw text (tests/data/sched)
+    tops = {record.body.split("(")[0] for record in fg_text_records(SAMPLE) if record.depth == 0 and record.body.endswith("{")}
+    callees: dict[str, set[str]] = {}
+    for caller, callee in solid:
+        callees.setdefault(caller, set()).add(callee)
+    reached, todo = set(), [name for name in nodes if name in tops]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(callees.get(name, ()))
+    assert reached == nodes
+    assert "and from drawn sleeps to the functions that woke them" in outputs["small.dot"][1]
 
 
 def test_wakers_tree_of_tcp_recvmsg(reading, outputs):
