@@ -48,6 +48,7 @@ import stat
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 import zlib
 from collections import Counter
@@ -7247,10 +7248,23 @@ def open_calls_text(stats: TraceStats) -> str:
     return text + ")"
 
 
+CAPTION_WIDTH = 150  # characters per caption line: about the width of a drawing of eight boxes side by side
+
+
+def caption_rows(lines: list[str], width: int = CAPTION_WIDTH) -> list[str]:
+    """The caption's lines wrapped at spaces to `width` characters, a wrapped line's rest indented: a line wider than
+    the drawing would be cut off at the image's right edge."""
+    rows = []
+    for line in lines:
+        pieces = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False, subsequent_indent="    ")
+        rows.extend(pieces or [""])
+    return rows
+
+
 def caption_html(lines: list[str], heat: Heat) -> str:
     """The caption with a colour bar, as a graphviz HTML-like label."""
     stops = heat.legend_stops()
-    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(line)}</TD></TR>' for line in lines)
+    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(row).replace("  ", "&#160; ")}</TD></TR>' for row in caption_rows(lines))
     cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in stops)
     return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
 
