@@ -8217,6 +8217,7 @@ def flame_data(views: Views) -> dict:
         names.setdefault(tree.function[node] or "", len(names))
     return {
         "timed": tree.timed,
+        "woken": graph.woken,  # a --wakers tree: counts are sleeps, times the time they waited
         "weight": sched_weight or ("time" if use_time else "calls"),
         "names": list(names),
         "files": [flame_source(name, view) for name in names],
@@ -8242,7 +8243,9 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     graph = views.view.graph
     stats = graph.stats
     inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
-    if data["weight"] == "time":
+    if graph.woken:
+        width = wakers_page_width(views.view.focus, data, graph.timed)
+    elif data["weight"] == "time":
         width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
     elif data["weight"] == "offcpu":
         width = f"an off-CPU flame graph: frame width = time the call path's task was switched out (asleep or preempted) while it was open; all = {format_us(data['w'][0])}"
@@ -8251,7 +8254,7 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     else:
         why = "--heat calls" if graph.timed else "the trace has no durations"
         width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
-    if graph.reversed:
+    if graph.reversed and not graph.woken:
         width += "; this is a --callers view: a frame's callers are below it, and its width is the selected function's share through that chain"
     lost = stats.lost_events
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
@@ -8261,6 +8264,14 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     if data["left_out_of_file"]:
         notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
     return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
+
+
+def wakers_page_width(focus: str, data: dict, timed: bool) -> str:
+    """What a --wakers page's frames are: sleeps of F woken through a waker's call path, and the time they waited."""
+    what = (f"frame width = time the sleeps of {focus} waited that were woken through the call path; all = {format_us(data['w'][0])}" if data["weight"] == "time"
+            else f"frame width = sleeps of {focus} woken through the call path; all = {plural(data['w'][0], 'sleep')}"
+            + ("" if timed else " (the trace has no timestamps: the time they waited is unknown)"))
+    return what + f"; this is a --wakers view: below {focus} is the waker's innermost open call when it woke the sleeper, below that its caller, and so on"
 
 
 def flame_page(views: Views) -> str:
@@ -8319,7 +8330,8 @@ const ROW = 18, MIN_SHARE = 0.001;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
-const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const COUNTED = D.woken ? "sleeps" : "calls";
+const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " " + COUNTED;
 const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
 
 function makeNode(name, parent, fi) {
@@ -8411,7 +8423,7 @@ function render() {
   }).join("");
   $("merged").textContent = merged ? `${merged.toLocaleString("en")} frames narrower than ${MIN_SHARE * 100}% of the view are merged into grey "(N small frames)" boxes: click one (or zoom) to see them.` : "";
   const where = zoom.root ? "" : `: zoomed into ${zoom.name} (${pct(zoom.w, state.tree.w)} of the whole)`;
-  $("heading").textContent = (state.tree === main ? `Call tree (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
+  $("heading").textContent = (state.tree === main ? `${D.woken ? "Wakers' call paths" : "Call tree"} (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
   showMatches();
 }
 
@@ -8447,8 +8459,8 @@ $("chart").addEventListener("mousemove", (event) => {
   const rows = [`<b>${esc(x.name)}</b>`];
   if (x.small) rows.push(esc(x.small.slice(0, 8).map((k) => k.name).join(", ") + (x.small.length > 8 ? ", ..." : "")));
   if (file) rows.push("source: " + esc(file));
-  rows.push(`calls: ${x.calls.toLocaleString("en")}`);
-  if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  rows.push(`${COUNTED}: ${x.calls.toLocaleString("en")}`);
+  if (D.timed) rows.push(D.woken ? `time waited: ${fmtUs(x.total)}` : `total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
   if (D.off && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
   rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
   tip.innerHTML = rows.join("<br>");
