@@ -8642,12 +8642,13 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
     rows: list[list[str]] = []
     cut_deep = False
     stack = tree_items(graph, weights, shown, ROOT_NODE, None, False)[::-1]
+    further = deeper_hint(view, levels)
     while stack:
         cells, node, indent, level = stack.pop()
         rows.append(cells)
         if node is not None:
             cut_deep |= level == levels and bool(tree.children[node])
-            stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
+            stack.extend(tree_items(graph, weights, shown, node, indent, level == levels, further)[::-1])
     header = ["sleeps", "waited"] if graph.woken else ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
     title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
@@ -8655,11 +8656,29 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
     return [*title, *aligned([*header, "function"], rows), tree_footer(graph, args, len(shown), min_weight, levels if cut_deep else None)]
 
 
-def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: int, indent: str | None, deepest: bool) -> list[tuple[list[str], int | None, str, int]]:
+def deeper_hint(view: View, levels: int | None) -> str | None:
+    """The command that shows what a tree cut at `levels` leaves out below its last level: None, `--root F` of the
+    function there (what it called); in a reversed tree (--callers/--wakers) the same focus with more levels, since
+    --root would show the function's callees and --callers its callers on every path, not on this chain."""
+    graph = view.graph
+    if levels is None or not graph.reversed:
+        return None
+    tree = graph.tree
+    level = {ROOT_NODE: 0}
+    for node in tree.walk():
+        if node != ROOT_NODE:
+            level[node] = level[tree.parent[node]] + 1
+    option = "--wakers" if graph.woken else "--callers"
+    return f"{option} {view.focus} --depth {max(level.values()) - 1}"  # the focus is level 1, --depth counts the levels below it
+
+
+def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: int, indent: str | None, deepest: bool,
+               further: str | None = None) -> list[tuple[list[str], int | None, str, int]]:
     """(cells, node, indent of its children, level) for the lines below `node`: its shown children, heaviest first, then one '...' line for the rest.
 
     indent None: `node` is the root, its children are the top level (no branch drawn).
-    deepest: `node` is on the last level shown, all its children are left out.
+    deepest: `node` is on the last level shown, all its children are left out; `further`: the command that shows
+    them in a reversed tree (deeper_hint), else `--root` of the node.
     """
     tree = graph.tree
     kids = sorted((tree.children[node] or {}).values(), key=lambda kid: (-weights[kid], tree.function[kid] or ""))
@@ -8673,7 +8692,7 @@ def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: in
         items.append(([*path_numbers_text(graph, [kid], weights), branch + (tree.function[kid] or "")], kid, below, level))
     if left_out:
         what = "caller" if graph.reversed and indent is not None else "callee" if indent is not None else "top-level call path"
-        deeper = f" (deeper: --root {tree.function[node]})" if deepest else ""
+        deeper = f" (deeper: {further or '--root ' + (tree.function[node] or '')})" if deepest else ""
         items.append(([*path_numbers_text(graph, left_out, weights), f"{branch}... {plural(len(left_out), 'more ' + what)}{deeper}"], None, "", level))
     return items
 

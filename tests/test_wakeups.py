@@ -391,3 +391,18 @@ def test_timeline_of_one_task_in_a_window_keeps_its_wakers_tracks(reading, tmp_p
     assert len(ends) == len(starts) == len(expected) > 10
     assert {names[(start["pid"], start["tid"])].removesuffix(" on/off CPU").rsplit("-", 1)[1] for start in starts} == {item[0].task for item in expected}
     assert all(12.3e6 <= event["ts"] <= 12.5e6 for event in starts + ends)
+
+
+def test_a_wakers_tree_cut_at_14_levels_names_the_command_that_shows_the_rest(reading, tmp_path):
+    """The waker paths are longer than 14 levels: the '...' lines point to --wakers F --depth N (not --root, which shows
+    callees), and that command shows every waker path of the raw text to its top-level call."""
+    result = run_cli("visualize", "-i", str(SAMPLE), "--wakers", "tcp_recvmsg", "-o", "-", "--chart", "")
+    assert result.returncode == 0, result.stderr
+    hints = re.findall(r"\(deeper: ([^)]*)\)", result.stdout)
+    deepest = max(len(waker.stack) for sleep, waker, _ in reading.woken if "tcp_recvmsg" in sleep.stack)
+    assert hints and set(hints) == {f"--wakers tcp_recvmsg --depth {deepest}"} and deepest > 14  # below F, the waker's whole stack
+    result = run_cli("visualize", "-i", str(SAMPLE), *hints[0].split(), "-o", "-", "--chart", "", "--node-thres", "0")
+    assert result.returncode == 0, result.stderr
+    assert "(deeper:" not in result.stdout and re.search(r"^all \d+ call paths shown$", result.stdout, re.M)
+    tops = {waker.stack[0] for sleep, waker, _ in reading.woken if "tcp_recvmsg" in sleep.stack and waker.stack}
+    assert all(re.search(rf"\+-{top}$", result.stdout, re.M) for top in tops)
