@@ -6789,7 +6789,8 @@ def grow_to_wakers(view: View, chosen: dict[str, float], tree_edges: set[tuple[s
         weight = wake_weight(graph, value)
         keep = required | set(brought) | {sleeper, path[0]} | {name for edge in wakes for name in edge if edge[0] in chosen and edge[1] in chosen}
         keep |= {name for name, rank in chosen.items() if rank >= weight}
-        if not make_room(chosen, tree_edges, len(path) - 1, keep, limits, sum(1 for a, b in wakes if a in chosen and b in chosen) + 1):
+        boxes = len(path) - (path[0] in chosen)  # the joining box is drawn, or the path starts a new box at the top
+        if not make_room(chosen, tree_edges, (boxes, len(path) - 1), keep, limits, sum(1 for a, b in wakes if a in chosen and b in chosen) + 1):
             continue
         if path[0] not in chosen:  # a top-level function starts the path: a new box at the top
             chosen[path[0]] = graph.inclusive.get(path[0], 0.0)
@@ -6820,16 +6821,16 @@ def waker_join(view: View, chosen: dict[str, float], waker: str, paths: list[lis
     return best
 
 
-def make_room(chosen: dict[str, float], tree_edges: set[tuple[str, str]], adding: int, keep: set[str], limits: tuple[int, int], dashed: int) -> bool:
-    """Take out the lowest-ranked drawn leaves (no drawn callee hangs from them) until `adding` more boxes and their
-    edges fit under (max_nodes, max_edges); False, with nothing taken out, when they cannot."""
+def make_room(chosen: dict[str, float], tree_edges: set[tuple[str, str]], adding: tuple[int, int], keep: set[str], limits: tuple[int, int], dashed: int) -> bool:
+    """Take out the lowest-ranked drawn leaves (no drawn callee hangs from them) until `adding` more (boxes, edges) and
+    the `dashed` wakes edges fit under (max_nodes, max_edges); False, with nothing taken out, when they cannot."""
     max_nodes, max_edges = limits
     parents = Counter(caller for caller, _ in tree_edges)
     out: list[str] = []
 
     def fits() -> bool:
-        nodes = len(chosen) - len(out) + adding
-        edges = len(tree_edges) - sum(1 for edge in tree_edges if edge[1] in out) + adding + dashed
+        nodes = len(chosen) - len(out) + adding[0]
+        edges = len(tree_edges) - sum(1 for edge in tree_edges if edge[1] in out) + adding[1] + dashed
         return (not max_nodes or nodes <= max_nodes) and (not max_edges or edges <= max_edges)
 
     while not fits():
