@@ -406,3 +406,18 @@ def test_a_wakers_tree_cut_at_14_levels_names_the_command_that_shows_the_rest(re
     assert "(deeper:" not in result.stdout and re.search(r"^all \d+ call paths shown$", result.stdout, re.M)
     tops = {waker.stack[0] for sleep, waker, _ in reading.woken if "tcp_recvmsg" in sleep.stack and waker.stack}
     assert all(re.search(rf"\+-{top}$", result.stdout, re.M) for top in tops)
+
+
+def test_caption_lines_wrap_to_the_drawing(outputs):
+    """The wakes legend (about 300 characters) was one caption row, wider than the drawing and cut off in the PNG."""
+    import html
+
+    import pygraphviz
+
+    agraph = pygraphviz.AGraph(str(outputs["small.dot"][0]))
+    label = agraph.graph_attr["label"]
+    rows = [html.unescape(row).replace("\xa0", " ") for row in re.findall(r'<TD ALIGN="LEFT"[^>]*>(.*?)</TD>', label)]
+    assert rows and max(len(row) for row in rows) <= 154
+    joined = " ".join(row.strip() for row in rows)
+    assert "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps" in joined
+    assert "sleeps and time waited, whatever the focus" in joined
