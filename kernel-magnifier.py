@@ -8210,7 +8210,10 @@ def flame_data(views: Views) -> dict:
     sched_weight = requested if requested in SCHED_METRICS else None
     check_sched_option("--weight", sched_weight, graph)
     on, off = path_on_off(graph)
-    weights = flame_weights(tree, use_time, (on if sched_weight == "oncpu" else off) if sched_weight else None)
+    values = (on if sched_weight == "oncpu" else off) if sched_weight else None
+    if graph.woken and not use_time:  # a --wakers tree counts sleeps on every node: a frame is as wide as its own
+        values = [float(calls) for calls in tree.calls]
+    weights = flame_weights(tree, use_time, values)
     frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}

@@ -421,3 +421,16 @@ def test_caption_lines_wrap_to_the_drawing(outputs):
     joined = " ".join(row.strip() for row in rows)
     assert "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps" in joined
     assert "sleeps and time waited, whatever the focus" in joined
+
+
+def test_without_timestamps_a_wakers_page_is_as_wide_as_the_sleeps(tmp_path):
+    """--wakers F as a page without timestamps: widths are sleeps (not the calls of a subtree, which would count a sleep
+    once per level of its waker's path), the whole = the sleeps the JSON's wakeups attribute under F."""
+    sample = DATA / "sched" / "fg-sched-default.txt.xz"
+    result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "g.json"), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    sleeps = sum(row["sleeps"] for row in json.loads((tmp_path / "g.json").read_text())["wakeups"] if "tcp_recvmsg" in row["sleeping_path"])
+    result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "w.html"), "--chart", "", "--wakers", "tcp_recvmsg")
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "w.html").read_text()
+    assert f"frame width = sleeps of tcp_recvmsg woken through the call path; all = {sleeps:,} sleeps (the trace has no timestamps" in page
