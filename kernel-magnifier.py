@@ -48,6 +48,7 @@ import stat
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 import zlib
 from collections import Counter
@@ -5293,7 +5294,7 @@ def waker_label(path: list[str], who: str) -> str:
         return context
     if context.startswith("task ") or context in ("softirq", "hardirq", "nmi"):  # calls were open, outside the call tree
         return f"{context} (its open calls are outside the call tree: a task not selected, or calls before --time-window)"
-    return f"task {context}, no traced call open"
+    return f"task {context} with no traced call open"
 
 
 def wake_edges(rows: list[WakeRow]) -> dict[tuple[str, str], tuple[int, float | None]]:
@@ -6572,7 +6573,7 @@ def focus_wakers(graph: CallGraph, functions: set[str], depth: int | None) -> Ca
     For every sleep during which F was open on the sleeper (its outermost
     activation on the sleeping path counts), the path of the waker's open
     calls read from the innermost out, as --callers reads callers; a waker
-    with no traced call open is one frame "[task python3]", a sleep whose
+    with no traced call open is one frame "[task python3 with no traced call open]", a sleep whose
     wakeup is not in the trace "[no wakeup in the trace]". A node's calls are
     the sleeps of F woken through it, its times the time they waited.
     """
@@ -6691,13 +6692,15 @@ class Drawing:
     edge_min: float = 0.0
     wakes: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
     wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
+    woken: list[str] = field(default_factory=list)  # functions brought in by a drawn sleeper's wakes edge (grow_to_wakers)
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
 DEFAULT_EDGE_THRES = 0.1
 
 
-def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: float = DEFAULT_NODE_THRES, edge_thres: float = DEFAULT_EDGE_THRES) -> Drawing:
+def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: float = DEFAULT_NODE_THRES, edge_thres: float = DEFAULT_EDGE_THRES,
+                      wakeups: list[WakeRow] | None = None) -> Drawing:
     """Grow the drawing from its entry points along the heaviest edges (a connected pick).
 
     Nodes lighter than node_thres percent of the whole weight, and edges
@@ -6705,6 +6708,7 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     in max_nodes/max_edges. Every drawn node is reachable from a drawn entry
     point; the required functions (--root, --graph-function) are always drawn
     when they fit in max_nodes, else (--root '*') they are entry points as any.
+    Then a drawn frame that slept brings in its heaviest wakers (grow_to_wakers).
     """
     graph = view.graph
     whole = graph.weight_total or 1.0
@@ -6714,7 +6718,7 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     for edge in view.edges:
         start, end = (edge[1], edge[0]) if graph.reversed else edge
         grow.setdefault(start, []).append((graph.edge_weight.get(edge, 0.0), end, edge))
-    chosen: dict[str, None] = {}
+    chosen: dict[str, float] = {}  # drawn function -> its rank: the weight of the edge that brought it in (an entry's own weight)
     tree_edges: set[tuple[str, str]] = set()
     frontier: list[tuple[float, str, str, tuple[str, str]]] = []
     forced = view.required if not max_nodes or len(view.required) <= max_nodes else []
@@ -6724,24 +6728,27 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
     for name in starts:
         if name in chosen or name not in kept or (max_nodes and len(chosen) >= max_nodes and name not in required):
             continue
-        chosen[name] = None
+        chosen[name] = graph.inclusive.get(name, 0.0)
         for weight, end, edge in grow.get(name, ()):
             heapq.heappush(frontier, (-weight, end, name, edge))
     while frontier and (not max_nodes or len(chosen) < max_nodes):
         weight, end, _, edge = heapq.heappop(frontier)
         if end in chosen or -weight < edge_min or graph.inclusive.get(end, 0.0) < node_min:
             continue
-        chosen[end] = None
+        chosen[end] = -weight
         tree_edges.add(edge)
         for next_weight, next_end, next_edge in grow.get(end, ()):
             if next_end not in chosen:
                 heapq.heappush(frontier, (-next_weight, next_end, end, next_edge))
+    wakes = wake_edges(wakeups or []) if not graph.reversed else {}
+    woken = grow_to_wakers(view, chosen, tree_edges, wakes, wakeups or [], (max_nodes, max_edges), required, edge_min) if wakes else []
     nodes = list(chosen)
     more = sorted(
         (edge for edge in view.edges if edge[0] in chosen and edge[1] in chosen and edge not in tree_edges and graph.edge_weight.get(edge, 0.0) >= edge_min),
         key=lambda edge: (-graph.edge_weight.get(edge, 0.0), -graph.edges[edge], edge),
     )
-    room = max(0, max_edges - len(tree_edges)) if max_edges else len(more)
+    dashed = sum(1 for waker, sleeper in wakes if waker in chosen and sleeper in chosen)
+    room = max(0, max_edges - len(tree_edges) - dashed) if max_edges else len(more)
     edges = sorted(tree_edges, key=lambda edge: (-graph.edge_weight.get(edge, 0.0), edge)) + more[:room]
     outside = set(view.entry_callers)
     caller_edges = sorted(
@@ -6749,7 +6756,94 @@ def prune_for_drawing(view: View, max_nodes: int, max_edges: int, node_thres: fl
         key=lambda edge: (-graph.edge_weight.get(edge, 0.0), -graph.edges[edge], edge),
     )[: max(10, len(nodes) // 2)]
     callers = sorted({caller for caller, _ in caller_edges})
-    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges), node_min, edge_min)
+    return Drawing(nodes, edges, callers, caller_edges, len(view.nodes) - len(nodes), len(view.edges) - len(edges), node_min, edge_min, woken=woken)
+
+
+def wake_weight(graph: CallGraph, value: tuple[int, float | None]) -> float:
+    """A wakes edge's weight in the growth's unit: the time its sleeps waited, or their count where the graph ranks calls."""
+    sleeps, waited = value
+    return waited if graph.uses_time and waited is not None else float(sleeps)
+
+
+def grow_to_wakers(view: View, chosen: dict[str, float], tree_edges: set[tuple[str, str]], wakes: dict[tuple[str, str], tuple[int, float | None]],
+                   rows: list[WakeRow], limits: tuple[int, int], required: set[str], edge_min: float) -> list[str]:
+    """A drawn frame that slept brings in the waking function of its heaviest wakes edges (time waited >= edge_min).
+
+    The waker comes with the shortest stretch of a waker's call path that
+    joins it to a drawn box (or starts at a top-level function), so every box
+    stays reachable from the top. The path ranks as an edge as heavy as the
+    time waited: room under max_nodes/max_edges is made by taking out drawn
+    leaves ranked lower (by the weight of the edge that brought them in),
+    lowest first; without room the waker stays out (the caption counts it).
+    Returns the functions brought in.
+    """
+    graph = view.graph
+    ranked = sorted(wakes.items(), key=lambda item: (-wake_weight(graph, item[1]), item[0]))
+    brought: list[str] = []
+    for (waker, sleeper), value in ranked:
+        if wake_weight(graph, value) < edge_min or sleeper not in chosen or waker in chosen:
+            continue
+        path = waker_join(view, chosen, waker, [row.waker_path for row in rows if row.waking == waker and row.slept == sleeper])
+        if path is None:
+            continue
+        weight = wake_weight(graph, value)
+        keep = required | set(brought) | {sleeper, path[0]} | {name for edge in wakes for name in edge if edge[0] in chosen and edge[1] in chosen}
+        keep |= {name for name, rank in chosen.items() if rank >= weight}
+        boxes = len(path) - (path[0] in chosen)  # the joining box is drawn, or the path starts a new box at the top
+        if not make_room(chosen, tree_edges, (boxes, len(path) - 1), keep, limits, sum(1 for a, b in wakes if a in chosen and b in chosen) + 1):
+            continue
+        if path[0] not in chosen:  # a top-level function starts the path: a new box at the top
+            chosen[path[0]] = graph.inclusive.get(path[0], 0.0)
+            brought.append(path[0])
+        for caller, callee in zip(path, path[1:]):
+            chosen[callee] = graph.edge_weight.get((caller, callee), 0.0)
+            tree_edges.add((caller, callee))
+            brought.append(callee)
+    return brought
+
+
+def waker_join(view: View, chosen: dict[str, float], waker: str, paths: list[list[str]]) -> list[str] | None:
+    """The shortest tail of a waker's call path that joins the waking function to the drawing: a drawn caller first
+    (or the path's top-level function, a new box at the top), then the functions to bring in, every step an edge of the view."""
+    edges, tops = set(view.edges), set(view.entries)
+    best: list[str] | None = None
+    for path in paths:
+        if waker not in path:
+            continue
+        end = len(path) - 1 - path[::-1].index(waker)
+        for start in range(end - 1, -1, -1):
+            tail = path[start : end + 1]
+            if (tail[0], tail[1]) not in edges or tail[0] in tail[1:]:
+                break
+            if tail[0] in chosen or (start == 0 and tail[0] in tops):
+                best = tail if best is None or len(tail) < len(best) else best
+                break
+    return best
+
+
+def make_room(chosen: dict[str, float], tree_edges: set[tuple[str, str]], adding: tuple[int, int], keep: set[str], limits: tuple[int, int], dashed: int) -> bool:
+    """Take out the lowest-ranked drawn leaves (no drawn callee hangs from them) until `adding` more (boxes, edges) and
+    the `dashed` wakes edges fit under (max_nodes, max_edges); False, with nothing taken out, when they cannot."""
+    max_nodes, max_edges = limits
+    parents = Counter(caller for caller, _ in tree_edges)
+    out: list[str] = []
+
+    def fits() -> bool:
+        nodes = len(chosen) - len(out) + adding[0]
+        edges = len(tree_edges) - sum(1 for edge in tree_edges if edge[1] in out) + adding[1] + dashed
+        return (not max_nodes or nodes <= max_nodes) and (not max_edges or edges <= max_edges)
+
+    while not fits():
+        leaves = [name for name in chosen if name not in out and name not in keep and not parents[name]]
+        if not leaves:
+            return False
+        leaf = min(leaves, key=lambda name: (chosen[name], name))
+        out.append(leaf)
+        parents.subtract(caller for caller, callee in tree_edges if callee == leaf)
+    for name in out:
+        del chosen[name]
+    tree_edges.difference_update([edge for edge in tree_edges if edge[1] in out])
+    return True
 
 
 # --errors: the calls that returned a negative errno (funcgraph-retval), each path where one was
@@ -7119,7 +7213,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append(f"shares are of {report_whole(graph)}" if graph.woken else
                      f"shares are of {format_us(graph.weight_total)}, the total time of the top-level calls of this view (they include interrupts and, by default, sleep)")
     if graph.sched is not None:
-        parts.extend(sched_summary_lines(graph))
+        parts.extend(sched_summary_lines(graph.sched, graph.stats))
     if stats.open_calls:
         parts.append(open_calls_text(stats))
     lost = stats.lost_events
@@ -7129,7 +7223,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         unit = format_us if graph.uses_time else (lambda value: plural(value, "call"))
         parts.append(
             f"showing {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of {len(view.edges):,} edges,"
-            f" grown from the entry points along the heaviest edges; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
+            f" grown from the entry points along the heaviest edges{woken_growth(drawing)}; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
             f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges" + ("" if view.focus else "; --root F focuses on one function")
         )
     if drawing.callers:
@@ -7137,6 +7231,14 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     if drawing.wakes_note:
         parts.append(drawing.wakes_note)
     return parts
+
+
+def woken_growth(drawing: Drawing) -> str:
+    """", and from drawn sleeps to their wakers (tcp_data_queue, ...)": the boxes a wakes edge brought in."""
+    if not drawing.woken:
+        return ""
+    names = ", ".join(drawing.woken[:6]) + (f" and {len(drawing.woken) - 6} more" if len(drawing.woken) > 6 else "")
+    return f" and from drawn sleeps to the functions that woke them ({names})"
 
 
 def open_calls_text(stats: TraceStats) -> str:
@@ -7147,10 +7249,23 @@ def open_calls_text(stats: TraceStats) -> str:
     return text + ")"
 
 
+CAPTION_WIDTH = 150  # characters per caption line: about the width of a drawing of eight boxes side by side
+
+
+def caption_rows(lines: list[str], width: int = CAPTION_WIDTH) -> list[str]:
+    """The caption's lines wrapped at spaces to `width` characters, a wrapped line's rest indented: a line wider than
+    the drawing would be cut off at the image's right edge."""
+    rows = []
+    for line in lines:
+        pieces = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False, subsequent_indent="    ")
+        rows.extend(pieces or [""])
+    return rows
+
+
 def caption_html(lines: list[str], heat: Heat) -> str:
     """The caption with a colour bar, as a graphviz HTML-like label."""
     stops = heat.legend_stops()
-    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(line)}</TD></TR>' for line in lines)
+    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(row).replace("  ", "&#160; ")}</TD></TR>' for row in caption_rows(lines))
     cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in stops)
     return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
 
@@ -8095,7 +8210,10 @@ def flame_data(views: Views) -> dict:
     sched_weight = requested if requested in SCHED_METRICS else None
     check_sched_option("--weight", sched_weight, graph)
     on, off = path_on_off(graph)
-    weights = flame_weights(tree, use_time, (on if sched_weight == "oncpu" else off) if sched_weight else None)
+    values = (on if sched_weight == "oncpu" else off) if sched_weight else None
+    if graph.woken and not use_time:  # a --wakers tree counts sleeps on every node: a frame is as wide as its own
+        values = [float(calls) for calls in tree.calls]
+    weights = flame_weights(tree, use_time, values)
     frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
     index = {node: position for position, node in enumerate(frames)}
     names: dict[str, int] = {}
@@ -8103,6 +8221,7 @@ def flame_data(views: Views) -> dict:
         names.setdefault(tree.function[node] or "", len(names))
     return {
         "timed": tree.timed,
+        "woken": graph.woken,  # a --wakers tree: counts are sleeps, times the time they waited
         "weight": sched_weight or ("time" if use_time else "calls"),
         "names": list(names),
         "files": [flame_source(name, view) for name in names],
@@ -8128,7 +8247,9 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     graph = views.view.graph
     stats = graph.stats
     inputs = ", ".join(os.path.basename(path) for path in stats.inputs) or "trace"
-    if data["weight"] == "time":
+    if graph.woken:
+        width = wakers_page_width(views.view.focus, data, graph.timed)
+    elif data["weight"] == "time":
         width = f"frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = {format_us(data['w'][0])}"
     elif data["weight"] == "offcpu":
         width = f"an off-CPU flame graph: frame width = time the call path's task was switched out (asleep or preempted) while it was open; all = {format_us(data['w'][0])}"
@@ -8137,7 +8258,7 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     else:
         why = "--heat calls" if graph.timed else "the trace has no durations"
         width = f"frame width = calls in the call path's subtree ({why}); all = {plural(data['w'][0], 'call')}"
-    if graph.reversed:
+    if graph.reversed and not graph.woken:
         width += "; this is a --callers view: a frame's callers are below it, and its width is the selected function's share through that chain"
     lost = stats.lost_events
     lost_text = f"the kernel lost {stats.lost_share():.1%} of events ({lost:,}): widths are lower bounds" if lost else "no lost events reported"
@@ -8147,6 +8268,14 @@ def flame_texts(views: Views, data: dict) -> dict[str, str]:
     if data["left_out_of_file"]:
         notes.append(f"{data['left_out_of_file']:,} call paths lighter than the {HTML_MAX_FRAMES:,} heaviest are left out of this file (their time stays in their callers' frames)")
     return {"title": f"kernel-magnifier flame graph: {inputs}", "width": width, "lost": lost_text, "lost_class": "lost" if lost else "", "notes": " · ".join(notes)}
+
+
+def wakers_page_width(focus: str, data: dict, timed: bool) -> str:
+    """What a --wakers page's frames are: sleeps of F woken through a waker's call path, and the time they waited."""
+    what = (f"frame width = time the sleeps of {focus} waited that were woken through the call path; all = {format_us(data['w'][0])}" if data["weight"] == "time"
+            else f"frame width = sleeps of {focus} woken through the call path; all = {plural(data['w'][0], 'sleep')}"
+            + ("" if timed else " (the trace has no timestamps: the time they waited is unknown)"))
+    return what + f"; this is a --wakers view: below {focus} is the waker's innermost open call when it woke the sleeper, below that its caller, and so on"
 
 
 def flame_page(views: Views) -> str:
@@ -8205,7 +8334,8 @@ const ROW = 18, MIN_SHARE = 0.001;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
 const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
-const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " calls";
+const COUNTED = D.woken ? "sleeps" : "calls";
+const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " " + COUNTED;
 const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
 
 function makeNode(name, parent, fi) {
@@ -8297,7 +8427,7 @@ function render() {
   }).join("");
   $("merged").textContent = merged ? `${merged.toLocaleString("en")} frames narrower than ${MIN_SHARE * 100}% of the view are merged into grey "(N small frames)" boxes: click one (or zoom) to see them.` : "";
   const where = zoom.root ? "" : `: zoomed into ${zoom.name} (${pct(zoom.w, state.tree.w)} of the whole)`;
-  $("heading").textContent = (state.tree === main ? `Call tree (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
+  $("heading").textContent = (state.tree === main ? `${D.woken ? "Wakers' call paths" : "Call tree"} (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
   showMatches();
 }
 
@@ -8333,8 +8463,8 @@ $("chart").addEventListener("mousemove", (event) => {
   const rows = [`<b>${esc(x.name)}</b>`];
   if (x.small) rows.push(esc(x.small.slice(0, 8).map((k) => k.name).join(", ") + (x.small.length > 8 ? ", ..." : "")));
   if (file) rows.push("source: " + esc(file));
-  rows.push(`calls: ${x.calls.toLocaleString("en")}`);
-  if (D.timed) rows.push(`total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+  rows.push(`${COUNTED}: ${x.calls.toLocaleString("en")}`);
+  if (D.timed) rows.push(D.woken ? `time waited: ${fmtUs(x.total)}` : `total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
   if (D.off && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
   rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
   tip.innerHTML = rows.join("<br>");
@@ -8374,10 +8504,15 @@ render();
 # For a target host over SSH, like `perf report --stdio` or `uftrace graph`:
 # what the summary says, the top functions by self and by total time, and the
 # call tree of the current view with calls, total and self on every line.
+# With scheduler events and timestamps, the total splits into the time on a
+# CPU and the time switched out ("asleep": S, D, or preempted R) in the
+# total-time table and on every line of the tree, and a third table ranks the
+# functions by their time asleep.
 
 STDOUT_OUTPUT = "-"  # -o -: the text report on standard output, every message on stderr
 DEFAULT_CHART = "function-calls.png"
 TEXT_TREE_LEVELS = 14  # without --depth the tree stops here: 2 columns a level, so most lines fit a 100-column terminal
+ON_OFF_LEGEND = "total = on CPU + asleep, the time switched out while open (S or D asleep, R preempted); '-': never switched out"
 
 
 def text_report(views: Views) -> list[str]:
@@ -8385,12 +8520,16 @@ def text_report(views: Views) -> list[str]:
     graph = view.graph
     stats = graph.stats
     lines = [f"kernel-magnifier report: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
-    lines.extend(summarize(view) + wakeup_summary(views))
+    lines.extend(summarize(view, views.sched) + wakeup_summary(views))
     lines.append(f"shares (%) are of {report_whole(graph)}")
+    if shows_on_off(graph):
+        lines.append(ON_OFF_LEGEND)
     if views.baseline is not None:
         lines.append("--baseline: the text report shows this recording only; the comparison is in the drawing, the chart and the .json")
     for by in ("total",) if graph.woken else ("self",) if graph.reversed and not graph.timed else ("self", "total"):  # a caller's one number there: F's calls through it
         lines += ["", *top_functions_table(view, by, args.chart_top)]
+    if shows_on_off(graph) and any(graph.off_cpu.get(name) for name in view.nodes):
+        lines += ["", *asleep_table(view, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
     return lines
 
@@ -8418,8 +8557,13 @@ def focus_names(graph: CallGraph) -> str:
     return plural_names({graph.tree.function[kid] or "" for kid in (graph.tree.children[ROOT_NODE] or {}).values()})
 
 
+def shows_on_off(graph: CallGraph) -> bool:
+    """The report splits total time into on CPU + asleep: the trace has sched_switch and timestamps (a --wakers tree's times are waits)."""
+    return graph.sched is not None and graph.sched.timed and graph.timed and not graph.woken
+
+
 def top_functions_table(view: View, by: str, top: int) -> list[str]:
-    """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned."""
+    """The `top` functions by self (or own calls) and by total time (or calls in their subtrees), aligned; by total, on CPU + asleep too."""
     graph = view.graph
     whole = whole_weight(graph)
     if graph.woken:
@@ -8435,10 +8579,44 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
         header = ["calls", "calls%"] if graph.reversed else ["calls", "calls%", "subtree", "subtree%"]
     ranked = sorted(view.nodes, key=lambda name: (-key.get(name, 0.0), name))[:top]
     rows = [[*function_numbers_text(graph, name, whole), function_text(name, view)] for name in ranked]
+    if by == "total" and shows_on_off(graph):
+        header = with_on_off(header, 3)
+        rows = [with_on_off(row, 3, *function_on_off_text(graph, name)) for row, name in zip(rows, ranked)]
     where = f" on the call paths to {focus_names(graph)}, by its {title} through them" if graph.reversed else f" by {title}"
     if graph.woken:
-        where = f" on the wakers' paths of {focus_names(graph)}, by the time its sleeps woken through them waited"
+        ranked_by = "the time its sleeps woken through them waited" if graph.timed else "its sleeps woken through them (the time waited is unknown)"
+        where = f" on the wakers' paths of {focus_names(graph)}, by {ranked_by}"
     return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
+
+
+def asleep_table(view: View, top: int) -> list[str]:
+    """The `top` functions by their time switched out while open (outermost activations), with their sleeps and how."""
+    graph = view.graph
+    whole = whole_weight(graph)
+    slept = [name for name in view.nodes if graph.off_cpu.get(name)]
+    ranked = sorted(slept, key=lambda name: (-off_cpu_us(graph, name), -graph.total_us[name], name))[:top]  # equal sleeps: the outermost first
+    rows = []
+    for name in ranked:
+        found = graph.off_cpu[name]
+        states = ",".join(state for state, _ in sorted(found.states.items(), key=lambda kv: (-kv[1], kv[0])))
+        rows.append([f"{found.sleeps:,}", format_us(found.off_us), percent(found.off_us, whole), format_us(on_cpu_us(graph, name)),
+                     format_us(graph.total_us[name]), states, function_text(name, view)])
+    where = f" on the call paths to {focus_names(graph)}, by its time asleep through them" if graph.reversed else " by time asleep"
+    return [
+        f"Top {len(ranked)} of {len(view.nodes):,} functions{where} ({len(slept):,} were switched out while open)",
+        *aligned(["sleeps", "asleep", "asleep%", "on CPU", "total", "states", "function"], rows),
+    ]
+
+
+def with_on_off(cells: list[str], at: int, on: str = "on CPU", off: str = "asleep") -> list[str]:
+    """A row or header with the two parts of its total inserted at `at`, after the total (and its share): calls, total, on CPU, asleep, self..."""
+    return [*cells[:at], on, off, *cells[at:]]
+
+
+def function_on_off_text(graph: CallGraph, name: str) -> tuple[str, str]:
+    """A function's on-CPU and switched-out time ("-": never switched out while open)."""
+    found = graph.off_cpu.get(name)
+    return format_us(on_cpu_us(graph, name)), format_us(found.off_us) if found else "-"
 
 
 def function_numbers_text(graph: CallGraph, name: str, whole: float) -> list[str]:
@@ -8513,28 +8691,60 @@ def call_tree_text(view: View, args: argparse.Namespace) -> list[str]:
     min_weight = whole_weight(graph) * args.node_thres / 100
     levels = None if args.depth is not None else TEXT_TREE_LEVELS
     shown = heaviest_paths(tree, weights, args.max_nodes, min_weight, levels)
+    numbers = TreeNumbers(graph, weights, path_on_off(graph) if shows_on_off(graph) else None)
     rows: list[list[str]] = []
     cut_deep = False
-    stack = tree_items(graph, weights, shown, ROOT_NODE, None, False)[::-1]
+    stack = tree_items(numbers, shown, ROOT_NODE, None, False)[::-1]
+    further = deeper_hint(view, levels)
     while stack:
         cells, node, indent, level = stack.pop()
         rows.append(cells)
         if node is not None:
             cut_deep |= level == levels and bool(tree.children[node])
-            stack.extend(tree_items(graph, weights, shown, node, indent, level == levels)[::-1])
+            stack.extend(tree_items(numbers, shown, node, indent, level == levels, further)[::-1])
     header = ["sleeps", "waited"] if graph.woken else ["calls", "total", "self"] if graph.timed else ["calls"] if graph.reversed else ["calls", "subtree"]
+    if numbers.on_off is not None:
+        header = with_on_off(header, 2)
     title = tree_title(graph, args)
     if len(view.nodes) < len(graph.calls):
         title.append(f"the filters chose the {len(view.nodes):,} functions of the tables above; the tree keeps every function of the call paths")
     return [*title, *aligned([*header, "function"], rows), tree_footer(graph, args, len(shown), min_weight, levels if cut_deep else None)]
 
 
-def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: int, indent: str | None, deepest: bool) -> list[tuple[list[str], int | None, str, int]]:
+@dataclass
+class TreeNumbers:
+    """What the tree's lines print: the view's graph, the weights that order and cut it, and each path's (on CPU, asleep) or None."""
+
+    graph: CallGraph
+    weights: list[float]
+    on_off: tuple[list[float], list[float]] | None
+
+
+def deeper_hint(view: View, levels: int | None) -> str | None:
+    """The command that shows what a tree cut at `levels` leaves out below its last level: None, `--root F` of the
+    function there (what it called); in a reversed tree (--callers/--wakers) the same focus with more levels, since
+    --root would show the function's callees and --callers its callers on every path, not on this chain."""
+    graph = view.graph
+    if levels is None or not graph.reversed:
+        return None
+    tree = graph.tree
+    level = {ROOT_NODE: 0}
+    for node in tree.walk():
+        if node != ROOT_NODE:
+            level[node] = level[tree.parent[node]] + 1
+    option = "--wakers" if graph.woken else "--callers"
+    return f"{option} {view.focus} --depth {max(level.values()) - 1}"  # the focus is level 1, --depth counts the levels below it
+
+
+def tree_items(numbers: TreeNumbers, shown: set[int], node: int, indent: str | None, deepest: bool,
+               further: str | None = None) -> list[tuple[list[str], int | None, str, int]]:
     """(cells, node, indent of its children, level) for the lines below `node`: its shown children, heaviest first, then one '...' line for the rest.
 
     indent None: `node` is the root, its children are the top level (no branch drawn).
-    deepest: `node` is on the last level shown, all its children are left out.
+    deepest: `node` is on the last level shown, all its children are left out; `further`: the command that shows
+    them in a reversed tree (deeper_hint), else `--root` of the node.
     """
+    graph, weights = numbers.graph, numbers.weights
     tree = graph.tree
     kids = sorted((tree.children[node] or {}).values(), key=lambda kid: (-weights[kid], tree.function[kid] or ""))
     kept = [kid for kid in kids if kid in shown]
@@ -8544,23 +8754,33 @@ def tree_items(graph: CallGraph, weights: list[float], shown: set[int], node: in
     items: list[tuple[list[str], int | None, str, int]] = []
     for index, kid in enumerate(kept):
         below = "" if indent is None else indent + ("  " if index == len(kept) - 1 and not left_out else "| ")
-        items.append(([*path_numbers_text(graph, [kid], weights), branch + (tree.function[kid] or "")], kid, below, level))
+        items.append(([*path_numbers_text(numbers, [kid]), branch + (tree.function[kid] or "")], kid, below, level))
     if left_out:
         what = "caller" if graph.reversed and indent is not None else "callee" if indent is not None else "top-level call path"
-        deeper = f" (deeper: --root {tree.function[node]})" if deepest else ""
-        items.append(([*path_numbers_text(graph, left_out, weights), f"{branch}... {plural(len(left_out), 'more ' + what)}{deeper}"], None, "", level))
+        deeper = f" (deeper: {further or '--root ' + (tree.function[node] or '')})" if deepest else ""
+        items.append(([*path_numbers_text(numbers, left_out), f"{branch}... {plural(len(left_out), 'more ' + what)}{deeper}"], None, "", level))
     return items
 
 
-def path_numbers_text(graph: CallGraph, nodes: list[int], weights: list[float]) -> list[str]:
+def path_numbers_text(numbers: TreeNumbers, nodes: list[int]) -> list[str]:
     """The numbers of one call path, or the sums of several (a '...' line)."""
+    graph = numbers.graph
     tree = graph.tree
     calls = f"{sum(tree.calls[node] for node in nodes):,}"
     if graph.woken:
         return [calls, format_us(sum(tree.total_us[node] for node in nodes)) if graph.timed else "?"]
     if graph.timed:
-        return [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
-    return [calls] if graph.reversed else [calls, f"{sum(weights[node] for node in nodes):,.0f}"]
+        cells = [calls, format_us(sum(tree.total_us[node] for node in nodes)), format_us(sum(tree.self_us[node] for node in nodes))]
+        return cells if numbers.on_off is None else with_on_off(cells, 2, *paths_on_off_text(numbers, nodes))
+    return [calls] if graph.reversed else [calls, f"{sum(numbers.weights[node] for node in nodes):,.0f}"]
+
+
+def paths_on_off_text(numbers: TreeNumbers, nodes: list[int]) -> tuple[str, str]:
+    """The on-CPU and switched-out time of call paths, summed ("-": none of them was switched out)."""
+    assert numbers.on_off is not None and numbers.graph.sched is not None
+    on, off = numbers.on_off
+    slept = any(node in numbers.graph.sched.sleeps for node in nodes)
+    return format_us(sum(on[node] for node in nodes)), format_us(sum(off[node] for node in nodes)) if slept else "-"
 
 
 def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
@@ -8569,7 +8789,7 @@ def tree_title(graph: CallGraph, args: argparse.Namespace) -> list[str]:
         names = focus_names(graph)
         return [
             f"Wakers of {names} (--wakers), a reversed tree: {names} at the top, below it the waker's innermost open call, below each line the function that called it",
-            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by time waited",
+            f"the numbers are {names}'s sleeps woken through each chain and the time they waited; wakers by {'time waited' if graph.timed else 'sleeps'}",
         ]
     if graph.reversed:
         names = focus_names(graph)
@@ -8612,7 +8832,8 @@ def write_text_report(views: Views, output: str) -> None:
 # ============================================================================
 
 
-def summarize(view: View) -> list[str]:
+def summarize(view: View, sched: SchedTimes | None) -> list[str]:
+    """The summary lines; `sched`: the recording's scheduler numbers, whatever the view (a --wakers tree has none of its own)."""
     stats = view.graph.stats
     lines = [f"time span: {stats.time_span()}"]
     lost = stats.lost_per_cpu()
@@ -8637,7 +8858,7 @@ def summarize(view: View) -> list[str]:
         )
     if stats.open_calls:
         lines.append(open_calls_text(stats))
-    lines.extend(sched_summary_lines(view.graph))
+    lines.extend(sched_summary_lines(sched, stats))
     lines.extend(view.notes)
     if view.files:
         unknown = sum(1 for name in view.nodes if not view.files.get(name))
@@ -8658,12 +8879,11 @@ def wakeup_summary(views: Views) -> list[str]:
     return [line] if line else []
 
 
-def sched_summary_lines(graph: CallGraph) -> list[str]:
+def sched_summary_lines(sched: SchedTimes | None, stats: TraceStats) -> list[str]:
     """"sleeps: 177, 649 ms switched out (S 640 ms, R 9 ms)", and what the count leaves out; the recording option where there are no events."""
-    sched = graph.sched
     if sched is None:
-        return [NO_SCHED_EVENTS] if "function_graph" in graph.stats.formats else []
-    if not sched.sleep_count and "function_graph" not in graph.stats.formats:
+        return [NO_SCHED_EVENTS] if "function_graph" in stats.formats else []
+    if not sched.sleep_count and "function_graph" not in stats.formats:
         return [f"sleeps: {sched.untraced_sleeps:,} switch-outs, none of them inside a call: the function tracer records no open calls,"
                 " record function_graph for the on/off-CPU time of every call path"]
     if sched.timed:
@@ -8744,11 +8964,11 @@ class Views:
 def draw_call_graph(views: Views, output: str) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
     args = views.args
-    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres)
+    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
     add_wake_edges(drawing, views)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
-            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points;"
+            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points{woken_growth(drawing)};"
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
@@ -8917,7 +9137,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     metric = heat_metric(args.heat, view.graph)
     baseline, baseline_heat = baseline_values(args, request, metric)
     views = Views(view, Heat.of_view(view, metric, baseline_heat, args.baseline), baseline, args, symbols is not None, wakeups=wakeups, sched=sched)
-    for line in summarize(view) + wakeup_summary(views):
+    for line in summarize(view, views.sched) + wakeup_summary(views):
         say(line)
     if args.errors:
         views.errors = errors_report(graph.tree)
@@ -10546,7 +10766,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres); - for the text report on standard output"
+        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")

@@ -288,3 +288,27 @@ def test_flame_graph_file_says_how_many_call_paths_it_left_out(km, monkeypatch, 
     assert len(json.loads(re.search(r'id="data">(.*?)</script>', text, re.S)[1])["fn"]) == 51
     left_out = sum(1 for node in graph.tree.walk() if graph.tree.total_us[node] > 0 or graph.tree.children[node]) - 50
     assert f"{left_out:,} call paths lighter than the 50 heaviest are left out of this file" in text
+
+
+def test_wakers_page_says_sleeps_and_time_waited(tmp_path, browser):
+    """--wakers tcp_recvmsg as a page: the frames count sleeps and the time they waited, read from the raw text."""
+    from selenium.webdriver import ActionChains
+    from test_wakeups import SAMPLE, read_sample
+
+    reading = read_sample()
+    woken = [(sleep, waker, switch_in) for sleep, waker, switch_in in reading.woken if "tcp_recvmsg" in sleep.stack]
+    waited_ms = sum(switch_in - sleep.stamp_s for sleep, _, switch_in in woken) * 1000
+    open_page(browser, flame_html(tmp_path, SAMPLE, "--wakers", "tcp_recvmsg"))
+    width = browser.find_element("id", "width").text
+    assert width.startswith("frame width = time the sleeps of tcp_recvmsg waited that were woken through the call path; all = ")
+    assert "this is a --wakers view" in width and "total time" not in width
+    assert browser.find_element("id", "heading").text.startswith("Wakers' call paths (icicle)")
+    ActionChains(browser).move_to_element(browser.find_element("css selector", "#chart .frame[data-name='tcp_recvmsg']")).perform()
+    tip = browser.find_element("id", "tip").text.splitlines()
+    assert tip[0] == "tcp_recvmsg" and f"sleeps: {len(woken) + reading.unwoken:,}" in tip and "calls" not in " ".join(tip)
+    assert f"time waited: {waited_ms:.2f} ms" in tip
+    waker = next(f for f in frames(browser) if f["name"] == "sock_def_readable")
+    ActionChains(browser).move_to_element(browser.find_element("css selector", f"#chart .frame[data-i='{waker['index']}']")).perform()
+    through = [(sleep, switch_in) for sleep, waker, switch_in in woken if "sock_def_readable" in waker.stack]
+    tip = browser.find_element("id", "tip").text.splitlines()
+    assert f"sleeps: {len(through):,}" in tip and f"time waited: {sum(s - sleep.stamp_s for sleep, s in through) * 1000:.2f} ms" in tip

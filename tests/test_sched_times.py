@@ -39,6 +39,10 @@ class Call:
     start: float | None
     end: float | None = None
     outermost: bool = True  # not inside another call of the same function
+    path: tuple[str, ...] = ()  # its call path, outermost first, ending in its name (only its name when its caller is not in the trace)
+    duration: float | None = None  # the duration column of its exit (or leaf) line, us: the clock of the durations is not the timestamps'
+    asleep: float = 0.0  # switched out while it was open: from each switch-out with it open (in line order) to the switch-in or its return
+    returned_asleep: bool = False  # it returned while its task was switched out (its share of that sleep ends at its exit line's stamp)
 
 
 @dataclass
@@ -76,6 +80,7 @@ def read_raw(path: Path) -> RawTrace:
     switched: dict[str, tuple[float | None, str]] = {}
     last_stamp: dict[str, float | None] = {}
     sleeping: dict[str, tuple[str, str]] = {}  # task -> (its innermost open call at the switch-out, state)
+    open_at_out: dict[str, tuple[float | None, list[Call]]] = {}  # task -> (its switch-out's stamp, the calls it had open then)
     waker: dict[str, tuple[str, str]] = {}  # task -> the last sched_waking of it since it last switched in: (waker, context)
     for line in read_lines(path):
         switch_line = CONTEXT_SWITCH.match(line)
@@ -113,9 +118,11 @@ def read_raw(path: Path) -> RawTrace:
                     raw.switch_outs_in[name] = raw.switch_outs_in.get(name, 0) + 1
                 sleeping[prev] = (prev_stack[-1].name, state)
             switched[prev] = (stamp, state)
+            open_at_out[prev] = (stamp, list(prev_stack))
             if nxt in switched:
                 went, state = switched.pop(nxt)
                 raw.out.setdefault(nxt, []).append((went, stamp, state))
+            add_asleep(open_at_out.pop(nxt, (None, [])), stamp)
             slept, woken_by = sleeping.pop(nxt, None), waker.pop(nxt, None)
             if slept and slept[1] != "R":
                 if woken_by:
@@ -130,17 +137,21 @@ def read_raw(path: Path) -> RawTrace:
             del stack[depth:]
             call = Call(text[: text.index("(")], task, stamp)
             call.outermost = all(open_call.name != call.name for open_call in stack)
+            call.path = call_path(stack, depth, call.name)
             stack.append(call)
             raw.calls.append(call)
         elif text == "}" or text.startswith("} "):
             if len(stack) > depth:
                 stack[depth].end = stamp
+                stack[depth].duration = float(duration) if duration else None
                 del stack[depth:]
         elif text.endswith(";") and duration:
             del stack[depth:]
             name = text[: text.index("(")]
             leaf = Call(name, task, stamp, stamp + float(duration) if stamp is not None else None)  # us
             leaf.outermost = all(open_call.name != name for open_call in stack)
+            leaf.path = call_path(stack, depth, name)
+            leaf.duration = float(duration)
             raw.calls.append(leaf)
     for call in raw.calls:
         if call.end is None:
@@ -148,15 +159,29 @@ def read_raw(path: Path) -> RawTrace:
     return raw
 
 
+def add_asleep(switch_out: tuple[float | None, list[Call]], back: float | None) -> None:
+    """A switch-in: the calls open at the task's switch-out were asleep until now, or until they returned."""
+    went, calls = switch_out
+    if went is None or back is None:
+        return
+    for call in calls:
+        call.asleep += back - went if call.end is None else max(0.0, min(call.end, back) - went)
+        call.returned_asleep |= call.end is not None
+
+
+def call_path(stack: list[Call], depth: int, name: str) -> tuple[str, ...]:
+    """A call's path: its open callers' names and its own, or its own alone when its caller is not open (not in the trace)."""
+    return (*(call.name for call in stack), name) if len(stack) == depth else (name,)
+
+
 def off_cpu_expected(raw: RawTrace, function: str) -> float:
     """The overlap of the function's outermost calls with their task's switched-out intervals."""
-    total = 0.0
-    for call in raw.calls:
-        if call.name != function or not call.outermost:
-            continue
-        for went, back, _ in raw.out.get(call.task, []):
-            total += max(0.0, min(call.end, back) - max(call.start, went))
-    return total
+    return sum(switched_out(raw, call) for call in raw.calls if call.name == function and call.outermost)
+
+
+def switched_out(raw: RawTrace, call: Call) -> float:
+    """The overlap of one call with its task's switched-out intervals."""
+    return sum(max(0.0, min(call.end, back) - max(call.start, went)) for went, back, _ in raw.out.get(call.task, []))
 
 
 @pytest.fixture(scope="module")

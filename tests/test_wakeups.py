@@ -186,7 +186,8 @@ def outputs(tmp_path_factory) -> dict:
     where = tmp_path_factory.mktemp("wake")
     done = {}
     for name, extra in (("graph.json", ()), ("graph.dot", ()), ("hidden.dot", ("--no-wakeups",)), ("wakers.json", ("--wakers", "tcp_recvmsg")),
-                        ("wakers.folded", ("--wakers", "tcp_recvmsg")), ("t.trace.json", ())):
+                        ("wakers.folded", ("--wakers", "tcp_recvmsg")), ("t.trace.json", ()), ("small.dot", ("--max-nodes", "40")),
+                        ("small-hidden.dot", ("--max-nodes", "40", "--no-wakeups"))):
         result = run_cli("visualize", "-i", str(SAMPLE), "-o", str(where / name), "--chart", "", *extra)
         assert result.returncode == 0, result.stderr
         done[name] = (where / name, result.stdout)
@@ -250,7 +251,7 @@ def test_the_summary_says_who_woke_the_sleeps(reading, outputs):
     softirq = sum(1 for _, waker, _ in reading.woken if "net_rx_action" in waker.stack)
     untraced = Counter(waker.comm for _, waker, _ in reading.woken if not waker.stack)
     assert softirq + sum(untraced.values()) == len(reading.woken)  # no other kind of waker in this sample
-    parts = [f"{softirq} from net_rx_action softirq paths"] + [f"{count} by task {comm}, no traced call open" for comm, count in untraced.most_common()]
+    parts = [f"{softirq} from net_rx_action softirq paths"] + [f"{count} by task {comm} with no traced call open" for comm, count in untraced.most_common()]
     assert f"woken by (sched_waking): {', '.join(parts)}" in outputs["graph.json"][1]
 
 
@@ -268,11 +269,44 @@ def test_the_call_graph_has_the_dashed_wakes_edge_and_no_wakeups_hides_it(readin
     assert "1 wakeup edge hidden (--no-wakeups)" in hidden
 
 
+def drawn(path) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str]]]:
+    """A DOT file's boxes, solid call edges and dashed wakes edges (read by graphviz, not by the tool)."""
+    import pygraphviz
+
+    agraph = pygraphviz.AGraph(str(path))
+    edges = [(str(edge[0]), str(edge[1]), "dashed" in (edge.attr.get("style") or "")) for edge in agraph.edges()]
+    return {str(node) for node in agraph.nodes()}, {(a, b) for a, b, dashed in edges if not dashed}, {(a, b) for a, b, dashed in edges if dashed}
+
+
+def test_a_drawn_sleep_brings_in_its_waker_and_the_path_to_it(reading, outputs):
+    """--max-nodes 40 grows to tcp_rcv_established but not to sock_def_readable; the wakes edge of the drawn sk_wait_data
+    brings in the rest of a waker's call path from the raw text, and every box stays reachable from a top-level function."""
+    nodes, solid, _ = drawn(outputs["small-hidden.dot"][0])
+    assert "sk_wait_data" in nodes and "sock_def_readable" not in nodes and len(nodes) == 40
+    nodes, solid, dashed = drawn(outputs["small.dot"][0])
+    assert dashed == {("sock_def_readable", "sk_wait_data")} and len(nodes) <= 40 and len(solid) + len(dashed) <= 200
+    stacks = {waker.stack[: waker.stack.index("sock_def_readable") + 1] for _, waker, _ in reading.woken if "sock_def_readable" in waker.stack}
+    assert any(set(zip(stack, stack[1:])) <= solid for stack in stacks)  # one waker's whole path, from its top-level call
+    assert {"tcp_rcv_established", "tcp_data_queue", "tcp_data_ready"} <= nodes  # what its tail is in the raw text (tests/data/sched)
+    tops = {record.body.split("(")[0] for record in fg_text_records(SAMPLE) if record.depth == 0 and record.body.endswith("{")}
+    callees: dict[str, set[str]] = {}
+    for caller, callee in solid:
+        callees.setdefault(caller, set()).add(callee)
+    reached, todo = set(), [name for name in nodes if name in tops]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(callees.get(name, ()))
+    assert reached == nodes
+    assert "and from drawn sleeps to the functions that woke them" in outputs["small.dot"][1]
+
+
 def test_wakers_tree_of_tcp_recvmsg(reading, outputs):
     expected: Counter[str] = Counter()
     for sleep, waker, switch_in in reading.woken:
         if "tcp_recvmsg" in sleep.stack:
-            chain = ";".join(waker.stack) if waker.stack else f"[task {waker.comm}, no traced call open]"
+            chain = ";".join(waker.stack) if waker.stack else f"[task {waker.comm} with no traced call open]"
             expected[f"{chain};tcp_recvmsg"] += round((switch_in - sleep.stamp_s) * 1e9)
     lines = dict(line.rsplit(" ", 1) for line in outputs["wakers.folded"][0].read_text().splitlines())
     assert set(lines) == set(expected)
@@ -357,3 +391,46 @@ def test_timeline_of_one_task_in_a_window_keeps_its_wakers_tracks(reading, tmp_p
     assert len(ends) == len(starts) == len(expected) > 10
     assert {names[(start["pid"], start["tid"])].removesuffix(" on/off CPU").rsplit("-", 1)[1] for start in starts} == {item[0].task for item in expected}
     assert all(12.3e6 <= event["ts"] <= 12.5e6 for event in starts + ends)
+
+
+def test_a_wakers_tree_cut_at_14_levels_names_the_command_that_shows_the_rest(reading, tmp_path):
+    """The waker paths are longer than 14 levels: the '...' lines point to --wakers F --depth N (not --root, which shows
+    callees), and that command shows every waker path of the raw text to its top-level call."""
+    result = run_cli("visualize", "-i", str(SAMPLE), "--wakers", "tcp_recvmsg", "-o", "-", "--chart", "")
+    assert result.returncode == 0, result.stderr
+    hints = re.findall(r"\(deeper: ([^)]*)\)", result.stdout)
+    deepest = max(len(waker.stack) for sleep, waker, _ in reading.woken if "tcp_recvmsg" in sleep.stack)
+    assert hints and set(hints) == {f"--wakers tcp_recvmsg --depth {deepest}"} and deepest > 14  # below F, the waker's whole stack
+    result = run_cli("visualize", "-i", str(SAMPLE), *hints[0].split(), "-o", "-", "--chart", "", "--node-thres", "0")
+    assert result.returncode == 0, result.stderr
+    assert "(deeper:" not in result.stdout and re.search(r"^all \d+ call paths shown$", result.stdout, re.M)
+    tops = {waker.stack[0] for sleep, waker, _ in reading.woken if "tcp_recvmsg" in sleep.stack and waker.stack}
+    assert all(re.search(rf"\+-{top}$", result.stdout, re.M) for top in tops)
+
+
+def test_caption_lines_wrap_to_the_drawing(outputs):
+    """The wakes legend (about 300 characters) was one caption row, wider than the drawing and cut off in the PNG."""
+    import html
+
+    import pygraphviz
+
+    agraph = pygraphviz.AGraph(str(outputs["small.dot"][0]))
+    label = agraph.graph_attr["label"]
+    rows = [html.unescape(row).replace("\xa0", " ") for row in re.findall(r'<TD ALIGN="LEFT"[^>]*>(.*?)</TD>', label)]
+    assert rows and max(len(row) for row in rows) <= 154
+    joined = " ".join(row.strip() for row in rows)
+    assert "dashed blue edges: A wakes B = the waker's innermost traced function that is not wakeup machinery (A) ended sleeps" in joined
+    assert "sleeps and time waited, whatever the focus" in joined
+
+
+def test_without_timestamps_a_wakers_page_is_as_wide_as_the_sleeps(tmp_path):
+    """--wakers F as a page without timestamps: widths are sleeps (not the calls of a subtree, which would count a sleep
+    once per level of its waker's path), the whole = the sleeps the JSON's wakeups attribute under F."""
+    sample = DATA / "sched" / "fg-sched-default.txt.xz"
+    result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "g.json"), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    sleeps = sum(row["sleeps"] for row in json.loads((tmp_path / "g.json").read_text())["wakeups"] if "tcp_recvmsg" in row["sleeping_path"])
+    result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "w.html"), "--chart", "", "--wakers", "tcp_recvmsg")
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "w.html").read_text()
+    assert f"frame width = sleeps of tcp_recvmsg woken through the call path; all = {sleeps:,} sleeps (the trace has no timestamps" in page

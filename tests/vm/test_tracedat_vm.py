@@ -82,8 +82,9 @@ def test_trace_cmd_recording_reads_as_its_report(tmp_path, buffer_size_given_bac
         graph = graph_json(tmp_path, binary)
         assert edges_by_pair(graph) == edges_by_pair(from_text), binary
         assert {n["name"]: n["calls"] for n in graph["nodes"]} == {n["name"]: n["calls"] for n in from_text["nodes"]}, binary
-        # the text parser leaves sched_switch lines aside as not understood; the decoder counts them as events
-        assert graph["stats"]["events"] == from_text["stats"]["events"] + switches, binary
+        # both count the sched_switch events among the events, and by name beside the calls
+        assert graph["stats"]["events"] == from_text["stats"]["events"], binary
+        assert graph["stats"]["trace_events"]["sched_switch"] == from_text["stats"]["trace_events"]["sched_switch"] == switches, binary
         assert graph["stats"]["events"] > 1000
         kernel = {cpu: counters["overrun"] + counters["dropped-events"] for cpu, counters in graph["stats"]["kernel_stats"].items()}
         assert kernel == report_stat_overruns(trace)
