@@ -8558,8 +8558,9 @@ def focus_names(graph: CallGraph) -> str:
 
 
 def shows_on_off(graph: CallGraph) -> bool:
-    """The report splits total time into on CPU + asleep: the trace has sched_switch and timestamps (a --wakers tree's times are waits)."""
-    return graph.sched is not None and graph.sched.timed and graph.timed and not graph.woken
+    """The report splits total time into on CPU + asleep: the trace has sched_switch and timestamps (a --wakers tree's times are waits)
+    and some function of the view was switched out (a focus where nothing slept keeps the plain columns)."""
+    return graph.sched is not None and graph.sched.timed and graph.timed and not graph.woken and any(off.sleeps for off in graph.off_cpu.values())
 
 
 def top_functions_table(view: View, by: str, top: int) -> list[str]:
