@@ -14,6 +14,7 @@ km() { "$PY" "${KM[@]}" visualize "$@" >/dev/null; }
 km -i $DEMO --symbol-map $MAP --max-nodes 40 --max-edges 80 -o $OUT/call-graph.png --chart $OUT/function-calls.png
 km -i $DEMO --symbol-map $MAP --root tcp_sendmsg --depth 3 -o $OUT/focus-root.png --chart ''
 km -i $DEMO --symbol-map $MAP --callers kfree --depth 4 -o $OUT/focus-callers.png --chart ''
+km -i $DEMO --symbol-map $MAP --wakers tcp_recvmsg -o $OUT/wakers.png --chart ''
 km -i tests/data/record-demo-large/kernel-magnifier.data.xz --baseline $TEXT_DEMO --symbol-map $MAP \
    --root tcp_sendmsg --depth 4 --heat calls -o $OUT/diff.png --chart $OUT/diff-chart.png
 km -i $TEXT_DEMO --latency tcp_sendmsg --latency-chart $OUT/latency.png

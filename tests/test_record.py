@@ -224,7 +224,7 @@ def test_the_walkthroughs_trace_dat_explains_itself(tmp_path):
     raw = lzma.decompress(data.read_bytes())
     read_events = [int(n) for n in re.findall(rb"CPU: \d+\n(?:[a-z ]+: [^\n]*\n)*?read events: (\d+)", raw)]
     graph = graph_json(tmp_path, data)
-    assert graph["stats"]["events"] == sum(read_events) == 176_300  # what the record step printed
+    assert graph["stats"]["events"] == sum(read_events) == 314_167  # what the record step printed (record-output.txt)
     assert graph["stats"]["lost_events"] == 0
     assert graph["stats"]["metadata"]["graph-function"] == "tcp_sendmsg tcp_recvmsg"
     assert graph["stats"]["metadata"]["end"] == "complete"
@@ -234,7 +234,7 @@ def test_the_walkthroughs_trace_dat_explains_itself(tmp_path):
         unpacked.write_bytes(raw)
         report = subprocess.run(["trace-cmd", "report", "-i", str(unpacked)], capture_output=True, text=True, timeout=300).stdout
         depth0_sendmsg = len(re.findall(r"funcgraph_entry: .*\|  tcp_sendmsg\(\) \{$", report, re.M))
-        assert nodes_by_name(graph)["tcp_sendmsg"]["calls"] == depth0_sendmsg == 220
+        assert nodes_by_name(graph)["tcp_sendmsg"]["calls"] == depth0_sendmsg == 412
         assert edges_by_pair(graph)[("tcp_sendmsg", "tcp_sendmsg_locked")] == depth0_sendmsg
 
 
