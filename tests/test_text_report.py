@@ -169,7 +169,8 @@ def entry_counts(lines: list[str]) -> Counter:
     return calls
 
 
-TABLE_ROW = re.compile(r"^ *([\d,]+) +([\d.]+) (us|ms|s) +([\d.]+)% +([\d.]+) (us|ms|s) +([\d.]+)% +(\S+)")
+# with scheduler events the total-time table has "on CPU" and "asleep" between total% and self ('-': never switched out)
+TABLE_ROW = re.compile(r"^ *([\d,]+) +([\d.]+) (us|ms|s) +([\d.]+)% +(?:(?:[\d.]+ (?:us|ms|s)|-) +(?:[\d.]+ (?:us|ms|s)|-) +)?([\d.]+) (us|ms|s) +([\d.]+)% +(\S+)")
 
 
 def top_tables(text: str) -> dict[str, list[tuple[str, int, float, float, float, float]]]:
