@@ -16,7 +16,8 @@ The file is a pipeline in sections, read top to bottom:
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
     Symbol map         reading a name -> source file map, and generating one from DWARF
     Views              --root/--callers/--depth, filters, --errors' paths, the connected drawing grown from entry points
-    Output             heat, graphviz in a child process, JSON, charts, folded stacks, timeline, HTML flame graph, text report
+    Output             heat, graphviz in a child process, JSON, charts, folded stacks, timeline, HTML flame graph,
+                       the HTML explorer page (every view around one selected function), text report
     Visualize          the output writers by file ending (-o - for the text report), run_visualize
     Record             borrowing tracefs, streaming trace_pipe, giving tracefs back
     CLI                argparse, subcommands, main
@@ -8499,6 +8500,420 @@ render();
 
 
 # ============================================================================
+# Output: explorer page (HTML)
+# ============================================================================
+# One offline page where a recording is explored around one selected function:
+# the call graph (graphviz's SVG of the drawing; focused views laid out in the
+# page), the call tree, callers and callees, the flame graph, the source. Its
+# data is the forward calling-context tree in columns, as in the flame graph's
+# page: every view in the page is derived from it, as the command line's views
+# are derived from the tree. The page's script is one core (data, selection,
+# numbers, source links, tabs) and one piece per view.
+
+EXPLORER_MAX_PATHS = 50_000  # call paths embedded; lighter ones are merged into their callers and the page says how many
+ELIXIR_URL = "https://elixir.bootlin.com/linux/v{version}/source/{path}#L{line}"
+
+
+def explorer_graph(view: View) -> CallGraph:
+    """The forward graph the page explores: a --callers/--wakers view's whole recording, else the view's own."""
+    return view.unfocused if view.graph.reversed and view.unfocused is not None else view.graph
+
+
+def explorer_columns(tree: CallTree, graph: CallGraph, limit: int) -> tuple[dict, list[int]]:
+    """The tree in columns (index 0: all), heaviest paths first, and the embedded tree nodes in order."""
+    use_time = tree.timed
+    weights = flame_weights(tree, use_time)
+    frames, left_out = flame_frames(tree, weights, limit)
+    index = {node: position for position, node in enumerate(frames)}
+    names: dict[str, int] = {}
+    for node in frames[1:]:
+        names.setdefault(tree.function[node] or "", len(names))
+    _, off = path_on_off(graph)
+    tops = list((tree.children[ROOT_NODE] or {}).values())
+    columns = {
+        "names": list(names),
+        "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
+        "parent": [-1] + [index[tree.parent[node]] for node in frames[1:]],
+        "calls": [sum(tree.calls[node] for node in tree.walk())] + [tree.calls[node] for node in frames[1:]],
+        "total": [round(sum(tree.total_us[kid] for kid in tops), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
+        "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
+        "w": [round(weights[node], 3) for node in frames],
+        "off": [round(sum(off[kid] for kid in tops), 3)] + [round(off[node], 3) for node in frames[1:]] if graph.sched and graph.sched.timed else None,
+        "left_out": left_out,
+    }
+    return columns, frames
+
+
+def explorer_baseline(views: Views, tree: CallTree, frames: list[int]) -> tuple[dict | None, str]:
+    """The baseline's numbers of every embedded call path (the same chain of names; 0 where it has none) and per function."""
+    baseline = views.baseline
+    if baseline is None:
+        return None, ""
+    if views.view.graph.reversed:
+        return None, "--baseline: the page compares forward views only; draw this --callers/--wakers view's comparison with -o NAME.svg"
+    base = baseline.tree
+    aligned = {frames[0]: ROOT_NODE}
+    for node in frames[1:]:
+        parent = aligned.get(tree.parent[node])
+        kids = base.children[parent] if parent is not None else None
+        found = kids.get(tree.function[node] or "") if kids else None
+        if found is not None:
+            aligned[node] = found
+    present = [aligned.get(node) for node in frames]
+    functions = sorted(set(baseline.calls))
+    data = {
+        "inputs": [os.path.basename(path) for path in views.args.baseline],
+        "calls": [base.calls[node] if node is not None else 0 for node in present],
+        "total": [round(base.total_us[node], 3) if node is not None else 0 for node in present],
+        "self": [round(base.self_us[node], 3) if node is not None else 0 for node in present],
+        "fn": {name: [baseline.calls[name], round(baseline.total_us.get(name, 0.0), 3), round(baseline.self_us.get(name, 0.0), 3)] for name in functions},
+    }
+    data["calls"][0] = sum(base.calls[node] for node in base.walk())
+    data["total"][0] = round(sum(base.total_us[kid] for kid in (base.children[ROOT_NODE] or {}).values()), 3)
+    return data, ""
+
+
+def explorer_svg(views: Views) -> tuple[str, str]:
+    """The drawing as the .svg output makes it (graphviz), inline; or why there is none."""
+    with tempfile.TemporaryDirectory(prefix="km-explorer-") as scratch:
+        path = os.path.join(scratch, "graph.svg")
+        try:
+            draw_call_graph(views, path)
+        except UserError as error:
+            return "", f"no call graph drawing: {error}"
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    start = text.find("<svg")
+    return (text[start:] if start >= 0 else ""), ""
+
+
+def kernel_version(metadata: dict[str, str]) -> tuple[str | None, str]:
+    """The upstream version of the recording's kernel, for source links, and how sure it is.
+
+    Debian's `uname -v` names the upstream release ("Debian 6.1.192-2"); a
+    release like 6.12.48+deb13-amd64 names it too; 6.1.0-56-amd64 only the series.
+    """
+    kernel = metadata.get("kernel", "") or metadata.get("trace.dat-uname", "")
+    exact = re.search(r"(?:Debian|Ubuntu|linux-)\s*(\d+\.\d+\.\d+)", kernel)
+    if exact:
+        return exact[1], f"the recording's kernel {kernel.split()[0] if metadata.get('kernel') else kernel}"
+    release = re.search(r"(?<![\d.])(\d+)\.(\d+)(?:\.(\d+))?([-+~][^\s]*)?", kernel.split(" ", 2)[2] if kernel.startswith("Linux ") and kernel.count(" ") >= 2 else kernel)
+    if not release:
+        return None, "the recording does not say its kernel's version"
+    major, minor, patch, suffix = release.groups()
+    if patch and (patch != "0" or not suffix):
+        return f"{major}.{minor}.{patch}", f"the recording's kernel {release[0]}"
+    return f"{major}.{minor}", f"the recording's kernel {release[0]}: its exact release is unknown, links go to the {major}.{minor} series"
+
+
+def explorer_source(views: Views) -> dict:
+    """How the page links a function to its source: a URL template, a local tree, or nothing."""
+    args = views.args
+    source_dir = getattr(args, "source_dir", None)
+    template = getattr(args, "source_url", None)
+    if source_dir:
+        root = os.path.abspath(source_dir)
+        if not os.path.isdir(root):
+            raise UserError(f"--source-dir {source_dir}: not a directory")
+        return {"template": "file://" + root.rstrip("/") + "/{path}", "version": None, "note": f"source: the local tree {root}"}
+    version, how = kernel_version(explorer_graph(views.view).stats.metadata)
+    if template:
+        if "{version}" in template and version is None:
+            raise UserError(f"--source-url {template}: {{version}} is unknown, {how}: write the version into the template")
+        return {"template": template, "version": version, "note": f"source links: {template}"}
+    if version is None:
+        return {"template": None, "version": None, "note": f"no source links: {how} (give --source-url TEMPLATE or --source-dir DIR)"}
+    return {"template": ELIXIR_URL, "version": version, "note": f"source links: elixir.bootlin.com, Linux v{version} ({how})"}
+
+
+def explorer_data(views: Views) -> dict:
+    """The page's JSON: the tree, the functions' files, the drawing, the baseline, the source links, the texts."""
+    graph = explorer_graph(views.view)
+    tree = graph.tree
+    columns, frames = explorer_columns(tree, graph, EXPLORER_MAX_PATHS)
+    base, base_note = explorer_baseline(views, tree, frames)
+    svg, svg_note = explorer_svg(views)
+    symbols = views.view.files
+    notes = [note for note in [*views.view.notes, base_note, svg_note] if note]
+    if columns["left_out"]:
+        notes.append(f"{columns['left_out']:,} call paths lighter than the {EXPLORER_MAX_PATHS:,} heaviest are merged into their callers (their time stays there)")
+    return {
+        **columns,
+        "files": [symbols.get(name, []) for name in columns["names"]],
+        "modules": [graph.modules.get(name, "") for name in columns["names"]],
+        "timed": tree.timed,
+        "metric": views.heat.metric,
+        "focus": views.view.required,
+        "view": {"roots": views.args.root or [], "callers": views.args.callers or [], "wakers": views.args.wakers or [], "depth": views.args.depth},
+        "base": base,
+        "svg": svg,
+        "source": explorer_source(views),
+        "summary": summarize(views.view, views.sched),
+        "notes": notes,
+        "title": "kernel-magnifier: " + (", ".join(os.path.basename(path) for path in graph.stats.inputs) or "trace"),
+        "cap": EXPLORER_MAX_PATHS,
+        "palette": explorer_palette(),
+    }
+
+
+def explorer_palette() -> dict[str, list[str]]:
+    """The drawing's two colour scales in 9 stops, for the views the page colours itself."""
+    steps = [index / 8 for index in range(9)]
+    return {"heat": [colour_hex("YlOrRd", 0.06 + 0.8 * step) for step in steps], "change": [colour_hex("RdBu_r", 0.5 + 0.42 * (2 * step - 1)) for step in steps]}
+
+
+def explorer_page(views: Views) -> str:
+    data = explorer_data(views)
+    script = "\n".join([EXPLORER_CORE_JS, EXPLORER_GRAPH_JS, EXPLORER_TREE_JS, EXPLORER_PEEK_JS, EXPLORER_FLAME_JS, EXPLORER_START_JS])
+    page = EXPLORER_HTML.replace("@TITLE@", html.escape(data["title"])).replace("@SCRIPT@", script)
+    return page.replace("@DATA@", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
+
+
+def write_explorer_html(views: Views, output: str) -> None:
+    """.html: the explorer page; .flame.html: the flame graph alone."""
+    page = explorer_page(views)
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
+EXPLORER_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<title>@TITLE@</title>
+<style>
+body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fff}
+header{padding:8px 12px 0}
+h1{font-size:16px;margin:0 0 4px}
+p{margin:2px 0}
+details summary{cursor:pointer;color:#444}
+#summary{font:12px/1.35 monospace;white-space:pre-wrap;margin:4px 0}
+.note{color:#555}
+.lost{color:#b00020;font-weight:600}
+#selection{position:sticky;top:0;z-index:5;background:#f6f6f2;border-bottom:1px solid #ccc;padding:6px 12px;display:flex;flex-wrap:wrap;gap:4px 14px;align-items:baseline}
+#selection .name{font:600 14px monospace}
+#selection a{color:#0645ad}
+#tabs{display:flex;gap:2px;padding:6px 12px 0;border-bottom:1px solid #bbb;position:sticky;top:34px;z-index:4;background:#fff}
+#tabs button{border:1px solid #bbb;border-bottom:none;background:#eee;padding:4px 12px;cursor:pointer;font:inherit;border-radius:4px 4px 0 0}
+#tabs button.active{background:#fff;font-weight:600;position:relative;top:1px}
+.view{display:none;padding:8px 12px}
+.view.active{display:block}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.more{color:#b2182b}.less{color:#2166ac}
+#tip{position:fixed;display:none;max-width:560px;background:#fffff0;border:1px solid #888;padding:4px 6px;font-size:12px;pointer-events:none;z-index:10;box-shadow:2px 2px 6px #0003}
+</style></head><body>
+<header>
+<h1 id="title">@TITLE@</h1>
+<details id="about"><summary>What the recording is (the summary visualize printed)</summary><div id="summary"></div></details>
+<p id="notes" class="note"></p>
+<p id="sourcenote" class="note"></p>
+</header>
+<div id="selection"><span>selected:</span><span class="name" id="selname">(none: click a function)</span><span id="selnumbers"></span><span id="selsource"></span></div>
+<nav id="tabs"></nav>
+<main id="views"></main>
+<div id="tip"></div>
+<script type="application/json" id="data">@DATA@</script>
+<script>
+@SCRIPT@
+</script>
+</body></html>
+"""
+
+EXPLORER_CORE_JS = r"""
+"use strict";
+// ---- core: the data, the numbers, the selection every view shares, source links, tabs ----
+const D = JSON.parse(document.getElementById("data").textContent);
+const $ = (id) => document.getElementById(id);
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
+const fmtInt = (v) => Math.round(v).toLocaleString("en");
+const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
+const signed = (v, fmt) => (v > 0 ? "+" : v < 0 ? "-" : "\u00b1") + fmt(Math.abs(v));
+
+const KM = {nodes: [], root: null, byName: new Map(), selected: null, views: [], active: null};
+
+// The call tree from the embedded columns: a parent always comes before its children; index 0 is "all".
+KM.buildTree = function () {
+  const base = D.base;
+  for (let i = 0; i < D.fn.length; i++) {
+    const x = {i, name: i ? D.names[D.fn[i]] : "all", fi: D.fn[i], parent: i ? KM.nodes[D.parent[i]] : null, kids: [],
+               calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i], off: D.off ? D.off[i] : 0,
+               base: base ? {calls: base.calls[i], total: base.total[i], self: base.self[i]} : null};
+    KM.nodes.push(x);
+    if (i) {
+      x.parent.kids.push(x);
+      if (!KM.byName.has(x.name)) KM.byName.set(x.name, []);
+      KM.byName.get(x.name).push(x);
+    }
+  }
+  KM.root = KM.nodes[0];
+  KM.root.root = true;
+};
+
+// The function graph of a forward tree, as the tool's derive_graph makes it: calls and self time of every
+// activation, total time of the outermost activations on each path only (recursion is not counted twice),
+// edges caller -> callee with the callee's calls, and its time where it is not inside itself.
+// tops: the top nodes (children of the root, or a focus's merged nodes); kidsOf(x) gives a node's children.
+KM.deriveGraph = function (tops, kidsOf = (x) => x.kids) {
+  const fns = new Map(), edges = new Map(), onPath = new Map();
+  const fn = (name) => {
+    let f = fns.get(name);
+    if (!f) { f = {name, calls: 0, total: 0, self: 0, off: 0}; fns.set(name, f); }
+    return f;
+  };
+  const visit = (x, callerName) => {
+    const f = fn(x.name), outer = !onPath.get(x.name);
+    f.calls += x.calls; f.self += x.self;
+    if (outer) { f.total += x.total; f.off += x.off || 0; }
+    if (callerName !== null) {
+      const key = callerName + "\u0000" + x.name;
+      let e = edges.get(key);
+      if (!e) { e = {caller: callerName, callee: x.name, calls: 0, total: 0}; edges.set(key, e); }
+      e.calls += x.calls;
+      if (outer) e.total += x.total;
+    }
+    onPath.set(x.name, (onPath.get(x.name) || 0) + 1);
+    for (const k of kidsOf(x)) visit(k, x.name);
+    onPath.set(x.name, onPath.get(x.name) - 1);
+  };
+  for (const t of tops) visit(t, null);
+  return {fns, edges};
+};
+
+// A function's numbers over the whole page (and the baseline's, where there is one).
+KM.functionNumbers = function (name) {
+  if (!KM.whole) KM.whole = KM.deriveGraph(KM.root.kids);
+  return KM.whole.fns.get(name) || null;
+};
+KM.baseNumbers = (name) => {
+  const b = D.base && D.base.fn[name];
+  return b ? {calls: b[0], total: b[1], self: b[2]} : D.base ? {calls: 0, total: 0, self: 0} : null;
+};
+
+// Colours: the drawing's own scales (9 stops each from the tool: YlOrRd for heat, RdBu_r for change).
+KM.mix = function (stops, t) {
+  t = Math.max(0, Math.min(1, t)) * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(t)), f = t - i;
+  const a = stops[i], b = stops[i + 1];
+  const c = [1, 3, 5].map((k) => Math.round(parseInt(a.slice(k, k + 2), 16) * (1 - f) + parseInt(b.slice(k, k + 2), 16) * f));
+  return "#" + c.map((v) => v.toString(16).padStart(2, "0")).join("");
+};
+KM.heatColour = (value, low, high) => {
+  if (value <= 0) return D.palette.heat[0];
+  const t = high > low ? (Math.log(value) - Math.log(low)) / (Math.log(high) - Math.log(low)) : 1;
+  return KM.mix(D.palette.heat, t);
+};
+// change in [-largest, largest] -> blue (less), white, red (more); square-root scaled as the drawing's.
+KM.changeColour = (delta, largest) => {
+  const s = largest > 0 ? Math.sign(delta) * Math.sqrt(Math.abs(delta) / largest) : 0;
+  return KM.mix(D.palette.change, 0.5 + 0.5 * s);
+};
+KM.textColour = (bg) => {
+  const [r, g, b] = [1, 3, 5].map((k) => parseInt(bg.slice(k, k + 2), 16) / 255);
+  return 0.299 * r + 0.587 * g + 0.114 * b > 0.5 ? "#000" : "#fff";
+};
+
+// Source links: "path" or "declared|compiled" per definition; {path} {line} {version} in the template.
+KM.sourceLinks = function (name) {
+  const list = KM.byName.has(name) ? D.files[KM.byName.get(name)[0].fi] || [] : [];
+  return list.map((definition) => {
+    const [path, compiled] = definition.split("|");
+    const line = D.lines && D.lines[definition] ? String(D.lines[definition]) : "";
+    let url = null;
+    if (D.source.template) {
+      let t = D.source.template;
+      if (!line) t = t.replace(/#L?\{line\}/, "").replace(/[:]?\{line\}/, "");
+      url = t.replaceAll("{path}", path).replaceAll("{line}", line).replaceAll("{version}", D.source.version || "");
+    }
+    return {path, line, compiled: compiled || "", url, text: path + (line ? ":" + line : "") + (compiled ? ` (in ${compiled})` : "")};
+  });
+};
+KM.sourceHtml = (name) => {
+  const links = KM.sourceLinks(name);
+  const module = KM.byName.has(name) ? D.modules[KM.byName.get(name)[0].fi] : "";
+  if (!links.length) return module ? `[${esc(module)}]` : "no source file in the map";
+  return links.map((l) => l.url ? `<a href="${esc(l.url)}" target="_blank" rel="noopener">${esc(l.text)}</a>` : esc(l.text)).join(", ");
+};
+
+KM.numbersText = function (f, base) {
+  const parts = [`${fmtInt(f.calls)} calls`];
+  if (D.timed) parts.push(`total ${fmtUs(f.total)}`, `self ${fmtUs(f.self)}`);
+  if (D.off && f.off > 0) parts.push(`${fmtUs(Math.max(0, f.total - f.off))} on CPU + ${fmtUs(f.off)} asleep`);
+  if (base) parts.push(`baseline: ${fmtInt(base.calls)} calls` + (D.timed ? `, total ${fmtUs(base.total)}` : "") + ` (${signed(f.calls - base.calls, fmtInt)} calls)`);
+  return parts.join(", ");
+};
+
+// The one selected function, shared by every view. origin: the view that selected it (it need not redraw).
+KM.select = function (name, origin) {
+  if (!name || !KM.byName.has(name)) return;
+  KM.selected = name;
+  $("selname").textContent = name;
+  const f = KM.functionNumbers(name);
+  $("selnumbers").textContent = f ? KM.numbersText(f, KM.baseNumbers(name)) : "";
+  $("selsource").innerHTML = "source: " + KM.sourceHtml(name);
+  for (const v of KM.views) if (v.select) v.select(name, origin);
+};
+
+// A view: {id, title, mount(el), show(), select(name, origin), key(event) -> handled}
+KM.addView = function (view) { KM.views.push(view); };
+KM.show = function (id) {
+  for (const v of KM.views) {
+    const on = v.id === id;
+    v.el.classList.toggle("active", on);
+    v.tab.classList.toggle("active", on);
+    if (on) { KM.active = v; if (v.show) v.show(); }
+  }
+};
+KM.start = function () {
+  KM.buildTree();
+  $("summary").textContent = D.summary.join("\n");
+  $("notes").textContent = D.notes.join(" \u00b7 ");
+  $("sourcenote").textContent = D.source.note;
+  for (const v of KM.views) {
+    v.el = document.createElement("section");
+    v.el.className = "view";
+    v.el.id = "view-" + v.id;
+    $("views").appendChild(v.el);
+    v.tab = document.createElement("button");
+    v.tab.textContent = v.title;
+    v.tab.id = "tab-" + v.id;
+    v.tab.addEventListener("click", () => KM.show(v.id));
+    $("tabs").appendChild(v.tab);
+    v.mount(v.el);
+  }
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest && event.target.closest("input,textarea,select")) return;
+    if (KM.active && KM.active.key && KM.active.key(event)) event.preventDefault();
+  });
+  const first = D.focus.find((name) => KM.byName.has(name)) || (KM.root.kids.length ? [...KM.root.kids].sort((a, b) => b.w - a.w)[0].name : null);
+  KM.show(KM.views[0].id);
+  if (first) KM.select(first, null);
+};
+"""
+
+EXPLORER_GRAPH_JS = r"""
+// ---- graph: graphviz's drawing, pan and zoom, click to select, "focus here" laid out in the page ----
+KM.addView({id: "graph", title: "Graph", mount(el) { el.innerHTML = D.svg || "<p>no drawing</p>"; }});
+"""
+
+EXPLORER_TREE_JS = r"""
+// ---- call tree: the calling-context tree as an outline, keyboard driven ----
+KM.addView({id: "tree", title: "Call tree", mount(el) { el.textContent = "call tree"; }});
+"""
+
+EXPLORER_PEEK_JS = r"""
+// ---- callers and callees of the selection, merged over all its call paths ----
+KM.addView({id: "peek", title: "Callers & callees", mount(el) { el.textContent = "callers and callees"; }});
+"""
+
+EXPLORER_FLAME_JS = r"""
+// ---- flame graph of the call tree, sharing the selection ----
+KM.addView({id: "flame", title: "Flame graph", mount(el) { el.textContent = "flame graph"; }});
+"""
+
+EXPLORER_START_JS = "KM.start();"
+
+
+# ============================================================================
 # Output: a text report for a terminal
 # ============================================================================
 # For a target host over SSH, like `perf report --stdio` or `uftrace graph`:
@@ -9017,7 +9432,8 @@ OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
     (".svg", draw_call_graph),
     (".png", draw_call_graph),
     (".dot", draw_call_graph),
-    (".html", write_flame_html),
+    (".flame.html", write_flame_html),
+    (".html", write_explorer_html),
     (".txt", write_text_report),
 ]
 
@@ -10767,7 +11183,7 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (flame graph), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
+        " .html (explorer page: graph, call tree, callers and callees, flame graph, source links), .flame.html (flame graph alone), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
@@ -10808,6 +11224,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folded stacks: what a path weighs (default self time in ns where the trace has durations, else calls);"
         " oncpu/offcpu (from sched_switch events) also weigh the .html flame graph: offcpu draws an off-CPU flame graph",
     )
+    other.add_argument(
+        "--source-url", metavar="TEMPLATE",
+        help="the .html page's source links: {path}, {line}, {version} filled in (default: elixir.bootlin.com for the recording's kernel version, when the recording names it)",
+    )
+    other.add_argument("--source-dir", metavar="DIR", help="the .html page's source links point into this local kernel tree instead")
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     other.add_argument(

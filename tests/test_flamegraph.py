@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,8 +22,6 @@ DEMO = DATA / "record-demo" / "kernel-magnifier.data.xz"
 SYMBOL_MAP = DATA / "symbol-map-6.1.0-56-amd64.map.xz"
 LOST_TRACE = DATA / "fg-default" / "trace.txt.xz"
 BIGGEST = DATA / "fg-abstime-proc" / "trace.txt.xz"  # the largest real recording: about 23,000 call paths
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ROW = 18  # px per frame row on the page
 
 GRAPH_LINE = re.compile(r"^ *(?P<cpu>\d+)\)(?P<head>[^|]*)\|  (?P<body>.*)$")
@@ -64,36 +60,12 @@ def finished_calls(lines: list[str]) -> Iterator[tuple[str, str | None, int, flo
 
 
 @pytest.fixture(scope="module")
-def browser():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install -r requirements-dev.txt)")
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("no browser: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="km-chromium-")
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
 def demo_page(tmp_path_factory) -> Path:
     return flame_html(tmp_path_factory.mktemp("demo"), DEMO, "--symbol-map", str(SYMBOL_MAP))
 
 
 def flame_html(tmp_path: Path, trace: Path, *extra: str) -> Path:
-    out = tmp_path / f"{trace.parent.name}.html"
+    out = tmp_path / f"{trace.parent.name}.flame.html"
     result = run_cli("visualize", "-i", str(trace), "-o", str(out), "--chart", "", *extra, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return out

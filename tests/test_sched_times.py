@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, assert_one_line_error, load_module, nodes_by_name, read_lines, run_cli
-from test_flamegraph import browser as browser  # the fixture, shared
 from test_flamegraph import chart_width, frame, open_page
 
 SCHED = DATA / "sched"
@@ -331,7 +330,7 @@ def test_root_view_keeps_the_off_cpu_time_of_its_paths(tmp_path, abstime_raw):
 
 
 def test_off_cpu_flame_graph_opens_and_its_frames_are_as_wide_as_their_off_cpu_time(tmp_path, browser, abstime_run, abstime_raw):
-    page = tmp_path / "off.html"
+    page = tmp_path / "off.flame.html"
     result = run_cli("visualize", "-i", str(ABSTIME), "-o", str(page), "--chart", "", "--weight", "offcpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     open_page(browser, page)

@@ -162,7 +162,7 @@ def test_every_view_of_a_function_graph_text_holds_only_the_calls_that_start_in_
     assert result.returncode == 0, result.stderr
     assert sum(int(line.rsplit(" ", 1)[1]) for line in folded.read_text().splitlines()) == total
     assert window_note_count(result.stdout) == (total, expected.without_caller)
-    page = tmp_path / "w.html"
+    page = tmp_path / "w.flame.html"
     result = run_cli("visualize", "-i", str(PROC_TRACE), "-o", str(page), "--chart", "", *window)
     assert result.returncode == 0, result.stderr
     text = page.read_text()

@@ -430,7 +430,7 @@ def test_without_timestamps_a_wakers_page_is_as_wide_as_the_sleeps(tmp_path):
     result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "g.json"), "--chart", "")
     assert result.returncode == 0, result.stderr
     sleeps = sum(row["sleeps"] for row in json.loads((tmp_path / "g.json").read_text())["wakeups"] if "tcp_recvmsg" in row["sleeping_path"])
-    result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "w.html"), "--chart", "", "--wakers", "tcp_recvmsg")
+    result = run_cli("visualize", "-i", str(sample), "-o", str(tmp_path / "w.flame.html"), "--chart", "", "--wakers", "tcp_recvmsg")
     assert result.returncode == 0, result.stderr
-    page = (tmp_path / "w.html").read_text()
+    page = (tmp_path / "w.flame.html").read_text()
     assert f"frame width = sleeps of tcp_recvmsg woken through the call path; all = {sleeps:,} sleeps (the trace has no timestamps" in page
