@@ -8678,7 +8678,7 @@ def write_explorer_html(views: Views, output: str) -> None:
 
 EXPLORER_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
 <title>@TITLE@</title>
 <style>
 body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fff}
