@@ -233,11 +233,11 @@ def page_whole(page: str) -> str:
 
 @pytest.mark.parametrize("trace", [ABSTIME, DATA / "fg-default" / "trace.txt.xz", DEMO_DAT], ids=lambda path: path.parent.name)
 def test_the_drawing_and_the_flame_graph_share_one_whole(tmp_path, trace):
-    for output in ("graph.svg", "flame.html", "graph.json"):
+    for output in ("graph.svg", "flame.flame.html", "graph.json"):
         result = run_cli("visualize", "-i", str(trace), "-o", output, "--chart", "", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
     svg_whole = caption_whole((tmp_path / "graph.svg").read_text())
-    page = (tmp_path / "flame.html").read_text()
+    page = (tmp_path / "flame.flame.html").read_text()
     assert svg_whole == page_whole(page)
     graph = json.loads((tmp_path / "graph.json").read_text())
     open_calls = graph["stats"]["open_calls"]
