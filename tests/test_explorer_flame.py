@@ -176,3 +176,23 @@ def test_with_a_baseline_frames_are_coloured_by_the_change_of_their_call_path(tm
     assert f"total: {fmt_us(current['total_time_us'])}, self: {fmt_us(current['self_time_us'])}" in tip, tip
     assert f"baseline: {base['calls']:,} calls, total {fmt_us(base['total_time_us'])}" in tip, tip
     assert any(row.startswith(f"change: -{fmt_us(base['total_time_us'] - current['total_time_us'])}") for row in tip), tip
+
+
+def test_flame_view_of_the_biggest_recording_merges_small_frames_and_reacts_at_once(tmp_path, browser):
+    from test_flamegraph import BIGGEST
+
+    page = tmp_path / "big.html"
+    result = run_cli("visualize", "-i", str(BIGGEST), "-o", str(page), "--chart", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    paths = len(re.search(r'"fn":\[(.*?)\]', page.read_text())[1].split(","))
+    assert paths > 20_000
+    open_flame_view(browser, page)
+    drawn = frames(browser)
+    assert len(drawn) < 3000 and any(f["name"].endswith("small frames)") for f in drawn)  # narrow frames merged, not drawn one by one
+    assert re.match(r"[\d,]+ frames narrower than 0.1% of the view are merged", browser.find_element("id", "flame-merged").text)
+    milliseconds = browser.execute_script(
+        "const t = performance.now(); document.getElementById('flame-layout').click();"
+        " const s = document.getElementById('flame-search'); s.value = 'rcu'; s.dispatchEvent(new Event('input'));"
+        " KM.select(KM.root.kids[0].name, 'tree'); document.getElementById('flame-reset').click(); return performance.now() - t"
+    )
+    assert milliseconds < 1000
