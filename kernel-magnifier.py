@@ -8378,7 +8378,7 @@ function flameGraph(container, main, options) {
 .fg-chart .frame.above{opacity:.5}
 .fg-chart .frame.small{background:#d8d8d8;color:#444;font-style:italic}
 .fg-chart .frame.match{background:#d633e0;color:#fff}
-.fg-chart .frame.selected{outline:2px solid #000;z-index:2}`;
+.fg-chart .frame.selected{outline:2px solid #000;outline-offset:-2px;z-index:2}`;
     document.head.appendChild(style);
   }
   container.insertAdjacentHTML("beforeend", `<p id="${p}merged"></p>
