@@ -8282,19 +8282,20 @@ def wakers_page_width(focus: str, data: dict, timed: bool) -> str:
 def flame_page(views: Views) -> str:
     data = flame_data(views)
     texts = {key: html.escape(value) for key, value in flame_texts(views, data).items()}
-    page = FLAME_HTML
+    page = FLAME_HTML.replace("@SCRIPT@", FLAME_JS)
     for key, value in texts.items():
         page = page.replace(f"@{key.upper()}@", value)
     return page.replace("@DATA@", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
 
 
 def write_flame_html(views: Views, output: str) -> None:
-    """.html: an interactive flame graph of the view's call paths, one self-contained file."""
+    """.flame.html: an interactive flame graph of the view's call paths, one self-contained file."""
     page = flame_page(views)
     with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         handle.write(page)
 
 
+# The page's own parts: its captions and the driver of FLAME_JS (which the explorer's flame view shares).
 FLAME_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
@@ -8304,198 +8305,266 @@ body{font:13px/1.4 system-ui,sans-serif;margin:12px;color:#222;background:#fff}
 h1{font-size:16px;margin:0 0 4px}
 p{margin:2px 0}
 .lost{color:#b00020;font-weight:600}
-#bar{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:6px 0;padding:4px 0;position:sticky;top:0;background:#fff;z-index:2}
-#search{width:20em}
-#heading{font-weight:600;margin:4px 0}
-#chart{position:relative;width:100%;overflow:hidden}
-.frame{position:absolute;height:17px;box-sizing:border-box;border-right:1px solid #fff;border-bottom:1px solid #fff;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font:11px/16px monospace;padding:0 2px;cursor:pointer;color:#000}
-.frame:hover{outline:1px solid #000;z-index:1}
-.frame.above{opacity:.5}
-.frame.small{background:#d8d8d8;color:#444;font-style:italic}
-.frame.match{background:#d633e0;color:#fff}
+#bar{position:sticky;top:0;background:#fff;z-index:2}
 #tip{position:fixed;display:none;max-width:560px;background:#fffff0;border:1px solid #888;padding:4px 6px;font-size:12px;pointer-events:none;z-index:3;box-shadow:2px 2px 6px #0003}
 </style></head><body>
 <h1 id="title">@TITLE@</h1>
 <p id="width">@WIDTH@</p>
 <p id="lost" class="@LOST_CLASS@">@LOST@</p>
 <p id="notes">@NOTES@</p>
-<p id="merged"></p>
 <p>Click a frame to zoom into it, Reset zoom (or Esc) to go back; hover for numbers; search by substring or regular expression; Callers of F shows the call paths that lead to the last clicked function, merged bottom-up.</p>
-<div id="bar"><button id="reset">Reset zoom</button><button id="layout">Flame layout (root at the bottom)</button>
-<button id="callers" disabled>Callers of ...</button><button id="back" hidden>Back to the call tree</button>
-<input id="search" type="search" placeholder="search: substring or regular expression"><span id="matched"></span></div>
-<div id="heading"></div>
-<div id="chart"></div>
+<div id="flame"></div>
 <div id="tip"></div>
 <script type="application/json" id="data">@DATA@</script>
 <script>
 "use strict";
 const D = JSON.parse(document.getElementById("data").textContent);
-const ROW = 18, MIN_SHARE = 0.001;
-const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})[c]);
-const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
-const COUNTED = D.woken ? "sleeps" : "calls";
-const fmtW = (v) => D.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " " + COUNTED;
-const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
+@SCRIPT@
+const flame = flameGraph(document.getElementById("flame"), flameTree(D), {
+  tip: document.getElementById("tip"), timed: D.timed, woken: D.woken, weight: D.weight, hasOff: !!D.off,
+  source: (x) => D.files[x.fi] || "",
+});
+document.addEventListener("keydown", (event) => { if (flame.key(event) && event.key !== "Escape") event.preventDefault(); });
+window.addEventListener("resize", flame.render);
+flame.render();
+</script>
+</body></html>
+"""
 
-function makeNode(name, parent, fi) {
-  return {name, parent, fi, calls: 0, total: 0, self: 0, w: 0, off: 0, kids: []};
-}
-
-// The call tree from the embedded columns (a parent always comes before its children).
-function callTree() {
-  const nodes = [makeNode("all", null, -1)];
-  nodes[0].root = true;
-  for (let i = 0; i < D.fn.length; i++) {
-    const x = i ? makeNode(D.names[D.fn[i]], nodes[D.parent[i]], D.fn[i]) : nodes[0];
-    Object.assign(x, {calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i], off: D.off ? D.off[i] : 0});
-    if (i) { x.parent.kids.push(x); nodes.push(x); }
+# One flame graph in a page: the .flame.html page and the explorer's flame view both call flameGraph (no
+# global names but these two functions, so that it sits beside the explorer's own script).
+FLAME_JS = r"""
+// The call tree from the embedded columns (a parent always comes before its children; index 0 is "all").
+function flameTree(data) {
+  const nodes = [];
+  for (let i = 0; i < data.fn.length; i++) {
+    const x = {name: i ? data.names[data.fn[i]] : "all", fi: data.fn[i], parent: i ? nodes[data.parent[i]] : null, kids: [],
+               calls: data.calls[i], total: data.total[i], self: data.self[i], w: data.w[i], off: data.off ? data.off[i] : 0};
+    nodes.push(x);
+    if (i) x.parent.kids.push(x);
   }
+  nodes[0].root = true;
   return nodes[0];
 }
 
-// Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
-function callersTree(main, name) {
-  const top = makeNode(name, null, D.names.indexOf(name));
-  const add = (x, a) => { x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; x.off += a.off; };
-  const child = (x, c) => {
-    x.index = x.index || new Map();
-    let k = x.index.get(c.name);
-    if (!k) { k = makeNode(c.name, x, c.fi); x.index.set(c.name, k); x.kids.push(k); }
-    return k;
+// An icicle/flame graph of the tree below `main` (nodes {name, fi, parent, kids, calls, total, self, w, off, base?},
+// kids heaviest first) drawn into `container` with its own bar: reset zoom, layout, callers of the selected
+// function, search. Its elements' ids are options.prefix + "chart", "reset", "layout", "callers", "back", "search",
+// "matched", "heading", "merged", "bar". options: tip (the tooltip element), timed, woken, weight ("time", "calls",
+// "oncpu", "offcpu"), hasOff, source(x) -> text, colour(x, tree) -> {bg, fg} or null (default: warm colours by name),
+// tipRows(x) -> more tooltip rows (HTML), onSelect(name) after a click on a frame, outline: outline the selected
+// function's frames. Returns {render, select(name, redraw), key(event) -> handled}.
+function flameGraph(container, main, options) {
+  const o = Object.assign({prefix: "", timed: true, woken: false, weight: "time", hasOff: false, source: () => "",
+                           colour: null, tipRows: () => [], onSelect: null, outline: false}, options);
+  const ROW = 18, MIN_SHARE = 0.001;
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+  const fmtUs = (v) => v >= 1e6 ? (v / 1e6).toFixed(2) + " s" : v >= 1000 ? (v / 1000).toFixed(2) + " ms" : v.toFixed(1) + " us";
+  const pct = (v, whole) => whole > 0 ? (100 * v / whole).toFixed(1) + "%" : "-";
+  const counted = o.woken ? "sleeps" : "calls";
+  const fmtW = (v) => o.weight !== "calls" ? fmtUs(v) : Math.round(v).toLocaleString("en") + " " + counted;
+  const p = o.prefix, el = (name) => document.getElementById(p + name);
+
+  if (!document.getElementById("flamegraph-style")) {
+    const style = document.createElement("style");
+    style.id = "flamegraph-style";
+    style.textContent = `
+.fg-bar{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:6px 0;padding:4px 0}
+.fg-search{width:20em}
+.fg-heading{font-weight:600;margin:4px 0}
+.fg-chart{position:relative;width:100%;overflow:hidden}
+.fg-chart .frame{position:absolute;height:17px;box-sizing:border-box;border-right:1px solid #fff;border-bottom:1px solid #fff;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;font:11px/16px monospace;padding:0 2px;cursor:pointer;color:#000}
+.fg-chart .frame:hover{outline:1px solid #000;z-index:1}
+.fg-chart .frame.above{opacity:.5}
+.fg-chart .frame.small{background:#d8d8d8;color:#444;font-style:italic}
+.fg-chart .frame.match{background:#d633e0;color:#fff}
+.fg-chart .frame.selected{outline:2px solid #000;outline-offset:-2px;z-index:2}`;
+    document.head.appendChild(style);
+  }
+  container.insertAdjacentHTML("beforeend", `<p id="${p}merged"></p>
+<div class="fg-bar" id="${p}bar"><button id="${p}reset">Reset zoom</button><button id="${p}layout">Flame layout (root at the bottom)</button>
+<button id="${p}callers" disabled>Callers of ...</button><button id="${p}back" hidden>Back to the call tree</button>
+<input class="fg-search" id="${p}search" type="search" placeholder="search: substring or regular expression"><span id="${p}matched"></span></div>
+<div class="fg-heading" id="${p}heading"></div>
+<div class="fg-chart" id="${p}chart"></div>`);
+  const chart = el("chart"), tip = o.tip;
+
+  const makeNode = (name, parent, fi) => ({name, parent, fi, calls: 0, total: 0, self: 0, w: 0, off: 0, kids: []});
+  const add = (x, a) => {
+    x.calls += a.calls; x.total += a.total; x.self += a.self; x.w += a.w; x.off += a.off;
+    if (a.base) {
+      x.base = x.base || {calls: 0, total: 0, self: 0};
+      x.base.calls += a.base.calls; x.base.total += a.base.total; x.base.self += a.base.self;
+    }
   };
-  const walk = (x, inside) => {
-    for (const k of x.kids) {
-      const hit = k.name === name;
-      if (hit && !inside) {
-        add(top, k);
-        for (let a = k.parent, at = top; !a.root; a = a.parent) { at = child(at, a); add(at, k); }
+
+  // Callers of a function: its outermost activations, each with its chain of callers, merged bottom-up.
+  function callersTree(name) {
+    const top = makeNode(name, null, -1);
+    const child = (x, c) => {
+      x.index = x.index || new Map();
+      let k = x.index.get(c.name);
+      if (!k) { k = makeNode(c.name, x, c.fi); x.index.set(c.name, k); x.kids.push(k); }
+      return k;
+    };
+    const walk = (x, inside) => {
+      for (const k of x.kids) {
+        const hit = k.name === name;
+        if (hit && !inside) {
+          top.fi = k.fi;
+          add(top, k);
+          for (let a = k.parent, at = top; !a.root; a = a.parent) { at = child(at, a); add(at, k); }
+        }
+        walk(k, inside || hit);
       }
-      walk(k, inside || hit);
+    };
+    walk(main, false);
+    const sortKids = (x) => { x.kids.sort((a, b) => b.w - a.w); x.kids.forEach(sortKids); };
+    sortKids(top);
+    return top;
+  }
+
+  function warm(name) {
+    let h = 2166136261;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+    h >>>= 0;
+    return `hsl(${h % 50},${80 + (h >> 8) % 16}%,${58 + (h >> 16) % 14}%)`;
+  }
+
+  function fill(x) {
+    const custom = o.colour && o.colour(x, state.tree);
+    if (custom) return `background:${custom.bg};color:${custom.fg};`;
+    return `background:${x.root ? "#e8a33c" : warm(x.name)};`;
+  }
+
+  const state = {tree: main, zoom: main, flame: false, re: null, selected: null};
+  let shown = [];
+
+  function render() {
+    const px = chart.clientWidth || 1000, zoom = state.zoom, whole = zoom.w || 1;
+    const boxes = [];
+    let merged = 0, depthMax = 0;
+    const box = (x, depth, left, width, cls) => { boxes.push([x, depth, left, width, cls]); depthMax = Math.max(depthMax, depth); };
+    const above = [];
+    for (let a = zoom.parent; a; a = a.parent) above.unshift(a);
+    above.forEach((a, d) => box(a, d, 0, 1, "above"));
+    const lay = (x, depth, left) => {
+      box(x, depth, left, x.w / whole, "");
+      let at = left;
+      const small = [];
+      for (const k of x.kids) {
+        if (k.w < whole * MIN_SHARE) { small.push(k); continue; }
+        lay(k, depth + 1, at);
+        at += k.w / whole;
+      }
+      if (!small.length) return;
+      merged += small.length;
+      const s = makeNode(`(${small.length} small frame${small.length > 1 ? "s" : ""})`, x, -1);
+      s.small = small;
+      small.forEach((k) => add(s, k));
+      if (s.w * px / whole >= 1) box(s, depth + 1, at, s.w / whole, "small");
+    };
+    lay(zoom, above.length, 0);
+    shown = boxes.map((b) => b[0]);
+    chart.style.height = (depthMax + 1) * ROW + "px";
+    chart.innerHTML = boxes.map(([x, depth, left, width, cls], i) => {
+      const top = (state.flame ? depthMax - depth : depth) * ROW;
+      const hit = state.re && !x.small && !x.root && state.re.test(x.name);
+      const chosen = o.outline && !x.small && !x.root && x.name === state.selected;
+      const label = width * px > 28 ? esc(x.name) : "";
+      const classes = ["frame", cls, hit ? "match" : "", chosen ? "selected" : ""].filter(Boolean).join(" ");
+      return `<div class="${classes}" data-i="${i}" data-name="${esc(x.name)}" style="left:${(100 * left).toFixed(4)}%;width:${(100 * width).toFixed(4)}%;top:${top}px;${x.small || hit ? "" : fill(x)}">${label}</div>`;
+    }).join("");
+    el("merged").textContent = merged ? `${merged.toLocaleString("en")} frames narrower than ${MIN_SHARE * 100}% of the view are merged into grey "(N small frames)" boxes: click one (or zoom) to see them.` : "";
+    const where = zoom.root ? "" : `: zoomed into ${zoom.name} (${pct(zoom.w, state.tree.w)} of the whole)`;
+    el("heading").textContent = (state.tree === main ? `${o.woken ? "Wakers' call paths" : "Call tree"} (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
+    showMatches();
+  }
+
+  function showMatches() {
+    if (!state.re) { el("matched").textContent = ""; return; }
+    let n = 0, w = 0;
+    const walk = (x, inside) => {
+      const hit = !x.root && state.re.test(x.name);
+      if (hit) { n++; if (!inside) w += x.w; }
+      x.kids.forEach((k) => walk(k, inside || hit));
+    };
+    walk(state.zoom, false);
+    el("matched").textContent = `${n.toLocaleString("en")} matching frames: ${pct(w, state.zoom.w)} of ${state.zoom.root ? "all" : state.zoom.name} (nested matches counted once)`;
+  }
+
+  // The function "Callers of" works on: the last clicked frame's, or the page's selection.
+  function select(name, redraw) {
+    state.selected = name;
+    el("callers").disabled = !name;
+    el("callers").textContent = name ? `Callers of ${name}` : "Callers of ...";
+    if (redraw) render();
+  }
+
+  function reset() { state.zoom = state.tree; render(); }
+
+  function frameOf(event) {
+    const target = event.target.closest(".frame");
+    return target ? shown[+target.dataset.i] : null;
+  }
+
+  function showTip(event) {
+    const x = frameOf(event);
+    if (!x) { tip.style.display = "none"; return; }
+    const file = x.fi >= 0 ? o.source(x) : "";
+    const rows = [`<b>${esc(x.name)}</b>`];
+    if (x.small) rows.push(esc(x.small.slice(0, 8).map((k) => k.name).join(", ") + (x.small.length > 8 ? ", ..." : "")));
+    if (file) rows.push("source: " + esc(file));
+    rows.push(`${counted}: ${x.calls.toLocaleString("en")}`);
+    if (o.timed) rows.push(o.woken ? `time waited: ${fmtUs(x.total)}` : `total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
+    if (o.hasOff && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
+    rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
+    rows.push(...o.tipRows(x));
+    tip.innerHTML = rows.join("<br>");
+    tip.style.display = "block";
+    tip.style.left = Math.min(event.clientX + 12, window.innerWidth - tip.offsetWidth - 4) + "px";
+    tip.style.top = event.clientY + 14 + "px";
+  }
+
+  chart.addEventListener("click", (event) => {
+    let x = frameOf(event);
+    if (!x) return;
+    if (x.small) x = x.parent;
+    if (!x.root) {
+      select(x.name, false);
+      if (o.onSelect) o.onSelect(x.name);
     }
-  };
-  walk(main, false);
-  const sortKids = (x) => { x.kids.sort((a, b) => b.w - a.w); x.kids.forEach(sortKids); };
-  sortKids(top);
-  return top;
+    state.zoom = x;
+    render();
+  });
+  chart.addEventListener("mousemove", showTip);
+  chart.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+  el("reset").addEventListener("click", reset);
+  el("layout").addEventListener("click", () => {
+    state.flame = !state.flame;
+    el("layout").textContent = state.flame ? "Icicle layout (root at the top)" : "Flame layout (root at the bottom)";
+    render();
+  });
+  el("callers").addEventListener("click", () => {
+    state.tree = state.zoom = callersTree(state.selected);
+    el("back").hidden = false;
+    render();
+  });
+  el("back").addEventListener("click", () => { state.tree = state.zoom = main; el("back").hidden = true; render(); });
+  el("search").addEventListener("input", (event) => {
+    const text = event.target.value;
+    try { state.re = text ? new RegExp(text) : null; } catch (error) { state.re = new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")); }
+    render();
+  });
+
+  function key(event) {
+    if (event.key === "Escape") { reset(); return true; }
+    if (event.key === "/" && !(event.target.closest && event.target.closest("input"))) { el("search").focus(); return true; }
+    return false;
+  }
+
+  return {render, select, key};
 }
-
-function colour(name) {
-  let h = 2166136261;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  h >>>= 0;
-  return `hsl(${h % 50},${80 + (h >> 8) % 16}%,${58 + (h >> 16) % 14}%)`;
-}
-
-const main = callTree();
-const state = {tree: main, zoom: main, flame: false, re: null, selected: null};
-let shown = [];
-
-function render() {
-  const chart = $("chart"), px = chart.clientWidth || 1000, zoom = state.zoom, whole = zoom.w || 1;
-  const boxes = [];
-  let merged = 0, depthMax = 0;
-  const box = (x, depth, left, width, cls) => { boxes.push([x, depth, left, width, cls]); depthMax = Math.max(depthMax, depth); };
-  const above = [];
-  for (let a = zoom.parent; a; a = a.parent) above.unshift(a);
-  above.forEach((a, d) => box(a, d, 0, 1, "above"));
-  const lay = (x, depth, left) => {
-    box(x, depth, left, x.w / whole, "");
-    let at = left;
-    const small = [];
-    for (const k of x.kids) {
-      if (k.w < whole * MIN_SHARE) { small.push(k); continue; }
-      lay(k, depth + 1, at);
-      at += k.w / whole;
-    }
-    if (!small.length) return;
-    merged += small.length;
-    const s = makeNode(`(${small.length} small frame${small.length > 1 ? "s" : ""})`, x, -1);
-    s.small = small;
-    small.forEach((k) => { s.calls += k.calls; s.total += k.total; s.self += k.self; s.w += k.w; });
-    if (s.w * px / whole >= 1) box(s, depth + 1, at, s.w / whole, "small");
-  };
-  lay(zoom, above.length, 0);
-  shown = boxes.map((b) => b[0]);
-  chart.style.height = (depthMax + 1) * ROW + "px";
-  chart.innerHTML = boxes.map(([x, depth, left, width, cls], i) => {
-    const top = (state.flame ? depthMax - depth : depth) * ROW;
-    const hit = state.re && !x.small && !x.root && state.re.test(x.name);
-    const label = width * px > 28 ? esc(x.name) : "";
-    const fill = x.small || hit ? "" : `background:${x.root ? "#e8a33c" : colour(x.name)};`;
-    return `<div class="frame ${cls}${hit ? " match" : ""}" data-i="${i}" data-name="${esc(x.name)}" style="left:${(100 * left).toFixed(4)}%;width:${(100 * width).toFixed(4)}%;top:${top}px;${fill}">${label}</div>`;
-  }).join("");
-  $("merged").textContent = merged ? `${merged.toLocaleString("en")} frames narrower than ${MIN_SHARE * 100}% of the view are merged into grey "(N small frames)" boxes: click one (or zoom) to see them.` : "";
-  const where = zoom.root ? "" : `: zoomed into ${zoom.name} (${pct(zoom.w, state.tree.w)} of the whole)`;
-  $("heading").textContent = (state.tree === main ? `${D.woken ? "Wakers' call paths" : "Call tree"} (${state.flame ? "flame" : "icicle"})` : `Callers of ${state.tree.name}: each row below a frame is its caller; widths are ${state.tree.name}'s own weight through that call path`) + where;
-  showMatches();
-}
-
-function showMatches() {
-  if (!state.re) { $("matched").textContent = ""; return; }
-  let n = 0, w = 0;
-  const walk = (x, inside) => {
-    const hit = !x.root && state.re.test(x.name);
-    if (hit) { n++; if (!inside) w += x.w; }
-    x.kids.forEach((k) => walk(k, inside || hit));
-  };
-  walk(state.zoom, false);
-  $("matched").textContent = `${n.toLocaleString("en")} matching frames: ${pct(w, state.zoom.w)} of ${state.zoom.root ? "all" : state.zoom.name} (nested matches counted once)`;
-}
-
-function frameOf(event) {
-  const el = event.target.closest(".frame");
-  return el ? shown[+el.dataset.i] : null;
-}
-
-$("chart").addEventListener("click", (event) => {
-  let x = frameOf(event);
-  if (!x) return;
-  if (x.small) x = x.parent;
-  if (!x.root) { state.selected = x.name; $("callers").disabled = false; $("callers").textContent = `Callers of ${x.name}`; }
-  state.zoom = x;
-  render();
-});
-$("chart").addEventListener("mousemove", (event) => {
-  const x = frameOf(event), tip = $("tip");
-  if (!x) { tip.style.display = "none"; return; }
-  const file = x.fi >= 0 ? D.files[x.fi] : "";
-  const rows = [`<b>${esc(x.name)}</b>`];
-  if (x.small) rows.push(esc(x.small.slice(0, 8).map((k) => k.name).join(", ") + (x.small.length > 8 ? ", ..." : "")));
-  if (file) rows.push("source: " + esc(file));
-  rows.push(`${COUNTED}: ${x.calls.toLocaleString("en")}`);
-  if (D.timed) rows.push(D.woken ? `time waited: ${fmtUs(x.total)}` : `total: ${fmtUs(x.total)}, self: ${fmtUs(x.self)}`);
-  if (D.off && x.off > 0) rows.push(`on CPU: ${fmtUs(Math.max(0, x.total - x.off))}, switched out: ${fmtUs(x.off)}`);
-  rows.push(`width: ${fmtW(x.w)}, ${pct(x.w, state.tree.w)} of the whole, ${pct(x.w, state.zoom.w)} of the view`);
-  tip.innerHTML = rows.join("<br>");
-  tip.style.display = "block";
-  tip.style.left = Math.min(event.clientX + 12, window.innerWidth - tip.offsetWidth - 4) + "px";
-  tip.style.top = event.clientY + 14 + "px";
-});
-$("chart").addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
-$("reset").addEventListener("click", () => { state.zoom = state.tree; render(); });
-document.addEventListener("keydown", (event) => { if (event.key === "Escape") { state.zoom = state.tree; render(); } });
-$("layout").addEventListener("click", () => {
-  state.flame = !state.flame;
-  $("layout").textContent = state.flame ? "Icicle layout (root at the top)" : "Flame layout (root at the bottom)";
-  render();
-});
-$("callers").addEventListener("click", () => {
-  state.tree = state.zoom = callersTree(main, state.selected);
-  $("back").hidden = false;
-  render();
-});
-$("back").addEventListener("click", () => { state.tree = state.zoom = main; $("back").hidden = true; render(); });
-$("search").addEventListener("input", (event) => {
-  const text = event.target.value;
-  try { state.re = text ? new RegExp(text) : null; } catch (error) { state.re = new RegExp(text.replace(/[.*+?^${}()|[\\]\\\\]/g, "\\\\$&")); }
-  render();
-});
-window.addEventListener("resize", render);
-render();
-</script>
-</body></html>
 """
 
 
@@ -8905,9 +8974,69 @@ EXPLORER_PEEK_JS = r"""
 KM.addView({id: "peek", title: "Callers & callees", mount(el) { el.textContent = "callers and callees"; }});
 """
 
-EXPLORER_FLAME_JS = r"""
-// ---- flame graph of the call tree, sharing the selection ----
-KM.addView({id: "flame", title: "Flame graph", mount(el) { el.textContent = "flame graph"; }});
+EXPLORER_FLAME_JS = FLAME_JS + r"""
+// ---- flame graph of the call tree (FLAME_JS, as the .flame.html page), sharing the selection ----
+(function () {
+  let flame = null;
+  // With a baseline a frame is coloured by the change of its call path: total time (calls when untimed).
+  const change = (x) => D.timed ? x.total - x.base.total : x.calls - x.base.calls;
+  const largest = new WeakMap();  // per drawn tree (the call tree, or a callers tree): the scale's end
+  const scale = (tree) => {
+    if (!largest.has(tree)) {
+      let most = 0;
+      const walk = (x) => { if (!x.root && x.base) most = Math.max(most, Math.abs(change(x))); x.kids.forEach(walk); };
+      walk(tree);
+      largest.set(tree, most);
+    }
+    return largest.get(tree);
+  };
+  const colour = (x, tree) => {
+    if (!x.base) return null;
+    const bg = KM.changeColour(change(x), scale(tree));
+    return {bg, fg: KM.textColour(bg)};
+  };
+  const baseRow = (x) => {
+    if (!x.base) return [];
+    const was = D.timed ? fmtUs(x.base.total) : fmtInt(x.base.calls) + " calls", delta = change(x);
+    const now = D.timed ? x.total : x.calls, then = D.timed ? x.base.total : x.base.calls;
+    return [`baseline: ${fmtInt(x.base.calls)} calls` + (D.timed ? `, total ${fmtUs(x.base.total)}` : ""),
+            `<span class="${delta > 0 ? "more" : delta < 0 ? "less" : ""}">change: ${signed(delta, D.timed ? fmtUs : fmtInt)}`
+            + (then > 0 ? ` (${signed(100 * (now - then) / then, (v) => v.toFixed(1))}% of ${was})` : " (not in the baseline)") + "</span>"];
+  };
+  const source = (x) => {
+    const module = D.modules[x.fi];
+    return KM.sourceLinks(x.name).map((l) => l.text).concat(module ? [`[${module}]`] : []).join("; ");
+  };
+  const widthText = () => D.timed
+    ? `frame width = total time of the call path (its callees included, and interrupts and by default sleep); all = ${fmtUs(D.w[0])}`
+    : `frame width = calls in the call path's subtree (the trace has no durations); all = ${fmtInt(D.w[0])} calls`;
+  const compareText = () => {
+    const what = D.timed ? "total time" : "calls";
+    const stops = D.palette.change.join(",");
+    return `<span style="display:inline-block;width:90px;height:10px;vertical-align:middle;background:linear-gradient(to right,${stops})"></span>`
+      + ` colour = change of the call path's ${what} against the baseline ${esc(D.base.inputs.join(", "))}: red grew, blue shrank, white unchanged`
+      + " (square-root scale up to the largest change in view; call paths only in the baseline are not drawn)";
+  };
+  const view = {
+    id: "flame", title: "Flame graph",
+    mount(el) {
+      el.innerHTML = `<p id="flame-width" class="note"></p><p id="flame-compare" class="note"></p>
+<p class="note">Click a frame to select its function and zoom into it, Reset zoom (or Esc) to go back; hover for numbers; search (/) by substring or regular expression; the selected function's frames are outlined; Callers of F shows the call paths that lead to the selected function, merged bottom-up.</p>`;
+      $("flame-width").textContent = widthText();
+      if (D.base) $("flame-compare").innerHTML = compareText(); else $("flame-compare").hidden = true;
+      flame = flameGraph(el, KM.root, {
+        prefix: "flame-", tip: $("tip"), timed: D.timed, weight: D.timed ? "time" : "calls", hasOff: !!D.off, outline: true,
+        source, colour: D.base ? colour : null, tipRows: baseRow, onSelect: (name) => KM.select(name, "flame"),
+      });
+    },
+    show() { flame.render(); },
+    // a click in the flame graph draws it itself; a selection elsewhere outlines the frames (drawn now if in view)
+    select(name, origin) { flame.select(name, origin !== "flame" && KM.active === view); },
+    key(event) { return flame.key(event); },
+  };
+  KM.addView(view);
+  window.addEventListener("resize", () => { if (KM.active === view) flame.render(); });
+})();
 """
 
 EXPLORER_START_JS = "KM.start();"
