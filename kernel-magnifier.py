@@ -8967,9 +8967,9 @@ table.peek tr.go{cursor:pointer}
 table.peek tr.go:hover{background:#eef3fb}
 table.peek tr.focus{background:#fdf3d8}
 table.peek tr.focus-base{color:#555}
-table.peek td.bar{position:relative;min-width:130px;text-align:right;font-variant-numeric:tabular-nums}
-table.peek td.bar div{position:absolute;left:8px;top:3px;bottom:3px;max-width:calc(100% - 16px);opacity:.8}
-table.peek td.bar span{position:relative}
+table.peek td.bar{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+table.peek td.bar .track{display:inline-block;width:100px;height:10px;margin-right:6px;background:#f2f2f2;vertical-align:middle;text-align:left}
+table.peek td.bar .track span{display:block;height:100%}
 `;
 KM.addView({
   id: "peek", title: "Callers & callees", name: null, drawn: null,
@@ -9017,6 +9017,7 @@ KM.addView({
     if (itself) callees.splice(callees.findIndex((r) => r.name === name) >>> 0, 1);
     if (itself) callers.push(itself);
     const html = [
+      this.base ? `<p class="note">baseline: ${esc(D.base.inputs.join(", "))}; change = this recording \u2212 the baseline (red more, blue less)</p>` : "",
       `<h3>Who calls <code>${esc(name)}</code> (${callers.length}) <span class="note">merged over all its call paths;` +
       ` share of its ${fmtInt(f.calls)} calls${D.timed ? " and " + fmtUs(f.total) : ""}</span></h3>`,
       this.table(callers, "callers", f, b),
@@ -9033,7 +9034,7 @@ KM.addView({
   },
   bar(share, colour) {
     const w = Math.max(0, Math.min(100, 100 * share));
-    return `<td class="bar"><div style="width:${w.toFixed(1)}%;background:${colour}"></div><span>${(100 * share).toFixed(1)}%</span></td>`;
+    return `<td class="bar"><span class="track"><span style="width:${w.toFixed(1)}%;background:${colour}"></span></span>${(100 * share).toFixed(1)}%</td>`;
   },
   change(now, then, largest, fmt) {
     const bg = KM.changeColour(now - then, largest);
