@@ -8853,7 +8853,8 @@ KM.sourceLinks = function (name) {
     let url = null;
     if (D.source.template) {
       let t = D.source.template;
-      if (!line) t = t.replace(/#L?\{line\}/, "").replace(/[:]?\{line\}/, "");
+      // No line known: drop the line's part with its lead-in (#L{line}, #n{line}, :{line}, ?line={line}, &l={line}).
+      if (!line) t = t.replace(/[#?&;:][A-Za-z_]*=?\{line\}/g, "").replaceAll("{line}", "");
       url = t.replaceAll("{path}", path).replaceAll("{line}", line).replaceAll("{version}", D.source.version || "");
     }
     return {path, line, compiled: compiled || "", url, text: path + (line ? ":" + line : "") + (compiled ? ` (in ${compiled})` : "")};
