@@ -177,7 +177,7 @@ def test_source_url_template_and_source_dir(tmp_path, browser):
     open_page(browser, html)
     select(browser, "tcp_sendmsg")
     assert links(browser, "#selsource a") == ["https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git/tree/net/ipv4/tcp.c?h=v6.1.192"]
-    tree = tmp_path / "linux src"
+    tree = tmp_path / "linux src#2"  # a "#" left as it is would start the fragment
     (tree / "net" / "ipv4").mkdir(parents=True)
     html = page(tmp_path, "dir.html", DEMO, extra=("--source-dir", str(tree)))
     open_page(browser, html)
