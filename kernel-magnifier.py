@@ -8971,6 +8971,7 @@ table.peek tr.focus-base{color:#555}
 table.peek td.bar{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 table.peek td.bar .track{display:inline-block;width:100px;height:10px;margin-right:6px;background:#f2f2f2;vertical-align:middle;text-align:left}
 table.peek td.bar .track span{display:block;height:100%}
+table.peek td.bar .pc{display:inline-block;min-width:3.5em}
 `;
 KM.addView({
   id: "peek", title: "Callers & callees", name: null, drawn: null,
@@ -8999,7 +9000,8 @@ KM.addView({
     for (const e of this.index[side].get(this.name) || []) { const r = row(keyOf(e)); r.calls += e.calls; r.total += e.total; }
     if (this.base) for (const e of this.base[side].get(this.name) || []) { const r = row(keyOf(e)); r.bcalls += e.calls; r.btotal += e.total; }
     const key = (r) => D.timed ? [r.total, r.calls, r.btotal, r.bcalls] : [r.calls, r.bcalls];
-    return [...rows.values()].sort((a, b) => {
+    const counted = [...rows.values()].filter((r) => r.calls || r.total || r.bcalls || r.btotal);  // not a path's empty start (an exit without its entry)
+    return counted.sort((a, b) => {
       const [ka, kb] = [key(a), key(b)];
       for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return kb[i] - ka[i];
       return a.name < b.name ? -1 : 1;
@@ -9035,7 +9037,7 @@ KM.addView({
   },
   bar(share, colour) {
     const w = Math.max(0, Math.min(100, 100 * share));
-    return `<td class="bar"><span class="track"><span style="width:${w.toFixed(1)}%;background:${colour}"></span></span>${(100 * share).toFixed(1)}%</td>`;
+    return `<td class="bar"><span class="track"><span style="width:${w.toFixed(1)}%;background:${colour}"></span></span><span class="pc">${(100 * share).toFixed(1)}%</span></td>`;
   },
   change(now, then, largest, fmt) {
     const bg = KM.changeColour(now - then, largest);
@@ -9046,20 +9048,23 @@ KM.addView({
     const base = !!this.base;
     const largest = rows.reduce((m, r) => Math.max(m, Math.abs(D.timed ? r.total - r.btotal : r.calls - r.bcalls)), 0);
     const callsLargest = rows.reduce((m, r) => Math.max(m, Math.abs(r.calls - r.bcalls)), 0);
+    // Untimed: a caller's bar is its share of F's calls; a callee's, its share of the calls F makes.
+    const made = rows.reduce((sum, r) => sum + r.calls, 0);
+    const callShare = (r) => kind === "callers" ? this.bar(f.calls > 0 ? r.calls / f.calls : 0, "#92c5de") : `<td class="num">${f.calls ? KM.perCall(r.calls / f.calls) : "-"}</td>`;
     const head = [kind === "callers" ? "caller" : "callee", "calls", kind === "callers" ? "of its calls" : "per call of it"];
     if (base) head.push("baseline", "change");
     if (D.timed) head.push("time", kind === "callers" ? "of its time" : "of its total");
     if (D.timed && base) head.push("baseline", "change");
-    if (!D.timed) head.push(kind === "callers" ? "share" : "of its calls");
+    if (!D.timed && kind === "callees") head.push("of the calls it makes");
     head.push("source");
     const out = [`<table class="peek" id="peek-${kind}"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>`];
     for (const r of rows) {
       const cells = [`<td class="fn">${this.label(r, kind)}</td>`, `<td class="num">${fmtInt(r.calls)}</td>`];
-      cells.push(kind === "callers" ? `<td class="num">${pct(r.calls, f.calls)}</td>` : `<td class="num">${f.calls ? KM.perCall(r.calls / f.calls) : "-"}</td>`);
+      cells.push(D.timed && kind === "callers" ? `<td class="num">${pct(r.calls, f.calls)}</td>` : callShare(r));
       if (base) cells.push(this.change(r.calls, r.bcalls, callsLargest, fmtInt));
       if (D.timed) cells.push(`<td class="num">${r.name === this.name && kind === "callers" ? "(inside itself)" : fmtUs(r.total)}</td>`, this.bar(f.total > 0 ? r.total / f.total : 0, "#f4a582"));
       if (D.timed && base) cells.push(this.change(r.total, r.btotal, largest, fmtUs));
-      if (!D.timed) cells.push(this.bar(f.calls > 0 ? r.calls / f.calls : 0, "#92c5de"));
+      if (!D.timed && kind === "callees") cells.push(this.bar(made > 0 ? r.calls / made : 0, "#92c5de"));
       cells.push(`<td class="src">${r.name && r.name !== this.name ? KM.sourceHtml(r.name) : ""}</td>`);
       const attrs = `data-name="${esc(r.name)}" data-calls="${r.calls}" data-total="${r.total}"` + (base ? ` data-bcalls="${r.bcalls}" data-btotal="${r.btotal}"` : "");
       const clickable = r.name && r.name !== this.name && KM.byName.has(r.name);

@@ -62,7 +62,7 @@ def walk_peek(graph: dict, name: str) -> tuple[dict[str, list], dict[str, list]]
         node_id, above = stack.pop()  # above: the functions on the path from the top down to the parent
         node = nodes[node_id]
         function, caller = node["function"], above[-1] if above else ""
-        outer_time = 0.0 if function in above else node["total_time_us"]
+        outer_time = 0.0 if function in above else node["total_time_us"] or 0.0  # None: no durations in the trace
         if function == name:
             callers[caller][0] += node["calls"]
             callers[caller][1] += outer_time
@@ -262,3 +262,21 @@ def test_kernel_version_of_every_kind_of_recording(tmp_path):
     assert km.kernel_version({"kernel": "6.13.0-rc3 #1 SMP"})[0] == "6.13-rc3"
     assert km.kernel_version({"kernel": "6.8.0-45-generic #45-Ubuntu SMP"})[0] == "6.8"
     assert km.kernel_version({"trace.dat-uname": "Linux host-7.1.2 7.3.4+deb13-amd64 x86_64"})[0] == "7.3.4"
+
+
+def test_function_tracer_untimed_calls_only(tmp_path, browser):
+    """The function tracer's trace: no durations, rows by calls; a path started by an exit without its entry is no caller."""
+    trace = DATA / "function-tracer" / "trace.txt.xz"
+    html = page(tmp_path, "fn.html", trace)
+    graph = graph_json(tmp_path, trace)
+    open_page(browser, html)
+    for name in ["kfree", "p9_client_walk"]:
+        select(browser, name)
+        callers, callees = walk_peek(graph, name)
+        for kind, expected in (("callers", callers), ("callees", callees)):
+            shown = rows(browser, kind)
+            assert_rows(shown, expected)
+            assert [row["calls"] for row in shown] == sorted((row["calls"] for row in shown), reverse=True)
+        calls = {node["name"]: node["calls"] for node in graph["nodes"]}[name]
+        assert [row["cells"][2] for row in rows(browser, "callers")] == [f"{100 * c / calls:.1f}%" for c, _ in sorted(callers.values(), reverse=True)]
+    assert len(walk_peek(graph, "kfree")[0]) >= 10
