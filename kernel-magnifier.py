@@ -9062,7 +9062,8 @@ KM.addView({
       const cells = [`<td class="fn">${this.label(r, kind)}</td>`, `<td class="num">${fmtInt(r.calls)}</td>`];
       cells.push(D.timed && kind === "callers" ? `<td class="num">${pct(r.calls, f.calls)}</td>` : callShare(r));
       if (base) cells.push(this.change(r.calls, r.bcalls, callsLargest, fmtInt));
-      if (D.timed) cells.push(`<td class="num">${r.name === this.name && kind === "callers" ? "(inside itself)" : fmtUs(r.total)}</td>`, this.bar(f.total > 0 ? r.total / f.total : 0, "#f4a582"));
+      const recursive = r.name === this.name;  // its time is inside F's own: no share of its own
+      if (D.timed) cells.push(`<td class="num">${recursive ? "(inside itself)" : fmtUs(r.total)}</td>`, recursive ? "<td></td>" : this.bar(f.total > 0 ? r.total / f.total : 0, "#f4a582"));
       if (D.timed && base) cells.push(this.change(r.total, r.btotal, largest, fmtUs));
       if (!D.timed && kind === "callees") cells.push(this.bar(made > 0 ? r.calls / made : 0, "#92c5de"));
       cells.push(`<td class="src">${r.name && r.name !== this.name ? KM.sourceHtml(r.name) : ""}</td>`);
