@@ -51,6 +51,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.parse
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -8637,9 +8638,23 @@ def explorer_baseline(views: Views, tree: CallTree, frames: list[int]) -> tuple[
         "self": [round(base.self_us[node], 3) if node is not None else 0 for node in present],
         "fn": {name: [baseline.calls[name], round(baseline.total_us.get(name, 0.0), 3), round(baseline.self_us.get(name, 0.0), 3)] for name in functions},
     }
+    data["edges"] = explorer_base_edges(baseline)
     data["calls"][0] = sum(base.calls[node] for node in base.walk())
     data["total"][0] = round(sum(base.total_us[kid] for kid in (base.children[ROOT_NODE] or {}).values()), 3)
     return data, ""
+
+
+def explorer_base_edges(baseline: CallGraph) -> list[list]:
+    """The baseline's caller -> callee edges as [caller, callee, calls, total] (caller "": the top of a call path), for the peek view."""
+    timed = baseline.uses_time  # edge_weight is the edge's time then (else calls below it)
+    edges = [[caller, callee, calls, round(baseline.edge_weight.get((caller, callee), 0.0), 3) if timed else 0] for (caller, callee), calls in baseline.edges.items()]
+    tops: dict[str, list] = {}
+    for node in (baseline.tree.children[ROOT_NODE] or {}).values():
+        name = baseline.tree.function[node] or ""
+        top = tops.setdefault(name, ["", name, 0, 0.0])
+        top[2] += baseline.tree.calls[node]
+        top[3] = round(top[3] + baseline.tree.total_us[node], 3)
+    return edges + list(tops.values())
 
 
 def explorer_svg(views: Views) -> tuple[str, str]:
@@ -8657,22 +8672,35 @@ def explorer_svg(views: Views) -> tuple[str, str]:
 
 
 def kernel_version(metadata: dict[str, str]) -> tuple[str | None, str]:
-    """The upstream version of the recording's kernel, for source links, and how sure it is.
+    """The upstream version of the recording's kernel, as elixir.bootlin.com names its tags, and how sure it is.
 
-    Debian's `uname -v` names the upstream release ("Debian 6.1.192-2"); a
-    release like 6.12.48+deb13-amd64 names it too; 6.1.0-56-amd64 only the series.
+    `record` stores `uname -r -v`: Debian's `uname -v` names the upstream release
+    ("Debian 6.1.192-2"), a release like 7.3.4+deb13-amd64 names it too;
+    6.1.0-56-amd64 (trace-cmd's trace.dat keeps only `uname -r`) names only the series.
+    Upstream x.y.0 is tagged vx.y, release candidates vx.y-rcN.
     """
-    kernel = metadata.get("kernel", "") or metadata.get("trace.dat-uname", "")
-    exact = re.search(r"(?:Debian|Ubuntu|linux-)\s*(\d+\.\d+\.\d+)", kernel)
+    kernel = metadata.get("kernel", "")
+    uname = metadata.get("trace.dat-uname", "")  # "Linux HOST RELEASE MACHINE"
+    release = kernel.split(" ", 1)[0] if kernel else (uname.split(" ")[2] if uname.count(" ") >= 2 else "")
+    where = f"the recording's kernel {release}"
+    exact = re.search(r"\bDebian (\d+\.\d+\.\d+)", kernel)
     if exact:
-        return exact[1], f"the recording's kernel {kernel.split()[0] if metadata.get('kernel') else kernel}"
-    release = re.search(r"(?<![\d.])(\d+)\.(\d+)(?:\.(\d+))?([-+~][^\s]*)?", kernel.split(" ", 2)[2] if kernel.startswith("Linux ") and kernel.count(" ") >= 2 else kernel)
-    if not release:
+        return upstream_tag(exact[1]), where
+    found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?(.*)", release)
+    if not found:
         return None, "the recording does not say its kernel's version"
-    major, minor, patch, suffix = release.groups()
+    major, minor, patch, suffix = found.groups()
+    candidate = re.match(r"-(rc\d+)", suffix)
+    if candidate:
+        return f"{major}.{minor}-{candidate[1]}", where
     if patch and (patch != "0" or not suffix):
-        return f"{major}.{minor}.{patch}", f"the recording's kernel {release[0]}"
-    return f"{major}.{minor}", f"the recording's kernel {release[0]}: its exact release is unknown, links go to the {major}.{minor} series"
+        return upstream_tag(f"{major}.{minor}.{patch}"), where
+    return f"{major}.{minor}", f"{where}: its exact release is unknown, links go to the {major}.{minor} series"
+
+
+def upstream_tag(version: str) -> str:
+    """x.y.0 is tagged vx.y upstream."""
+    return version[:-2] if version.endswith(".0") else version
 
 
 def explorer_source(views: Views) -> dict:
@@ -8684,14 +8712,18 @@ def explorer_source(views: Views) -> dict:
         root = os.path.abspath(source_dir)
         if not os.path.isdir(root):
             raise UserError(f"--source-dir {source_dir}: not a directory")
-        return {"template": "file://" + root.rstrip("/") + "/{path}", "version": None, "note": f"source: the local tree {root}"}
+        return {"template": "file://" + urllib.parse.quote(root.rstrip("/")) + "/{path}", "version": None, "note": f"source links: the local tree {root}"}
     version, how = kernel_version(explorer_graph(views.view).stats.metadata)
     if template:
         if "{version}" in template and version is None:
             raise UserError(f"--source-url {template}: {{version}} is unknown, {how}: write the version into the template")
         return {"template": template, "version": version, "note": f"source links: {template}"}
     if version is None:
-        return {"template": None, "version": None, "note": f"no source links: {how} (give --source-url TEMPLATE or --source-dir DIR)"}
+        return {
+            "template": None, "version": None,
+            "note": f"no source links: {how} (record with kernel-magnifier record, which stores it; or give --source-dir DIR,"
+            " or --source-url with the version written in, e.g. https://elixir.bootlin.com/linux/v6.1.192/source/{path}#L{line})",
+        }
     return {"template": ELIXIR_URL, "version": version, "note": f"source links: elixir.bootlin.com, Linux v{version} ({how})"}
 
 
@@ -8890,7 +8922,8 @@ KM.sourceLinks = function (name) {
     let url = null;
     if (D.source.template) {
       let t = D.source.template;
-      if (!line) t = t.replace(/#L?\{line\}/, "").replace(/[:]?\{line\}/, "");
+      // No line known: drop the line's part with its lead-in (#L{line}, #n{line}, :{line}, ?line={line}, &l={line}).
+      if (!line) t = t.replace(/[#?&;:][A-Za-z_]*=?\{line\}/g, "").replaceAll("{line}", "");
       url = t.replaceAll("{path}", path).replaceAll("{line}", line).replaceAll("{version}", D.source.version || "");
     }
     return {path, line, compiled: compiled || "", url, text: path + (line ? ":" + line : "") + (compiled ? ` (in ${compiled})` : "")};
@@ -8971,7 +9004,167 @@ KM.addView({id: "tree", title: "Call tree", mount(el) { el.textContent = "call t
 
 EXPLORER_PEEK_JS = r"""
 // ---- callers and callees of the selection, merged over all its call paths ----
-KM.addView({id: "peek", title: "Callers & callees", mount(el) { el.textContent = "callers and callees"; }});
+// pprof's peek, speedscope's sandwich: the function graph's edges into and out of the selected function F
+// (the tool's edges: KM.deriveGraph of the whole tree), with their calls, time and share of F's.
+// An edge's time is the callee's where it is not inside itself, so a recursive call (F -> F) has none of its own.
+KM.peekIndex = function (edges) {
+  const into = new Map(), outOf = new Map();
+  const add = (map, key, e) => { if (!map.has(key)) map.set(key, []); map.get(key).push(e); };
+  for (const e of edges) { add(into, e.callee, e); if (e.caller) add(outOf, e.caller, e); }
+  return {into, outOf};
+};
+KM.peekEdges = function () {  // the page's edges, and the tops of the call paths as edges from "" (no traced caller)
+  KM.functionNumbers("");  // makes KM.whole (the whole tree's graph) once, shared with the selection bar
+  const tops = new Map();
+  for (const x of KM.root.kids) {
+    const t = tops.get(x.name) || {caller: "", callee: x.name, calls: 0, total: 0};
+    t.calls += x.calls; t.total += x.total; tops.set(x.name, t);
+  }
+  return [...KM.whole.edges.values(), ...tops.values()];
+};
+
+KM.perCall = (v) => v === 0 ? "0" : v >= 10 ? v.toFixed(1) : v >= 0.995 ? v.toFixed(2) : v.toPrecision(2);
+const PEEK_CSS = `
+#view-peek h3{font-size:13px;margin:10px 0 4px}
+#view-peek h3 .note{font-weight:normal}
+table.peek{border-collapse:collapse;margin:0 0 6px}
+table.peek th{font-weight:600;text-align:right;padding:2px 8px;border-bottom:1px solid #bbb;white-space:nowrap}
+table.peek th:first-child,table.peek th:last-child{text-align:left}
+table.peek td{padding:2px 8px;border-bottom:1px solid #eee}
+table.peek td.fn{font-family:monospace;white-space:nowrap}
+table.peek td.src{font-size:12px;color:#555}
+table.peek tr.go{cursor:pointer}
+table.peek tr.go:hover{background:#eef3fb}
+table.peek tr.focus{background:#fdf3d8}
+table.peek tr.focus-base{color:#555}
+table.peek td.bar{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+table.peek td.bar .track{display:inline-block;width:100px;height:10px;margin-right:6px;background:#f2f2f2;vertical-align:middle;text-align:left}
+table.peek td.bar .track span{display:block;height:100%}
+table.peek td.bar .pc{display:inline-block;min-width:3.5em}
+`;
+KM.addView({
+  id: "peek", title: "Callers & callees", name: null, drawn: null,
+  mount(el) {
+    this.el = el;
+    this.index = null;
+    const style = document.createElement("style");
+    style.textContent = PEEK_CSS;
+    document.head.appendChild(style);
+    el.addEventListener("click", (event) => {
+      if (event.target.closest("a")) return;  // a source link opens the source
+      const row = event.target.closest("tr.go");
+      if (row) KM.select(row.dataset.name, "peek");
+    });
+  },
+  show() { if (this.drawn !== this.name) this.draw(); },
+  select(name) { this.name = name; if (KM.active === this) this.draw(); },
+  build() {
+    this.index = KM.peekIndex(KM.peekEdges());
+    this.base = D.base ? KM.peekIndex((D.base.edges || []).map(([caller, callee, calls, total]) => ({caller, callee, calls, total}))) : null;
+  },
+  // Rows of one side: the page's edges merged with the baseline's by the other function's name.
+  rows(side, keyOf) {
+    const rows = new Map();
+    const row = (name) => rows.get(name) || rows.set(name, {name, calls: 0, total: 0, bcalls: 0, btotal: 0}).get(name);
+    for (const e of this.index[side].get(this.name) || []) { const r = row(keyOf(e)); r.calls += e.calls; r.total += e.total; }
+    if (this.base) for (const e of this.base[side].get(this.name) || []) { const r = row(keyOf(e)); r.bcalls += e.calls; r.btotal += e.total; }
+    const key = (r) => D.timed ? [r.total, r.calls, r.btotal, r.bcalls] : [r.calls, r.bcalls];
+    const counted = [...rows.values()].filter((r) => r.calls || r.total || r.bcalls || r.btotal);  // not a path's empty start (an exit without its entry)
+    return counted.sort((a, b) => {
+      const [ka, kb] = [key(a), key(b)];
+      for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return kb[i] - ka[i];
+      return a.name < b.name ? -1 : 1;
+    });
+  },
+  draw() {
+    if (!this.index) this.build();
+    this.drawn = this.name;
+    const name = this.name;
+    if (!name) { this.el.innerHTML = "<p>Select a function (click one in any view).</p>"; return; }
+    const f = KM.functionNumbers(name) || {calls: 0, total: 0, self: 0, off: 0};
+    const b = KM.baseNumbers(name);
+    const callers = this.rows("into", (e) => e.caller), callees = this.rows("outOf", (e) => e.callee);
+    const self = callers.findIndex((r) => r.name === name);  // recursion: shown once, among the callers
+    const itself = self >= 0 ? callers.splice(self, 1)[0] : null;
+    if (itself) callees.splice(callees.findIndex((r) => r.name === name) >>> 0, 1);
+    if (itself) callers.push(itself);
+    const html = [
+      this.base ? `<p class="note">baseline: ${esc(D.base.inputs.join(", "))}; change = this recording \u2212 the baseline (red more, blue less)</p>` : "",
+      `<h3>Who calls <code>${esc(name)}</code> (${callers.length}) <span class="note">merged over all its call paths;` +
+      ` share of its ${fmtInt(f.calls)} calls${D.timed ? " and " + fmtUs(f.total) : ""}</span></h3>`,
+      this.table(callers, "callers", f, b),
+      this.focusTable(name, f, b),
+      `<h3>What <code>${esc(name)}</code> calls (${callees.length}) <span class="note">share of its ${D.timed ? fmtUs(f.total) : fmtInt(f.calls) + " calls"}</span></h3>`,
+      this.table(callees, "callees", f, b),
+    ];
+    this.el.innerHTML = html.join("");
+  },
+  label(r, kind) {
+    if (r.name === "") return "<i>(top of its call paths: no traced caller)</i>";
+    if (r.name === this.name) return `${esc(r.name)} <i>(itself)</i>`;
+    return esc(r.name);
+  },
+  bar(share, colour) {
+    const w = Math.max(0, Math.min(100, 100 * share));
+    return `<td class="bar"><span class="track"><span style="width:${w.toFixed(1)}%;background:${colour}"></span></span><span class="pc">${(100 * share).toFixed(1)}%</span></td>`;
+  },
+  change(now, then, largest, fmt) {
+    const bg = KM.changeColour(now - then, largest);
+    return `<td class="num">${fmt(then)}</td><td class="num" style="background:${bg};color:${KM.textColour(bg)}">${signed(now - then, fmt)}</td>`;
+  },
+  table(rows, kind, f, b) {
+    if (!rows.length) return `<p class="note">${kind === "callers" ? "none: no traced call path reaches it" : "none: it calls no traced function"}</p>`;
+    const base = !!this.base;
+    const largest = rows.reduce((m, r) => Math.max(m, Math.abs(D.timed ? r.total - r.btotal : r.calls - r.bcalls)), 0);
+    const callsLargest = rows.reduce((m, r) => Math.max(m, Math.abs(r.calls - r.bcalls)), 0);
+    // Untimed: a caller's bar is its share of F's calls; a callee's, its share of the calls F makes.
+    const made = rows.reduce((sum, r) => sum + r.calls, 0);
+    const callShare = (r) => kind === "callers" ? this.bar(f.calls > 0 ? r.calls / f.calls : 0, "#92c5de") : `<td class="num">${f.calls ? KM.perCall(r.calls / f.calls) : "-"}</td>`;
+    const head = [kind === "callers" ? "caller" : "callee", "calls", kind === "callers" ? "of its calls" : "per call of it"];
+    if (base) head.push("baseline", "change");
+    if (D.timed) head.push("time", kind === "callers" ? "of its time" : "of its total");
+    if (D.timed && base) head.push("baseline", "change");
+    if (!D.timed && kind === "callees") head.push("of the calls it makes");
+    head.push("source");
+    const out = [`<table class="peek" id="peek-${kind}"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>`];
+    for (const r of rows) {
+      const cells = [`<td class="fn">${this.label(r, kind)}</td>`, `<td class="num">${fmtInt(r.calls)}</td>`];
+      cells.push(D.timed && kind === "callers" ? `<td class="num">${pct(r.calls, f.calls)}</td>` : callShare(r));
+      if (base) cells.push(this.change(r.calls, r.bcalls, callsLargest, fmtInt));
+      const recursive = r.name === this.name;  // its time is inside F's own: no share of its own
+      if (D.timed) cells.push(`<td class="num">${recursive ? "(inside itself)" : fmtUs(r.total)}</td>`, recursive ? "<td></td>" : this.bar(f.total > 0 ? r.total / f.total : 0, "#f4a582"));
+      if (D.timed && base) cells.push(this.change(r.total, r.btotal, largest, fmtUs));
+      if (!D.timed && kind === "callees") cells.push(this.bar(made > 0 ? r.calls / made : 0, "#92c5de"));
+      cells.push(`<td class="src">${r.name && r.name !== this.name ? KM.sourceHtml(r.name) : ""}</td>`);
+      const attrs = `data-name="${esc(r.name)}" data-calls="${r.calls}" data-total="${r.total}"` + (base ? ` data-bcalls="${r.bcalls}" data-btotal="${r.btotal}"` : "");
+      const clickable = r.name && r.name !== this.name && KM.byName.has(r.name);
+      out.push(`<tr ${attrs}${clickable ? ' class="go" title="select it"' : ""}>${cells.join("")}</tr>`);
+    }
+    out.push("</tbody></table>");
+    return out.join("");
+  },
+  // F itself: calls, total, self, on CPU / asleep, its source; with a baseline both values and the change.
+  focusTable(name, f, b) {
+    const head = ["function", "calls"], now = [`<td class="fn"><b>${esc(name)}</b></td>`, `<td class="num">${fmtInt(f.calls)}</td>`];
+    const then = b ? ["<td>baseline</td>", `<td class="num">${fmtInt(b.calls)} (${signed(f.calls - b.calls, fmtInt)})</td>`] : null;
+    if (D.timed) {
+      head.push("total", "self");
+      now.push(`<td class="num">${fmtUs(f.total)}</td>`, `<td class="num">${fmtUs(f.self)}</td>`);
+      if (b) then.push(`<td class="num">${fmtUs(b.total)} (${signed(f.total - b.total, fmtUs)})</td>`, `<td class="num">${fmtUs(b.self)} (${signed(f.self - b.self, fmtUs)})</td>`);
+    }
+    if (D.off) {
+      head.push("on CPU", "asleep");
+      now.push(`<td class="num">${fmtUs(Math.max(0, f.total - f.off))}</td>`, `<td class="num">${fmtUs(f.off)}</td>`);
+      if (b) then.push("<td></td>", "<td></td>");
+    }
+    head.push("source");
+    now.push(`<td class="src">${KM.sourceHtml(name)}</td>`);
+    if (b) then.push("<td></td>");
+    const attrs = `data-calls="${f.calls}" data-total="${f.total}" data-self="${f.self}"` + (b ? ` data-bcalls="${b.calls}" data-btotal="${b.total}"` : "");
+    return `<table class="peek" id="peek-focus"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead>` +
+      `<tbody><tr class="focus" ${attrs}>${now.join("")}</tr>${then ? `<tr class="focus-base">${then.join("")}</tr>` : ""}</tbody></table>`;
+  },
+});
 """
 
 EXPLORER_FLAME_JS = FLAME_JS + r"""
