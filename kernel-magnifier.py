@@ -9126,18 +9126,34 @@ KM.graphView = (() => {
     measurer.font = (bold ? "bold " : "") + FONT;
     return measurer.measureText(s).width;
   };
-  const withBase = (now, before, fmt) => before === null ? fmt(now) : `${fmt(now)} (baseline ${fmt(before)}, ${signed(now - before, fmt)})`;
+  // "412 calls (baseline 400, +12)"; without a baseline, times say their share of the focus's total as the tool's labels do.
+  // Where the baseline has call paths this recording lacks, the page does not hold them (its baseline numbers are
+  // per call path of this recording): the function's baseline numbers are then at least those shown, not a change.
+  const partial = (b) => b && b.partial;
+  const withBase = (now, before, fmt, unit = "") => `${fmt(now)}${unit}` + (before === null ? "" : partial(before)
+    ? ` (baseline \u2265 ${fmt(before.value)})` : ` (baseline ${fmt(before.value)}, ${signed(now - before.value, fmt)})`);
   const labelLines = (f, b, whole) => {
-    const lines = [f.name, withBase(f.calls, b ? b.calls : null, fmtInt) + " calls"];
+    const was = (key) => b ? {value: b[key], partial: b.partial} : null;
+    const lines = [f.name, withBase(f.calls, was("calls"), fmtInt, " calls")];
     const share = (v) => whole > 0 ? ` (${pct(v, whole)})` : "";
     if (D.timed) {
-      lines.push("total " + (b ? withBase(f.total, b.total, fmtUs) : fmtUs(f.total) + share(f.total)));
-      lines.push("self " + (b ? withBase(f.self, b.self, fmtUs) : fmtUs(f.self) + share(f.self)));
+      lines.push("total " + (b ? withBase(f.total, was("total"), fmtUs) : fmtUs(f.total) + share(f.total)));
+      lines.push("self " + (b ? withBase(f.self, was("self"), fmtUs) : fmtUs(f.self) + share(f.self)));
     }
     if (D.off && f.off > 0) lines.push(`asleep ${fmtUs(f.off)}`);
     return lines;
   };
   const weight = (f) => D.timed ? f.total : f.calls;
+  const UNKNOWN = "#d9d9d9";
+  // The page's baseline holds all of a function's baseline calls when its per-path numbers add up to the baseline's own.
+  let complete = null;
+  const baseComplete = (name) => {
+    if (!complete) {
+      complete = new Map();
+      for (const [n, xs] of KM.byName) complete.set(n, xs.reduce((s, x) => s + x.base.calls, 0) === (D.base.fn[n] || [0])[0]);
+    }
+    return complete.get(name) !== false;
+  };
 
   const drawFocused = (kind, name, depth) => {
     const now = kind === "callers" ? callersGraph(name, depth, nowNumbers) : calleesGraph(name, depth, nowNumbers);
@@ -9147,16 +9163,17 @@ KM.graphView = (() => {
     kept.unshift(now.fns.get(name));
     const drawn = new Set(kept.map((f) => f.name));
     const whole = now.fns.get(name).total;
-    const baseOf = (n) => before ? (before.fns.get(n) || {calls: 0, total: 0, self: 0, off: 0}) : null;
+    // callers view: every box counts the focus's activations, complete when the focus's are; callees: each its own.
+    const baseOf = (n) => before ? {...(before.fns.get(n) || {calls: 0, total: 0, self: 0, off: 0}), partial: !baseComplete(kind === "callers" ? name : n)} : null;
     // Colours: heat over the drawn functions' values, or with a baseline the change of the same metric.
     const values = kept.map(metricValue);
     const positive = values.filter((v) => v > 0);
     const low = positive.length ? Math.min(...positive) : 1, high = positive.length ? Math.max(...positive) : 1;
-    const changes = before ? kept.map((f) => metricValue(f) - metricValue(baseOf(f.name))) : [];
+    const changes = before ? kept.map((f) => partial(baseOf(f.name)) ? 0 : metricValue(f) - metricValue(baseOf(f.name))) : [];
     const largest = Math.max(0, ...changes.map(Math.abs));
     const boxes = kept.map((f, i) => {
       const lines = labelLines(f, baseOf(f.name), whole);
-      const fill = before ? KM.changeColour(changes[i], largest) : KM.heatColour(values[i], low, high);
+      const fill = before ? (partial(baseOf(f.name)) ? UNKNOWN : KM.changeColour(changes[i], largest)) : KM.heatColour(values[i], low, high);
       return {name: f.name, f, lines, fill, w: Math.ceil(Math.max(...lines.map((line, i) => textWidth(line, i === 0))) + 16), h: 15 * lines.length + 10};
     });
     const edges = [...now.edges.values()].filter((e) => drawn.has(e.caller) && drawn.has(e.callee));
@@ -9196,10 +9213,10 @@ KM.graphView = (() => {
     for (const b of boxes) {
       const n = L.info.get(b.name), f = b.f, base = baseOf(b.name);
       const attrs = {class: "km-box", "data-name": b.name, "data-calls": f.calls, "data-total": f.total.toFixed(3), "data-self": f.self.toFixed(3), "data-fill": b.fill};
-      if (base) Object.assign(attrs, {"data-base-calls": base.calls, "data-base-total": base.total.toFixed(3)});
+      if (base) Object.assign(attrs, {"data-base-calls": base.calls, "data-base-total": base.total.toFixed(3), "data-base-partial": base.partial ? 1 : 0});
       const g = el("g", attrs, boxLayer);
       el("title", {}, g, b.lines.join("\n"));
-      el("rect", {x: (n.x - b.w / 2).toFixed(1), y: n.top.toFixed(1), width: b.w, height: b.h, rx: 5, fill: b.fill, stroke: "#333", "stroke-width": b.name === name ? 2.5 : 1}, g);
+      el("rect", {x: (n.x - b.w / 2).toFixed(1), y: n.top.toFixed(1), width: b.w, height: b.h, rx: 5, fill: b.fill, stroke: "#333", "stroke-width": b.name === name ? 2.5 : 1, ...(partial(base) ? {"stroke-dasharray": "4 3"} : {})}, g);
       const colour = KM.textColour(b.fill);
       b.lines.forEach((line, i) => el("text", {x: n.x.toFixed(1), y: (n.top + 17 + 15 * i).toFixed(1), "text-anchor": "middle", fill: colour, "font-weight": i ? "normal" : "bold"}, g, line));
     }
@@ -9215,7 +9232,9 @@ KM.graphView = (() => {
     const levels = depth === null ? "all levels" : `${depth} level${depth === 1 ? "" : "s"}`;
     const what = kind === "callers" ? `who calls ${name}, ${levels} up: ${all.length - 1} callers` : `what ${name} called, ${levels}: ${all.length} functions`;
     const left = all.length - kept.length;
-    const colours = before ? `colour = change of ${D.metric} from the baseline (blue less, red more; both values in the labels)` : `colour = ${D.metric} over the drawn functions`;
+    const unknown = before ? kept.filter((f) => partial(baseOf(f.name))).length : 0;
+    const colours = before ? `colour = change of ${D.metric} from the baseline (blue less, red more; both values in the labels)` +
+      (unknown ? `; grey, "baseline \u2265": ${unknown} functions the baseline also has on call paths this recording lacks (the page holds only this recording's call paths)` : "") : `colour = ${D.metric} over the drawn functions`;
     $("g-caption").textContent = `${what}` + (left ? ` (the ${kept.length} heaviest drawn, ${left} left out)` : "") + `; ${colours}; edge labels = calls` + (kind === "callers" ? `; numbers are ${name}'s calls through each caller` : "");
     fit();
     outline();
@@ -9239,7 +9258,7 @@ KM.graphView = (() => {
     return v === "" ? null : Math.max(0, Math.floor(Number(v)) || 0);
   };
   const focusOn = (kind) => {
-    if (!KM.selected) { $("g-status").textContent = "select a function first (click one)"; return; }
+    if (!KM.selected || !KM.byName.has(KM.selected)) { $("g-status").textContent = "select a function first (click one)"; return; }
     drawFocused(kind, KM.selected, depthValue());
   };
 
