@@ -8951,6 +8951,9 @@ KM.graphView = (() => {
       const box = G.box.getBoundingClientRect();
       zoomAt(1 / G.k, r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top);
     }
+    centreOn(g);
+  };
+  const centreOn = (g) => {
     const n = g.getBoundingClientRect(), box = G.box.getBoundingClientRect();
     G.tx += box.left + box.width / 2 - (n.left + n.width / 2);
     G.ty += box.top + box.height / 2 - (n.top + n.height / 2);
@@ -9236,7 +9239,16 @@ KM.graphView = (() => {
     const colours = before ? `colour = change of ${D.metric} from the baseline (blue less, red more; both values in the labels)` +
       (unknown ? `; grey, "baseline \u2265": ${unknown} functions the baseline also has on call paths this recording lacks (the page holds only this recording's call paths)` : "") : `colour = ${D.metric} over the drawn functions`;
     $("g-caption").textContent = `${what}` + (left ? ` (the ${kept.length} heaviest drawn, ${left} left out)` : "") + `; ${colours}; edge labels = calls` + (kind === "callers" ? `; numbers are ${name}'s calls through each caller` : "");
+    // The whole focused drawing when it is readable so; else the focus at full size, the rest a pan away.
     fit();
+    const focusBox = findNode(name);
+    if (G.k < 0.6 && focusBox && visible()) {
+      zoomCentre(1 / G.k);
+      centreOn(focusBox);
+      const r = focusBox.getBoundingClientRect(), box = G.box.getBoundingClientRect();
+      G.ty += kind === "callers" ? box.bottom - 24 - r.bottom : box.top + 24 - r.top;  // the focus at the edge its graph grows from
+      apply();
+    }
     outline();
   };
 
