@@ -8912,7 +8912,7 @@ KM.graphView = (() => {
   const fit = () => {
     if (!visible()) return;
     const bw = G.box.clientWidth, bh = G.box.clientHeight;
-    G.k = Math.min(bw / G.w, bh / G.h, 2) * 0.98;
+    G.k = Math.min(bw / G.w, bh / G.h, 1.5) * 0.98;
     G.tx = (bw - G.w * G.k) / 2;
     G.ty = (bh - G.h * G.k) / 2;
     apply();

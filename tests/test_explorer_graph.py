@@ -112,6 +112,11 @@ def test_clicking_a_node_of_graphviz_drawing_selects_and_outlines_it(browser, de
     assert [g.find_element("css selector", "title").get_attribute("textContent") for g in outlined] == ["tcp_sendmsg_locked"]
     shape = outlined[0].find_element("css selector", "path")
     assert browser.execute_script("return getComputedStyle(arguments[0]).stroke", shape) == "rgb(21, 101, 192)"
+    # graphviz's tooltips stay (the anchors' xlink:title), and so do its colour bar and caption
+    tip = outlined[0].find_element("css selector", "a").get_attribute("xlink:title") or browser.execute_script(
+        "return arguments[0].getAttributeNS('http://www.w3.org/1999/xlink', 'title')", outlined[0].find_element("css selector", "a"))
+    assert tip.startswith("tcp_sendmsg_locked(); net/ipv4/tcp.c; 412 calls")
+    assert "colour = self time on a log scale" in browser.find_element("id", "g-box").get_attribute("textContent")
     no_console_errors(browser)
 
 
@@ -132,8 +137,12 @@ def test_zoom_and_pan_change_the_drawing_transform(browser, demo_page):
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
     open_page(browser, demo_page)
-    transform = lambda: browser.execute_script("return document.querySelector('#g-box .km-viewport').getAttribute('transform')")  # noqa: E731
-    scale = lambda: float(re.search(r"scale\(([\d.]+)\)", transform())[1])  # noqa: E731
+    def transform() -> str:
+        return browser.execute_script("return document.querySelector('#g-box .km-viewport').getAttribute('transform')")
+
+    def scale() -> float:
+        return float(re.search(r"scale\(([\d.]+)\)", transform())[1])
+
     before = scale()
     browser.find_element("id", "g-zin").click()
     assert scale() == pytest.approx(before * 1.25, rel=1e-3)
