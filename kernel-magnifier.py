@@ -8994,7 +8994,470 @@ KM.start = function () {
 
 EXPLORER_GRAPH_JS = r"""
 // ---- graph: graphviz's drawing, pan and zoom, click to select, "focus here" laid out in the page ----
-KM.addView({id: "graph", title: "Graph", mount(el) { el.innerHTML = D.svg || "<p>no drawing</p>"; }});
+KM.graphView = (() => {
+  const NS = "http://www.w3.org/2000/svg";
+  const CAP = 80;  // functions drawn in a focused view: the heaviest, the focus always
+  const FONT = "12px Helvetica, Arial, sans-serif";
+  const G = {el: null, box: null, svg: null, vp: null, w: 1, h: 1, k: 1, tx: 0, ty: 0, focus: null, started: false, reveal: null};
+
+  // ---- pan and zoom: the drawing's content sits in one <g> whose transform is translate(tx ty) scale(k) ----
+  const apply = () => G.vp && G.vp.setAttribute("transform", `translate(${G.tx.toFixed(2)} ${G.ty.toFixed(2)}) scale(${G.k.toFixed(5)})`);
+  const visible = () => G.box && G.box.clientWidth > 0;
+  const zoomAt = (factor, px, py) => {
+    const k = Math.max(0.02, Math.min(8, G.k * factor));
+    G.tx = px - (px - G.tx) * k / G.k;
+    G.ty = py - (py - G.ty) * k / G.k;
+    G.k = k;
+    apply();
+  };
+  const zoomCentre = (factor) => zoomAt(factor, G.box.clientWidth / 2, G.box.clientHeight / 2);
+  const fit = () => {
+    if (!visible()) return;
+    const bw = G.box.clientWidth, bh = G.box.clientHeight;
+    G.k = Math.min(bw / G.w, bh / G.h, 1.5) * 0.98;
+    G.tx = (bw - G.w * G.k) / 2;
+    G.ty = (bh - G.h * G.k) / 2;
+    apply();
+  };
+  // Take an <svg> (graphviz's, or a focused drawing) into the box: it fills the box, its content moves in a viewport <g>.
+  const mount = (svg, w, h) => {
+    svg.removeAttribute("viewBox");
+    svg.setAttribute("width", "100%");
+    svg.setAttribute("height", "100%");
+    const vp = document.createElementNS(NS, "g");
+    vp.setAttribute("class", "km-viewport");
+    while (svg.firstChild) vp.appendChild(svg.firstChild);
+    svg.appendChild(vp);
+    G.box.replaceChildren(svg);
+    Object.assign(G, {svg, vp, w, h});
+  };
+
+  // ---- the selection in the drawing ----
+  const nodeName = (g) => g.dataset.name || (g.querySelector("title") || {}).textContent || "";
+  const drawnNodes = () => G.vp ? [...G.vp.querySelectorAll("g.node, g.km-box")] : [];
+  const findNode = (name) => drawnNodes().find((g) => nodeName(g) === name) || null;
+  const outline = () => {
+    for (const g of G.vp ? G.vp.querySelectorAll(".km-sel") : []) g.classList.remove("km-sel");
+    const g = KM.selected ? findNode(KM.selected) : null;
+    if (g) g.classList.add("km-sel");
+    const where = G.focus ? "this focused drawing" : "the drawing";
+    $("g-status").textContent = KM.selected && !g ? `${KM.selected} is not in ${where}: "What it calls" or "Who calls it" draws around it` : "";
+    return g;
+  };
+  // Pan so that the selected node is in the middle of the box; zoom in if it would be too small to read.
+  const revealSelected = () => {
+    const g = outline();
+    if (!g || !visible()) return;
+    const r = g.getBoundingClientRect();
+    if (r.height < 24 && r.height > 0) {
+      const box = G.box.getBoundingClientRect();
+      zoomAt(1 / G.k, r.left + r.width / 2 - box.left, r.top + r.height / 2 - box.top);
+    }
+    centreOn(g);
+  };
+  const centreOn = (g) => {
+    const n = g.getBoundingClientRect(), box = G.box.getBoundingClientRect();
+    G.tx += box.left + box.width / 2 - (n.left + n.width / 2);
+    G.ty += box.top + box.height / 2 - (n.top + n.height / 2);
+    apply();
+  };
+
+  // ---- the focused graphs, from the page's tree (the tool's focus_subtrees / focus_callers + reversed_graph) ----
+  const nowNumbers = (x) => ({calls: x.calls, total: x.total, self: x.self, off: x.off || 0});
+  const baseNumbers = (x) => x.base ? {calls: x.base.calls, total: x.base.total, self: x.base.self, off: 0} : {calls: 0, total: 0, self: 0, off: 0};
+  // The outermost activations of a function: those not inside another activation of it.
+  const outermost = (name) => {
+    const tops = [], stack = [...KM.root.kids];
+    while (stack.length) {
+      const x = stack.pop();
+      if (x.name === name) tops.push(x);
+      else for (const k of x.kids) stack.push(k);
+    }
+    return tops;
+  };
+  // A copy of a subtree, `depth` levels deep (null: all), with the numbers `pick` reads (now or the baseline's).
+  const copy = (x, level, depth, pick) => ({name: x.name, ...pick(x),
+    kids: depth === null || level < depth ? x.kids.map((k) => copy(k, level + 1, depth, pick)) : []});
+  const calleesGraph = (name, depth, pick) => KM.deriveGraph(outermost(name).map((t) => copy(t, 0, depth, pick)));
+  const insideItself = (x) => {
+    for (let a = x.parent; a && !a.root; a = a.parent) if (a.name === x.name) return true;
+    return false;
+  };
+  // The reversed tree: the function at the root, its callers below it, theirs below them; numbers are the
+  // function's own through that chain, its total only from activations not inside itself.
+  const callersGraph = (name, depth, pick) => {
+    const node = (n) => ({name: n, calls: 0, total: 0, self: 0, off: 0, kids: new Map()});
+    const root = node(name);
+    for (const x of KM.byName.get(name) || []) {
+      const n = pick(x);
+      if (!n.calls && !n.total) continue;
+      const inside = insideItself(x), total = inside ? 0 : n.total, off = inside ? 0 : n.off;
+      let target = root, level = 0, a = x;
+      for (;;) {
+        target.calls += n.calls; target.total += total; target.self += n.self; target.off += off;
+        a = a.parent; level++;
+        if (!a || a.root || (depth !== null && level > depth)) break;
+        if (!target.kids.has(a.name)) target.kids.set(a.name, node(a.name));
+        target = target.kids.get(a.name);
+      }
+    }
+    const g = KM.deriveGraph([root], (x) => [...x.kids.values()]);
+    g.fns.set(name, {name, calls: root.calls, total: root.total, self: root.self, off: root.off});  // its root numbers
+    const edges = new Map();
+    for (const e of g.edges.values()) edges.set(e.callee + "\u0000" + e.caller, {...e, caller: e.callee, callee: e.caller});
+    return {fns: g.fns, edges};
+  };
+
+  const metricValue = (f) => {
+    if (!f) return 0;
+    switch (D.metric) {
+      case "calls": return f.calls;
+      case "total": return f.total;
+      case "oncpu": return Math.max(0, f.total - f.off);
+      case "offcpu": return f.off;
+      default: return f.self;
+    }
+  };
+  const fmtMetric = (v) => D.metric === "calls" ? fmtInt(v) : fmtUs(v);
+
+  // ---- a small layered layout of our own (no library: the page is offline and self-contained) ----
+  // Ranks: longest path from the focus, with the edges that close a cycle (found by a depth-first search from
+  // the focus) reversed; long edges get a chain of dummy nodes; 4 barycenter sweeps order each rank; each rank
+  // is packed left to right and centred. outward(e) gives the edge's ends in the direction away from the focus.
+  const layered = (boxes, edges, focus, outward) => {
+    const out = new Map(boxes.map((b) => [b.name, []]));
+    for (const e of edges) { const [a, b] = outward(e); out.get(a).push(b); }
+    const state = new Map(), finished = [], dag = [];
+    for (const start of [focus, ...boxes.map((b) => b.name)]) {
+      if (state.has(start)) continue;
+      state.set(start, 1);
+      const stack = [[start, 0]];
+      while (stack.length) {
+        const top = stack[stack.length - 1], kids = out.get(top[0]);
+        if (top[1] < kids.length) {
+          const w = kids[top[1]++];
+          if (state.get(w) === 1) { dag.push([w, top[0]]); continue; }  // closes a cycle: laid out reversed
+          dag.push([top[0], w]);
+          if (!state.has(w)) { state.set(w, 1); stack.push([w, 0]); }
+        } else { state.set(top[0], 2); finished.push(top[0]); stack.pop(); }
+      }
+    }
+    const order = finished.reverse();  // a topological order of `dag`
+    const rank = new Map(order.map((n) => [n, 0]));
+    const after = new Map(order.map((n) => [n, []]));
+    for (const [a, b] of dag) after.get(a).push(b);
+    for (const n of order) for (const b of after.get(n)) rank.set(b, Math.max(rank.get(b), rank.get(n) + 1));
+    // Layers with dummies; segs: [upper id, lower id]; chains: the ids an edge a->b of `dag` passes.
+    const info = new Map(boxes.map((b) => [b.name, {id: b.name, w: b.w, h: b.h, box: b}]));
+    const layers = [], segs = [], chains = new Map();
+    const put = (id, r) => { (layers[r] = layers[r] || []).push(id); };
+    for (const n of order) put(n, rank.get(n));
+    let dummies = 0;
+    for (const [a, b] of dag) {
+      const ids = [a];
+      for (let r = rank.get(a) + 1; r < rank.get(b); r++) {
+        const id = "\u0001" + dummies++;
+        info.set(id, {id, w: 6, h: 0, dummy: true});
+        put(id, r);
+        ids.push(id);
+      }
+      ids.push(b);
+      for (let i = 1; i < ids.length; i++) segs.push([ids[i - 1], ids[i]]);
+      chains.set(a + "\u0000" + b, ids);
+    }
+    for (let r = 0; r < layers.length; r++) layers[r] = layers[r] || [];
+    const up = new Map(), down = new Map();
+    for (const [a, b] of segs) {
+      if (!down.has(a)) down.set(a, []);
+      if (!up.has(b)) up.set(b, []);
+      down.get(a).push(b); up.get(b).push(a);
+    }
+    const pos = new Map();
+    const number = (layer) => layer.forEach((id, i) => pos.set(id, i));
+    layers.forEach(number);
+    const sweep = (r, neighbours) => {
+      const key = new Map(layers[r].map((id) => {
+        const ns = neighbours.get(id) || [];
+        return [id, ns.length ? ns.reduce((s, n) => s + pos.get(n), 0) / ns.length : pos.get(id)];
+      }));
+      layers[r].sort((a, b) => key.get(a) - key.get(b));
+      number(layers[r]);
+    };
+    for (let pass = 0; pass < 4; pass++) {
+      for (let r = 1; r < layers.length; r++) sweep(r, up);
+      for (let r = layers.length - 2; r >= 0; r--) sweep(r, down);
+    }
+    // Coordinates: ranks top to bottom, each packed and centred on the widest.
+    const gapX = 22, gapY = 56;
+    const widths = layers.map((layer) => layer.reduce((s, id) => s + info.get(id).w, 0) + gapX * Math.max(0, layer.length - 1));
+    const width = Math.max(...widths, 1);
+    let y = 0;
+    layers.forEach((layer, r) => {
+      const height = Math.max(...layer.map((id) => info.get(id).h), 0);
+      let x = (width - widths[r]) / 2;
+      for (const id of layer) {
+        const n = info.get(id);
+        n.x = x + n.w / 2; n.y = y + height / 2; n.top = n.y - n.h / 2; n.bottom = n.y + n.h / 2;
+        x += n.w + gapX;
+      }
+      y += height + gapY;
+    });
+    // An edge's points from its caller to its callee.
+    const route = (e) => {
+      const [a, b] = outward(e);
+      let ids = chains.get(a + "\u0000" + b);
+      let flip = false;
+      if (!ids) { ids = chains.get(b + "\u0000" + a); flip = true; }
+      ids = ids.slice();
+      if (flip) ids.reverse();  // now from a to b, a away-from-focus order
+      const pts = ids.map((id) => info.get(id));
+      if (outward(e)[0] !== e.caller) pts.reverse();  // from the caller to the callee
+      return pts;
+    };
+    return {info, width, height: Math.max(y - gapY, 1), route};
+  };
+
+  // ---- the focused drawing ----
+  const el = (tag, attrs, parent, text) => {
+    const x = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) x.setAttribute(k, v);
+    if (text !== undefined) x.textContent = text;
+    if (parent) parent.appendChild(x);
+    return x;
+  };
+  let measurer = null;
+  const textWidth = (s, bold) => {
+    if (!measurer) measurer = document.createElement("canvas").getContext("2d");
+    measurer.font = (bold ? "bold " : "") + FONT;
+    return measurer.measureText(s).width;
+  };
+  // "412 calls (baseline 400, +12)"; without a baseline, times say their share of the focus's total as the tool's labels do.
+  // Where the baseline has call paths this recording lacks, the page does not hold them (its baseline numbers are
+  // per call path of this recording): the function's baseline numbers are then at least those shown, not a change.
+  const partial = (b) => b && b.partial;
+  const withBase = (now, before, fmt, unit = "") => `${fmt(now)}${unit}` + (before === null ? "" : partial(before)
+    ? ` (baseline \u2265 ${fmt(before.value)})` : ` (baseline ${fmt(before.value)}, ${signed(now - before.value, fmt)})`);
+  const labelLines = (f, b, whole) => {
+    const was = (key) => b ? {value: b[key], partial: b.partial} : null;
+    const lines = [f.name, withBase(f.calls, was("calls"), fmtInt, " calls")];
+    const share = (v) => whole > 0 ? ` (${pct(v, whole)})` : "";
+    if (D.timed) {
+      lines.push("total " + (b ? withBase(f.total, was("total"), fmtUs) : fmtUs(f.total) + share(f.total)));
+      lines.push("self " + (b ? withBase(f.self, was("self"), fmtUs) : fmtUs(f.self) + share(f.self)));
+    }
+    if (D.off && f.off > 0) lines.push(`asleep ${fmtUs(f.off)}`);
+    return lines;
+  };
+  const weight = (f) => D.timed ? f.total : f.calls;
+  const UNKNOWN = "#d9d9d9";
+  // The page's baseline holds all of a function's baseline calls when its per-path numbers add up to the baseline's own.
+  let complete = null;
+  const baseComplete = (name) => {
+    if (!complete) {
+      complete = new Map();
+      for (const [n, xs] of KM.byName) complete.set(n, xs.reduce((s, x) => s + x.base.calls, 0) === (D.base.fn[n] || [0])[0]);
+    }
+    return complete.get(name) !== false;
+  };
+
+  const drawFocused = (kind, name, depth) => {
+    const now = kind === "callers" ? callersGraph(name, depth, nowNumbers) : calleesGraph(name, depth, nowNumbers);
+    const before = D.base ? (kind === "callers" ? callersGraph(name, depth, baseNumbers) : calleesGraph(name, depth, baseNumbers)) : null;
+    const all = [...now.fns.values()];
+    const kept = all.filter((f) => f.name !== name).sort((a, b) => weight(b) - weight(a) || a.name.localeCompare(b.name)).slice(0, CAP - 1);
+    kept.unshift(now.fns.get(name));
+    const drawn = new Set(kept.map((f) => f.name));
+    const whole = now.fns.get(name).total;
+    // callers view: every box counts the focus's activations, complete when the focus's are; callees: each its own.
+    const baseOf = (n) => before ? {...(before.fns.get(n) || {calls: 0, total: 0, self: 0, off: 0}), partial: !baseComplete(kind === "callers" ? name : n)} : null;
+    // Colours: heat over the drawn functions' values, or with a baseline the change of the same metric.
+    const values = kept.map(metricValue);
+    const positive = values.filter((v) => v > 0);
+    const low = positive.length ? Math.min(...positive) : 1, high = positive.length ? Math.max(...positive) : 1;
+    const changes = before ? kept.map((f) => partial(baseOf(f.name)) ? 0 : metricValue(f) - metricValue(baseOf(f.name))) : [];
+    const largest = Math.max(0, ...changes.map(Math.abs));
+    const boxes = kept.map((f, i) => {
+      const lines = labelLines(f, baseOf(f.name), whole);
+      const fill = before ? (partial(baseOf(f.name)) ? UNKNOWN : KM.changeColour(changes[i], largest)) : KM.heatColour(values[i], low, high);
+      return {name: f.name, f, lines, fill, w: Math.ceil(Math.max(...lines.map((line, i) => textWidth(line, i === 0))) + 16), h: 15 * lines.length + 10};
+    });
+    const edges = [...now.edges.values()].filter((e) => drawn.has(e.caller) && drawn.has(e.callee));
+    const loops = edges.filter((e) => e.caller === e.callee);
+    const between = edges.filter((e) => e.caller !== e.callee);
+    const outward = kind === "callers" ? (e) => [e.callee, e.caller] : (e) => [e.caller, e.callee];
+    const L = layered(boxes, between, name, outward);
+    if (kind === "callers") {  // the callers above, the function at the bottom, as the tool draws it
+      for (const n of L.info.values()) { n.y = L.height - n.y; [n.top, n.bottom] = [n.y - n.h / 2, n.y + n.h / 2]; }
+    }
+    const pad = 20;
+    const svg = el("svg", {xmlns: NS, class: "km-focused", "font-family": "Helvetica, Arial, sans-serif", "font-size": "12"});
+    const defs = el("defs", {}, svg);
+    const marker = el("marker", {id: "km-arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "9", markerHeight: "9", markerUnits: "userSpaceOnUse", orient: "auto"}, defs);
+    el("path", {d: "M0,0 L10,5 L0,10 z", fill: "#444"}, marker);
+    const root = el("g", {transform: `translate(${pad} ${pad})`}, svg);
+    const edgeLayer = el("g", {class: "km-edges"}, root);
+    const boxLayer = el("g", {class: "km-boxes"}, root);
+    const heaviest = Math.max(1e-9, ...between.map((e) => D.timed ? e.total : e.calls));
+    for (const e of between) {
+      const pts = L.route(e);
+      const down = pts[pts.length - 1].y > pts[0].y;
+      const end = (p, first) => ({x: p.x, y: p.dummy ? p.y : (first === down ? p.bottom : p.top)});
+      const path = [end(pts[0], true), ...pts.slice(1, -1).map((p) => ({x: p.x, y: p.y})), end(pts[pts.length - 1], false)];
+      let d = `M${path[0].x.toFixed(1)},${path[0].y.toFixed(1)}`;
+      for (let i = 1; i < path.length; i++) {
+        const p = path[i - 1], q = path[i], my = (p.y + q.y) / 2;
+        d += ` C${p.x.toFixed(1)},${my.toFixed(1)} ${q.x.toFixed(1)},${my.toFixed(1)} ${q.x.toFixed(1)},${q.y.toFixed(1)}`;
+      }
+      const g = el("g", {class: "km-edge", "data-caller": e.caller, "data-callee": e.callee, "data-calls": e.calls}, edgeLayer);
+      el("title", {}, g, `${e.caller} -> ${e.callee}: ${fmtInt(e.calls)} calls` + (D.timed ? `, ${fmtUs(e.total)} in ${e.callee}` : ""));
+      const width = 1 + 4 * Math.sqrt((D.timed ? e.total : e.calls) / heaviest);
+      el("path", {d, fill: "none", stroke: "#555", "stroke-width": width.toFixed(2), "marker-end": "url(#km-arrow)"}, g);
+      const mid = Math.floor((path.length - 1) / 2), p = path[mid], q = path[mid + 1];
+      el("text", {x: ((p.x + q.x) / 2 + 4).toFixed(1), y: ((p.y + q.y) / 2 + 4).toFixed(1), class: "km-elabel", "font-size": "10.5"}, g, fmtInt(e.calls));
+    }
+    for (const b of boxes) {
+      const n = L.info.get(b.name), f = b.f, base = baseOf(b.name);
+      const attrs = {class: "km-box", "data-name": b.name, "data-calls": f.calls, "data-total": f.total.toFixed(3), "data-self": f.self.toFixed(3), "data-fill": b.fill};
+      if (base) Object.assign(attrs, {"data-base-calls": base.calls, "data-base-total": base.total.toFixed(3), "data-base-partial": base.partial ? 1 : 0});
+      const g = el("g", attrs, boxLayer);
+      el("title", {}, g, b.lines.join("\n"));
+      el("rect", {x: (n.x - b.w / 2).toFixed(1), y: n.top.toFixed(1), width: b.w, height: b.h, rx: 5, fill: b.fill, stroke: "#333", "stroke-width": b.name === name ? 2.5 : 1, ...(partial(base) ? {"stroke-dasharray": "4 3"} : {})}, g);
+      const colour = KM.textColour(b.fill);
+      b.lines.forEach((line, i) => el("text", {x: n.x.toFixed(1), y: (n.top + 17 + 15 * i).toFixed(1), "text-anchor": "middle", fill: colour, "font-weight": i ? "normal" : "bold"}, g, line));
+    }
+    for (const e of loops) {  // recursion: a loop on the box's right side
+      const n = L.info.get(e.caller), x = n.x + n.w / 2;
+      const g = el("g", {class: "km-edge km-loop", "data-caller": e.caller, "data-callee": e.callee, "data-calls": e.calls}, edgeLayer);
+      el("title", {}, g, `${e.caller} calls itself: ${fmtInt(e.calls)} calls`);
+      el("path", {d: `M${x},${n.y - 8} C${x + 34},${n.y - 30} ${x + 34},${n.y + 30} ${x},${n.y + 8}`, fill: "none", stroke: "#555", "stroke-width": 1.5, "marker-end": "url(#km-arrow)"}, g);
+      el("text", {x: x + 30, y: n.y + 4, class: "km-elabel", "font-size": "10.5"}, g, fmtInt(e.calls));
+    }
+    mount(svg, L.width + 2 * pad + 40, L.height + 2 * pad);
+    G.focus = {kind, name, depth};
+    const levels = depth === null ? "all levels" : `${depth} level${depth === 1 ? "" : "s"}`;
+    const what = kind === "callers" ? `who calls ${name}, ${levels} up: ${all.length - 1} callers` : `what ${name} called, ${levels}: ${all.length} functions`;
+    const left = all.length - kept.length;
+    const unknown = before ? kept.filter((f) => partial(baseOf(f.name))).length : 0;
+    const colours = before ? `colour = change of ${D.metric} from the baseline (blue less, red more; both values in the labels)` +
+      (unknown ? `; grey, "baseline \u2265": ${unknown} functions the baseline also has on call paths this recording lacks (the page holds only this recording's call paths)` : "") : `colour = ${D.metric} over the drawn functions`;
+    $("g-caption").textContent = `${what}` + (left ? ` (the ${kept.length} heaviest drawn, ${left} left out)` : "") + `; ${colours}; edge labels = calls` + (kind === "callers" ? `; numbers are ${name}'s calls through each caller` : "");
+    // The whole focused drawing when it is readable so; else the focus at full size, the rest a pan away.
+    fit();
+    const focusBox = findNode(name);
+    if (G.k < 0.6 && focusBox && visible()) {
+      zoomCentre(1 / G.k);
+      centreOn(focusBox);
+      const r = focusBox.getBoundingClientRect(), box = G.box.getBoundingClientRect();
+      G.ty += kind === "callers" ? box.bottom - 24 - r.bottom : box.top + 24 - r.top;  // the focus at the edge its graph grows from
+      apply();
+    }
+    outline();
+  };
+
+  const showWhole = () => {
+    G.focus = null;
+    if (!D.svg) { G.box.innerHTML = "<p>no drawing</p>"; G.vp = null; $("g-caption").textContent = ""; return; }
+    const holder = document.createElement("div");
+    holder.innerHTML = D.svg;
+    const svg = holder.querySelector("svg");
+    const vb = (svg.getAttribute("viewBox") || "0 0 800 600").split(/[\s,]+/).map(Number);
+    mount(svg, vb[2], vb[3]);
+    $("g-caption").textContent = "graphviz's drawing of the whole recording, as -o NAME.svg makes it";
+    fit();
+    outline();
+  };
+
+  const depthValue = () => {
+    const v = $("g-depth").value.trim();
+    return v === "" ? null : Math.max(0, Math.floor(Number(v)) || 0);
+  };
+  const focusOn = (kind) => {
+    if (!KM.selected || !KM.byName.has(KM.selected)) { $("g-status").textContent = "select a function first (click one)"; return; }
+    drawFocused(kind, KM.selected, depthValue());
+  };
+
+  const STYLE = `
+#view-graph .km-gctl{display:flex;flex-wrap:wrap;gap:4px 8px;align-items:center;margin:0 0 6px}
+#view-graph .km-gctl button{font:inherit;padding:2px 8px;cursor:pointer}
+#view-graph .km-gctl input{width:4em;font:inherit}
+#g-caption{color:#333}#g-status{color:#b2182b}
+#g-box{position:relative;height:calc(100vh - 190px);min-height:320px;border:1px solid #ccc;overflow:hidden;cursor:grab;background:#fff;touch-action:none}
+#g-box.km-drag{cursor:grabbing}
+#g-box g.node,#g-box g.km-box{cursor:pointer}
+#g-box g.km-sel path,#g-box g.km-sel polygon,#g-box g.km-sel ellipse,#g-box g.km-sel rect{stroke:#1565c0;stroke-width:7px}
+#g-box .km-elabel{fill:#222;paint-order:stroke;stroke:#fff;stroke-width:3px}`;
+
+  const press = {x: 0, y: 0, tx: 0, ty: 0, down: false, moved: false};
+  const wire = () => {
+    G.box.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      const r = G.box.getBoundingClientRect();
+      zoomAt(Math.exp(-event.deltaY * 0.0015), event.clientX - r.left, event.clientY - r.top);
+    }, {passive: false});
+    G.box.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0) return;
+      Object.assign(press, {x: event.clientX, y: event.clientY, tx: G.tx, ty: G.ty, down: true, moved: false});
+    });
+    window.addEventListener("pointermove", (event) => {
+      if (!press.down) return;
+      const dx = event.clientX - press.x, dy = event.clientY - press.y;
+      if (!press.moved && Math.hypot(dx, dy) < 4) return;
+      press.moved = true;
+      G.box.classList.add("km-drag");
+      G.tx = press.tx + dx; G.ty = press.ty + dy;
+      apply();
+    });
+    window.addEventListener("pointerup", () => { press.down = false; G.box.classList.remove("km-drag"); });
+    G.box.addEventListener("click", (event) => {
+      if (press.moved) { press.moved = false; return; }  // the end of a drag, not a click
+      const g = event.target.closest("g.node, g.km-box");
+      if (g) KM.select(nodeName(g), "graph");
+    });
+    $("g-callees").addEventListener("click", () => focusOn("callees"));
+    $("g-callers").addEventListener("click", () => focusOn("callers"));
+    $("g-whole").addEventListener("click", showWhole);
+    $("g-zin").addEventListener("click", () => zoomCentre(1.25));
+    $("g-zout").addEventListener("click", () => zoomCentre(0.8));
+    $("g-fit").addEventListener("click", fit);
+    $("g-depth").addEventListener("change", () => { if (G.focus) drawFocused(G.focus.kind, G.focus.name, depthValue()); });
+  };
+
+  KM.addView({
+    id: "graph", title: "Graph",
+    mount(section) {
+      G.el = section;
+      const style = document.createElement("style");
+      style.textContent = STYLE;
+      document.head.appendChild(style);
+      section.innerHTML = `<div class="km-gctl"><span>focus here:</span>
+<button id="g-callees" title="draw what the selected function called, on its exact call paths">What it calls</button>
+<button id="g-callers" title="draw the call paths that lead to the selected function">Who calls it</button>
+<label>levels <input id="g-depth" type="number" min="1" value="3" title="empty: all levels"></label>
+<button id="g-whole">Whole drawing</button>
+<span>zoom:</span><button id="g-zin" title="zoom in">+</button><button id="g-zout" title="zoom out">\u2212</button><button id="g-fit" title="the whole drawing in the box">fit</button>
+<span id="g-status"></span></div>
+<p id="g-caption"></p><div id="g-box"></div>`;
+      G.box = $("g-box");
+      wire();
+      showWhole();
+    },
+    show() {
+      if (!G.started) { G.started = true; fit(); }
+      if (G.reveal) { G.reveal = false; revealSelected(); } else outline();
+    },
+    select(name, origin) {
+      if (origin === "graph") { outline(); return; }
+      if (visible()) revealSelected(); else { G.reveal = true; outline(); }
+    },
+    key(event) {
+      if (event.key === "+" || event.key === "=") { zoomCentre(1.25); return true; }
+      if (event.key === "-") { zoomCentre(0.8); return true; }
+      if (event.key === "0") { fit(); return true; }
+      return false;
+    },
+  });
+  return {G, calleesGraph, callersGraph, nowNumbers, baseNumbers, fit, zoomCentre, showWhole, drawFocused};
+})();
 """
 
 EXPLORER_TREE_JS = r"""
