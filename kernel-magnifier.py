@@ -8639,6 +8639,8 @@ def explorer_baseline(views: Views, tree: CallTree, frames: list[int]) -> tuple[
         "fn": {name: [baseline.calls[name], round(baseline.total_us.get(name, 0.0), 3), round(baseline.self_us.get(name, 0.0), 3)] for name in functions},
     }
     data["edges"] = explorer_base_edges(baseline)
+    base_columns, _ = explorer_columns(base, baseline, EXPLORER_MAX_PATHS)
+    data["tree"] = {key: base_columns[key] for key in ("names", "fn", "parent", "calls", "total", "self", "left_out")}  # focused views compare over it
     data["calls"][0] = sum(base.calls[node] for node in base.walk())
     data["total"][0] = round(sum(base.total_us[kid] for kid in (base.children[ROOT_NODE] or {}).values()), 3)
     return data, ""
@@ -8965,8 +8967,26 @@ KM.show = function (id) {
     if (on) { KM.active = v; if (v.show) v.show(); }
   }
 };
+// The baseline's own call tree (D.base.tree): the focused views compare over it, call paths this recording lacks included.
+KM.buildBaseTree = function () {
+  const t = D.base && D.base.tree;
+  if (!t) return null;
+  const nodes = [], byName = new Map();
+  for (let i = 0; i < t.fn.length; i++) {
+    const x = {i, name: i ? t.names[t.fn[i]] : "all", parent: i ? nodes[t.parent[i]] : null, kids: [], calls: t.calls[i], total: t.total[i], self: t.self[i], off: 0};
+    nodes.push(x);
+    if (i) {
+      x.parent.kids.push(x);
+      if (!byName.has(x.name)) byName.set(x.name, []);
+      byName.get(x.name).push(x);
+    }
+  }
+  nodes[0].root = true;
+  return {root: nodes[0], byName, complete: !t.left_out};
+};
 KM.start = function () {
   KM.buildTree();
+  KM.baseTree = KM.buildBaseTree();
   $("summary").textContent = D.summary.join("\n");
   $("notes").textContent = D.notes.join(" \u00b7 ");
   $("sourcenote").textContent = D.source.note;
@@ -9066,8 +9086,9 @@ KM.graphView = (() => {
   const nowNumbers = (x) => ({calls: x.calls, total: x.total, self: x.self, off: x.off || 0});
   const baseNumbers = (x) => x.base ? {calls: x.base.calls, total: x.base.total, self: x.base.self, off: 0} : {calls: 0, total: 0, self: 0, off: 0};
   // The outermost activations of a function: those not inside another activation of it.
-  const outermost = (name) => {
-    const tops = [], stack = [...KM.root.kids];
+  // tree: {root, byName}: this recording's (KM) or the baseline's own (KM.baseTree).
+  const outermost = (name, tree = KM) => {
+    const tops = [], stack = [...tree.root.kids];
     while (stack.length) {
       const x = stack.pop();
       if (x.name === name) tops.push(x);
@@ -9078,17 +9099,17 @@ KM.graphView = (() => {
   // A copy of a subtree, `depth` levels deep (null: all), with the numbers `pick` reads (now or the baseline's).
   const copy = (x, level, depth, pick) => ({name: x.name, ...pick(x),
     kids: depth === null || level < depth ? x.kids.map((k) => copy(k, level + 1, depth, pick)) : []});
-  const calleesGraph = (name, depth, pick) => KM.deriveGraph(outermost(name).map((t) => copy(t, 0, depth, pick)));
+  const calleesGraph = (name, depth, pick, tree = KM) => KM.deriveGraph(outermost(name, tree).map((t) => copy(t, 0, depth, pick)));
   const insideItself = (x) => {
     for (let a = x.parent; a && !a.root; a = a.parent) if (a.name === x.name) return true;
     return false;
   };
   // The reversed tree: the function at the root, its callers below it, theirs below them; numbers are the
   // function's own through that chain, its total only from activations not inside itself.
-  const callersGraph = (name, depth, pick) => {
+  const callersGraph = (name, depth, pick, tree = KM) => {
     const node = (n) => ({name: n, calls: 0, total: 0, self: 0, off: 0, kids: new Map()});
     const root = node(name);
-    for (const x of KM.byName.get(name) || []) {
+    for (const x of tree.byName.get(name) || []) {
       const n = pick(x);
       if (!n.calls && !n.total) continue;
       const inside = insideItself(x), total = inside ? 0 : n.total, off = inside ? 0 : n.off;
@@ -9250,19 +9271,21 @@ KM.graphView = (() => {
   };
   const weight = (f) => D.timed ? f.total : f.calls;
   const UNKNOWN = "#d9d9d9";
-  // The page's baseline holds all of a function's baseline calls when its per-path numbers add up to the baseline's own.
+  // The baseline's focused graph comes from its own call tree, embedded whole unless it was too big: then a
+  // function's baseline numbers are complete only when its embedded paths add up to the baseline's own.
   let complete = null;
   const baseComplete = (name) => {
+    if (KM.baseTree.complete) return true;
     if (!complete) {
       complete = new Map();
-      for (const [n, xs] of KM.byName) complete.set(n, xs.reduce((s, x) => s + x.base.calls, 0) === (D.base.fn[n] || [0])[0]);
+      for (const [n, xs] of KM.baseTree.byName) complete.set(n, xs.reduce((s, x) => s + x.calls, 0) === (D.base.fn[n] || [0])[0]);
     }
     return complete.get(name) !== false;
   };
 
   const drawFocused = (kind, name, depth) => {
     const now = kind === "callers" ? callersGraph(name, depth, nowNumbers) : calleesGraph(name, depth, nowNumbers);
-    const before = D.base ? (kind === "callers" ? callersGraph(name, depth, baseNumbers) : calleesGraph(name, depth, baseNumbers)) : null;
+    const before = D.base ? (kind === "callers" ? callersGraph(name, depth, nowNumbers, KM.baseTree) : calleesGraph(name, depth, nowNumbers, KM.baseTree)) : null;
     const all = [...now.fns.values()];
     const kept = all.filter((f) => f.name !== name).sort((a, b) => weight(b) - weight(a) || a.name.localeCompare(b.name)).slice(0, CAP - 1);
     kept.unshift(now.fns.get(name));
@@ -9339,7 +9362,7 @@ KM.graphView = (() => {
     const left = all.length - kept.length;
     const unknown = before ? kept.filter((f) => partial(baseOf(f.name))).length : 0;
     const colours = before ? `colour = change of ${D.metric} from the baseline (blue less, red more; both values in the labels)` +
-      (unknown ? `; grey, "baseline \u2265": ${unknown} functions the baseline also has on call paths this recording lacks (the page holds only this recording's call paths)` : "") : `colour = ${D.metric} over the drawn functions`;
+      (unknown ? `; grey, "baseline \u2265": ${unknown} functions with baseline call paths beyond the ${fmtInt(D.cap)} the page holds` : "") : `colour = ${D.metric} over the drawn functions`;
     $("g-caption").textContent = `${what}` + (left ? ` (the ${kept.length} heaviest drawn, ${left} left out)` : "") + `; ${colours}; edge labels = calls` + (kind === "callers" ? `; numbers are ${name}'s calls through each caller` : "");
     // The whole focused drawing when it is readable so; else the focus at full size, the rest a pan away.
     fit();

@@ -219,10 +219,10 @@ def rgb(colour: str) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize(("button", "option", "name", "levels", "changes"), [
-    ("g-callees", "--root", "schedule", "2", {"grew", "shrank", "unknown"}),
+    ("g-callees", "--root", "schedule", "2", {"grew", "shrank"}),
     ("g-callers", "--callers", "release_sock", "3", {"grew"}),
-    ("g-callees", "--root", "tcp_recvmsg", "3", {"grew", "unknown"}),
-    ("g-callers", "--callers", "kfree_skbmem", "3", {"unknown"}),
+    ("g-callees", "--root", "tcp_recvmsg", "3", {"grew", "shrank"}),
+    ("g-callers", "--callers", "kfree_skbmem", "3", {"grew", "shrank"}),
 ])
 def test_compare_colours_the_change_and_labels_both_values(browser, diff_page, tmp_path, button, option, name, levels, changes):
     open_page(browser, diff_page)
