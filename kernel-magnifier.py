@@ -7005,9 +7005,7 @@ class Heat:
     def describe(self) -> str:
         unit = "calls" if self.metric == "calls" else METRIC_WORDS.get(self.metric, f"{self.metric} time")
         if self.baseline is not None:
-            names = [os.path.basename(path) for path in self.baseline_inputs]
-            ambiguous = len(set(names)) < len(names) or bool(set(names) & self.input_names)  # two trace.txt: their paths
-            names = ", ".join(self.baseline_inputs if ambiguous else names)
+            names = ", ".join(baseline_names(self.baseline_inputs, self.input_names))
             return f"colour = change of {unit} from the baseline {names}: blue less, white the same, red more"
         return f"colour = {unit} on a log scale over the {len(self.values):,} functions of this view"
 
@@ -7025,6 +7023,13 @@ class Heat:
                 value = math.exp(math.log(self.low) + fraction * (math.log(self.high) - math.log(self.low))) if self.high > self.low else self.high
                 stops.append((colour_hex("YlOrRd", 0.06 + 0.8 * fraction), format_metric(value, self.metric)))
         return stops
+
+
+def baseline_names(paths: list[str], input_names: set[str]) -> list[str]:
+    """The baseline files by name, or by path where names repeat (two trace.txt, or the recording's own name)."""
+    names = [os.path.basename(path) for path in paths]
+    ambiguous = len(set(names)) < len(names) or bool(set(names) & input_names)
+    return paths if ambiguous else names
 
 
 def metric_value(graph: CallGraph, name: str, metric: str) -> float:
@@ -8632,7 +8637,7 @@ def explorer_baseline(views: Views, tree: CallTree, frames: list[int]) -> tuple[
     present = [aligned.get(node) for node in frames]
     functions = sorted(set(baseline.calls))
     data = {
-        "inputs": [os.path.basename(path) for path in views.args.baseline],
+        "inputs": baseline_names(views.args.baseline, {os.path.basename(path) for path in views.view.graph.stats.inputs}),
         "calls": [base.calls[node] if node is not None else 0 for node in present],
         "total": [round(base.total_us[node], 3) if node is not None else 0 for node in present],
         "self": [round(base.self_us[node], 3) if node is not None else 0 for node in present],
