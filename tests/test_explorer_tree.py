@@ -332,8 +332,8 @@ def test_function_graph_text_rows_and_search_share(tmp_path, browser):
     for row in deep:
         check_numbers(row, paths[row.path], on_off=False)
     search = browser.find_element("id", "tree-search")
-    search.send_keys("^(kmem_cache|__kmalloc)")
-    count, weight = outermost_share(root, "^(kmem_cache|__kmalloc)")
+    search.send_keys("lock")  # many nested matches (spin locks inside mutexes...), about a sixth of the time
+    count, weight = outermost_share(root, "lock")
     said = re.match(r"([\d,]+) matching call paths: ([\d.]+)%", browser.find_element("id", "tree-found").text)
     assert int(said[1].replace(",", "")) == count > 0
     digits = len(said[2].split(".")[1])
