@@ -8914,7 +8914,7 @@ EXPLORER_TREE_JS = r"""
   };
   // The columns: what a row shows and its bar (share of all), baseline's value where there is one.
   const columns = () => {
-    const cols = [{title: "calls", value: (x) => x.calls, base: (x) => x.base.calls, fmt: fmtInt, bar: false}];
+    const cols = [{title: "calls", value: (x) => x.calls, base: (x) => x.base.calls, fmt: fmtInt, bar: false, narrow: true}];
     if (D.timed) {
       cols.push({title: "total", value: (x) => x.total, base: (x) => x.base.total, fmt: fmtUs, bar: true},
                 {title: "self", value: (x) => x.self, base: (x) => x.base.self, fmt: fmtUs, bar: true});
@@ -8948,7 +8948,7 @@ EXPLORER_TREE_JS = r"""
   }
 
   function cell(col, x) {
-    if (x.root && col.title === "self") return `<span class="tv-c"></span>`;  // "all" has no time of its own
+    if (x.root && col.title === "self") return `<span class="${cellClass(col)}"></span>`;  // "all" has no time of its own
     const v = col.value(x), whole = timeWhole();
     let text = esc(col.fmt(v)), title = "";
     if (x.base && col.base) {
@@ -8957,8 +8957,11 @@ EXPLORER_TREE_JS = r"""
       title = ` title="${esc(`baseline ${col.fmt(b)}, now ${col.fmt(v)}`)}"`;
     }
     const bar = col.bar ? `<span class="tv-bar"><i style="width:${whole > 0 ? Math.min(100, 100 * v / whole).toFixed(1) : 0}%"></i></span>` : "";
-    return `<span class="tv-c"${title}><span class="tv-v">${text}</span>${bar}</span>`;
+    return `<span class="${cellClass(col)}"${title}><span class="tv-v">${text}</span>${bar}</span>`;
   }
+  const cellClass = (col) => "tv-c" + (col.narrow ? " tv-narrow" : "") + (D.base && col.base ? " tv-change" : "");
+  // 12 px a level, 4 px beyond the 16th: a deep path keeps its names in sight.
+  const indent = (depth) => Math.min(depth, 16) * 12 + Math.max(0, depth - 16) * 4;
   function rowHtml(index) {
     const [x, depth] = T.rows[index];
     const kids = x.kids.length, open = T.open.has(x);
@@ -8969,7 +8972,7 @@ EXPLORER_TREE_JS = r"""
     const triangle = kids ? `<span class="tv-tri">${open ? "\u25be" : "\u25b8"}</span>` : `<span class="tv-tri tv-leaf"></span>`;
     const part = x.root ? "" : ` <span class="tv-share">${share(x.w, KM.root.w)}</span>`;
     return `<div class="${cls.join(" ")}" data-i="${x.i}" data-depth="${depth}" style="top:${index * ROW}px">` +
-      `<span class="tv-name" style="padding-left:${depth * 14}px">${triangle}<span class="tv-fn">${esc(x.name)}</span>${part}</span>` +
+      `<span class="tv-name" style="padding-left:${indent(depth)}px" title="depth ${depth}">${triangle}<span class="tv-fn">${esc(x.name)}</span>${part}</span>` +
       COLS.map((col) => cell(col, x)).join("") + "</div>";
   }
   // Draw the rows in sight (and a margin), nothing else.
@@ -9087,21 +9090,26 @@ EXPLORER_TREE_JS = r"""
       el.innerHTML = `<div class="tv-bar-top"><input id="tree-search" type="search" placeholder="search: substring or regular expression" size="36"> <span id="tree-found"></span></div>
 <p class="note tv-help">keys: \u2191 \u2193 move (PgUp PgDn Home End) \u00b7 \u2192 unfold / first child \u00b7 \u2190 fold / parent \u00b7 Enter fold or unfold \u00b7 h unfold the heaviest path \u00b7 l go to the heaviest child \u00b7 / search \u00b7 n N next / previous match \u00b7 click \u25b8 to fold, a row to select its function</p>
 <p class="note" id="tree-status"></p>
-<div id="tree-box" class="${D.base ? "tv-cmp" : ""}"><div class="tv-row tv-head"><span class="tv-name">function (share of all ${D.timed ? "time" : "calls"})</span>${COLS.map((c) => `<span class="tv-c">${esc(c.title)}${D.base && c.base ? " (change)" : ""}</span>`).join("")}</div><div class="tv-space"><div class="tv-list"></div></div></div>`;
+<div id="tree-box"><div class="tv-row tv-head"><span class="tv-name">function (share of all ${D.timed ? "time" : "calls"})</span>${COLS.map((c) => `<span class="${cellClass(c)}">${esc(c.title)}${D.base && c.base ? " (change)" : ""}</span>`).join("")}</div><div class="tv-space"><div class="tv-list"></div></div></div>`;
       box = el.querySelector("#tree-box"); space = el.querySelector(".tv-space"); list = el.querySelector(".tv-list");
       searchBox = el.querySelector("#tree-search"); found = el.querySelector("#tree-found"); status = el.querySelector("#tree-status");
       const style = document.createElement("style");
       style.textContent = `
 #tree-box{height:calc(100vh - 215px);min-height:240px;overflow:auto;border:1px solid #ccc;font:12px/${ROW}px monospace;position:relative}
-#tree-box .tv-row{display:flex;height:${ROW}px;white-space:nowrap;min-width:max-content;cursor:default}
+#tree-box .tv-row{display:flex;height:${ROW}px;white-space:nowrap;min-width:${D.base ? 1100 : 900}px;cursor:default}
+
 #tree-box .tv-list .tv-row{position:absolute;left:0;right:0}
 #tree-box .tv-head{position:sticky;top:0;z-index:2;background:#eee;font-weight:600;border-bottom:1px solid #ccc}
 #tree-box .tv-space{position:relative}
-#tree-box .tv-name{flex:1 0 360px;overflow:hidden;text-overflow:ellipsis;padding-right:8px}
-#tree-box .tv-c{flex:0 0 150px;display:flex;justify-content:flex-end;gap:4px;align-items:center;padding-right:8px}
-#tree-box.tv-cmp .tv-c{flex-basis:210px}
+#tree-box .tv-name{flex:1 1 0;min-width:320px;box-sizing:border-box;overflow:hidden;text-overflow:ellipsis;padding-right:8px}
+#tree-box .tv-c{flex:0 0 ${D.base ? 130 : 150}px;box-sizing:border-box;display:flex;justify-content:flex-end;gap:4px;align-items:center;padding-right:8px}
+#tree-box .tv-c.tv-narrow{flex-basis:90px}
+#tree-box .tv-c.tv-change{flex-basis:200px}
+#tree-box .tv-c.tv-narrow.tv-change{flex-basis:120px}
+
 #tree-box .tv-v{text-align:right;font-variant-numeric:tabular-nums}
-#tree-box .tv-bar{display:inline-block;width:48px;height:9px;background:#eee;flex:none}
+#tree-box .tv-bar{display:inline-block;width:${D.base ? 36 : 48}px;height:9px;background:#eee;flex:none}
+
 #tree-box .tv-bar i{display:block;height:100%;background:#e6863b}
 #tree-box .tv-tri{display:inline-block;width:14px;cursor:pointer;color:#444;font-size:14px}
 
