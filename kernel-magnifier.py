@@ -8943,7 +8943,7 @@ EXPLORER_TREE_JS = r"""
     }
     T.rows = rows; T.at = at;
     space.style.height = rows.length * ROW + "px";
-    status.textContent = `${fmtInt(rows.length)} rows unfolded of ${fmtInt(KM.nodes.length - 1)} call paths` +
+    status.textContent = `${fmtInt(rows.length - 1)} of ${fmtInt(KM.nodes.length - 1)} call paths unfolded` +
       (D.left_out ? ` (${fmtInt(D.left_out)} lighter call paths merged into their callers: the page embeds the ${fmtInt(D.cap)} heaviest)` : "");
   }
 
@@ -9123,7 +9123,11 @@ EXPLORER_TREE_JS = r"""
       T.open.add(KM.root);
       for (const top of KM.root.kids) T.open.add(top);
       T.cur = KM.root;
-      box.addEventListener("scroll", () => requestAnimationFrame(draw), {passive: true});
+      let drawing = false;  // one draw a frame however many scroll events come
+      box.addEventListener("scroll", () => {
+        if (!drawing) { drawing = true; requestAnimationFrame(() => { drawing = false; draw(); }); }
+      }, {passive: true});
+
       list.addEventListener("click", (event) => {
         const row = event.target.closest(".tv-row");
         if (!row) return;
