@@ -9148,7 +9148,11 @@ EXPLORER_TREE_JS = r"""
     },
     // Another view's selection: unfold its heaviest call path and go there.
     select(name, origin) {
-      if (origin === "tree") { draw(); return; }
+      if (origin === "tree") {  // only the emphasis moves: the rows stay (a click on them may be on its way)
+        for (const row of list.children) row.classList.toggle("tv-sel", KM.nodes[+row.dataset.i].name === name);
+        return;
+      }
+
       const paths = KM.byName.get(name);
       if (!paths) return;
       const heaviest = paths.reduce((a, b) => (b.w > a.w ? b : a));
