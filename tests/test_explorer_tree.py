@@ -25,6 +25,7 @@ DEMO = DATA / "record-demo-dat" / "kernel-magnifier.data.xz"  # with scheduler e
 BASELINE = DATA / "record-demo" / "kernel-magnifier.data.xz"
 SYMBOL_MAP = DATA / "symbol-map-6.1.0-56-amd64.map.xz"
 FG_TEXT = DATA / "fg-default" / "trace.txt.xz"  # function_graph text as trace-cmd/ftrace print it
+UNTIMED = DATA / "function-tracer" / "trace.txt.xz"  # the function tracer: calls, no durations
 BIGGEST = DATA / "fg-abstime-proc" / "trace.txt.xz"  # the largest real recording: about 23,000 call paths
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
 
@@ -44,6 +45,7 @@ class Path_:
 
 def json_tree(graph: dict) -> tuple[Path_, dict[tuple[str, ...], Path_]]:
     """The root and every call path by its chain of names."""
+    timed = all(node["total_time_us"] is not None for node in graph["call_tree"])
     root = Path_("all", 0, 0.0, 0.0, 0.0)
     by_id = {0: root}
     paths: dict[tuple[str, ...], Path_] = {}
@@ -56,7 +58,8 @@ def json_tree(graph: dict) -> tuple[Path_, dict[tuple[str, ...], Path_]]:
         paths[chain[node["id"]]] = path
 
     def weigh(path: Path_) -> float:
-        path.weight = max(path.total, sum(weigh(kid) for kid in path.kids))
+        below = sum(weigh(kid) for kid in path.kids)
+        path.weight = max(path.total, below) if timed else path.calls + below  # untimed: calls with its callees'
         return path.weight
 
     root.weight = sum(weigh(kid) for kid in root.kids)
@@ -336,6 +339,27 @@ def test_function_graph_text_rows_and_search_share(tmp_path, browser):
     count, weight = outermost_share(root, "lock")
     said = re.match(r"([\d,]+) matching call paths: ([\d.]+)%", browser.find_element("id", "tree-found").text)
     assert int(said[1].replace(",", "")) == count > 0
+    digits = len(said[2].split(".")[1])
+    assert float(said[2]) == pytest.approx(100 * weight / root.weight, abs=0.5 * 10 ** -digits + 1e-9)
+
+
+def test_untimed_recording_rows_show_calls_and_calls_with_callees(tmp_path, browser):
+    page = make(tmp_path, UNTIMED, "untimed.html")
+    root, paths = json_tree(json.loads(make(tmp_path, UNTIMED, "untimed.json").read_text()))
+    open_tree(browser, page)
+    rows = read_rows(browser)
+    assert set(rows[0].cells) == {"calls", "calls with callees"}
+    assert number(rows[0].cells["calls with callees"])[0] == root.weight
+    tops = [row.path for row in rows if row.depth == 1]  # heaviest first (ties in either order)
+    assert sorted(tops) == sorted((kid.name,) for kid in shown(root))
+    assert [paths[top].weight for top in tops] == sorted((kid.weight for kid in shown(root)), reverse=True)
+    for row in rows[1:]:
+        assert number(row.cells["calls"])[0] == paths[row.path].calls, row
+        assert number(row.cells["calls with callees"])[0] == paths[row.path].weight, row
+    browser.find_element("id", "tree-search").send_keys("lock")
+    count, weight = outermost_share(root, "lock")
+    said = re.match(r"([\d,]+) matching call paths: ([\d.]+)% of all calls", browser.find_element("id", "tree-found").text)
+    assert said and int(said[1].replace(",", "")) == count > 0
     digits = len(said[2].split(".")[1])
     assert float(said[2]) == pytest.approx(100 * weight / root.weight, abs=0.5 * 10 ** -digits + 1e-9)
 
