@@ -9490,7 +9490,270 @@ KM.graphView = (() => {
 
 EXPLORER_TREE_JS = r"""
 // ---- call tree: the calling-context tree as an outline, keyboard driven ----
-KM.addView({id: "tree", title: "Call tree", mount(el) { el.textContent = "call tree"; }});
+// Like uftrace's tui: every row a call path, children heaviest first. Only the rows in sight are drawn
+// (a row is ROW pixels high; the outline's height is all unfolded rows), so a big recording costs only
+// the unfolded rows' list, not one element per call path.
+(function () {
+  const ROW = 20;             // px per row: drawn rows are positioned by their index
+  const UNFOLD_MATCHES = 300; // a search unfolds the call paths to at most this many matches
+  const T = {open: new Set(), rows: [], at: new Map(), cur: null, hits: null, matches: [], order: null, pendingScroll: false};
+  let box, list, space, searchBox, status, found, selectTimer = 0;
+
+  const timeWhole = () => D.timed ? KM.root.total : KM.root.w;
+  // A share of all with two significant digits when it is small (0.0% would hide the light ones).
+  const share = (v, whole) => {
+    const p = whole > 0 ? 100 * v / whole : 0;
+    return (p > 0 && p < 0.1 ? p.toPrecision(2) : p.toFixed(1)) + "%";
+  };
+  // The columns: what a row shows and its bar (share of all), baseline's value where there is one.
+  const columns = () => {
+    const cols = [{title: "calls", value: (x) => x.calls, base: (x) => x.base.calls, fmt: fmtInt, bar: false, narrow: true}];
+    if (D.timed) {
+      cols.push({title: "total", value: (x) => x.total, base: (x) => x.base.total, fmt: fmtUs, bar: true},
+                {title: "self", value: (x) => x.self, base: (x) => x.base.self, fmt: fmtUs, bar: true});
+      if (D.off) cols.push({title: "on CPU", value: (x) => Math.max(0, x.total - x.off), fmt: fmtUs, bar: true},
+                           {title: "asleep", value: (x) => x.off, fmt: fmtUs, bar: true});
+    } else {
+      cols.push({title: "calls with callees", value: (x) => x.w, fmt: fmtInt, bar: true});
+    }
+    return cols;
+  };
+  let COLS = null;
+
+  // Children heaviest first, sorted once per node when first needed.
+  const kidsOf = (x) => {
+    if (!x.tvKids) { x.tvKids = x.kids.slice().sort((a, b) => b.w - a.w || a.i - b.i); }
+    return x.tvKids;
+  };
+  // The unfolded rows: the root, then every child of an open row, depth first.
+  function layout() {
+    const rows = [], at = new Map(), stack = [[KM.root, 0]];
+    while (stack.length) {
+      const [x, depth] = stack.pop();
+      at.set(x, rows.length);
+      rows.push([x, depth]);
+      if (T.open.has(x)) { const kids = kidsOf(x); for (let k = kids.length - 1; k >= 0; k--) stack.push([kids[k], depth + 1]); }
+    }
+    T.rows = rows; T.at = at;
+    space.style.height = rows.length * ROW + "px";
+    status.textContent = `${fmtInt(rows.length - 1)} of ${fmtInt(KM.nodes.length - 1)} call paths unfolded` +
+      (D.left_out ? ` (${fmtInt(D.left_out)} lighter call paths merged into their callers: the page embeds the ${fmtInt(D.cap)} heaviest)` : "");
+  }
+
+  function cell(col, x) {
+    if (x.root && col.title === "self") return `<span class="${cellClass(col)}"></span>`;  // "all" has no time of its own
+    const v = col.value(x), whole = timeWhole();
+    let text = esc(col.fmt(v)), title = "";
+    if (x.base && col.base) {
+      const b = col.base(x), d = v - b;
+      text += ` <span class="${d > 0 ? "more" : d < 0 ? "less" : ""}">(${esc(signed(d, col.fmt))})</span>`;
+      title = ` title="${esc(`baseline ${col.fmt(b)}, now ${col.fmt(v)}`)}"`;
+    }
+    const bar = col.bar ? `<span class="tv-bar"><i style="width:${whole > 0 ? Math.min(100, 100 * v / whole).toFixed(1) : 0}%"></i></span>` : "";
+    return `<span class="${cellClass(col)}"${title}><span class="tv-v">${text}</span>${bar}</span>`;
+  }
+  const cellClass = (col) => "tv-c" + (col.narrow ? " tv-narrow" : "") + (D.base && col.base ? " tv-change" : "");
+  // 12 px a level, 4 px beyond the 16th: a deep path keeps its names in sight.
+  const indent = (depth) => Math.min(depth, 16) * 12 + Math.max(0, depth - 16) * 4;
+  function rowHtml(index) {
+    const [x, depth] = T.rows[index];
+    const kids = x.kids.length, open = T.open.has(x);
+    const cls = ["tv-row"];
+    if (x === T.cur) cls.push("tv-cur");
+    if (T.hits && !x.root && T.hits[x.fi]) cls.push("tv-match");
+    if (x.name === KM.selected) cls.push("tv-sel");
+    const triangle = kids ? `<span class="tv-tri">${open ? "\u25be" : "\u25b8"}</span>` : `<span class="tv-tri tv-leaf"></span>`;
+    const part = x.root ? "" : ` <span class="tv-share">${share(x.w, KM.root.w)}</span>`;
+    return `<div class="${cls.join(" ")}" data-i="${x.i}" data-depth="${depth}" style="top:${index * ROW}px">` +
+      `<span class="tv-name" style="padding-left:${indent(depth)}px" title="depth ${depth}">${triangle}<span class="tv-fn">${esc(x.name)}</span>${part}</span>` +
+      COLS.map((col) => cell(col, x)).join("") + "</div>";
+  }
+  // Draw the rows in sight (and a margin), nothing else.
+  function draw() {
+    const height = box.clientHeight || window.innerHeight;
+    const first = Math.max(0, Math.floor(box.scrollTop / ROW) - 10);
+    const last = Math.min(T.rows.length, first + Math.ceil(height / ROW) + 20);
+    let html = "";
+    for (let index = first; index < last; index++) html += rowHtml(index);
+    list.innerHTML = html;
+  }
+  function redraw() { layout(); draw(); }
+
+  // Keep the current row in sight (centred when it was far away).
+  function scrollTo(x, centre) {
+    const index = T.at.get(x);
+    if (index === undefined) return;
+    if (!box.clientHeight) { T.pendingScroll = true; return; }
+    const top = index * ROW, view = box.clientHeight - ROW * 1.5;
+    if (centre) box.scrollTop = Math.max(0, top - view / 3);
+    else if (top < box.scrollTop) box.scrollTop = top;
+    else if (top + ROW > box.scrollTop + view) box.scrollTop = top + ROW - view;
+    draw();
+  }
+  function reveal(x) { for (let p = x.parent; p; p = p.parent) T.open.add(p); }
+  function setCurrent(x, centre = false) {
+    T.cur = x;
+    redraw();
+    scrollTo(x, centre);
+  }
+  // The keyboard moves the current row; the shared selection follows once the keys stop.
+  function follow() {
+    clearTimeout(selectTimer);
+    selectTimer = setTimeout(() => { if (T.cur && !T.cur.root) KM.select(T.cur.name, "tree"); }, 200);
+  }
+  function toggle(x) { if (!x.kids.length) return; if (T.open.has(x)) T.open.delete(x); else T.open.add(x); }
+  function heaviestPath(x) { for (; x.kids.length; x = kidsOf(x)[0]) T.open.add(x); }
+
+  // Search: a substring or a regular expression on the function names, as on the flame graph page.
+  function preorder() {
+    if (T.order) return T.order;
+    const order = new Int32Array(KM.nodes.length), stack = [KM.root];
+    let n = 0;
+    while (stack.length) {
+      const x = stack.pop();
+      order[x.i] = n++;
+      const kids = kidsOf(x);
+      for (let k = kids.length - 1; k >= 0; k--) stack.push(kids[k]);
+    }
+    return (T.order = order);
+  }
+  function search(text) {
+    let re = null;
+    try { re = text ? new RegExp(text) : null; } catch (error) { re = new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")); }
+    T.hits = re ? D.names.map((name) => re.test(name)) : null;
+    T.matches = [];
+    if (!re) { found.textContent = ""; redraw(); return; }
+    // The share: the outermost matches' weight (a match inside a match is counted once, by its outermost).
+    let outer = 0;
+    const stack = [[KM.root, false]];
+    while (stack.length) {
+      const [x, inside] = stack.pop();
+      const hit = !x.root && T.hits[x.fi];
+      if (hit) { T.matches.push(x); if (!inside) outer += x.w; }
+      for (const k of x.kids) stack.push([k, inside || hit]);
+    }
+    const order = preorder();
+    T.matches.sort((a, b) => order[a.i] - order[b.i]);
+    T.matches.slice(0, UNFOLD_MATCHES).forEach(reveal);
+    found.textContent = `${fmtInt(T.matches.length)} matching call paths: ${share(outer, KM.root.w)} of all ${D.timed ? "time" : "calls"} (nested counted once)` +
+      (T.matches.length > UNFOLD_MATCHES ? `; the first ${UNFOLD_MATCHES} unfolded, n/N go to the others` : "");
+    if (T.matches.length) setCurrent(T.matches[0], true); else redraw();
+  }
+  function nextMatch(step) {
+    if (!T.matches.length) return;
+    const order = preorder(), here = T.cur ? order[T.cur.i] : -1;
+    let index = step > 0 ? T.matches.findIndex((x) => order[x.i] > here) : T.matches.findLastIndex((x) => order[x.i] < here);
+    if (index < 0) index = step > 0 ? 0 : T.matches.length - 1;
+    reveal(T.matches[index]);
+    setCurrent(T.matches[index], true);
+    follow();
+  }
+
+  function key(event) {
+    if (event.ctrlKey || event.altKey || event.metaKey) return false;
+    const x = T.cur || KM.root, index = T.at.get(x) ?? 0, page = Math.max(1, Math.floor(box.clientHeight / ROW) - 2);
+    const moveTo = (row) => { setCurrent(T.rows[Math.max(0, Math.min(T.rows.length - 1, row))][0]); follow(); };
+    switch (event.key) {
+      case "ArrowDown": moveTo(index + 1); return true;
+      case "ArrowUp": moveTo(index - 1); return true;
+      case "PageDown": moveTo(index + page); return true;
+      case "PageUp": moveTo(index - page); return true;
+      case "Home": moveTo(0); return true;
+      case "End": moveTo(T.rows.length - 1); return true;
+      case "ArrowRight":
+        if (x.kids.length && !T.open.has(x)) { T.open.add(x); setCurrent(x); } else if (x.kids.length) { setCurrent(kidsOf(x)[0]); follow(); }
+        return true;
+      case "ArrowLeft":
+        if (T.open.has(x) && x.kids.length) { T.open.delete(x); setCurrent(x); } else if (x.parent) { setCurrent(x.parent); follow(); }
+        return true;
+      case "Enter": toggle(x); setCurrent(x); return true;
+      case "h": heaviestPath(x); setCurrent(x); return true;
+      case "l": if (x.kids.length) { T.open.add(x); setCurrent(kidsOf(x)[0]); follow(); } return true;
+      case "n": nextMatch(1); return true;
+      case "N": nextMatch(-1); return true;
+      case "/": searchBox.focus(); searchBox.select(); return true;
+      default: return false;
+    }
+  }
+
+  KM.addView({
+    id: "tree", title: "Call tree", key,
+    mount(el) {
+      COLS = columns();
+      el.innerHTML = `<div class="tv-bar-top"><input id="tree-search" type="search" placeholder="search: substring or regular expression" size="36"> <span id="tree-found"></span></div>
+<p class="note tv-help">keys: \u2191 \u2193 move (PgUp PgDn Home End) \u00b7 \u2192 unfold / first child \u00b7 \u2190 fold / parent \u00b7 Enter fold or unfold \u00b7 h unfold the heaviest path \u00b7 l go to the heaviest child \u00b7 / search \u00b7 n N next / previous match \u00b7 click \u25b8 to fold, a row to select its function</p>
+<p class="note" id="tree-status"></p>
+<div id="tree-box"><div class="tv-row tv-head"><span class="tv-name">function (share of all ${D.timed ? "time" : "calls"})</span>${COLS.map((c) => `<span class="${cellClass(c)}">${esc(c.title)}${D.base && c.base ? " (change)" : ""}</span>`).join("")}</div><div class="tv-space"><div class="tv-list"></div></div></div>`;
+      box = el.querySelector("#tree-box"); space = el.querySelector(".tv-space"); list = el.querySelector(".tv-list");
+      searchBox = el.querySelector("#tree-search"); found = el.querySelector("#tree-found"); status = el.querySelector("#tree-status");
+      const style = document.createElement("style");
+      style.textContent = `
+#tree-box{height:calc(100vh - 215px);min-height:240px;overflow:auto;border:1px solid #ccc;font:12px/${ROW}px monospace;position:relative}
+#tree-box .tv-row{display:flex;height:${ROW}px;white-space:nowrap;min-width:${D.base ? 1100 : 900}px;cursor:default}
+
+#tree-box .tv-list .tv-row{position:absolute;left:0;right:0}
+#tree-box .tv-head{position:sticky;top:0;z-index:2;background:#eee;font-weight:600;border-bottom:1px solid #ccc}
+#tree-box .tv-space{position:relative}
+#tree-box .tv-name{flex:1 1 0;min-width:320px;box-sizing:border-box;overflow:hidden;text-overflow:ellipsis;padding-right:8px}
+#tree-box .tv-c{flex:0 0 ${D.base ? 130 : 150}px;box-sizing:border-box;display:flex;justify-content:flex-end;gap:4px;align-items:center;padding-right:8px}
+#tree-box .tv-c.tv-narrow{flex-basis:90px}
+#tree-box .tv-c.tv-change{flex-basis:200px}
+#tree-box .tv-c.tv-narrow.tv-change{flex-basis:120px}
+
+#tree-box .tv-v{text-align:right;font-variant-numeric:tabular-nums}
+#tree-box .tv-bar{display:inline-block;width:${D.base ? 36 : 48}px;height:9px;background:#eee;flex:none}
+
+#tree-box .tv-bar i{display:block;height:100%;background:#e6863b}
+#tree-box .tv-tri{display:inline-block;width:14px;cursor:pointer;color:#444;font-size:14px}
+
+#tree-box .tv-share{color:#888}
+#tree-box .tv-cur{background:#cfe3ff}
+#tree-box .tv-match .tv-fn{background:#ffe45c}
+#tree-box .tv-sel .tv-fn{font-weight:700}
+#tree-box .tv-row:hover:not(.tv-head){outline:1px solid #9bd}`;
+      el.appendChild(style);
+      // The top level, and what each top function calls: one level unfolded.
+      T.open.add(KM.root);
+      for (const top of KM.root.kids) T.open.add(top);
+      T.cur = KM.root;
+      let drawing = false;  // one draw a frame however many scroll events come
+      box.addEventListener("scroll", () => {
+        if (!drawing) { drawing = true; requestAnimationFrame(() => { drawing = false; draw(); }); }
+      }, {passive: true});
+
+      list.addEventListener("click", (event) => {
+        const row = event.target.closest(".tv-row");
+        if (!row) return;
+        const x = KM.nodes[+row.dataset.i];
+        if (event.target.closest(".tv-tri")) { toggle(x); setCurrent(x); return; }
+        setCurrent(x);
+        if (!x.root) KM.select(x.name, "tree");
+      });
+      searchBox.addEventListener("input", () => search(searchBox.value));
+      searchBox.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === "Escape") { event.preventDefault(); searchBox.blur(); if (event.key === "Enter") nextMatch(1); }
+      });
+      layout();
+    },
+    show() {
+      redraw();
+      if (T.pendingScroll) { T.pendingScroll = false; scrollTo(T.cur, true); }
+    },
+    // Another view's selection: unfold its heaviest call path and go there.
+    select(name, origin) {
+      if (origin === "tree") {  // only the emphasis moves: the rows stay (a click on them may be on its way)
+        for (const row of list.children) row.classList.toggle("tv-sel", KM.nodes[+row.dataset.i].name === name);
+        return;
+      }
+
+      const paths = KM.byName.get(name);
+      if (!paths) return;
+      const heaviest = paths.reduce((a, b) => (b.w > a.w ? b : a));
+      reveal(heaviest);
+      setCurrent(heaviest, true);
+    },
+  });
+})();
 """
 
 EXPLORER_PEEK_JS = r"""
