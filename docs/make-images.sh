@@ -1,7 +1,8 @@
 #!/bin/bash
 # docs/make-images.sh [PYTHON] - redraw the README's images from the bundled recordings with the
 # README's own commands, so every picture (and every number in its caption) is what the tool makes today.
-# The flame graph screenshot (docs/images/flamegraph.png) is taken in a browser: see the README.
+# The flame graph screenshot (docs/images/flamegraph.png) is taken in a browser: see the README. The explorer
+# page's screenshots (docs/images/explorer-*.png) are taken by its test in chromium, last, where chromium exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -20,4 +21,7 @@ km -i tests/data/record-demo-large/kernel-magnifier.data.xz --baseline $TEXT_DEM
 km -i $TEXT_DEMO --latency tcp_sendmsg --latency-chart $OUT/latency.png
 km -i tests/data/fg-abstime-proc/trace.txt.xz --chart-by task --chart $OUT/tasks.png -o "$(mktemp -d)/unused.json"
 km -i $TEXT_DEMO --symbol-map $MAP --filter-filepath net --max-nodes 40 -o $OUT/call-graph-net.png --chart ''
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    KM_SCREENSHOTS=$OUT "$PY" -m pytest -q tests/test_explorer_screenshots.py >/dev/null
+fi
 echo "redrawn: $(ls $OUT | tr '\n' ' ')"

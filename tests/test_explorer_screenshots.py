@@ -2,8 +2,9 @@
 
 `KM_SCREENSHOTS=docs/images pytest tests/test_explorer_screenshots.py` writes
 docs/images/explorer-VIEW.png (else they go to the test's own directory). The
-page is made with the README's own command; tcp_sendmsg is selected, the call
-tree unfolded along the heaviest path ("h").
+page is made with the README's own command; tcp_sendmsg is selected (its
+callers and callees: release_sock, which has several callers), the call tree
+unfolded along the heaviest path ("h"), the focused graph is "what it calls", 2 levels.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from conftest import DATA, ROOT, run_cli
 
-VIEWS = ("graph", "tree", "peek", "flame")  # the tabs, as the page names them: explorer-graph.png ...
+# (screenshot, the tab as the page names it, the function selected): explorer-graph.png ...
+SHOTS = (("graph", "graph", "tcp_sendmsg"), ("focus", "graph", "tcp_sendmsg"), ("tree", "tree", "tcp_sendmsg"),
+         ("peek", "peek", "release_sock"), ("flame", "flame", "tcp_sendmsg"))
 
 
 def readme_explorer_page(cwd: Path) -> Path:
@@ -55,13 +58,19 @@ def test_readme_screenshots_of_each_view(tmp_path, browser):
     browser.execute_script("KM.select('tcp_sendmsg', null)")
     assert browser.find_element("id", "selname").text == "tcp_sendmsg"
     out = screenshot_dir(tmp_path)
-    for view in VIEWS:
+    for shot, view, name in SHOTS:
+        browser.execute_script("KM.select(arguments[0], null)", name)
         browser.find_element("id", f"tab-{view}").click()
+        if shot == "focus":
+            levels = browser.find_element("id", "g-depth")
+            levels.clear()
+            levels.send_keys("2")
+            browser.find_element("id", "g-callees").click()
         if view == "tree":
             ActionChains(browser).send_keys("h").perform()  # unfold the heaviest path below the selection
         browser.execute_script("window.scrollTo(0, 0)")
         png = browser.get_screenshot_as_png()
-        (out / f"explorer-{view}.png").write_bytes(png)
+        (out / f"explorer-{shot}.png").write_bytes(png)
         box = browser.execute_script(
             "const r = document.getElementById('view-' + arguments[0]).getBoundingClientRect();"
             " return {left: r.left, top: r.top, right: r.right, bottom: Math.min(r.bottom, window.innerHeight)}", view)
@@ -70,6 +79,6 @@ def test_readme_screenshots_of_each_view(tmp_path, browser):
         # not blank: besides the background, several colours each over a visible share of the view (not just a line of text)
         background, _ = counts.most_common(1)[0]
         drawn = [colour for colour, n in counts.items() if colour != background and n >= 0.002 * area]
-        assert len(drawn) >= 3, (view, counts.most_common(6))
+        assert len(drawn) >= 3, (shot, counts.most_common(6))
     assert browser.get_log("browser") == []
 
