@@ -8291,14 +8291,22 @@ def flame_page(views: Views) -> str:
     page = FLAME_HTML.replace("@SCRIPT@", FLAME_JS)
     for key, value in texts.items():
         page = page.replace(f"@{key.upper()}@", value)
+    return with_embedded_data(page, data)
+
+
+def with_embedded_data(page: str, data: dict) -> str:
+    """The page with its JSON in place of @DATA@ ("</" escaped, so no text in it can end the script element)."""
     return page.replace("@DATA@", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
+
+
+def write_page(output: str, page: str) -> None:
+    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(page)
 
 
 def write_flame_html(views: Views, output: str) -> None:
     """.flame.html: an interactive flame graph of the view's call paths, one self-contained file."""
-    page = flame_page(views)
-    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(page)
+    write_page(output, flame_page(views))
 
 
 # The page's own parts: its captions and the driver of FLAME_JS (which the explorer's flame view shares).
@@ -8774,14 +8782,12 @@ def explorer_page(views: Views) -> str:
     data = explorer_data(views)
     script = "\n".join([EXPLORER_CORE_JS, EXPLORER_GRAPH_JS, EXPLORER_TREE_JS, EXPLORER_PEEK_JS, EXPLORER_FLAME_JS, EXPLORER_START_JS])
     page = EXPLORER_HTML.replace("@TITLE@", html.escape(data["title"])).replace("@SCRIPT@", script)
-    return page.replace("@DATA@", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
+    return with_embedded_data(page, data)
 
 
 def write_explorer_html(views: Views, output: str) -> None:
-    """.html: the explorer page; .flame.html: the flame graph alone."""
-    page = explorer_page(views)
-    with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(page)
+    """.html: the explorer page (.flame.html: the flame graph alone)."""
+    write_page(output, explorer_page(views))
 
 
 EXPLORER_HTML = """<!DOCTYPE html>

@@ -156,6 +156,8 @@ def browser():
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.get("about:blank")  # the browser's own new-tab page has loaded: its requests are not the tests' pages'
+    driver.get_log("performance")
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
