@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SCRIPT, assert_one_line_error, run_cli
+from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, graph_json, read_lines, run_cli
 
 CSRC = ROOT / "tests" / "csrc"
 TOOLS = [tool for tool in ("llvm-dwarfdump", "dwarfdump") if shutil.which(tool)]
@@ -120,8 +121,10 @@ def test_compressed_and_debug_modules_map_each_function_to_its_module(tmp_path, 
 def test_same_folder_twice_reads_each_module_once(tmp_path):
     vmlinux = build_vmlinux(tmp_path)
     debian, _ = module_folders(tmp_path)
-    out = tmp_path / "m.map"
-    result = run_cli("generate-symbol-map", "-k", str(vmlinux), "-m", str(debian), "-m", str(debian / "kernel" / "fs"), "-m", str(debian), "-o", str(out))
+    out, link = tmp_path / "m.map", tmp_path / "same folder through a link"
+    link.symlink_to(debian)
+    folders = [debian, debian / "kernel" / "fs", debian, link, debian / ".." / debian.name]
+    result = run_cli("generate-symbol-map", "-k", str(vmlinux), *[arg for folder in folders for arg in ("-m", str(folder))], "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "modules: 2 of 2 read" in result.stdout
 
@@ -252,13 +255,15 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(shutil.which("llvm-dwarfdump") is None, reason="llvm-dwarfdump not installed")
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_decompressed_module_is_removed_when_interrupted(tmp_path, stop):
-    """A wrapper around the real llvm-dwarfdump hangs on the decompressed module: a signal then ends the run, and the copy is gone."""
+    """A wrapper around the real llvm-dwarfdump hangs on the second decompressed module: the first one's copy is gone
+    already (the disk holds one module at a time), and after a signal ends the run, the second's too."""
     vmlinux = build_vmlinux(tmp_path)
     build_module(tmp_path, NETMOD, tmp_path / "modules" / "netmod.ko.xz")
+    build_module(tmp_path, FSMOD, tmp_path / "modules" / "zzmod.ko.zst")  # read second (sorted by path)
     marker = tmp_path / "dwarfdump-on-module"
     wrapper = tmp_path / "hanging-on-modules-dwarfdump"
     wrapper.write_text(
-        f'#!/bin/sh\ncase "$*" in *kernel-magnifier-modules-*) echo "$$ $*" > "{marker}"; exec sleep 60;; esac\nexec llvm-dwarfdump "$@"\n'
+        f'#!/bin/sh\ncase "$*" in *kernel-magnifier-modules-*zzmod.ko) echo "$$ $*" > "{marker}"; exec sleep 60;; esac\nexec llvm-dwarfdump "$@"\n'
     )
     wrapper.chmod(0o755)
     scratch, out = tmp_path / "scratch", tmp_path / "m.map"
@@ -274,7 +279,8 @@ def test_decompressed_module_is_removed_when_interrupted(tmp_path, stop):
     time.sleep(0.1)  # the marker written whole
     pid, *command = marker.read_text().split()
     copy = Path(command[-1])
-    assert copy.name == "netmod.ko" and copy.parent.parent == scratch and copy.exists()  # dwarfdump reads a decompressed copy
+    assert copy.name == "zzmod.ko" and copy.parent.parent == scratch and copy.exists()  # dwarfdump reads a decompressed copy
+    assert os.listdir(copy.parent) == ["zzmod.ko"]  # netmod.ko, read before, is removed
     run.send_signal(stop)
     _, stderr = run.communicate(timeout=20)
     assert run.returncode == 128 + stop
@@ -285,3 +291,45 @@ def test_decompressed_module_is_removed_when_interrupted(tmp_path, stop):
     while alive(int(pid)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(int(pid))
+
+
+REAL_MODULES = DATA / "modules-6.1.0-56-amd64"  # two real module debug files of Debian's 6.1 -dbg package, compressed
+DEBIAN_BUILD = "debian/build/build_amd64_none_amd64/"  # where Debian's DWARF says the tree is
+
+
+def dwarf_definition_files(elf: Path, name: str) -> set[str]:
+    """Independently of the tool: the files of NAME's DW_TAG_subprogram entries (not declarations), as llvm-dwarfdump --name prints them."""
+    dump = subprocess.run(["llvm-dwarfdump", "--debug-info", f"--name={name}", str(elf)], capture_output=True, text=True, check=True).stdout
+    files = set()
+    for die in dump.split("\n\n"):
+        if "DW_TAG_subprogram" in die and "DW_AT_declaration" not in die:
+            files |= {path.removeprefix(DEBIAN_BUILD) for path in re.findall(r'DW_AT_decl_file\t\("([^"]+)"\)', die)}
+    return files
+
+
+@pytest.mark.skipif(shutil.which("llvm-dwarfdump") is None, reason="llvm-dwarfdump not installed")
+def test_real_debian_debug_modules_give_the_recordings_module_functions_their_files(tmp_path):
+    vmlinux = build_vmlinux(tmp_path)
+    out = tmp_path / "real-modules.map"
+    result = run_km("generate-symbol-map", "-k", str(vmlinux), "-m", str(REAL_MODULES), "-o", str(out), scratch=tmp_path / "scratch")
+    assert result.returncode == 0, result.stderr
+    assert "modules: 2 of 2 read" in result.stdout
+    assert os.listdir(tmp_path / "scratch") == []
+    trace = DATA / "fg-default" / "trace.txt.xz"
+    # the module functions the recording calls, read from its raw lines
+    called = {match.groups() for line in read_lines(trace) for match in re.finditer(r"(\S+) \[(\w+)\]\(", line)}
+    ours = {name: module for name, module in called if module in ("9pnet_virtio", "virtio_ring")}
+    assert len(ours) >= 8, ours
+    nodes = {node["name"]: node for node in graph_json(tmp_path, trace, extra=("--symbol-map", str(out)))["nodes"]}
+    elves = {"9pnet_virtio": tmp_path / "9pnet_virtio.ko", "virtio_ring": tmp_path / "virtio_ring.ko"}
+    with open(elves["9pnet_virtio"], "wb") as handle:
+        subprocess.run(["xz", "-dc", str(REAL_MODULES / "kernel" / "net" / "9p" / "9pnet_virtio.ko.xz")], stdout=handle, check=True)
+    with open(elves["virtio_ring"], "wb") as handle:
+        subprocess.run(["zstd", "-dc", str(REAL_MODULES / "kernel" / "drivers" / "virtio" / "virtio_ring.ko.zst")], stdout=handle, check=True)
+    for name, module in sorted(ours.items()):
+        expected = dwarf_definition_files(elves[module], re.sub(r"(\.(isra|constprop|part|cold)\.\d+)+$", "", name))
+        assert expected, name
+        assert (nodes[name]["module"], set(nodes[name]["files"])) == (module, expected), name
+    # functions of modules the map was not given (9pnet, 9p) still have no file
+    others = [name for name, module in called if module in ("9pnet", "9p")]
+    assert others and all(nodes[name]["files"] == [] for name in others if name in nodes)
