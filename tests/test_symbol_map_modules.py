@@ -333,3 +333,10 @@ def test_real_debian_debug_modules_give_the_recordings_module_functions_their_fi
     # functions of modules the map was not given (9pnet, 9p) still have no file
     others = [name for name, module in called if module in ("9pnet", "9p")]
     assert others and all(nodes[name]["files"] == [] for name in others if name in nodes)
+
+
+def test_only_loaded_knows_compressed_modules_by_the_kernels_name(tmp_path, km, monkeypatch):
+    debian, _ = module_folders(tmp_path)
+    monkeypatch.setattr(km, "loaded_module_names", lambda: {"fs_mod", "ext4"})  # /proc/modules says fs_mod for fs-mod.ko.zst
+    assert km.module_debug_files([str(debian)], only_loaded=True) == [str(debian / "kernel" / "fs" / "fsmod" / "fs-mod.ko.zst")]
+    assert len(km.module_debug_files([str(debian)], only_loaded=False)) == 2
