@@ -6378,7 +6378,11 @@ def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdum
     report = ModuleReport()
     progress = Progress("reading module DWARF", len(modules), counting=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="kernel-magnifier-modules-") as scratch:
+        scratch_folder = tempfile.TemporaryDirectory(prefix="kernel-magnifier-modules-")
+    except OSError as err:  # no usable TMPDIR
+        raise UserError(f"cannot make a temporary folder for decompressed modules: {err}") from None
+    try:
+        with scratch_folder as scratch:
             for index, path in enumerate(modules):
                 progress.update(index, module_name(path))
                 try:
@@ -6496,7 +6500,9 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
             warn(f"{len(report.without_debug_info):,} module files without debug info (stripped?), e.g. {report.without_debug_info[0]}")
         if report.failed:  # one bad file among thousands of modules does not cost the whole map: said, and left out
             warn(f"{len(report.failed):,} module files could not be read and are left out, e.g. {report.failed[0][1]}")
-    say(f"{len(files):,} function names mapped, {several:,} of them to several files (kept all, shown as 'one of N files')")
+    own = sum(1 for name in files if " [" in name)  # a module's function, `name [module]`
+    modules_own = f", {own:,} more as a module's own (name [module])" if report else ""
+    say(f"{len(files) - own:,} function names mapped{modules_own}, {several:,} of them to several files (kept all, shown as 'one of N files')")
     say(f"{args.output} generated in {time.monotonic() - started:.1f} s")
 
 

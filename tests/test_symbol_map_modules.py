@@ -115,6 +115,8 @@ def test_compressed_and_debug_modules_map_each_function_to_its_module(tmp_path, 
     assert {name: entries[name] for name in built_in} == built_in
     assert built_in["helper"] == ["a.c", "b.c"] and built_in["scale"] == ["b.c"]
     assert "modules: 4 of 4 read from" in result.stdout
+    own = sum(1 for name in MODULE_ENTRIES if " [" in name)
+    assert f"{len(entries) - own} function names mapped, {own} more as a module's own (name [module])" in result.stdout
     assert os.listdir(tmp_path / "scratch") == []  # the decompressed copies are gone
 
 
