@@ -6315,7 +6315,7 @@ def decompress_module(path: str, kind: str, target: str) -> None:
     with raw:
         chunks, library_errors = decompressed_chunks(raw, kind)
         try:
-            out = open(target, "wb")
+            out = open(target, "wb", buffering=0)  # unbuffered: a full disk fails in write(), never later in close()
         except OSError as err:
             raise ScratchSpaceError(f"cannot decompress {path} into {os.path.dirname(target)}: {err.strerror}") from None
         with out:
@@ -6327,7 +6327,9 @@ def decompress_module(path: str, kind: str, target: str) -> None:
                 if not chunk:
                     break
                 try:
-                    out.write(chunk)
+                    written = memoryview(chunk)
+                    while written:  # a raw write may take part of the chunk
+                        written = written[out.write(written) or 0 :]
                 except OSError as err:
                     raise ScratchSpaceError(f"cannot decompress {path} into {os.path.dirname(target)}: {err.strerror} (set TMPDIR to a larger folder)") from None
 

@@ -342,3 +342,13 @@ def test_only_loaded_knows_compressed_modules_by_the_kernels_name(tmp_path, km, 
     monkeypatch.setattr(km, "loaded_module_names", lambda: {"fs_mod", "ext4"})  # /proc/modules says fs_mod for fs-mod.ko.zst
     assert km.module_debug_files([str(debian)], only_loaded=True) == [str(debian / "kernel" / "fs" / "fsmod" / "fs-mod.ko.zst")]
     assert len(km.module_debug_files([str(debian)], only_loaded=False)) == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_full_temporary_folder_is_an_error_for_the_run(tmp_path, km):
+    """Unlike a damaged module, a full disk would fail every later module too: ScratchSpaceError ends the run."""
+    module = build_module(tmp_path, NETMOD, tmp_path / "netmod.ko.xz")
+    with pytest.raises(km.ScratchSpaceError, match=r"cannot decompress .*netmod\.ko\.xz into /dev: No space left on device"):
+        km.decompress_module(str(module), "xz", "/dev/full")  # the kernel's always-full device: every write fails with ENOSPC
+    with pytest.raises(km.ScratchSpaceError, match="No such file or directory"):
+        km.decompress_module(str(module), "xz", str(tmp_path / "gone" / "netmod.ko"))
