@@ -6217,29 +6217,48 @@ def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, 
 class ModuleReport:
     read: int = 0
     without_debug_info: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of files that could not be read
     names: set[str] = field(default_factory=set)
 
 
-def module_debug_files(directory: str, only_loaded: bool) -> list[str]:
-    """The .ko (or Fedora-style .ko.debug) files under DIRECTORY, optionally only modules loaded now."""
-    if not os.path.isdir(directory):
-        raise UserError(f"--modules {directory} is not a directory (Debian: /usr/lib/debug/lib/modules/VERSION)")
-    found = sorted(
-        os.path.join(root, name) for root, _, names in os.walk(directory) for name in names if name.endswith((".ko", ".ko.debug"))
-    )
+# How `make modules_install` compresses modules (CONFIG_MODULE_COMPRESS_*); the debug
+# copies of distributions are .ko (Debian's -dbg) or .ko.debug (Fedora's -debuginfo).
+MODULE_COMPRESSIONS = {".xz": "xz", ".zst": "zstd", ".gz": "gzip"}
+MODULE_SUFFIXES = (".ko", ".ko.debug", *(".ko" + suffix for suffix in MODULE_COMPRESSIONS))
+
+
+def module_debug_files(directories: list[str], only_loaded: bool) -> list[str]:
+    """The module debug files under each DIRECTORY, each file once, optionally only modules loaded now."""
+    found: dict[str, str] = {}  # real path -> path as found: a folder given twice, or inside another, reads its modules once
+    for directory in directories:
+        if not os.path.isdir(directory):
+            raise UserError(f"--modules {directory} is not a directory (Debian: /usr/lib/debug/lib/modules/VERSION)")
+        for root, _, names in os.walk(directory):
+            for name in names:
+                if name.endswith(MODULE_SUFFIXES):
+                    path = os.path.join(root, name)
+                    found.setdefault(os.path.realpath(path), path)
+    paths = sorted(found.values())
     if only_loaded:
         loaded = loaded_module_names()
-        found = [path for path in found if module_name(path) in loaded]
-    if not found:
-        raise UserError(f"no {'loaded ' if only_loaded else ''}module debug files (.ko) under {directory}")
-    return found
+        paths = [path for path in paths if module_name(path) in loaded]
+    if not paths:
+        kinds = ", ".join(MODULE_SUFFIXES)
+        raise UserError(f"no {'loaded ' if only_loaded else ''}module debug files ({kinds}) under {', '.join(directories)}")
+    return paths
 
 
 def module_name(path: str) -> str:
-    """fs/9p/9p.ko -> 9p; the kernel treats - and _ in module names alike."""
-    name = os.path.basename(path).removesuffix(".debug").removesuffix(".ko")
-    return name.replace("-", "_")
+    """fs/9p/9p.ko.xz -> 9p; the kernel treats - and _ in module names alike and prints _ (9pnet-virtio: 9pnet_virtio)."""
+    name = os.path.basename(path)
+    for suffix in (*MODULE_COMPRESSIONS, ".debug"):
+        name = name.removesuffix(suffix)
+    return name.removesuffix(".ko").replace("-", "_")
+
+
+def module_key(name: str, module: str) -> str:
+    """The symbol map's name for a module's function: as the trace prints it (`helper [netmod]`)."""
+    return f"{name} [{module}]"
 
 
 def loaded_module_names() -> set[str]:
@@ -6250,37 +6269,155 @@ def loaded_module_names() -> set[str]:
         raise UserError(f"cannot read /proc/modules for --only-loaded: {err.strerror}") from err
 
 
+class ScratchSpaceError(UserError):
+    """The temporary folder cannot take a decompressed module: every later module would fail the same way."""
+
+
+def decompressed_chunks(raw: IO[bytes], kind: str) -> tuple[Iterator[bytes], tuple[type[Exception], ...]]:
+    """RAW's decompressed content in chunks, and the errors its library raises on damaged data."""
+    if kind == "xz":
+        return stream_chunks(lzma.LZMAFile(raw)), (lzma.LZMAError,)
+    if kind == "gzip":
+        return stream_chunks(gzip.GzipFile(fileobj=raw)), (zlib.error,)  # gzip's BadGzipFile is an OSError
+    with contextlib.suppress(ImportError):
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+: truncation is an EOFError, as for xz
+
+        return stream_chunks(zstd.ZstdFile(raw)), (zstd.ZstdError,)
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError("zstd-compressed modules (.ko.zst) need the Python package 'zstandard' (pip install zstandard)") from None
+    return zstandard_chunks(raw, zstandard.ZstdDecompressor()), (zstandard.ZstdError,)
+
+
+def stream_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    with stream:
+        yield from iter(lambda: stream.read(CHUNK_BYTES), b"")
+
+
+def zstandard_chunks(raw: IO[bytes], decompressor: Any) -> Iterator[bytes]:
+    """zstandard's stream reader ends a cut frame silently (0 bytes, no error): its frame's end is checked here."""
+    frame = decompressor.decompressobj()
+    for block in iter(lambda: raw.read(CHUNK_BYTES), b""):
+        out = frame.decompress(block)
+        if out:  # a block that ends inside a compressed block gives nothing yet: no end of the data
+            yield out
+    if not frame.eof:
+        raise EOFError("compressed file ended before the end of its zstd frame")
+
+
+def decompress_module(path: str, kind: str, target: str) -> None:
+    """Write PATH's decompressed content to TARGET; damaged data is a UserError naming PATH, a full TARGET folder a ScratchSpaceError."""
+    try:
+        raw = open(path, "rb")
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from None
+    with raw:
+        chunks, library_errors = decompressed_chunks(raw, kind)
+        try:
+            out = open(target, "wb", buffering=0)  # unbuffered: a full disk fails in write(), never later in close()
+        except OSError as err:
+            raise ScratchSpaceError(f"cannot decompress {path} into {os.path.dirname(target)}: {err.strerror}") from None
+        with out:
+            while True:
+                try:
+                    chunk = next(chunks, b"")
+                except (*READ_ERRORS, *library_errors) as err:  # never Interrupted: a signal ends the run
+                    raise UserError(f"{path}: damaged, truncated or not {kind} data ({err})") from None
+                if not chunk:
+                    break
+                try:
+                    written = memoryview(chunk)
+                    while written:  # a raw write may take part of the chunk
+                        written = written[out.write(written) or 0 :]
+                except OSError as err:
+                    raise ScratchSpaceError(f"cannot decompress {path} into {os.path.dirname(target)}: {err.strerror} (set TMPDIR to a larger folder)") from None
+
+
+@contextlib.contextmanager
+def module_elf(path: str, scratch: str) -> Iterator[str]:
+    """PATH itself, or for a compressed module its ELF content in a file under SCRATCH, removed on every way out (Ctrl-C too)."""
+    kind = MODULE_COMPRESSIONS.get(os.path.splitext(path)[1])
+    if kind is None:
+        yield path
+        return
+    target = os.path.join(scratch, os.path.basename(path).rsplit(".", 1)[0])
+    try:
+        decompress_module(path, kind, target)
+        yield target
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+
+
+def read_module(path: str, scratch: str, program: str, kind: str, collector: DefinitionCollector) -> DefinitionCollector:
+    """One module's definitions; NoDebugInfo or a UserError that names PATH (never the temporary copy)."""
+    module = DefinitionCollector()
+    module.paths = collector.paths
+    with module_elf(path, scratch) as elf:
+        try:
+            if not elf_has_debug_info(elf):
+                raise NoDebugInfo(f"{path} has no DWARF debug info")
+            run_dwarfdump(program, kind, elf, module, None)
+        except Interrupted:
+            raise
+        except UserError as err:
+            kind_of_error = NoDebugInfo if isinstance(err, NoDebugInfo) else UserError
+            raise kind_of_error(str(err).replace(elf, path)) from None
+    module.finish_unit()
+    return module
+
+
 def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdump: str | None, collector: DefinitionCollector) -> ModuleReport:
-    """Module functions by name (module addresses are not final, so no ELF join): merged into FILES."""
+    """Module functions merged into FILES, by name (module addresses are not final, so no ELF join).
+
+    A module's function is stored as `name [module]`, the trace's own spelling, so
+    that visualize gives it its module's files; the bare name keeps vmlinux's files
+    when vmlinux has one, else gets the modules' (for lookups that do not know the module).
+    """
     program, kind = find_dwarfdump(dwarfdump)
+    built_in = set(files)
     report = ModuleReport()
     progress = Progress("reading module DWARF", len(modules), counting=True)
     try:
-        for index, path in enumerate(modules):
-            progress.update(index, f"{module_name(path)}")
-            module = DefinitionCollector()
-            module.paths = collector.paths
-            try:
-                if not elf_has_debug_info(path):
-                    raise NoDebugInfo(f"{path} has no DWARF debug info")
-                run_dwarfdump(program, kind, path, module, None)
-            except NoDebugInfo:
-                report.without_debug_info.append(path)
-                continue
-            except Interrupted:
-                raise
-            except UserError:
-                report.failed.append(path)
-                continue
-            module.finish_unit()
-            collector.census.add(module.census)
-            report.read += 1
-            for name, definitions in module.files.items():
-                add_definitions(files, name, definitions)
-                report.names.add(name)
+        scratch_folder = tempfile.TemporaryDirectory(prefix="kernel-magnifier-modules-")
+    except OSError as err:  # no usable TMPDIR
+        raise UserError(f"cannot make a temporary folder for decompressed modules: {err}") from None
+    try:
+        with scratch_folder as scratch:
+            for index, path in enumerate(modules):
+                progress.update(index, module_name(path))
+                try:
+                    module = read_module(path, scratch, program, kind, collector)
+                except NoDebugInfo:
+                    report.without_debug_info.append(path)
+                    continue
+                except (Interrupted, ScratchSpaceError):
+                    raise
+                except UserError as err:
+                    report.failed.append((path, str(err)))
+                    continue
+                collector.census.add(module.census)
+                report.read += 1
+                name_of_module = module_name(path)
+                for name, definitions in module.files.items():
+                    add_definitions(files, module_key(name, name_of_module), definitions)
+                    if name not in built_in:
+                        add_definitions(files, name, definitions)
+                    report.names.add(name)
     finally:
         progress.close()
     return report
+
+
+def source_files(symbols: SymbolMap, name: str, module: str | None) -> list[str]:
+    """A module function's files are its module's (`name [module]` in the map); a built-in one's, or any in a map made
+    without that module, are the bare name's."""
+    if module:
+        found = symbols.files.get(module_key(name, module)) or symbols.files.get(module_key(base_function_name(name), module))
+        if found:
+            return found
+    return symbols.lookup(name)
 
 
 def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) -> None:
@@ -6343,7 +6480,7 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
         "format: name<TAB>file[<TAB>file...], files relative to the kernel tree",
     ]
     if report:
-        header.insert(2, f"modules: {report.read} read from {args.modules}")
+        header.insert(2, f"modules: {report.read} read from {', '.join(args.modules)}; a module's function is written `name [module]`")
     write_symbol_map(args.output, files, header)
     say(
         f"{census.units:,} compile units, {census.subprograms:,} subprogram entries: {census.definitions:,} out-of-line definitions"
@@ -6360,11 +6497,14 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:
-        say(f"modules: {report.read:,} of {len(modules):,} read from {args.modules}, {len(report.names):,} function names from them")
-        for label, paths in (("without debug info (stripped?)", report.without_debug_info), ("that dwarfdump could not read", report.failed)):
-            if paths:
-                warn(f"{len(paths):,} module files {label}, e.g. {paths[0]}")
-    say(f"{len(files):,} function names mapped, {several:,} of them to several files (kept all, shown as 'one of N files')")
+        say(f"modules: {report.read:,} of {len(modules):,} read from {', '.join(args.modules)}, {len(report.names):,} function names from them")
+        if report.without_debug_info:
+            warn(f"{len(report.without_debug_info):,} module files without debug info (stripped?), e.g. {report.without_debug_info[0]}")
+        if report.failed:  # one bad file among thousands of modules does not cost the whole map: said, and left out
+            warn(f"{len(report.failed):,} module files could not be read and are left out, e.g. {report.failed[0][1]}")
+    own = sum(1 for name in files if " [" in name)  # a module's function, `name [module]`
+    modules_own = f", {own:,} more as a module's own (name [module])" if report else ""
+    say(f"{len(files) - own:,} function names mapped{modules_own}, {several:,} of them to several files (kept all, shown as 'one of N files')")
     say(f"{args.output} generated in {time.monotonic() - started:.1f} s")
 
 
@@ -6636,7 +6776,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     graph, focus_functions, notes = focused_graph(graph, request)
     names = graph.nodes()
     symbols = request.symbols
-    files = {name: symbols.lookup(name) for name in names} if symbols else {}
+    files = {name: source_files(symbols, name, graph.modules.get(name)) for name in names} if symbols else {}
     kept = set(names)
     dropped_no_file = 0
     if request.min_calls is not None:
@@ -12326,7 +12466,9 @@ def build_parser() -> argparse.ArgumentParser:
     symbol_map.add_argument("-o", "--output", default=DEFAULT_SYMBOL_MAP, metavar="FILE", help="map file to write")
     symbol_map.add_argument("--dwarfdump", metavar="PROGRAM", help="llvm-dwarfdump (preferred, default when installed) or libdwarf's dwarfdump")
     symbol_map.add_argument(
-        "--modules", metavar="DIR", help="also map functions of kernel modules: every .ko with debug info under DIR (Debian: /usr/lib/debug/lib/modules/VERSION)"
+        "-m", "--modules", action="append", metavar="DIR",
+        help="also map functions of kernel modules: every module debug file under DIR (.ko, .ko.debug, .ko.xz, .ko.zst, .ko.gz;"
+        " Debian: /usr/lib/debug/lib/modules/VERSION); repeatable",
     )
     symbol_map.add_argument("--only-loaded", action="store_true", help="with --modules: only modules loaded now (/proc/modules)")
     return parser
