@@ -5476,7 +5476,7 @@ DEFINITION_SEPARATOR = "|"  # "include/trace/events/sched.h|kernel/sched/core.c"
 # Version 2 adds definition lines ("net/ipv4/tcp_output.c:2642"). Its first line is no comment on purpose:
 # kernel-magnifier 1.0 skips "#" lines and would take "file:line" for a file name; this line, with neither a tab
 # nor a "|", makes it refuse the map in one line ("... is not a symbol map: line 'kernel-magnifier symbol map 2...'").
-SYMBOL_MAP_HEADER = "kernel-magnifier symbol map 2: needs a kernel-magnifier that reads definition lines"
+SYMBOL_MAP_HEADER = "kernel-magnifier symbol map 2: an older kernel-magnifier cannot read it"
 SYMBOL_MAP_VERSION = re.compile(r"^(?:# )?kernel-magnifier symbol map (\d+)\b")
 SYMBOL_MAP_VERSIONS = (1, 2)  # 1: files only (the bundled map), 2: files with lines
 DEFINITION_LINE = re.compile(r"^(.*):(\d+)$")  # "net/ipv4/tcp_output.c:2642": the declaring file and its line
