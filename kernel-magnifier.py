@@ -7375,7 +7375,7 @@ def caption_html(lines: list[str], heat: Heat) -> str:
     return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
 
 
-def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> Any:
+def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links: dict[str, str] | None = None) -> Any:
     import pygraphviz
 
     graph = view.graph
@@ -7396,6 +7396,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         agraph.add_node(
             name, label=label, fillcolor=fill, fontcolor=text_colour(fill), fontsize=f"{10 + 5 * heat.scale_weight(name):.1f}",
             penwidth="3" if required else "1", color="#202020", tooltip=node_tooltip(name, view, callers, callees),
+            **({"URL": links[name], "target": "_blank"} if links and name in links else {}),
         )
     for name in drawing.callers:
         agraph.add_node(name, label=f"{name}()", fillcolor="#eeeeee", fontcolor="#555555", color="#999999", fontsize="9", style="filled,dashed", tooltip=f"{name}: outside the selection")
@@ -7424,14 +7425,14 @@ def edge_heat_value(edge: tuple[str, str], graph: CallGraph, heat: Heat) -> floa
     return graph.edge_weight.get(edge, 0.0)
 
 
-def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map: bool) -> None:
+def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map: bool, links: dict[str, str] | None = None) -> None:
     if len(drawing.nodes) + len(drawing.callers) > DOT_MAX_NODES or len(drawing.edges) + len(drawing.caller_edges) > DOT_MAX_EDGES:
         raise UserError(
             f"{len(drawing.nodes):,} functions and {len(drawing.edges):,} edges are too many to lay out readably"
             f" (graphviz takes minutes beyond {DOT_MAX_NODES} functions or {DOT_MAX_EDGES} edges):"
             + (" draw fewer with --max-nodes N, a higher --node-thres or fewer levels with --depth N" if view.focus else " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres")
         )
-    agraph = build_agraph(view, drawing, heat, have_map)
+    agraph = build_agraph(view, drawing, heat, have_map, links)
     fmt = os.path.splitext(output)[1].lower().lstrip(".")
     with atomic_output(output) as tmp:
         if fmt == "dot":
@@ -8790,7 +8791,7 @@ def explorer_svg(views: Views) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="km-explorer-") as scratch:
         path = os.path.join(scratch, "graph.svg")
         try:
-            draw_call_graph(views, path)
+            draw_call_graph(views, path, source_links=False)  # a click on a box selects it: no link to follow
         except UserError as error:
             return "", f"no call graph drawing: {error}"
         with open(path, encoding="utf-8") as handle:
@@ -10574,8 +10575,8 @@ class Views:
     sched: SchedTimes | None = None  # the recording's (its --time-window's), whatever the focus
 
 
-def draw_call_graph(views: Views, output: str) -> None:
-    """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
+def draw_call_graph(views: Views, output: str, source_links: bool = True) -> None:
+    """.pdf .svg .png .dot: the connected, heat-coloured call graph; in an .svg, a box links to its function's definition line."""
     args = views.args
     drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
     add_wake_edges(drawing, views)
@@ -10585,7 +10586,26 @@ def draw_call_graph(views: Views, output: str) -> None:
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
-    render_graph(views.view, drawing, output, views.heat, views.have_map)
+    links = node_source_links(views, drawing.nodes) if source_links and output.endswith(".svg") else {}
+    render_graph(views.view, drawing, output, views.heat, views.have_map, links)
+
+
+def node_source_links(views: Views, names: list[str]) -> dict[str, str]:
+    """The .svg's box links, as the explorer's source links (--source-url, --source-dir, else elixir for the recording's
+    kernel, none when its version is unknown); a function with several definitions gets none: which one is unknown."""
+    source = explorer_source(views)
+    if not source["template"]:
+        return {}
+    definitions = {name: views.view.files.get(name, []) for name in names}
+    return {name: source_url(source["template"], source["version"], found[0]) for name, found in definitions.items() if len(found) == 1}
+
+
+def source_url(template: str, version: str | None, definition: str) -> str:
+    """{path} {line} {version} filled in as KM.sourceLinks does; no line known: the line's part goes with its lead-in (#L{line}, ?line={line})."""
+    parts = definition_parts(definition)
+    if parts.line is None:
+        template = re.sub(r"[#?&;:][A-Za-z_]*=?\{line\}", "", template).replace("{line}", "")
+    return template.replace("{path}", parts.path).replace("{line}", str(parts.line)).replace("{version}", version or "")
 
 
 def add_wake_edges(drawing: Drawing, views: Views) -> None:
@@ -12423,9 +12443,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     other.add_argument(
         "--source-url", metavar="TEMPLATE",
-        help="the .html page's source links: {path}, {line}, {version} filled in (default: elixir.bootlin.com for the recording's kernel version, when the recording names it)",
+        help="the .html page's and the .svg drawing's source links: {path}, {line}, {version} filled in (default: elixir.bootlin.com for the recording's kernel version, when the recording names it)",
     )
-    other.add_argument("--source-dir", metavar="DIR", help="the .html page's source links point into this local kernel tree instead")
+    other.add_argument("--source-dir", metavar="DIR", help="the .html page's and the .svg drawing's source links point into this local kernel tree instead")
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     other.add_argument(

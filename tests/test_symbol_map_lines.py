@@ -131,9 +131,8 @@ def test_json_dot_svg_text_and_flame_graph_show_file_and_line(tmp_path, map_2):
     dot = visualize(tmp_path, map_2, "g.dot").read_text()
     assert 'label="tcp_sendmsg()\nnet/ipv4/tcp.c:1489\n' in dot  # the box's second line
     assert 'tooltip="tcp_sendmsg(); net/ipv4/tcp.c:1489; ' in dot
-    if shutil.which("dot"):
-        svg = visualize(tmp_path, map_2, "g.svg").read_text()
-        assert ">net/ipv4/tcp.c:1489</text>" in svg and 'title="tcp_sendmsg(); net/ipv4/tcp.c:1489; ' in svg
+    svg = visualize(tmp_path, map_2, "g.svg").read_text()
+    assert ">net/ipv4/tcp.c:1489</text>" in svg and 'title="tcp_sendmsg(); net/ipv4/tcp.c:1489; ' in svg
     report = visualize(tmp_path, map_2, "r.txt").read_text()
     assert re.search(r"tcp_sendmsg  net/ipv4/tcp\.c:1489$", report, re.M)
     flame = visualize(tmp_path, map_2, "f.flame.html").read_text()
@@ -184,3 +183,31 @@ def test_the_previous_release_refuses_a_version_2_map_in_one_line(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert_one_line_error(result, "is not a symbol map: line 'kernel-magnifier symbol map 2: an older kernel-magnifier cannot read it'")
+
+
+def svg_links(svg: str) -> dict[str, str]:
+    """Box title's function -> the link graphviz wrote for it."""
+    return {title.split("(", 1)[0]: href for href, title in re.findall(r'<a xlink:href="([^"]*)" xlink:title="([^"]*)"', svg)}
+
+
+def test_svg_boxes_link_to_the_definition_line(tmp_path, map_2):
+    elixir = "https://elixir.bootlin.com/linux/v6.1.192/source/"
+    links = svg_links(visualize(tmp_path, map_2, "g.svg").read_text())
+    assert links["tcp_sendmsg"] == elixir + "net/ipv4/tcp.c#L1489"
+    assert links["release_sock"] == elixir + "net/core/sock.c"  # no line known: no #L
+    assert links.keys() <= {"tcp_sendmsg", "release_sock", "vfs_read"}  # functions without a file in the map link nowhere
+    template = "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git/tree/{path}?h=v{version}#n{line}"
+    links = svg_links(visualize(tmp_path, map_2, "t.svg", "--source-url", template).read_text())
+    assert links["tcp_sendmsg"] == "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git/tree/net/ipv4/tcp.c?h=v6.1.192#n1489"
+    assert links["release_sock"] == "https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git/tree/net/core/sock.c?h=v6.1.192"
+    # the explorer's drawing selects a box on a click: it has no links to follow
+    assert "xlink:href" not in visualize(tmp_path, map_2, "e.html").read_text()
+
+
+def test_svg_of_a_recording_without_kernel_version_has_no_links(tmp_path, map_2):
+    out = tmp_path / "text.svg"
+    text_trace = DATA / "fg-graphfunc" / "trace.txt.xz"  # ftrace text: it does not say its kernel's version
+    result = run_cli("visualize", "-i", str(text_trace), "--symbol-map", str(map_2), "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    svg = out.read_text()
+    assert "net/ipv4/tcp.c:1489" in svg and "xlink:href" not in svg
