@@ -5472,7 +5472,45 @@ class SliceTracker:
 # ============================================================================
 
 DEFAULT_SYMBOL_MAP = "symbol-filepath.map"
-SYMBOL_MAP_HEADER = "# kernel-magnifier symbol map 1"
+DEFINITION_SEPARATOR = "|"  # "include/trace/events/sched.h|kernel/sched/core.c": declared in one, compiled in the other
+# Version 2 adds definition lines ("net/ipv4/tcp_output.c:2642"). Its first line is no comment on purpose:
+# kernel-magnifier 1.0 skips "#" lines and would take "file:line" for a file name; this line, with neither a tab
+# nor a "|", makes it refuse the map in one line ("... is not a symbol map: line 'kernel-magnifier symbol map 2...'").
+SYMBOL_MAP_HEADER = "kernel-magnifier symbol map 2: an older kernel-magnifier cannot read it"
+SYMBOL_MAP_VERSION = re.compile(r"^(?:# )?kernel-magnifier symbol map (\d+)\b")
+SYMBOL_MAP_VERSIONS = (1, 2)  # 1: files only (the bundled map), 2: files with lines
+DEFINITION_LINE = re.compile(r"^(.*):(\d+)$")  # "net/ipv4/tcp_output.c:2642": the declaring file and its line
+
+
+@dataclass
+class DefinitionParts:
+    """One definition of a map: where it is declared (file, line) and, when it differs, the file whose unit compiled it."""
+
+    path: str
+    line: int | None
+    compiled: str
+
+
+def definition_parts(definition: str) -> DefinitionParts:
+    """"include/trace/events/tcp.h:10|net/core/net-traces.c" -> path, line and compiled-in file."""
+    declared, _, compiled = definition.partition(DEFINITION_SEPARATOR)
+    found = DEFINITION_LINE.match(declared)
+    if found:
+        return DefinitionParts(found.group(1), int(found.group(2)), compiled)
+    return DefinitionParts(declared, None, compiled)
+
+
+def definition_paths(definition: str) -> str:
+    """The definition without its line: "declared|compiled" as version 1 maps wrote it (filters and links use paths)."""
+    parts = definition_parts(definition)
+    return DEFINITION_SEPARATOR.join(filter(None, (parts.path, parts.compiled)))
+
+
+def shown_definition(definition: str) -> str:
+    """How labels and reports show a definition: "include/trace/events/tcp.h:10 (in net/core/net-traces.c)"."""
+    parts = definition_parts(definition)
+    where = parts.path + (f":{parts.line}" if parts.line is not None else "")
+    return f"{where} (in {parts.compiled})" if parts.compiled else where
 
 
 def add_definitions(files: dict[str, list[str]], name: str, definitions: Iterable[str]) -> None:
@@ -5524,7 +5562,7 @@ class SymbolMap:
 
     @classmethod
     def load(cls, path: str) -> SymbolMap:
-        """Read our tab-separated format or the original tool's `name|path` lines."""
+        """Read our tab-separated format (version 1: files, 2: files with lines) or the original tool's `name|path` lines."""
         files: dict[str, list[str]] = {}
         try:
             raw = open(path, "rb")
@@ -5535,6 +5573,10 @@ class SymbolMap:
             with raw, stream, io.TextIOWrapper(stream, encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     line = line.rstrip("\n")
+                    version = SYMBOL_MAP_VERSION.match(line)
+                    if version:
+                        check_map_version(path, int(version.group(1)))
+                        continue
                     if not line or line.startswith("#"):
                         continue
                     if "\t" in line:
@@ -5550,6 +5592,12 @@ class SymbolMap:
         return cls(files, path)
 
 
+def check_map_version(path: str, version: int) -> None:
+    if version not in SYMBOL_MAP_VERSIONS:
+        raise UserError(f"{path} is a version {version} symbol map; this kernel-magnifier {VERSION} reads versions"
+                        f" {' and '.join(map(str, SYMBOL_MAP_VERSIONS))}: use a newer kernel-magnifier, or generate the map with this one")
+
+
 # ============================================================================
 # Symbol map generation: DWARF definitions joined with ELF symbols
 # ============================================================================
@@ -5563,12 +5611,11 @@ class SymbolMap:
 # same-named static functions really have code.
 
 DEFAULT_VMLINUX = f"/usr/lib/debug/boot/vmlinux-{os.uname().release}"
-DEFINITION_SEPARATOR = "|"  # "include/trace/events/sched.h|kernel/sched/core.c": declared in one, compiled in the other
 # Whole top-level DIEs of the kinds the map needs; the literal "DW_TAG_" lets
 # the regex engine skip types and variables (94 % of the dump) in C.
 LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit)\n(.*?)\n\n", re.S)
 LLVM_ATTRIBUTE = re.compile(
-    rb"^\s+DW_AT_(name|decl_file|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
+    rb"^\s+DW_AT_(name|decl_file|decl_line|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
     rb"|^\s+\[0x([0-9a-f]+), 0x([0-9a-f]+)\)",
     re.M,
 )
@@ -5576,10 +5623,12 @@ QUOTED = re.compile(r'"(.*)"')
 LLVM_DIE_OFFSET = re.compile(rb"0x([0-9a-f]+):\s+")
 ADDRESS = re.compile(r"^(0x[0-9a-f]+)(?:\)|\s|$)")
 REFERENCE = re.compile(r"^(0x[0-9a-f]+)")
+DECIMAL = re.compile(r"(\d+)\)")
 LIBDWARF_DIE = re.compile(r"^<(\d+)><0x([0-9a-f]+)(?:\+0x[0-9a-f]+)?><(DW_TAG_\w+)>(.*)$")
 LIBDWARF_ATTRS = {
     "name": re.compile(r" DW_AT_name<([^>]*)>"),
     "decl_file": re.compile(r" DW_AT_decl_file<0x([0-9a-f]+)(?: ([^>]*))?>"),
+    "decl_line": re.compile(r" DW_AT_decl_line<(0x[0-9a-f]+|\d+)>"),  # hex in libdwarf 20210528
     "low_pc": re.compile(r" DW_AT_low_pc<(0x[0-9a-f]+)>"),
     "high_pc": re.compile(r" DW_AT_high_pc<(?:<offset-from-lowpc> \d+ <highpc: )?(0x[0-9a-f]+)>"),
     "ranges": re.compile(r" DW_AT_ranges<"),
@@ -5594,6 +5643,8 @@ class Subprogram:
     offset: int
     name: str | None = None
     decl_file: str | None = None
+    decl_line: int | None = None
+    decl_file_index: int | None = None  # libdwarf: the line table's index, when the path is printed elsewhere
     origin: int | None = None
     origin_name: str | None = None
     declaration: bool = False
@@ -5677,17 +5728,19 @@ class DefinitionCollector:
         self.unit_name = ""
         self.comp_dir = ""
         self.unit: list[Subprogram] = []
+        self.file_names: dict[int, str] = {}  # libdwarf: the unit's decl_file indexes whose path a function printed
         # For ELF symbols inside no definition: where each unit's code lies, and the
         # named entries without code (a definition whose code has no entry of its own).
         self.units: list[tuple[str, str]] = []
         self.unit_intervals: list[tuple[int, int, int]] = []
-        self.declared_only: dict[str, list[tuple[int, str | None]]] = {}
+        self.declared_only: dict[str, list[tuple[int, str | None, int | None]]] = {}
         self.prototypes: dict[str, set[tuple[str, str]]] = {}
 
     def start_unit(self, name: str, comp_dir: str, ranges: Iterable[tuple[int, int]] = ()) -> None:
         self.finish_unit()
         self.census.units += 1
         self.unit_name, self.comp_dir = name, comp_dir
+        self.file_names = {}
         self.units.append((name, comp_dir))
         self.unit_intervals.extend((low, high, len(self.units) - 1) for low, high in ranges if low < high)
 
@@ -5699,6 +5752,12 @@ class DefinitionCollector:
 
     def finish_unit(self) -> None:
         by_offset = {die.offset: die for die in self.unit}
+        for die in self.unit:
+            if die.decl_file and die.decl_file_index is not None:
+                self.file_names.setdefault(die.decl_file_index, die.decl_file)
+        for die in self.unit:
+            if die.decl_file is None and die.decl_file_index is not None:
+                die.decl_file = self.indexed_file(die.decl_file_index)
         unit_file = self.paths.relative(self.unit_name, self.comp_dir) if self.unit_name else ""
         for die in self.unit:
             if die.declaration:
@@ -5707,32 +5766,35 @@ class DefinitionCollector:
                 continue
             if not die.has_code:
                 if die.name is not None and self.units:
-                    self.declared_only.setdefault(die.name, []).append((len(self.units) - 1, die.decl_file))
+                    self.declared_only.setdefault(die.name, []).append((len(self.units) - 1, die.decl_file, die.decl_line))
                 continue
-            origin = by_offset.get(die.origin) if die.origin is not None else None
-            name = die.name or (origin.name if origin else None) or die.origin_name
-            decl_file = die.decl_file or (origin.decl_file if origin else None)
+            name, decl_file, decl_line = die_origin_attributes(die, by_offset)
             if name is None:
                 self.census.unresolved_origin += 1
                 continue
             self.census.definitions += 1
             if die.name is None:
                 self.census.clones += 1
-            parts = []
-            if decl_file:
-                parts.append(self.paths.relative(decl_file, self.comp_dir))
-            else:
+            if not decl_file:
                 self.census.path_from_unit += 1
-            if unit_file and unit_file not in parts:
-                parts.append(unit_file)  # defined in a header or #included .c: the filter matches either
-            if not parts:
+            declared = self.paths.relative(decl_file, self.comp_dir) if decl_file else ""
+            definition = definition_string(declared, decl_line, unit_file)
+            if not definition:
                 self.census.without_path += 1
                 continue
-            definition = DEFINITION_SEPARATOR.join(parts)
             add_definitions(self.files, name, [definition])
             for low, high in die.ranges:
                 self.intervals.append((low, high, (definition,)))
         self.unit = []
+
+    def indexed_file(self, index: int) -> str | None:
+        """A decl_file libdwarf printed as an index only: the path another entry of the unit printed, else the unit's file for index 1."""
+        if index in self.file_names:
+            return self.file_names[index]
+        if index == 1:
+            return self.unit_name
+        self.census.without_path += 1
+        return None
 
     def symbol_map(self, symbols: list[tuple[int, str]]) -> dict[str, list[str]]:
         """Place ELF function symbols inside DWARF definitions by address; keep DWARF names ftrace cannot print too."""
@@ -5774,8 +5836,8 @@ class DefinitionCollector:
         if unit is not None:
             entries = [entry for entry in entries if entry[0] == unit]
         files: list[str] = []
-        for entry_unit, decl_file in entries:
-            definition = self.definition_text(decl_file, *self.units[entry_unit])
+        for entry_unit, decl_file, decl_line in entries:
+            definition = self.definition_text(decl_file, decl_line, *self.units[entry_unit])
             if definition and definition not in files:
                 files.append(definition)
         if files:
@@ -5789,13 +5851,40 @@ class DefinitionCollector:
             self.census.by_prototype += 1
         return files
 
-    def definition_text(self, decl_file: str | None, unit_name: str, comp_dir: str) -> str:
-        """"decl|unit" as finish_unit writes it: the declaring file, then the unit's file when it differs."""
-        parts = [self.paths.relative(decl_file, comp_dir)] if decl_file else []
-        unit_file = self.paths.relative(unit_name, comp_dir) if unit_name else ""
-        if unit_file and unit_file not in parts:
-            parts.append(unit_file)
-        return DEFINITION_SEPARATOR.join(parts)
+    def definition_text(self, decl_file: str | None, decl_line: int | None, unit_name: str, comp_dir: str) -> str:
+        """"decl:line|unit" as finish_unit writes it: the declaring file and line, then the unit's file when it differs."""
+        declared = self.paths.relative(decl_file, comp_dir) if decl_file else ""
+        return definition_string(declared, decl_line, self.paths.relative(unit_name, comp_dir) if unit_name else "")
+
+
+def definition_string(declared: str, line: int | None, compiled: str) -> str:
+    """"declared:line|compiled" as the map stores it: the line goes with the declaring file, the compiled-in file comes when it differs."""
+    parts = [declared + (f":{line}" if line else "")] if declared else []
+    if compiled and compiled != declared:
+        parts.append(compiled)  # defined in a header or #included .c: the filter matches either
+    return DEFINITION_SEPARATOR.join(parts)
+
+
+ORIGIN_STEPS = 4  # a clone -> its abstract instance -> a declaration: DWARF chains are short; a loop must end
+
+
+def die_origin_attributes(die: Subprogram, by_offset: dict[int, Subprogram]) -> tuple[str | None, str | None, int | None]:
+    """The name, declaring file and line of a definition: each from the DIE itself, else from the DIE it refers to.
+
+    A clone (foo.isra.0) or an out-of-line copy of an inline function has only DW_AT_abstract_origin; a definition
+    after a declaration may have DW_AT_specification and leave out the attributes equal to the declaration's (GCC
+    writes decl_line but no decl_file when only the line differs). So each attribute comes from the nearest DIE of
+    the chain that has it; a reference outside the unit leaves the name llvm-dwarfdump printed beside it.
+    """
+    name, decl_file, decl_line = die.name, die.decl_file, die.decl_line
+    current = die
+    for _ in range(ORIGIN_STEPS):
+        origin = by_offset.get(current.origin) if current.origin is not None else None
+        if origin is None:
+            break
+        name, decl_file, decl_line = name or origin.name, decl_file or origin.decl_file, decl_line or origin.decl_line
+        current = origin
+    return name or die.origin_name, decl_file, decl_line
 
 
 def read_ahead(stream: IO[bytes], depth: int = 32) -> Iterator[bytes]:
@@ -5910,6 +5999,12 @@ def address_value(text: str, attr: str) -> int:
     return int(match.group(1), 16)
 
 
+def decl_line_value(text: str) -> int | None:
+    """"2642)" -> 2642; a line 0 (no line, DWARF 5) or anything else -> None."""
+    found = DECIMAL.match(text)
+    return (int(found.group(1)) or None) if found else None
+
+
 def quoted(text: str) -> str:
     match = QUOTED.search(text)
     return match.group(1) if match else text.rstrip(")")
@@ -5920,6 +6015,8 @@ def apply_llvm_attribute(die: Subprogram, attr: str, text: str) -> None:
         die.name = quoted(text)
     elif attr == "decl_file":
         die.decl_file = quoted(text)
+    elif attr == "decl_line":
+        die.decl_line = decl_line_value(text)
     elif attr == "low_pc":
         die.low_pc = address_value(text, "DW_AT_low_pc")
         die.has_code = True
@@ -5939,8 +6036,12 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
     """Stream libdwarf's `dwarfdump -i -d` (one line per DIE).
 
     Its 20210528 release prints no path for a decl_file in DWARF 5's
-    implicit-const form; index 1 is the unit's own source file, other indexes
-    stay without a path and are counted.
+    implicit-const form, only the file's index: the index's path is learnt from
+    the unit's other functions that print it and applied when the unit ends
+    (learning from types and variables too, a search on most lines, cost 20 %
+    of the parse for 1 more line in 6,196 definitions of /usr/lib/debug); else
+    index 1 is taken as the unit's own source file (GCC's usual first file),
+    other indexes stay without a path and are counted.
     """
     done = 0
     for raw in chunk_lines(chunks):
@@ -5955,7 +6056,7 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
             comp_dir = LIBDWARF_ATTRS["comp_dir"].search(attrs)
             collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "", libdwarf_unit_range(attrs))
         elif tag == "DW_TAG_subprogram" and depth == "1":
-            collector.add(libdwarf_subprogram(int(offset, 16), attrs, collector))
+            collector.add(libdwarf_subprogram(int(offset, 16), attrs))
         if progress and done & 0xFFFFF <= len(raw):
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
 
@@ -5966,19 +6067,17 @@ def libdwarf_unit_range(attrs: str) -> list[tuple[int, int]]:
     return [(int(low.group(1), 16), int(high.group(1), 16))] if low and high else []
 
 
-def libdwarf_subprogram(offset: int, attrs: str, collector: DefinitionCollector) -> Subprogram:
+def libdwarf_subprogram(offset: int, attrs: str) -> Subprogram:
     die = Subprogram(offset)
     found = {key: pattern.search(attrs) for key, pattern in LIBDWARF_ATTRS.items()}
     if found["name"]:
         die.name = found["name"].group(1)
     if found["decl_file"]:
         index, path = found["decl_file"].groups()
-        if path:
-            die.decl_file = path
-        elif int(index, 16) == 1:
-            die.decl_file = collector.unit_name
-        else:
-            collector.census.without_path += 1
+        die.decl_file_index = int(index, 16)  # its path, when not printed here, is found when the unit ends
+        die.decl_file = path or None
+    if found["decl_line"]:
+        die.decl_line = int(found["decl_line"].group(1), 0) or None
     if found["low_pc"]:
         die.has_code = True
         low = int(found["low_pc"].group(1), 16)
@@ -6477,7 +6576,7 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
         f"vmlinux: {args.vmlinux}",
         f"dwarfdump: {tool}",
         f"functions: {len(files)}; names with several files: {several}",
-        "format: name<TAB>file[<TAB>file...], files relative to the kernel tree",
+        "format: name<TAB>definition[<TAB>definition...]; a definition is file[:line][|file it is compiled in], files relative to the kernel tree",
     ]
     if report:
         header.insert(2, f"modules: {report.read} read from {', '.join(args.modules)}; a module's function is written `name [module]`")
@@ -6807,7 +6906,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
 def matches_path(name: str, files: dict[str, list[str]], modules: dict[str, str], patterns: list[str]) -> bool:
     """A source path contains a pattern; a module function without a file matches by `[module]`."""
     sources = files.get(name) or ([f"[{modules[name]}]"] if name in modules else [])
-    return any(pattern in source for source in sources for pattern in patterns)
+    return any(pattern in definition_paths(source) for source in sources for pattern in patterns)  # paths only: a pattern never matches a line number
 
 
 def entry_points(graph: CallGraph, kept: set[str], selective: bool) -> list[str]:
@@ -7227,8 +7326,7 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines.append(f"[{module}]")
     sources = view.files.get(name, [])
     if len(sources) == 1:
-        decl_file, _, unit_file = sources[0].partition(DEFINITION_SEPARATOR)
-        lines.append(f"{decl_file} (in {unit_file})" if unit_file else decl_file)
+        lines.append(shown_definition(sources[0]))
     elif len(sources) > 1:
         lines.append(f"one of {len(sources)} files")
     elif have_map and not module:
@@ -7417,7 +7515,7 @@ def caption_html(lines: list[str], heat: Heat) -> str:
     return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
 
 
-def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> Any:
+def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links: dict[str, str] | None = None) -> Any:
     import pygraphviz
 
     graph = view.graph
@@ -7438,6 +7536,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool) -> An
         agraph.add_node(
             name, label=label, fillcolor=fill, fontcolor=text_colour(fill), fontsize=f"{10 + 5 * heat.scale_weight(name):.1f}",
             penwidth="3" if required else "1", color="#202020", tooltip=node_tooltip(name, view, callers, callees),
+            **({"URL": links[name], "target": "_blank"} if links and name in links else {}),
         )
     for name in drawing.callers:
         agraph.add_node(name, label=f"{name}()", fillcolor="#eeeeee", fontcolor="#555555", color="#999999", fontsize="9", style="filled,dashed", tooltip=f"{name}: outside the selection")
@@ -7466,14 +7565,14 @@ def edge_heat_value(edge: tuple[str, str], graph: CallGraph, heat: Heat) -> floa
     return graph.edge_weight.get(edge, 0.0)
 
 
-def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map: bool) -> None:
+def render_graph(view: View, drawing: Drawing, output: str, heat: Heat, have_map: bool, links: dict[str, str] | None = None) -> None:
     if len(drawing.nodes) + len(drawing.callers) > DOT_MAX_NODES or len(drawing.edges) + len(drawing.caller_edges) > DOT_MAX_EDGES:
         raise UserError(
             f"{len(drawing.nodes):,} functions and {len(drawing.edges):,} edges are too many to lay out readably"
             f" (graphviz takes minutes beyond {DOT_MAX_NODES} functions or {DOT_MAX_EDGES} edges):"
             + (" draw fewer with --max-nodes N, a higher --node-thres or fewer levels with --depth N" if view.focus else " focus with --root F or --callers F, or draw fewer with --max-nodes N or a higher --node-thres")
         )
-    agraph = build_agraph(view, drawing, heat, have_map)
+    agraph = build_agraph(view, drawing, heat, have_map, links)
     fmt = os.path.splitext(output)[1].lower().lstrip(".")
     with atomic_output(output) as tmp:
         if fmt == "dot":
@@ -7563,6 +7662,21 @@ def graphviz_messages_filtered() -> Iterator[None]:
                     warn(f"graphviz: {message.strip()}")
 
 
+def json_files(definitions: list[str]) -> dict[str, list]:
+    """"files": every path of every definition (declared, then compiled-in), as before lines existed;
+    "lines": beside each path, its definition line (the declaring file's) or null."""
+    files: list[str] = []
+    lines: list[int | None] = []
+    for definition in definitions:
+        parts = definition_parts(definition)
+        files.append(parts.path)
+        lines.append(parts.line)
+        if parts.compiled:
+            files.append(parts.compiled)
+            lines.append(None)
+    return {"files": files, "lines": lines}
+
+
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
@@ -7572,7 +7686,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
         node = {
             "name": name,
             "calls": graph.calls[name],
-            "files": [part for definition in view.files.get(name, []) for part in definition.split(DEFINITION_SEPARATOR)],
+            **json_files(view.files.get(name, [])),
             "definitions": len(view.files.get(name, [])),
             "total_time_us": round(graph.total_us[name], 3) if graph.timed else None,
             "self_time_us": round(graph.self_us[name], 3) if graph.timed else None,
@@ -8384,7 +8498,7 @@ def flame_data(views: Views) -> dict:
 
 
 def flame_source(name: str, view: View) -> str:
-    sources = [definition.replace(DEFINITION_SEPARATOR, " (in ") + (")" if DEFINITION_SEPARATOR in definition else "") for definition in view.files.get(name, [])]
+    sources = [shown_definition(definition) for definition in view.files.get(name, [])]
     module = view.graph.modules.get(name)
     return "; ".join(sources + ([f"[{module}]"] if module else []))
 
@@ -8817,7 +8931,7 @@ def explorer_svg(views: Views) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="km-explorer-") as scratch:
         path = os.path.join(scratch, "graph.svg")
         try:
-            draw_call_graph(views, path)
+            draw_call_graph(views, path, source_links=False)  # a click on a box selects it: no link to follow
         except UserError as error:
             return "", f"no call graph drawing: {error}"
         with open(path, encoding="utf-8") as handle:
@@ -8895,7 +9009,8 @@ def explorer_data(views: Views) -> dict:
         notes.append(f"{columns['left_out']:,} call paths lighter than the {EXPLORER_MAX_PATHS:,} heaviest are merged into their callers (their time stays there)")
     return {
         **columns,
-        "files": [symbols.get(name, []) for name in columns["names"]],
+        "files": [[definition_paths(definition) for definition in symbols.get(name, [])] for name in columns["names"]],
+        "lines": [[definition_parts(definition).line or 0 for definition in symbols.get(name, [])] for name in columns["names"]],
         "modules": [graph.modules.get(name, "") for name in columns["names"]],
         "timed": tree.timed,
         "metric": views.heat.metric,
@@ -9066,12 +9181,14 @@ KM.textColour = (bg) => {
   return 0.299 * r + 0.587 * g + 0.114 * b > 0.5 ? "#000" : "#fff";
 };
 
-// Source links: "path" or "declared|compiled" per definition; {path} {line} {version} in the template.
+// Source links: "path" or "declared|compiled" per definition, D.lines beside D.files (0: no line);
+// {path} {line} {version} in the template.
 KM.sourceLinks = function (name) {
-  const list = KM.byName.has(name) ? D.files[KM.byName.get(name)[0].fi] || [] : [];
-  return list.map((definition) => {
+  const fi = KM.byName.has(name) ? KM.byName.get(name)[0].fi : -1;
+  const list = fi >= 0 ? D.files[fi] || [] : [];
+  return list.map((definition, k) => {
     const [path, compiled] = definition.split("|");
-    const line = D.lines && D.lines[definition] ? String(D.lines[definition]) : "";
+    const line = D.lines && D.lines[fi] && D.lines[fi][k] ? String(D.lines[fi][k]) : "";
     let url = null;
     if (D.source.template) {
       let t = D.source.template;
@@ -10283,8 +10400,7 @@ def function_text(name: str, view: View) -> str:
         parts.append(f"[{module}]")
     sources = view.files.get(name, [])
     if sources:
-        decl_file, _, unit_file = sources[0].partition(DEFINITION_SEPARATOR)
-        parts.append(f"{decl_file} (in {unit_file})" if unit_file else decl_file)
+        parts.append(shown_definition(sources[0]))
         if len(sources) > 1:
             parts.append(f"(or {len(sources) - 1} other file{'s' if len(sources) > 2 else ''})")
     return "  ".join(parts)
@@ -10599,8 +10715,8 @@ class Views:
     sched: SchedTimes | None = None  # the recording's (its --time-window's), whatever the focus
 
 
-def draw_call_graph(views: Views, output: str) -> None:
-    """.pdf .svg .png .dot: the connected, heat-coloured call graph."""
+def draw_call_graph(views: Views, output: str, source_links: bool = True) -> None:
+    """.pdf .svg .png .dot: the connected, heat-coloured call graph; in an .svg, a box links to its function's definition line."""
     args = views.args
     drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
     add_wake_edges(drawing, views)
@@ -10610,7 +10726,26 @@ def draw_call_graph(views: Views, output: str) -> None:
             f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
-    render_graph(views.view, drawing, output, views.heat, views.have_map)
+    links = node_source_links(views, drawing.nodes) if source_links and output.endswith(".svg") else {}
+    render_graph(views.view, drawing, output, views.heat, views.have_map, links)
+
+
+def node_source_links(views: Views, names: list[str]) -> dict[str, str]:
+    """The .svg's box links, as the explorer's source links (--source-url, --source-dir, else elixir for the recording's
+    kernel, none when its version is unknown); a function with several definitions gets none: which one is unknown."""
+    source = explorer_source(views)
+    if not source["template"]:
+        return {}
+    definitions = {name: views.view.files.get(name, []) for name in names}
+    return {name: source_url(source["template"], source["version"], found[0]) for name, found in definitions.items() if len(found) == 1}
+
+
+def source_url(template: str, version: str | None, definition: str) -> str:
+    """{path} {line} {version} filled in as KM.sourceLinks does; no line known: the line's part goes with its lead-in (#L{line}, ?line={line})."""
+    parts = definition_parts(definition)
+    if parts.line is None:
+        template = re.sub(r"[#?&;:][A-Za-z_]*=?\{line\}", "", template).replace("{line}", "")
+    return template.replace("{path}", parts.path).replace("{line}", str(parts.line)).replace("{version}", version or "")
 
 
 def add_wake_edges(drawing: Drawing, views: Views) -> None:
@@ -12448,9 +12583,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     other.add_argument(
         "--source-url", metavar="TEMPLATE",
-        help="the .html page's source links: {path}, {line}, {version} filled in (default: elixir.bootlin.com for the recording's kernel version, when the recording names it)",
+        help="the .html page's and the .svg drawing's source links: {path}, {line}, {version} filled in (default: elixir.bootlin.com for the recording's kernel version, when the recording names it)",
     )
-    other.add_argument("--source-dir", metavar="DIR", help="the .html page's source links point into this local kernel tree instead")
+    other.add_argument("--source-dir", metavar="DIR", help="the .html page's and the .svg drawing's source links point into this local kernel tree instead")
     other.add_argument("--latency", metavar="FUNC", help="the distribution of FUNC's call durations: percentiles, slowest calls, histogram")
     other.add_argument("--latency-chart", default="latency.png", metavar="FILE", help="where --latency draws its histogram")
     other.add_argument(
