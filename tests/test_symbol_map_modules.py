@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, ROOT, SCRIPT, assert_one_line_error, graph_json, read_lines, run_cli
+from test_symbol_map import read_map  # files without their lines: test_symbol_map_lines checks the lines
 
 CSRC = ROOT / "tests" / "csrc"
 TOOLS = [tool for tool in ("llvm-dwarfdump", "dwarfdump") if shutil.which(tool)]
@@ -70,15 +71,6 @@ def module_folders(tmp_path: Path, dwarf: str = "-gdwarf-5") -> tuple[Path, Path
     build_module(tmp_path, NETMOD, fedora / "extra" / "otherdrv.ko.debug", dwarf)
     build_module(tmp_path, FSMOD, fedora / "extra" / "gzdrv.ko.gz", dwarf)
     return debian, fedora
-
-
-def read_map(path: Path) -> dict[str, list[str]]:
-    entries = {}
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            name, *files = line.split("\t")
-            entries[name] = files
-    return entries
 
 
 def run_km(*args: str, scratch: Path) -> subprocess.CompletedProcess[str]:
