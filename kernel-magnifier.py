@@ -6840,9 +6840,9 @@ def only_inlined_message(name: str, symbols: SymbolMap | None, traced_names: Ite
     if not traced:
         more = f" and {len(hosts) - SHOWN_HOSTS:,} more" if len(hosts) > SHOWN_HOSTS else ""
         return head + ", ".join(hosts[:SHOWN_HOSTS]) + more + f" ({plural(len(hosts), 'function')}, none of them in this trace)"
-    more = f" and {len(traced) - SHOWN_HOSTS:,} more" if len(traced) > SHOWN_HOSTS else ""
+    more = f", {len(traced) - SHOWN_HOSTS:,} more traced" if len(traced) > SHOWN_HOSTS else ""
     untraced = len(hosts) - len(traced)
-    return head + ", ".join(traced[:SHOWN_HOSTS]) + more + " (traced)" + (f", {untraced:,} more not in this trace" if untraced else "")
+    return head + ", ".join(traced[:SHOWN_HOSTS]) + " (traced)" + more + (f", {untraced:,} more not in this trace" if untraced else "")
 
 
 def name_suggestions(pattern: str, names: Iterable[str]) -> str:
@@ -9278,6 +9278,7 @@ def explorer_data(views: Views) -> dict:
         "files": [[definition_paths(definition) for definition in symbols.get(name, [])] for name in columns["names"]],
         "lines": [[definition_parts(definition).line or 0 for definition in symbols.get(name, [])] for name in columns["names"]],
         "modules": [graph.modules.get(name, "") for name in columns["names"]],
+        "inlines": explorer_inlines(views.view, columns["names"]),
         "timed": tree.timed,
         "metric": views.heat.metric,
         "focus": views.view.required,
@@ -9291,6 +9292,17 @@ def explorer_data(views: Views) -> dict:
         "cap": EXPLORER_MAX_PATHS,
         "palette": explorer_palette(),
     }
+
+
+def explorer_inlines(view: View, names: list[str]) -> dict[str, list[str]]:
+    """name -> its inlined calls as tooltips show them ("callee (file.c:123)"), at most TOOLTIP_INLINES and "+N more"."""
+    shown = {}
+    for name in names:
+        if name in view.inlines:
+            calls, cut = view.inlines[name]
+            more = len(calls) - TOOLTIP_INLINES + cut
+            shown[name] = [shown_inlined_call(call) for call in calls[:TOOLTIP_INLINES]] + ([f"+{more} more"] if more > 0 else [])
+    return shown
 
 
 def explorer_palette() -> dict[str, list[str]]:
@@ -9487,7 +9499,7 @@ KM.select = function (name, origin) {
   $("selname").textContent = name;
   const f = KM.functionNumbers(name);
   $("selnumbers").textContent = f ? KM.numbersText(f, KM.baseNumbers(name)) : "";
-  $("selsource").innerHTML = "source: " + KM.sourceHtml(name);
+  $("selsource").innerHTML = "source: " + KM.sourceHtml(name) + KM.inlinesHtml(name);
   for (const v of KM.views) if (v.select) v.select(name, origin);
 };
 
@@ -9543,6 +9555,12 @@ KM.start = function () {
   const first = D.focus.find((name) => KM.byName.has(name)) || (KM.root.kids.length ? [...KM.root.kids].sort((a, b) => b.w - a.w)[0].name : null);
   KM.show(KM.views[0].id);
   if (first) KM.select(first, null);
+};
+
+// Inlined calls (issue 21, point 2): D.inlines {name: ["callee (file.c:123)", ...]}, the calls ftrace cannot see.
+KM.inlinesHtml = (name) => {
+  const calls = D.inlines && D.inlines[name];
+  return calls && calls.length ? ` \u00b7 <span class="inlines">inlines (not traced): ${esc(calls.join(", "))}</span>` : "";
 };
 """
 
