@@ -5800,6 +5800,7 @@ class DefinitionCollector:
         # host name -> its inlined calls "callee (path:line)" (a dict as an ordered set), and how many were cut
         self.inlines: dict[str, dict[str, None]] = {}
         self.inlines_cut: dict[str, int] = {}
+        self.want_inlines = True  # False (--no-inlines): llvm-dwarfdump prints depth 1 only, 4x faster on vmlinux
         self.file_names: dict[int, str] = {}  # libdwarf: the unit's decl_file indexes whose path a function printed
         # For ELF symbols inside no definition: where each unit's code lies, and the
         # named entries without code (a definition whose code has no entry of its own).
@@ -5824,7 +5825,8 @@ class DefinitionCollector:
         self.host = die.offset
 
     def add_inlined(self, call: InlinedCall) -> None:
-        self.unit_inlines.append(call)
+        if self.want_inlines:
+            self.unit_inlines.append(call)
 
     def finish_inlines(self, by_offset: dict[int, Subprogram]) -> None:
         """The unit's inlined calls, under their host's name: each distinct call once, at most INLINES_PER_FUNCTION per host."""
@@ -6425,7 +6427,9 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     """Stream one ELF file's DWARF through the parser; a failing or empty dump is a UserError."""
     import subprocess
 
-    command = [program, "--debug-info", path] if kind == "llvm" else [program, "-i", "-d", path]  # whole trees: inlined calls are deep
+    # Whole trees for the inlined calls (they are deeper than depth 1); libdwarf's -i prints them all anyway.
+    depth = [] if collector.want_inlines else ["--recurse-depth=1"]
+    command = [program, "--debug-info", *depth, path] if kind == "llvm" else [program, "-i", "-d", path]
     before = collector.census.subprograms
     with tempfile.TemporaryFile() as errors:
         try:
@@ -6452,10 +6456,11 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
         raise NoDebugInfo(f"no functions found in {path}: {tool} printed no DWARF subprogram entries (is it a dwarfdump?)")
 
 
-def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
+def generate_symbol_map(vmlinux: str, dwarfdump: str | None, inlines: bool = True) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
     check_vmlinux(vmlinux)
     program, kind = find_dwarfdump(dwarfdump)
     collector = DefinitionCollector()
+    collector.want_inlines = inlines
     progress = Progress(f"reading DWARF with {os.path.basename(program)}", None)
     symbols = ElfSymbols(vmlinux)
     try:
@@ -6613,6 +6618,7 @@ def read_module(path: str, scratch: str, program: str, kind: str, collector: Def
     """One module's definitions; NoDebugInfo or a UserError that names PATH (never the temporary copy)."""
     module = DefinitionCollector()
     module.paths = collector.paths
+    module.want_inlines = collector.want_inlines
     with module_elf(path, scratch) as elf:
         try:
             if not elf_has_debug_info(elf):
@@ -6709,9 +6715,16 @@ def inlines_line(name: str, calls: list[str], cut: int) -> str:
     return "\t".join([INLINES_MARK, name, *calls, *([f"+{cut} more"] if cut else [])]) + "\n"
 
 
-def collected_inlines(collector: DefinitionCollector) -> Inlines:
+def collected_inlines(collector: DefinitionCollector, files: dict[str, list[str]]) -> Inlines:
     names = set(collector.inlines) | set(collector.inlines_cut)
-    return {name: (list(collector.inlines.get(name, {})), collector.inlines_cut.get(name, 0)) for name in names}
+    return {name: (own_file_first(list(collector.inlines.get(name, {})), files.get(name, [])), collector.inlines_cut.get(name, 0)) for name in names}
+
+
+def own_file_first(calls: list[str], definitions: list[str]) -> list[str]:
+    """The calls made in the host's own file first (mostly its direct inlines: tcp_pacing_check in tcp_write_xmit), then
+    the rest (mostly what those inlined in turn, from headers: refcount_inc's atomics) in DWARF order: tooltips show the first."""
+    own = {part for definition in definitions for part in (definition_parts(definition).path, definition_parts(definition).compiled) if part}
+    return sorted(calls, key=lambda call: call.partition(" (")[2].rsplit(":", 1)[0] not in own)
 
 
 class Interrupted(UserError):
@@ -6754,7 +6767,7 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     if args.only_loaded and not args.modules:
         raise UserError("--only-loaded needs --modules DIR (the folder of the modules' debug files)")
     modules = module_debug_files(args.modules, args.only_loaded) if args.modules else []
-    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump)
+    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump, not args.no_inlines)
     report = add_module_symbols(files, modules, args.dwarfdump, collector) if modules else None
     census = collector.census
     several = sum(1 for sources in files.values() if len(sources) > 1)
@@ -6768,7 +6781,7 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     ]
     if report:
         header.insert(2, f"modules: {report.read} read from {', '.join(args.modules)}; a module's function is written `name [module]`")
-    inlines = collected_inlines(collector)
+    inlines = collected_inlines(collector, files)
     write_symbol_map(args.output, files, header, inlines)
     say(
         f"{census.units:,} compile units, {census.subprograms:,} subprogram entries: {census.definitions:,} out-of-line definitions"
@@ -7642,7 +7655,7 @@ def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]
     return "\n".join(lines)
 
 
-TOOLTIP_INLINES = 12  # inlined calls a tooltip names
+TOOLTIP_INLINES = 12  # inlined calls a tooltip names (the explorer's selection bar: EXPLORER_INLINES)
 
 
 def inlines_text(calls: list[str], cut: int) -> str:
@@ -7661,7 +7674,7 @@ def inlined_boxes(calls: list[str], cut: int) -> list[tuple[str, str]]:
         callee, _, where = shown_inlined_call(call).partition(" (")
         lines.setdefault(callee, []).append(where.rstrip(")"))
     boxes = [(callee, f"{callee}()\n" + ", ".join(where[:3]) + (" ..." if len(where) > 3 else "")) for callee, where in lines.items()]
-    rest = len(boxes) - INLINED_BOXES + cut if len(boxes) > INLINED_BOXES or cut else 0
+    rest = sum(len(where) for where in list(lines.values())[INLINED_BOXES:]) + cut  # calls, as the map counts its cut
     return boxes[:INLINED_BOXES] + ([("", f"+{rest} more inlined calls")] if rest else [])
 
 
@@ -9294,14 +9307,17 @@ def explorer_data(views: Views) -> dict:
     }
 
 
+EXPLORER_INLINES = 8  # inlined calls the selection bar names: it stays one or two lines
+
+
 def explorer_inlines(view: View, names: list[str]) -> dict[str, list[str]]:
-    """name -> its inlined calls as tooltips show them ("callee (file.c:123)"), at most TOOLTIP_INLINES and "+N more"."""
+    """name -> its inlined calls as tooltips show them ("callee (file.c:123)"), at most EXPLORER_INLINES and "+N more"."""
     shown = {}
     for name in names:
         if name in view.inlines:
             calls, cut = view.inlines[name]
-            more = len(calls) - TOOLTIP_INLINES + cut
-            shown[name] = [shown_inlined_call(call) for call in calls[:TOOLTIP_INLINES]] + ([f"+{more} more"] if more > 0 else [])
+            more = len(calls) - EXPLORER_INLINES + cut
+            shown[name] = [shown_inlined_call(call) for call in calls[:EXPLORER_INLINES]] + ([f"+{more} more"] if more > 0 else [])
     return shown
 
 
@@ -12894,6 +12910,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-m", "--modules", action="append", metavar="DIR",
         help="also map functions of kernel modules: every module debug file under DIR (.ko, .ko.debug, .ko.xz, .ko.zst, .ko.gz;"
         " Debian: /usr/lib/debug/lib/modules/VERSION); repeatable",
+    )
+    symbol_map.add_argument(
+        "--no-inlines", action="store_true",
+        help="leave out the calls inlined into each function (llvm-dwarfdump then prints depth 1 only: 3x faster on a vmlinux, a 6x smaller map)",
     )
     symbol_map.add_argument("--only-loaded", action="store_true", help="with --modules: only modules loaded now (/proc/modules)")
     return parser

@@ -258,3 +258,37 @@ def test_show_inlined_draws_dotted_boxes_under_their_host_never_as_calls(tmp_pat
     solid = {(e[0], e[1]): e.attr.get("label") for e in after.edges() if e.attr.get("style") != "dotted"}
     assert solid == {(e[0], e[1]): e.attr.get("label") for e in before.edges()}
     assert "dotted boxes and edges (--show-inlined)" in after.graph_attr["label"]
+
+
+def test_no_inlines_leaves_them_out_and_the_rest_of_the_map_alone(tmp_path):
+    program = build(tmp_path, "-gdwarf-5")
+    with_them, without = tmp_path / "with.map", tmp_path / "without.map"
+    assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(with_them)).returncode == 0
+    assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(without), "--no-inlines").returncode == 0
+    assert map_inlines(with_them) and not map_inlines(without)
+
+    def functions_of(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if not line.startswith("#") and "vmlinux" not in line]
+
+    assert functions_of(with_them) == functions_of(without)
+
+
+def test_the_explorer_selection_bar_lists_the_inlined_calls(tmp_path, browser):
+    page = tmp_path / "demo.html"
+    assert visualize(tmp_path, "-o", str(page), "--chart", "").returncode == 0
+    browser.get(page.as_uri())
+    expected = real_inlines()
+    for name in ("tcp_write_xmit", "tcp_sendmsg"):
+        browser.execute_script("KM.select(arguments[0], null)", name)
+        bar = browser.find_element("id", "selsource").text
+        calls = expected[name]
+        cut = int(calls[-1].split()[0]) if calls[-1].startswith("+") else 0
+        calls = calls[: len(calls) - bool(cut)]
+        shown = [f"{callee} ({where.rsplit('/', 1)[-1]}" for callee, _, where in (call.partition(" (") for call in calls[:8])]
+        more = len(calls) - 8 + cut
+        assert bar.split(" \u00b7 ", 1)[1] == "inlines (not traced): " + ", ".join(shown + ([f"+{more} more"] if more > 0 else [])), bar
+    names = browser.execute_script("return [...KM.byName.keys()]")
+    plain = next(name for name in names if base(name) not in expected)  # nothing inlined into it, per the map: no list
+    browser.execute_script("KM.select(arguments[0], null)", plain)
+    assert "inlines" not in browser.find_element("id", "selsource").text
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
