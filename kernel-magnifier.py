@@ -5800,6 +5800,7 @@ class DefinitionCollector:
         # host name -> its inlined calls "callee (path:line)" (a dict as an ordered set), and how many were cut
         self.inlines: dict[str, dict[str, None]] = {}
         self.inlines_cut: dict[str, int] = {}
+        self.cut_calls: dict[str, set[str]] = {}  # the distinct calls beyond the cap, to count each once
         self.want_inlines = True  # False (--no-inlines): llvm-dwarfdump prints depth 1 only, 4x faster on vmlinux
         self.file_names: dict[int, str] = {}  # libdwarf: the unit's decl_file indexes whose path a function printed
         # For ELF symbols inside no definition: where each unit's code lies, and the
@@ -5847,8 +5848,11 @@ class DefinitionCollector:
             if entry in kept:
                 continue
             if len(kept) >= INLINES_PER_FUNCTION:
-                self.inlines_cut[host_name] = self.inlines_cut.get(host_name, 0) + 1
-                self.census.inlined_cut += 1
+                cut = self.cut_calls.setdefault(host_name, set())
+                if entry not in cut:  # counted once, as the kept ones
+                    cut.add(entry)
+                    self.inlines_cut[host_name] = len(cut)
+                    self.census.inlined_cut += 1
                 continue
             kept[entry] = None
             self.census.inlined_kept += 1
@@ -6850,6 +6854,8 @@ def only_inlined_message(name: str, symbols: SymbolMap | None, traced_names: Ite
     traced_bases = {base_function_name(traced) for traced in traced_names}
     traced = [host for host in hosts if host in traced_bases]
     head = f"{name} is only inlined (ftrace cannot trace it): it is inlined into "
+    if symbols and symbols.lookup(name):  # an out-of-line copy too (address taken, or not inlined everywhere)
+        head = f"{name} was not called in the trace, and where the compiler inlined it ftrace cannot see it: it is inlined into "
     if not traced:
         more = f" and {len(hosts) - SHOWN_HOSTS:,} more" if len(hosts) > SHOWN_HOSTS else ""
         return head + ", ".join(hosts[:SHOWN_HOSTS]) + more + f" ({plural(len(hosts), 'function')}, none of them in this trace)"

@@ -125,10 +125,11 @@ m = km.SymbolMap.load({str(out)!r}); print(sorted(m.files)); print(m.files["host
 
 
 def test_the_cap_per_function_is_said_in_the_map(tmp_path):
-    """Over INLINES_PER_FUNCTION distinct calls in one function: the first ones kept, the rest counted '+N more'."""
+    """Over INLINES_PER_FUNCTION distinct calls in one function: the first ones kept, the rest counted '+N more', each
+    distinct call once (two calls on each line: one entry per line, kept or cut)."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
-    calls = "\n".join(f"\tr += one(n + {index});" for index in range(70))
+    calls = "\n".join(f"\tr += one(n + {index}) * one(n - {index});" for index in range(70))
     source = tmp_path / "many.c"
     source.write_text(
         "volatile int sink;\nstatic inline __attribute__((always_inline)) int one(int v)\n{\n\treturn v + sink;\n}\n"
@@ -292,3 +293,22 @@ def test_the_explorer_selection_bar_lists_the_inlined_calls(tmp_path, browser):
     browser.execute_script("KM.select(arguments[0], null)", plain)
     assert "inlines" not in browser.find_element("id", "selsource").text
     assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+
+
+def test_a_function_also_out_of_line_is_not_called_only_inlined(tmp_path):
+    """mid() is inlined into host_a and has an out-of-line copy (host_slow calls it): the message says both, from the real map."""
+    from conftest import load_module
+
+    program = build(tmp_path, "-gdwarf-5")
+    out = tmp_path / "inl.map"
+    assert run_cli("generate-symbol-map", "-k", str(program), "-o", str(out)).returncode == 0
+    km = load_module()
+    symbols = km.SymbolMap.load(str(out))
+    assert km.only_inlined_message("twice", symbols, ["host_a", "main"]) == (
+        "twice is only inlined (ftrace cannot trace it): it is inlined into host_a (traced), 1 more not in this trace"
+    )
+    assert km.only_inlined_message("mid", symbols, ["main"]) == (
+        "mid was not called in the trace, and where the compiler inlined it ftrace cannot see it: it is inlined into host_a"
+        " (1 function, none of them in this trace)"
+    )
+    assert km.only_inlined_message("kept_out", symbols, ["main"]) is None
