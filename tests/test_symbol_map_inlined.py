@@ -312,3 +312,49 @@ def test_a_function_also_out_of_line_is_not_called_only_inlined(tmp_path):
         " (1 function, none of them in this trace)"
     )
     assert km.only_inlined_message("kept_out", symbols, ["main"]) is None
+
+
+REAL_MODULES = DATA / "modules-6.1.0-56-amd64"  # real Debian 6.1 -dbg module files (9pnet_virtio, virtio_ring)
+
+
+def dwarf_inlined_calls(elf: Path) -> dict[str, set[tuple[str, str, int]]]:
+    """Independently of the tool: host -> (callee, call file's name, call line) of the inlined entries in the tree of
+    each depth-1 subprogram with code (named itself or, for a concrete copy, through its origin), from the full
+    `llvm-dwarfdump --debug-info` text, cut at each depth-1 DIE (two spaces of indent after the offset's colon...)."""
+    dump = subprocess.run(["llvm-dwarfdump", "--debug-info", str(elf)], capture_output=True, text=True, check=True).stdout
+    found: dict[str, set[tuple[str, str, int]]] = {}
+    for die in re.split(r"\n(?=0x[0-9a-f]+:   DW_TAG_)", dump):  # a depth-1 DIE and everything below it
+        head = die.split("\n\n", 1)[0]
+        if not head.split("\n", 1)[0].endswith("DW_TAG_subprogram") or not re.search(r"DW_AT_(low_pc|ranges)", head):
+            continue
+        name = re.search(r'DW_AT_name\t\("([^"]+)"\)', head) or re.search(r'DW_AT_abstract_origin\t\(0x[0-9a-f]+ "([^"]+)"\)', head)
+        calls = found.setdefault(name.group(1), set())
+        for entry in re.findall(r"DW_TAG_inlined_subroutine\n(.*?)\n\n", die + "\n\n", re.S):
+            callee = re.search(r'DW_AT_abstract_origin\t\(0x[0-9a-f]+ "([^"]+)"\)', entry).group(1)
+            where = re.search(r'DW_AT_call_file\t\("([^"]+)"\)', entry).group(1).rsplit("/", 1)[-1]
+            calls.add((callee, where, int(re.search(r"DW_AT_call_line\t\((\d+)\)", entry).group(1))))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("llvm-dwarfdump") is None or shutil.which("zstd") is None, reason="llvm-dwarfdump or zstd not installed")
+def test_real_module_functions_get_their_inlined_calls_under_their_module_name(tmp_path):
+    program = build(tmp_path, "-gdwarf-5")
+    out = tmp_path / "modules.map"
+    result = run_cli("generate-symbol-map", "-k", str(program), "-m", str(REAL_MODULES), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    found = map_inlines(out)
+    ring = tmp_path / "virtio_ring.ko"
+    with open(ring, "wb") as handle:
+        subprocess.run(["zstd", "-dc", str(REAL_MODULES / "kernel" / "drivers" / "virtio" / "virtio_ring.ko.zst")], stdout=handle, check=True)
+    hosts = sorted(name for name in found if name.endswith(" [virtio_ring]"))
+    dwarf = dwarf_inlined_calls(ring)
+    assert len(hosts) >= 20 and len(hosts) == sum(1 for calls in dwarf.values() if calls)
+    for key in hosts:
+        name = key.removesuffix(" [virtio_ring]")
+        calls = found[key]
+        cut = int(calls[-1].split()[0]) if calls[-1].startswith("+") else 0
+        ours = {(callee, where.rsplit("/", 1)[-1], int(line)) for callee, where, line in
+                (re.fullmatch(r"(\S+) \((.*):(\d+)\)", call).groups() for call in calls[: len(calls) - bool(cut)])}
+        expected = dwarf[name]
+        assert ours <= expected and len(ours) + cut == len(expected), (key, sorted(expected - ours)[:5], sorted(ours - expected)[:5])
+        assert found.get(name) == calls  # the bare name too: the test's "vmlinux" has no such function
