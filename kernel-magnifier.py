@@ -6191,7 +6191,7 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
         line = raw.decode("utf-8", "replace")
         match = LIBDWARF_DIE.match(line)
         if not match:
-            if inlined and len(inlined) < 64:  # its ranges, then call_file: a few lines; other text never grows it
+            if inlined and "DW_AT_call_" in line:  # after its ranges' lines: call_file and call_line, kept alone
                 inlined.append(line)
             continue
         if inlined:
