@@ -5479,6 +5479,10 @@ DEFINITION_SEPARATOR = "|"  # "include/trace/events/sched.h|kernel/sched/core.c"
 SYMBOL_MAP_HEADER = "kernel-magnifier symbol map 2: an older kernel-magnifier cannot read it"
 SYMBOL_MAP_VERSION = re.compile(r"^(?:# )?kernel-magnifier symbol map (\d+)\b")
 SYMBOL_MAP_VERSIONS = (1, 2)  # 1: files only (the bundled map), 2: files with lines
+# Version 2's inlined calls: "#inlines<TAB>host<TAB>callee (path:line)<TAB>...[<TAB>+N more]"; a '#' line, so the
+# version 2 readers before them skip it (comments) and a map with them stays version 2.
+INLINES_MARK = "#inlines"
+INLINES_CUT = re.compile(r"^\+(\d+) more$")
 DEFINITION_LINE = re.compile(r"^(.*):(\d+)$")  # "net/ipv4/tcp_output.c:2642": the declaring file and its line
 
 
@@ -5548,8 +5552,29 @@ class SymbolMap:
     """Function name -> source files, relative to the kernel tree."""
 
     def __init__(self, files: dict[str, list[str]] | None = None, path: str = "") -> None:
-        self.files: dict[str, list[str]] = files or {}
+        self.files: dict[str, list[str]] = files if files is not None else {}
         self.path = path
+        self.inlines: dict[str, list[str]] = {}  # host -> "callee (path:line)", as generate-symbol-map found them
+        self.inlines_cut: dict[str, int] = {}
+        self._hosts: dict[str, list[str]] | None = None
+
+    def inlined_calls(self, name: str, module: str | None = None) -> tuple[list[str], int]:
+        """NAME's inlined calls (a module's function: its module's entry first) and how many the map cut."""
+        for key in ([module_key(name, module), module_key(base_function_name(name), module)] if module else []) + [name, base_function_name(name)]:
+            if key in self.inlines:
+                return self.inlines[key], self.inlines_cut.get(key, 0)
+        return [], 0
+
+    def hosts_of(self, callee: str) -> list[str]:
+        """The functions CALLEE is inlined into, per the map (bare names, each once)."""
+        if self._hosts is None:
+            self._hosts = {}
+            for host, calls in self.inlines.items():
+                if " [" in host:
+                    continue  # a module's entry repeats its bare name's
+                for call in calls:
+                    self._hosts.setdefault(inlined_callee(call), []).append(host)
+        return sorted(set(self._hosts.get(callee, [])))
 
     def __len__(self) -> int:
         return len(self.files)
@@ -5564,6 +5589,7 @@ class SymbolMap:
     def load(cls, path: str) -> SymbolMap:
         """Read our tab-separated format (version 1: files, 2: files with lines) or the original tool's `name|path` lines."""
         files: dict[str, list[str]] = {}
+        symbols = cls(files, path)
         try:
             raw = open(path, "rb")
             stream = decompressed(raw)
@@ -5577,6 +5603,9 @@ class SymbolMap:
                     if version:
                         check_map_version(path, int(version.group(1)))
                         continue
+                    if line.startswith(INLINES_MARK + "\t"):
+                        symbols.add_inlines_line(line)
+                        continue
                     if not line or line.startswith("#"):
                         continue
                     if "\t" in line:
@@ -5589,7 +5618,26 @@ class SymbolMap:
                     add_definitions(files, name.strip(), filter(None, (source.strip() for source in paths)))
         except READ_ERRORS as err:
             raise UserError(f"cannot read symbol map {path}: {read_failure(stream, err)}") from err
-        return cls(files, path)
+        return symbols
+
+    def add_inlines_line(self, line: str) -> None:
+        _, name, *calls = line.split("\t")
+        cut = INLINES_CUT.match(calls[-1]) if calls else None
+        if cut:
+            calls.pop()
+            self.inlines_cut[name] = int(cut.group(1))
+        self.inlines[name] = [call for call in calls if call]
+
+
+def inlined_callee(call: str) -> str:
+    """"tcp_skb_can_collapse_to (net/ipv4/tcp_output.c:2700)" -> tcp_skb_can_collapse_to."""
+    return call.partition(" (")[0]
+
+
+def shown_inlined_call(call: str) -> str:
+    """The call as tooltips show it, the file without its folders: "tcp_skb_can_collapse_to (tcp_output.c:2700)"."""
+    callee, _, where = call.partition(" (")
+    return f"{callee} ({where.rsplit('/', 1)[-1]}" if where else callee
 
 
 def check_map_version(path: str, version: int) -> None:
@@ -5613,9 +5661,10 @@ def check_map_version(path: str, version: int) -> None:
 DEFAULT_VMLINUX = f"/usr/lib/debug/boot/vmlinux-{os.uname().release}"
 # Whole top-level DIEs of the kinds the map needs; the literal "DW_TAG_" lets
 # the regex engine skip types and variables (94 % of the dump) in C.
-LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit)\n(.*?)\n\n", re.S)
+# With the whole tree printed (inlined callees are deeper than depth 1), the DIE's indentation gives its depth.
+LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit|inlined_subroutine)\n(.*?)\n\n", re.S)
 LLVM_ATTRIBUTE = re.compile(
-    rb"^\s+DW_AT_(name|decl_file|decl_line|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir)\t\((.*)$"
+    rb"^\s+DW_AT_(name|decl_file|decl_line|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir|call_file|call_line)\t\((.*)$"
     rb"|^\s+\[0x([0-9a-f]+), 0x([0-9a-f]+)\)",
     re.M,
 )
@@ -5636,6 +5685,9 @@ LIBDWARF_ATTRS = {
     "declaration": re.compile(r" DW_AT_declaration<yes"),
     "comp_dir": re.compile(r" DW_AT_comp_dir<([^>]*)>"),
 }
+LIBDWARF_CALL_FILE = re.compile(r" DW_AT_call_file<0x([0-9a-f]+)(?: ([^>]*))?>")
+LIBDWARF_CALL_LINE = re.compile(r" DW_AT_call_line<(0x[0-9a-f]+|\d+)>")
+INLINES_PER_FUNCTION = 64  # distinct inlined calls kept per function in the map; the rest are counted ("+N more")
 
 
 @dataclass
@@ -5654,6 +5706,18 @@ class Subprogram:
 
 
 @dataclass
+class InlinedCall:
+    """A DW_TAG_inlined_subroutine inside an out-of-line function (HOST, its depth-1 DIE): the callee and its call line."""
+
+    host: int
+    origin: int | None = None
+    origin_name: str | None = None
+    call_file: str | None = None
+    call_file_index: int | None = None  # libdwarf: the line table's index, when the path is printed elsewhere
+    call_line: int | None = None
+
+
+@dataclass
 class DwarfCensus:
     """What the DWARF walk saw, for the summary and the map header."""
 
@@ -5668,6 +5732,9 @@ class DwarfCensus:
     by_declaration: int = 0
     by_unit: int = 0
     by_prototype: int = 0
+    inlined: int = 0  # DW_TAG_inlined_subroutine entries seen inside functions with code
+    inlined_kept: int = 0  # distinct (host, callee, call file, call line) written
+    inlined_cut: int = 0  # distinct ones beyond INLINES_PER_FUNCTION of a host
 
     def add(self, other: DwarfCensus) -> None:
         for name in self.__dataclass_fields__:
@@ -5728,6 +5795,13 @@ class DefinitionCollector:
         self.unit_name = ""
         self.comp_dir = ""
         self.unit: list[Subprogram] = []
+        self.unit_inlines: list[InlinedCall] = []
+        self.host: int | None = None  # the offset of the last depth-1 subprogram: inlined entries below it are its own
+        # host name -> its inlined calls "callee (path:line)" (a dict as an ordered set), and how many were cut
+        self.inlines: dict[str, dict[str, None]] = {}
+        self.inlines_cut: dict[str, int] = {}
+        self.cut_calls: dict[str, set[str]] = {}  # the distinct calls beyond the cap, to count each once
+        self.want_inlines = True  # False (--no-inlines): llvm-dwarfdump prints depth 1 only, 4x faster on vmlinux
         self.file_names: dict[int, str] = {}  # libdwarf: the unit's decl_file indexes whose path a function printed
         # For ELF symbols inside no definition: where each unit's code lies, and the
         # named entries without code (a definition whose code has no entry of its own).
@@ -5749,6 +5823,40 @@ class DefinitionCollector:
         if die.declaration:
             self.census.declarations += 1
         self.unit.append(die)
+        self.host = die.offset
+
+    def add_inlined(self, call: InlinedCall) -> None:
+        if self.want_inlines:
+            self.unit_inlines.append(call)
+
+    def finish_inlines(self, by_offset: dict[int, Subprogram]) -> None:
+        """The unit's inlined calls, under their host's name: each distinct call once, at most INLINES_PER_FUNCTION per host."""
+        for call in self.unit_inlines:
+            host = by_offset.get(call.host)
+            if host is None or host.declaration or not host.has_code:
+                continue
+            self.census.inlined += 1
+            host_name = die_origin_attributes(host, by_offset)[0]
+            origin = by_offset.get(call.origin) if call.origin is not None else None
+            callee = (die_origin_attributes(origin, by_offset)[0] if origin else None) or call.origin_name
+            if host_name is None or callee is None:
+                continue
+            call_file = call.call_file or self.call_file_path(call.call_file_index)
+            where = self.paths.relative(call_file, self.comp_dir) if call_file else "?"
+            entry = f"{callee} ({where}:{call.call_line})" if call.call_line else f"{callee} ({where})"
+            kept = self.inlines.setdefault(host_name, {})
+            if entry in kept:
+                continue
+            if len(kept) >= INLINES_PER_FUNCTION:
+                cut = self.cut_calls.setdefault(host_name, set())
+                if entry not in cut:  # counted once, as the kept ones
+                    cut.add(entry)
+                    self.inlines_cut[host_name] = len(cut)
+                    self.census.inlined_cut += 1
+                continue
+            kept[entry] = None
+            self.census.inlined_kept += 1
+        self.unit_inlines = []
 
     def finish_unit(self) -> None:
         by_offset = {die.offset: die for die in self.unit}
@@ -5785,7 +5893,15 @@ class DefinitionCollector:
             add_definitions(self.files, name, [definition])
             for low, high in die.ranges:
                 self.intervals.append((low, high, (definition,)))
+        self.finish_inlines(by_offset)
         self.unit = []
+        self.host = None
+
+    def call_file_path(self, index: int | None) -> str | None:
+        """libdwarf's index-only call_file: as indexed_file, without counting a definition without a path."""
+        if index is None:
+            return None
+        return self.file_names.get(index) or (self.unit_name if index == 1 else None)
 
     def indexed_file(self, index: int) -> str | None:
         """A decl_file libdwarf printed as an index only: the path another entry of the unit printed, else the unit's file for index 1."""
@@ -5932,7 +6048,8 @@ def chunk_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def parse_llvm_dwarfdump(chunks: Iterable[bytes], collector: DefinitionCollector, progress: Progress | None) -> None:
-    """Parse `llvm-dwarfdump --debug-info --recurse-depth=1`: top-level DIEs of every unit, blank-line separated."""
+    """Parse `llvm-dwarfdump --debug-info`: every unit's DIEs, blank-line separated (the depth-1 subprograms and the
+    inlined subroutines below them; the rest is skipped by the block regex)."""
     done = 0
     carry = b""
     for chunk in itertools.chain(chunks, [b""]):
@@ -5957,7 +6074,13 @@ def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionColl
     offset = LLVM_DIE_OFFSET.match(block, line_start, match.start())
     if offset is None:
         raise DwarfdumpOutputError(f"a DW_TAG_{tag.decode()} without its offset ({block[line_start : match.end(1)][:80].decode('utf-8', 'replace')!r})")
+    depth = (match.start() - offset.end(1) - 2) // 2  # "0x...:" then 1 space, 2 more per level
     offset = int(offset.group(1), 16)
+    if tag == b"inlined_subroutine":
+        add_llvm_inlined(body, collector)
+        return
+    if tag == b"subprogram" and depth > 1:  # a block-scope declaration (extern in a function body): not a definition
+        return
     if tag != b"subprogram":
         found = LLVM_ATTRIBUTE.findall(body)
         unit = {attr.decode(): quoted(value.decode("utf-8", "replace")) for attr, value, _, _ in found if attr}
@@ -5972,6 +6095,24 @@ def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionColl
         elif last_attr == b"ranges":
             die.ranges.append((int(low, 16), int(high, 16)))
     collector.add(die)
+
+
+def add_llvm_inlined(body: bytes, collector: DefinitionCollector) -> None:
+    """An inlined callee of the current function: its origin (a reference in the unit, with the name printed beside it) and call line."""
+    if collector.host is None:
+        return
+    call = InlinedCall(collector.host)
+    for attr, value, _, _ in LLVM_ATTRIBUTE.findall(body):
+        text = value.decode("utf-8", "replace")
+        if attr == b"abstract_origin":
+            reference = REFERENCE.match(text)
+            call.origin = int(reference.group(1), 16) if reference else None
+            call.origin_name = quoted(text) if '"' in text else None
+        elif attr == b"call_file":
+            call.call_file = quoted(text)
+        elif attr == b"call_line":
+            call.call_line = decl_line_value(text)
+    collector.add_inlined(call)
 
 
 def llvm_unit_ranges(unit: dict[str, str], found: list[tuple[bytes, bytes, bytes, bytes]]) -> list[tuple[int, int]]:
@@ -6044,14 +6185,22 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
     other indexes stay without a path and are counted.
     """
     done = 0
+    inlined: list[str] = []  # the lines of an inlined subroutine's DIE: its ranges can push call_file to a later line
     for raw in chunk_lines(chunks):
         done += len(raw) + 1
         line = raw.decode("utf-8", "replace")
         match = LIBDWARF_DIE.match(line)
         if not match:
+            if inlined and "DW_AT_call_" in line:  # after its ranges' lines: call_file and call_line, kept alone
+                inlined.append(line)
             continue
+        if inlined:
+            add_libdwarf_inlined(" ".join(inlined), collector)
+            inlined = []
         depth, offset, tag, attrs = match.groups()
-        if tag in ("DW_TAG_compile_unit", "DW_TAG_partial_unit"):
+        if tag == "DW_TAG_inlined_subroutine":
+            inlined = [attrs]
+        elif tag in ("DW_TAG_compile_unit", "DW_TAG_partial_unit"):
             name = LIBDWARF_ATTRS["name"].search(attrs)
             comp_dir = LIBDWARF_ATTRS["comp_dir"].search(attrs)
             collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "", libdwarf_unit_range(attrs))
@@ -6059,6 +6208,23 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
             collector.add(libdwarf_subprogram(int(offset, 16), attrs))
         if progress and done & 0xFFFFF <= len(raw):
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
+    if inlined:
+        add_libdwarf_inlined(" ".join(inlined), collector)
+
+
+def add_libdwarf_inlined(attrs: str, collector: DefinitionCollector) -> None:
+    if collector.host is None:
+        return
+    call = InlinedCall(collector.host)
+    origin = LIBDWARF_ATTRS["abstract_origin"].search(attrs)
+    call.origin = int(origin.group(1), 16) if origin else None
+    call_file = LIBDWARF_CALL_FILE.search(attrs)
+    if call_file:
+        call.call_file_index = int(call_file.group(1), 16)
+        call.call_file = call_file.group(2) or None
+    call_line = LIBDWARF_CALL_LINE.search(attrs)
+    call.call_line = int(call_line.group(1), 0) or None if call_line else None
+    collector.add_inlined(call)
 
 
 def libdwarf_unit_range(attrs: str) -> list[tuple[int, int]]:
@@ -6265,7 +6431,9 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     """Stream one ELF file's DWARF through the parser; a failing or empty dump is a UserError."""
     import subprocess
 
-    command = [program, "--debug-info", "--recurse-depth=1", path] if kind == "llvm" else [program, "-i", "-d", path]
+    # Whole trees for the inlined calls (they are deeper than depth 1); libdwarf's -i prints them all anyway.
+    depth = [] if collector.want_inlines else ["--recurse-depth=1"]
+    command = [program, "--debug-info", *depth, path] if kind == "llvm" else [program, "-i", "-d", path]
     before = collector.census.subprograms
     with tempfile.TemporaryFile() as errors:
         try:
@@ -6292,10 +6460,11 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
         raise NoDebugInfo(f"no functions found in {path}: {tool} printed no DWARF subprogram entries (is it a dwarfdump?)")
 
 
-def generate_symbol_map(vmlinux: str, dwarfdump: str | None) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
+def generate_symbol_map(vmlinux: str, dwarfdump: str | None, inlines: bool = True) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
     check_vmlinux(vmlinux)
     program, kind = find_dwarfdump(dwarfdump)
     collector = DefinitionCollector()
+    collector.want_inlines = inlines
     progress = Progress(f"reading DWARF with {os.path.basename(program)}", None)
     symbols = ElfSymbols(vmlinux)
     try:
@@ -6453,6 +6622,7 @@ def read_module(path: str, scratch: str, program: str, kind: str, collector: Def
     """One module's definitions; NoDebugInfo or a UserError that names PATH (never the temporary copy)."""
     module = DefinitionCollector()
     module.paths = collector.paths
+    module.want_inlines = collector.want_inlines
     with module_elf(path, scratch) as elf:
         try:
             if not elf_has_debug_info(elf):
@@ -6504,9 +6674,20 @@ def add_module_symbols(files: dict[str, list[str]], modules: list[str], dwarfdum
                     if name not in built_in:
                         add_definitions(files, name, definitions)
                     report.names.add(name)
+                add_module_inlines(collector, module, name_of_module, built_in)
     finally:
         progress.close()
     return report
+
+
+def add_module_inlines(collector: DefinitionCollector, module: DefinitionCollector, name_of_module: str, built_in: set[str]) -> None:
+    """A module's inlined calls under `name [module]`, and under the bare name when vmlinux has no such function (as files)."""
+    for name, calls in module.inlines.items():
+        keys = [module_key(name, name_of_module)] + ([name] if name not in built_in and name not in collector.inlines else [])
+        for key in keys:
+            collector.inlines.setdefault(key, {}).update(calls)
+            if name in module.inlines_cut:
+                collector.inlines_cut[key] = collector.inlines_cut.get(key, 0) + module.inlines_cut[name]
 
 
 def source_files(symbols: SymbolMap, name: str, module: str | None) -> list[str]:
@@ -6519,13 +6700,35 @@ def source_files(symbols: SymbolMap, name: str, module: str | None) -> list[str]
     return symbols.lookup(name)
 
 
-def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str]) -> None:
+def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str], inlines: Inlines | None = None) -> None:
     with atomic_output(path) as tmp, output_errors(path), open(tmp, "w", encoding="utf-8") as handle:
         handle.write(SYMBOL_MAP_HEADER + "\n")
         for line in header:
             handle.write(f"# {line}\n")
         for name in sorted(files):
             handle.write(name + "\t" + "\t".join(sorted(files[name])) + "\n")
+        for name, (calls, cut) in sorted((inlines or {}).items()):
+            handle.write(inlines_line(name, calls, cut))
+
+
+Inlines = dict[str, tuple[list[str], int]]  # host -> its inlined calls "callee (path:line)" and how many more were cut
+
+
+def inlines_line(name: str, calls: list[str], cut: int) -> str:
+    """A comment line to readers before inlined calls (they skip '#' lines): version 2 stays readable by them."""
+    return "\t".join([INLINES_MARK, name, *calls, *([f"+{cut} more"] if cut else [])]) + "\n"
+
+
+def collected_inlines(collector: DefinitionCollector, files: dict[str, list[str]]) -> Inlines:
+    names = set(collector.inlines) | set(collector.inlines_cut)
+    return {name: (own_file_first(list(collector.inlines.get(name, {})), files.get(name, [])), collector.inlines_cut.get(name, 0)) for name in names}
+
+
+def own_file_first(calls: list[str], definitions: list[str]) -> list[str]:
+    """The calls made in the host's own file first (mostly its direct inlines: tcp_pacing_check in tcp_write_xmit), then
+    the rest (mostly what those inlined in turn, from headers: refcount_inc's atomics) in DWARF order: tooltips show the first."""
+    own = {part for definition in definitions for part in (definition_parts(definition).path, definition_parts(definition).compiled) if part}
+    return sorted(calls, key=lambda call: call.partition(" (")[2].rsplit(":", 1)[0] not in own)
 
 
 class Interrupted(UserError):
@@ -6568,7 +6771,7 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     if args.only_loaded and not args.modules:
         raise UserError("--only-loaded needs --modules DIR (the folder of the modules' debug files)")
     modules = module_debug_files(args.modules, args.only_loaded) if args.modules else []
-    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump)
+    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump, not args.no_inlines)
     report = add_module_symbols(files, modules, args.dwarfdump, collector) if modules else None
     census = collector.census
     several = sum(1 for sources in files.values() if len(sources) > 1)
@@ -6577,10 +6780,13 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
         f"dwarfdump: {tool}",
         f"functions: {len(files)}; names with several files: {several}",
         "format: name<TAB>definition[<TAB>definition...]; a definition is file[:line][|file it is compiled in], files relative to the kernel tree",
+        f"inlined calls (ftrace cannot trace them): {INLINES_MARK}<TAB>function<TAB>callee (call file:line)<TAB>...[<TAB>+N more]"
+        f" (at most {INLINES_PER_FUNCTION} per function)",
     ]
     if report:
         header.insert(2, f"modules: {report.read} read from {', '.join(args.modules)}; a module's function is written `name [module]`")
-    write_symbol_map(args.output, files, header)
+    inlines = collected_inlines(collector, files)
+    write_symbol_map(args.output, files, header, inlines)
     say(
         f"{census.units:,} compile units, {census.subprograms:,} subprogram entries: {census.definitions:,} out-of-line definitions"
         f" ({census.clones:,} compiler clones named through their origin), {census.declarations:,} declarations skipped"
@@ -6593,6 +6799,9 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
             f" without code), {census.by_unit:,} by the unit holding their code (assembly), {census.by_prototype:,} by their prototype"
             " (static-call trampolines)"
         )
+    if census.inlined:
+        cut = f", {census.inlined_cut:,} more cut (over {INLINES_PER_FUNCTION} in a function)" if census.inlined_cut else ""
+        say(f"inlined calls: {census.inlined:,} entries, {census.inlined_kept:,} distinct kept in {len(inlines):,} functions{cut}")
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:
@@ -6618,16 +6827,41 @@ def function_names(tree: CallTree) -> set[str]:
     return {tree.function[node] or "" for node in tree.walk()}
 
 
-def matching_functions(tree: CallTree, patterns: list[str], option: str) -> set[str]:
+def matching_functions(tree: CallTree, patterns: list[str], option: str, symbols: SymbolMap | None = None) -> set[str]:
     """Function names matching any glob; a pattern that matches nothing is an error (a typo, usually)."""
     names = function_names(tree)
     matched: set[str] = set()
     for pattern in patterns:
         found = {name for name in names if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_function_name(name), pattern)}
         if not found:
+            inlined = only_inlined_message(pattern, symbols, names)
+            if inlined:
+                raise UserError(f"{option} {pattern}: {inlined}")
             raise UserError(f"{option} {pattern}: no function of that name was called in the trace{name_suggestions(pattern, names)}")
         matched |= found
     return matched
+
+
+SHOWN_HOSTS = 8  # functions named in an "only inlined" line
+
+
+def only_inlined_message(name: str, symbols: SymbolMap | None, traced_names: Iterable[str]) -> str | None:
+    """For a name the trace never has: "F is only inlined (ftrace cannot trace it): it is inlined into X, Y (traced)",
+    when the symbol map knows functions F is inlined into; None otherwise (a typo, a function not called)."""
+    hosts = symbols.hosts_of(name) if symbols else []
+    if not hosts:
+        return None
+    traced_bases = {base_function_name(traced) for traced in traced_names}
+    traced = [host for host in hosts if host in traced_bases]
+    head = f"{name} is only inlined (ftrace cannot trace it): it is inlined into "
+    if symbols and symbols.lookup(name):  # an out-of-line copy too (address taken, or not inlined everywhere)
+        head = f"{name} was not called in the trace, and where the compiler inlined it ftrace cannot see it: it is inlined into "
+    if not traced:
+        more = f" and {len(hosts) - SHOWN_HOSTS:,} more" if len(hosts) > SHOWN_HOSTS else ""
+        return head + ", ".join(hosts[:SHOWN_HOSTS]) + more + f" ({plural(len(hosts), 'function')}, none of them in this trace)"
+    more = f", {len(traced) - SHOWN_HOSTS:,} more traced" if len(traced) > SHOWN_HOSTS else ""
+    untraced = len(hosts) - len(traced)
+    return head + ", ".join(traced[:SHOWN_HOSTS]) + " (traced)" + more + (f", {untraced:,} more not in this trace" if untraced else "")
 
 
 def name_suggestions(pattern: str, names: Iterable[str]) -> str:
@@ -6758,6 +6992,7 @@ class View:
     entries: list[str] = field(default_factory=list)  # where a drawing starts: roots of the tree, entries into a selection
     focus: str = ""  # the --root/--callers functions as labels name them: "kfree", "__kmalloc*"
     unfocused: CallGraph | None = None  # a --callers view's whole recording: the callers' own numbers
+    inlines: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # name -> the symbol map's inlined calls, how many cut
 
 
 @dataclass
@@ -6783,13 +7018,13 @@ def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, li
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
     moved: list[tuple[int, int]] = []
     if request.roots:
-        functions = matching_functions(graph.tree, request.roots, "--root")
+        functions = matching_functions(graph.tree, request.roots, "--root", request.symbols)
         focused = derive_graph(focus_subtrees(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
         attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--root {','.join(request.roots)}: what {plural_names(functions)} called, on exact call paths{depth_note}"
         return focused, sorted(functions), [note]
     if request.callers:
-        functions = matching_functions(graph.tree, request.callers, "--callers")
+        functions = matching_functions(graph.tree, request.callers, "--callers", request.symbols)
         focused = reversed_graph(focus_callers(graph.tree, functions, request.depth, moved), graph.stats, graph.modules)
         attach_sched(focused, moved_sched(graph.sched, moved))
         note = f"--callers {','.join(request.callers)}: the call paths that lead to {plural_names(functions)}{depth_note}; numbers count its calls through each caller"
@@ -6900,7 +7135,11 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
     focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
-    return View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
+    view = View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
+    if symbols:
+        found = ((name, symbols.inlined_calls(name, graph.modules.get(name))) for name in ordered)
+        view.inlines = {name: calls for name, calls in found if calls[0]}
+    return view
 
 
 def matches_path(name: str, files: dict[str, list[str]], modules: dict[str, str], patterns: list[str]) -> bool:
@@ -6934,6 +7173,7 @@ class Drawing:
     wakes: dict[tuple[str, str], tuple[int, float | None]] = field(default_factory=dict)  # dashed "wakes" edges: both boxes drawn
     wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
     woken: list[str] = field(default_factory=list)  # functions brought in by a drawn sleeper's wakes edge (grow_to_wakers)
+    inlined: dict[str, list[str]] = field(default_factory=dict)  # --show-inlined: host -> the inlined callees drawn under it
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
@@ -7416,7 +7656,42 @@ def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]
         top = sorted(pairs, key=lambda pair: -pair[1])[:8]
         if top:
             lines.append(f"{title}{counts}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
+    if name in view.inlines:
+        lines.append(inlines_text(*view.inlines[name]))
     return "\n".join(lines)
+
+
+TOOLTIP_INLINES = 12  # inlined calls a tooltip names (the explorer's selection bar: EXPLORER_INLINES)
+
+
+def inlines_text(calls: list[str], cut: int) -> str:
+    """"inlines (not traced): tcp_skb_can_collapse_to (tcp_output.c:2700), ... +N more"."""
+    more = len(calls) - TOOLTIP_INLINES + cut if len(calls) > TOOLTIP_INLINES or cut else 0
+    return "inlines (not traced): " + ", ".join(map(shown_inlined_call, calls[:TOOLTIP_INLINES])) + (f" +{more} more" if more else "")
+
+
+INLINED_BOXES = 6  # --show-inlined: dotted boxes under one host; the rest is one "+N more" box
+
+
+def inlined_boxes(calls: list[str], cut: int) -> list[tuple[str, str]]:
+    """(callee, label) of the dotted boxes under a host: one per callee, its call lines together; then "+N more"."""
+    lines: dict[str, list[str]] = {}
+    for call in calls:
+        callee, _, where = shown_inlined_call(call).partition(" (")
+        lines.setdefault(callee, []).append(where.rstrip(")"))
+    boxes = [(callee, f"{callee}()\n" + ", ".join(where[:3]) + (" ..." if len(where) > 3 else "")) for callee, where in lines.items()]
+    rest = sum(len(where) for where in list(lines.values())[INLINED_BOXES:]) + cut  # calls, as the map counts its cut
+    return boxes[:INLINED_BOXES] + ([("", f"+{rest} more inlined calls")] if rest else [])
+
+
+def add_inlined_boxes(agraph: Any, drawing: Drawing, view: View) -> None:
+    """--show-inlined: dotted boxes and edges under each drawn host; no calls on them, they are not in the trace."""
+    for host, calls in drawing.inlined.items():
+        for index, (callee, label) in enumerate(inlined_boxes(calls, view.inlines[host][1])):
+            box = f"{host} inlines {callee or index}"
+            what = f"{callee} is inlined into {host}: ftrace cannot see it, its time is in {host}'s" if callee else label
+            agraph.add_node(box, label=label, shape="box", style="dotted", color="#666666", fontcolor="#555555", fillcolor="none", fontsize="9", tooltip=what)
+            agraph.add_edge(host, box, style="dotted", color="#888888", arrowhead="none", tooltip=f"{host} inlines {callee}" if callee else label)
 
 
 def edge_tooltip(edge: tuple[str, str], view: View) -> str:
@@ -7475,6 +7750,11 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append("grey dashed boxes: callers outside the selection")
     if drawing.wakes_note:
         parts.append(drawing.wakes_note)
+    if drawing.inlined:
+        parts.append(
+            "dotted boxes and edges (--show-inlined): functions the compiler inlined into the box above them, per the symbol map;"
+            " ftrace cannot see them: never counted as calls, no time of their own (it is in their host's)"
+        )
     return parts
 
 
@@ -7555,6 +7835,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links
             waking, slept, key=f"wakes {waking} {slept}", label=f"wakes {sleeps:,} x" + waited_text(waited), style="dashed", color=WAKE_COLOUR,
             fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended" + waited_text(waited),
         )
+    add_inlined_boxes(agraph, drawing, view)
     return agraph
 
 
@@ -7697,6 +7978,9 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             node.update(off_cpu_json(graph.off_cpu.get(name), graph.total_us.get(name, 0.0), graph.sched.timed))
         if name in graph.modules:
             node["module"] = graph.modules[name]
+        if name in view.inlines:  # "callee (path:line)": the calls ftrace cannot see, per the symbol map
+            node["inlines_not_traced"] = view.inlines[name][0]
+            node["inlines_cut"] = view.inlines[name][1]
         if view.unfocused is not None and is_caller_box(name, view):
             node["own"] = function_numbers(view.unfocused, name)
         if baseline is not None:
@@ -8291,7 +8575,7 @@ def latency_summary(durations: list[float]) -> str:
     return f"{plural(len(durations), 'call')}, p50 {format_us(numbers['p50'])}, p90 {format_us(numbers['p90'])}, p99 {format_us(numbers['p99'])}, max {format_us(numbers['max'])}"
 
 
-def latency_of(args: argparse.Namespace) -> Latency:
+def latency_of(args: argparse.Namespace, symbols: SymbolMap | None = None) -> Latency:
     reader = IntervalReader(selection_of(args))
     durations: dict[str, list[float]] = {}
     slowest: list[tuple[float, int, CallInterval]] = []
@@ -8308,19 +8592,20 @@ def latency_of(args: argparse.Namespace) -> Latency:
         raise UserError(f"{' and '.join(args.input or ['kernel-magnifier.data'])}: no function_graph or function calls found: not an ftrace trace")
     if not durations:
         why = "this trace has no durations (function tracer)" if reader.kind == "function" else "no completed call of it in the trace" + (" that starts in --time-window" if args.time_window else "")
-        raise UserError(f"--latency {args.latency}: {why}{latency_suggestions(args)}")
+        raise UserError(f"--latency {args.latency}: {latency_missing(args, symbols, why)}")
     window = parse_window(args.time_window)
     scope = f"calls that start in --time-window {window[0] / 1e6:.6f}-{window[1] / 1e6:.6f} s" if window else ""
     return Latency(args.latency, durations, [call for _, _, call in sorted(slowest, key=lambda item: -item[0])], scope)
 
 
-def latency_suggestions(args: argparse.Namespace) -> str:
-    """For a --latency name no call has: the names it may have meant (the trace is read again, on this error only)."""
+def latency_missing(args: argparse.Namespace, symbols: SymbolMap | None, why: str) -> str:
+    """For a --latency name no call has: only inlined (per the symbol map), else WHY and the names it may have meant
+    (the trace is read again, on this error only)."""
     reader = IntervalReader(selection_of(args))
     names = {call.name for call in reader.read(args.input or ["kernel-magnifier.data"])}
     if any(fnmatch.fnmatchcase(name, args.latency) for name in names):
-        return ""
-    return name_suggestions(args.latency, names)
+        return why
+    return only_inlined_message(args.latency, symbols, names) or why + name_suggestions(args.latency, names)
 
 
 def report_latency(latency: Latency, output: str) -> None:
@@ -9012,6 +9297,7 @@ def explorer_data(views: Views) -> dict:
         "files": [[definition_paths(definition) for definition in symbols.get(name, [])] for name in columns["names"]],
         "lines": [[definition_parts(definition).line or 0 for definition in symbols.get(name, [])] for name in columns["names"]],
         "modules": [graph.modules.get(name, "") for name in columns["names"]],
+        "inlines": explorer_inlines(views.view, columns["names"]),
         "timed": tree.timed,
         "metric": views.heat.metric,
         "focus": views.view.required,
@@ -9025,6 +9311,20 @@ def explorer_data(views: Views) -> dict:
         "cap": EXPLORER_MAX_PATHS,
         "palette": explorer_palette(),
     }
+
+
+EXPLORER_INLINES = 8  # inlined calls the selection bar names: it stays one or two lines
+
+
+def explorer_inlines(view: View, names: list[str]) -> dict[str, list[str]]:
+    """name -> its inlined calls as tooltips show them ("callee (file.c:123)"), at most EXPLORER_INLINES and "+N more"."""
+    shown = {}
+    for name in names:
+        if name in view.inlines:
+            calls, cut = view.inlines[name]
+            more = len(calls) - EXPLORER_INLINES + cut
+            shown[name] = [shown_inlined_call(call) for call in calls[:EXPLORER_INLINES]] + ([f"+{more} more"] if more > 0 else [])
+    return shown
 
 
 def explorer_palette() -> dict[str, list[str]]:
@@ -9221,7 +9521,7 @@ KM.select = function (name, origin) {
   $("selname").textContent = name;
   const f = KM.functionNumbers(name);
   $("selnumbers").textContent = f ? KM.numbersText(f, KM.baseNumbers(name)) : "";
-  $("selsource").innerHTML = "source: " + KM.sourceHtml(name);
+  $("selsource").innerHTML = "source: " + KM.sourceHtml(name) + KM.inlinesHtml(name);
   for (const v of KM.views) if (v.select) v.select(name, origin);
 };
 
@@ -9277,6 +9577,12 @@ KM.start = function () {
   const first = D.focus.find((name) => KM.byName.has(name)) || (KM.root.kids.length ? [...KM.root.kids].sort((a, b) => b.w - a.w)[0].name : null);
   KM.show(KM.views[0].id);
   if (first) KM.select(first, null);
+};
+
+// Inlined calls (issue 21, point 2): D.inlines {name: ["callee (file.c:123)", ...]}, the calls ftrace cannot see.
+KM.inlinesHtml = (name) => {
+  const calls = D.inlines && D.inlines[name];
+  return calls && calls.length ? ` \u00b7 <span class="inlines">inlines (not traced): ${esc(calls.join(", "))}</span>` : "";
 };
 """
 
@@ -10720,6 +11026,8 @@ def draw_call_graph(views: Views, output: str, source_links: bool = True) -> Non
     args = views.args
     drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
     add_wake_edges(drawing, views)
+    if args.show_inlined:
+        drawing.inlined = {name: views.view.inlines[name][0] for name in drawing.nodes if name in views.view.inlines}
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
             f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points{woken_growth(drawing)};"
@@ -10887,7 +11195,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         check_chart_name("--latency-chart", args.latency_chart)
     say("Visualization mode - now generating visualization...")
     if writer is None:
-        report_latency(latency_of(args), args.latency_chart)
+        report_latency(latency_of(args, symbols), args.latency_chart)
         return
     selection = selection_of(args)
     graph = parse_traces(inputs, selection)
@@ -10924,7 +11232,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
             render_task_chart(args, args.chart, args.chart_by, graph.stats)
         say(f"{args.chart} generated")
     if args.latency:
-        report_latency(latency_of(args), args.latency_chart)
+        report_latency(latency_of(args, symbols), args.latency_chart)
     writer(views, args.output)
     say("the report is on standard output" if args.output == STDOUT_OUTPUT else f"{args.output} generated")
 
@@ -12568,6 +12876,10 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument("--node-thres", type=percentage, default=DEFAULT_NODE_THRES, metavar="PCT", help="leave out functions lighter than PCT %% of the whole time (or calls)")
     drawing.add_argument("--edge-thres", type=percentage, default=DEFAULT_EDGE_THRES, metavar="PCT", help="leave out edges lighter than PCT %% of the whole")
     drawing.add_argument("--no-wakeups", action="store_true", help="leave out the dashed 'wakes' edges (waking function -> the function that slept)")
+    drawing.add_argument(
+        "--show-inlined", action="store_true",
+        help="draw the functions the compiler inlined into each box (per the symbol map) as dotted boxes under it: never counted as calls",
+    )
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")
     tasks.add_argument("--pid", action="append", metavar="PID[,PID...]", help="only these tasks (funcgraph-proc, context-switch blocks, function tracer lines)")
@@ -12604,6 +12916,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-m", "--modules", action="append", metavar="DIR",
         help="also map functions of kernel modules: every module debug file under DIR (.ko, .ko.debug, .ko.xz, .ko.zst, .ko.gz;"
         " Debian: /usr/lib/debug/lib/modules/VERSION); repeatable",
+    )
+    symbol_map.add_argument(
+        "--no-inlines", action="store_true",
+        help="leave out the calls inlined into each function (llvm-dwarfdump then prints depth 1 only: 3x faster on a vmlinux, a 6x smaller map)",
     )
     symbol_map.add_argument("--only-loaded", action="store_true", help="with --modules: only modules loaded now (/proc/modules)")
     return parser
