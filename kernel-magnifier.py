@@ -8760,26 +8760,39 @@ def flame_data(views: Views) -> dict:
     if graph.woken and not use_time:  # a --wakers tree counts sleeps on every node: a frame is as wide as its own
         values = [float(calls) for calls in tree.calls]
     weights = flame_weights(tree, use_time, values)
-    frames, left_out = flame_frames(tree, weights, HTML_MAX_FRAMES)
-    index = {node: position for position, node in enumerate(frames)}
-    names: dict[str, int] = {}
-    for node in frames[1:]:
-        names.setdefault(tree.function[node] or "", len(names))
+    columns, _ = tree_columns(tree, weights, off if graph.sched and graph.sched.timed else None, HTML_MAX_FRAMES)
+    left_out = columns.pop("left_out")
     return {
         "timed": tree.timed,
         "woken": graph.woken,  # a --wakers tree: counts are sleeps, times the time they waited
         "weight": sched_weight or ("time" if use_time else "calls"),
+        **columns,
+        "files": [flame_source(name, view) for name in columns["names"]],
+        "left_out_of_file": left_out,
+    }
+
+
+def tree_columns(tree: CallTree, weights: list[float], off: list[float] | None, limit: int) -> tuple[dict, list[int]]:
+    """The call tree in columns for a page (index 0: all; parent indexes point backwards), at most `limit` call paths,
+    the heaviest by `weights`; `off`: per node time switched out, or None. Also the embedded tree nodes in order."""
+    frames, left_out = flame_frames(tree, weights, limit)
+    index = {node: position for position, node in enumerate(frames)}
+    names: dict[str, int] = {}
+    for node in frames[1:]:
+        names.setdefault(tree.function[node] or "", len(names))
+    tops = list((tree.children[ROOT_NODE] or {}).values())
+    columns = {
         "names": list(names),
-        "files": [flame_source(name, view) for name in names],
         "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
         "parent": [-1] + [index[tree.parent[node]] for node in frames[1:]],
         "calls": [sum(tree.calls[node] for node in tree.walk())] + [tree.calls[node] for node in frames[1:]],
-        "total": [round(sum(tree.total_us[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
+        "total": [round(sum(tree.total_us[kid] for kid in tops), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
         "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
         "w": [round(weights[node], 3) for node in frames],
-        "off": [round(sum(off[kid] for kid in (tree.children[ROOT_NODE] or {}).values()), 3)] + [round(off[node], 3) for node in frames[1:]] if graph.sched and graph.sched.timed else None,
-        "left_out_of_file": left_out,
+        "off": [round(sum(off[kid] for kid in tops), 3)] + [round(off[node], 3) for node in frames[1:]] if off is not None else None,
+        "left_out": left_out,
     }
+    return columns, frames
 
 
 def flame_source(name: str, view: View) -> str:
@@ -9142,28 +9155,9 @@ def explorer_graph(view: View) -> CallGraph:
 
 
 def explorer_columns(tree: CallTree, graph: CallGraph, limit: int) -> tuple[dict, list[int]]:
-    """The tree in columns (index 0: all), heaviest paths first, and the embedded tree nodes in order."""
-    use_time = tree.timed
-    weights = flame_weights(tree, use_time)
-    frames, left_out = flame_frames(tree, weights, limit)
-    index = {node: position for position, node in enumerate(frames)}
-    names: dict[str, int] = {}
-    for node in frames[1:]:
-        names.setdefault(tree.function[node] or "", len(names))
+    """The tree in columns, frames as wide as their total time (calls in their subtree when untimed)."""
     _, off = path_on_off(graph)
-    tops = list((tree.children[ROOT_NODE] or {}).values())
-    columns = {
-        "names": list(names),
-        "fn": [-1] + [names[tree.function[node] or ""] for node in frames[1:]],
-        "parent": [-1] + [index[tree.parent[node]] for node in frames[1:]],
-        "calls": [sum(tree.calls[node] for node in tree.walk())] + [tree.calls[node] for node in frames[1:]],
-        "total": [round(sum(tree.total_us[kid] for kid in tops), 3)] + [round(tree.total_us[node], 3) for node in frames[1:]],
-        "self": [0] + [round(tree.self_us[node], 3) for node in frames[1:]],
-        "w": [round(weights[node], 3) for node in frames],
-        "off": [round(sum(off[kid] for kid in tops), 3)] + [round(off[node], 3) for node in frames[1:]] if graph.sched and graph.sched.timed else None,
-        "left_out": left_out,
-    }
-    return columns, frames
+    return tree_columns(tree, flame_weights(tree, tree.timed), off if graph.sched and graph.sched.timed else None, limit)
 
 
 def explorer_baseline(views: Views, tree: CallTree, frames: list[int]) -> tuple[dict | None, str]:
@@ -9193,8 +9187,7 @@ def explorer_baseline(views: Views, tree: CallTree, frames: list[int]) -> tuple[
     data["edges"] = explorer_base_edges(baseline)
     base_columns, _ = explorer_columns(base, baseline, EXPLORER_MAX_PATHS)
     data["tree"] = {key: base_columns[key] for key in ("names", "fn", "parent", "calls", "total", "self", "left_out")}  # focused views compare over it
-    data["calls"][0] = sum(base.calls[node] for node in base.walk())
-    data["total"][0] = round(sum(base.total_us[kid] for kid in (base.children[ROOT_NODE] or {}).values()), 3)
+    data["calls"][0], data["total"][0] = base_columns["calls"][0], base_columns["total"][0]  # "all": the baseline's whole
     return data, ""
 
 
