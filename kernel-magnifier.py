@@ -9650,8 +9650,7 @@ KM.graphView = (() => {
   };
 
   // ---- the focused graphs, from the page's tree (the tool's focus_subtrees / focus_callers + reversed_graph) ----
-  const nowNumbers = (x) => ({calls: x.calls, total: x.total, self: x.self, off: x.off || 0});
-  const baseNumbers = (x) => x.base ? {calls: x.base.calls, total: x.base.total, self: x.base.self, off: 0} : {calls: 0, total: 0, self: 0, off: 0};
+  const numbersOf = (x) => ({calls: x.calls, total: x.total, self: x.self, off: x.off || 0});
   // The outermost activations of a function: those not inside another activation of it.
   // tree: {root, byName}: this recording's (KM) or the baseline's own (KM.baseTree).
   const outermost = (name, tree = KM) => {
@@ -9663,21 +9662,21 @@ KM.graphView = (() => {
     }
     return tops;
   };
-  // A copy of a subtree, `depth` levels deep (null: all), with the numbers `pick` reads (now or the baseline's).
-  const copy = (x, level, depth, pick) => ({name: x.name, ...pick(x),
-    kids: depth === null || level < depth ? x.kids.map((k) => copy(k, level + 1, depth, pick)) : []});
-  const calleesGraph = (name, depth, pick, tree = KM) => KM.deriveGraph(outermost(name, tree).map((t) => copy(t, 0, depth, pick)));
+  // A copy of a subtree with its numbers, `depth` levels deep (null: all).
+  const copy = (x, level, depth) => ({name: x.name, ...numbersOf(x),
+    kids: depth === null || level < depth ? x.kids.map((k) => copy(k, level + 1, depth)) : []});
+  const calleesGraph = (name, depth, tree = KM) => KM.deriveGraph(outermost(name, tree).map((t) => copy(t, 0, depth)));
   const insideItself = (x) => {
     for (let a = x.parent; a && !a.root; a = a.parent) if (a.name === x.name) return true;
     return false;
   };
   // The reversed tree: the function at the root, its callers below it, theirs below them; numbers are the
   // function's own through that chain, its total only from activations not inside itself.
-  const callersGraph = (name, depth, pick, tree = KM) => {
+  const callersGraph = (name, depth, tree = KM) => {
     const node = (n) => ({name: n, calls: 0, total: 0, self: 0, off: 0, kids: new Map()});
     const root = node(name);
     for (const x of tree.byName.get(name) || []) {
-      const n = pick(x);
+      const n = numbersOf(x);
       if (!n.calls && !n.total) continue;
       const inside = insideItself(x), total = inside ? 0 : n.total, off = inside ? 0 : n.off;
       let target = root, level = 0, a = x;
@@ -9851,8 +9850,8 @@ KM.graphView = (() => {
   };
 
   const drawFocused = (kind, name, depth) => {
-    const now = kind === "callers" ? callersGraph(name, depth, nowNumbers) : calleesGraph(name, depth, nowNumbers);
-    const before = D.base ? (kind === "callers" ? callersGraph(name, depth, nowNumbers, KM.baseTree) : calleesGraph(name, depth, nowNumbers, KM.baseTree)) : null;
+    const focused = kind === "callers" ? callersGraph : calleesGraph;
+    const now = focused(name, depth), before = D.base ? focused(name, depth, KM.baseTree) : null;
     const all = [...now.fns.values()];
     const kept = all.filter((f) => f.name !== name).sort((a, b) => weight(b) - weight(a) || a.name.localeCompare(b.name)).slice(0, CAP - 1);
     kept.unshift(now.fns.get(name));
@@ -10046,7 +10045,7 @@ KM.graphView = (() => {
       return false;
     },
   });
-  return {G, calleesGraph, callersGraph, nowNumbers, baseNumbers, fit, zoomCentre, showWhole, drawFocused};
+  return {G, calleesGraph, callersGraph, fit, zoomCentre, showWhole, drawFocused};
 })();
 """
 
