@@ -9394,21 +9394,28 @@ const signed = (v, fmt) => (v > 0 ? "+" : v < 0 ? "-" : "\u00b1") + fmt(Math.abs
 const KM = {nodes: [], root: null, byName: new Map(), selected: null, views: [], active: null};
 
 // The call tree from the embedded columns: a parent always comes before its children; index 0 is "all".
-KM.buildTree = function () {
-  const base = D.base;
-  for (let i = 0; i < D.fn.length; i++) {
-    const x = {i, name: i ? D.names[D.fn[i]] : "all", fi: D.fn[i], parent: i ? KM.nodes[D.parent[i]] : null, kids: [],
-               calls: D.calls[i], total: D.total[i], self: D.self[i], w: D.w[i], off: D.off ? D.off[i] : 0,
-               base: base ? {calls: base.calls[i], total: base.total[i], self: base.self[i]} : null};
-    KM.nodes.push(x);
+// A call tree from columns (a parent always comes before its children; index 0 is "all"): its nodes, root and
+// nodes by function name; more(i) adds a node's own fields.
+KM.treeOf = function (t, more = () => ({})) {
+  const nodes = [], byName = new Map();
+  for (let i = 0; i < t.fn.length; i++) {
+    const x = {i, name: i ? t.names[t.fn[i]] : "all", parent: i ? nodes[t.parent[i]] : null, kids: [],
+               calls: t.calls[i], total: t.total[i], self: t.self[i], off: 0, ...more(i)};
+    nodes.push(x);
     if (i) {
       x.parent.kids.push(x);
-      if (!KM.byName.has(x.name)) KM.byName.set(x.name, []);
-      KM.byName.get(x.name).push(x);
+      if (!byName.has(x.name)) byName.set(x.name, []);
+      byName.get(x.name).push(x);
     }
   }
-  KM.root = KM.nodes[0];
-  KM.root.root = true;
+  nodes[0].root = true;
+  return {nodes, root: nodes[0], byName};
+};
+// The page's call tree, with each call path's baseline numbers where there is a baseline.
+KM.buildTree = function () {
+  const base = D.base;
+  Object.assign(KM, KM.treeOf(D, (i) => ({fi: D.fn[i], w: D.w[i], off: D.off ? D.off[i] : 0,
+    base: base ? {calls: base.calls[i], total: base.total[i], self: base.self[i]} : null})));
 };
 
 // The function graph of a forward tree, as the tool's derive_graph makes it: calls and self time of every
@@ -9531,19 +9538,7 @@ KM.show = function (id) {
 // The baseline's own call tree (D.base.tree): the focused views compare over it, call paths this recording lacks included.
 KM.buildBaseTree = function () {
   const t = D.base && D.base.tree;
-  if (!t) return null;
-  const nodes = [], byName = new Map();
-  for (let i = 0; i < t.fn.length; i++) {
-    const x = {i, name: i ? t.names[t.fn[i]] : "all", parent: i ? nodes[t.parent[i]] : null, kids: [], calls: t.calls[i], total: t.total[i], self: t.self[i], off: 0};
-    nodes.push(x);
-    if (i) {
-      x.parent.kids.push(x);
-      if (!byName.has(x.name)) byName.set(x.name, []);
-      byName.get(x.name).push(x);
-    }
-  }
-  nodes[0].root = true;
-  return {root: nodes[0], byName, complete: !t.left_out};
+  return t ? {...KM.treeOf(t), complete: !t.left_out} : null;
 };
 KM.start = function () {
   KM.buildTree();
