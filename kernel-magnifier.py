@@ -5548,6 +5548,14 @@ def base_function_name(name: str) -> str:
     return ".".join(parts[:start])
 
 
+@dataclass
+class CallSiteLines:
+    """One copy of a function's call sites: its length in bytes and return offset -> "path:line" of the call."""
+
+    size: int
+    lines: dict[int, str]
+
+
 class SymbolMap:
     """Function name -> source files, relative to the kernel tree."""
 
@@ -5557,6 +5565,14 @@ class SymbolMap:
         self.inlines: dict[str, list[str]] = {}  # host -> "callee (path:line)", as generate-symbol-map found them
         self.inlines_cut: dict[str, int] = {}
         self._hosts: dict[str, list[str]] | None = None
+        self.call_lines: dict[str, list[CallSiteLines]] = {}  # caller -> its call sites' source lines, one per copy of the function
+
+    def call_site_line(self, caller: str, offset: int, size: int | None = None) -> str | None:
+        """The source line ("net/ipv4/tcp.c:723") of the call in CALLER whose return address is CALLER+OFFSET.
+
+        SIZE (the function's length, as ftrace prints it: caller+0x5b/0x1a3) tells same-name copies apart. None when the
+        map has no call sites for CALLER, the offset is not a call site DWARF describes, or the copies disagree."""
+        return None  # issue 21 point 4: generate-symbol-map stores call sites (#calls lines); filled by that work
 
     def inlined_calls(self, name: str, module: str | None = None) -> tuple[list[str], int]:
         """NAME's inlined calls (a module's function: its module's entry first) and how many the map cut."""
