@@ -156,6 +156,20 @@ def atomic_output(path: str, mode: str = "w", keep_old: bool = False) -> Iterato
         raise
 
 
+@contextlib.contextmanager
+def stdout_output(ending: str, stream: IO[str]) -> Iterator[str]:
+    """-o -: yield a temporary file named with the format's ending (the writers choose by it); copied to `stream` only
+    when complete, so a failed or interrupted run prints nothing, as it leaves no half-written file."""
+    import shutil
+
+    with tempfile.TemporaryDirectory(prefix="kernel-magnifier-stdout.") as directory:
+        path = os.path.join(directory, "standard-output" + ending)
+        yield path
+        with open(path, encoding="utf-8") as handle:
+            shutil.copyfileobj(handle, stream)
+        stream.flush()
+
+
 def remove_stale_temporaries(target: str) -> None:
     """Temporary files of an earlier run killed with SIGKILL (nothing can clean up then): ours, of a process that is gone."""
     directory, name = os.path.split(target)
@@ -11106,6 +11120,11 @@ OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
 ]
 
 
+OUTPUT_FORMATS = [ending[1:] for ending, _ in OUTPUT_WRITERS]  # --output-format's names: the endings without their dot
+BINARY_FORMATS = ("pdf", "png")  # never on standard output: bytes for a file, not for a terminal or a text pipe
+STDOUT_DEFAULT_FORMAT = "txt"  # -o - alone: the text report, as before --output-format
+
+
 def output_writer(path: str) -> Callable[[Views, str], None]:
     if path == STDOUT_OUTPUT:
         return write_text_report
@@ -11113,7 +11132,29 @@ def output_writer(path: str) -> Callable[[Views, str], None]:
     for ending, writer in OUTPUT_WRITERS:
         if lowered.endswith(ending):
             return writer
-    raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}")
+    raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}, or - for standard output")
+
+
+def stdout_format(args: argparse.Namespace) -> str | None:
+    """The format -o - writes (--output-format, else the text report); None for a file, whose ending names its format."""
+    if args.output != STDOUT_OUTPUT:
+        if args.output_format:
+            raise UserError(f"--output-format is for -o - (standard output): {args.output or 'an output file'} is named by its ending")
+        return None
+    chosen = args.output_format or STDOUT_DEFAULT_FORMAT
+    if chosen in BINARY_FORMATS:
+        raise UserError(f"-o - --output-format {chosen}: {chosen.upper()} is binary, not for standard output: give a file name ending in .{chosen}")
+    return chosen
+
+
+def write_output(views: Views, output: str, chosen: str | None) -> None:
+    """The -o output: a file by its ending, or standard output in the chosen format (the text report is written there
+    directly; the others write a temporary file named with their ending, copied out whole)."""
+    if chosen is None or chosen == STDOUT_DEFAULT_FORMAT:
+        output_writer(output)(views, output)
+        return
+    with stdout_output("." + chosen, views.args.report_stream) as path:
+        output_writer(path)(views, path)
 
 
 def check_distinct_inputs(paths: list[str], option: str) -> None:
@@ -11141,8 +11182,8 @@ def choose_default_outputs(args: argparse.Namespace) -> None:
         args.chart = ""
         return
     args.output = DEFAULT_GRAPH_OUTPUT if args.output is None else args.output
-    if args.chart is None:
-        args.chart = "" if output_writer(args.output) is write_text_report else DEFAULT_CHART
+    if args.chart is None:  # none beside a text report or standard output: a PNG nobody asked for
+        args.chart = "" if args.output == STDOUT_OUTPUT or output_writer(args.output) is write_text_report else DEFAULT_CHART
 
 
 def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[float, float]) -> tuple[CallGraph, str]:
@@ -11169,8 +11210,9 @@ def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[flo
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    """visualize; with -o - the text report alone goes to standard output, every message to stderr."""
+    """visualize; with -o - the output alone goes to standard output, every message to stderr."""
     choose_default_outputs(args)
+    stdout_format(args)  # refused before the parse: --output-format with a file, a binary format on standard output
     args.report_stream = sys.stdout
     if args.output != STDOUT_OUTPUT:
         visualize_outputs(args)
@@ -11183,6 +11225,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
     writer = output_writer(args.output) if args.output is not None else None
+    chosen = stdout_format(args)
     check_distinct_inputs(inputs, "-i")
     check_distinct_inputs(args.baseline or [], "--baseline")
     window = parse_window(args.time_window)
@@ -11236,8 +11279,8 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         say(f"{args.chart} generated")
     if args.latency:
         report_latency(latency_of(args, symbols), args.latency_chart)
-    writer(views, args.output)
-    say("the report is on standard output" if args.output == STDOUT_OUTPUT else f"{args.output} generated")
+    write_output(views, args.output, chosen)
+    say(f"the {chosen} output is on standard output" if chosen else f"{args.output} generated")
 
 
 def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
@@ -12851,8 +12894,14 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (explorer page: graph, call tree, callers and callees, flame graph, source links), .flame.html (flame graph alone), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
+        " .html (explorer page: graph, call tree, callers and callees, flame graph, source links), .flame.html (flame graph alone), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep);"
+        " - for standard output (the text report, or --output-format's; every message then goes to stderr)"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
+    )
+    visualize.add_argument(
+        "--output-format", choices=OUTPUT_FORMATS, metavar="FORMAT",
+        help=f"with -o -: what standard output gets, by the file ending it stands for: {', '.join(f for f in OUTPUT_FORMATS if f not in BINARY_FORMATS)}"
+        f" (default: {STDOUT_DEFAULT_FORMAT}, the text report); {' and '.join(BINARY_FORMATS)} are binary and refused there: name a file",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
@@ -12970,6 +13019,14 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:index], argv[index + 1 :]
 
 
+# Exit statuses (docs/cli.md, the man page's EXIT STATUS): argparse's usage errors exit 2 by themselves.
+EXIT_OK = 0
+EXIT_ERROR = 1  # a UserError: bad input, an output that cannot be written, no root for record, standard output closed early
+EXIT_USAGE = 2  # argparse: an unknown option, a bad value, a missing argument
+EXIT_INTERNAL = 70  # a bug (sysexits.h's EX_SOFTWARE): kept apart from 1 and 2 so that scripts and tests can tell
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); record: 128 + the signal's number (SIGTERM 143, SIGHUP 129)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     argv, command = split_command(argv)
@@ -12987,18 +13044,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return getattr(err, "exit_status", 1)
+        return getattr(err, "exit_status", EXIT_ERROR)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 1
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (| head): quietly; Python's own flush of stdout at exit would fail again
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except Exception as err:
         if args.debug:
             raise
         print(f"{PROG}: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_INTERNAL
+    return EXIT_OK
 
 
 if __name__ == "__main__":
