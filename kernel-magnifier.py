@@ -12886,11 +12886,15 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
     visualize = commands.add_parser(
         "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,
-        help="draw a call graph and a chart of the most-called functions from recorded data",
+        help="show recorded calls: call graph, chart, JSON, flame graph, timeline, explorer page or text report",
         description="Read a recording (record's trace.dat or text, trace-cmd's trace.dat v6/v7, ftrace's trace or trace_pipe text,"
         " trace-cmd report output; .gz/.xz read directly) and show its calls: call graph, JSON, flame graph, timeline, text report.",
     )
-    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
+    visualize.add_argument(
+        "-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data): record's data file (trace.dat or text),"
+        " trace-cmd's trace.dat (v6, v7), ftrace's trace or trace_pipe text (function_graph or function tracer), trace-cmd report's output;"
+        " .gz and .xz are read directly",
+    )
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
