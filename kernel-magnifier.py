@@ -7988,6 +7988,11 @@ def json_files(definitions: list[str]) -> dict[str, list]:
     return {"files": files, "lines": lines}
 
 
+# The .json's schema (docs/schema.json): raised when a key is removed, renamed or changes meaning; a new key
+# leaves it as it is (readers ignore keys they do not know), but goes into docs/schema.json all the same.
+JSON_SCHEMA_VERSION = 1
+
+
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
@@ -8023,6 +8028,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     ]
     edges.sort(key=lambda edge: (-edge["calls"], edge["caller"], edge["callee"]))
     result = {
+        "schema_version": JSON_SCHEMA_VERSION,
         "stats": {
             "events": stats.events,
             "lost_events": stats.lost_events,
@@ -12780,6 +12786,7 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize -o graph.json                        # every node, edge and call path, for scripts
   ./kernel-magnifier.py visualize -o stacks.folded                     # for flamegraph.pl, inferno, speedscope
   ./kernel-magnifier.py visualize --root tcp_sendmsg -o - | less       # a text report on the terminal: top functions, call tree
+  ./kernel-magnifier.py visualize -o - --output-format json | jq '.nodes[0]'   # any text output on standard output
   ./kernel-magnifier.py visualize -o calls.trace.json --pid 1234       # a timeline for ui.perfetto.dev (needs funcgraph-abstime)
   ./kernel-magnifier.py visualize --latency tcp_sendmsg                # its call durations: p50, p90, p99, slowest calls
   ./kernel-magnifier.py visualize --errors                             # which calls returned -ENOENT, -EINVAL... and from where
@@ -13023,12 +13030,21 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:index], argv[index + 1 :]
 
 
-# Exit statuses (docs/cli.md, the man page's EXIT STATUS): argparse's usage errors exit 2 by themselves.
+# Exit statuses; argparse's usage errors exit 2 by themselves. EXIT_STATUSES is the man page's EXIT STATUS.
 EXIT_OK = 0
-EXIT_ERROR = 1  # a UserError: bad input, an output that cannot be written, no root for record, standard output closed early
-EXIT_USAGE = 2  # argparse: an unknown option, a bad value, a missing argument
-EXIT_INTERNAL = 70  # a bug (sysexits.h's EX_SOFTWARE): kept apart from 1 and 2 so that scripts and tests can tell
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); record: 128 + the signal's number (SIGTERM 143, SIGHUP 129)
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # sysexits.h's EX_SOFTWARE: a bug, kept apart from 1 and 2 so that scripts and tests can tell
+EXIT_INTERRUPTED = 130
+EXIT_STATUSES = {
+    EXIT_OK: "success: every output written",
+    EXIT_ERROR: "an error, one line on stderr: an input missing or not a trace, an output that cannot be written, options that"
+    " contradict each other, record without root or tracefs, a tracer the kernel lacks; also standard output closed early (| head)",
+    EXIT_USAGE: "a usage error from the option parser: an unknown option, a bad value, a missing argument",
+    EXIT_INTERNAL: "an internal error (a bug): one line on stderr, --debug shows the traceback",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT), or visualize by SIGTERM: no output is left half-written;"
+    " record ends with 128 + the signal's number (SIGINT 130, SIGTERM 143, SIGHUP 129) after giving tracefs back",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -261,3 +261,97 @@ def test_input_help_names_each_kind_and_each_is_read(tmp_path):
         result = run_cli("visualize", "-i", str(path), "-o", "-", "--output-format", "folded", cwd=tmp_path)
         assert result.returncode == 0, (path, result.stderr)
         check_folded(result.stdout)
+
+
+# --- the man page and the bash completion, generated from the parser ---------------------
+
+ROOT = SCRIPT.parent
+MAN_PAGE = ROOT / "docs" / "kernel-magnifier.1"
+COMPLETION = ROOT / "docs" / "kernel-magnifier.bash-completion"
+MAKE_DOCS = ROOT / "docs" / "make-cli-docs.py"
+
+
+def parser_commands() -> dict[str, object]:
+    parser = load_module().build_parser()
+    return next(action for action in parser._actions if action.dest == "command").choices
+
+
+def shown_options(subparser: object) -> set[str]:
+    """Every option string --help shows (hidden ones left out)."""
+    import argparse
+
+    return {name for action in subparser._actions if action.help != argparse.SUPPRESS for name in action.option_strings}
+
+
+def test_man_page_and_completion_are_current():
+    """The committed files are what docs/make-cli-docs.py makes from the parser now."""
+    result = subprocess.run([sys.executable, str(MAKE_DOCS), "--check"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_make_docs_check_fails_on_a_stale_file(tmp_path):
+    """--check notices an edited (or not regenerated) file: a copy of the tree whose man page lost a line."""
+    copy = tmp_path / "tree"
+    (copy / "docs").mkdir(parents=True)
+    shutil.copy(SCRIPT, copy / SCRIPT.name)
+    shutil.copy(MAKE_DOCS, copy / "docs" / MAKE_DOCS.name)
+    shutil.copy(COMPLETION, copy / "docs" / COMPLETION.name)
+    (copy / "docs" / MAN_PAGE.name).write_text("".join(MAN_PAGE.read_text().splitlines(keepends=True)[:-1]))
+    result = subprocess.run([sys.executable, str(copy / "docs" / MAKE_DOCS.name), "--check"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "kernel-magnifier.1" in result.stderr and "bash-completion" not in result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("groff") or not shutil.which("man"), reason="needs groff and man-db (apt-get install groff-base man-db)")
+def test_man_page_renders_without_warnings_and_has_every_option():
+    check = subprocess.run(["groff", "-man", "-z", "-ww", "-Tutf8", str(MAN_PAGE)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    shown = subprocess.run(["man", "--warnings", "-l", str(MAN_PAGE)], capture_output=True, text=True, timeout=60, env={**os.environ, "MANWIDTH": "200", "MAN_KEEP_FORMATTING": ""})
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    text = shown.stdout.replace("\u2212", "-").replace("\u2010", "-")
+    assert "EXIT STATUS" in text
+    for status in ("0", "1", "2", "70", "130"):
+        assert re.search(rf"^ +{status} +\S", text, re.M), status
+    for name, subparser in parser_commands().items():
+        section = re.search(rf"^{name.upper()} OPTIONS\n(.*?)^\S", text, re.M | re.S).group(1)  # up to the next heading
+        for option in shown_options(subparser):
+            assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", section), (name, option)
+
+
+def complete(*words: str, cwd: Path = ROOT) -> set[str]:
+    """What bash offers for the last word, the completion sourced in a real bash and driven as readline drives it."""
+    script = (
+        f'source "{COMPLETION}"; complete -p kernel-magnifier.py >/dev/null || exit 3;'
+        ' COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); COMPREPLY=(); _kernel_magnifier;'
+        ' printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", script, "bash", "kernel-magnifier.py", *words], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {line for line in result.stdout.splitlines() if line}
+
+
+def test_completion_offers_commands_options_and_choices():
+    commands = parser_commands()
+    assert complete("") == {"--help", "--version", *commands}
+    assert complete("vis") == {"visualize"}
+    for name, subparser in commands.items():
+        assert complete(name, "-") == shown_options(subparser), name
+    assert "--layout" not in complete("visualize", "--")  # hidden
+    assert complete("visualize", "--ro") == {"--root"}
+    heat = next(action for action in commands["visualize"]._actions if action.dest == "heat")
+    assert complete("visualize", "--heat", "") == set(heat.choices)
+    assert complete("visualize", "--output-format", "j") == {"json"}
+    assert complete("record", "-p", "") == {"function_graph", "function"}
+    assert complete("visualize", "--root", "") == set()  # a function name: nothing to guess
+    assert "python3" in complete("record", "--record-time", "1", "--", "python")  # after --: the traced command
+
+
+def test_completion_offers_files_by_ending(tmp_path):
+    for name in ("graph.json", "calls.pdf", "old.data", "trace.txt.xz", "notes.md", "chart.png", "vmlinux"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "runs").mkdir()
+    assert complete("visualize", "-o", "", cwd=tmp_path) == {"graph.json", "calls.pdf", "chart.png", "runs/"}
+    assert complete("visualize", "-i", "", cwd=tmp_path) == {"old.data", "trace.txt.xz", "runs/"}
+    assert complete("visualize", "--chart", "", cwd=tmp_path) == {"chart.png", "runs/"}
+    assert complete("record", "-o", "o", cwd=tmp_path) == {"old.data"}
+    assert complete("generate-symbol-map", "--modules", "", cwd=tmp_path) == {"runs/"}
+    assert "vmlinux" in complete("generate-symbol-map", "-k", "", cwd=tmp_path)
