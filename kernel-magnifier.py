@@ -11145,7 +11145,7 @@ def stdout_format(args: argparse.Namespace) -> str | None:
     """The format -o - writes (--output-format, else the text report); None for a file, whose ending names its format."""
     if args.output != STDOUT_OUTPUT:
         if args.output_format:
-            raise UserError(f"--output-format is for -o - (standard output): {args.output or 'an output file'} is named by its ending")
+            raise UserError("--output-format is for -o - (standard output): give -o -, or a file name whose ending is the format")
         return None
     chosen = args.output_format or STDOUT_DEFAULT_FORMAT
     if chosen in BINARY_FORMATS:
@@ -11286,7 +11286,10 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     if args.latency:
         report_latency(latency_of(args, symbols), args.latency_chart)
     write_output(views, args.output, chosen)
-    say(f"the {chosen} output is on standard output" if chosen else f"{args.output} generated")
+    if chosen:  # the text report's words as before --output-format (the README shows them)
+        say("the report is on standard output" if chosen == STDOUT_DEFAULT_FORMAT else f"the {chosen} output is on standard output")
+    else:
+        say(f"{args.output} generated")
 
 
 def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
