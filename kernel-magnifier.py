@@ -11218,7 +11218,6 @@ def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[flo
 def run_visualize(args: argparse.Namespace) -> None:
     """visualize; with -o - the output alone goes to standard output, every message to stderr."""
     choose_default_outputs(args)
-    stdout_format(args)  # refused before the parse: --output-format with a file, a binary format on standard output
     args.report_stream = sys.stdout
     if args.output != STDOUT_OUTPUT:
         visualize_outputs(args)
@@ -13046,7 +13045,9 @@ EXIT_STATUSES = {
     EXIT_USAGE: "a usage error from the option parser: an unknown option, a bad value, a missing argument",
     EXIT_INTERNAL: "an internal error (a bug): one line on stderr, --debug shows the traceback",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT), or visualize by SIGTERM: no output is left half-written;"
-    " record ends with 128 + the signal's number (SIGINT 130, SIGTERM 143, SIGHUP 129) after giving tracefs back",
+    " record interrupted during its set-up or its compression (nothing written, tracefs given back); generate-symbol-map"
+    " ends with 128 + the signal's number (SIGINT 130, SIGTERM 143, SIGHUP 129). A signal while record records ends the"
+    " recording early and keeps what was read: status 0",
 }
 
 
