@@ -185,9 +185,10 @@ def test_internal_error_is_70_not_a_usage_error(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "kernel-magnifier: internal error: ZeroDivisionError: a bug (run with --debug for the traceback)"
 
 
-def test_sigint_during_a_long_parse_exits_130_and_leaves_nothing(tmp_path):
-    """Ctrl-C as a terminal sends it (SIGINT to the whole process group) while a trace.dat is parsed: status 130, one
-    line, no output file, no temporary file, no process of the group left."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_signal_during_a_long_parse_exits_130_and_leaves_nothing(tmp_path, stop):
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group), or SIGTERM as kill sends it, while a trace.dat
+    is parsed: status 130, one line, no output file, no temporary file, no process of the group left."""
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "visualize", "-i", str(LARGE), "-o", "out.json", "--chart", ""],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -195,7 +196,10 @@ def test_sigint_during_a_long_parse_exits_130_and_leaves_nothing(tmp_path):
     started = process.stdout.readline()
     assert started.startswith("Visualization mode"), started
     time.sleep(1.0)  # well inside the parse (several seconds on this input)
-    os.killpg(process.pid, signal.SIGINT)
+    if stop == signal.SIGINT:
+        os.killpg(process.pid, stop)
+    else:
+        process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
     assert "parsing completed" not in stdout, "the signal came after the parse: use a larger input"
     assert process.returncode == 130, stderr
