@@ -156,6 +156,20 @@ def atomic_output(path: str, mode: str = "w", keep_old: bool = False) -> Iterato
         raise
 
 
+@contextlib.contextmanager
+def stdout_output(ending: str, stream: IO[str]) -> Iterator[str]:
+    """-o -: yield a temporary file named with the format's ending (the writers choose by it); copied to `stream` only
+    when complete, so a failed or interrupted run prints nothing, as it leaves no half-written file."""
+    import shutil
+
+    with tempfile.TemporaryDirectory(prefix="kernel-magnifier-stdout.") as directory:
+        path = os.path.join(directory, "standard-output" + ending)
+        yield path
+        with open(path, encoding="utf-8") as handle:
+            shutil.copyfileobj(handle, stream)
+        stream.flush()
+
+
 def remove_stale_temporaries(target: str) -> None:
     """Temporary files of an earlier run killed with SIGKILL (nothing can clean up then): ours, of a process that is gone."""
     directory, name = os.path.split(target)
@@ -7974,6 +7988,11 @@ def json_files(definitions: list[str]) -> dict[str, list]:
     return {"files": files, "lines": lines}
 
 
+# The .json's schema (docs/schema.json): raised when a key is removed, renamed or changes meaning; a new key
+# leaves it as it is (readers ignore keys they do not know), but goes into docs/schema.json all the same.
+JSON_SCHEMA_VERSION = 1
+
+
 def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     graph = view.graph
     stats = graph.stats
@@ -8009,6 +8028,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
     ]
     edges.sort(key=lambda edge: (-edge["calls"], edge["caller"], edge["callee"]))
     result = {
+        "schema_version": JSON_SCHEMA_VERSION,
         "stats": {
             "events": stats.events,
             "lost_events": stats.lost_events,
@@ -11106,6 +11126,11 @@ OUTPUT_WRITERS: list[tuple[str, Callable[[Views, str], None]]] = [
 ]
 
 
+OUTPUT_FORMATS = [ending[1:] for ending, _ in OUTPUT_WRITERS]  # --output-format's names: the endings without their dot
+BINARY_FORMATS = ("pdf", "png")  # never on standard output: bytes for a file, not for a terminal or a text pipe
+STDOUT_DEFAULT_FORMAT = "txt"  # -o - alone: the text report, as before --output-format
+
+
 def output_writer(path: str) -> Callable[[Views, str], None]:
     if path == STDOUT_OUTPUT:
         return write_text_report
@@ -11113,7 +11138,29 @@ def output_writer(path: str) -> Callable[[Views, str], None]:
     for ending, writer in OUTPUT_WRITERS:
         if lowered.endswith(ending):
             return writer
-    raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}")
+    raise UserError(f"cannot tell the output format of {path}: use {', '.join(ending for ending, _ in OUTPUT_WRITERS)}, or - for standard output")
+
+
+def stdout_format(args: argparse.Namespace) -> str | None:
+    """The format -o - writes (--output-format, else the text report); None for a file, whose ending names its format."""
+    if args.output != STDOUT_OUTPUT:
+        if args.output_format:
+            raise UserError("--output-format is for -o - (standard output): give -o -, or a file name whose ending is the format")
+        return None
+    chosen = args.output_format or STDOUT_DEFAULT_FORMAT
+    if chosen in BINARY_FORMATS:
+        raise UserError(f"-o - --output-format {chosen}: {chosen.upper()} is binary, not for standard output: give a file name ending in .{chosen}")
+    return chosen
+
+
+def write_output(views: Views, output: str, chosen: str | None) -> None:
+    """The -o output: a file by its ending, or standard output in the chosen format (the text report is written there
+    directly; the others write a temporary file named with their ending, copied out whole)."""
+    if chosen is None or chosen == STDOUT_DEFAULT_FORMAT:
+        output_writer(output)(views, output)
+        return
+    with stdout_output("." + chosen, views.args.report_stream) as path:
+        output_writer(path)(views, path)
 
 
 def check_distinct_inputs(paths: list[str], option: str) -> None:
@@ -11141,8 +11188,8 @@ def choose_default_outputs(args: argparse.Namespace) -> None:
         args.chart = ""
         return
     args.output = DEFAULT_GRAPH_OUTPUT if args.output is None else args.output
-    if args.chart is None:
-        args.chart = "" if output_writer(args.output) is write_text_report else DEFAULT_CHART
+    if args.chart is None:  # none beside a text report or standard output: a PNG nobody asked for
+        args.chart = "" if args.output == STDOUT_OUTPUT or output_writer(args.output) is write_text_report else DEFAULT_CHART
 
 
 def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[float, float]) -> tuple[CallGraph, str]:
@@ -11169,7 +11216,7 @@ def windowed_graph(graph: CallGraph, args: argparse.Namespace, window: tuple[flo
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    """visualize; with -o - the text report alone goes to standard output, every message to stderr."""
+    """visualize; with -o - the output alone goes to standard output, every message to stderr."""
     choose_default_outputs(args)
     args.report_stream = sys.stdout
     if args.output != STDOUT_OUTPUT:
@@ -11183,6 +11230,7 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     stop_on_sigterm()
     inputs = args.input or ["kernel-magnifier.data"]
     writer = output_writer(args.output) if args.output is not None else None
+    chosen = stdout_format(args)
     check_distinct_inputs(inputs, "-i")
     check_distinct_inputs(args.baseline or [], "--baseline")
     window = parse_window(args.time_window)
@@ -11236,8 +11284,11 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         say(f"{args.chart} generated")
     if args.latency:
         report_latency(latency_of(args, symbols), args.latency_chart)
-    writer(views, args.output)
-    say("the report is on standard output" if args.output == STDOUT_OUTPUT else f"{args.output} generated")
+    write_output(views, args.output, chosen)
+    if chosen:  # the text report's words as before --output-format (the README shows them)
+        say("the report is on standard output" if chosen == STDOUT_DEFAULT_FORMAT else f"the {chosen} output is on standard output")
+    else:
+        say(f"{args.output} generated")
 
 
 def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
@@ -12737,6 +12788,7 @@ VISUALIZE_EXAMPLES = """examples:
   ./kernel-magnifier.py visualize -o graph.json                        # every node, edge and call path, for scripts
   ./kernel-magnifier.py visualize -o stacks.folded                     # for flamegraph.pl, inferno, speedscope
   ./kernel-magnifier.py visualize --root tcp_sendmsg -o - | less       # a text report on the terminal: top functions, call tree
+  ./kernel-magnifier.py visualize -o - --output-format json | jq '.nodes[0]'   # any text output on standard output
   ./kernel-magnifier.py visualize -o calls.trace.json --pid 1234       # a timeline for ui.perfetto.dev (needs funcgraph-abstime)
   ./kernel-magnifier.py visualize --latency tcp_sendmsg                # its call durations: p50, p90, p99, slowest calls
   ./kernel-magnifier.py visualize --errors                             # which calls returned -ENOENT, -EINVAL... and from where
@@ -12843,16 +12895,26 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--force", action="store_true", help="borrow the tracer even when another one is active")
     visualize = commands.add_parser(
         "visualize", parents=[common], formatter_class=HelpFormatter, epilog=VISUALIZE_EXAMPLES,
-        help="draw a call graph and a chart of the most-called functions from recorded data",
+        help="show recorded calls: call graph, chart, JSON, flame graph, timeline, explorer page or text report",
         description="Read a recording (record's trace.dat or text, trace-cmd's trace.dat v6/v7, ftrace's trace or trace_pipe text,"
         " trace-cmd report output; .gz/.xz read directly) and show its calls: call graph, JSON, flame graph, timeline, text report.",
     )
-    visualize.add_argument("-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data); .gz and .xz are read directly")
+    visualize.add_argument(
+        "-i", "--input", action="append", metavar="FILE", help="trace file to read, repeatable to aggregate several (default: kernel-magnifier.data): record's data file (trace.dat or text),"
+        " trace-cmd's trace.dat (v6, v7), ftrace's trace or trace_pipe text (function_graph or function tracer), trace-cmd report's output;"
+        " .gz and .xz are read directly",
+    )
     visualize.add_argument(
         "-o", "--output", metavar="FILE",
         help="output; format from the ending: .pdf .svg .png .dot (call graph), .json (everything), .folded (flame graph stacks), .trace.json (Perfetto timeline),"
-        " .html (explorer page: graph, call tree, callers and callees, flame graph, source links), .flame.html (flame graph alone), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep); - for the text report on standard output"
+        " .html (explorer page: graph, call tree, callers and callees, flame graph, source links), .flame.html (flame graph alone), .txt (text report: summary, top --chart-top functions, call tree cut by --max-nodes and --node-thres; with scheduler events, on CPU + asleep);"
+        " - for standard output (the text report, or --output-format's; every message then goes to stderr)"
         f" (default: {DEFAULT_GRAPH_OUTPUT}; none with --latency alone)",
+    )
+    visualize.add_argument(
+        "--output-format", choices=OUTPUT_FORMATS, metavar="FORMAT",
+        help=f"with -o -: what standard output gets, by the file ending it stands for: {', '.join(f for f in OUTPUT_FORMATS if f not in BINARY_FORMATS)}"
+        f" (default: {STDOUT_DEFAULT_FORMAT}, the text report); {' and '.join(BINARY_FORMATS)} are binary and refused there: name a file",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
@@ -12970,6 +13032,25 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:index], argv[index + 1 :]
 
 
+# Exit statuses; argparse's usage errors exit 2 by themselves. EXIT_STATUSES is the man page's EXIT STATUS.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # sysexits.h's EX_SOFTWARE: a bug, kept apart from 1 and 2 so that scripts and tests can tell
+EXIT_INTERRUPTED = 130
+EXIT_STATUSES = {
+    EXIT_OK: "success: every output written",
+    EXIT_ERROR: "an error, one line on stderr: an input missing or not a trace, an output that cannot be written, options that"
+    " contradict each other, record without root or tracefs, a tracer the kernel lacks; also standard output closed early (| head)",
+    EXIT_USAGE: "a usage error from the option parser: an unknown option, a bad value, a missing argument",
+    EXIT_INTERNAL: "an internal error (a bug): one line on stderr, --debug shows the traceback",
+    EXIT_INTERRUPTED: "interrupted by Ctrl-C (SIGINT), or visualize by SIGTERM: no output is left half-written;"
+    " record interrupted during its set-up or its compression (nothing written, tracefs given back); generate-symbol-map"
+    " ends with 128 + the signal's number (SIGINT 130, SIGTERM 143, SIGHUP 129). A signal while record records ends the"
+    " recording early and keeps what was read: status 0",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     argv, command = split_command(argv)
@@ -12987,18 +13068,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return getattr(err, "exit_status", 1)
+        return getattr(err, "exit_status", EXIT_ERROR)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 1
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (| head): quietly, status 1
+        return EXIT_ERROR
     except Exception as err:
         if args.debug:
             raise
         print(f"{PROG}: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_INTERNAL
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -182,5 +182,5 @@ def test_visualize_help_names_every_input_and_output_it_reads_and_writes():
     result = run_cli("visualize", "--help")
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
-    for word in ("trace.dat", "trace-cmd report", ".gz/.xz", ".pdf", ".svg", ".png", ".dot", ".json", ".folded", ".trace.json", ".html", ".txt", "- for the text report"):
+    for word in ("trace.dat", "trace-cmd report", ".gz/.xz", ".pdf", ".svg", ".png", ".dot", ".json", ".folded", ".trace.json", ".html", ".txt", "- for standard output (the text report"):
         assert word in text, word

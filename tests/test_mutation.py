@@ -7,7 +7,7 @@ negative, 8x.432), hostile long lines (quadratic for a backtracking pattern),
 NUL bytes, a BOM, compression then damage (and a compressed file under the
 other suffix). The CLI runs in this process (main([...]), one call per mutant)
 so the whole test stays within a minute. Whatever the damage, the promise is:
-exit 0 or 1 (never 2, an internal error), no traceback, an error is exactly one
+exit 0 or 1 (never 70, an internal error), no traceback, an error is exactly one
 line "kernel-magnifier: error: ...", the JSON has no NaN/Infinity and no
 negative or infinite total time, no temporary file is left behind, and no
 mutant takes more than a few seconds.
