@@ -5714,6 +5714,7 @@ LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit|inli
 LLVM_CALL_RETURN = re.compile(rb"DW_AT_(?:call_return_pc|low_pc)\t\((0x[0-9a-f]+)\)")
 LIBDWARF_CALL_RETURN = re.compile(r" DW_AT_(?:call_return_pc|low_pc)<(0x[0-9a-f]+)>")
 CALL_SITE_TAGS = ("DW_TAG_call_site", "DW_TAG_GNU_call_site")
+TAIL_CALL = "DW_AT_call_tail_call", "DW_AT_GNU_tail_call"  # the attribute, not the text: a callee may be named tail_caller
 LLVM_ATTRIBUTE = re.compile(
     rb"^\s+DW_AT_(name|decl_file|decl_line|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir|call_file|call_line)\t\((.*)$"
     rb"|^\s+\[0x([0-9a-f]+), 0x([0-9a-f]+)\)",
@@ -6206,7 +6207,7 @@ def add_llvm_inlined(body: bytes, collector: DefinitionCollector) -> None:
 def add_llvm_call_site(body: bytes, collector: DefinitionCollector) -> None:
     """A call in the current function: its return address (a tail call has one too, but never returns there: skipped)."""
     found = LLVM_CALL_RETURN.search(body)
-    if found and b"tail_call" not in body:
+    if found and not any(attribute.encode() in body for attribute in TAIL_CALL):
         collector.add_call_site(int(found.group(1), 16))
 
 
@@ -6301,7 +6302,7 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
             collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "", libdwarf_unit_range(attrs))
         elif tag == "DW_TAG_subprogram" and depth == "1":
             collector.add(libdwarf_subprogram(int(offset, 16), attrs))
-        elif tag in CALL_SITE_TAGS and "tail_call" not in attrs:
+        elif tag in CALL_SITE_TAGS and not any(attribute in attrs for attribute in TAIL_CALL):
             found = LIBDWARF_CALL_RETURN.search(attrs)
             if found:
                 collector.add_call_site(int(found.group(1), 16))

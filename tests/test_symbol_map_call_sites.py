@@ -56,12 +56,13 @@ def expected_calls(function: dict, functions: list[dict]) -> list[tuple[str, str
     return calls
 
 
-def objdump_calls(program: Path) -> dict[tuple[str, int], list[tuple[str, int]]]:
-    """(symbol, its address) -> [(callee, return offset)] of every call instruction, read from `objdump -d`."""
+def objdump_calls(program: Path) -> dict[tuple[str, int], list[tuple[str, int, bool]]]:
+    """(symbol, its address) -> [(callee, return offset, tail)] of every call instruction, and every jump to another
+    function's start (a tail call: True), read from `objdump -d`."""
     listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(program)], capture_output=True, text=True, check=True).stdout
-    found: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    found: dict[tuple[str, int], list[tuple[str, int, bool]]] = {}
     current = None
-    pending: tuple[str, tuple[str, int]] | None = None  # a call waiting for the next instruction's address
+    pending: tuple[str, tuple[str, int], bool] | None = None  # a call waiting for the next instruction's address
     for line in listing.splitlines():
         head = re.match(r"^([0-9a-f]+) <(.+)>:$", line)
         if head:
@@ -73,12 +74,14 @@ def objdump_calls(program: Path) -> dict[tuple[str, int], list[tuple[str, int]]]
             continue
         address = int(instruction.group(1), 16)
         if pending:
-            callee, owner = pending
-            found[owner].append((callee, address - owner[1]))
+            callee, owner, tail = pending
+            found[owner].append((callee, address - owner[1], tail))
             pending = None
+        target = re.search(r"<([\w.@]+)>", instruction.group(3))
         if instruction.group(2).startswith("call"):
-            target = re.search(r"<([\w.@]+)>", instruction.group(3))
-            pending = (CLONE.sub("", target.group(1)) if target and "*" not in instruction.group(3) else INDIRECT, current)
+            pending = (CLONE.sub("", target.group(1)) if target and "*" not in instruction.group(3) else INDIRECT, current, False)
+        elif instruction.group(2).startswith("jmp") and target and target.group(1) != current[0]:
+            pending = (CLONE.sub("", target.group(1)), current, True)
     return found
 
 
@@ -91,24 +94,24 @@ def nm_sizes(program: Path) -> tuple[dict[int, int], dict[int, int]]:
     return sizes, {address: following - address for address, following in zip(addresses, addresses[1:])}
 
 
-def expected_sites(program: Path) -> list[tuple[str, int, int, int, str]]:
-    """(symbol, return offset, ELF size, distance to the next symbol, expected "file:line") of every call in our functions;
-    same-name copies (the two static helper()) told apart by the callees they call."""
+def expected_sites(program: Path) -> list[tuple[str, int, int, int, str | None]]:
+    """(symbol, return offset, ELF size, distance to the next symbol, expected "file:line") of every call in our functions,
+    None for a tail call (it never returns there); same-name copies (the two static helper()) told apart by their callees."""
     functions = source_functions()
     sizes, spans = nm_sizes(program)
     sites = []
     for (symbol, address), calls in objdump_calls(program).items():
         candidates = [function for function in functions if function["name"] == (symbol if function["inline"] else CLONE.sub("", symbol))]
-        callees = sorted(callee for callee, _ in calls)
+        callees = sorted(callee for callee, _, _ in calls)
         chosen = [function for function in candidates if sorted(callee for callee, _ in expected_calls(function, functions)) == callees]
         if not candidates:
             continue
         assert len(chosen) == 1, f"{symbol}: objdump's calls {callees} match {len(chosen)} source functions"
         remaining = expected_calls(chosen[0], functions)
-        for callee, offset in calls:  # the k-th call of a callee in the code is its k-th call in the source
+        for callee, offset, tail in calls:  # the k-th call of a callee in the code is its k-th call in the source
             where = next(where for called, where in remaining if called == callee)
             remaining.remove((callee, where))
-            sites.append((symbol, offset, sizes[address], spans[address], where))
+            sites.append((symbol, offset, sizes[address], spans[address], None if tail else where))
     return sites
 
 
@@ -163,8 +166,9 @@ def test_each_call_has_the_line_it_is_written_on(tmp_path, km, tool, dwarf):
     assert result.returncode == 0, result.stderr
     sites = expected_sites(program)
     symbols = {symbol for symbol, *_ in sites}
-    assert {"middle", "inlines_it", "helper", "wrapped", "b_entry", "scaled.constprop.0", "main"} <= symbols, symbols
-    assert re.search(r"call sites: \d+ return addresses in DWARF, \d+ with a source line", result.stdout), result.stdout
+    assert {"middle", "inlines_it", "helper", "wrapped", "b_entry", "scaled.constprop.0", "main", "tail_caller"} <= symbols, symbols
+    assert [where for symbol, *_, where in sites if symbol == "tail_caller"] == [None]  # GCC's jmp: no return there
+    assert re.search(r"call sites: \d+ return addresses in DWARF \(tail calls left out\), \d+ with a source line", result.stdout), result.stdout
     loaded = km.SymbolMap.load(str(out))
     for symbol, offset, size, span, where in sites:
         assert loaded.call_site_line(symbol, offset, size) == where, (symbol, hex(offset), hex(size))
@@ -172,7 +176,8 @@ def test_each_call_has_the_line_it_is_written_on(tmp_path, km, tool, dwarf):
         assert loaded.call_site_line(symbol, offset, span) == where, (symbol, hex(offset), hex(span))
     assert len(loaded.call_lines["helper"]) == 2  # one line per copy, each with its own calls
     assert loaded.call_site_line("middle", 1) is None  # not a return offset: no line
-    assert loaded.call_site_line("scaled", sites[0][1]) is None  # the trace's name is the clone's: a site is the exact copy's
+    clone_offset = next(offset for symbol, offset, *_ in sites if symbol == "scaled.constprop.0")
+    assert loaded.call_site_line("scaled", clone_offset) is None  # the trace's name is the clone's: a site is the exact copy's
 
 
 @pytest.mark.parametrize("dwarf", ["-gdwarf-5", "-gdwarf-4"])

@@ -31,10 +31,17 @@ __attribute__((noinline)) int middle(int v)
 	return r + inlines_it(r);
 }
 
+/* its call is its last act: GCC jumps to leaf (a tail call), which returns to main, never here */
+__attribute__((noinline)) int tail_caller(int v)
+{
+	sink += v;
+	return leaf(v + 1);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argv;
-	int r = middle(argc);
+	int r = middle(argc) + tail_caller(argc);
 	sink += r;
 	r += b_entry(argc);
 	sink += r;
