@@ -7053,6 +7053,8 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     if call_sites:
         say(f"call sites: {census.call_sites:,} return addresses in DWARF (tail calls left out), {census.call_site_lines:,} with a source line"
             f" in {census.call_site_copies:,} function copies, {len(call_sites):,} names (lines by {line_tool} in {resolving:.1f} s)")
+        if census.call_sites_unplaced:
+            say(f"{census.call_sites_unplaced:,} call sites left out: outside their function's address ranges as the dump printed them")
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:
