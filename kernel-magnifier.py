@@ -5662,7 +5662,10 @@ class SymbolMap:
 
     def add_calls_line(self, line: str) -> None:
         """One copy's call sites, as calls_line wrote them; a damaged field is skipped, not the map."""
-        _, name, size, *sites = line.split("\t")
+        fields = line.split("\t")
+        if len(fields) < 3:  # cut before its size
+            return
+        _, name, size, *sites = fields
         lines: dict[int, str] = {}
         path = ""
         for site in sites:

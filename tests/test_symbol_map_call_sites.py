@@ -259,6 +259,17 @@ m = km.SymbolMap.load({str(out)!r}); print(sorted(m.files)); print(m.files["midd
     assert middle == "['callsites_a.c:25']"
 
 
+def test_damaged_calls_lines_are_skipped_not_the_map(tmp_path, km):
+    """A cut or edited '#calls' line loses its bad fields (or itself), never the map: the rest still answers."""
+    path = tmp_path / "damaged.map"
+    path.write_text("kernel-magnifier symbol map 2\nfoo\ta.c:3\n#calls\n#calls\tcut\n#calls\tbad\tzz\t5=a.c:4\n"
+                    "#calls\tfoo\t20\t5=a.c:4\tq=a.c:5\t9=:6\t\n")
+    loaded = km.SymbolMap.load(str(path))
+    assert loaded.files == {"foo": ["a.c:3"]}
+    assert loaded.call_site_line("foo", 5, 0x20) == "a.c:4" and loaded.call_site_line("foo", 9) == "a.c:6"
+    assert loaded.call_site_line("cut", 0) is None and loaded.call_site_line("bad", 5) is None
+
+
 def test_ctrl_c_stops_the_line_tool_at_once(tmp_path):
     """A line tool that hangs: SIGINT ends the run within a second, with 130, and the tool's process is gone."""
     program = build(tmp_path, "-gdwarf-5")
