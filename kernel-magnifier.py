@@ -5659,7 +5659,6 @@ class SymbolMap:
             self.inlines_cut[name] = int(cut.group(1))
         self.inlines[name] = [call for call in calls if call]
 
-
     def add_calls_line(self, line: str) -> None:
         """One copy's call sites, as calls_line wrote them; a damaged field is skipped, not the map."""
         fields = line.split("\t")
