@@ -5790,7 +5790,7 @@ class DwarfCensus:
     inlined_kept: int = 0  # distinct (host, callee, call file, call line) written
     inlined_cut: int = 0  # distinct ones beyond INLINES_PER_FUNCTION of a host
     call_sites: int = 0  # DW_TAG_(GNU_)call_site return addresses placed in a function copy (tail calls never return: left out)
-    call_sites_unplaced: int = 0  # outside their function's ranges as the dump printed them (libdwarf prints no ranges lists)
+    call_sites_unplaced: int = 0  # in no function range of their unit as the dump printed them (libdwarf prints no ranges lists)
     call_site_lines: int = 0  # distinct return addresses the line tool gave a line
     call_site_copies: int = 0  # function copies with at least one of them
 
@@ -5900,17 +5900,18 @@ class DefinitionCollector:
             self.unit_call_sites.append((self.host, return_address))
 
     def finish_call_sites(self, by_offset: dict[int, Subprogram]) -> None:
-        """The unit's return addresses, each placed in the range of its function that holds it (a .cold part is a copy of its own)."""
-        for host_offset, address in self.unit_call_sites:
-            host = by_offset.get(host_offset)
-            if host is None or host.declaration or not host.has_code:
-                continue
-            span = next(((low, high) for low, high in host.ranges if low <= address <= high), None)
-            name = die_origin_attributes(host, by_offset)[0]
-            if span is None or name is None:
+        """The unit's return addresses, each placed in the function range of the unit that holds it (a .cold part is a copy
+        of its own). By address, not by the DIE it is under: GCC may put a call site of an inline function's only
+        out-of-line copy under the abstract instance, which has no code (static_key_enable in 7.3's lbr.c)."""
+        spans = sorted((low, high, die.offset) for die in self.unit if die.has_code and not die.declaration for low, high in die.ranges)
+        starts = [low for low, _, _ in spans]
+        for _, address in self.unit_call_sites:
+            index = bisect.bisect_right(starts, address - 1) - 1  # a call that ends its function returns to its high_pc
+            low, high, offset = spans[index] if index >= 0 else (0, 0, 0)
+            name = die_origin_attributes(by_offset[offset], by_offset)[0] if low < address <= high else None
+            if name is None:
                 self.census.call_sites_unplaced += 1
                 continue
-            low, high = span
             self.call_copies.setdefault(low, (high - low, name, len(self.units) - 1))
             self.return_addresses.append(address)
             self.census.call_sites += 1
@@ -7056,7 +7057,7 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
         say(f"call sites: {census.call_sites:,} return addresses in DWARF (tail calls left out), {census.call_site_lines:,} with a source line"
             f" in {census.call_site_copies:,} function copies, {len(call_sites):,} names (lines by {line_tool} in {resolving:.1f} s)")
         if census.call_sites_unplaced:
-            say(f"{census.call_sites_unplaced:,} call sites left out: outside their function's address ranges as the dump printed them")
+            say(f"{census.call_sites_unplaced:,} call sites left out: in no function's address ranges of their unit as the dump printed them")
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:
