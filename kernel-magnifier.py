@@ -26,6 +26,7 @@ The file is a pipeline in sections, read top to bottom:
 from __future__ import annotations
 
 import argparse
+import array
 import bisect
 import collections
 import contextlib
@@ -5497,6 +5498,10 @@ SYMBOL_MAP_VERSIONS = (1, 2)  # 1: files only (the bundled map), 2: files with l
 # version 2 readers before them skip it (comments) and a map with them stays version 2.
 INLINES_MARK = "#inlines"
 INLINES_CUT = re.compile(r"^\+(\d+) more$")
+# Version 2's call sites (issue 21 point 4), one line per copy of a function, also a '#' line that older readers skip:
+# "#calls<TAB>name<TAB>size<TAB>offset=path:line<TAB>offset=:line..." in hex, ":line" when the path is the previous one's.
+CALLS_MARK = "#calls"
+FUNCTION_ALIGNMENT = 16  # x86-64's function alignment (CONFIG_FUNCTION_ALIGNMENT): the padding a size may include
 DEFINITION_LINE = re.compile(r"^(.*):(\d+)$")  # "net/ipv4/tcp_output.c:2642": the declaring file and its line
 
 
@@ -5586,7 +5591,14 @@ class SymbolMap:
 
         SIZE (the function's length, as ftrace prints it: caller+0x5b/0x1a3) tells same-name copies apart. None when the
         map has no call sites for CALLER, the offset is not a call site DWARF describes, or the copies disagree."""
-        return None  # issue 21 point 4: generate-symbol-map stores call sites (#calls lines); filled by that work
+        copies = self.call_lines.get(caller, [])
+        if size is not None:
+            # ftrace's size runs to the next kallsyms symbol: the DWARF size, or more when alignment padding follows
+            # (x86 aligns functions to 16 bytes); a copy that needs more padding than that only when no other fits
+            copies = ([copy for copy in copies if copy.size == size] or [copy for copy in copies if -(-copy.size // FUNCTION_ALIGNMENT) * FUNCTION_ALIGNMENT == size]
+                      or [copy for copy in copies if copy.size <= size])
+        found = {copy.lines.get(offset) for copy in copies if offset <= copy.size}
+        return found.pop() if len(found) == 1 else None  # no copy, copies that disagree, or {None}: no line
 
     def inlined_calls(self, name: str, module: str | None = None) -> tuple[list[str], int]:
         """NAME's inlined calls (a module's function: its module's entry first) and how many the map cut."""
@@ -5636,6 +5648,9 @@ class SymbolMap:
                     if line.startswith(INLINES_MARK + "\t"):
                         symbols.add_inlines_line(line)
                         continue
+                    if line.startswith(CALLS_MARK + "\t"):
+                        symbols.add_calls_line(line)
+                        continue
                     if not line or line.startswith("#"):
                         continue
                     if "\t" in line:
@@ -5657,6 +5672,24 @@ class SymbolMap:
             calls.pop()
             self.inlines_cut[name] = int(cut.group(1))
         self.inlines[name] = [call for call in calls if call]
+
+    def add_calls_line(self, line: str) -> None:
+        """One copy's call sites, as calls_line wrote them; a damaged field is skipped, not the map."""
+        fields = line.split("\t")
+        if len(fields) < 3:  # cut before its size
+            return
+        _, name, size, *sites = fields
+        lines: dict[int, str] = {}
+        path = ""
+        for site in sites:
+            offset, _, where = site.partition("=")
+            if where.startswith(":"):
+                where = path + where
+            path = where.rpartition(":")[0]
+            with contextlib.suppress(ValueError):
+                lines[int(offset, 16)] = where
+        with contextlib.suppress(ValueError):
+            self.call_lines.setdefault(name, []).append(CallSiteLines(int(size, 16), lines))
 
 
 def inlined_callee(call: str) -> str:
@@ -5692,7 +5725,12 @@ DEFAULT_VMLINUX = f"/usr/lib/debug/boot/vmlinux-{os.uname().release}"
 # Whole top-level DIEs of the kinds the map needs; the literal "DW_TAG_" lets
 # the regex engine skip types and variables (94 % of the dump) in C.
 # With the whole tree printed (inlined callees are deeper than depth 1), the DIE's indentation gives its depth.
-LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit|inlined_subroutine)\n(.*?)\n\n", re.S)
+LLVM_DIE_BLOCK = re.compile(rb"DW_TAG_(subprogram|compile_unit|partial_unit|inlined_subroutine|call_site|GNU_call_site)\n(.*?)\n\n", re.S)
+# A call site's return address: DWARF 5's DW_AT_call_return_pc, DWARF 4's DW_TAG_GNU_call_site low_pc (issue 21 point 4)
+LLVM_CALL_RETURN = re.compile(rb"DW_AT_(?:call_return_pc|low_pc)\t\((0x[0-9a-f]+)\)")
+LIBDWARF_CALL_RETURN = re.compile(r" DW_AT_(?:call_return_pc|low_pc)<(0x[0-9a-f]+)>")
+CALL_SITE_TAGS = ("DW_TAG_call_site", "DW_TAG_GNU_call_site")
+TAIL_CALL = "DW_AT_call_tail_call", "DW_AT_GNU_tail_call"  # the attribute, not the text: a callee may be named tail_caller
 LLVM_ATTRIBUTE = re.compile(
     rb"^\s+DW_AT_(name|decl_file|decl_line|low_pc|high_pc|ranges|abstract_origin|specification|declaration|comp_dir|call_file|call_line)\t\((.*)$"
     rb"|^\s+\[0x([0-9a-f]+), 0x([0-9a-f]+)\)",
@@ -5765,6 +5803,10 @@ class DwarfCensus:
     inlined: int = 0  # DW_TAG_inlined_subroutine entries seen inside functions with code
     inlined_kept: int = 0  # distinct (host, callee, call file, call line) written
     inlined_cut: int = 0  # distinct ones beyond INLINES_PER_FUNCTION of a host
+    call_sites: int = 0  # DW_TAG_(GNU_)call_site return addresses placed in a function copy (tail calls never return: left out)
+    call_sites_unplaced: int = 0  # in no function range of their unit as the dump printed them (libdwarf prints no ranges lists)
+    call_site_lines: int = 0  # distinct return addresses the line tool gave a line
+    call_site_copies: int = 0  # function copies with at least one of them
 
     def add(self, other: DwarfCensus) -> None:
         for name in self.__dataclass_fields__:
@@ -5833,6 +5875,14 @@ class DefinitionCollector:
         self.cut_calls: dict[str, set[str]] = {}  # the distinct calls beyond the cap, to count each once
         self.want_inlines = True  # False (--no-inlines): llvm-dwarfdump prints depth 1 only, 4x faster on vmlinux
         self.file_names: dict[int, str] = {}  # libdwarf: the unit's decl_file indexes whose path a function printed
+        # Call sites (issue 21 point 4): the unit's (host offset, return address) until it ends, then only ints are kept:
+        # every return address, and per function copy (its range's start) its size, DWARF name and unit.
+        self.want_call_sites = True
+        self.elf_symbols: list[tuple[int, str]] = []  # nm's, kept for the call sites' names (what ftrace prints)
+        self.dwarfdump_program = ""
+        self.unit_call_sites: list[tuple[int, int]] = []
+        self.return_addresses = array.array("Q")
+        self.call_copies: dict[int, tuple[int, str, int]] = {}
         # For ELF symbols inside no definition: where each unit's code lies, and the
         # named entries without code (a definition whose code has no entry of its own).
         self.units: list[tuple[str, str]] = []
@@ -5858,6 +5908,28 @@ class DefinitionCollector:
     def add_inlined(self, call: InlinedCall) -> None:
         if self.want_inlines:
             self.unit_inlines.append(call)
+
+    def add_call_site(self, return_address: int) -> None:
+        if self.want_call_sites and self.host is not None:
+            self.unit_call_sites.append((self.host, return_address))
+
+    def finish_call_sites(self, by_offset: dict[int, Subprogram]) -> None:
+        """The unit's return addresses, each placed in the function range of the unit that holds it (a .cold part is a copy
+        of its own). By address, not by the DIE it is under: GCC may put a call site of an inline function's only
+        out-of-line copy under the abstract instance, which has no code (static_key_enable in 7.3's lbr.c)."""
+        spans = sorted((low, high, die.offset) for die in self.unit if die.has_code and not die.declaration for low, high in die.ranges)
+        starts = [low for low, _, _ in spans]
+        for _, address in self.unit_call_sites:
+            index = bisect.bisect_right(starts, address - 1) - 1  # a call that ends its function returns to its high_pc
+            low, high, offset = spans[index] if index >= 0 else (0, 0, 0)
+            name = die_origin_attributes(by_offset[offset], by_offset)[0] if low < address <= high else None
+            if name is None:
+                self.census.call_sites_unplaced += 1
+                continue
+            self.call_copies.setdefault(low, (high - low, name, len(self.units) - 1))
+            self.return_addresses.append(address)
+            self.census.call_sites += 1
+        self.unit_call_sites = []
 
     def finish_inlines(self, by_offset: dict[int, Subprogram]) -> None:
         """The unit's inlined calls, under their host's name: each distinct call once, at most INLINES_PER_FUNCTION per host."""
@@ -5924,6 +5996,7 @@ class DefinitionCollector:
             for low, high in die.ranges:
                 self.intervals.append((low, high, (definition,)))
         self.finish_inlines(by_offset)
+        self.finish_call_sites(by_offset)
         self.unit = []
         self.host = None
 
@@ -6109,6 +6182,9 @@ def add_llvm_die(block: bytes, match: re.Match[bytes], collector: DefinitionColl
     if tag == b"inlined_subroutine":
         add_llvm_inlined(body, collector)
         return
+    if tag in (b"call_site", b"GNU_call_site"):
+        add_llvm_call_site(body, collector)
+        return
     if tag == b"subprogram" and depth > 1:  # a block-scope declaration (extern in a function body): not a definition
         return
     if tag != b"subprogram":
@@ -6143,6 +6219,13 @@ def add_llvm_inlined(body: bytes, collector: DefinitionCollector) -> None:
         elif attr == b"call_line":
             call.call_line = decl_line_value(text)
     collector.add_inlined(call)
+
+
+def add_llvm_call_site(body: bytes, collector: DefinitionCollector) -> None:
+    """A call in the current function: its return address (a tail call has one too, but never returns there: skipped)."""
+    found = LLVM_CALL_RETURN.search(body)
+    if found and not any(attribute.encode() in body for attribute in TAIL_CALL):
+        collector.add_call_site(int(found.group(1), 16))
 
 
 def llvm_unit_ranges(unit: dict[str, str], found: list[tuple[bytes, bytes, bytes, bytes]]) -> list[tuple[int, int]]:
@@ -6236,6 +6319,10 @@ def parse_libdwarf_dwarfdump(chunks: Iterable[bytes], collector: DefinitionColle
             collector.start_unit(name.group(1) if name else "", comp_dir.group(1) if comp_dir else "", libdwarf_unit_range(attrs))
         elif tag == "DW_TAG_subprogram" and depth == "1":
             collector.add(libdwarf_subprogram(int(offset, 16), attrs))
+        elif tag in CALL_SITE_TAGS and not any(attribute in attrs for attribute in TAIL_CALL):
+            found = LIBDWARF_CALL_RETURN.search(attrs)
+            if found:
+                collector.add_call_site(int(found.group(1), 16))
         if progress and done & 0xFFFFF <= len(raw):
             progress.update(done, f"{collector.census.subprograms:,} subprograms")
     if inlined:
@@ -6462,7 +6549,7 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
     import subprocess
 
     # Whole trees for the inlined calls (they are deeper than depth 1); libdwarf's -i prints them all anyway.
-    depth = [] if collector.want_inlines else ["--recurse-depth=1"]
+    depth = [] if collector.want_inlines or collector.want_call_sites else ["--recurse-depth=1"]
     command = [program, "--debug-info", *depth, path] if kind == "llvm" else [program, "-i", "-d", path]
     before = collector.census.subprograms
     with tempfile.TemporaryFile() as errors:
@@ -6490,11 +6577,12 @@ def run_dwarfdump(program: str, kind: str, path: str, collector: DefinitionColle
         raise NoDebugInfo(f"no functions found in {path}: {tool} printed no DWARF subprogram entries (is it a dwarfdump?)")
 
 
-def generate_symbol_map(vmlinux: str, dwarfdump: str | None, inlines: bool = True) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
+def generate_symbol_map(vmlinux: str, dwarfdump: str | None, inlines: bool = True, call_sites: bool = True) -> tuple[dict[str, list[str]], DefinitionCollector, str]:
     check_vmlinux(vmlinux)
     program, kind = find_dwarfdump(dwarfdump)
     collector = DefinitionCollector()
     collector.want_inlines = inlines
+    collector.want_call_sites = call_sites
     progress = Progress(f"reading DWARF with {os.path.basename(program)}", None)
     symbols = ElfSymbols(vmlinux)
     try:
@@ -6506,6 +6594,8 @@ def generate_symbol_map(vmlinux: str, dwarfdump: str | None, inlines: bool = Tru
     finally:
         progress.close()
     files = collector.symbol_map(elf_symbols)
+    collector.elf_symbols = elf_symbols
+    collector.dwarfdump_program = program
     if not files:
         raise UserError(f"no functions found in {vmlinux}: {os.path.basename(program)}'s output names no function with a source file")
     return files, collector, f"{os.path.basename(program)} ({kind})"
@@ -6653,6 +6743,7 @@ def read_module(path: str, scratch: str, program: str, kind: str, collector: Def
     module = DefinitionCollector()
     module.paths = collector.paths
     module.want_inlines = collector.want_inlines
+    module.want_call_sites = False  # a .ko is relocatable: see the README (modules have no call sites)
     with module_elf(path, scratch) as elf:
         try:
             if not elf_has_debug_info(elf):
@@ -6730,7 +6821,8 @@ def source_files(symbols: SymbolMap, name: str, module: str | None) -> list[str]
     return symbols.lookup(name)
 
 
-def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str], inlines: Inlines | None = None) -> None:
+def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str], inlines: Inlines | None = None,
+                     call_sites: dict[str, list[CallSiteLines]] | None = None) -> None:
     with atomic_output(path) as tmp, output_errors(path), open(tmp, "w", encoding="utf-8") as handle:
         handle.write(SYMBOL_MAP_HEADER + "\n")
         for line in header:
@@ -6739,6 +6831,143 @@ def write_symbol_map(path: str, files: dict[str, list[str]], header: list[str], 
             handle.write(name + "\t" + "\t".join(sorted(files[name])) + "\n")
         for name, (calls, cut) in sorted((inlines or {}).items()):
             handle.write(inlines_line(name, calls, cut))
+        for name, copies in sorted((call_sites or {}).items()):
+            for copy in sorted(copies, key=lambda copy: (copy.size, sorted(copy.lines.items()))):
+                handle.write(calls_line(name, copy))
+
+
+def calls_line(name: str, copy: CallSiteLines) -> str:
+    """"#calls<TAB>tcp_push<TAB>126<TAB>4b=net/ipv4/tcp.c:716<TAB>9b=:720": a path equal to the previous one is left out."""
+    fields = [CALLS_MARK, name, f"{copy.size:x}"]
+    previous = ""
+    for offset, where in sorted(copy.lines.items()):
+        path, _, line = where.rpartition(":")
+        fields.append(f"{offset:x}=" + (f":{line}" if path == previous else where))
+        previous = path
+    return "\t".join(fields) + "\n"
+
+
+# ============================================================================
+# Call sites (issue 21 point 4): the source line of every call, by return address
+# ============================================================================
+#
+# dwarfdump gives the return addresses (DW_TAG_call_site, DW_TAG_GNU_call_site);
+# the line of a call is the innermost frame, inlines included, of its return
+# address - 1, asked in one batch of a line tool: llvm-symbolizer (1.3 s for the
+# 104,824 call sites of a 7.3 vmlinux), else binutils addr2line (4.4 s).
+
+def find_line_tool(dwarfdump_program: str) -> tuple[str, str] | None:
+    """(path, "llvm" or "binutils"): llvm-symbolizer beside the llvm-dwarfdump used, else on PATH, else addr2line."""
+    import shutil
+
+    candidates = []
+    for program in dict.fromkeys((dwarfdump_program, os.path.realpath(dwarfdump_program))):
+        folder, name = os.path.split(program)
+        if "llvm-dwarfdump" in name:  # llvm-dwarfdump-14 -> llvm-symbolizer-14
+            candidates.append(os.path.join(folder, name.replace("llvm-dwarfdump", "llvm-symbolizer")))
+    candidates += ["llvm-symbolizer", *[f"llvm-symbolizer-{version}" for version in range(20, 10, -1)]]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found:
+            return found, "llvm"
+    found = shutil.which("addr2line")
+    return (found, "binutils") if found else None
+
+
+def source_lines_of_calls(tool: str, kind: str, elf: str, addresses: list[int]) -> list[str | None]:
+    """The innermost "path:line" of each return address - 1, as the tool prints the path; None where it knows no line."""
+    import subprocess
+
+    command = [tool, f"--obj={elf}", "--inlines", "--functions=none"] if kind == "llvm" else [tool, "-a", "-i", "-e", elf]
+    with tempfile.TemporaryFile() as queries, tempfile.TemporaryFile() as errors:
+        queries.write("".join(f"0x{address - 1:x}\n" for address in addresses).encode())
+        queries.seek(0)
+        try:
+            process = ProcessGroup(command, stdin=queries, stdout=subprocess.PIPE, stderr=errors)
+        except OSError as err:
+            raise UserError(f"cannot run {tool}: {err.strerror}") from err
+        assert process.stdout is not None
+        try:  # a pipe read by a thread: Ctrl-C ends the run at once, and process.end() the tool's group
+            lines = innermost_frames(chunk_lines(read_ahead(process.stdout)), kind)
+            status = process.wait()
+        finally:
+            process.end()
+            process.stdout.close()
+        errors.seek(0)
+        message = errors.read().decode("utf-8", "replace").strip().splitlines()
+    if status != 0 or len(lines) != len(addresses):
+        why = message[-1] if message else f"exit status {status}, {len(lines):,} answers to {len(addresses):,} addresses"
+        raise UserError(f"{os.path.basename(tool)} could not give the call sites' lines of {elf}: {why} (--no-call-sites makes the map without them)")
+    return lines
+
+
+def innermost_frames(output: Iterable[bytes], kind: str) -> list[str | None]:
+    """llvm-symbolizer: each address's frames, innermost first, then a blank line; addr2line -a: "0x..." then its frames."""
+    found: list[str | None] = []
+    first = True
+    for raw in output:
+        line = raw.decode("utf-8", "replace").strip()
+        if kind == "llvm":
+            if not line:
+                first = True
+                continue
+            if first:
+                found.append(frame_line(line.rsplit(":", 2)))
+            first = False
+        elif line.startswith("0x"):
+            first = True
+        elif first and line:
+            found.append(frame_line(line.split(" (discriminator")[0].rsplit(":", 1)))
+            first = False
+    return found
+
+
+def frame_line(parts: list[str]) -> str | None:
+    """["net/ipv4/tcp.c", "723", col?] -> "net/ipv4/tcp.c:723"; an unknown file or line ("??", 0, "?") -> None."""
+    if len(parts) < 2 or parts[0] in ("", "??") or not parts[1].isdigit() or parts[1] == "0":
+        return None
+    return f"{parts[0]}:{parts[1]}"
+
+
+def collected_call_sites(collector: DefinitionCollector, elf: str) -> tuple[dict[str, list[CallSiteLines]], str]:
+    """Each function copy's call sites with their lines, under the names ftrace prints (the ELF symbols at the copy's
+    start: foo.isra.0, foo.cold; the DWARF name without nm), and the line tool used ("" when there is none)."""
+    addresses = sorted(set(collector.return_addresses))
+    collector.return_addresses = array.array("Q")
+    if not addresses:
+        return {}, ""
+    tool = find_line_tool(collector.dwarfdump_program)
+    if tool is None:
+        warn("the map has no call sites: neither llvm-symbolizer (llvm) nor addr2line (binutils) was found; install one and generate again")
+        return {}, ""
+    lines = source_lines_of_calls(*tool, elf, addresses)
+    starts = sorted(collector.call_copies)
+    per_copy: dict[int, dict[int, str]] = {}
+    relative: dict[tuple[str, int], str] = {}  # (path:line as the tool printed it, unit) -> in the kernel tree
+    for address, line in zip(addresses, lines):
+        index = bisect.bisect_right(starts, address) - 1
+        if line is None or index < 0:
+            continue
+        low = starts[index]
+        size, _, unit = collector.call_copies[low]
+        if address > low + size:
+            continue
+        key = (line, unit)
+        if key not in relative:
+            path, _, number = line.rpartition(":")
+            relative[key] = f"{collector.paths.relative(path, collector.units[unit][1])}:{number}"
+        per_copy.setdefault(low, {})[address - low] = relative[key]
+    collector.census.call_site_lines = sum(len(sites) for sites in per_copy.values())
+    collector.census.call_site_copies = len(per_copy)
+    names_at: dict[int, list[str]] = {}
+    for address, name in collector.elf_symbols:
+        names_at.setdefault(address, []).append(name)
+    found: dict[str, list[CallSiteLines]] = {}
+    for low, sites in per_copy.items():
+        size, name, _ = collector.call_copies[low]
+        for symbol in names_at.get(low) or [name]:
+            found.setdefault(symbol, []).append(CallSiteLines(size, sites))
+    return found, os.path.basename(tool[0])
 
 
 Inlines = dict[str, tuple[list[str], int]]  # host -> its inlined calls "callee (path:line)" and how many more were cut
@@ -6801,8 +7030,11 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     if args.only_loaded and not args.modules:
         raise UserError("--only-loaded needs --modules DIR (the folder of the modules' debug files)")
     modules = module_debug_files(args.modules, args.only_loaded) if args.modules else []
-    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump, not args.no_inlines)
+    files, collector, tool = generate_symbol_map(args.vmlinux, args.dwarfdump, not args.no_inlines, not args.no_call_sites)
     report = add_module_symbols(files, modules, args.dwarfdump, collector) if modules else None
+    resolving = time.monotonic()
+    call_sites, line_tool = collected_call_sites(collector, args.vmlinux)
+    resolving = time.monotonic() - resolving
     census = collector.census
     several = sum(1 for sources in files.values() if len(sources) > 1)
     header = [
@@ -6813,10 +7045,13 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
         f"inlined calls (ftrace cannot trace them): {INLINES_MARK}<TAB>function<TAB>callee (call file:line)<TAB>...[<TAB>+N more]"
         f" (at most {INLINES_PER_FUNCTION} per function)",
     ]
+    if call_sites:
+        header.append(f"call sites (lines by {line_tool}): {CALLS_MARK}<TAB>function<TAB>size<TAB>return offset=file:line<TAB>...;"
+                      " hex numbers, ':line' when the file is the previous one's, one line per copy of the function")
     if report:
         header.insert(2, f"modules: {report.read} read from {', '.join(args.modules)}; a module's function is written `name [module]`")
     inlines = collected_inlines(collector, files)
-    write_symbol_map(args.output, files, header, inlines)
+    write_symbol_map(args.output, files, header, inlines, call_sites)
     say(
         f"{census.units:,} compile units, {census.subprograms:,} subprogram entries: {census.definitions:,} out-of-line definitions"
         f" ({census.clones:,} compiler clones named through their origin), {census.declarations:,} declarations skipped"
@@ -6832,6 +7067,11 @@ def generate_symbol_map_file(args: argparse.Namespace) -> None:
     if census.inlined:
         cut = f", {census.inlined_cut:,} more cut (over {INLINES_PER_FUNCTION} in a function)" if census.inlined_cut else ""
         say(f"inlined calls: {census.inlined:,} entries, {census.inlined_kept:,} distinct kept in {len(inlines):,} functions{cut}")
+    if call_sites:
+        say(f"call sites: {census.call_sites:,} return addresses in DWARF (tail calls left out), {census.call_site_lines:,} with a source line"
+            f" in {census.call_site_copies:,} function copies, {len(call_sites):,} names (lines by {line_tool} in {resolving:.1f} s)")
+        if census.call_sites_unplaced:
+            say(f"{census.call_sites_unplaced:,} call sites left out: in no function's address ranges of their unit as the dump printed them")
     if census.without_path or census.unresolved_origin:
         say(f"not mapped: {census.without_path:,} definitions without a file path, {census.unresolved_origin:,} clones whose origin was not found")
     if report:
@@ -12985,6 +13225,11 @@ def build_parser() -> argparse.ArgumentParser:
     symbol_map.add_argument(
         "--no-inlines", action="store_true",
         help="leave out the calls inlined into each function (llvm-dwarfdump then prints depth 1 only: 3x faster on a vmlinux, a 6x smaller map)",
+    )
+    symbol_map.add_argument(
+        "--no-call-sites", action="store_true",
+        help="leave out the source lines of the calls (by return address, for traces made with funcgraph-retaddr);"
+        " with --no-inlines too, llvm-dwarfdump prints depth 1 only",
     )
     symbol_map.add_argument("--only-loaded", action="store_true", help="with --modules: only modules loaded now (/proc/modules)")
     return parser
