@@ -378,6 +378,9 @@ class CallTree:
         self.limit = limit
         self.free: list[int] = []  # ids of merged detached nodes, reused: lost events must not grow the tree
         self.open_calls: dict[int, int] = {}  # node -> its calls still open at the end of the trace (set by finish())
+        # node -> {call site as the kernel printed it ("do_sys_openat2+0x48/0xb7"): calls}; only calls whose entry
+        # carried a return address (funcgraph-retaddr): memory grows with the distinct sites per path, never with the trace
+        self.call_sites: dict[int, dict[str, int]] = {}
 
     def __len__(self) -> int:
         return len(self.function)
@@ -427,6 +430,12 @@ class CallTree:
             mine[0] += counts[0]
             mine[1] += counts[1]
 
+    def note_call_site(self, node: int, site: str, calls: int = 1) -> None:
+        sites = self.call_sites.get(node)
+        if sites is None:
+            sites = self.call_sites[node] = {}
+        sites[site] = sites.get(site, 0) + calls
+
     def merge_detached(self, node: int, into_parent: int) -> None:
         """Add a detached node's subtree into the tree below `into_parent`."""
         self.merge(node, self.child(into_parent, self.function[node] or ""))
@@ -440,7 +449,7 @@ class CallTree:
         (the task's frames below the merged depth are gone, its counts flushed).
         """
         calls, total_us, self_us, children, function, free = self.calls, self.total_us, self.self_us, self.children, self.function, self.free
-        child, errnos, open_calls = self.child, self.errnos, self.open_calls
+        child, errnos, open_calls, call_sites = self.child, self.errnos, self.open_calls, self.call_sites
         work = [(source, target)]
         while work:
             source, target = work.pop()
@@ -449,6 +458,9 @@ class CallTree:
                     self.add_errno_counts(target, err, counts)
             if open_calls and source in open_calls:
                 open_calls[target] = open_calls.get(target, 0) + open_calls.pop(source)
+            if call_sites and source in call_sites:
+                for site, count in call_sites.pop(source).items():
+                    self.note_call_site(target, site, count)
             calls[target] += calls[source]
             total_us[target] += total_us[source]
             self_us[target] += self_us[source]
@@ -750,12 +762,21 @@ ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
 # Its own kind keeps it off the hot loop's shortcuts (graph_event() applies it), so traces without
 # errors pay nothing; an errno is rare enough that its slower path costs nothing measurable either.
 RETURNED_ERRNO = 5
+# An entry or leaf with its return address (funcgraph-retaddr, 6.13+): (CALLED_FROM, depth, its ENTRY/LEAF tuple, site),
+# the site as the kernel prints it, "do_sys_openat2+0x48/0xb7" (a module's: "f+0x1/0x2 [mod]"). Wrapped like an errno:
+# the hot loops unwrap it; a leaf with both is (RETURNED_ERRNO, depth, (CALLED_FROM, ...), errno).
+CALLED_FROM = 6
+# The comment after a call: "/* <-do_syscall_64+0x6b/0x1a3 */", "/* <-caller+0x2b/0x95 ret=-22 */" (with funcgraph-retval),
+# "/* <-caller+0x2b/0x95 [9pnet] */", or "<-0xffffffff81000000" where kallsyms had no symbol (trace_seq_print_sym).
+RETURN_ADDRESS = re.compile(r"/\* <-(?P<site>[^\s(\x00]+(?: \[[^\]\s]+\])?)(?: ret=\S+)? \*/\s*$")
+SITE_PARTS = re.compile(r"^(?P<caller>[^\s+]+)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)(?: \[(?P<module>[^\]\s]+)\])?$")
 # The return value in a leaf's or exit's comment (funcgraph-retval): "/* = -22 */", "/* f = 0x1 */" (about 6.5-6.12),
 # "/* ret=-22 */", "/* f ret=0xffffffea */", "/* <-caller+0x1/0x2 ret=-22 */" (6.13+); trace-cmd report: " (ret=-22)".
 RETURN_VALUE = re.compile(r"(?: = |ret=)(-?\d{1,20}|0x[0-9a-f]{1,16})(?: \*/|\))\s*$")
 TRACE_CMD_RETURN_VALUE = re.compile(r" \(ret=(?:-?\d{1,20}|0x[0-9a-f]{1,16})\)\s*$")
 MAX_ERRNO = 4095  # the kernel's IS_ERR_VALUE range: -1 .. -4095
 RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return value was read
+CALL_SITES_FORMAT = "funcgraph-retaddr"  # in TraceStats.formats once a call's return address was read
 TRACE_EVENTS_FORMAT = "trace events"  # in TraceStats.formats once a text input's tracepoint event was counted
 # A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
@@ -888,6 +909,7 @@ class TraceParser:
         self_us = self.tree.self_us
         modules = self.graph.modules
         calls = self.tree.calls  # the fast paths count calls in place; graph_event() batches them for flush_counts()
+        note_call_site = self.tree.note_call_site
         last_stamp, entry_stamp = self.last_stamp, self.entry_stamp
         entries = leaves = exits = function_lines = 0
         line_no = self.line_no
@@ -924,7 +946,7 @@ class TraceParser:
                             if key is None:
                                 key = cpu_task.get(found[0][0]) or ("cpu", found[0][0])
                             last_stamp[key] = head
-                            if parsed[0] == ENTRY:
+                            if parsed[0] == ENTRY or (parsed[0] == CALLED_FROM and parsed[2][0] == ENTRY):
                                 entry_stamp[(key, parsed[1])] = head
                     if not found:
                         function_lines_first = False
@@ -951,6 +973,10 @@ class TraceParser:
                 stack = state.stack
                 if stack:
                     kind, depth, name, module = parsed
+                    site = None
+                    if kind == CALLED_FROM:  # funcgraph-retaddr: the call and where it was made from
+                        site = module
+                        kind, depth, name, module = name
                     if kind == EXIT:
                         top = stack[-1]
                         if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
@@ -975,6 +1001,8 @@ class TraceParser:
                                 node = kids.get(name) if kids is not None else None
                                 if node is not None:
                                     calls[node] += 1
+                                    if site is not None:
+                                        note_call_site(node, site)
                                     if module:
                                         modules[name] = module
                                     if kind == ENTRY:
@@ -1074,7 +1102,7 @@ class TraceParser:
         if key is None:
             key = self.cpu_task.get(cpu) or ("cpu", cpu)
         self.last_stamp[key] = head
-        if parsed[0] == ENTRY:
+        if plain_call(parsed)[0] == ENTRY:
             self.entry_stamp[(key, parsed[1])] = head
 
     def duration_field(self, field: str) -> float | None:
@@ -1160,13 +1188,23 @@ class TraceParser:
                 parsed = (COMMENT, depth, event.group("name") if event else None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
-        if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
+        if call and " <-" in body:
+            parsed = self.with_call_site(body, parsed)
+        if parsed is not None and (plain_call(parsed)[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
             parsed = self.with_return_value(body, parsed)
         if len(self.body_cache) >= BODY_CACHE_LIMIT:
             self.body_cache.clear()  # funcgraph-args makes bodies unique; keep memory bounded
         if not (call and call[4]) and len(body) <= CACHE_KEY_LIMIT:
             self.body_cache[body] = parsed
         return parsed
+
+    def with_call_site(self, text: str, parsed: tuple) -> tuple:
+        """An entry or leaf as CALLED_FROM if its comment holds the return address (funcgraph-retaddr)."""
+        match = RETURN_ADDRESS.search(text)
+        if match is None:
+            return parsed
+        self.stats.formats.add(CALL_SITES_FORMAT)
+        return (CALLED_FROM, parsed[1], parsed, sys.intern(match.group("site")))
 
     def with_return_value(self, text: str, parsed: tuple) -> tuple:
         """A leaf or exit as RETURNED_ERRNO if `text` ends with a return value that is a negative errno."""
@@ -1455,6 +1493,8 @@ class TraceParser:
         if kind >= COMMENT:  # one test for both rare kinds: a comment (maybe an event), a return with an errno
             if kind == COMMENT and name:
                 self.trace_event(name)
+            if kind == CALLED_FROM:
+                return self.called_from(parsed, context, duration)
             return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
@@ -1498,6 +1538,13 @@ class TraceParser:
                 tree.self_us[node] += duration
                 if parent is not None:
                     parent[FRAME_CHILD_US] += duration
+        return node
+
+    def called_from(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
+        """An entry or leaf with its return address: the call as any other, its site counted on its call path."""
+        node = TraceParser.graph_event(self, parsed[2], context, duration)  # TraceParser's own, as returned_errno()
+        if node is not None:
+            self.tree.note_call_site(node, parsed[3])
         return node
 
     def returned_errno(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
@@ -1578,6 +1625,13 @@ def line_stamp_us(line: str) -> float | None:
     """The trace time (us) of a function_graph line with funcgraph-abstime or of a function tracer / trace-cmd line."""
     match = GRAPH_STAMP.match(line) or (FUNCTION_LINE.match(line) if "] " in line else None)
     return trace_time_us(match.group("ts")) if match else None
+
+
+def plain_call(parsed: tuple) -> tuple:
+    """The ENTRY/LEAF/EXIT/COMMENT tuple inside a RETURNED_ERRNO and/or CALLED_FROM wrapper."""
+    while parsed[0] == RETURNED_ERRNO or parsed[0] == CALLED_FROM:
+        parsed = parsed[2]
+    return parsed
 
 
 def graph_call(body: str) -> tuple | None:
@@ -1767,7 +1821,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     parser.finish()
     graph.stats.note_time(parser.first_us, parser.last_us)
     return {
-        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos, tree.open_calls),
+        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos, tree.open_calls, tree.call_sites),
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
@@ -1863,7 +1917,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
 
 def add_parsed_input(graph: CallGraph, result: dict) -> None:
     """Add one input's tree and counters to the aggregate, exactly as the sequential loop accumulates them."""
-    calls, total_us, self_us, children, timed, errnos, open_calls = result["tree"]
+    calls, total_us, self_us, children, timed, errnos, open_calls, call_sites = result["tree"]
     tree = graph.tree
     work = [(ROOT_NODE, ROOT_NODE)]
     while work:
@@ -1872,6 +1926,8 @@ def add_parsed_input(graph: CallGraph, result: dict) -> None:
             tree.add_errno_counts(target, err, counts)
         if source in open_calls:
             tree.open_calls[target] = tree.open_calls.get(target, 0) + open_calls[source]
+        for site, count in call_sites.get(source, {}).items():
+            tree.note_call_site(target, site, count)
         tree.calls[target] += calls[source]
         tree.total_us[target] += total_us[source]
         tree.self_us[target] += self_us[source]
@@ -1959,7 +2015,7 @@ class SeamParser(TraceParser):
         return (0, mark[1] + self.logged_entry_lines, mark[2] + self.logged_other_lines)
 
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
-        kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
+        kind, depth, name, module = plain_call(parsed)
         if kind == COMMENT:
             return super().graph_event(parsed, context, duration)  # an event is counted; nothing else happens
         cpu, key, irq = context
@@ -2090,7 +2146,7 @@ class SeamParser(TraceParser):
         tree = self.tree
         return {
             "stamps": (self.last_stamp, self.entry_stamp),
-            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos, tree.open_calls),
+            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos, tree.open_calls, tree.call_sites),
             "stats": vars(self.graph.stats),
             "modules": self.graph.modules,
             "calls": list(self.function_nodes),
@@ -4568,8 +4624,8 @@ class IntervalReader:
 
     def graph_line(self, line: str, sep: int) -> Iterator[CallInterval]:
         parsed = self.lines.classify_graph_body(line[sep + 3 :])
-        if parsed is not None and parsed[0] == RETURNED_ERRNO:
-            parsed = parsed[2]
+        if parsed is not None:
+            parsed = plain_call(parsed)
         if parsed is not None and parsed[0] == COMMENT and self.events:
             yield from self.graph_comment_event(line, sep)
             return
@@ -6905,6 +6961,8 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
         target_tree.self_us[into] += tree.self_us[node]
         if node in tree.open_calls:
             target_tree.open_calls[into] = target_tree.open_calls.get(into, 0) + tree.open_calls[node]
+        for site, count in tree.call_sites.get(node, {}).items():
+            target_tree.note_call_site(into, site, count)
         kids = tree.children[node]
         if kids and (depth is None or level < depth):
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
