@@ -337,6 +337,7 @@ class CallGraph:
     inclusive: dict[str, float] = field(default_factory=dict)
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
     edge_weight: dict[tuple[str, str], float] = field(default_factory=dict)
+    edge_sites: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # funcgraph-retaddr: edge -> {site: calls}, summed over paths
     roots: dict[str, float] = field(default_factory=dict)  # functions with top-level activations, by weight
     open_calls: dict[str, int] = field(default_factory=dict)  # functions' calls still open at the end of the trace
     timed: bool = False
@@ -518,6 +519,7 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
     subtree = tree.subtree_calls()
     use_time = tree.timed if metric == "auto" else metric == "time"
     calls, total, self_us, inclusive, edges, edge_weight = graph.calls, graph.total_us, graph.self_us, graph.inclusive, graph.edges, graph.edge_weight
+    call_sites = tree.call_sites
     on_path: Counter[str] = Counter()
     stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
     while stack:
@@ -536,6 +538,10 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
         if parent > ROOT_NODE:
             edge = (tree.function[parent] or "", name)
             edges[edge] = edges.get(edge, 0) + tree.calls[node]
+            if node in call_sites:
+                summed = graph.edge_sites.setdefault(edge, {})
+                for site, count in call_sites[node].items():
+                    summed[site] = summed.get(site, 0) + count
             if not on_path[name]:
                 edge_weight[edge] = edge_weight.get(edge, 0.0) + weight
             else:
@@ -7131,6 +7137,7 @@ class View:
     focus: str = ""  # the --root/--callers functions as labels name them: "kfree", "__kmalloc*"
     unfocused: CallGraph | None = None  # a --callers view's whole recording: the callers' own numbers
     inlines: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # name -> the symbol map's inlined calls, how many cut
+    symbols: SymbolMap | None = None  # for the call sites' source lines (SymbolMap.call_site_line)
 
 
 @dataclass
@@ -7274,6 +7281,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     entries = entry_points(graph, kept, selective)
     focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
     view = View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
+    view.symbols = symbols
     if symbols:
         found = ((name, symbols.inlined_calls(name, graph.modules.get(name))) for name in ordered)
         view.inlines = {name: calls for name, calls in found if calls[0]}
@@ -7840,7 +7848,67 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
         text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {callee}"
-    return text
+    sites = edge_call_sites(edge, view)
+    return text + (", " + call_sites_text(sites) if sites else "")
+
+
+# -- call sites (funcgraph-retaddr): which line of the caller made an edge's calls ---------------
+
+CALL_SITES_KEPT = 16  # per edge in the JSON, heaviest first (the rest counted in call_sites_cut)
+TOOLTIP_CALL_SITES = 4  # per edge in a tooltip
+
+
+def edge_call_sites(edge: tuple[str, str], view: View) -> list[dict]:
+    """The edge's call sites, heaviest first: {"site": "tcp_push+0x5b", "line": "net/ipv4/tcp.c:723" or None, "calls": 70}.
+
+    A site is kept as the kernel printed it even when its function is not the edge's caller: a tail call returns to
+    its caller's caller, a call from assembly or an interrupt entry to wherever that was; it is what the kernel said."""
+    found = view.graph.edge_sites.get(edge)
+    if not found:
+        return []
+    rows = [{"site": shown_site(site), "line": call_site_source_line(site, view.symbols), "calls": count} for site, count in found.items()]
+    rows.sort(key=lambda row: (-row["calls"], row["site"]))
+    return rows
+
+
+def shown_site(site: str) -> str:
+    """"tcp_push+0x5b/0x1a3" -> "tcp_push+0x5b" (the function's length only tells same-name copies apart); others as printed."""
+    parts = SITE_PARTS.match(site)
+    if parts is None:
+        return site
+    return f"{parts.group('caller')}+0x{parts.group('offset')}" + (f" [{parts.group('module')}]" if parts.group("module") else "")
+
+
+def call_site_source_line(site: str, symbols: SymbolMap | None) -> str | None:
+    """The source line of the call that returns to `site`, per the symbol map; None without a map or a line."""
+    parts = SITE_PARTS.match(site)
+    if symbols is None or parts is None:
+        return None
+    return symbols.call_site_line(parts.group("caller"), int(parts.group("offset"), 16), int(parts.group("size"), 16))
+
+
+def call_sites_text(rows: list[dict]) -> str:
+    """"from tcp.c:723 (70) and tcp.c:1380 (4)": lines by their file's name (sites on one line summed), else the site."""
+    shown: dict[str, int] = {}
+    for row in rows:
+        where = row["line"].rsplit("/", 1)[-1] if row["line"] else row["site"]
+        shown[where] = shown.get(where, 0) + row["calls"]
+    ordered = sorted(shown.items(), key=lambda item: (-item[1], item[0]))
+    parts = [f"{where} ({count:,})" for where, count in ordered[:TOOLTIP_CALL_SITES]]
+    rest = ordered[TOOLTIP_CALL_SITES:]
+    if rest:
+        parts.append(f"{plural(len(rest), 'more site')} ({sum(count for _, count in rest):,})")
+    return "from " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def edge_json(edge: tuple[str, str], view: View) -> dict:
+    graph = view.graph
+    found = {"caller": edge[0], "callee": edge[1], "calls": graph.edges[edge], "weight": round(graph.edge_weight.get(edge, 0.0), 3)}
+    sites = edge_call_sites(edge, view)
+    if sites:
+        found["call_sites"] = sites[:CALL_SITES_KEPT]
+        found["call_sites_cut"] = len(sites) - len(found["call_sites"])
+    return found
 
 
 WAKE_COLOUR = "#2166ac"
@@ -8125,10 +8193,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             node["baseline"] = function_numbers(baseline, name)
             node["change"] = {heat.metric: round(heat.values.get(name, 0.0) - (heat.baseline or {}).get(name, 0.0), 3)}
         nodes.append(node)
-    edges = [
-        {"caller": caller, "callee": callee, "calls": graph.edges[(caller, callee)], "weight": round(graph.edge_weight.get((caller, callee), 0.0), 3)}
-        for caller, callee in view.edges
-    ]
+    edges = [edge_json(edge, view) for edge in view.edges]
     edges.sort(key=lambda edge: (-edge["calls"], edge["caller"], edge["callee"]))
     result = {
         "stats": {
