@@ -10780,7 +10780,18 @@ def text_report(views: Views) -> list[str]:
         lines += ["", *top_functions_table(view, by, args.chart_top)]
     if shows_on_off(graph) and any(graph.off_cpu.get(name) for name in view.nodes):
         lines += ["", *asleep_table(view, args.chart_top)]
+    if graph.edge_sites:
+        lines += ["", *call_sites_table(view, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
+    return lines
+
+
+def call_sites_table(view: View, top: int) -> list[str]:
+    """The view's heaviest edges by calls, each with where its caller made them (funcgraph-retaddr)."""
+    edges = sorted((edge for edge in view.edges if edge in view.graph.edge_sites), key=lambda edge: (-view.graph.edges[edge], edge))
+    lines = [f"Call sites: the top {min(top, len(edges))} of {len(edges)} caller -> callee edges by calls, and where the calls were made (the return addresses)"]
+    for edge in edges[:top]:
+        lines.append(f"{view.graph.edges[edge]:>7,}  {edge[0]} -> {edge[1]}, {call_sites_text(edge_call_sites(edge, view))}")
     return lines
 
 
