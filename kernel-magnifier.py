@@ -8281,6 +8281,8 @@ def function_numbers(graph: CallGraph, name: str) -> dict:
 def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict]:
     """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root.
 
+    With return addresses (funcgraph-retaddr) a node has call_sites: {"caller+0x6b/0x1a3": calls}, as the kernel printed them.
+
     With scheduler events, each also has on_cpu_us, off_cpu_us, sleeps and off_cpu_states."""
     renumber = {ROOT_NODE: 0}
     nodes = []
@@ -8298,6 +8300,8 @@ def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict
             "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
             "open_calls": tree.open_calls.get(node, 0),
         })
+        if node in tree.call_sites:  # funcgraph-retaddr: where this path's calls were made, as the kernel printed it
+            nodes[-1]["call_sites"] = dict(sorted(tree.call_sites[node].items(), key=lambda item: (-item[1], item[0])))
         if sched is not None:
             found = OffCpu(sched.off_us.get(node, 0.0), sched.sleeps.get(node, 0), sched.states.get(node, {})) if node in sched.sleeps else None
             nodes[-1].update(off_cpu_json(found, tree.total_us[node], sched.timed))
@@ -11778,6 +11782,11 @@ def tracer_option(option: str, options_dir: str) -> tuple[str, str]:
         raise UserError(
             f"-O {option}: this kernel was built without CONFIG_FUNCTION_GRAPH_RETVAL (needs 6.5 or later built with it):"
             " return values cannot be recorded here"
+        )
+    if not os.path.exists(path) and name == "funcgraph-retaddr":
+        raise UserError(
+            f"-O {option}: this kernel was built without CONFIG_FUNCTION_GRAPH_RETADDR (needs 6.13 or later built with it; no"
+            " Debian kernel up to 7.3 sets it): call sites (return addresses) cannot be recorded here"
         )
     if not os.path.exists(path):
         available = sorted(os.listdir(options_dir))
