@@ -320,3 +320,27 @@ def test_record_funcgraph_retaddr_on_a_kernel_without_it_says_so(km, tmp_path):
     for name in (RETADDR / "options-available.txt").read_text().split():
         (options / name).write_text("0\n")
     assert km.tracer_option("funcgraph-retaddr", str(options)) == (str(options / "funcgraph-retaddr"), "1")
+
+
+def test_trace_dat_decoded_in_a_child_process_has_the_same_sites(tmp_path):
+    """KM_PARSE_PROCESSES=2 and one trace.dat: a child decodes the pages and sends the site names with the windows."""
+    trace = tmp_path / "retaddr.dat"
+    trace.write_bytes(lzma.decompress(DAT.read_bytes()))
+    found = {}
+    for processes in ("1", "2"):
+        result = run_with({"KM_PARSE_PROCESSES": processes}, "visualize", "-i", str(trace), "-o", f"{processes}.json", "--chart", "", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        found[processes] = tool_edge_sites(json.loads((tmp_path / f"{processes}.json").read_text()))
+    assert found["1"] == found["2"]
+    assert sum(sum(sites.values()) for sites in found["1"].values()) > 30_000
+
+
+def test_root_view_keeps_the_sites_of_the_paths_below(tmp_path):
+    """--root do_sys_openat2: its subtrees copied into the view's tree carry their sites (every edge below it here
+    is made only on paths through it: the whole recording's sites for those edges)."""
+    whole = tool_edge_sites(graph_json(tmp_path, TEXT))
+    rooted = graph_json(tmp_path, TEXT, extra=("--root", "do_sys_openat2"))
+    below = {(edge["caller"], edge["callee"]): edge for edge in rooted["edges"]}
+    edge = ("do_sys_openat2", "do_file_open")
+    assert [(row["site"], row["calls"]) for row in below[edge]["call_sites"]] == [(short(site), count) for site, count in whole[edge].most_common()]
+    assert tool_edge_sites(rooted)[edge] == whole[edge]
