@@ -3967,9 +3967,6 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
     regular stretch (an irregular event early in a long look-ahead wastes the
     work done past it)."""
     np = decoder.np
-    if decoder.retaddr_event is not None:
-        # Every entry carries its call site, which the bulk way does not count: all per event (measured: see README)
-        return feed_trace_dat(parser, decoder, batch, fed)
     start, count, exact, ahead = 0, len(batch), EXACT_EVENTS, BULK_LOOKAHEAD
     notices = np.flatnonzero(decoder.irregular(batch.kind, batch.code))
     while start < count:
@@ -3999,7 +3996,7 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
 class BulkRows:
     """A stretch's function_graph events sorted by task then time, each task's open calls first as pseudo-entries (pos -1)."""
 
-    __slots__ = ("after", "by_level", "caller", "closes", "depth", "dur", "entry", "frame", "frame_row", "orphan", "pos", "sid", "tid")
+    __slots__ = ("after", "by_level", "caller", "closes", "depth", "dur", "entry", "frame", "frame_row", "orphan", "pos", "sid", "site", "tid")
 
     def __init__(self) -> None:
         self.by_level = None  # latest_entries()'s search table, made once
@@ -4056,14 +4053,14 @@ def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, sta
         return 0, cut
     fed = graph < cut
     stamps = batch.key[start:start + end]
-    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, code[fed & (kind[graph] == EV_ENTRY)] >> 16, ctx[fed], tid[fed], stamps, graph[fed])
+    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, (code[fed & (kind[graph] == EV_ENTRY)] & LOW_CODE_MASK) >> 16, ctx[fed], tid[fed], stamps, graph[fed])
     return cut, cut
 
 
 def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, entry, code, dur) -> tuple[BulkRows, int]:
     """The rows of a stretch, and the first event of a task whose state bulk feeding cannot continue (else len)."""
     np = decoder.np
-    sid = name_sids(decoder, code >> 16)
+    sid = name_sids(decoder, (code & LOW_CODE_MASK) >> 16)  # without an entry's call site
     first = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, tid, pos)
     pseudo_tid, pseudo_depth, pseudo_sid, frames = [], [], [], []
@@ -4089,9 +4086,10 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
     rows.entry = np.concatenate((np.ones(count, dtype=bool), entry))
     rows.dur = np.concatenate((np.zeros(count), dur))
     rows.pos = np.concatenate((np.full(count, -1, dtype=np.int64), pos))
+    rows.site = np.concatenate((np.zeros(count, dtype=np.int64), np.where(entry, code >> ERRNO_CODE_SHIFT, 0)))  # site numbers (fgraph_retaddr_entry)
     # By task, then time: the rows are in time order already (pseudo-entries first), so a stable sort by task.
     order = stable_order(np, rows.tid)
-    for name in ("tid", "depth", "sid", "entry", "dur", "pos"):
+    for name in ("tid", "depth", "sid", "entry", "dur", "pos", "site"):
         setattr(rows, name, getattr(rows, name)[order])
     pseudo_at = np.flatnonzero(order < count)
     rows.frame = dict(zip(pseudo_at.tolist(), (frames[index] for index in order[pseudo_at].tolist())))
@@ -4196,12 +4194,24 @@ def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept,
     calls = tree.calls
     for at, count in zip(counted.tolist(), counts.tolist()):
         calls[at] += count
+    bulk_call_sites(np, tree, decoder, node[entries], rows.site[entries])
     bulk_modules(np, parser, decoder, entry_names)
     child_us = bulk_times(np, tree, rows, real, node)
     bulk_stacks(np, parser, decoder, rows, kept, node, child_us, keys, ctx, tid, stamps, places)
     parser.entries += len(entries)
     parser.exits += int(real.sum()) - len(entries)
     parser.stats.orphan_exits += int((real & rows.orphan).sum())
+
+
+def bulk_call_sites(np, tree: CallTree, decoder: EventDecoder, nodes, sites) -> None:
+    """The entries' call sites counted on their nodes, per distinct (node, site) (numbers < 2**SITE_CODE_BITS)."""
+    with_site = sites > 0
+    if not with_site.any():
+        return
+    pairs, counts = np.unique((nodes[with_site] << SITE_CODE_BITS) | sites[with_site], return_counts=True)
+    names = decoder.sites
+    for pair, count in zip(pairs.tolist(), counts.tolist()):
+        tree.note_call_site(pair >> SITE_CODE_BITS, names[pair & ((1 << SITE_CODE_BITS) - 1)], count)
 
 
 def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, real):

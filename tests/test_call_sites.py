@@ -344,3 +344,31 @@ def test_root_view_keeps_the_sites_of_the_paths_below(tmp_path):
     edge = ("do_sys_openat2", "do_file_open")
     assert [(row["site"], row["calls"]) for row in below[edge]["call_sites"]] == [(short(site), count) for site, count in whole[edge].most_common()]
     assert tool_edge_sites(rooted)[edge] == whole[edge]
+
+
+@pytest.mark.parametrize("name", ["retaddr.dat.xz", "retaddr-v6.dat.xz"])
+@pytest.mark.parametrize("stretch", [8, None])
+def test_bulk_feeding_counts_the_sites_of_one_call_per_event(km, tmp_path, monkeypatch, name, stretch):
+    """The numpy bulk path (regular stretches; 8 events: many stretch ends inside calls) counts every entry's site on
+    the node the per-event path counts it on (tests/test_tracedat.py checks the rest of the model on these files)."""
+    from test_tracedat import fed_model
+
+    if stretch:
+        monkeypatch.setattr(km, "BULK_MIN_EVENTS", stretch)
+        monkeypatch.setattr(km, "EXACT_EVENTS", stretch)
+    trace = tmp_path / "retaddr.dat"
+    trace.write_bytes(lzma.decompress((RETADDR / name).read_bytes()))
+    in_bulk = []
+    feed_bulk = km.feed_bulk
+
+    def counted(*args):
+        done = feed_bulk(*args)
+        in_bulk.append(done[0])
+        return done
+
+    monkeypatch.setattr(km, "feed_bulk", counted)
+    bulk, _, fed = fed_model(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
+    one_by_one, _, _ = fed_model(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
+    assert sum(in_bulk) > fed / 3 if stretch else True  # the default 2,048: windows of these small files rarely hold such a stretch
+    assert bulk.tree.call_sites == one_by_one.tree.call_sites
+    assert sum(sum(sites.values()) for sites in bulk.tree.call_sites.values()) == bulk.stats.events - sum(bulk.tree.calls) > 30_000
