@@ -369,6 +369,7 @@ def test_bulk_feeding_counts_the_sites_of_one_call_per_event(km, tmp_path, monke
     monkeypatch.setattr(km, "feed_bulk", counted)
     bulk, _, fed = fed_model(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat_window(parser, decoder, window, fed))
     one_by_one, _, _ = fed_model(km, trace, lambda km, parser, decoder, window, fed: km.feed_trace_dat(parser, decoder, window, fed))
-    assert sum(in_bulk) > fed / 3 if stretch else True  # the default 2,048: windows of these small files rarely hold such a stretch
+    if stretch:  # with the default 2,048 the windows of these small files rarely hold such a stretch
+        assert sum(in_bulk) > fed / 3
     assert bulk.tree.call_sites == one_by_one.tree.call_sites
     assert sum(sum(sites.values()) for sites in bulk.tree.call_sites.values()) == bulk.stats.events - sum(bulk.tree.calls) > 30_000
