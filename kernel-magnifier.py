@@ -352,6 +352,7 @@ class CallGraph:
     inclusive: dict[str, float] = field(default_factory=dict)
     edges: dict[tuple[str, str], int] = field(default_factory=dict)
     edge_weight: dict[tuple[str, str], float] = field(default_factory=dict)
+    edge_sites: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # funcgraph-retaddr: edge -> {site: calls}, summed over paths
     roots: dict[str, float] = field(default_factory=dict)  # functions with top-level activations, by weight
     open_calls: dict[str, int] = field(default_factory=dict)  # functions' calls still open at the end of the trace
     timed: bool = False
@@ -393,6 +394,9 @@ class CallTree:
         self.limit = limit
         self.free: list[int] = []  # ids of merged detached nodes, reused: lost events must not grow the tree
         self.open_calls: dict[int, int] = {}  # node -> its calls still open at the end of the trace (set by finish())
+        # node -> {call site as the kernel printed it ("do_sys_openat2+0x48/0xb7"): calls}; only calls whose entry
+        # carried a return address (funcgraph-retaddr): memory grows with the distinct sites per path, never with the trace
+        self.call_sites: dict[int, dict[str, int]] = {}
 
     def __len__(self) -> int:
         return len(self.function)
@@ -442,6 +446,12 @@ class CallTree:
             mine[0] += counts[0]
             mine[1] += counts[1]
 
+    def note_call_site(self, node: int, site: str, calls: int = 1) -> None:
+        sites = self.call_sites.get(node)
+        if sites is None:
+            sites = self.call_sites[node] = {}
+        sites[site] = sites.get(site, 0) + calls
+
     def merge_detached(self, node: int, into_parent: int) -> None:
         """Add a detached node's subtree into the tree below `into_parent`."""
         self.merge(node, self.child(into_parent, self.function[node] or ""))
@@ -455,7 +465,7 @@ class CallTree:
         (the task's frames below the merged depth are gone, its counts flushed).
         """
         calls, total_us, self_us, children, function, free = self.calls, self.total_us, self.self_us, self.children, self.function, self.free
-        child, errnos, open_calls = self.child, self.errnos, self.open_calls
+        child, errnos, open_calls, call_sites = self.child, self.errnos, self.open_calls, self.call_sites
         work = [(source, target)]
         while work:
             source, target = work.pop()
@@ -464,6 +474,9 @@ class CallTree:
                     self.add_errno_counts(target, err, counts)
             if open_calls and source in open_calls:
                 open_calls[target] = open_calls.get(target, 0) + open_calls.pop(source)
+            if call_sites and source in call_sites:
+                for site, count in call_sites.pop(source).items():
+                    self.note_call_site(target, site, count)
             calls[target] += calls[source]
             total_us[target] += total_us[source]
             self_us[target] += self_us[source]
@@ -521,6 +534,7 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
     subtree = tree.subtree_calls()
     use_time = tree.timed if metric == "auto" else metric == "time"
     calls, total, self_us, inclusive, edges, edge_weight = graph.calls, graph.total_us, graph.self_us, graph.inclusive, graph.edges, graph.edge_weight
+    call_sites = tree.call_sites
     on_path: Counter[str] = Counter()
     stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
     while stack:
@@ -539,6 +553,10 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
         if parent > ROOT_NODE:
             edge = (tree.function[parent] or "", name)
             edges[edge] = edges.get(edge, 0) + tree.calls[node]
+            if node in call_sites:
+                summed = graph.edge_sites.setdefault(edge, {})
+                for site, count in call_sites[node].items():
+                    summed[site] = summed.get(site, 0) + count
             if not on_path[name]:
                 edge_weight[edge] = edge_weight.get(edge, 0.0) + weight
             else:
@@ -765,12 +783,21 @@ ENTRY, LEAF, EXIT, COMMENT = 1, 2, 3, 4
 # Its own kind keeps it off the hot loop's shortcuts (graph_event() applies it), so traces without
 # errors pay nothing; an errno is rare enough that its slower path costs nothing measurable either.
 RETURNED_ERRNO = 5
+# An entry or leaf with its return address (funcgraph-retaddr, 6.13+): (CALLED_FROM, depth, its ENTRY/LEAF tuple, site),
+# the site as the kernel prints it, "do_sys_openat2+0x48/0xb7" (a module's: "f+0x1/0x2 [mod]"). Wrapped like an errno:
+# the hot loops unwrap it; a leaf with both is (RETURNED_ERRNO, depth, (CALLED_FROM, ...), errno).
+CALLED_FROM = 6
+# The comment after a call: "/* <-do_syscall_64+0x6b/0x1a3 */", "/* <-caller+0x2b/0x95 ret=-22 */" (with funcgraph-retval),
+# "/* <-caller+0x2b/0x95 [9pnet] */", or "<-0xffffffff81000000" where kallsyms had no symbol (trace_seq_print_sym).
+RETURN_ADDRESS = re.compile(r"/\* <-(?P<site>[^\s(\x00]+(?: \[[^\]\s]+\])?)(?: ret=\S+)? \*/\s*$")
+SITE_PARTS = re.compile(r"^(?P<caller>[^\s+]+)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)(?: \[(?P<module>[^\]\s]+)\])?$")
 # The return value in a leaf's or exit's comment (funcgraph-retval): "/* = -22 */", "/* f = 0x1 */" (about 6.5-6.12),
 # "/* ret=-22 */", "/* f ret=0xffffffea */", "/* <-caller+0x1/0x2 ret=-22 */" (6.13+); trace-cmd report: " (ret=-22)".
 RETURN_VALUE = re.compile(r"(?: = |ret=)(-?\d{1,20}|0x[0-9a-f]{1,16})(?: \*/|\))\s*$")
 TRACE_CMD_RETURN_VALUE = re.compile(r" \(ret=(?:-?\d{1,20}|0x[0-9a-f]{1,16})\)\s*$")
 MAX_ERRNO = 4095  # the kernel's IS_ERR_VALUE range: -1 .. -4095
 RETURN_VALUES_FORMAT = "funcgraph-retval"  # in TraceStats.formats once a return value was read
+CALL_SITES_FORMAT = "funcgraph-retaddr"  # in TraceStats.formats once a call's return address was read
 TRACE_EVENTS_FORMAT = "trace events"  # in TraceStats.formats once a text input's tracepoint event was counted
 # A repeated LOST line comes back at most this many lines later: the re-printed entry (one line), a
 # context-switch block before it (4 lines), an irq arrow each side (2), then the LOST line again.
@@ -903,6 +930,7 @@ class TraceParser:
         self_us = self.tree.self_us
         modules = self.graph.modules
         calls = self.tree.calls  # the fast paths count calls in place; graph_event() batches them for flush_counts()
+        note_call_site = self.tree.note_call_site
         last_stamp, entry_stamp = self.last_stamp, self.entry_stamp
         entries = leaves = exits = function_lines = 0
         line_no = self.line_no
@@ -939,7 +967,7 @@ class TraceParser:
                             if key is None:
                                 key = cpu_task.get(found[0][0]) or ("cpu", found[0][0])
                             last_stamp[key] = head
-                            if parsed[0] == ENTRY:
+                            if parsed[0] == ENTRY or (parsed[0] == CALLED_FROM and parsed[2][0] == ENTRY):
                                 entry_stamp[(key, parsed[1])] = head
                     if not found:
                         function_lines_first = False
@@ -966,6 +994,10 @@ class TraceParser:
                 stack = state.stack
                 if stack:
                     kind, depth, name, module = parsed
+                    site = None
+                    if kind == CALLED_FROM:  # funcgraph-retaddr: the call and where it was made from
+                        site = module
+                        kind, depth, name, module = name
                     if kind == EXIT:
                         top = stack[-1]
                         if top[FRAME_DEPTH] == depth and (name is None or name == top[FRAME_NAME]):
@@ -990,6 +1022,8 @@ class TraceParser:
                                 node = kids.get(name) if kids is not None else None
                                 if node is not None:
                                     calls[node] += 1
+                                    if site is not None:
+                                        note_call_site(node, site)
                                     if module:
                                         modules[name] = module
                                     if kind == ENTRY:
@@ -1089,7 +1123,7 @@ class TraceParser:
         if key is None:
             key = self.cpu_task.get(cpu) or ("cpu", cpu)
         self.last_stamp[key] = head
-        if parsed[0] == ENTRY:
+        if plain_call(parsed)[0] == ENTRY:
             self.entry_stamp[(key, parsed[1])] = head
 
     def duration_field(self, field: str) -> float | None:
@@ -1175,13 +1209,23 @@ class TraceParser:
                 parsed = (COMMENT, depth, event.group("name") if event else None, None)
             else:
                 parsed = (EXIT, depth, match.group("tail"), None)
-        if parsed is not None and (parsed[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
+        if call and " <-" in body:
+            parsed = self.with_call_site(body, parsed)
+        if parsed is not None and (plain_call(parsed)[0] == LEAF or parsed[0] == EXIT) and body.rstrip().endswith("*/"):
             parsed = self.with_return_value(body, parsed)
         if len(self.body_cache) >= BODY_CACHE_LIMIT:
             self.body_cache.clear()  # funcgraph-args makes bodies unique; keep memory bounded
         if not (call and call[4]) and len(body) <= CACHE_KEY_LIMIT:
             self.body_cache[body] = parsed
         return parsed
+
+    def with_call_site(self, text: str, parsed: tuple) -> tuple:
+        """An entry or leaf as CALLED_FROM if its comment holds the return address (funcgraph-retaddr)."""
+        match = RETURN_ADDRESS.search(text)
+        if match is None:
+            return parsed
+        self.stats.formats.add(CALL_SITES_FORMAT)
+        return (CALLED_FROM, parsed[1], parsed, sys.intern(match.group("site")))
 
     def with_return_value(self, text: str, parsed: tuple) -> tuple:
         """A leaf or exit as RETURNED_ERRNO if `text` ends with a return value that is a negative errno."""
@@ -1470,6 +1514,8 @@ class TraceParser:
         if kind >= COMMENT:  # one test for both rare kinds: a comment (maybe an event), a return with an errno
             if kind == COMMENT and name:
                 self.trace_event(name)
+            if kind == CALLED_FROM:
+                return self.called_from(parsed, context, duration)
             return self.returned_errno(parsed, context, duration) if kind == RETURNED_ERRNO else None
         cpu, key, irq = context
         state = self.tasks.get(key) if key is not None else None
@@ -1513,6 +1559,13 @@ class TraceParser:
                 tree.self_us[node] += duration
                 if parent is not None:
                     parent[FRAME_CHILD_US] += duration
+        return node
+
+    def called_from(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
+        """An entry or leaf with its return address: the call as any other, its site counted on its call path."""
+        node = TraceParser.graph_event(self, parsed[2], context, duration)  # TraceParser's own, as returned_errno()
+        if node is not None:
+            self.tree.note_call_site(node, parsed[3])
         return node
 
     def returned_errno(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
@@ -1593,6 +1646,13 @@ def line_stamp_us(line: str) -> float | None:
     """The trace time (us) of a function_graph line with funcgraph-abstime or of a function tracer / trace-cmd line."""
     match = GRAPH_STAMP.match(line) or (FUNCTION_LINE.match(line) if "] " in line else None)
     return trace_time_us(match.group("ts")) if match else None
+
+
+def plain_call(parsed: tuple) -> tuple:
+    """The ENTRY/LEAF/EXIT/COMMENT tuple inside a RETURNED_ERRNO and/or CALLED_FROM wrapper."""
+    while parsed[0] == RETURNED_ERRNO or parsed[0] == CALLED_FROM:
+        parsed = parsed[2]
+    return parsed
 
 
 def graph_call(body: str) -> tuple | None:
@@ -1782,7 +1842,7 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     parser.finish()
     graph.stats.note_time(parser.first_us, parser.last_us)
     return {
-        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos, tree.open_calls),
+        "tree": (tree.calls, tree.total_us, self_us, tree.children, tree.timed, tree.errnos, tree.open_calls, tree.call_sites),
         "stats": vars(graph.stats),
         "modules": graph.modules,
         "lines": parser.line_no,
@@ -1878,7 +1938,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
 
 def add_parsed_input(graph: CallGraph, result: dict) -> None:
     """Add one input's tree and counters to the aggregate, exactly as the sequential loop accumulates them."""
-    calls, total_us, self_us, children, timed, errnos, open_calls = result["tree"]
+    calls, total_us, self_us, children, timed, errnos, open_calls, call_sites = result["tree"]
     tree = graph.tree
     work = [(ROOT_NODE, ROOT_NODE)]
     while work:
@@ -1887,6 +1947,8 @@ def add_parsed_input(graph: CallGraph, result: dict) -> None:
             tree.add_errno_counts(target, err, counts)
         if source in open_calls:
             tree.open_calls[target] = tree.open_calls.get(target, 0) + open_calls[source]
+        for site, count in call_sites.get(source, {}).items():
+            tree.note_call_site(target, site, count)
         tree.calls[target] += calls[source]
         tree.total_us[target] += total_us[source]
         tree.self_us[target] += self_us[source]
@@ -1974,7 +2036,7 @@ class SeamParser(TraceParser):
         return (0, mark[1] + self.logged_entry_lines, mark[2] + self.logged_other_lines)
 
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
-        kind, depth, name, module = parsed[2] if parsed[0] == RETURNED_ERRNO else parsed
+        kind, depth, name, module = plain_call(parsed)
         if kind == COMMENT:
             return super().graph_event(parsed, context, duration)  # an event is counted; nothing else happens
         cpu, key, irq = context
@@ -2105,7 +2167,7 @@ class SeamParser(TraceParser):
         tree = self.tree
         return {
             "stamps": (self.last_stamp, self.entry_stamp),
-            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos, tree.open_calls),
+            "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos, tree.open_calls, tree.call_sites),
             "stats": vars(self.graph.stats),
             "modules": self.graph.modules,
             "calls": list(self.function_nodes),
@@ -2292,6 +2354,11 @@ EV_LEAF = 5  # an entry and its exit, joined by leaf_pairs() before the model is
 EV_RETURNED_ERRNO = 6  # feed_trace_dat's group of exits that returned a negative errno (fed one by one)
 # An exit's code is (function << 16) | depth; one whose retval field holds a negative errno has the errno in bits 48-59.
 ERRNO_CODE_SHIFT = 48
+# An entry's code holds its call site's number (fgraph_retaddr_entry) in the same high bits an exit's holds its errno:
+# 13 bits, so that feed_trace_dat's (code << 2) stays a positive int64. Sites past the 8,191st distinct return address
+# are not numbered (the call is counted, its site not: EventDecoder.sites_not_kept says how many).
+SITE_CODE_BITS = 13
+LOW_CODE_MASK = (1 << ERRNO_CODE_SHIFT) - 1
 
 
 def saved_task_names(text: str) -> dict[str, str]:
@@ -3235,6 +3302,20 @@ class KernelSymbols:
                 low = middle + 1
         return f"0x{address:x}", None
 
+    def site(self, address: int) -> str:
+        """A return address as the kernel prints it (sprint_symbol): "caller+0x6b/0x1a3", "f+0x1/0x2 [mod]", else "0x...".
+
+        The size is the next higher symbol's address minus the caller's, as kallsyms_lookup_size_offset() computes it: an
+        upper bound of the function's length (padding and symbols kallsyms does not list fall inside it)."""
+        addresses = self.addresses
+        index = bisect.bisect_right(addresses, address) - 1
+        if index < 0 or index + 1 >= len(addresses):
+            return f"0x{address:x}"  # before the first symbol or past the last one's start: no known end
+        start = addresses[index]
+        end = addresses[bisect.bisect_right(addresses, start, index)] if addresses[-1] > start else start
+        name, module = self.lookup(address)
+        return f"{name}+0x{address - start:x}/0x{end - start:x}" + (f" [{module}]" if module else "")
+
 
 def regular_kallsyms(kallsyms: str) -> tuple[list[int], list[int]] | None:
     """(addresses, line starts) of the symbols KALLSYMS_LINE takes, in KernelSymbols' order, read with numpy.
@@ -3314,6 +3395,14 @@ class EventDecoder:
         self.address_table = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))  # name_ids' keys sorted, and their values
         self.graph_events: dict[int, tuple] = {}  # feed_trace_dat's (kind, depth, name, module) per code, for every window
         self.by_kind: dict[int, EventFormat] = {}
+        # funcgraph-retaddr (6.13+): fgraph_retaddr_entry events carry the call's return address; the kernel may write
+        # plain funcgraph_entry events beside them, so the field is read for that event id only
+        retaddr = next((event for event in dat.formats.values() if event.system == "ftrace" and event.name == "fgraph_retaddr_entry"
+                        and "retaddr" in event.fields), None)
+        self.retaddr_event = retaddr
+        self.sites: list[str] = [""]  # site number -> "caller+0x6b/0x1a3" (0: no site)
+        self.site_ids: dict[int, int] = {}  # return address -> site number
+        self.sites_not_kept = 0
         kinds = {}
         for event in dat.formats.values():
             kind = self.kind_of(event)
@@ -3442,6 +3531,10 @@ class EventDecoder:
             names = self.name_codes(self.gather(buffer, at, event.fields["func"]))
             depth = self.gather(buffer, at, event.fields["depth"]).astype(np.int64) & 0xFFFF
             code[selected] = (names << 16) | depth
+            if event_kind == EV_ENTRY and self.retaddr_event is not None:
+                with_site = selected[types[selected] == self.retaddr_event.event_id]
+                if len(with_site):
+                    code[with_site] |= self.site_codes(self.gather(buffer, where[with_site], self.retaddr_event.fields["retaddr"])) << ERRNO_CODE_SHIFT
             if event_kind == EV_EXIT and self.has_retval:
                 code[selected] |= self.returned_errnos(self.gather(buffer, at, event.fields["retval"])) << ERRNO_CODE_SHIFT
             if event_kind == EV_EXIT and {"calltime", "rettime"} <= event.fields.keys():
@@ -3458,6 +3551,24 @@ class EventDecoder:
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
         return batch
+
+    def site_codes(self, addresses):
+        """Per return address its site's number, each new address made "caller+0xoff/0xsize" with the file's kallsyms."""
+        np = self.np
+        unique, inverse = np.unique(addresses, return_inverse=True)
+        ids = []
+        for address in unique.tolist():
+            found = self.site_ids.get(address)
+            if found is None:
+                if len(self.sites) >= 1 << SITE_CODE_BITS:
+                    found = 0
+                else:
+                    found = self.site_ids[address] = len(self.sites)
+                    self.sites.append(self.symbols.site(int(address)))
+            ids.append(found)
+        codes = np.asarray(ids, dtype=np.int64)[inverse.ravel()] if len(unique) else np.zeros(0, dtype=np.int64)
+        self.sites_not_kept += int((codes == 0).sum())
+        return codes
 
     def keep_details(self, buffer, where, types, kind, code) -> None:
         """Each other event's fields, read by its stored format; its code becomes the key to them (-1: no format stored for its id)."""
@@ -3595,12 +3706,13 @@ def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
     def write(pipe: IO[bytes]) -> None:
         widen_pipe(pipe.fileno())
         damage: list[str] = []
-        sent = 0
+        sent, sites_sent = 0, len(decoder.sites)
         for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
             arrays = (window.key, window.kind, window.code, window.ctx, window.duration)
-            pickle.dump(("window", arrays, decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
-            sent = len(decoder.names)
-        pickle.dump(("end", (dict(decoder.other_counts), damage), decoder.names[sent:], dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(("window", arrays, (decoder.names[sent:], decoder.sites[sites_sent:]), dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            sent, sites_sent = len(decoder.names), len(decoder.sites)
+        pickle.dump(("end", (dict(decoder.other_counts), damage, decoder.sites_not_kept), (decoder.names[sent:], decoder.sites[sites_sent:]), dat.consumed),
+                    pipe, protocol=pickle.HIGHEST_PROTOCOL)
 
     return fork_writer(write)
 
@@ -3628,10 +3740,11 @@ def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, da
             kind, body, names, consumed = pickle.load(pipe)
         except (EOFError, pickle.UnpicklingError, ValueError):
             raise UserError(f"{dat.path}: decoding its pages failed in the child process (out of memory?)") from None
-        decoder.names.extend(names)
+        decoder.names.extend(names[0])
+        decoder.sites.extend(names[1])
         dat.consumed = consumed
         if kind == "end":
-            other_counts, found = body
+            other_counts, found, decoder.sites_not_kept = body
             decoder.other_counts.update(other_counts)
             damage.extend(found)
             return
@@ -3672,8 +3785,12 @@ def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch
                 name, module = names[(code >> 18) & 0xFFFFFFFF]
                 depth = (code >> 2) & 0xFFFF
                 found = ((ENTRY, depth, name, module), (EXIT, depth, name, None), (LEAF, depth, name, module))[code & 3]
-                err = code >> (ERRNO_CODE_SHIFT + 2)
-                known[code] = found = (RETURNED_ERRNO, depth, found, -err) if err else found
+                high = code >> (ERRNO_CODE_SHIFT + 2)  # an exit's errno, an entry's (or leaf's) call site
+                if high and code & 3 == 1:
+                    found = (RETURNED_ERRNO, depth, found, -high)
+                elif high:
+                    found = (CALLED_FROM, depth, found, decoder.sites[high])
+                known[code] = found
             return found
 
         parsed[graph] = objects_by_code(np, (batch.code[graph] << 2) | shapes, graph_parsed)
@@ -3719,7 +3836,7 @@ def leaf_pairs(np, batch: EventBatch) -> tuple[EventBatch, object]:
     before it, which keeps the event numbers of lost notices.
     """
     kinds = batch.kind
-    joined = (kinds[:-1] == EV_ENTRY) & (kinds[1:] == EV_EXIT) & (batch.code[:-1] == batch.code[1:]) & (batch.ctx[:-1] == batch.ctx[1:])
+    joined = (kinds[:-1] == EV_ENTRY) & (kinds[1:] == EV_EXIT) & ((batch.code[:-1] & LOW_CODE_MASK) == batch.code[1:]) & (batch.ctx[:-1] == batch.ctx[1:])
     entries = np.flatnonzero(joined)
     if not len(entries):
         return batch, np.zeros(len(batch), dtype=np.int64)
@@ -3764,6 +3881,10 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
     stack = state.stack if state is not None and not state.irq_entry else None
     for event, duration, stamp in zip(parsed, durations, stamps):
         kind, depth, name, module = event
+        site = None
+        if kind == CALLED_FROM:  # funcgraph-retaddr: the call and where it was made from
+            site = module
+            kind, depth, name, module = name
         if stack:
             top = stack[-1]
             if kind == exit_kind:
@@ -3788,6 +3909,8 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
                     if node is None:
                         node = child(top[4], name)
                     calls[node] += 1
+                    if site is not None:
+                        tree.note_call_site(node, site)
                     if module:
                         modules[name] = module
                     entries += 1
@@ -3888,7 +4011,7 @@ def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: Eve
 class BulkRows:
     """A stretch's function_graph events sorted by task then time, each task's open calls first as pseudo-entries (pos -1)."""
 
-    __slots__ = ("after", "by_level", "caller", "closes", "depth", "dur", "entry", "frame", "frame_row", "orphan", "pos", "sid", "tid")
+    __slots__ = ("after", "by_level", "caller", "closes", "depth", "dur", "entry", "frame", "frame_row", "orphan", "pos", "sid", "site", "tid")
 
     def __init__(self) -> None:
         self.by_level = None  # latest_entries()'s search table, made once
@@ -3945,14 +4068,14 @@ def feed_bulk(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, sta
         return 0, cut
     fed = graph < cut
     stamps = batch.key[start:start + end]
-    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, code[fed & (kind[graph] == EV_ENTRY)] >> 16, ctx[fed], tid[fed], stamps, graph[fed])
+    apply_bulk(parser, decoder, rows, rows.pos < cut, keys, (code[fed & (kind[graph] == EV_ENTRY)] & LOW_CODE_MASK) >> 16, ctx[fed], tid[fed], stamps, graph[fed])
     return cut, cut
 
 
 def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, entry, code, dur) -> tuple[BulkRows, int]:
     """The rows of a stretch, and the first event of a task whose state bulk feeding cannot continue (else len)."""
     np = decoder.np
-    sid = name_sids(decoder, code >> 16)
+    sid = name_sids(decoder, (code & LOW_CODE_MASK) >> 16)  # without an entry's call site
     first = np.full(len(keys), np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, tid, pos)
     pseudo_tid, pseudo_depth, pseudo_sid, frames = [], [], [], []
@@ -3978,9 +4101,10 @@ def bulk_rows(parser: TraceParser, decoder: EventDecoder, keys: list, pos, tid, 
     rows.entry = np.concatenate((np.ones(count, dtype=bool), entry))
     rows.dur = np.concatenate((np.zeros(count), dur))
     rows.pos = np.concatenate((np.full(count, -1, dtype=np.int64), pos))
+    rows.site = np.concatenate((np.zeros(count, dtype=np.int64), np.where(entry, code >> ERRNO_CODE_SHIFT, 0)))  # site numbers (fgraph_retaddr_entry)
     # By task, then time: the rows are in time order already (pseudo-entries first), so a stable sort by task.
     order = stable_order(np, rows.tid)
-    for name in ("tid", "depth", "sid", "entry", "dur", "pos"):
+    for name in ("tid", "depth", "sid", "entry", "dur", "pos", "site"):
         setattr(rows, name, getattr(rows, name)[order])
     pseudo_at = np.flatnonzero(order < count)
     rows.frame = dict(zip(pseudo_at.tolist(), (frames[index] for index in order[pseudo_at].tolist())))
@@ -4085,12 +4209,24 @@ def apply_bulk(parser: TraceParser, decoder: EventDecoder, rows: BulkRows, kept,
     calls = tree.calls
     for at, count in zip(counted.tolist(), counts.tolist()):
         calls[at] += count
+    bulk_call_sites(np, tree, decoder, node[entries], rows.site[entries])
     bulk_modules(np, parser, decoder, entry_names)
     child_us = bulk_times(np, tree, rows, real, node)
     bulk_stacks(np, parser, decoder, rows, kept, node, child_us, keys, ctx, tid, stamps, places)
     parser.entries += len(entries)
     parser.exits += int(real.sum()) - len(entries)
     parser.stats.orphan_exits += int((real & rows.orphan).sum())
+
+
+def bulk_call_sites(np, tree: CallTree, decoder: EventDecoder, nodes, sites) -> None:
+    """The entries' call sites counted on their nodes, per distinct (node, site) (numbers < 2**SITE_CODE_BITS)."""
+    with_site = sites > 0
+    if not with_site.any():
+        return
+    pairs, counts = np.unique((nodes[with_site] << SITE_CODE_BITS) | sites[with_site], return_counts=True)
+    names = decoder.sites
+    for pair, count in zip(pairs.tolist(), counts.tolist()):
+        tree.note_call_site(pair >> SITE_CODE_BITS, names[pair & ((1 << SITE_CODE_BITS) - 1)], count)
 
 
 def bulk_nodes(np, parser: TraceParser, decoder: EventDecoder, rows: BulkRows, real):
@@ -4553,7 +4689,7 @@ class IntervalReader:
                         interval = CallInterval(name, task, comm, cpu, stamp / 1000, None, 0, caller)
                     elif kind == EV_ENTRY:
                         self.task_cpu[task] = cpu
-                        yield from self.open_call(CallInterval(decoder.names[code >> 16][0], task, comm, cpu, stamp / 1000, None, code & 0xFFFF, exited=False), True)
+                        yield from self.open_call(CallInterval(decoder.names[(code >> 16) & 0xFFFFFFFF][0], task, comm, cpu, stamp / 1000, None, code & 0xFFFF, exited=False), True)
                         continue
                     elif kind == EV_EXIT and duration == duration:  # NaN: the format has no calltime/rettime
                         self.kind = "function_graph"
@@ -4583,8 +4719,8 @@ class IntervalReader:
 
     def graph_line(self, line: str, sep: int) -> Iterator[CallInterval]:
         parsed = self.lines.classify_graph_body(line[sep + 3 :])
-        if parsed is not None and parsed[0] == RETURNED_ERRNO:
-            parsed = parsed[2]
+        if parsed is not None:
+            parsed = plain_call(parsed)
         if parsed is not None and parsed[0] == COMMENT and self.events:
             yield from self.graph_comment_event(line, sep)
             return
@@ -7159,6 +7295,8 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
         target_tree.self_us[into] += tree.self_us[node]
         if node in tree.open_calls:
             target_tree.open_calls[into] = target_tree.open_calls.get(into, 0) + tree.open_calls[node]
+        for site, count in tree.call_sites.get(node, {}).items():
+            target_tree.note_call_site(into, site, count)
         kids = tree.children[node]
         if kids and (depth is None or level < depth):
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
@@ -7263,6 +7401,7 @@ class View:
     focus: str = ""  # the --root/--callers functions as labels name them: "kfree", "__kmalloc*"
     unfocused: CallGraph | None = None  # a --callers view's whole recording: the callers' own numbers
     inlines: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # name -> the symbol map's inlined calls, how many cut
+    symbols: SymbolMap | None = None  # for the call sites' source lines (SymbolMap.call_site_line)
 
 
 @dataclass
@@ -7406,6 +7545,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     entries = entry_points(graph, kept, selective)
     focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
     view = View(graph, ordered, edges, files, notes, entry_callers, dropped_no_file, required, entries, focus, whole if graph.reversed else None)
+    view.symbols = symbols
     if symbols:
         found = ((name, symbols.inlined_calls(name, graph.modules.get(name))) for name in ordered)
         view.inlines = {name: calls for name, calls in found if calls[0]}
@@ -7972,7 +8112,67 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     text = f"{edge[0]} -> {edge[1]}: {plural(graph.edges[edge], 'call')}" + (f" of {callee} along this path" if graph.reversed else "")
     if graph.uses_time:
         text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {callee}"
-    return text
+    sites = edge_call_sites(edge, view)
+    return text + (", " + call_sites_text(sites) if sites else "")
+
+
+# -- call sites (funcgraph-retaddr): which line of the caller made an edge's calls ---------------
+
+CALL_SITES_KEPT = 16  # per edge in the JSON, heaviest first (the rest counted in call_sites_cut)
+TOOLTIP_CALL_SITES = 4  # per edge in a tooltip
+
+
+def edge_call_sites(edge: tuple[str, str], view: View) -> list[dict]:
+    """The edge's call sites, heaviest first: {"site": "tcp_push+0x5b", "line": "net/ipv4/tcp.c:723" or None, "calls": 70}.
+
+    A site is kept as the kernel printed it even when its function is not the edge's caller: a tail call returns to
+    its caller's caller, a call from assembly or an interrupt entry to wherever that was; it is what the kernel said."""
+    found = view.graph.edge_sites.get(edge)
+    if not found:
+        return []
+    rows = [{"site": shown_site(site), "line": call_site_source_line(site, view.symbols), "calls": count} for site, count in found.items()]
+    rows.sort(key=lambda row: (-row["calls"], row["site"]))
+    return rows
+
+
+def shown_site(site: str) -> str:
+    """"tcp_push+0x5b/0x1a3" -> "tcp_push+0x5b" (the function's length only tells same-name copies apart); others as printed."""
+    parts = SITE_PARTS.match(site)
+    if parts is None:
+        return site
+    return f"{parts.group('caller')}+0x{parts.group('offset')}" + (f" [{parts.group('module')}]" if parts.group("module") else "")
+
+
+def call_site_source_line(site: str, symbols: SymbolMap | None) -> str | None:
+    """The source line of the call that returns to `site`, per the symbol map; None without a map or a line."""
+    parts = SITE_PARTS.match(site)
+    if symbols is None or parts is None:
+        return None
+    return symbols.call_site_line(parts.group("caller"), int(parts.group("offset"), 16), int(parts.group("size"), 16))
+
+
+def call_sites_text(rows: list[dict]) -> str:
+    """"from tcp.c:723 (70) and tcp.c:1380 (4)": lines by their file's name (sites on one line summed), else the site."""
+    shown: dict[str, int] = {}
+    for row in rows:
+        where = row["line"].rsplit("/", 1)[-1] if row["line"] else row["site"]
+        shown[where] = shown.get(where, 0) + row["calls"]
+    ordered = sorted(shown.items(), key=lambda item: (-item[1], item[0]))
+    parts = [f"{where} ({count:,})" for where, count in ordered[:TOOLTIP_CALL_SITES]]
+    rest = ordered[TOOLTIP_CALL_SITES:]
+    if rest:
+        parts.append(f"{plural(len(rest), 'more site')} ({sum(count for _, count in rest):,})")
+    return "from " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def edge_json(edge: tuple[str, str], view: View) -> dict:
+    graph = view.graph
+    found = {"caller": edge[0], "callee": edge[1], "calls": graph.edges[edge], "weight": round(graph.edge_weight.get(edge, 0.0), 3)}
+    sites = edge_call_sites(edge, view)
+    if sites:
+        found["call_sites"] = sites[:CALL_SITES_KEPT]
+        found["call_sites_cut"] = len(sites) - len(found["call_sites"])
+    return found
 
 
 WAKE_COLOUR = "#2166ac"
@@ -8262,10 +8462,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             node["baseline"] = function_numbers(baseline, name)
             node["change"] = {heat.metric: round(heat.values.get(name, 0.0) - (heat.baseline or {}).get(name, 0.0), 3)}
         nodes.append(node)
-    edges = [
-        {"caller": caller, "callee": callee, "calls": graph.edges[(caller, callee)], "weight": round(graph.edge_weight.get((caller, callee), 0.0), 3)}
-        for caller, callee in view.edges
-    ]
+    edges = [edge_json(edge, view) for edge in view.edges]
     edges.sort(key=lambda edge: (-edge["calls"], edge["caller"], edge["callee"]))
     result = {
         "schema_version": JSON_SCHEMA_VERSION,
@@ -8354,6 +8551,8 @@ def function_numbers(graph: CallGraph, name: str) -> dict:
 def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict]:
     """Every call path as a node {id, parent, function, calls, total_time_us, self_time_us}; parent 0 is the root.
 
+    With return addresses (funcgraph-retaddr) a node has call_sites: {"caller+0x6b/0x1a3": calls}, as the kernel printed them.
+
     With scheduler events, each also has on_cpu_us, off_cpu_us, sleeps and off_cpu_states."""
     renumber = {ROOT_NODE: 0}
     nodes = []
@@ -8371,6 +8570,8 @@ def call_tree_json(tree: CallTree, sched: SchedTimes | None = None) -> list[dict
             "self_time_us": round(tree.self_us[node], 3) if tree.timed else None,
             "open_calls": tree.open_calls.get(node, 0),
         })
+        if node in tree.call_sites:  # funcgraph-retaddr: where this path's calls were made, as the kernel printed it
+            nodes[-1]["call_sites"] = dict(sorted(tree.call_sites[node].items(), key=lambda item: (-item[1], item[0])))
         if sched is not None:
             found = OffCpu(sched.off_us.get(node, 0.0), sched.sleeps.get(node, 0), sched.states.get(node, {})) if node in sched.sleeps else None
             nodes[-1].update(off_cpu_json(found, tree.total_us[node], sched.timed))
@@ -10853,7 +11054,18 @@ def text_report(views: Views) -> list[str]:
         lines += ["", *top_functions_table(view, by, args.chart_top)]
     if shows_on_off(graph) and any(graph.off_cpu.get(name) for name in view.nodes):
         lines += ["", *asleep_table(view, args.chart_top)]
+    if graph.edge_sites:
+        lines += ["", *call_sites_table(view, args.chart_top)]
     lines += ["", *call_tree_text(view, args)]
+    return lines
+
+
+def call_sites_table(view: View, top: int) -> list[str]:
+    """The view's heaviest edges by calls, each with where its caller made them (funcgraph-retaddr)."""
+    edges = sorted((edge for edge in view.edges if edge in view.graph.edge_sites), key=lambda edge: (-view.graph.edges[edge], edge))
+    lines = [f"Call sites: the top {min(top, len(edges))} of {len(edges)} caller -> callee edges by calls, and where the calls were made (the return addresses)"]
+    for edge in edges[:top]:
+        lines.append(f"{view.graph.edges[edge]:>7,}  {edge[0]} -> {edge[1]}, {call_sites_text(edge_call_sites(edge, view))}")
     return lines
 
 
@@ -11871,6 +12083,11 @@ def tracer_option(option: str, options_dir: str) -> tuple[str, str]:
         raise UserError(
             f"-O {option}: this kernel was built without CONFIG_FUNCTION_GRAPH_RETVAL (needs 6.5 or later built with it):"
             " return values cannot be recorded here"
+        )
+    if not os.path.exists(path) and name == "funcgraph-retaddr":
+        raise UserError(
+            f"-O {option}: this kernel was built without CONFIG_FUNCTION_GRAPH_RETADDR (needs 6.13 or later built with it; no"
+            " Debian kernel up to 7.3 sets it): call sites (return addresses) cannot be recorded here"
         )
     if not os.path.exists(path):
         available = sorted(os.listdir(options_dir))

@@ -470,6 +470,26 @@ def test_funcgraph_retval_records_the_errors_or_says_the_kernel_lacks_it(tmp_pat
     assert named["ENOENT"] == returned[f"-{errno.ENOENT}"] and named["ENOTTY"] == returned[f"-{errno.ENOTTY}"], (named, returned)
 
 
+def test_funcgraph_retaddr_records_the_call_sites_or_says_the_kernel_lacks_it(tmp_path, state_kept):
+    """-O funcgraph-retaddr: where the kernel has CONFIG_FUNCTION_GRAPH_RETADDR (6.13+), every call carries its site
+    and the JSON's call tree counts each line's once; where it has not (every Debian kernel up to 7.3), one line says
+    so and nothing is written or left changed."""
+    result = record("--format", "text", "-O", "funcgraph-retaddr", "--", sys.executable, "-c", FAILING_ON_PURPOSE, cwd=tmp_path)
+    if result.returncode != 0:
+        assert_one_line_error(result, "-O funcgraph-retaddr: this kernel was built without CONFIG_FUNCTION_GRAPH_RETADDR")
+        assert not (TRACEFS / "options" / "funcgraph-retaddr").exists()
+        assert not list(tmp_path.iterdir())
+        return
+    data = tmp_path / "kernel-magnifier.data"
+    printed = Counter(match.groups() for line in read_lines(data) if (match := re.search(r"\|  +([^\s(]+)\(.*/\* <-(\S+)", line)))
+    assert printed
+    graph = graph_json(tmp_path, data)
+    counted = Counter()
+    for node in graph["call_tree"]:
+        counted.update({(node["function"], site): count for site, count in node.get("call_sites", {}).items()})
+    assert counted == printed
+
+
 def function_graph_runs_in_an_instance() -> bool:
     """6.1: no (record must use the global tracer); 7.3: yes (record takes a private instance)."""
     probe = TRACEFS / "instances" / "kernel-magnifier-probe"
