@@ -8113,7 +8113,7 @@ def edge_tooltip(edge: tuple[str, str], view: View) -> str:
     if graph.uses_time:
         text += f", {format_us(graph.edge_weight.get(edge, 0.0))} in {callee}"
     sites = edge_call_sites(edge, view)
-    return text + (", " + call_sites_text(sites) if sites else "")
+    return text + (", " + call_sites_text(sites, edge[0]) if sites else "")
 
 
 # -- call sites (funcgraph-retaddr): which line of the caller made an edge's calls ---------------
@@ -8151,11 +8151,17 @@ def call_site_source_line(site: str, symbols: SymbolMap | None) -> str | None:
     return symbols.call_site_line(parts.group("caller"), int(parts.group("offset"), 16), int(parts.group("size"), 16))
 
 
-def call_sites_text(rows: list[dict]) -> str:
-    """"from tcp.c:723 (70) and tcp.c:1380 (4)": lines by their file's name (sites on one line summed), else the site."""
+def call_sites_text(rows: list[dict], caller: str | None = None) -> str:
+    """"from tcp.c:723 (70) and tcp.c:1380 (4)": lines by their file's name (sites on one line summed), else the site.
+
+    A site in another function than the edge's CALLER (a tail call's, an entry from assembly) names that function:
+    "from do_sys_openat2 at open.c:1417 (105)": a bare line there would read as a line of the caller."""
     shown: dict[str, int] = {}
     for row in rows:
         where = row["line"].rsplit("/", 1)[-1] if row["line"] else row["site"]
+        in_function = row["site"].partition("+")[0]
+        if row["line"] and caller is not None and base_function_name(in_function) != base_function_name(caller.partition(" [")[0]):
+            where = f"{in_function} at {where}"
         shown[where] = shown.get(where, 0) + row["calls"]
     ordered = sorted(shown.items(), key=lambda item: (-item[1], item[0]))
     parts = [f"{where} ({count:,})" for where, count in ordered[:TOOLTIP_CALL_SITES]]
@@ -11065,7 +11071,7 @@ def call_sites_table(view: View, top: int) -> list[str]:
     edges = sorted((edge for edge in view.edges if edge in view.graph.edge_sites), key=lambda edge: (-view.graph.edges[edge], edge))
     lines = [f"Call sites: the top {min(top, len(edges))} of {len(edges)} caller -> callee edges by calls, and where the calls were made (the return addresses)"]
     for edge in edges[:top]:
-        lines.append(f"{view.graph.edges[edge]:>7,}  {edge[0]} -> {edge[1]}, {call_sites_text(edge_call_sites(edge, view))}")
+        lines.append(f"{view.graph.edges[edge]:>7,}  {edge[0]} -> {edge[1]}, {call_sites_text(edge_call_sites(edge, view), edge[0])}")
     return lines
 
 
