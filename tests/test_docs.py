@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,26 +199,32 @@ def test_missing_lines_rules():
     assert missing_lines(["...", "b took 9 s"], printed) == ["b took 9 s"]
 
 
-RESULTS: dict[tuple[str, ...], subprocess.CompletedProcess[str]] = {}
+def run_as_written(argv: list[str], scratch: Path) -> subprocess.CompletedProcess[str]:
+    scratch.mkdir()
+    (scratch / "tests").symlink_to(ROOT / "tests")
+    (scratch / "kernel-magnifier.data").symlink_to(DEFAULT_INPUT)
+    # as on a terminal: messages and warnings in the order they were printed
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=600,
+    )
 
 
-def run_as_written(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run once per distinct command line (README.md and docs/ show some twice)."""
-    key = tuple(argv)
-    if key not in RESULTS:
-        (tmp_path / "tests").symlink_to(ROOT / "tests")
-        (tmp_path / "kernel-magnifier.data").symlink_to(DEFAULT_INPUT)
-        # as on a terminal: messages and warnings in the order they were printed
-        RESULTS[key] = subprocess.run(
-            [sys.executable, str(SCRIPT), *argv], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=600,
-        )
-    return RESULTS[key]
+@pytest.fixture(scope="module")
+def results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """Every distinct command line of the selected tests run once (README.md and docs/ show some twice), side by
+    side on the CPUs, so the test takes about the time of the slowest ones rather than of all in a row."""
+    selected = [item.callspec.params["command"] for item in request.session.items if "command" in getattr(getattr(item, "callspec", None), "params", {})]
+    distinct = list(dict.fromkeys(tuple(command.argv) for command in selected))
+    base = tmp_path_factory.mktemp("docs")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        done = pool.map(lambda item: run_as_written(list(item[1]), base / f"run{item[0]}"), enumerate(distinct))
+        return dict(zip(distinct, done))
 
 
 @pytest.mark.parametrize("command", RUN, ids=[command.where for command in RUN])
-def test_shown_command_prints_what_it_shows(tmp_path: Path, command: Command):
-    result = run_as_written(command.argv, tmp_path)
+def test_shown_command_prints_what_it_shows(results: dict, command: Command):
+    result = results[tuple(command.argv)]
     assert result.returncode == 0, f"{command.where}: exit status {result.returncode}\n{result.stdout}"
     if not command.compare:
         return
