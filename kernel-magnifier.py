@@ -7760,6 +7760,7 @@ class Drawing:
     wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
     woken: list[str] = field(default_factory=list)  # functions brought in by a drawn sleeper's wakes edge (grow_to_wakers)
     inlined: dict[str, list[str]] = field(default_factory=dict)  # --show-inlined: host -> the inlined callees drawn under it
+    clusters: dict[str, list[str]] = field(default_factory=dict)  # --clusters: source directory -> its drawn functions
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
@@ -8436,6 +8437,9 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append("grey dashed boxes: callers outside the selection")
     if drawing.wakes_note:
         parts.append(drawing.wakes_note)
+    if drawing.clusters:
+        parts.append(f"--clusters: the functions of one source directory (--group-by dir's, per the symbol map) are framed together, {len(drawing.clusters)} directories;"
+                     " one colour family per top-level subsystem; a function without a file stands outside")
     if drawing.inlined:
         parts.append(
             "dotted boxes and edges (--show-inlined): functions the compiler inlined into the box above them, per the symbol map;"
@@ -8473,12 +8477,74 @@ def caption_rows(lines: list[str], width: int = CAPTION_WIDTH) -> list[str]:
     return rows
 
 
-def caption_html(lines: list[str], heat: Heat) -> str:
-    """The caption with a colour bar, as a graphviz HTML-like label."""
+def caption_html(lines: list[str], heat: Heat, legend: list[tuple[str, str]] | None = None) -> str:
+    """The caption with a colour bar, as a graphviz HTML-like label; `legend`: --clusters' (colour, subsystem) row under it."""
     stops = heat.legend_stops()
     rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(row).replace("  ", "&#160; ")}</TD></TR>' for row in caption_rows(lines))
     cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in stops)
-    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
+    key = ""
+    if legend:
+        shown = "".join(f'<TD BGCOLOR="{colour}"><FONT POINT-SIZE="10">{html.escape(label)}</FONT></TD>' for colour, label in legend)
+        key = (f'<TR><TD COLSPAN="{len(stops)}" ALIGN="LEFT"><TABLE BORDER="0" CELLSPACING="3" CELLPADDING="3"><TR>'
+               f'<TD><FONT POINT-SIZE="10">clusters by subsystem:</FONT></TD>{shown}</TR></TABLE></TD></TR>')
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR>{key}</TABLE>>'
+
+
+# --clusters: one colour family per top-level subsystem (pale fills, so the heat colours of the boxes stay readable)
+CLUSTER_FAMILIES = {
+    "net": "Blues", "mm": "Greens", "fs": "Oranges", "kernel": "Purples", "drivers": "Greys", "block": "YlOrBr",
+    "arch": "Reds", "security": "PuRd", "lib": "BuGn", "ipc": "RdPu", "crypto": "GnBu", "io_uring": "YlGn",
+}
+OTHER_CLUSTER_FAMILY = "Greys"
+
+
+def source_clusters(view: View, names: list[str]) -> dict[str, list[str]]:
+    """The drawn functions by source directory (--group-by dir's groups); functions without one stay outside every cluster."""
+    grouping = Grouping("dir", None, view.symbols)
+    clusters: dict[str, list[str]] = {}
+    for name in names:
+        if view.graph.is_group(name):
+            continue
+        key = grouping.key(name, view.graph.modules.get(name))
+        if not key.startswith("("):
+            clusters.setdefault(key, []).append(name)
+    return dict(sorted(clusters.items()))
+
+
+def cluster_family(directory: str) -> str:
+    return CLUSTER_FAMILIES.get(directory.split("/")[0], OTHER_CLUSTER_FAMILY)
+
+
+def cluster_colours(clusters: list[str]) -> dict[str, tuple[str, str]]:
+    """Per directory (fill, border): shades of its subsystem's family, a different one for each directory of it."""
+    colours: dict[str, tuple[str, str]] = {}
+    seen: Counter[str] = Counter()
+    for directory in clusters:
+        family = cluster_family(directory)
+        shade = seen[family] % 4
+        seen[family] += 1
+        colours[directory] = (colour_hex(family, 0.06 + 0.06 * shade), colour_hex(family, 0.65))
+    return colours
+
+
+def cluster_legend(clusters: list[str]) -> list[tuple[str, str]]:
+    """(colour, top-level directories) per colour family the drawing's clusters use."""
+    tops: dict[str, list[str]] = {}
+    for directory in clusters:
+        top = directory.split("/")[0]
+        names = tops.setdefault(cluster_family(directory), [])
+        if top not in names:
+            names.append(top)
+    return [(colour_hex(family, 0.22), ", ".join(names) if family != OTHER_CLUSTER_FAMILY or len(names) < 4 else "other") for family, names in tops.items()]
+
+
+def add_clusters(agraph: Any, drawing: Drawing) -> None:
+    """A labelled graphviz cluster around each source directory's drawn functions."""
+    colours = cluster_colours(list(drawing.clusters))
+    for directory, names in drawing.clusters.items():
+        fill, border = colours[directory]
+        agraph.add_subgraph(names, name=f"cluster_{directory}", label=directory, labeljust="l", style="filled,rounded", fillcolor=fill,
+                            color=border, fontcolor=border, fontsize="12", penwidth="1.2")
 
 
 def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links: dict[str, str] | None = None) -> Any:
@@ -8487,7 +8553,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links
     graph = view.graph
     agraph = pygraphviz.AGraph(directed=True, strict=False)
     agraph.graph_attr.update(
-        label=caption_html(drawing_caption(view, drawing, heat), heat), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="13",
+        label=caption_html(drawing_caption(view, drawing, heat), heat, cluster_legend(list(drawing.clusters))), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="13",
         rankdir="TB", ranksep="0.45", nodesep="0.3",
     )
     agraph.node_attr.update(shape="box", style="filled,rounded", fontname="Helvetica")
@@ -8522,6 +8588,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links
             fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended" + waited_text(waited),
         )
     add_inlined_boxes(agraph, drawing, view)
+    add_clusters(agraph, drawing)
     return agraph
 
 
@@ -11736,6 +11803,8 @@ def draw_call_graph(views: Views, output: str, source_links: bool = True) -> Non
     add_wake_edges(drawing, views)
     if args.show_inlined:
         drawing.inlined = {name: views.view.inlines[name][0] for name in drawing.nodes if name in views.view.inlines}
+    if args.clusters:
+        drawing.clusters = source_clusters(views.view, drawing.nodes)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
             f"drawing: {len(drawing.nodes):,} {boxes_noun(views.view.graph)} and {len(drawing.edges):,} edges grown from the entry points{woken_growth(drawing)};"
@@ -11922,7 +11991,8 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     if window and args.baseline:
         raise UserError("--time-window cuts this recording's trace time, which means nothing in the --baseline recording: compare whole recordings")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
-    needs_map = "--filter-filepath" if path_filters else f"--group-by {args.group_by.kind}" if args.group_by and args.group_by.kind != "module" else ""
+    needs_map = ("--filter-filepath" if path_filters else f"--group-by {args.group_by.kind}" if args.group_by and args.group_by.kind != "module"
+                 else "--clusters" if args.clusters else "")
     symbols = load_symbols(args.symbol_map, required=needs_map, explicit=args.symbol_map_given)
     outputs = [output for output in [args.output] if output not in (None, STDOUT_OUTPUT)] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
     check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
@@ -13641,6 +13711,10 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument(
         "--show-inlined", action="store_true",
         help="draw the functions the compiler inlined into each box (per the symbol map) as dotted boxes under it: never counted as calls",
+    )
+    drawing.add_argument(
+        "--clusters", action="store_true",
+        help="frame the drawn functions of each source directory together (net/ipv4, mm, drivers/net...), one colour family per top-level subsystem (needs the symbol map)",
     )
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")

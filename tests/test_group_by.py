@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import lzma
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -237,3 +238,40 @@ def test_group_by_mistakes_are_one_line(tmp_path: Path) -> None:
         assert_one_line_error(result, words)
     result = run_cli("visualize", "-i", str(DEMO), "-o", str(tmp_path / "out.json"), "--chart", "", "--group-by", "dir", cwd=tmp_path)
     assert_one_line_error(result, "--group-by dir needs a symbol map")
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_boxes(root: ET.Element, kind: str) -> dict[str, tuple[float, float, float, float]]:
+    """title -> (x0, y0, x1, y1) of every <g class=KIND>'s outline (its first path or polygon)."""
+    boxes = {}
+    for group in root.iter(f"{SVG}g"):
+        if group.get("class") != kind:
+            continue
+        title = group.find(f"{SVG}title").text
+        shape = next(element for element in group.iter() if element.tag in (f"{SVG}path", f"{SVG}polygon"))
+        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", shape.get("d") or shape.get("points"))]
+        xs, ys = numbers[0::2], numbers[1::2]
+        boxes[title] = (min(xs), min(ys), max(xs), max(ys))
+    return boxes
+
+
+def test_clusters_hold_exactly_the_functions_of_their_directory(tmp_path: Path, mapping: dict[str, list[str]]) -> None:
+    out = tmp_path / "clusters.svg"
+    result = run_cli("visualize", "-i", str(DEMO), "--symbol-map", str(MAP), "--clusters", "--max-nodes", "40", "-o", str(out), "--chart", "")
+    assert result.returncode == 0, result.stderr
+    functions = graph_json(tmp_path, DEMO, extra=("--symbol-map", str(MAP)))
+    modules = {node["name"]: node.get("module") for node in functions["nodes"]}
+    root = ET.parse(out).getroot()
+    clusters = {title.removeprefix("cluster_"): box for title, box in svg_boxes(root, "cluster").items()}
+    nodes = svg_boxes(root, "node")
+    assert len(nodes) >= 30 and len(clusters) >= 5
+    expected = {name: expected_group(name, modules[name], mapping) for name in nodes}
+    assert set(clusters) == {group for group in expected.values() if not group.startswith("(")}
+    for name, (x0, y0, x1, y1) in nodes.items():
+        centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        inside = {directory for directory, (a, b, c, d) in clusters.items() if a <= centre[0] <= c and b <= centre[1] <= d}
+        assert inside == ({expected[name]} if not expected[name].startswith("(") else set()), name
+    text = out.read_text()
+    assert "clusters by subsystem:" in text and "--clusters: the functions of one source directory" in text.replace("&#45;", "-")
