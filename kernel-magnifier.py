@@ -11437,7 +11437,7 @@ def asleep_table(view: View, top: int) -> list[str]:
                      format_us(graph.total_us[name]), states, function_text(name, view)])
     where = f" on the call paths to {focus_names(graph)}, by its time asleep through them" if graph.reversed else " by time asleep"
     return [
-        f"Top {len(ranked)} of {len(view.nodes):,} functions{where} ({len(slept):,} were switched out while open)",
+        f"Top {len(ranked)} of {len(view.nodes):,} {boxes_noun(view.graph)}{where} ({len(slept):,} were switched out while open)",
         *aligned(["sleeps", "asleep", "asleep%", "on CPU", "total", "states", "function"], rows),
     ]
 
