@@ -8168,7 +8168,10 @@ def node_label(name: str, view: View, have_map: bool) -> str:
         lines = group_lines(name, graph)
         if graph.timed:
             whole = graph.weight_total if graph.uses_time else 0.0
-            lines.append(f"total {format_us(graph.total_us[name])}{share(graph.total_us[name], whole)}{on_off_text(graph, name)}")
+            lines.append(f"total {format_us(graph.total_us[name])}{share(graph.total_us[name], whole)}")
+            on_off = on_off_text(graph, name).removeprefix(" = ")
+            if on_off:
+                lines.append(on_off)
             lines.append(f"self {format_us(graph.self_us[name])}{share(graph.self_us[name], whole)}")
         return "\n".join(lines)
     lines = [shown_name(name, graph)]  # "[task python3, ...]": a --wakers frame that is no function
@@ -11799,7 +11802,8 @@ class Views:
 def draw_call_graph(views: Views, output: str, source_links: bool = True) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph; in an .svg, a box links to its function's definition line."""
     args = views.args
-    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
+    wakeups = None if args.no_wakeups or views.view.graph.group_by else views.wakeups  # wakers are functions: no group-level edges
+    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, wakeups)
     add_wake_edges(drawing, views)
     if args.show_inlined:
         drawing.inlined = {name: views.view.inlines[name][0] for name in drawing.nodes if name in views.view.inlines}
@@ -11836,7 +11840,7 @@ def source_url(template: str, version: str | None, definition: str) -> str:
 def add_wake_edges(drawing: Drawing, views: Views) -> None:
     """The dashed "wakes" edges whose two boxes are drawn, and the caption's line on them (none in a --callers/--wakers tree)."""
     edges = wake_edges(views.wakeups or [])
-    if not edges or views.view.graph.reversed:
+    if not edges or views.view.graph.reversed or views.view.graph.group_by:  # wakers are functions, the boxes groups
         return
     if views.args.no_wakeups:
         drawing.wakes_note = f"{plural(len(edges), 'wakeup edge')} hidden (--no-wakeups)"

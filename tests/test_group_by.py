@@ -20,6 +20,7 @@ MAP = DATA / "symbol-map-6.1.0-56-amd64.map.xz"
 DEMO = DATA / "record-demo" / "kernel-magnifier.data.xz"  # text, a TCP echo with timestamps
 DEMO_LARGE = DATA / "record-demo-large" / "kernel-magnifier.data.xz"  # another run of the same load, same kernel
 SCHED_DAT = DATA / "sched" / "tc-fg-sched-6.1.dat.xz"  # trace-cmd's trace.dat with sched_switch/sched_waking
+WHOLE_SYSTEM = DATA / "whole-system" / "kernel-magnifier.data.xz"  # make vm-demo-system: every CPU, TCP echo + ext4 fsync + spawns
 CLONE = re.compile(r"\.(isra|constprop|part|cold|llvm|lto_priv|localalias)(\.|$).*")
 
 
@@ -121,11 +122,22 @@ def test_group_numbers_are_the_sums_of_their_functions(demo: tuple[dict, dict], 
     assert sum(node["self_time_us"] for node in grouped["nodes"]) == pytest.approx(sum(node["self_time_us"] for node in functions["nodes"]), rel=1e-6)
 
 
-def test_group_numbers_on_a_trace_dat_with_scheduler_events(tmp_path: Path, mapping: dict[str, list[str]]) -> None:
-    functions = graph_json(tmp_path, SCHED_DAT, extra=("--symbol-map", str(MAP)))
-    grouped = graph_json(tmp_path, SCHED_DAT, extra=("--symbol-map", str(MAP), "--group-by", "dir"))
+@pytest.mark.parametrize("recording", [SCHED_DAT, WHOLE_SYSTEM], ids=["trace-cmd-sched", "whole-system"])
+def test_group_numbers_on_trace_dats_with_scheduler_events(tmp_path: Path, mapping: dict[str, list[str]], recording: Path) -> None:
+    functions = graph_json(tmp_path, recording, extra=("--symbol-map", str(MAP)))
+    grouped = graph_json(tmp_path, recording, extra=("--symbol-map", str(MAP), "--group-by", "dir"))
     assert_groups_match(grouped, functions, mapping)
     assert grouped["stats"]["sched"] is not None
+
+
+def test_the_whole_system_map_has_the_subsystems_of_its_load(tmp_path: Path, mapping: dict[str, list[str]]) -> None:
+    """The README's map: the TCP echo's net/ipv4 -> net/core, the fsync's fs -> ext4 -> block, and the scheduler under all."""
+    functions = graph_json(tmp_path, WHOLE_SYSTEM, extra=("--symbol-map", str(MAP)))
+    group_of, _, crossing, _ = grouped_by_hand(functions, mapping)
+    ext4 = next(group_of[node["name"]] for node in functions["nodes"] if node["name"] == "ext4_sync_file")  # fs/ext4, or [ext4] in a map without modules
+    for caller, callee in (("net/ipv4", "net/core"), ("fs", ext4), (ext4, "block"), ("net/core", "kernel/sched")):
+        assert crossing[caller, callee] > 0, (caller, callee)
+    assert "finalize_exec" in {node["name"] for node in functions["nodes"]}  # the spawns: 0.3 s of the emulated guest caught the end of one exec
 
 
 def test_root_on_a_group_is_the_function_focus_of_its_members(tmp_path: Path, demo: tuple[dict, dict], mapping: dict[str, list[str]]) -> None:
