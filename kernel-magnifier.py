@@ -10069,6 +10069,7 @@ def explorer_data(views: Views) -> dict:
         "lines": [[definition_parts(definition).line or 0 for definition in symbols.get(name, [])] for name in columns["names"]],
         "modules": [graph.modules.get(name, "") for name in columns["names"]],
         "inlines": explorer_inlines(views.view, columns["names"]),
+        **explorer_levels(views.view, columns["names"]),
         "timed": tree.timed,
         "metric": views.heat.metric,
         "focus": views.view.required,
@@ -10085,6 +10086,24 @@ def explorer_data(views: Views) -> dict:
 
 
 EXPLORER_INLINES = 8  # inlined calls the selection bar names: it stays one or two lines
+EXPLORER_MEMBERS = 12  # a group's functions the selection bar names, most called first
+
+
+def explorer_levels(view: View, names: list[str]) -> dict:
+    """The other level beside each box: a group's functions ("members": name -> [[function, calls]..., more]), or with a
+    symbol map a function's source directory ("group_of", beside "names"), as --group-by dir would group it."""
+    graph = view.graph
+    if graph.group_by:
+        members = {}
+        for name in names:
+            if graph.is_group(name):
+                ranked = sorted(graph.members[name].items(), key=lambda item: (-item[1][0], item[0]))
+                members[name] = [[member, int(numbers[0])] for member, numbers in ranked[:EXPLORER_MEMBERS]] + [len(ranked) - EXPLORER_MEMBERS]
+        return {"members": members, "group_of": []}
+    if view.symbols is None:
+        return {"members": {}, "group_of": []}
+    grouping = Grouping("dir", None, view.symbols)
+    return {"members": {}, "group_of": [grouping.key(name, graph.modules.get(name)) if not name.startswith("[") else "" for name in names]}
 
 
 def explorer_inlines(view: View, names: list[str]) -> dict[str, list[str]]:
@@ -10299,7 +10318,7 @@ KM.select = function (name, origin) {
   $("selname").textContent = name;
   const f = KM.functionNumbers(name);
   $("selnumbers").textContent = f ? KM.numbersText(f, KM.baseNumbers(name)) : "";
-  $("selsource").innerHTML = "source: " + KM.sourceHtml(name) + KM.inlinesHtml(name);
+  $("selsource").innerHTML = (D.members[name] ? KM.membersHtml(name) : "source: " + KM.sourceHtml(name) + KM.groupHtml(name)) + KM.inlinesHtml(name);
   for (const v of KM.views) if (v.select) v.select(name, origin);
 };
 
@@ -10343,6 +10362,18 @@ KM.start = function () {
   const first = D.focus.find((name) => KM.byName.has(name)) || (KM.root.kids.length ? [...KM.root.kids].sort((a, b) => b.w - a.w)[0].name : null);
   KM.show(KM.views[0].id);
   if (first) KM.select(first, null);
+};
+
+// The other level (issue 24, point 3): a --group-by page's group lists its functions, a function page's function names its group.
+KM.membersHtml = (name) => {
+  const list = D.members[name];
+  const more = list[list.length - 1];
+  const shown = list.slice(0, -1).map(([member, calls]) => `${esc(member)} (${fmtInt(calls)})`).join(", ");
+  return `<span class="members">functions: ${shown}${more > 0 ? `, +${fmtInt(more)} more` : ""}</span>`;
+};
+KM.groupHtml = (name) => {
+  const group = KM.byName.has(name) && D.group_of.length ? D.group_of[KM.byName.get(name)[0].fi] : "";
+  return group ? ` \u00b7 <span class="group">in ${esc(group)}</span>` : "";
 };
 
 // Inlined calls (issue 21, point 2): D.inlines {name: ["callee (file.c:123)", ...]}, the calls ftrace cannot see.
