@@ -16,7 +16,7 @@ VM_TESTS ?= tests/vm
 # the whole suite boots two guests at once (tests/vm/vm-test.sh): the loss comparison with trace-cmd runs beside the rest
 VM_TIMEOUT ?= 3600
 
-.PHONY: demo test lint bench images vm-test vm-test-newer vm-demo vm-demo-large clean
+.PHONY: demo test lint bench images vm-test vm-test-newer vm-demo vm-demo-large vm-demo-system clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ vm-demo-large: $(VENV)/.installed
 	mkdir -p $(VM_CACHE)/demo-large
 	tests/vm/run-in-vm.sh --kernel $(KERNEL_DIR) --out $(VM_CACHE)/demo-large -- tests/vm/record-demo.sh 65536
 	@echo "recording and record's output in $(VM_CACHE)/demo-large"
+
+# a whole-system recording under a mixed load (TCP echo, ext4 writes with fsync, process spawns): the README's subsystem map
+vm-demo-system: $(VENV)/.installed
+	tests/vm/fetch-kernel.sh $(KERNEL_DIR) $(KERNEL_PACKAGE)
+	mkdir -p $(VM_CACHE)/demo-system
+	tests/vm/run-in-vm.sh --kernel $(KERNEL_DIR) --out $(VM_CACHE)/demo-system -- tests/vm/record-whole-system.sh $(KERNEL_DIR)
+	@echo "recording and record's output in $(VM_CACHE)/demo-system"
 
 # the README's images, redrawn from the bundled recordings with the README's own commands
 images: $(VENV)/.installed

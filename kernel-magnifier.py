@@ -362,9 +362,19 @@ class CallGraph:
     sched: SchedTimes | None = None  # on/off-CPU time and wakeups, where the inputs hold sched_switch events
     woken: bool = False  # a --wakers tree (reversed): its calls are sleeps of the focus woken through a function, its times their waits
     off_cpu: dict[str, OffCpu] = field(default_factory=dict)  # per function, from `sched` (attach_sched)
+    # --group-by: group -> {member function: [calls, self time]} (summed from CallTree.members); "" ungrouped, else "dir:2"...
+    members: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    group_by: str = ""
 
     def nodes(self) -> list[str]:
         return list(self.calls)
+
+    def is_group(self, name: str) -> bool:
+        return name in self.members
+
+    def inner_calls(self, name: str) -> int:
+        """A group's calls between its own functions: its functions' calls less the calls into it."""
+        return int(sum(numbers[0] for numbers in self.members.get(name, {}).values())) - self.calls.get(name, 0)
 
 
 ROOT_NODE = 0
@@ -397,6 +407,8 @@ class CallTree:
         # node -> {call site as the kernel printed it ("do_sys_openat2+0x48/0xb7"): calls}; only calls whose entry
         # carried a return address (funcgraph-retaddr): memory grows with the distinct sites per path, never with the trace
         self.call_sites: dict[int, dict[str, int]] = {}
+        # a --group-by tree's node -> {function merged into it: [calls, self time]} (group_tree); empty otherwise
+        self.members: dict[int, dict[str, list[float]]] = {}
 
     def __len__(self) -> int:
         return len(self.function)
@@ -571,10 +583,23 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
     for node, count in tree.open_calls.items():
         name = tree.function[node] or ""
         graph.open_calls[name] = graph.open_calls.get(name, 0) + count
+    for node, found in tree.members.items():
+        add_members(graph.members.setdefault(tree.function[node] or "", {}), found)
     # The whole every view shares: the flame graph's, where a call whose exit was lost is as wide as its callees.
     graph.weight_total = flame_weights(tree, use_time)[ROOT_NODE]
     graph.uses_time = use_time
     return graph
+
+
+def add_members(into: dict[str, list[float]], members: dict[str, list[float]]) -> None:
+    """Add a group node's member functions' [calls, self time] into a sum."""
+    for name, (calls, self_us) in members.items():
+        mine = into.get(name)
+        if mine is None:
+            into[name] = [calls, self_us]
+        else:
+            mine[0] += calls
+            mine[1] += self_us
 
 
 # ============================================================================
@@ -5286,8 +5311,10 @@ def attach_sched(graph: CallGraph, sched: SchedTimes | None) -> None:
     graph.off_cpu = function_off_cpu(graph.tree, sched) if sched is not None else {}
 
 
-def moved_sched(sched: SchedTimes | None, moved: list[tuple[int, int]]) -> SchedTimes | None:
-    """A focused view's SchedTimes: each node's numbers added into the copies `moved` made of it (several may go into one)."""
+def moved_sched(sched: SchedTimes | None, moved: list[tuple[int, int]], placed: dict[int, int] | None = None) -> SchedTimes | None:
+    """A focused view's SchedTimes: each node's numbers added into the copies `moved` made of it (several may go into one).
+
+    `placed`: where the nodes that are not moved went (a group's merged frames), for the wakeups of sleeps inside them."""
     if sched is None:
         return None
     result = SchedTimes(sleep_total_us=sched.sleep_total_us, sleep_count=sched.sleep_count, timed=sched.timed, state_us=dict(sched.state_us),
@@ -5305,6 +5332,11 @@ def moved_sched(sched: SchedTimes | None, moved: list[tuple[int, int]]) -> Sched
             states[state] = states.get(state, 0.0) + off
         if source in sched.unwoken:
             result.unwoken[target] = result.unwoken.get(target, 0) + sched.unwoken[source]
+    for source, target in (placed or {}).items():
+        if source not in copies:
+            copies[source] = target
+            if source in sched.unwoken:
+                result.unwoken[target] = result.unwoken.get(target, 0) + sched.unwoken[source]
     for (sleeper, waker, who), flow in sched.wakes.items():
         if sleeper in copies:
             key = (copies[sleeper], copies.get(waker, ROOT_NODE), who)
@@ -7297,6 +7329,8 @@ def copy_subtree(tree: CallTree, source: int, target_tree: CallTree, target: int
             target_tree.open_calls[into] = target_tree.open_calls.get(into, 0) + tree.open_calls[node]
         for site, count in tree.call_sites.get(node, {}).items():
             target_tree.note_call_site(into, site, count)
+        if node in tree.members:
+            add_members(target_tree.members.setdefault(into, {}), tree.members[node])
         kids = tree.children[node]
         if kids and (depth is None or level < depth):
             work.extend((kid, target_tree.child(into, name), level + 1) for name, kid in kids.items())
@@ -7342,6 +7376,8 @@ def focus_callers(tree: CallTree, functions: set[str], depth: int | None, moved:
         calls, self_us = tree.calls[node], tree.self_us[node]
         total = 0.0 if called_inside_itself(tree, node) else tree.total_us[node]
         target = reverse.child(ROOT_NODE, name)
+        if node in tree.members:  # a group's functions: its own, at its root
+            add_members(reverse.members.setdefault(target, {}), tree.members[node])
         level = 0
         ancestor = node
         while True:
@@ -7385,6 +7421,135 @@ def reversed_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str]) -
     return graph
 
 
+# --group-by: the kernel at the level of its source tree. Every view works on a call tree, so grouping is one more
+# tree: each function replaced by its group, consecutive frames of one group merged into one frame.
+GROUP_KINDS = ("dir", "file", "module")
+SUBSYSTEM_DEPTH = 2  # --group-by dir: net/ipv4, fs/ext4, kernel/sched, mm (a file at the top of its subsystem: mm/slub.c -> mm)
+SUBSYSTEM_DEPTHS = {"drivers": 3, "arch": 3}  # ...but drivers/net/ethernet, drivers/block, arch/x86/kernel, arch/x86/mm
+NO_SOURCE_GROUP = "(no source file)"
+SEVERAL_DIRS_GROUP = "(several directories)"
+SEVERAL_FILES_GROUP = "(several files)"
+BUILT_IN_GROUP = "vmlinux"
+
+
+@dataclass
+class Grouping:
+    """How --group-by names a function's group: its source directory cut to `depth` folders, its file, or its module."""
+
+    kind: str
+    depth: int | None = None  # dir:N; None: the subsystem depth (SUBSYSTEM_DEPTHS)
+    symbols: SymbolMap | None = None
+
+    def describe(self) -> str:
+        return f"dir:{self.depth}" if self.kind == "dir" and self.depth is not None else self.kind
+
+    def key(self, name: str, module: str | None) -> str:
+        """The group of NAME: placed by the file whose unit compiled it (a header's function: the .c file it is in).
+
+        A name the map gives several definitions in different groups (static functions of one name) goes to the
+        folders they share (NF_HOOK in net/ipv4 and net/ipv6: net), else to "(several directories)"."""
+        if self.kind == "module":
+            return f"[{module}]" if module else BUILT_IN_GROUP
+        definitions = source_files(self.symbols, name, module) if self.symbols else []
+        if not definitions:
+            return f"[{module}]" if module else NO_SOURCE_GROUP
+        paths = list(dict.fromkeys(compiled_path(definition) for definition in definitions))
+        if self.kind == "file":
+            return paths[0] if len(paths) == 1 else SEVERAL_FILES_GROUP
+        groups = list(dict.fromkeys(source_dir_group(path, self.depth) for path in paths))
+        return groups[0] if len(groups) == 1 else shared_folders(groups) or SEVERAL_DIRS_GROUP
+
+
+def compiled_path(definition: str) -> str:
+    """The file whose compilation unit holds a definition's code: "include/linux/skbuff.h|net/core/skbuff.c" -> net/core/skbuff.c."""
+    parts = definition_parts(definition)
+    return parts.compiled or parts.path
+
+
+def source_dir_group(path: str, depth: int | None) -> str:
+    """A source file's directory cut to DEPTH folders (None: its subsystem's depth); a file at the top: "(top)"."""
+    folders = path.split("/")[:-1]
+    if not folders:
+        return "(top)"
+    return "/".join(folders[:depth if depth is not None else SUBSYSTEM_DEPTHS.get(folders[0], SUBSYSTEM_DEPTH)])
+
+
+def shared_folders(groups: list[str]) -> str:
+    """The folders every group starts with ("net/ipv4", "net/ipv6" -> "net"); "" when none."""
+    split = [group.split("/") for group in groups]
+    common = []
+    for folders in zip(*split):
+        if len(set(folders)) > 1:
+            break
+        common.append(folders[0])
+    return "/".join(common)
+
+
+def parse_group_by(text: str) -> Grouping:
+    """--group-by dir, dir:N, file or module."""
+    kind, colon, depth = text.partition(":")
+    if kind not in GROUP_KINDS or (colon and (kind != "dir" or not depth.isdigit() or int(depth) < 1)):
+        raise argparse.ArgumentTypeError(f"{text!r}: use dir, dir:N (N folders, 1 or more), file or module")
+    return Grouping(kind, int(depth) if colon else None)
+
+
+def group_tree(tree: CallTree, group_of: dict[str, str], kept: set[str]) -> tuple[CallTree, list[tuple[int, int]], dict[int, int]]:
+    """The call tree with every function replaced by its group and consecutive frames of one group merged into one.
+
+    A group node's calls are the calls into the group on its path (from another group, or at the top), its total
+    time theirs, its self time that of every function merged into it; CallTree.members keeps each merged function's
+    calls and self time (their calls less the node's are the group's inner calls). Functions in `kept` stay
+    themselves (--root/--callers named by function). Returns the tree, (entering node, its group node) for the
+    off-CPU times (which, like totals, include the merged frames'), and every node's group node (for the wakeups).
+    """
+    grouped = CallTree()
+    grouped.timed = tree.timed
+    entering: list[tuple[int, int]] = []
+    placed: dict[int, int] = {}
+    stack = [(kid, ROOT_NODE) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    while stack:
+        node, into = stack.pop()
+        name = tree.function[node] or ""
+        label = name if name in kept else group_of[name]
+        if into == ROOT_NODE or grouped.function[into] != label or name in kept:
+            into = grouped.child(into, label)
+            entering.append((node, into))
+            grouped.calls[into] += tree.calls[node]
+            grouped.total_us[into] += tree.total_us[node]
+            if node in tree.open_calls:
+                grouped.open_calls[into] = grouped.open_calls.get(into, 0) + tree.open_calls[node]
+        grouped.self_us[into] += tree.self_us[node]
+        if name not in kept:
+            add_members(grouped.members.setdefault(into, {}), {name: [tree.calls[node], tree.self_us[node]]})
+        placed[node] = into
+        kids = tree.children[node]
+        if kids:
+            stack.extend((kid, into) for kid in kids.values())
+    return grouped, entering, placed
+
+
+def grouped_graph(graph: CallGraph, request: ViewRequest) -> CallGraph:
+    """The recording at group level; --root/--callers/--wakers names that are no group stay functions."""
+    grouping = request.grouping
+    assert grouping is not None
+    names = function_names(graph.tree)
+    group_of = {name: grouping.key(name, graph.modules.get(name)) for name in names}
+    groups = set(group_of.values())
+    kept: set[str] = set()
+    for option, patterns in (("--root", request.roots), ("--callers", request.callers), ("--wakers", request.wakers)):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(group, pattern) for group in groups):
+                if not any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(base_function_name(name), pattern) for name in names):
+                    raise UserError(f"{option} {pattern}: no group (--group-by {grouping.describe()}) or function of that name is in the trace"
+                                    f"{name_suggestions(pattern, groups | names)}")
+                kept |= matching_functions(graph.tree, [pattern], option, request.symbols)
+    tree, entering, placed = group_tree(graph.tree, group_of, kept)
+    grouped = derive_graph(tree, graph.stats, {name: graph.modules[name] for name in kept if name in graph.modules})
+    grouped.group_by = grouping.describe()
+    attach_sched(grouped, moved_sched(graph.sched, entering, placed))
+    return grouped
+
+
 @dataclass
 class View:
     """The part of the call graph that passed the user's focus and filters (every node and edge of it)."""
@@ -7416,12 +7581,22 @@ class ViewRequest:
     callers: list[str] = field(default_factory=list)
     depth: int | None = None
     wakers: list[str] = field(default_factory=list)
+    grouping: Grouping | None = None  # --group-by
 
 
 def focused_graph(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
-    """The graph of the requested focus, the functions it is about, and notes saying what it is."""
+    """The graph of the requested focus (of the groups, with --group-by), the functions it is about, and notes saying what it is."""
     if sum(1 for asked in (request.roots, request.callers, request.wakers) if asked) > 1:
         raise UserError("--root, --callers and --wakers are different views: use one of them")
+    if request.grouping is None:
+        return focus_of(graph, request)
+    graph = grouped_graph(graph, request)
+    focused, names, notes = focus_of(graph, request)
+    focused.group_by = graph.group_by
+    return focused, names, notes
+
+
+def focus_of(graph: CallGraph, request: ViewRequest) -> tuple[CallGraph, list[str], list[str]]:
     if request.wakers:
         return wakers_graph(graph, request)
     depth_note = f", {request.depth} level{'s' if request.depth != 1 else ''} deep" if request.depth is not None else ""
@@ -7519,7 +7694,7 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     graph, focus_functions, notes = focused_graph(graph, request)
     names = graph.nodes()
     symbols = request.symbols
-    files = {name: source_files(symbols, name, graph.modules.get(name)) for name in names} if symbols else {}
+    files = {name: source_files(symbols, name, graph.modules.get(name)) for name in names if not graph.is_group(name)} if symbols else {}
     kept = set(names)
     dropped_no_file = 0
     if request.min_calls is not None:
@@ -7531,8 +7706,9 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
         notes.append(f"--filter-module {','.join(request.module_filters)}: kept {len(kept)} of {before} functions")
     if request.path_filters:
         before = len(kept)
-        dropped_no_file = sum(1 for name in kept if not files.get(name) and name not in graph.modules)
-        kept = {name for name in kept if matches_path(name, files, graph.modules, request.path_filters)}
+        dropped_no_file = sum(1 for name in kept if not files.get(name) and name not in graph.modules and not graph.is_group(name))
+        kept = {name for name in kept if matches_path(name, files, graph.modules, request.path_filters)
+                or (graph.is_group(name) and any(pattern in name for pattern in request.path_filters))}
         notes.append(
             f"--filter-filepath {','.join(request.path_filters)}: kept {len(kept)} of {before} functions"
             f" ({dropped_no_file} dropped because the symbol map has no file for them)"
@@ -7584,6 +7760,7 @@ class Drawing:
     wakes_note: str = ""  # what the dashed edges mean, and how many were left out or hidden
     woken: list[str] = field(default_factory=list)  # functions brought in by a drawn sleeper's wakes edge (grow_to_wakers)
     inlined: dict[str, list[str]] = field(default_factory=dict)  # --show-inlined: host -> the inlined callees drawn under it
+    clusters: dict[str, list[str]] = field(default_factory=dict)  # --clusters: source directory -> its drawn functions
 
 
 DEFAULT_NODE_THRES = 0.5  # percent of the whole weight: gprof2dot's default, good on the real traces
@@ -7854,6 +8031,7 @@ class Heat:
     largest_change: float = 0.0
     baseline_inputs: list[str] = field(default_factory=list)
     input_names: set[str] = field(default_factory=set)  # the recording's file names, which a baseline's may repeat
+    noun: str = "functions"  # what the boxes are: "groups" with --group-by
 
     @classmethod
     def of_view(cls, view: View, metric: str, baseline: dict[str, float] | None, baseline_inputs: list[str] | None = None) -> Heat:
@@ -7861,6 +8039,7 @@ class Heat:
         positive = [value for value in values.values() if value > 0]
         heat = cls(metric, values, baseline, min(positive, default=1.0), max(positive, default=1.0), baseline_inputs=baseline_inputs or [])
         heat.input_names = {os.path.basename(path) for path in view.graph.stats.inputs}
+        heat.noun = boxes_noun(view.graph)
         if baseline is not None:
             heat.largest_change = max((abs(value - baseline.get(name, 0.0)) for name, value in values.items()), default=0.0)
         return heat
@@ -7896,7 +8075,7 @@ class Heat:
         if self.baseline is not None:
             names = ", ".join(baseline_names(self.baseline_inputs, self.input_names))
             return f"colour = change of {unit} from the baseline {names}: blue less, white the same, red more"
-        return f"colour = {unit} on a log scale over the {len(self.values):,} functions of this view"
+        return f"colour = {unit} on a log scale over the {len(self.values):,} {self.noun} of this view"
 
     def legend_stops(self) -> list[tuple[str, str]]:
         """(colour, label) pairs for the colour bar, coldest first."""
@@ -7912,6 +8091,10 @@ class Heat:
                 value = math.exp(math.log(self.low) + fraction * (math.log(self.high) - math.log(self.low))) if self.high > self.low else self.high
                 stops.append((colour_hex("YlOrRd", 0.06 + 0.8 * fraction), format_metric(value, self.metric)))
         return stops
+
+
+def boxes_noun(graph: CallGraph) -> str:
+    return "groups" if graph.group_by else "functions"
 
 
 def baseline_names(paths: list[str], input_names: set[str]) -> list[str]:
@@ -7968,9 +8151,30 @@ def plural(count: float, word: str) -> str:
     return f"{count:,.0f} {word}" + ("" if count == 1 else "s")
 
 
+def shown_name(name: str, graph: CallGraph) -> str:
+    """A function as labels show it, "tcp_sendmsg()"; a group ("net/ipv4") or a --wakers frame ("[task python3]") as it is."""
+    return name if name.startswith("[") or graph.is_group(name) else f"{name}()"
+
+
+def group_lines(name: str, graph: CallGraph) -> list[str]:
+    """A group's label: its name, how many functions ran in it, the calls into it and between its functions."""
+    inner = graph.inner_calls(name)
+    return [name, f"{plural(len(graph.members[name]), 'function')}", plural(graph.calls[name], "call") + (f" in, {inner:,} inside" if inner else " in")]
+
+
 def node_label(name: str, view: View, have_map: bool) -> str:
     graph = view.graph
-    lines = [name if name.startswith("[") else f"{name}()"]  # "[task python3, ...]": a --wakers frame that is no function
+    if graph.is_group(name) and not graph.woken:
+        lines = group_lines(name, graph)
+        if graph.timed:
+            whole = graph.weight_total if graph.uses_time else 0.0
+            lines.append(f"total {format_us(graph.total_us[name])}{share(graph.total_us[name], whole)}")
+            on_off = on_off_text(graph, name).removeprefix(" = ")
+            if on_off:
+                lines.append(on_off)
+            lines.append(f"self {format_us(graph.self_us[name])}{share(graph.self_us[name], whole)}")
+        return "\n".join(lines)
+    lines = [shown_name(name, graph)]  # "[task python3, ...]": a --wakers frame that is no function
     module = graph.modules.get(name)
     if module:
         lines.append(f"[{module}]")
@@ -8068,9 +8272,14 @@ def node_tooltip(name: str, view: View, callers: dict[str, list[tuple[str, int]]
             lines.append(f"{title}{counts}: " + ", ".join(f"{other} ({count:,})" for other, count in top) + (f" +{len(pairs) - 8} more" if len(pairs) > 8 else ""))
     if name in view.inlines:
         lines.append(inlines_text(*view.inlines[name]))
+    if view.graph.is_group(name):
+        members = sorted(view.graph.members[name].items(), key=lambda item: (-item[1][0], item[0]))
+        lines.append("functions: " + ", ".join(f"{member} ({int(numbers[0]):,})" for member, numbers in members[:TOOLTIP_MEMBERS])
+                     + (f" +{len(members) - TOOLTIP_MEMBERS} more" if len(members) > TOOLTIP_MEMBERS else ""))
     return "\n".join(lines)
 
 
+TOOLTIP_MEMBERS = 12  # a group's functions a tooltip names, most called first
 TOOLTIP_INLINES = 12  # inlined calls a tooltip names (the explorer's selection bar: EXPLORER_INLINES)
 
 
@@ -8193,6 +8402,11 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     graph = view.graph
     parts = [f"kernel-magnifier: {stats.events:,} events from {', '.join(os.path.basename(p) for p in stats.inputs)}"]
     parts.extend(view.notes)
+    if graph.group_by:
+        parts.append(
+            f"--group-by {graph.group_by}: a box is a group of functions; its calls are the calls into it (from another group, or at the top of a path),"
+            " 'inside' the calls between its own functions, its self time its functions' self time; an edge carries every call from a function of one group to one of the other"
+        )
     if graph.woken:
         parts.append(
             f"a waker's box shows the sleeps of {view.focus} its paths ended and the time they waited, not its own calls (its tooltip has both);"
@@ -8218,7 +8432,7 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
     if drawing.left_out_nodes or drawing.left_out_edges:
         unit = format_us if graph.uses_time else (lambda value: plural(value, "call"))
         parts.append(
-            f"showing {len(drawing.nodes):,} of {len(view.nodes):,} functions and {len(drawing.edges):,} of {len(view.edges):,} edges,"
+            f"showing {len(drawing.nodes):,} of {len(view.nodes):,} {boxes_noun(graph)} and {len(drawing.edges):,} of {len(view.edges):,} edges,"
             f" grown from the entry points along the heaviest edges{woken_growth(drawing)}; left out: lighter than {unit(drawing.node_min)} (--node-thres),"
             f" edges lighter than {unit(drawing.edge_min)} (--edge-thres), beyond --max-nodes/--max-edges" + ("" if view.focus else "; --root F focuses on one function")
         )
@@ -8226,6 +8440,9 @@ def drawing_caption(view: View, drawing: Drawing, heat: Heat) -> list[str]:
         parts.append("grey dashed boxes: callers outside the selection")
     if drawing.wakes_note:
         parts.append(drawing.wakes_note)
+    if drawing.clusters:
+        parts.append(f"--clusters: the functions of one source directory (--group-by dir's, per the symbol map) are framed together, {len(drawing.clusters)} directories;"
+                     " one colour family per top-level subsystem; a function without a file stands outside")
     if drawing.inlined:
         parts.append(
             "dotted boxes and edges (--show-inlined): functions the compiler inlined into the box above them, per the symbol map;"
@@ -8263,12 +8480,74 @@ def caption_rows(lines: list[str], width: int = CAPTION_WIDTH) -> list[str]:
     return rows
 
 
-def caption_html(lines: list[str], heat: Heat) -> str:
-    """The caption with a colour bar, as a graphviz HTML-like label."""
+def caption_html(lines: list[str], heat: Heat, legend: list[tuple[str, str]] | None = None) -> str:
+    """The caption with a colour bar, as a graphviz HTML-like label; `legend`: --clusters' (colour, subsystem) row under it."""
     stops = heat.legend_stops()
     rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="{len(stops)}">{html.escape(row).replace("  ", "&#160; ")}</TD></TR>' for row in caption_rows(lines))
     cells = "".join(f'<TD BGCOLOR="{colour}" WIDTH="64"><FONT POINT-SIZE="10" COLOR="{text_colour(colour)}">{html.escape(label)}</FONT></TD>' for colour, label in stops)
-    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR></TABLE>>'
+    key = ""
+    if legend:
+        shown = "".join(f'<TD BGCOLOR="{colour}"><FONT POINT-SIZE="10">{html.escape(label)}</FONT></TD>' for colour, label in legend)
+        key = (f'<TR><TD COLSPAN="{len(stops)}" ALIGN="LEFT"><TABLE BORDER="0" CELLSPACING="3" CELLPADDING="3"><TR>'
+               f'<TD><FONT POINT-SIZE="10">clusters by subsystem:</FONT></TD>{shown}</TR></TABLE></TD></TR>')
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}<TR>{cells}</TR>{key}</TABLE>>'
+
+
+# --clusters: one colour family per top-level subsystem (pale fills, so the heat colours of the boxes stay readable)
+CLUSTER_FAMILIES = {
+    "net": "Blues", "mm": "Greens", "fs": "Oranges", "kernel": "Purples", "drivers": "Greys", "block": "YlOrBr",
+    "arch": "Reds", "security": "PuRd", "lib": "BuGn", "ipc": "RdPu", "crypto": "GnBu", "io_uring": "YlGn",
+}
+OTHER_CLUSTER_FAMILY = "Greys"
+
+
+def source_clusters(view: View, names: list[str]) -> dict[str, list[str]]:
+    """The drawn functions by source directory (--group-by dir's groups); functions without one stay outside every cluster."""
+    grouping = Grouping("dir", None, view.symbols)
+    clusters: dict[str, list[str]] = {}
+    for name in names:
+        if view.graph.is_group(name):
+            continue
+        key = grouping.key(name, view.graph.modules.get(name))
+        if not key.startswith("("):
+            clusters.setdefault(key, []).append(name)
+    return dict(sorted(clusters.items()))
+
+
+def cluster_family(directory: str) -> str:
+    return CLUSTER_FAMILIES.get(directory.split("/")[0], OTHER_CLUSTER_FAMILY)
+
+
+def cluster_colours(clusters: list[str]) -> dict[str, tuple[str, str]]:
+    """Per directory (fill, border): shades of its subsystem's family, a different one for each directory of it."""
+    colours: dict[str, tuple[str, str]] = {}
+    seen: Counter[str] = Counter()
+    for directory in clusters:
+        family = cluster_family(directory)
+        shade = seen[family] % 4
+        seen[family] += 1
+        colours[directory] = (colour_hex(family, 0.06 + 0.06 * shade), colour_hex(family, 0.65))
+    return colours
+
+
+def cluster_legend(clusters: list[str]) -> list[tuple[str, str]]:
+    """(colour, top-level directories) per colour family the drawing's clusters use."""
+    tops: dict[str, list[str]] = {}
+    for directory in clusters:
+        top = directory.split("/")[0]
+        names = tops.setdefault(cluster_family(directory), [])
+        if top not in names:
+            names.append(top)
+    return [(colour_hex(family, 0.22), ", ".join(names) if family != OTHER_CLUSTER_FAMILY or len(names) < 4 else "other") for family, names in tops.items()]
+
+
+def add_clusters(agraph: Any, drawing: Drawing) -> None:
+    """A labelled graphviz cluster around each source directory's drawn functions."""
+    colours = cluster_colours(list(drawing.clusters))
+    for directory, names in drawing.clusters.items():
+        fill, border = colours[directory]
+        agraph.add_subgraph(names, name=f"cluster_{directory}", label=directory, labeljust="l", style="filled,rounded", fillcolor=fill,
+                            color=border, fontcolor=border, fontsize="12", penwidth="1.2")
 
 
 def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links: dict[str, str] | None = None) -> Any:
@@ -8277,7 +8556,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links
     graph = view.graph
     agraph = pygraphviz.AGraph(directed=True, strict=False)
     agraph.graph_attr.update(
-        label=caption_html(drawing_caption(view, drawing, heat), heat), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="13",
+        label=caption_html(drawing_caption(view, drawing, heat), heat, cluster_legend(list(drawing.clusters))), labelloc="t", labeljust="l", fontname="Helvetica", fontsize="13",
         rankdir="TB", ranksep="0.45", nodesep="0.3",
     )
     agraph.node_attr.update(shape="box", style="filled,rounded", fontname="Helvetica")
@@ -8312,6 +8591,7 @@ def build_agraph(view: View, drawing: Drawing, heat: Heat, have_map: bool, links
             fontcolor=WAKE_COLOUR, fontsize="12", penwidth="1.5", constraint="false", tooltip=f"{waking} woke {slept}: {plural(sleeps, 'sleep')} ended" + waited_text(waited),
         )
     add_inlined_boxes(agraph, drawing, view)
+    add_clusters(agraph, drawing)
     return agraph
 
 
@@ -8459,6 +8739,8 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             node.update(off_cpu_json(graph.off_cpu.get(name), graph.total_us.get(name, 0.0), graph.sched.timed))
         if name in graph.modules:
             node["module"] = graph.modules[name]
+        if graph.is_group(name):
+            node.update(group_json(name, graph))
         if name in view.inlines:  # "callee (path:line)": the calls ftrace cannot see, per the symbol map
             node["inlines_not_traced"] = view.inlines[name][0]
             node["inlines_cut"] = view.inlines[name][1]
@@ -8501,6 +8783,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "node_numbers": (f"sleeps of {view.focus} woken through each function (calls) and the time they waited (total_time_us)" if graph.woken
                              else f"calls and times of {view.focus} through each caller (a caller's own: its 'own')" if graph.reversed else "each function's own"),
             "wakers": graph.woken,
+            "group_by": graph.group_by or None,
             "sched": sched_summary_json(graph.sched),
         },
         "nodes": nodes,
@@ -8515,6 +8798,16 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "only_in_baseline": sorted(name for name in baseline.calls if name not in graph.calls),
         }
     return result
+
+
+def group_json(name: str, graph: CallGraph) -> dict:
+    """A --group-by group's functions: each one's calls and self time inside it, most called first."""
+    members = sorted(graph.members[name].items(), key=lambda item: (-item[1][0], item[0]))
+    return {
+        "group": True,
+        "inner_calls": graph.inner_calls(name),
+        "members": [{"name": member, "calls": int(calls), "self_time_us": round(self_us, 3) if graph.timed else None} for member, (calls, self_us) in members],
+    }
 
 
 def off_cpu_json(found: OffCpu | None, total_us: float, timed: bool) -> dict:
@@ -8665,6 +8958,8 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
         values = [heat.values[name] for name in shown]
         colours = [heat.node_colour(name) for name in shown]
         what = "Most-called kernel functions" if heat.metric == "calls" else f"Kernel functions by {heat.metric} time"
+        if graph.group_by:
+            what = f"Kernel source groups (--group-by {graph.group_by}) by {'calls into them' if heat.metric == 'calls' else heat.metric + ' time'}"
         if graph.reversed:
             what = f"{view.focus} and its callers by the {'calls' if heat.metric == 'calls' else heat.metric + ' time'} of {view.focus} through each"
     height = max(3.0, 0.32 * len(shown) + 1.6)
@@ -8672,7 +8967,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
     positions = list(range(len(shown)))
     axes.barh(positions, values, color=colours, edgecolor="0.3", linewidth=0.4)
     axes.set_yticks(positions)
-    axes.set_yticklabels([f"{name}()" for name in shown], fontsize=9, family="monospace")
+    axes.set_yticklabels([shown_name(name, graph) for name in shown], fontsize=9, family="monospace")
     axes.invert_yaxis()
     unit = "calls" if heat.metric == "calls" else f"{heat.metric} time (us)"
     if graph.reversed and heat.baseline is None:
@@ -8685,7 +8980,7 @@ def render_chart(view: View, output: str, top: int, heat: Heat, scope: str = "")
     for position, value in zip(positions, values):
         label = format_metric(value, heat.metric, signed=heat.baseline is not None)
         axes.text(value, position, f" {label} " if value >= 0 else f"{label} ", va="center", ha="left" if value >= 0 else "right", fontsize=8)
-    title = f"{what}: top {len(shown)} of {len(view.nodes):,} functions, {stats.events:,} events{scope}"
+    title = f"{what}: top {len(shown)} of {len(view.nodes):,} {'groups' if graph.group_by else 'functions'}, {stats.events:,} events{scope}"
     lost = stats.lost_events
     title += f"\nlost events: {lost:,} ({stats.lost_share():.1%} of all)" if lost else "\nlost events: none reported"
     if stats.open_calls:
@@ -9774,6 +10069,7 @@ def explorer_data(views: Views) -> dict:
         "lines": [[definition_parts(definition).line or 0 for definition in symbols.get(name, [])] for name in columns["names"]],
         "modules": [graph.modules.get(name, "") for name in columns["names"]],
         "inlines": explorer_inlines(views.view, columns["names"]),
+        **explorer_levels(views.view, columns["names"]),
         "timed": tree.timed,
         "metric": views.heat.metric,
         "focus": views.view.required,
@@ -9790,6 +10086,24 @@ def explorer_data(views: Views) -> dict:
 
 
 EXPLORER_INLINES = 8  # inlined calls the selection bar names: it stays one or two lines
+EXPLORER_MEMBERS = 12  # a group's functions the selection bar names, most called first
+
+
+def explorer_levels(view: View, names: list[str]) -> dict:
+    """The other level beside each box: a group's functions ("members": name -> [[function, calls]..., more]), or with a
+    symbol map a function's source directory ("group_of", beside "names"), as --group-by dir would group it."""
+    graph = view.graph
+    if graph.group_by:
+        members = {}
+        for name in names:
+            if graph.is_group(name):
+                ranked = sorted(graph.members[name].items(), key=lambda item: (-item[1][0], item[0]))
+                members[name] = [[member, int(numbers[0])] for member, numbers in ranked[:EXPLORER_MEMBERS]] + [len(ranked) - EXPLORER_MEMBERS]
+        return {"members": members, "group_of": []}
+    if view.symbols is None:
+        return {"members": {}, "group_of": []}
+    grouping = Grouping("dir", None, view.symbols)
+    return {"members": {}, "group_of": [grouping.key(name, graph.modules.get(name)) if not name.startswith("[") else "" for name in names]}
 
 
 def explorer_inlines(view: View, names: list[str]) -> dict[str, list[str]]:
@@ -10004,7 +10318,7 @@ KM.select = function (name, origin) {
   $("selname").textContent = name;
   const f = KM.functionNumbers(name);
   $("selnumbers").textContent = f ? KM.numbersText(f, KM.baseNumbers(name)) : "";
-  $("selsource").innerHTML = "source: " + KM.sourceHtml(name) + KM.inlinesHtml(name);
+  $("selsource").innerHTML = (D.members[name] ? KM.membersHtml(name) : "source: " + KM.sourceHtml(name) + KM.groupHtml(name)) + KM.inlinesHtml(name);
   for (const v of KM.views) if (v.select) v.select(name, origin);
 };
 
@@ -10048,6 +10362,18 @@ KM.start = function () {
   const first = D.focus.find((name) => KM.byName.has(name)) || (KM.root.kids.length ? [...KM.root.kids].sort((a, b) => b.w - a.w)[0].name : null);
   KM.show(KM.views[0].id);
   if (first) KM.select(first, null);
+};
+
+// The other level (issue 24, point 3): a --group-by page's group lists its functions, a function page's function names its group.
+KM.membersHtml = (name) => {
+  const list = D.members[name];
+  const more = list[list.length - 1];
+  const shown = list.slice(0, -1).map(([member, calls]) => `${esc(member)} (${fmtInt(calls)})`).join(", ");
+  return `<span class="members">functions: ${shown}${more > 0 ? `, +${fmtInt(more)} more` : ""}</span>`;
+};
+KM.groupHtml = (name) => {
+  const group = KM.byName.has(name) && D.group_of.length ? D.group_of[KM.byName.get(name)[0].fi] : "";
+  return group ? ` \u00b7 <span class="group">in ${esc(group)}</span>` : "";
 };
 
 // Inlined calls (issue 21, point 2): D.inlines {name: ["callee (file.c:123)", ...]}, the calls ftrace cannot see.
@@ -11128,7 +11454,7 @@ def top_functions_table(view: View, by: str, top: int) -> list[str]:
     if graph.woken:
         ranked_by = "the time its sleeps woken through them waited" if graph.timed else "its sleeps woken through them (the time waited is unknown)"
         where = f" on the wakers' paths of {focus_names(graph)}, by {ranked_by}"
-    return [f"Top {len(ranked)} of {len(view.nodes):,} functions{where}", *aligned([*header, "function"], rows)]
+    return [f"Top {len(ranked)} of {len(view.nodes):,} {boxes_noun(graph)}{where}", *aligned([*header, "group" if graph.group_by else "function"], rows)]
 
 
 def asleep_table(view: View, top: int) -> list[str]:
@@ -11145,7 +11471,7 @@ def asleep_table(view: View, top: int) -> list[str]:
                      format_us(graph.total_us[name]), states, function_text(name, view)])
     where = f" on the call paths to {focus_names(graph)}, by its time asleep through them" if graph.reversed else " by time asleep"
     return [
-        f"Top {len(ranked)} of {len(view.nodes):,} functions{where} ({len(slept):,} were switched out while open)",
+        f"Top {len(ranked)} of {len(view.nodes):,} {boxes_noun(view.graph)}{where} ({len(slept):,} were switched out while open)",
         *aligned(["sleeps", "asleep", "asleep%", "on CPU", "total", "states", "function"], rows),
     ]
 
@@ -11455,6 +11781,7 @@ def view_request(args: argparse.Namespace, symbols: SymbolMap | None) -> ViewReq
         callers=split_names(args.callers),
         depth=args.depth,
         wakers=split_names(args.wakers),
+        grouping=Grouping(args.group_by.kind, args.group_by.depth, symbols) if args.group_by else None,
     )
 
 
@@ -11475,7 +11802,8 @@ def baseline_values(args: argparse.Namespace, request: ViewRequest, metric: str)
     say(f"baseline parsed: {graph.stats.events:,} events")
     if metric != "calls" and not graph.timed:
         raise UserError(f"the baseline has no durations, so --heat {metric} cannot compare: use --heat calls")
-    baseline, _, _ = focused_graph(graph, ViewRequest(roots=request.roots, callers=request.callers, depth=request.depth))
+    baseline, _, _ = focused_graph(graph, ViewRequest(symbols=request.symbols, roots=request.roots, callers=request.callers, depth=request.depth,
+                                                      grouping=request.grouping))
     return baseline, {name: metric_value(baseline, name, metric) for name in baseline.calls}
 
 
@@ -11505,14 +11833,17 @@ class Views:
 def draw_call_graph(views: Views, output: str, source_links: bool = True) -> None:
     """.pdf .svg .png .dot: the connected, heat-coloured call graph; in an .svg, a box links to its function's definition line."""
     args = views.args
-    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, None if args.no_wakeups else views.wakeups)
+    wakeups = None if args.no_wakeups or views.view.graph.group_by else views.wakeups  # wakers are functions: no group-level edges
+    drawing = prune_for_drawing(views.view, args.max_nodes, args.max_edges, args.node_thres, args.edge_thres, wakeups)
     add_wake_edges(drawing, views)
     if args.show_inlined:
         drawing.inlined = {name: views.view.inlines[name][0] for name in drawing.nodes if name in views.view.inlines}
+    if args.clusters:
+        drawing.clusters = source_clusters(views.view, drawing.nodes)
     if drawing.left_out_nodes or drawing.left_out_edges:
         say(
-            f"drawing: {len(drawing.nodes):,} functions and {len(drawing.edges):,} edges grown from the entry points{woken_growth(drawing)};"
-            f" left out {drawing.left_out_nodes:,} functions and {drawing.left_out_edges:,} edges"
+            f"drawing: {len(drawing.nodes):,} {boxes_noun(views.view.graph)} and {len(drawing.edges):,} edges grown from the entry points{woken_growth(drawing)};"
+            f" left out {drawing.left_out_nodes:,} {boxes_noun(views.view.graph)} and {drawing.left_out_edges:,} edges"
             f" (lower --node-thres/--edge-thres or raise --max-nodes/--max-edges to see more{narrowing_hint(views)})"
         )
     links = node_source_links(views, drawing.nodes) if source_links and output.endswith(".svg") else {}
@@ -11540,7 +11871,7 @@ def source_url(template: str, version: str | None, definition: str) -> str:
 def add_wake_edges(drawing: Drawing, views: Views) -> None:
     """The dashed "wakes" edges whose two boxes are drawn, and the caption's line on them (none in a --callers/--wakers tree)."""
     edges = wake_edges(views.wakeups or [])
-    if not edges or views.view.graph.reversed:
+    if not edges or views.view.graph.reversed or views.view.graph.group_by:  # wakers are functions, the boxes groups
         return
     if views.args.no_wakeups:
         drawing.wakes_note = f"{plural(len(edges), 'wakeup edge')} hidden (--no-wakeups)"
@@ -11695,7 +12026,9 @@ def visualize_outputs(args: argparse.Namespace) -> None:
     if window and args.baseline:
         raise UserError("--time-window cuts this recording's trace time, which means nothing in the --baseline recording: compare whole recordings")
     path_filters = split_names([args.filter_filepath] if args.filter_filepath else None)
-    symbols = load_symbols(args.symbol_map, required=bool(path_filters), explicit=args.symbol_map_given)
+    needs_map = ("--filter-filepath" if path_filters else f"--group-by {args.group_by.kind}" if args.group_by and args.group_by.kind != "module"
+                 else "--clusters" if args.clusters else "")
+    symbols = load_symbols(args.symbol_map, required=needs_map, explicit=args.symbol_map_given)
     outputs = [output for output in [args.output] if output not in (None, STDOUT_OUTPUT)] + ([args.chart] if args.chart else []) + ([args.latency_chart] if args.latency else [])
     check_outputs(outputs, inputs + (args.baseline or []) + ([symbols.path] if symbols else []))
     if args.chart:
@@ -11749,11 +12082,12 @@ def visualize_outputs(args: argparse.Namespace) -> None:
         say(f"{args.output} generated")
 
 
-def load_symbols(path: str, required: bool, explicit: bool) -> SymbolMap | None:
+def load_symbols(path: str, required: str, explicit: bool) -> SymbolMap | None:
+    """The symbol map; `required`: the option that needs it ("" none)."""
     if not os.path.exists(path):
         if required:
             raise UserError(
-                f"--filter-filepath needs a symbol map, and {path} does not exist: create it with"
+                f"{required} needs a symbol map, and {path} does not exist: create it with"
                 " './kernel-magnifier.py generate-symbol-map' or name one with --symbol-map"
             )
         if explicit:
@@ -13393,6 +13727,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="who wakes F: the wakers' call paths that ended F's sleeps, F at the bottom; counts are sleeps, times the waits (needs sched_switch, sched_waking)",
     )
     focus.add_argument("--depth", type=positive_int, metavar="N", help="N levels below --root (above --callers, --wakers); alone: the first N levels of every path")
+    focus.add_argument(
+        "--group-by", type=parse_group_by, metavar="dir[:N]|file|module",
+        help="the kernel's map: functions collapsed into their source directory (dir: its subsystem, net/ipv4, fs/ext4, drivers/net/ethernet;"
+        " dir:N: N folders), file or module, calls and times summed, every output at that level; --root/--callers name a group or a function (needs the symbol map, but for module)",
+    )
     drawing = visualize.add_argument_group("drawing")
     drawing.add_argument(
         "--heat", choices=HEAT_METRICS,
@@ -13407,6 +13746,10 @@ def build_parser() -> argparse.ArgumentParser:
     drawing.add_argument(
         "--show-inlined", action="store_true",
         help="draw the functions the compiler inlined into each box (per the symbol map) as dotted boxes under it: never counted as calls",
+    )
+    drawing.add_argument(
+        "--clusters", action="store_true",
+        help="frame the drawn functions of each source directory together (net/ipv4, mm, drivers/net...), one colour family per top-level subsystem (needs the symbol map)",
     )
     drawing.add_argument("--layout", choices=("auto", "dot"), default="auto", help=argparse.SUPPRESS)
     tasks = visualize.add_argument_group("tasks, CPUs, time (where the trace names them)")

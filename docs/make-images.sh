@@ -21,6 +21,8 @@ km -i tests/data/record-demo-large/kernel-magnifier.data.xz --baseline $TEXT_DEM
 km -i $TEXT_DEMO --latency tcp_sendmsg --latency-chart $OUT/latency.png
 km -i tests/data/fg-abstime-proc/trace.txt.xz --chart-by task --chart $OUT/tasks.png -o "$(mktemp -d)/unused.json"
 km -i $TEXT_DEMO --symbol-map $MAP --filter-filepath net --max-nodes 40 -o $OUT/call-graph-net.png --chart ''
+km -i tests/data/whole-system/kernel-magnifier.data.xz --symbol-map $MAP --group-by dir -o $OUT/subsystem-map.png --chart ''
+km -i tests/data/whole-system/kernel-magnifier.data.xz --symbol-map $MAP --clusters --max-nodes 40 -o $OUT/whole-system-functions.png --chart ''
 if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
     KM_SCREENSHOTS=$OUT "$PY" -m pytest -q tests/test_explorer_screenshots.py >/dev/null
 fi

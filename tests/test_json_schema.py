@@ -73,6 +73,8 @@ COMBINATIONS = {
     "call-sites": (["-i", str(DATA / "retaddr" / "retaddr.txt.xz"), "--symbol-map", str(DATA / "retaddr" / "symbol-map-7.3.4-retaddr-cut.map.xz")],
                    lambda doc: any(site["line"] for edge in doc["edges"] for site in edge.get("call_sites", []))
                    and any("call_sites" in node for node in doc["call_tree"])),
+    "group-by": (["-i", str(RECORDINGS["sched-abstime-proc"]), "--group-by", "dir", "--symbol-map", str(MAP), "--baseline", str(RECORDINGS["fg-default"])],
+                 lambda doc: doc["stats"]["group_by"] == "dir" and all(node["group"] and node["members"] for node in doc["nodes"])),
     "call-sites-trace.dat": (["-i", str(DATA / "retaddr" / "retaddr.dat.xz")],
                              lambda doc: any(edge.get("call_sites") for edge in doc["edges"])),
 }
@@ -137,6 +139,7 @@ def seen_keys(doc: dict) -> set[tuple[str, str]]:
         objects += [(name, item) for item in doc.get(key) or []]
     objects += [("errno_path", path) for entry in doc.get("errors", []) for path in entry["paths"]]
     objects += [("function_numbers", node[key]) for node in doc["nodes"] for key in ("own", "baseline") if key in node]
+    objects += [("group_member", member) for node in doc["nodes"] for member in node.get("members", [])]
     for name, value in objects:
         seen |= {(name, key) for key in value}
     return seen
