@@ -4,9 +4,11 @@
 # trace-cmd under the same load. Recordings go to the guest's memory first (writing over 9p would trace 9p), then to
 # $OUT; the host checks them (tests/vm/test_matrix.py). Each recording's output is kept beside it (NAME.out).
 # FORMAT ($1, default trace.dat): the trace.dat files' format, trace.dat-v6 when the host's trace-cmd that checks them
-# cannot uncompress zlib (Debian 12's 3.1.6 is built with zstd only).
+# cannot uncompress zlib (Debian 12's 3.1.6 is built with zstd only). LOSS ($2, default yes): no leaves the loss
+# comparison out (it costs four whole-system tracer switches, about a minute of emulated time: CI's smoke).
 set -uo pipefail
 FORMAT=${1:-trace.dat}
+LOSS=${2:-yes}
 W=$(mktemp -d /tmp/km-smoke.XXXXXX)
 T=/sys/kernel/tracing
 KM=(python3 kernel-magnifier.py record)
@@ -45,12 +47,12 @@ python3 tests/vm/tracefs-snapshot.py > "$W/before.json"
 rec narrow -g do_sys_openat2 --format "$FORMAT" -o "$W/narrow.dat" -- cat /etc/os-release
 load
 rec whole --record-time 1 --format "$FORMAT" -o "$W/whole.dat"
-rec function -p function -e sched:sched_switch,sched:sched_waking --record-time 1 --format "$FORMAT" -o "$W/function.dat"
+rec function -p function -l "vfs_*,ksys_*" -e sched:sched_switch,sched:sched_waking --record-time 1 --format "$FORMAT" -o "$W/function.dat"
 kill "$LOAD"; wait "$LOAD" 2>/dev/null
 rec text --format text -g do_sys_openat2 -o "$W/text.txt.xz" -- ls -l /
 python3 tests/vm/tracefs-snapshot.py > "$W/after.json"
 # losses beside trace-cmd: same load (a loopback TCP echo), same time, the kernel's default buffer, function tracer
-if command -v trace-cmd > /dev/null; then
+if [ "$LOSS" = yes ] && command -v trace-cmd > /dev/null; then
   python3 tests/vm/tcp_echo.py 1024 & ECHO=$!
   sleep 1
   buffer=$(sed 's/ .*//' $T/buffer_size_kb)
