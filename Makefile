@@ -16,7 +16,7 @@ VM_TESTS ?= tests/vm
 # the whole suite boots two guests at once (tests/vm/vm-test.sh): the loss comparison with trace-cmd runs beside the rest
 VM_TIMEOUT ?= 3600
 
-.PHONY: demo test lint bench images vm-test vm-test-newer vm-demo vm-demo-large vm-demo-system clean
+.PHONY: demo test lint bench images vm-test vm-test-newer vm-test-matrix vm-demo vm-demo-large vm-demo-system clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ vm-test: $(VENV)/.installed
 # the same checks on Debian's newer 7.3 kernel (trixie-backports: function_graph in instances, funcgraph-args)
 vm-test-newer:
 	$(MAKE) vm-test KERNEL_SUITE=trixie-backports KERNEL_PACKAGE="$(NEWER_KERNEL)"
+
+# the kernel matrix's smoke (README: Kernels): record every way on Debian 5.10, 6.1, 6.12, 7.3 (x86_64) and 6.12 arm64
+# (4 KB and 16 KB pages, qemu-system-aarch64), two guests at a time; MATRIX_KERNELS=NAME...: only those; MATRIX_LOSS=no:
+# without the loss comparison with trace-cmd (tests/vm/vm-test-matrix.sh). The table goes to $(VM_CACHE)/matrix/matrix-table.md
+MATRIX_KERNELS ?=
+MATRIX_LOSS ?= yes
+vm-test-matrix: $(VENV)/.installed
+	tests/vm/vm-test-matrix.sh --cache $(VM_CACHE) --out $(VM_CACHE)/matrix --python $(abspath $(PY)) $(if $(filter no,$(MATRIX_LOSS)),--no-loss) $(MATRIX_KERNELS)
 
 # the README walkthrough's recording: record on the real kernel with a loopback TCP echo running
 vm-demo: $(VENV)/.installed

@@ -1,21 +1,26 @@
 #!/bin/bash
 # build-initramfs.sh KERNEL_DIR OUTPUT - a tiny initramfs: static busybox, the
 # virtio-pci and 9p modules of that kernel (dependencies from modules.dep) and
-# guest-init.sh as /init.
+# guest-init.sh as /init. BUSYBOX=PATH: another static busybox (an arm64 one
+# for an arm64 kernel).
 set -euo pipefail
 KDIR=${1:?kernel dir}
 OUT=${2:?output .cpio.gz}
 HERE=$(cd "$(dirname "$0")" && pwd)
 KVER=$(ls "$KDIR/lib/modules" | head -n1)
 MODDIR=$KDIR/lib/modules/$KVER
-BUSYBOX=$(command -v busybox || true)
-[ -n "$BUSYBOX" ] && file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || BUSYBOX=/bin/busybox
+if [ -z "${BUSYBOX:-}" ]; then
+  BUSYBOX=$(command -v busybox || true)
+  [ -n "$BUSYBOX" ] && file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || BUSYBOX=/bin/busybox
+fi
 [ -x "$BUSYBOX" ] || { echo "need busybox-static (apt-get install busybox-static)" >&2; exit 1; }
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE"/{bin,dev,proc,sys,newroot,ctl,lib/modules}
 cp "$BUSYBOX" "$STAGE/bin/busybox"
-for applet in $("$BUSYBOX" --list); do [ "$applet" = busybox ] || ln -sf busybox "$STAGE/bin/$applet"; done
+# the applets' links: another architecture's busybox cannot run here to list its own, the host's (same Debian) lists them
+LISTER=$BUSYBOX; "$LISTER" --list > /dev/null 2>&1 || LISTER=$(command -v busybox || echo /bin/busybox)
+for applet in $("$LISTER" --list); do [ "$applet" = busybox ] || ln -sf busybox "$STAGE/bin/$applet"; done
 declare -A seen
 order=()
 resolve() {  # a module after its dependencies, each once; built-ins need nothing
