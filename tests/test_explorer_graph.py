@@ -115,7 +115,7 @@ def test_clicking_a_node_of_graphviz_drawing_selects_and_outlines_it(browser, de
     # graphviz's tooltips stay (the anchors' xlink:title), and so do its colour bar and caption
     tip = outlined[0].find_element("css selector", "a").get_attribute("xlink:title") or browser.execute_script(
         "return arguments[0].getAttributeNS('http://www.w3.org/1999/xlink', 'title')", outlined[0].find_element("css selector", "a"))
-    assert tip.startswith("tcp_sendmsg_locked(); net/ipv4/tcp.c; 412 calls")
+    assert tip.startswith("tcp_sendmsg_locked(); net/ipv4/tcp.c:1224; 412 calls")  # llvm-dwarfdump: DW_AT_decl_line 1224
     assert "colour = self time on a log scale" in browser.find_element("id", "g-box").get_attribute("textContent")
     no_console_errors(browser)
 

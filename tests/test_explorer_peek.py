@@ -145,12 +145,14 @@ def test_a_click_on_a_caller_or_callee_selects_it(demo, browser):
     assert_rows(rows(browser, "callers"), walk_peek(graph, "release_sock")[0])
 
 
-def map_file_of(name: str) -> str:
+def map_definition_of(name: str) -> tuple[str, str]:
+    """(file, line) of NAME's first definition, read from the map file itself: `name<TAB>file:line[|compiled]...`."""
     with lzma.open(SYMBOL_MAP, "rt", encoding="utf-8") as handle:
         for line in handle:
             fields = line.rstrip("\n").split("\t")
             if fields[0] == name:
-                return fields[1]
+                path, _, number = fields[1].split("|")[0].partition(":")
+                return path, number
     raise AssertionError(f"{name} is not in the map")
 
 
@@ -161,13 +163,14 @@ def links(browser, css: str) -> list[str]:
 def test_source_links_go_to_elixir_for_the_recordings_kernel(demo, browser):
     html, _ = demo
     open_page(browser, html)
-    assert map_file_of("tcp_sendmsg") == "net/ipv4/tcp.c"
+    assert map_definition_of("tcp_sendmsg") == ("net/ipv4/tcp.c", "1489")  # llvm-dwarfdump: DW_AT_decl_line 1489
     select(browser, "release_sock")
     select(browser, "tcp_sendmsg")
-    assert links(browser, "#selsource a") == ["https://elixir.bootlin.com/linux/v6.1.192/source/net/ipv4/tcp.c"]
-    assert links(browser, "#peek-focus a") == ["https://elixir.bootlin.com/linux/v6.1.192/source/net/ipv4/tcp.c"]
+    assert links(browser, "#selsource a") == ["https://elixir.bootlin.com/linux/v6.1.192/source/net/ipv4/tcp.c#L1489"]
+    assert links(browser, "#peek-focus a") == ["https://elixir.bootlin.com/linux/v6.1.192/source/net/ipv4/tcp.c#L1489"]
     callee = links(browser, "#peek-callees tr[data-name='release_sock'] a")
-    assert callee == [f"https://elixir.bootlin.com/linux/v6.1.192/source/{map_file_of('release_sock')}"]
+    path, line = map_definition_of("release_sock")
+    assert callee == [f"https://elixir.bootlin.com/linux/v6.1.192/source/{path}#L{line}"]
     assert "Linux v6.1.192" in browser.find_element("id", "sourcenote").text
 
 
@@ -176,7 +179,7 @@ def test_source_url_template_and_source_dir(tmp_path, browser):
     html = page(tmp_path, "url.html", DEMO, extra=("--source-url", template))
     open_page(browser, html)
     select(browser, "tcp_sendmsg")
-    assert links(browser, "#selsource a") == ["https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git/tree/net/ipv4/tcp.c?h=v6.1.192"]
+    assert links(browser, "#selsource a") == ["https://git.kernel.org/pub/scm/linux/kernel/git/stable/linux.git/tree/net/ipv4/tcp.c?h=v6.1.192#n1489"]
     tree = tmp_path / "linux src#2"  # a "#" left as it is would start the fragment
     (tree / "net" / "ipv4").mkdir(parents=True)
     html = page(tmp_path, "dir.html", DEMO, extra=("--source-dir", str(tree)))
@@ -194,7 +197,8 @@ def test_trace_cmd_file_links_to_the_series_only(tmp_path, browser):
     note = browser.find_element("id", "sourcenote").text
     assert "Linux v6.1 " in note and "its exact release is unknown, links go to the 6.1 series" in note, note
     select(browser, "schedule")
-    assert links(browser, "#selsource a") == [f"https://elixir.bootlin.com/linux/v6.1/source/{map_file_of('schedule')}"]
+    path, line = map_definition_of("schedule")
+    assert links(browser, "#selsource a") == [f"https://elixir.bootlin.com/linux/v6.1/source/{path}#L{line}"]
 
 
 def test_text_trace_has_no_version_no_link_and_recursion_shown_once(tmp_path, browser):
@@ -204,8 +208,9 @@ def test_text_trace_has_no_version_no_link_and_recursion_shown_once(tmp_path, br
     note = browser.find_element("id", "sourcenote").text
     assert "no source links: the recording does not say its kernel's version" in note and "--source-url" in note, note
     select(browser, "vfs_read")
-    assert links(browser, "#selsource a") == [] and map_file_of("vfs_read") in browser.find_element("id", "selsource").text
-    select(browser, "p9pdu_readf")  # in the 9pnet module, which the map (vmlinux's) does not cover
+    path, line = map_definition_of("vfs_read")
+    assert links(browser, "#selsource a") == [] and f"{path}:{line}" in browser.find_element("id", "selsource").text
+    select(browser, "p9pdu_readf")  # in the 9pnet module
     callers, callees = walk_peek(graph, "p9pdu_readf")
     assert "p9pdu_readf" in callers and callers["p9pdu_readf"][1] == 0  # its recursive calls: inside itself, no time of their own
     shown = rows(browser, "callers")

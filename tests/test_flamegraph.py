@@ -128,7 +128,7 @@ def test_flame_graph_widths_search_zoom_and_callers_in_a_browser(demo_page, brow
     entries = sum(1 for line in read_lines(DEMO) if line.endswith("|  tcp_sendmsg() {"))
     ActionChains(browser).move_to_element(browser.find_element("css selector", "#chart .frame[data-name='tcp_sendmsg']")).perform()
     tip = browser.find_element("id", "tip").text
-    assert tip.startswith("tcp_sendmsg\nsource: net/ipv4/tcp.c\n") and f"calls: {entries:,}" in tip
+    assert tip.startswith("tcp_sendmsg\nsource: net/ipv4/tcp.c:1489\n") and f"calls: {entries:,}" in tip  # llvm-dwarfdump: decl_line 1489
     inside = sum(duration for _, caller, depth, duration in calls if depth == 1 and caller == "tcp_sendmsg")
     numbers = re.search(r"total: ([\d.]+) ms, self: ([\d.]+) ms", tip)
     # the 237th call was still open when the recording stopped: no timestamps here, so its time is its callees'

@@ -107,7 +107,7 @@ KERNEL_MAP_2 = (
     "release_sock\tnet/core/sock.c\n"
 )
 DEMO = DATA / "record-demo-dat" / "kernel-magnifier.data.xz"  # recorded on Debian's 6.1.192: links go to elixir's v6.1.192
-KERNEL_MAP_1 = DATA / "symbol-map-6.1.0-56-amd64.map.xz"
+KERNEL_MAP_1 = DATA / "symbol-map-v1-6.1.0-56-amd64.map.xz"  # the version 1 map bundled before, cut to the demo's functions
 
 
 def visualize(tmp_path: Path, symbol_map: Path, output: str, *extra: str) -> Path:
