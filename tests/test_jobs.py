@@ -7,11 +7,11 @@ process (main([...])), which forks the workers as a user's run does.
 
 To stay within a minute on the 2-core test machine: every real text recording is
 cut to its first PREFIX_BYTES (real lines, cut at a line end) and parsed at every
-N from 2 to 8; the whole of the largest recordings at N = 3 and 8 (make bench-jobs
-and bench/bench_jobs.py parse them whole at 1, 2, 4, 8); seeded damaged copies
+N from 2 to 8; the whole of the largest recordings at N = 3 and 8 (bench/bench_jobs.py
+parses 256 MB at 1, 2, 4, 8); seeded damaged copies
 (test_mutation's kinds of damage) at N = 2..8 in turn; seams forced inside call
-stacks, right before and after LOST lines, at context switches and at "CPU
-buffer started" lines.
+stacks, right before and after LOST lines, at context switches and where each
+CPU's lines start.
 """
 
 from __future__ import annotations
