@@ -10,7 +10,7 @@ The file is a pipeline in sections, read top to bottom:
     Console            errors, progress, safe atomic output files
     Model              CallTree (one node per distinct call path) and the CallGraph derived from it
     Input              plain, gzip and xz text, judged text or not by its bytes
-    Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
+    Parsers            function_graph text, function tracer text, trace-cmd report (one process, or N chunks with -j)
     Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model; any event's fields by its stored format
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
@@ -33,6 +33,7 @@ import contextlib
 import difflib
 import errno
 import fnmatch
+import gc
 import gzip
 import heapq
 import html
@@ -548,7 +549,8 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
     calls, total, self_us, inclusive, edges, edge_weight = graph.calls, graph.total_us, graph.self_us, graph.inclusive, graph.edges, graph.edge_weight
     call_sites = tree.call_sites
     on_path: Counter[str] = Counter()
-    stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    # Children by name, not by when the parse made them: -j N stitches trees that made them in another order.
+    stack: list[tuple[int, bool]] = [(kid, False) for _, kid in sorted((tree.children[ROOT_NODE] or {}).items())]
     while stack:
         node, leaving = stack.pop()
         name = tree.function[node] or ""
@@ -579,7 +581,7 @@ def derive_graph(tree: CallTree, stats: TraceStats, modules: dict[str, str], met
         stack.append((node, True))
         kids = tree.children[node]
         if kids:
-            stack.extend((kid, False) for kid in kids.values())
+            stack.extend((kid, False) for _, kid in sorted(kids.items()))
     for node, count in tree.open_calls.items():
         name = tree.function[node] or ""
         graph.open_calls[name] = graph.open_calls.get(name, 0) + count
@@ -1769,9 +1771,9 @@ def parse_traces(paths: list[str], selection: TaskSelection | None = None) -> Ca
         example_before = (stats.unparsed_example, stats.unparsed_example_where)
         stats.unparsed_example = ""
         lines_before = stats.lines
-        seam = split_seam(path, selection) if len(paths) == 1 else 0
-        if seam:
-            parse_file_in_halves(parser, path, seam, progress)
+        seams = split_seams(path, selection) if len(paths) == 1 else []
+        if seams:
+            parse_file_in_chunks(parser, path, seams, progress)
         else:
             parser.parse_file(path, progress)
         parser.finish()
@@ -1834,21 +1836,31 @@ def check_parsed_input(path: str, lines: int, formats: set[str], example: str) -
 # trees and counters together in input order, as the sequential loop would.
 
 PARALLEL_MIN_BYTES = 16 << 20  # below this (all inputs together) forking costs more than it saves
-PARSE_PROCESSES_ENV = "KM_PARSE_PROCESSES"  # a number of processes; 1 turns the parallel parse off
+PARSE_PROCESSES_ENV = "KM_PARSE_PROCESSES"  # as -j: a number of processes; 1 turns the parallel parse off
+MAX_JOBS = 256
+jobs_wanted: int | None = None  # -j/--jobs, set by run_visualize
 
 
 def parse_processes() -> int:
+    """The processes the parse may use: -j, else KM_PARSE_PROCESSES, else the cores this process may run on."""
+    if jobs_wanted:
+        return jobs_wanted
     wanted = os.environ.get(PARSE_PROCESSES_ENV, "")
-    if wanted.isdigit() and 0 < int(wanted) < 64:
+    if wanted.isdigit() and 0 < int(wanted) <= MAX_JOBS:
         return int(wanted)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def jobs_forced() -> bool:
+    """A number of processes given (-j or the variable): used whatever the input's size, not capped by it."""
+    return bool(jobs_wanted) or os.environ.get(PARSE_PROCESSES_ENV, "").isdigit()
+
+
 def parallel_inputs(paths: list[str]) -> bool:
-    """Parse several inputs in child processes: with fork, 2+ cores and enough bytes (or the variable forcing it)."""
+    """Parse several inputs in child processes: with fork, 2+ cores and enough bytes (or -j forcing it)."""
     if len(paths) < 2 or not hasattr(os, "fork") or parse_processes() < 2:
         return False
-    if os.environ.get(PARSE_PROCESSES_ENV, "").isdigit():
+    if jobs_forced():
         return True
     return sum(file_size(path) or 0 for path in paths) >= PARALLEL_MIN_BYTES
 
@@ -2011,28 +2023,38 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     stats.note_time(parsed["first_us"], parsed["last_us"])
 
 
-# -- one large plain input: its second half in a child process ------------------
+# -- one large plain input: N chunks, one process each ----------------------------
 #
-# The child parses the second half of the file on its own and the parent stitches
-# it to the end of its own half. Function tracer lines carry their call and
+# The file is cut at line starts into N byte ranges (-j N). The parent parses the
+# first; a child per other range parses it on its own, and the parent stitches
+# each to the end of what it holds. Function tracer lines carry their call and
 # caller themselves. A function_graph task's events depend on its open call stack
-# at the seam, which only the parent knows: the child (SeamParser) applies a
-# task's events itself from the task's first call at depth 0 on (that call pops
-# every open frame and settles every waiting call: nothing before it matters
-# any more), and before that keeps them, in order, as a log the parent replays
-# through graph_event() after its own half, together with the LOST lines' breaks
-# of open stacks and the interrupt arrows of those tasks. Lines without a pid
-# column belong to the task the last context switch on their CPU brought in: the
-# child reads that switch back from before the seam. Where it cannot be sure (no
-# such switch close enough, a log that grows too long, a LOST line right after
-# the seam that may repeat one before it) it gives up and the parent parses the
-# half itself, as the sequential loop would.
+# at the seam, which only the process holding the text before it knows: the child
+# (SeamParser) applies a task's events itself from the task's first call at depth
+# 0 on (that call pops every open frame and settles every waiting call: nothing
+# before it matters any more), and before that keeps them, in order, as a log that
+# is replayed through graph_event() after the text before the seam, together with
+# the LOST lines' breaks of open stacks and the interrupt arrows of those tasks.
+# Lines without a pid column belong to the task the last context switch on their
+# CPU brought in: the child reads that switch back from before the seam. Where it
+# cannot be sure (no such switch close enough, a log that grows too long, a LOST
+# line right after the seam that may repeat one before it) it gives up and its
+# range is parsed by the process before it, as the sequential loop would.
+#
+# The chunks are stitched as a chain: child k, once its own range is parsed, reads
+# what child k+1 sends (the rest of the file from its seam, already stitched) and
+# replays it on its own tasks; a logged event of a task it does not hold either
+# goes on into its own log, for the process before it. So every process stitches
+# once, the parent last, and each event is applied once, on the state the
+# sequential parse would hold. All children are the parent's (killing them ends
+# every one of them); only the pipes run from one to the one before.
 
-SPLIT_MIN_BYTES = 64 << 20
-SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as a share of the file (tests cut small files anywhere)
-SEAM_LOG_LIMIT = 250_000  # records kept for the parent at most: beyond, the child gives up (memory stays bounded)
+SPLIT_CHUNK_MIN_BYTES = 32 << 20  # by default one process per this much of a file at least (fork and stitch cost)
+SPLIT_AT_ENV = "KM_SPLIT_AT"  # where to cut, as shares of the file, comma-separated (tests cut small files anywhere)
+SEAM_LOG_LIMIT = 250_000  # records kept for the process before at most: beyond, the child gives up (memory stays bounded)
 SEAM_LOOKBACK_BYTES = 32 << 20  # how far before the seam the child looks for a CPU's last context switch
 SEAM_LOOKBACK_CHUNK = 1 << 20
+WARM_UP_BYTES = 4 << 20  # parsed before the children are forked (at most a quarter of the first chunk): see start_from
 
 
 class SeamUnknown(Exception):
@@ -2042,9 +2064,10 @@ class SeamUnknown(Exception):
 class SeamParser(TraceParser):
     """The second half of a file, parsed alone: the tasks' events before their first depth-0 call are logged.
 
-    The parent replays the log (replay_seam_log) on its own task states; the tasks
-    the child anchored are handed over (the parent drops their state), so every
-    event is applied once, on the state the sequential parse would hold.
+    The process before replays the log (replay_seam_log) on its own task states;
+    the tasks the child anchored are handed over (it drops their state), so every
+    event is applied once, on the state the sequential parse would hold. Line
+    numbers count from the seam: the process before adds its own.
     """
 
     def __init__(self, graph: CallGraph, path: str, seam: int) -> None:
@@ -2055,10 +2078,25 @@ class SeamParser(TraceParser):
         self.logged_entry_lines = self.logged_other_lines = 0
         self.switches_found: dict[str | None, object] = {}  # CPU -> task its last switch before the seam brought in
         self.looked_back_to = seam
+        self.later_calls: dict[tuple, None] = {}  # function tracer calls first met in the chunks after this one (their modules)
+        self.shared: tuple[int, frozenset[int]] = (0, frozenset())  # node ids the process before holds for the same paths (start_from)
 
     def event_mark(self) -> tuple[int, int, int]:
         mark = super().event_mark()
         return (0, mark[1] + self.logged_entry_lines, mark[2] + self.logged_other_lines)
+
+    def start_from(self, warm: TraceParser) -> None:
+        """Begin with what the parser the child was forked from learnt of the file's start: its caches of line parts
+        and its call tree's paths, every count zeroed (its own copy after fork). Building them again in each chunk
+        was most of what N chunks cost beyond one pass; paths and caches depend on the text alone, never on a task's state."""
+        tree = warm.tree
+        size = len(tree.function)
+        tree.calls, tree.total_us, tree.self_us = [0] * size, [0.0] * size, [0.0] * size
+        tree.errnos, tree.open_calls, tree.call_sites, tree.timed = {}, {}, {}, False
+        self.graph.tree = self.tree = tree
+        self.shared = (size, frozenset(tree.free))
+        for cache in ("body_cache", "context_cache", "function_cache", "duration_cache", "head_cache", "call_nodes", "function_nodes"):
+            setattr(self, cache, getattr(warm, cache))
 
     def graph_event(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
         kind, depth, name, module = plain_call(parsed)
@@ -2193,36 +2231,54 @@ class SeamParser(TraceParser):
         return {
             "stamps": (self.last_stamp, self.entry_stamp),
             "tree": (tree.calls, tree.total_us, tree.self_us, tree.children, tree.timed, tree.errnos, tree.open_calls, tree.call_sites),
+            "paths": (tree.function, tree.parent, tree.free, self.shared),
             "stats": vars(self.graph.stats),
             "modules": self.graph.modules,
-            "calls": list(self.function_nodes),
+            "calls": list({**dict.fromkeys(self.function_nodes), **self.later_calls}),
             "log": self.log,
             "lines": self.line_no,
             "times": (self.first_us, self.last_us),
         }
 
 
-def split_seam(path: str, selection: TaskSelection | None) -> int:
-    """The byte where the second half starts (a line start), or 0 for no split."""
-    wanted = os.environ.get(PARSE_PROCESSES_ENV, "")
-    forced = wanted.isdigit()
-    if selection or not hasattr(os, "fork") or parse_processes() < 2:
-        return 0
+def split_seams(path: str, selection: TaskSelection | None) -> list[int]:
+    """The bytes where the chunks after the first start (line starts, increasing); [] for one process.
+
+    -j N cuts the file in N equal shares (KM_SPLIT_AT: at these shares); by
+    default one chunk per core, but none smaller than SPLIT_CHUNK_MIN_BYTES."""
+    jobs = parse_processes()
+    if selection or not hasattr(os, "fork") or jobs < 2:
+        return []
     size = file_size(path) or 0
-    if size < SPLIT_MIN_BYTES and not forced:
-        return 0
     try:
-        share = float(os.environ.get(SPLIT_AT_ENV, "0.5"))
+        wanted = os.environ.get(SPLIT_AT_ENV, "")
+        if wanted:
+            shares = sorted(float(share) for share in wanted.split(","))
+        else:
+            chunks = jobs if jobs_forced() else min(jobs, size // SPLIT_CHUNK_MIN_BYTES)
+            shares = [index / chunks for index in range(1, chunks)]
         with open(path, "rb") as raw:
             if raw.peek(16)[:16].startswith((GZIP_MAGIC, XZ_MAGIC, TRACE_CMD_MAGIC)):
-                return 0  # compressed (no byte ranges) or a binary trace.dat
-            raw.seek(max(1, min(int(size * share), size - 1)) - 1)
-            while raw.readline(CHUNK_BYTES)[-1:] not in (b"\n", b""):
-                pass  # the seam follows a newline; a long line is skipped a chunk at a time, never held whole
-            seam = raw.tell()
+                return []  # compressed (no byte ranges) or a binary trace.dat
+        seams: list[int] = []
+        for share in shares:
+            seam = next_line_start(path, int(size * share))
+            if 0 < seam < size and (not seams or seam > seams[-1]):
+                seams.append(seam)
     except (OSError, ValueError):
+        return []
+    return seams
+
+
+def next_line_start(path: str, position: int) -> int:
+    """The first line start at or after `position` (the file's size past its last line)."""
+    if position <= 0:
         return 0
-    return seam if 0 < seam < size else 0
+    with open(path, "rb") as raw:
+        raw.seek(position - 1)
+        while raw.readline(CHUNK_BYTES)[-1:] not in (b"\n", b""):
+            pass  # a long line is skipped a chunk at a time, never held whole
+        return raw.tell()
 
 
 def lost_line_after_seam(path: str, seam: int) -> bool:
@@ -2233,102 +2289,223 @@ def lost_line_after_seam(path: str, seam: int) -> bool:
     return any(LOST_LINE.match(line.decode("utf-8", "replace")) for line in head)
 
 
-def count_lines(path: str, end: int) -> int:
-    with open(path, "rb") as raw:
-        lines = 0
-        while raw.tell() < end:
-            lines += raw.read(min(CHUNK_BYTES, end - raw.tell())).count(b"\n")
-    return lines
+def parse_range(parser: TraceParser, path: str, start: int, end: int | None, progress: Progress | None = None) -> None:
+    """The lines of bytes start..end (line starts) into the parser, as parse_file() reads a whole file."""
+    for batch in read_text_lines(path, progress, start, end):
+        if isinstance(batch, DamagedLines):
+            parser.damaged_lines(batch)
+        else:
+            parser.feed_lines(batch)
 
 
-def parse_second_half(path: str, seam: int) -> dict | None:
-    """The lines from `seam` on, parsed alone (SeamParser); None where the child cannot be sure of the result."""
-    parser = SeamParser(CallGraph(), path, seam)
+def parse_file_in_chunks(parser: TraceParser, path: str, seams: list[int], progress: Progress | None) -> bool:
+    """Parse `path` with each chunk after the first in a child; False if one could not (that chunk is parsed here)."""
     parser.where = path
-    parser.line_no = count_lines(path, seam)
-    try:
-        for batch in read_text_lines(path, None, seam, file_size(path)):
-            if isinstance(batch, DamagedLines):
-                parser.damaged_lines(batch)
-            else:
-                parser.feed_lines(batch)
-    except SeamUnknown:
-        return None
-    return parser.seam_result()
-
-
-def second_half_in_child(path: str, seam: int) -> tuple[int, int]:
-    """Fork a child that parses the half from `seam`; no result (None, or none at all) and the parent parses it itself."""
-
-    def write(pipe: IO[bytes]) -> None:
-        try:
-            result = parse_second_half(path, seam)
-        except UserError:
-            result = None  # the parent meets the same problem in order
-        pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
-
-    return fork_writer(write)
-
-
-def parse_file_in_halves(parser: TraceParser, path: str, seam: int, progress: Progress | None) -> bool:
-    """Parse `path` with the second half in a child; False if the child could not (the half is then parsed here)."""
-    pid, read_end = second_half_in_child(path, seam)
+    parser.stats.inputs.append(path)
+    # At least the 64 KiB the reader judges the file by (reject_non_text), as in one pass
+    warm = min(seams[0], next_line_start(path, max(1 << 16, min(WARM_UP_BYTES, seams[0] // 4))))
+    parse_range(parser, path, 0, warm, progress)
+    children, read_end = fork_chunk_children(path, seams, parser)
     try:
         with os.fdopen(read_end, "rb") as pipe:
-            parser.where = path
-            parser.stats.inputs.append(path)
-            for batch in read_text_lines(path, progress, 0, seam):
-                if isinstance(batch, DamagedLines):
-                    parser.damaged_lines(batch)
-                else:
-                    parser.feed_lines(batch)
-            try:
-                result = pickle.load(pipe)
-            except (EOFError, pickle.UnpicklingError):
-                result = None
-            if result is not None and lost_line_after_seam(path, seam):
-                result = None
+            parse_range(parser, path, warm, seams[0], progress)
+            return read_on(parser, path, seams, pipe, progress)
     finally:
-        end_child(pid)
-    if result is None:
-        for batch in read_text_lines(path, progress, seam, None):
-            if isinstance(batch, DamagedLines):
-                parser.damaged_lines(batch)
-            else:
-                parser.feed_lines(batch)
-        return False
-    add_second_half(parser, result)
-    return True
+        for pid in children:
+            end_child(pid)
+
+
+def fork_chunk_children(path: str, seams: list[int], warm: TraceParser) -> tuple[list[int], int]:
+    """One child per seam, the last first, each writing to the one before; the read end of the first child's pipe."""
+    pids: list[int] = []
+    following: int | None = None
+    # The objects made so far out of the collector's sight in the children: its full passes would walk (and copy,
+    # page by page, from the parent) the whole inherited heap in every child
+    gc.freeze()
+    try:
+        for index in range(len(seams) - 1, -1, -1):
+            pid, read_end = fork_writer(chunk_writer(path, seams, index, following, warm))
+            pids.append(pid)
+            if following is not None:
+                os.close(following)  # the child before holds it now
+            following = read_end
+    except BaseException:
+        if following is not None:
+            os.close(following)
+        for pid in pids:
+            end_child(pid)
+        raise
+    finally:
+        gc.unfreeze()
+    assert following is not None
+    return pids, following
+
+
+def chunk_writer(path: str, seams: list[int], index: int, following: int | None, warm: TraceParser) -> Callable[[IO[bytes]], None]:
+    """What the child of seams[index] does: parse its chunk, stitch the rest of the file from the next child, send it on.
+
+    It sends ("rest", result) for the text from its seam to the end; ("skip",
+    None) when it could not parse its chunk alone, then what the next child
+    sent; nothing (or an end of pipe) leaves the whole rest to the one before."""
+
+    seam, later = seams[index], seams[index + 1 :]
+
+    def write(pipe: IO[bytes]) -> None:
+        source = os.fdopen(following, "rb") if following is not None else None
+        parser = SeamParser(CallGraph(), path, seam)
+        parser.where = path
+        parser.start_from(warm)
+        try:
+            parse_range(parser, path, seam, later[0] if later else None)
+        except (SeamUnknown, UserError):  # UserError: the process before meets the same problem in order
+            send_message(pipe, ("skip", None))
+            relay_messages(source, pipe)
+            return
+        if source is not None and later:
+            try:
+                read_on(parser, path, later, source, None)
+            except (SeamUnknown, UserError):
+                return  # the process before parses the whole rest
+        send_message(pipe, ("rest", parser.seam_result()))
+
+    return write
+
+
+def send_message(pipe: IO[bytes], message: tuple) -> None:
+    pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def relay_messages(source: IO[bytes] | None, pipe: IO[bytes]) -> None:
+    """Pass on what the next child sends, up to its result for the rest of the file."""
+    while source is not None:
+        try:
+            message = pickle.load(source)
+        except (EOFError, pickle.UnpicklingError):
+            return
+        send_message(pipe, message)
+        if message[0] != "skip":
+            return
+
+
+def read_on(parser: TraceParser, path: str, seams: list[int], pipe: IO[bytes], progress: Progress | None) -> bool:
+    """The parser has read up to seams[0]: the rest of the file from the next child, or parsed here where it could not.
+
+    `seams` are all the seams from here on: a chunk its child skipped is parsed
+    here, up to the next seam, and the next message is that seam's."""
+    for index, seam in enumerate(seams):
+        try:
+            kind, result = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
+            kind, result = "", None
+        if kind == "rest" and not lost_line_after_seam(path, seam):
+            add_second_half(parser, result)
+            return True
+        if kind != "skip":
+            break
+        end = seams[index + 1] if index + 1 < len(seams) else None
+        parse_range(parser, path, seam, end, progress)
+        if end is None:
+            return False
+    parse_range(parser, path, seam, None, progress)
+    return False
 
 
 def add_second_half(parser: TraceParser, result: dict) -> None:
-    """Add the child's half as if the parser had read on: the logged events first, then its tree and counters."""
+    """Add the rest of the file, parsed by a child, as if the parser had read on: the logged events first, then its tree and counters.
+
+    Its line numbers count from the seam: here they go on from the parser's."""
     replay_seam_log(parser, result["log"])
     parser.note_times(*result["times"])
     last_stamp, entry_stamp = result["stamps"]
     parser.last_stamp.update(last_stamp)
     parser.entry_stamp.update(entry_stamp)
     graph = parser.graph
-    add_parsed_input(graph, {"tree": result["tree"], "modules": {}, "stats": {**result["stats"], "inputs": []}, "lines": result["lines"]})
-    for call in result["calls"]:
-        if call not in parser.function_nodes and call[2]:
-            graph.modules[call[0]] = call[2]
+    stats = {**result["stats"], "inputs": []}
+    if stats["unparsed_example_where"]:
+        where, _, line = stats["unparsed_example_where"].rpartition(":")
+        stats["unparsed_example_where"] = f"{where}:{parser.line_no + int(line)}"
+    add_chunk_tree(graph.tree, result["tree"], result["paths"])
+    add_parsed_stats(graph.stats, stats)
+    if isinstance(parser, SeamParser):  # the modules of calls it did not meet are for the process before to set
+        parser.later_calls.update((call, None) for call in result["calls"] if call not in parser.function_nodes)
+    else:
+        for call in result["calls"]:
+            if call not in parser.function_nodes and call[2]:
+                graph.modules[call[0]] = call[2]
     graph.modules.update(result["modules"])  # of function_graph lines only: each sets it, the last one wins
-    parser.line_no = result["lines"]
+    parser.line_no += result["lines"]
+
+
+def add_chunk_tree(tree: CallTree, parts: tuple, paths: tuple) -> None:
+    """A chunk's call tree added to the tree of a process forked at the same moment (or the one that forked it).
+
+    Below the tree's size at the fork (but the ids then free) both trees hold the
+    same call paths under the same ids (start_from; a path's id never changes
+    once reachable): their counts are added by id, and only the paths the chunk
+    made are looked up by name. add_parsed_input would walk every path by name,
+    which cost more than the stitching as a whole."""
+    import numpy as np
+
+    calls, total_us, self_us, _, timed, errnos, open_calls, call_sites = parts
+    functions, parents, free, (size, free_at_fork) = paths
+    gone = set(free)
+    made: dict[int, int] = {}
+
+    def target(node: int) -> int:
+        if node < size and node not in free_at_fork:
+            return node
+        found = made.get(node)
+        if found is None:
+            found = made[node] = tree.child(target(parents[node]), functions[node])
+        return found
+
+    shared = min(size, len(calls))
+    for mine, theirs, kind in ((tree.calls, calls, np.int64), (tree.total_us, total_us, np.float64), (tree.self_us, self_us, np.float64)):
+        added = np.asarray(theirs[:shared], dtype=kind)
+        if free_at_fork:
+            added[list(free_at_fork & set(range(shared)))] = 0
+        mine[:shared] = (np.asarray(mine[:shared], dtype=kind) + added).tolist()
+    for node in [*range(size, len(calls)), *(free_at_fork - gone)]:
+        if node < len(calls) and node not in gone and functions[node] is not None:
+            into = target(node)
+            tree.calls[into] += calls[node]
+            tree.total_us[into] += total_us[node]
+            tree.self_us[into] += self_us[node]
+    for node, by_errno in errnos.items():
+        for err, counts in by_errno.items():
+            tree.add_errno_counts(target(node), err, counts)
+    for node, count in open_calls.items():
+        into = target(node)
+        tree.open_calls[into] = tree.open_calls.get(into, 0) + count
+    for node, sites in call_sites.items():
+        for site, count in sites.items():
+            tree.note_call_site(target(node), site, count)
+    tree.timed = tree.timed or timed
 
 
 def replay_seam_log(parser: TraceParser, log: list[tuple]) -> None:
-    """Apply, in line order, what the child left to the tasks' state at the seam (see SeamParser)."""
+    """Apply, in line order, what the child left to the tasks' state at the seam (see SeamParser).
+
+    A SeamParser (a chunk between others) applies what concerns the tasks it
+    holds and logs the rest for the process before it, in the same order."""
+    chained = isinstance(parser, SeamParser)
     for record in log:
         tag = record[0]
         if tag == "anchor":  # from here on the child holds the task: its calls waiting for a caller never get one
             state = parser.tasks.pop(record[1], None)
             if state is not None:
                 parser.settle_pending(state, 0)
+            elif chained:
+                parser.keep(record)
         elif tag == "break":
             parser.break_call_stacks(record[1])
+            if chained:
+                parser.keep(record)
         elif tag == "irq":
-            parser.task_state(record[1], record[2]).irq_entry = True
+            if chained and record[2] not in parser.tasks:
+                parser.keep(record)
+            else:
+                parser.task_state(record[1], record[2]).irq_entry = True
         else:
             parser.graph_event(*record)
     parser.flush_counts()
@@ -5282,7 +5459,8 @@ def function_off_cpu(tree: CallTree, sched: SchedTimes) -> dict[str, OffCpu]:
     """Per function: the off-CPU time of its call paths that are not inside another activation of it (derive_graph's rule)."""
     result: dict[str, OffCpu] = {}
     on_path: Counter[str] = Counter()
-    stack: list[tuple[int, bool]] = [(kid, False) for kid in (tree.children[ROOT_NODE] or {}).values()]
+    # Children by name, not by when the parse made them: -j N stitches trees that made them in another order.
+    stack: list[tuple[int, bool]] = [(kid, False) for _, kid in sorted((tree.children[ROOT_NODE] or {}).items())]
     while stack:
         node, leaving = stack.pop()
         name = tree.function[node] or ""
@@ -5301,7 +5479,7 @@ def function_off_cpu(tree: CallTree, sched: SchedTimes) -> dict[str, OffCpu]:
         stack.append((node, True))
         kids = tree.children[node]
         if kids:
-            stack.extend((kid, False) for kid in kids.values())
+            stack.extend((kid, False) for _, kid in sorted(kids.items()))
     return result
 
 
@@ -7716,7 +7894,8 @@ def build_view(graph: CallGraph, request: ViewRequest) -> View:
     selective = bool(request.min_calls is not None or request.module_filters or request.path_filters)
     edges = [edge for edge in graph.edges if edge[0] in kept and edge[1] in kept]
     entry_callers = sorted({caller for caller, callee in graph.edges if callee in kept and caller not in kept}) if selective else []
-    ordered = sorted(kept, key=lambda name: (-graph.inclusive.get(name, 0.0), -graph.calls[name], name))
+    # Rounded: sums of the same durations added in another order (-j N) differ in their last bits
+    ordered = sorted(kept, key=lambda name: (-round(graph.inclusive.get(name, 0.0), 6), -graph.calls[name], name))
     required = [name for name in focus_functions or traced_entry_functions(graph) if name in kept]
     entries = entry_points(graph, kept, selective)
     focus = focus_functions[0] if len(focus_functions) == 1 else ",".join(request.roots or request.callers or request.wakers)
@@ -12016,7 +12195,9 @@ def run_visualize(args: argparse.Namespace) -> None:
 
 
 def visualize_outputs(args: argparse.Namespace) -> None:
+    global jobs_wanted
     stop_on_sigterm()
+    jobs_wanted = min(args.jobs, MAX_JOBS) if args.jobs else None
     inputs = args.input or ["kernel-magnifier.data"]
     writer = output_writer(args.output) if args.output is not None else None
     chosen = stdout_format(args)
@@ -13712,6 +13893,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-format", choices=OUTPUT_FORMATS, metavar="FORMAT",
         help=f"with -o -: what standard output gets, by the file ending it stands for: {', '.join(f for f in OUTPUT_FORMATS if f not in BINARY_FORMATS)}"
         f" (default: {STDOUT_DEFAULT_FORMAT}, the text report); {' and '.join(BINARY_FORMATS)} are binary and refused there: name a file",
+    )
+    visualize.add_argument(
+        "-j", "--jobs", type=positive_int, metavar="N",
+        help="parse with N processes: one large text file in N chunks, several inputs side by side; the result is the one-process parse's"
+        " (default: the cores available, one per 32 MB of input at most)",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")

@@ -121,8 +121,8 @@ def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
     sequential = parse(km, monkeypatch, [plain], 1)
     assert not isinstance(sequential, str), sequential
     kept = []
-    real_halves = km.parse_file_in_halves
-    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    real_halves = km.parse_file_in_chunks
+    monkeypatch.setattr(km, "parse_file_in_chunks", lambda *args: kept.append(real_halves(*args)) or kept[-1])
     for seam in SEAMS if "function" in trace else SEAMS[1:2]:
         monkeypatch.setenv("KM_SPLIT_AT", seam)
         assert parse(km, monkeypatch, [plain], 2) == sequential, seam
@@ -135,7 +135,7 @@ def test_split_file_is_identical(km, monkeypatch, tmp_path, trace):
 
 
 def test_compressed_file_is_not_split(km, monkeypatch):
-    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: pytest.fail("split a compressed file"))
+    monkeypatch.setattr(km, "parse_file_in_chunks", lambda *args: pytest.fail("split a compressed file"))
     parse(km, monkeypatch, [str(DATA / "function-tracer/trace.txt.xz")], 2)
 
 
@@ -153,8 +153,8 @@ def test_repeated_lost_line_across_the_seam(km, monkeypatch, tmp_path):
     assert sequential["stats"]["duplicate_lost_lines"] == 0
     seam = len("\n".join(lines[: lost + 2]).encode()) + 1  # the start of the second line after the first LOST line
     kept = []
-    real_halves = km.parse_file_in_halves
-    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    real_halves = km.parse_file_in_chunks
+    monkeypatch.setattr(km, "parse_file_in_chunks", lambda *args: kept.append(real_halves(*args)) or kept[-1])
     monkeypatch.setenv("KM_SPLIT_AT", repr(seam / trace.stat().st_size))
     assert parse(km, monkeypatch, [str(trace)], 2) == sequential
     assert kept == [False]
@@ -179,8 +179,8 @@ def test_long_line_across_a_read_chunk_of_the_second_half(km, monkeypatch, tmp_p
     trace.write_text(text)
     monkeypatch.setenv("KM_SPLIT_AT", repr((seam + 0.5) / trace.stat().st_size))
     kept = []
-    real_halves = km.parse_file_in_halves
-    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    real_halves = km.parse_file_in_chunks
+    monkeypatch.setattr(km, "parse_file_in_chunks", lambda *args: kept.append(real_halves(*args)) or kept[-1])
     split = parse(km, monkeypatch, [str(trace)], 2)
     assert kept == [True]
     function_lines = sum(1 for line in text.split("\n") if " <-" in line)

@@ -31,8 +31,8 @@ def halves_kept(km, monkeypatch) -> tuple[list[bool], list[list[tuple]]]:
     """Record each split parse: whether the child's half was kept, and the log it left to the parent."""
     kept: list[bool] = []
     logs: list[list[tuple]] = []
-    real_halves, real_add = km.parse_file_in_halves, km.add_second_half
-    monkeypatch.setattr(km, "parse_file_in_halves", lambda *args: kept.append(real_halves(*args)) or kept[-1])
+    real_halves, real_add = km.parse_file_in_chunks, km.add_second_half
+    monkeypatch.setattr(km, "parse_file_in_chunks", lambda *args: kept.append(real_halves(*args)) or kept[-1])
     monkeypatch.setattr(km, "add_second_half", lambda parser, result: logs.append(result["log"]) or real_add(parser, result))
     return kept, logs
 
