@@ -10,7 +10,7 @@ The file is a pipeline in sections, read top to bottom:
     Console            errors, progress, safe atomic output files
     Model              CallTree (one node per distinct call path) and the CallGraph derived from it
     Input              plain, gzip and xz text, judged text or not by its bytes
-    Parsers            function_graph text, function tracer text, trace-cmd report (one or two processes)
+    Parsers            function_graph text, function tracer text, the latency format, trace-cmd report (one or two processes)
     Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model; any event's fields by its stored format
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
@@ -717,7 +717,7 @@ def reject_non_text(path: str, head: bytes) -> None:
 
 
 # ============================================================================
-# Parsers: function_graph text, function tracer text, trace-cmd report
+# Parsers: function_graph text, function tracer text, the latency format, trace-cmd report
 # ============================================================================
 #
 # Every line of every input goes through TraceParser.feed(). The common lines

@@ -163,8 +163,9 @@ def test_printf_built_verbose_and_counter_clock(tmp_path):
     for name, lines in (("verbose", verbose), ("ticks", ticks), ("counter", counter)):
         graph = graph_json(tmp_path, write(tmp_path, f"{name}.txt", header_lines("irqsoff", hashes=True) + lines))
         assert_calls(graph)
-        assert_summary(graph)
-    assert graph_json(tmp_path, tmp_path / "verbose.txt")["stats"]["latency_traces"][0]["span_us"] == 98.0
+        found = assert_summary(graph)
+        if name == "verbose":
+            assert found["span_us"] == 98.0  # from the absolute time in us, hex
 
 
 def test_printf_built_trace_cmd_report_latency_columns(tmp_path):
@@ -284,3 +285,81 @@ def test_printf_built_rt_need_resched_lazy_column_is_not_an_interrupt(tmp_path):
     assert graph["stats"]["unparsed_lines"] == 0, graph["stats"]["unparsed_example"]
     assert ("do_idle", "tick_nohz_idle_enter") in edges_by_pair(graph)
     assert ("do_idle", "irq_handler") not in edges_by_pair(graph)
+
+
+# -- real recordings: the latency tracers of a 6.1 kernel in the VM -------------------------------------------------
+
+# An independent reading of the lines: the latency format's "... NNus?: body" and the function tracer's "... [cpu] ... ts: body".
+LAT_BODY = re.compile(r"^\s*\S.*?-\d+\s+\d+[.dDbX]\S{3,7}\s+\d+us.: (.*)$")
+PLAIN_BODY = re.compile(r"^\s*\S.*?-\d+\s+\[\d+\]\s+\S+\s+\d+\.\d+: (.*)$")
+CALL_BODY = re.compile(r"^(\S+) <-(\S+)$")
+
+
+def read_text(name: str) -> list[str]:
+    return lzma.decompress((LATENCY / name).read_bytes()).decode().splitlines()
+
+
+def grep_calls(lines: list[str]) -> collections.Counter:
+    """(parent, function) of every call line, by the two patterns above."""
+    found: collections.Counter = collections.Counter()
+    for line in lines:
+        body = LAT_BODY.match(line) or PLAIN_BODY.match(line)
+        call = CALL_BODY.match(body.group(1)) if body else None
+        if call:
+            found[call.group(2), call.group(1)] += 1
+    return found
+
+
+def max_latency(name: str) -> int:
+    """tracing_max_latency, read in the guest right after the trace (us)."""
+    return int((LATENCY / f"{name}.max_latency").read_text())
+
+
+def unpacked(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name.removesuffix(".xz")
+    path.write_text("\n".join(read_text(name)) + "\n")
+    return path
+
+
+GRAPH_CALL = re.compile(r"^( *)(\S+)\(\)(;| \{)$")
+
+
+def graph_edges(lines: list[str]) -> collections.Counter:
+    """(caller, callee) of every entry and leaf, by indentation of the text after the last "|  " (one task here); a
+    call whose hardirq/softirq flag (the third) is set and differs from its caller's ran in an interrupt: no caller."""
+    found: collections.Counter = collections.Counter()
+    open_calls: dict[int, tuple[str, str]] = {}
+    for line in lines:
+        call = GRAPH_CALL.match(line.rsplit("|  ", 1)[-1]) if "|  " in line and not line.startswith("#") else None
+        if call:
+            depth, irq = len(call.group(1)) // 2, line.split(")", 1)[1].split()[0][2]
+            caller = open_calls.get(depth - 1) if depth else None
+            found[caller[0] if caller and (irq == "." or irq == caller[1]) else None, call.group(2)] += 1
+            if call.group(3) == " {":
+                open_calls[depth] = (call.group(2), irq)
+    return found
+
+
+def test_real_function_tracer_with_latency_format_debian_6_1(tmp_path):
+    """`record -p function -O latency-format --format text` on Debian's 6.1 kernel: trace_pipe in the latency format."""
+    lines = read_text("function-latency-format-debian-6.1.txt.xz")
+    assert sum(1 for line in lines if LAT_BODY.match(line)) > 1000
+    graph = graph_json(tmp_path, LATENCY / "function-latency-format-debian-6.1.txt.xz")
+    assert graph["stats"]["unparsed_lines"] == 0, graph["stats"]["unparsed_example"]
+    assert "latency-format" in graph["stats"]["formats"]
+    assert edges_by_pair(graph) == dict(grep_calls(lines))
+    assert graph["stats"]["latency_traces"] == []
+
+
+def test_real_function_graph_with_latency_format_debian_6_1(tmp_path):
+    """`record -p function_graph -O latency-format -g vfs_read --max-depth 3`: " d..1. | " after the CPU column."""
+    lines = read_text("function-graph-latency-format-debian-6.1.txt.xz")
+    assert any(re.match(r"^ \d\)  [.dDbX][.a-zA-Z0-9]{4} \| ", line) for line in lines)
+    graph = graph_json(tmp_path, LATENCY / "function-graph-latency-format-debian-6.1.txt.xz")
+    assert graph["stats"]["unparsed_lines"] == 0, graph["stats"]["unparsed_example"]
+    expected = graph_edges(lines)
+    assert {pair: count for pair, count in expected.items() if pair[0] is not None} == edges_by_pair(graph)
+    calls = collections.Counter()
+    for (_, callee), count in expected.items():
+        calls[callee] += count
+    assert {name: node["calls"] for name, node in nodes_by_name(graph).items() if node["calls"]} == dict(calls)

@@ -44,5 +44,5 @@ snapshot wakeup_rt wakeup_rt rt_load
 echo 0 > $T/options/latency-format
 # the function and function_graph tracers with latency-format, recorded by record (trace_pipe text)
 $KM record -p function -O latency-format --format text --filter 'vfs_*' -o "$OUT/function-latency-format.txt" -- ls -R /usr/lib/python3 > "$OUT/record-function.log" 2>&1
-$KM record -p function_graph -O latency-format --format text --filter 'vfs_read' -o "$OUT/function-graph-latency-format.txt" -- ls -R /usr/lib/python3 > "$OUT/record-graph.log" 2>&1
+$KM record -p function_graph -O latency-format --format text -g vfs_read --max-depth 3 --no-sched -o "$OUT/function-graph-latency-format.txt" -- ls -R /usr/lib/python3 > "$OUT/record-graph.log" 2>&1
 ls -la "$OUT"
