@@ -11609,7 +11609,7 @@ def latency_trace_line(found: dict, name_input: bool) -> str:
     a trace without the latency header tells: how long its events span."""
     where = f" in {found['input']}" if name_input else ""
     if found["latency_us"] is None:
-        span = f"; its events span {found['span_us']:.3f} us" if found["span_us"] is not None else ""
+        span = f"; its events span {found['span_us']:,.0f} us" if found["span_us"] is not None else ""
         return f"latency trace ({found['tracer']}){where}: the latency is not printed (read without latency-format){span}"
     parts = [f"{found['latency_us']:,} us on CPU#{found['cpu']}"]
     if found["task"] is not None:

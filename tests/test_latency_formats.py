@@ -224,7 +224,7 @@ def test_printf_built_latency_without_header_says_so(tmp_path):
     (found,) = graph["stats"]["latency_traces"]
     assert (found["tracer"], found["latency_us"], found["span_us"]) == ("irqsoff", None, 98.0)
     report = run_cli("visualize", "-i", str(tmp_path / "nolat.txt"), "-o", "-").stdout
-    assert "latency trace (irqsoff): the latency is not printed (read without latency-format); its events span 98.000 us" in report
+    assert "latency trace (irqsoff): the latency is not printed (read without latency-format); its events span 98 us" in report
 
 
 def test_printf_built_lost_entries_from_the_latency_header(tmp_path):
@@ -292,7 +292,8 @@ def test_printf_built_rt_need_resched_lazy_column_is_not_an_interrupt(tmp_path):
 # An independent reading of the lines: the latency format's "... NNus?: body" and the function tracer's "... [cpu] ... ts: body".
 LAT_BODY = re.compile(r"^\s*\S.*?-\d+\s+\d+[.dDbX]\S{3,7}\s+\d+us.: (.*)$")
 PLAIN_BODY = re.compile(r"^\s*\S.*?-\d+\s+\[\d+\]\s+\S+\s+\d+\.\d+: (.*)$")
-CALL_BODY = re.compile(r"^(\S+) <-(\S+)$")
+CALL_BODY = re.compile(r"^(\S+)(?: <-(\S+))?$")
+PLAIN_STAMP = re.compile(r"\] \S+ +(\d+\.\d+): ")
 
 
 def read_text(name: str) -> list[str]:
@@ -300,14 +301,29 @@ def read_text(name: str) -> list[str]:
 
 
 def grep_calls(lines: list[str]) -> collections.Counter:
-    """(parent, function) of every call line, by the two patterns above."""
+    """(parent, function) of every call line, by the two patterns above; parent None where none is printed."""
     found: collections.Counter = collections.Counter()
     for line in lines:
         body = LAT_BODY.match(line) or PLAIN_BODY.match(line)
         call = CALL_BODY.match(body.group(1)) if body else None
-        if call:
+        if call and not call.group(1).startswith("<"):
             found[call.group(2), call.group(1)] += 1
     return found
+
+
+def with_parent(calls: collections.Counter) -> dict:
+    return {pair: count for pair, count in calls.items() if pair[0] is not None}
+
+
+def calls_per_function(calls: collections.Counter) -> dict:
+    counted: collections.Counter = collections.Counter()
+    for (_, name), count in calls.items():
+        counted[name] += count
+    return dict(counted)
+
+
+def node_calls(graph: dict) -> dict:
+    return {name: node["calls"] for name, node in nodes_by_name(graph).items() if node["calls"]}
 
 
 def max_latency(name: str) -> int:
@@ -315,13 +331,9 @@ def max_latency(name: str) -> int:
     return int((LATENCY / f"{name}.max_latency").read_text())
 
 
-def unpacked(tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name.removesuffix(".xz")
-    path.write_text("\n".join(read_text(name)) + "\n")
-    return path
-
 
 GRAPH_CALL = re.compile(r"^( *)(\S+)\(\)(;| \{)$")
+FLAG_COLUMN = re.compile(r" ([.dDbX][.a-zA-Z0-9]{3,7}) \| ")
 
 
 def graph_edges(lines: list[str]) -> collections.Counter:
@@ -332,7 +344,8 @@ def graph_edges(lines: list[str]) -> collections.Counter:
     for line in lines:
         call = GRAPH_CALL.match(line.rsplit("|  ", 1)[-1]) if "|  " in line and not line.startswith("#") else None
         if call:
-            depth, irq = len(call.group(1)) // 2, line.split(")", 1)[1].split()[0][2]
+            flags = FLAG_COLUMN.search(line)
+            depth, irq = len(call.group(1)) // 2, flags.group(1)[2] if flags else "."
             caller = open_calls.get(depth - 1) if depth else None
             found[caller[0] if caller and (irq == "." or irq == caller[1]) else None, call.group(2)] += 1
             if call.group(3) == " {":
@@ -340,26 +353,84 @@ def graph_edges(lines: list[str]) -> collections.Counter:
     return found
 
 
-def test_real_function_tracer_with_latency_format_debian_6_1(tmp_path):
-    """`record -p function -O latency-format --format text` on Debian's 6.1 kernel: trace_pipe in the latency format."""
-    lines = read_text("function-latency-format-debian-6.1.txt.xz")
+@pytest.mark.parametrize("kernel", ["debian-6.1", "km-lat-6.1"])
+def test_real_function_tracer_with_latency_format(tmp_path, kernel):
+    """`record -p function -O latency-format --format text` on Debian's 6.1 kernel and on the latency tracers' one:
+    trace_pipe in the latency format."""
+    lines = read_text(f"function-latency-format-{kernel}.txt.xz")
     assert sum(1 for line in lines if LAT_BODY.match(line)) > 1000
-    graph = graph_json(tmp_path, LATENCY / "function-latency-format-debian-6.1.txt.xz")
+    graph = graph_json(tmp_path, LATENCY / f"function-latency-format-{kernel}.txt.xz")
     assert graph["stats"]["unparsed_lines"] == 0, graph["stats"]["unparsed_example"]
     assert "latency-format" in graph["stats"]["formats"]
-    assert edges_by_pair(graph) == dict(grep_calls(lines))
+    assert edges_by_pair(graph) == with_parent(grep_calls(lines))
+    assert node_calls(graph) == calls_per_function(grep_calls(lines))
     assert graph["stats"]["latency_traces"] == []
 
 
-def test_real_function_graph_with_latency_format_debian_6_1(tmp_path):
+@pytest.mark.parametrize("kernel", ["debian-6.1", "km-lat-6.1"])
+def test_real_function_graph_with_latency_format(tmp_path, kernel):
     """`record -p function_graph -O latency-format -g vfs_read --max-depth 3`: " d..1. | " after the CPU column."""
-    lines = read_text("function-graph-latency-format-debian-6.1.txt.xz")
+    lines = read_text(f"function-graph-latency-format-{kernel}.txt.xz")
     assert any(re.match(r"^ \d\)  [.dDbX][.a-zA-Z0-9]{4} \| ", line) for line in lines)
-    graph = graph_json(tmp_path, LATENCY / "function-graph-latency-format-debian-6.1.txt.xz")
+    graph = graph_json(tmp_path, LATENCY / f"function-graph-latency-format-{kernel}.txt.xz")
     assert graph["stats"]["unparsed_lines"] == 0, graph["stats"]["unparsed_example"]
     expected = graph_edges(lines)
     assert {pair: count for pair, count in expected.items() if pair[0] is not None} == edges_by_pair(graph)
     calls = collections.Counter()
     for (_, callee), count in expected.items():
         calls[callee] += count
+    assert {name: node["calls"] for name, node in nodes_by_name(graph).items() if node["calls"]} == dict(calls)
+
+
+CTX_WAKE = re.compile(r": +\d+: *-?\d+:\S (==>|  \+) ")
+
+
+@pytest.mark.parametrize("tracer", ["irqsoff", "preemptirqsoff", "wakeup_rt"])
+def test_real_latency_tracer_reads_with_its_calls_and_latency(tmp_path, tracer):
+    """A 6.1 kernel's latency tracer, its snapshot as `trace` prints it with latency-format: the calls are the lines'
+    own, the latency is the kernel's tracing_max_latency read beside it, start and end points as printed."""
+    lines = read_text(f"{tracer}-latency-format.txt.xz")
+    text = "\n".join(lines)
+    header = re.search(r"^# latency: (\d+) us, #(\d+)/(\d+), CPU#(\d+)", text, re.M)
+    assert int(header.group(1)) == max_latency(tracer) > 0
+    graph = graph_json(tmp_path, LATENCY / f"{tracer}-latency-format.txt.xz")
+    stats = graph["stats"]
+    assert stats["unparsed_lines"] == 0, stats["unparsed_example"]
+    (found,) = stats["latency_traces"]
+    assert (found["tracer"], found["latency_us"], found["cpu"]) == (tracer, max_latency(tracer), header.group(4))
+    assert (found["entries"], found["written"]) == (int(header.group(2)), int(header.group(3)))
+    for point in ("started", "ended"):
+        printed = re.search(rf"^#  => {point} at: +(\S.*)$", text, re.M)
+        assert found[f"{point}_at"] == (printed.group(1).strip() if printed else None)
+    calls = grep_calls(lines)
+    assert sum(calls.values()) == int(header.group(2)) - sum(1 for line in lines if LAT_BODY.match(line) and not CALL_BODY.match(LAT_BODY.match(line).group(1)))
+    assert edges_by_pair(graph) == with_parent(calls)
+    assert node_calls(graph) == calls_per_function(calls)
+    switches = collections.Counter("context_switch" if match.group(1) == "==>" else "wakeup" for match in map(CTX_WAKE.search, lines) if match)
+    assert {name: count for name, count in stats["trace_events"].items()} == dict(switches)
+    # The same snapshot printed without latency-format: the function tracer's columns, no header.
+    plain = graph_json(tmp_path, LATENCY / f"{tracer}.txt.xz")
+    assert plain["stats"]["unparsed_lines"] == 0, plain["stats"]["unparsed_example"]
+    assert edges_by_pair(plain) == edges_by_pair(graph)
+    assert node_calls(plain) == node_calls(graph)
+    (without,) = plain["stats"]["latency_traces"]
+    assert (without["tracer"], without["latency_us"]) == (tracer, None)
+    stamps = [float(match.group(1)) for match in map(PLAIN_STAMP.search, read_text(f"{tracer}.txt.xz")) if match]
+    assert without["span_us"] == pytest.approx((stamps[-1] - stamps[0]) * 1e6, abs=0.01)
+    # From the section's first event to its last (the stack trace logged after its end): the latency within 0.1 %.
+    assert without["span_us"] == pytest.approx(max_latency(tracer), rel=1e-3, abs=5)
+
+
+def test_real_irqsoff_display_graph(tmp_path):
+    """irqsoff with display-graph: function_graph lines with REL TIME, CPU, task and flag columns after the latency header."""
+    lines = read_text("irqsoff-graph-latency-format.txt.xz")
+    assert any(re.match(r"^ +\d+ us \|  +\d+\) ", line) for line in lines)
+    graph = graph_json(tmp_path, LATENCY / "irqsoff-graph-latency-format.txt.xz")
+    assert graph["stats"]["unparsed_lines"] == 0, graph["stats"]["unparsed_example"]
+    (found,) = graph["stats"]["latency_traces"]
+    assert (found["tracer"], found["latency_us"]) == ("irqsoff", max_latency("irqsoff-graph"))
+    calls = collections.Counter()
+    for (_, callee), count in graph_edges(lines).items():
+        calls[callee] += count
+    assert sum(calls.values()) > 0
     assert {name: node["calls"] for name, node in nodes_by_name(graph).items() if node["calls"]} == dict(calls)

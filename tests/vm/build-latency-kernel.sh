@@ -3,7 +3,7 @@
 # IRQSOFF_TRACER, PREEMPT_TRACER or SCHED_TRACER), laid out for run-in-vm.sh --kernel DIR/kernel:
 # Debian's linux-source-6.1 (apt-get download, unpacked, not installed), tinyconfig plus
 # tests/data/latency/kernel-config-fragment (serial console, initramfs, devtmpfs, virtio-pci, 9p
-# built in, the tracers), make -j$(nproc). About 25 minutes on 2 shared cores.
+# built in, the tracers), make -j$(nproc). 46 minutes here on 2 cores shared with other work.
 set -euo pipefail
 DIR=$(mkdir -p "${1:?build dir}" && cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
