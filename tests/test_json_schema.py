@@ -51,6 +51,9 @@ RECORDINGS = {
     "trace-cmd-hidden-drop": DATA / "trace-cmd" / "hidden-drop-v6.dat.xz",
     "trace-cmd-report": DATA / "trace-cmd" / "report-head.txt.xz",
     "trace-cmd-report-tail": DATA / "trace-cmd" / "report-tailprint.txt.xz",
+    "latency-irqsoff": DATA / "latency" / "irqsoff-latency-format.txt.xz",
+    "latency-irqsoff-plain": DATA / "latency" / "irqsoff.txt.xz",
+    "latency-irqsoff-graph": DATA / "latency" / "irqsoff-graph-latency-format.txt.xz",
 }
 
 # The option combinations, each with what its JSON must show (so that the schema's part for it is exercised).
