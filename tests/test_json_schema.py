@@ -135,6 +135,7 @@ def seen_keys(doc: dict) -> set[tuple[str, str]]:
     lists = {"nodes": "node", "edges": "edge", "call_tree": "call_path", "errors": "errno_entry", "wakeups": "wakeup"}
     objects: list[tuple[str, dict]] = [("stats", doc["stats"])]
     objects += [("sched_summary", doc["stats"]["sched"])] if doc["stats"]["sched"] else []
+    objects += [("latency_trace", found) for found in doc["stats"]["latency_traces"]]
     objects += [("baseline", doc["baseline"])] if "baseline" in doc else []
     for key, name in lists.items():
         objects += [(name, item) for item in doc.get(key) or []]
