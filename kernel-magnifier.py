@@ -10,7 +10,7 @@ The file is a pipeline in sections, read top to bottom:
     Console            errors, progress, safe atomic output files
     Model              CallTree (one node per distinct call path) and the CallGraph derived from it
     Input              plain, gzip and xz text, judged text or not by its bytes
-    Parsers            function_graph text, function tracer text, trace-cmd report (one process, or N chunks with -j)
+    Parsers            function_graph text, function tracer text, the latency format, trace-cmd report (one process, or N chunks with -j)
     Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model; any event's fields by its stored format
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
@@ -284,6 +284,7 @@ class TraceStats:
     formats: set[str] = field(default_factory=set)
     inputs: list[str] = field(default_factory=list)
     trace_events: dict[str, int] = field(default_factory=dict)  # tracepoint events between the calls, by name (sched_switch: 640)
+    latency_traces: list[dict] = field(default_factory=list)  # a latency tracer's summary per input (TraceParser.note_latency_trace)
     first_us: float | None = None  # the first and last timestamp (trace time) of the inputs: the earliest
     last_us: float | None = None  # of their first ones, the latest of their last ones
 
@@ -743,7 +744,7 @@ def reject_non_text(path: str, head: bytes) -> None:
 
 
 # ============================================================================
-# Parsers: function_graph text, function tracer text, trace-cmd report
+# Parsers: function_graph text, function tracer text, the latency format, trace-cmd report
 # ============================================================================
 #
 # Every line of every input goes through TraceParser.feed(). The common lines
@@ -772,15 +773,20 @@ GRAPH_EVENT_COMMENT = re.compile(r" *\/\* (?P<name>\w+): (?P<fields>.*?) ?\*\/\s
 # A tracepoint event in function tracer text and trace-cmd report after the timestamp: `sched_waking: comm=...`
 TRACE_EVENT_BODY = re.compile(r"^(?P<name>\w+):(?: +(?P<fields>.*?))?\s*$")
 # The CPU, task and latency columns of a graph line (after abstime, before the duration field).
-GRAPH_CONTEXT = re.compile(r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.a-zA-Z0-9]{4,7}) \| +)?$")
-TIMESTAMP_TAIL = re.compile(r"\d+\.\d+$")
-GRAPH_STAMP = re.compile(r"^ *(?P<ts>\d{1,12}\.\d{1,9}) \|  ")  # funcgraph-abstime
+# The latency flags: 4 characters up to about 5.12, 5 since (migrate-disable), up to 8 on RT kernels (need-resched-lazy,
+# preempt-lazy-depth); the first is irqs-off, never a digit. Older kernels print them with no " |" after them.
+GRAPH_CONTEXT = re.compile(
+    r"^ *(?:(?P<cpu>\d{1,9})\) +)?(?:(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| +)?(?:(?P<flags>[.dDbX][.a-zA-Z0-9]{3,7})(?: \| +)?)?$"
+)
+# The time column before " |  ": funcgraph-abstime's seconds, or the latency tracers' "REL TIME" ("%9llu us", display-graph).
+TIMESTAMP_TAIL = re.compile(r"(?:\d+\.\d+|^ *\d{1,12} us)$")
+GRAPH_STAMP = re.compile(r"^ *(?:(?P<ts>\d{1,12}\.\d{1,9})|(?P<rel>\d{1,12}) us) \|  ")  # funcgraph-abstime, REL TIME
 # A graph line without the "|  " separator (funcgraph-duration off): prefix then body.
 GRAPH_NO_DURATION = re.compile(
     r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d{1,9})\) )?(?: *(?P<comm>\S.{0,15}?)-(?P<pid>\d+) +\| )?"
-    r"(?: *(?P<flags>[.a-zA-Z0-9]{4,7}) \| )?(?P<body> *\S.*)$"
+    r"(?: *(?P<flags>[.a-zA-Z0-9]{4,8}) \| )?(?P<body> *\S.*)$"
 )
-IRQ_ARROW = re.compile(r"^(?: *\d+\.\d+ \|  )?(?: *(?P<cpu>\d{1,9})\) )?.*(?P<arrow>==========>|<==========)(?: *\|)?\s*$")
+IRQ_ARROW = re.compile(r"^(?: *(?:\d+\.\d+|\d+ us) \|  )?(?: *(?P<cpu>\d{1,9})\) )?.*(?P<arrow>==========>|<==========)(?: *\|)?\s*$")
 LOST_LINE = re.compile(r"^CPU:(\d{1,9}) \[(?:LOST(?: (\d{1,18}))? EVENTS|(?:(\d{1,18}) )?EVENTS DROPPED)\]\s*$")
 SWITCH_DASHES = re.compile(r"^ -{20,}\s*$")
 SWITCH_LINE = re.compile(r"^ *(?P<cpu>\d{1,9})\) +(?P<prev>\S.{0,15}?)-(?P<prev_pid>\d+) +=> +(?P<next>\S.{0,15}?)-(?P<next_pid>\d+) *$")
@@ -795,13 +801,51 @@ FUNCTION_LINE = re.compile(
     r"^ *(?P<comm>\S.{0,15}?|)-(?P<pid>\d+) +(?:\( *(?:\d+|-+)\) +)?\[(?P<cpu>\d{1,9})\] +"
     r"(?:(?P<flags>[.a-zA-Z0-9]{4,7}) +)?(?P<ts>\d+(?:\.\d+)?): (?P<body>.*)$"
 )
+# The latency format (options/latency-format, which the latency tracers irqsoff, preemptoff, preemptirqsoff, wakeup,
+# wakeup_rt and wakeup_dl turn on; trace_print_lat_context() in trace_output.c): "%8.8s-%-7d %3d" (pid "%-5d" before
+# 5.x: comm cut to 8 characters, the CPU right before the flags), the flags, then " %4lldus%c: " (us since the trace's
+# start and the delay mark: "+" >10 us, "!" >100 us, ... 2.6.x: "+" >1 us) or " %4lld: " for a clock that counts no ns.
+# trace-cmd report -l prints the same columns, then its own " %5lu.%06lu: " seconds.
+LATENCY_LINE = re.compile(
+    r"^ *(?P<comm>\S.{0,7}?)-(?P<pid>\d{1,9}) +(?P<cpu>\d{1,9})(?P<flags>[.dDbX][.a-zA-Z0-9]{3,7}) +"
+    r"(?:(?P<ts>\d{1,12}\.\d{1,9})|(?P<us>\d{1,18}(?:\.\d{1,9})?)(?P<unit>us[ +!#*@$])?): (?P<body>.*)$"
+)
+# The same with options/verbose: "%16s %7d %3d %d %08x %08lx " (comm, pid, CPU, the flag bits in decimal, preempt count,
+# entry number), then "[%08llx] %ld.%03ldms (+%ld.%03ldms): " (the time in us, hex) or "[%016llx] %lld (+%lld): " (clock ticks).
+VERBOSE_LATENCY_LINE = re.compile(
+    r"^ *(?P<comm>\S.{0,15}?) +(?P<pid>\d{1,9}) +(?P<cpu>\d{1,9}) (?P<bits>\d{1,3}) [0-9a-f]{8,16} [0-9a-f]{8,16} "
+    r"\[(?P<stamp>[0-9a-f]{8,16})\] (?:(?P<ms>\d{1,15}\.\d{3})ms \(\+\d{1,15}\.\d{3}ms\)|\d{1,20} \(\+\d{1,20}\)): (?P<body>.*)$"
+)
+# The flag bits of the verbose line (trace.h TRACE_FLAG_*) that say the context: hardirq, softirq, NMI.
+VERBOSE_IRQ_BITS = ((0x40, "z"), (0x08, "h"), (0x10, "s"))
+# Before 2.6.30 the latency format printed a call's parent in parentheses: "_spin_lock (copy_page_range)".
+PARENTHESIZED_PARENT = re.compile(r"^(?P<name>[^\s(<\x00]+) \((?P<parent>[^\s()\x00]+)\)\s*$")
+# The wakeup tracers' own context-switch and wakeup entries (trace_ctxwake_print): " %7d:%3d:%c %s [%03d] %7d:%3d:%c %s",
+# prev pid:prio:state, "==>" (switch) or "  +" (wakeup), the next task's CPU, pid:prio:state and comm.
+CTX_WAKE_BODY = re.compile(r"^ *\d{1,9}: *-?\d{1,4}:\S (?P<delim>==>|  \+) (?:\[\d{1,9}\] +)?\d{1,9}: *-?\d{1,4}:\S(?: .*)?$")
+# The latency tracers' header (print_trace_header() in trace.c), each line after "# " (2.6.2x: no "#"):
+# "# irqsoff latency trace v1.1.5 on 6.1.0", "# latency: 26 us, #4/4, CPU#0 | (M:preempt VP:0, KP:0, SP:0 HP:0 #P:2)",
+# "#    | task: swapper/0-0 (uid:0 nice:0 policy:0 rt_prio:0)", "#  => started at: __schedule", "#  => ended at:   ...".
+LATENCY_HEADER = re.compile(
+    r"^#? *(?:(?P<tracer>\w{1,64}) latency trace v[\d.]{1,16} on (?P<kernel>\S{1,200})"
+    r"|latency: (?P<us>\d{1,18}) us, #(?P<entries>\d{1,18})/(?P<written>\d{1,18}), CPU#(?P<cpu>\d{1,9}) \| \((?P<model>[^)]{0,200})\)"
+    r"|\| task: (?P<comm>.{0,16}?)-(?P<pid>\d{1,9}) \((?P<attrs>[^)]{0,200})\)"
+    r"|=> (?P<point>started|ended) at: *(?P<at>.*))\s*$"
+)
+LATENCY_TRACERS = frozenset({"irqsoff", "preemptoff", "preemptirqsoff", "wakeup", "wakeup_rt", "wakeup_dl"})
+LATENCY_HEADER_STARTS = ("latency:", "| task:", "=> started at:", "=> ended at:")
+LATENCY_FORMAT = "latency-format"  # in TraceStats.formats once a latency-format line was read
+# A latency trace's summary (stats.latency_traces), every key always present; None where the input does not say.
+LATENCY_SUMMARY_KEYS = ("input", "tracer", "kernel", "latency_us", "entries", "written", "cpu", "preemption", "cpus",
+                        "task", "pid", "started_at", "ended_at", "span_us")
+HARDSOFT_FLAGS = frozenset("hHszZ")  # the hardirq/softirq column's values other than "."
 TRACE_CMD_GRAPH = re.compile(r"^(?P<event>funcgraph_entry|funcgraph_exit): +(?P<rest>.*)$")
 TRACE_CMD_GRAPH_FIELDS = re.compile(r"^(?:[+!#*@$] )?(?:(?P<dur>\d{1,12}(?:\.\d{1,9})?) us)? *\|  (?P<body>.*)$")
 # (?=(?P<x>...))(?P=x) takes the whole run at once (an atomic group): giving back
 # characters of a name could never match, and trying costs time on junk.
 FUNCTION_BODY = re.compile(
     r"^(?=(?P<name>[^\s(<\x00]+))(?P=name)(?: \[(?P<module>[^\]\s]+)\])?(?:\(.*?\))?"
-    r"(?: <-{1,2}(?=(?P<parent>[^\s(\x00]+))(?P=parent)(?: \[[^\]\s]+\])?)?\s*$"
+    r"(?: <-{1,2} ?(?=(?P<parent>[^\s(\x00]+))(?P=parent)(?: \[[^\]\s]+\])?)?\s*$"
 )
 SYMBOL_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+$")
 
@@ -889,6 +933,9 @@ class TraceParser:
         self.selection: TaskSelection | None = None  # the same, for binary inputs
         self.first_us: float | None = None  # the input's first and last timestamp (note_times)
         self.last_us: float | None = None
+        self.tracer: str | None = None  # this input's "# tracer:" line
+        self.latency: dict | None = None  # what this input's latency header said (latency_header)
+        self.latency_lines = False  # a latency-format line was read: feed_lines() looks for its calls too
 
     # -- driving ----------------------------------------------------------
 
@@ -1083,11 +1130,16 @@ class TraceParser:
                     if call:
                         last_context = None
                         function_call(call)
-                        if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
-                            if len(call_nodes) >= BODY_CACHE_LIMIT:
-                                call_nodes.clear()
-                            call_nodes[text] = self.function_nodes[call]
+                        self.cache_call_node(text, call)
                         continue
+                elif self.latency_lines:  # "comm-pid cpu flags  time[us mark]: text", a call seen before
+                    stamp, colon, text = line.partition(": ")
+                    if colon and (stamp[-3:-1] == "us" or stamp[-1:].isdigit()):
+                        node = call_nodes.get(text)
+                        if node is not None:
+                            calls[node] += 1
+                            function_lines += 1
+                            continue
             self.line_no = line_no
             last_context = None
             if entries or leaves or exits or function_lines:  # a LOST line's event_mark() counts them
@@ -1102,6 +1154,13 @@ class TraceParser:
         self.exits += exits
         self.function_lines += function_lines
         self.flush_counts()
+
+    def cache_call_node(self, text: str, call: tuple) -> None:
+        """A function tracer line's text after its time -> its call-tree node, for feed_lines()' shortcut."""
+        if len(text) <= CACHE_KEY_LIMIT and "(" not in text:
+            if len(self.call_nodes) >= BODY_CACHE_LIMIT:
+                self.call_nodes.clear()
+            self.call_nodes[text] = self.function_nodes[call]
 
     def graph_head(self, head: str) -> tuple | bool:
         """(context, duration, irq flag) of a function_graph line's columns up to its "|  "; cached.
@@ -1194,8 +1253,7 @@ class TraceParser:
             if cpu is not None:
                 cpu = str(int(cpu))
             key = task_key(pid, cpu) if pid is not None else None
-            irq = flags[2] if flags and len(flags) > 2 else ""
-            result = (cpu, key, irq)
+            result = (cpu, key, irq_flag(flags))
             self.stats.formats.add("function_graph")
         if len(self.context_cache) >= BODY_CACHE_LIMIT:
             self.context_cache.clear()
@@ -1288,11 +1346,21 @@ class TraceParser:
             if match:
                 self.irq_arrow(match.group("cpu"), match.group("arrow"))
                 return
+        if (stripped.startswith(LATENCY_HEADER_STARTS) or " latency trace v" in stripped) and self.latency_header(stripped):
+            return  # a 2.6.2x latency header: its lines had no "#"
+        if self.latency is not None and not stripped.strip("-"):
+            return
         if stripped.startswith("=> ") or stripped == "<stack trace>":
             return  # func_stack_trace frames
         match = FUNCTION_LINE.match(line)
         if match:
             self.function_line(match)
+            return
+        columns = latency_columns(line)
+        if columns is not None:
+            self.latency_lines = True
+            self.stats.formats.add(LATENCY_FORMAT)
+            self.function_line(columns)
             return
         if self.graph_line_without_separator(line):
             return
@@ -1303,6 +1371,8 @@ class TraceParser:
         self.stats.note_unparsed(line, f"{self.where}:{self.line_no}")
 
     def header_line(self, line: str) -> None:
+        if self.latency_header(line):
+            return
         if line.startswith("# entries-in-buffer/"):
             match = ENTRIES_HEADER.match(line)
             if match and int(match.group(2)) > int(match.group(1)):
@@ -1314,6 +1384,8 @@ class TraceParser:
         if not match:
             return
         key, value = match.group(1), match.group(2).rstrip()
+        if key == "tracer" and self.tracer is None:
+            self.tracer = value
         stats_key = STATS_KEY.fullmatch(key)
         if stats_key:
             counters = {number.group(1): int(number.group(2)) for number in map(STATS_VALUE.match, value.split()) if number}
@@ -1322,6 +1394,40 @@ class TraceParser:
             self.stats.kernel_stats[cpu] = {k: previous.get(k, 0) + v for k, v in counters.items()}
         elif key not in ("tracer",) or "tracer" not in self.stats.metadata:
             self.stats.metadata.setdefault(key, value)
+
+    def latency_header(self, line: str) -> bool:
+        """A line of the latency tracers' header (print_trace_header): kept for the summary; its entry counts tell the losses."""
+        match = LATENCY_HEADER.match(line)
+        if match is None:
+            return False
+        found = self.latency if self.latency is not None else {}
+        self.latency = found
+        if match.group("tracer"):
+            found["tracer"], found["kernel"] = match.group("tracer", "kernel")
+        elif match.group("us") is not None:
+            entries, written = int(match.group("entries")), int(match.group("written"))
+            model = dict(part.split(":", 1) for part in match.group("model").replace(",", " ").split() if ":" in part)
+            found.update(latency_us=int(match.group("us")), entries=entries, written=written, cpu=match.group("cpu"),
+                         preemption=model.get("M"), cpus=int(model["#P"]) if model.get("#P", "").isdigit() else None)
+            if written > entries:  # as entries-in-buffer/entries-written: the events overwritten before the read
+                self.stats.lost_by_cpu["all"] = self.stats.lost_by_cpu.get("all", 0) + written - entries
+        elif match.group("pid") is not None:
+            found["task"], found["pid"] = match.group("comm").strip(), int(match.group("pid"))
+        else:
+            found[f"{match.group('point')}_at"] = match.group("at").strip()
+        return True
+
+    def note_latency_trace(self) -> None:
+        """The summary of a latency tracer's input: its header's numbers, and how long its events span (all that a
+        trace read without latency-format tells of the latency)."""
+        found = self.latency or {}
+        tracer = found.get("tracer") or self.tracer
+        if tracer not in LATENCY_TRACERS and "started_at" not in found:
+            return
+        span = self.last_us - self.first_us if self.first_us is not None and self.last_us is not None else None
+        summary = dict.fromkeys(LATENCY_SUMMARY_KEYS)
+        summary.update(found, input=self.where, tracer=tracer, span_us=round(span, 3) if span is not None else None)
+        self.stats.latency_traces.append(summary)
 
     def lost_line(self, cpu: str, count: int | None) -> None:
         """A "CPU:N [LOST M EVENTS]" line: M events of CPU N were overwritten before they were read.
@@ -1380,6 +1486,7 @@ class TraceParser:
 
     def finish(self) -> None:
         """End of input: time the calls still open, place every call still waiting for its caller."""
+        self.note_latency_trace()
         self.close_open_calls()
         for state in self.tasks.values():
             self.settle_pending(state, 0)
@@ -1456,7 +1563,7 @@ class TraceParser:
         return True
 
     def trace_cmd_graph_line(self, line: str) -> bool:
-        match = FUNCTION_LINE.match(line)
+        match = function_tracer_line(line)  # trace-cmd report, or report -l (the latency columns)
         if not match:
             return False
         event = TRACE_CMD_GRAPH.match(match.group("body"))
@@ -1481,14 +1588,23 @@ class TraceParser:
     @staticmethod
     def context_of(cpu: str | None, pid: str | None, flags: str | None) -> tuple:
         cpu = normalize_cpu(cpu)
-        return (cpu, task_key(pid, cpu) if pid is not None else None, flags[2] if flags and len(flags) > 2 else "")
+        return (cpu, task_key(pid, cpu) if pid is not None else None, irq_flag(flags))
 
     # -- function tracer ----------------------------------------------------
 
-    def function_line(self, match: re.Match[str]) -> None:
-        call = self.classify_function_body(match.group("body"))
+    def function_line(self, match: re.Match[str] | LatencyColumns) -> None:
+        body = match.group("body")
+        call = self.classify_function_body(body)
+        if not call and isinstance(match, LatencyColumns):
+            call = parenthesized_call(body)
+            if call:
+                self.stats.formats.add("function")
         if call:
             self.function_call(call)
+            if isinstance(match, LatencyColumns):
+                self.cache_call_node(body, call)
+        elif CTX_WAKE_BODY.match(body):
+            self.trace_event("context_switch" if "==>" in body else "wakeup")  # the wakeup tracers' own entries
         elif match.group("body").startswith(("funcgraph_entry:", "funcgraph_exit:")):
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
@@ -1671,8 +1787,78 @@ class TraceParser:
 
 def line_stamp_us(line: str) -> float | None:
     """The trace time (us) of a function_graph line with funcgraph-abstime or of a function tracer / trace-cmd line."""
-    match = GRAPH_STAMP.match(line) or (FUNCTION_LINE.match(line) if "] " in line else None)
+    match = GRAPH_STAMP.match(line)
+    if match is not None and match.group("rel") is not None:
+        return float(match.group("rel"))  # REL TIME: us since the trace's start
+    match = match or function_tracer_line(line)
     return trace_time_us(match.group("ts")) if match else None
+
+
+class LatencyColumns:
+    """A latency-format line's columns under FUNCTION_LINE's group names, so that what reads function tracer lines
+    reads these unchanged. Its "ts" is seconds, as FUNCTION_LINE's: the latency format's time since the trace's start,
+    the verbose line's absolute time, or a clock's raw count as printed (as FUNCTION_LINE's counter-clock times)."""
+
+    __slots__ = ("string", "values")
+
+    def __init__(self, string: str, values: dict[str, str | None]) -> None:
+        self.string = string
+        self.values = values
+
+    def group(self, *names: str) -> Any:
+        return self.values.get(names[0]) if len(names) == 1 else tuple(self.values.get(name) for name in names)
+
+
+def latency_columns(line: str) -> LatencyColumns | None:
+    """The columns of a latency-format line (plain or verbose, or trace-cmd report -l's); None for any other line."""
+    match = LATENCY_LINE.match(line)
+    if match is not None:
+        values = match.groupdict()
+        if values["ts"] is None:
+            count = values["us"]
+            values["ts"] = count if values["unit"] is None else microseconds_as_seconds(count)
+        return LatencyColumns(line, values)
+    match = VERBOSE_LATENCY_LINE.match(line)
+    if match is None:
+        return None
+    values = match.groupdict()
+    bits, stamp = int(values["bits"]), int(values["stamp"], 16)
+    context = next((flag for bit, flag in VERBOSE_IRQ_BITS if bits & bit), ".")
+    values["flags"] = ("d" if bits & 0x01 else ".") + "." + context + "."  # trace_print_lat_fmt's first three columns
+    values["ts"] = microseconds_as_seconds(str(stamp)) if values["ms"] is not None else str(stamp)
+    return LatencyColumns(line, values)
+
+
+def microseconds_as_seconds(count: str) -> str:
+    """"1234" (us) -> "0.001234", exactly, as the function tracer prints seconds."""
+    if "." in count:
+        return f"{float(count) / 1e6:.9f}"
+    number = int(count)
+    return f"{number // 1_000_000}.{number % 1_000_000:06d}"
+
+
+def function_tracer_line(line: str) -> re.Match[str] | LatencyColumns | None:
+    """The columns of a function tracer line, "comm-pid [cpu] flags time: text", or of one in the latency format."""
+    match = FUNCTION_LINE.match(line) if "] " in line else None
+    return match if match is not None else latency_columns(line)
+
+
+def parenthesized_call(body: str) -> tuple | bool:
+    """(name, parent, None) of the latency format's "func (parent)" (before 2.6.30), False for anything else."""
+    match = PARENTHESIZED_PARENT.match(body)
+    if match is None:
+        return False
+    return (SYMBOL_OFFSET.sub("", match.group("name")), SYMBOL_OFFSET.sub("", match.group("parent")), None)
+
+
+def irq_flag(flags: str | None) -> str:
+    """The hardirq/softirq column of the latency flags: the third, the fourth where an RT kernel's 7 or 8 columns put
+    need-resched-lazy before it; "" without flags."""
+    if not flags or len(flags) < 3:
+        return ""
+    if flags[2] in HARDSOFT_FLAGS or len(flags) < 7:
+        return flags[2]
+    return flags[3] if flags[3] in HARDSOFT_FLAGS else "."
 
 
 def plain_call(parsed: tuple) -> tuple:
@@ -1726,8 +1912,16 @@ def stamp_time_us(stamp: str | int | None) -> float | None:
     """A time kept for the open calls, in us: a function_graph line's head (note_stamps()) or trace.dat's ns."""
     if stamp is None or isinstance(stamp, int):
         return None if stamp is None else stamp / 1000.0
-    column = stamp.split(" |  ", 1)[0].split()
-    return trace_time_us(column[-1]) if column and TIMESTAMP_TAIL.fullmatch(column[-1]) else None
+    return column_time_us(stamp.split(" |  ", 1)[0])
+
+
+def column_time_us(column: str) -> float | None:
+    """The time of a function_graph line's first column, in us: funcgraph-abstime's seconds or REL TIME's "12 us"."""
+    tail = TIMESTAMP_TAIL.search(column.rstrip())
+    if tail is None:
+        return None
+    text = tail.group()
+    return float(text[:-3]) if text.endswith(" us") else trace_time_us(text)
 
 
 def one_entry_between(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
@@ -2020,6 +2214,7 @@ def add_parsed_stats(stats: TraceStats, parsed: dict) -> None:
     for name, count in parsed["trace_events"].items():
         stats.note_trace_event(name, count)
     stats.inputs.extend(parsed["inputs"])
+    stats.latency_traces.extend(parsed["latency_traces"])
     stats.note_time(parsed["first_us"], parsed["last_us"])
 
 
@@ -4724,7 +4919,7 @@ LATENCY_IRQ = {"s": "softirq", "h": "hardirq", "H": "hardirq", "z": "nmi", "Z": 
 
 def flags_irq(flags: str | None) -> str:
     """The context of a line by its latency flags' third column (trace_print_lat_fmt): softirq, hardirq, nmi or ""."""
-    return LATENCY_IRQ.get(flags[2], "") if flags and len(flags) > 2 else ""
+    return LATENCY_IRQ.get(irq_flag(flags), "")
 
 
 def event_fields(text: str) -> dict[str, str]:
@@ -4795,9 +4990,9 @@ class IntervalReader:
         if sep >= 14:
             yield from self.graph_line(line, sep)
             return
-        match = FUNCTION_LINE.match(line) if sep < 0 and "] " in line else None
+        match = function_tracer_line(line) if sep < 0 else None
         if match:
-            call = self.lines.classify_function_body(match.group("body"))
+            call = self.lines.classify_function_body(match.group("body")) or parenthesized_call(match.group("body"))
             if not call and self.events:
                 yield from self.line_event(match)
                 return
@@ -4977,7 +5172,7 @@ class IntervalReader:
 
     def trace_cmd_columns(self, line: str) -> tuple[tuple[str, str, str | None, float | None], float | None] | None:
         """trace-cmd report's function_graph line `comm-pid [cpu] ts: funcgraph_entry: 1.2 us | f();`: ((task, comm, CPU, time), duration)."""
-        match = FUNCTION_LINE.match(line)
+        match = function_tracer_line(line)
         event = TRACE_CMD_GRAPH.match(match.group("body")) if match else None
         fields = TRACE_CMD_GRAPH_FIELDS.match(event.group("rest")) if event else None
         if match is None or fields is None:
@@ -4991,9 +5186,8 @@ class IntervalReader:
         stamp = None
         stamp_at = columns.find(" |  ")
         if stamp_at > 0:
-            tail = TIMESTAMP_TAIL.search(columns, 0, stamp_at)
-            if tail:
-                stamp = trace_time_us(tail.group())
+            stamp = column_time_us(columns[:stamp_at])
+            if stamp is not None:
                 columns = columns[stamp_at + 4 :]
         match = GRAPH_CONTEXT.match(columns)
         if match is None:
@@ -5014,7 +5208,7 @@ class IntervalReader:
             if context is None:
                 context = (self.trace_cmd_columns(line) or (None,))[0]
             return context[:3] if context else None
-        match = FUNCTION_LINE.match(line) if "] " in line else None
+        match = function_tracer_line(line)
         if match:
             if TRACE_EVENT_BODY.match(match.group("body")) and not self.lines.classify_function_body(match.group("body")):
                 return None  # an event (trace-cmd's `function:` lines are calls)
@@ -8941,6 +9135,7 @@ def graph_json(view: View, heat: Heat, baseline: CallGraph | None) -> dict:
             "duplicate_lost_lines": stats.duplicate_lost_lines,
             "unparsed_lines": stats.unparsed_lines,
             "trace_events": dict(sorted(stats.trace_events.items(), key=lambda item: (-item[1], item[0]))),
+            "latency_traces": stats.latency_traces,
             "unparsed_example": stats.unparsed_example,
             "unparsed_example_where": stats.unparsed_example_where,
             "lines": stats.lines,
@@ -11894,6 +12089,7 @@ def summarize(view: View, sched: SchedTimes | None) -> list[str]:
         lines.append("data file: no '# end: complete' line: the recording was cut short (copied while record ran?); lost counts are missing")
     if stats.trace_events:
         lines.append(stats.trace_events_text())
+    lines.extend(latency_trace_line(found, len(stats.inputs) > 1) for found in stats.latency_traces)
     if stats.unparsed_lines:
         lines.append(
             f"lines not understood: {stats.unparsed_lines:,} (first at {stats.unparsed_example_where}: {stats.unparsed_example!r})"
@@ -11911,6 +12107,22 @@ def summarize(view: View, sched: SchedTimes | None) -> list[str]:
         several = sum(1 for name in view.nodes if len(view.files.get(name, [])) > 1)
         lines.append(f"source files: {unknown:,} of {len(view.nodes):,} functions have no file in the map, {several:,} names map to several files")
     return lines
+
+
+def latency_trace_line(found: dict, name_input: bool) -> str:
+    """"latency trace (irqsoff): 26 us on CPU#0, task swapper/0-0, started at f, ended at g (4 of 4 entries)", or what
+    a trace without the latency header tells: how long its events span."""
+    where = f" in {found['input']}" if name_input else ""
+    if found["latency_us"] is None:
+        span = f"; its events span {found['span_us']:,.0f} us" if found["span_us"] is not None else ""
+        return f"latency trace ({found['tracer']}){where}: the latency is not printed (read without latency-format){span}"
+    parts = [f"{found['latency_us']:,} us on CPU#{found['cpu']}"]
+    if found["task"] is not None:
+        parts.append(f"task {found['task']}-{found['pid']}")
+    parts.extend(f"{point} at {found[key]}" for point, key in (("started", "started_at"), ("ended", "ended_at")) if found[key])
+    lost = found["written"] - found["entries"]
+    kept = f"{found['entries']:,} of {found['written']:,} entries" + (f": {lost:,} overwritten" if lost > 0 else "")
+    return f"latency trace ({found['tracer']}){where}: {', '.join(parts)} ({kept})"
 
 
 def check_wakers_arguments(args: argparse.Namespace) -> None:

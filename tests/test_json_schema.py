@@ -51,6 +51,9 @@ RECORDINGS = {
     "trace-cmd-hidden-drop": DATA / "trace-cmd" / "hidden-drop-v6.dat.xz",
     "trace-cmd-report": DATA / "trace-cmd" / "report-head.txt.xz",
     "trace-cmd-report-tail": DATA / "trace-cmd" / "report-tailprint.txt.xz",
+    "latency-irqsoff": DATA / "latency" / "irqsoff-latency-format.txt.xz",
+    "latency-irqsoff-plain": DATA / "latency" / "irqsoff.txt.xz",
+    "latency-irqsoff-graph": DATA / "latency" / "irqsoff-graph-latency-format.txt.xz",
 }
 
 # The option combinations, each with what its JSON must show (so that the schema's part for it is exercised).
@@ -134,6 +137,7 @@ def seen_keys(doc: dict) -> set[tuple[str, str]]:
     lists = {"nodes": "node", "edges": "edge", "call_tree": "call_path", "errors": "errno_entry", "wakeups": "wakeup"}
     objects: list[tuple[str, dict]] = [("stats", doc["stats"])]
     objects += [("sched_summary", doc["stats"]["sched"])] if doc["stats"]["sched"] else []
+    objects += [("latency_trace", found) for found in doc["stats"]["latency_traces"]]
     objects += [("baseline", doc["baseline"])] if "baseline" in doc else []
     for key, name in lists.items():
         objects += [(name, item) for item in doc.get(key) or []]
