@@ -71,6 +71,7 @@ def model(km, lines: list[str], fast: bool):
         for start in range(0, len(lines), 5000):  # batches, as read_text_lines gives them
             parser.feed_lines(lines[start : start + 5000])
     else:
+        parser.note_time_span(lines)  # what feed_lines notes per batch, from the lines at each end
         for line in lines:
             per_event_line(km, parser, line)
         parser.stats.lines = parser.line_no
