@@ -32,7 +32,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kernel-magnifier.py tests bench
 
 test: lint
-	$(PY) -m pytest -q tests --ignore=tests/vm
+	$(PY) -m pytest -q -n auto tests --ignore=tests/vm
 
 vm-test: $(VENV)/.installed
 	tests/vm/fetch-kernel.sh $(if $(KERNEL_SUITE),--suite $(KERNEL_SUITE)) $(KERNEL_DIR) $(KERNEL_PACKAGE)
