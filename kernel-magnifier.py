@@ -1605,11 +1605,11 @@ class TraceParser:
                 self.cache_call_node(body, call)
         elif CTX_WAKE_BODY.match(body):
             self.trace_event("context_switch" if "==>" in body else "wakeup")  # the wakeup tracers' own entries
-        elif match.group("body").startswith(("funcgraph_entry:", "funcgraph_exit:")):
+        elif body.startswith(("funcgraph_entry:", "funcgraph_exit:")):
             if not self.trace_cmd_graph_line(match.string):
                 self.stats.note_unparsed(match.string, f"{self.where}:{self.line_no}")
-        elif not match.group("body").startswith(("<stack trace>", "<user stack trace>")):
-            event = TRACE_EVENT_BODY.match(match.group("body"))
+        elif not body.startswith(("<stack trace>", "<user stack trace>")):
+            event = TRACE_EVENT_BODY.match(body)
             if event:
                 self.trace_event(event.group("name"))
             else:
@@ -2658,7 +2658,7 @@ def add_chunk_tree(tree: CallTree, parts: tuple, paths: tuple) -> None:
     for mine, theirs, kind in ((tree.calls, calls, np.int64), (tree.total_us, total_us, np.float64), (tree.self_us, self_us, np.float64)):
         added = np.asarray(theirs[:shared], dtype=kind)
         if free_at_fork:
-            added[list(free_at_fork & set(range(shared)))] = 0
+            added[[node for node in free_at_fork if node < shared]] = 0  # ids free at the fork: no path of the parent's
         mine[:shared] = (np.asarray(mine[:shared], dtype=kind) + added).tolist()
     for node in [*range(size, len(calls)), *(free_at_fork - gone)]:
         if node < len(calls) and node not in gone and functions[node] is not None:
