@@ -1711,6 +1711,11 @@ class TraceParser:
             self.tree.note_call_site(node, parsed[3])
         return node
 
+    def trace_dat_entry(self, parsed: tuple, context: tuple, duration: float | None, stamp: int) -> None:
+        """A trace.dat entry, as graph_event(); its frame keeps its time (ns), for a call still open at the end."""
+        self.graph_event(parsed, context, duration)
+        self.tasks[context[1]].stack[-1].append(stamp)
+
     def returned_errno(self, parsed: tuple, context: tuple, duration: float | None) -> int | None:
         """A leaf or exit that returned a negative errno: noted on its call path, as first returned or passed up.
 
@@ -2275,6 +2280,7 @@ class SeamParser(TraceParser):
         self.looked_back_to = seam
         self.later_calls: dict[tuple, None] = {}  # function tracer calls first met in the chunks after this one (their modules)
         self.shared: tuple[int, frozenset[int]] = (0, frozenset())  # node ids the process before holds for the same paths (start_from)
+        self.first_lost_may_repeat = False  # a trace.dat window: a lost-events notice at its start ends the attempt (lost_line)
 
     def event_mark(self) -> tuple[int, int, int]:
         mark = super().event_mark()
@@ -2316,6 +2322,16 @@ class SeamParser(TraceParser):
             self.keep(("anchor", key))
         return super().graph_event(parsed, context, duration)
 
+    def trace_dat_entry(self, parsed: tuple, context: tuple, duration: float | None, stamp: int) -> None:
+        _, depth, name, module = plain_call(parsed)
+        if context[1] in self.tasks or depth == 0:
+            super().trace_dat_entry(parsed, context, duration, stamp)
+            return
+        self.keep((parsed, context, duration, stamp))
+        self.logged_entry_lines += 1
+        if module:
+            self.graph.modules[name] = module
+
     def keep(self, record: tuple) -> None:
         """Log a record for the parent; a log too long to be worth it (or to hold) ends the attempt."""
         self.log.append(record)
@@ -2344,6 +2360,8 @@ class SeamParser(TraceParser):
         super().context_switch(match)
 
     def lost_line(self, cpu: str, count: int | None) -> None:
+        if self.first_lost_may_repeat and count is not None and self.line_no <= LOST_REPEAT_WINDOW:
+            raise SeamUnknown  # whether it repeats a notice of the window before depends on what the process before holds
         self.keep(("break", cpu))
         super().lost_line(cpu, count)
 
@@ -2500,43 +2518,103 @@ def parse_file_in_chunks(parser: TraceParser, path: str, seams: list[int], progr
     # At least the 64 KiB the reader judges the file by (reject_non_text), as in one pass
     warm = min(seams[0], next_line_start(path, max(1 << 16, min(WARM_UP_BYTES, seams[0] // 4))))
     parse_range(parser, path, 0, warm, progress)
-    children, read_end = fork_chunk_children(path, seams, parser)
-    try:
-        with os.fdopen(read_end, "rb") as pipe:
-            parse_range(parser, path, warm, seams[0], progress)
-            return read_on(parser, path, seams, pipe, progress)
-    finally:
-        for pid in children:
-            end_child(pid)
+    with chain_of_children(len(seams), lambda index, following, gate: chunk_writer(path, seams, index, following, parser, gate)) as (pipe, gate):
+        parse_range(parser, path, warm, seams[0], progress)
+        gate.give()
+        return read_on(parser, path, seams, pipe, progress)
 
 
-def fork_chunk_children(path: str, seams: list[int], warm: TraceParser) -> tuple[list[int], int]:
-    """One child per seam, the last first, each writing to the one before; the read end of the first child's pipe."""
+class CoreGate:
+    """At most as many processes at work at once as there are cores: -j above the cores makes more chunks, not more
+    processes fighting for them (each switch costs a process its caches, and the CPU seconds grew with N for that alone).
+
+    A pipe holds a token per core but the parent's; a child takes one for its own
+    chunk and gives it back after (waiting for the next child's result, it holds
+    none). A child that ends without giving its token back (killed: out of memory)
+    would leave the others waiting for ever: while the chain runs, a thread of
+    the parent's gives a token back for each child it finds ended so."""
+
+    def __init__(self, processes: int) -> None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.read_end, self.write_end = os.pipe()
+        os.write(self.write_end, b"t" * max(0, min(cores, processes) - 1))
+        self.stop: Any = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        os.read(self.read_end, 1)  # blocks while every core is taken; the parent holds the write end: never at its end
+        try:
+            yield
+        finally:
+            self.give()
+
+    def give(self) -> None:
+        """A core back (the parent's too, once its own chunk is done and it waits for the others)."""
+        os.write(self.write_end, b"t")
+
+    def watch(self, pids: list[int]) -> None:
+        import threading
+
+        self.stop = threading.Event()
+        threading.Thread(target=self.give_back_for_lost, args=(pids, self.stop), daemon=True).start()
+
+    def give_back_for_lost(self, pids: list[int], stop: Any) -> None:
+        running = set(pids)
+        while running and not stop.wait(0.2):
+            for pid in list(running):
+                try:
+                    ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # looked at, left to end_child to reap
+                except OSError:
+                    ended = None
+                    running.discard(pid)
+                if ended is not None:
+                    running.discard(pid)
+                    if ended.si_code != os.CLD_EXITED or ended.si_status != 0:
+                        self.give()
+
+    def close(self) -> None:
+        if self.stop is not None:
+            self.stop.set()
+        os.close(self.read_end)
+        os.close(self.write_end)
+
+
+@contextlib.contextmanager
+def chain_of_children(count: int, writer: Callable[[int, int | None, CoreGate], Callable[[IO[bytes]], None]]) -> Iterator[tuple[IO[bytes], CoreGate]]:
+    """Fork a child per index 0..count-1, the last first, each writing to the one before (what writer(index, the next
+    child's read end, the gate) makes it do); yields the first child's pipe and the gate, whose give() the parent calls
+    when its own chunk is done; every child is ended after."""
+    gate = CoreGate(count + 1)
     pids: list[int] = []
     following: int | None = None
-    # The objects made so far out of the collector's sight in the children: its full passes would walk (and copy,
-    # page by page, from the parent) the whole inherited heap in every child
-    gc.freeze()
     try:
-        for index in range(len(seams) - 1, -1, -1):
-            pid, read_end = fork_writer(chunk_writer(path, seams, index, following, warm))
-            pids.append(pid)
+        # The objects made so far out of the collector's sight in the children: its full passes would walk (and copy,
+        # page by page, from the parent) the whole inherited heap in every child
+        gc.freeze()
+        try:
+            for index in range(count - 1, -1, -1):
+                pid, read_end = fork_writer(writer(index, following, gate))
+                pids.append(pid)
+                if following is not None:
+                    os.close(following)  # the child before holds it now
+                following = read_end
+        except BaseException:
             if following is not None:
-                os.close(following)  # the child before holds it now
-            following = read_end
-    except BaseException:
-        if following is not None:
-            os.close(following)
+                os.close(following)
+            raise
+        finally:
+            gc.unfreeze()
+        assert following is not None
+        gate.watch(pids)
+        with os.fdopen(following, "rb") as pipe:
+            yield pipe, gate
+    finally:
+        gate.close()
         for pid in pids:
             end_child(pid)
-        raise
-    finally:
-        gc.unfreeze()
-    assert following is not None
-    return pids, following
 
 
-def chunk_writer(path: str, seams: list[int], index: int, following: int | None, warm: TraceParser) -> Callable[[IO[bytes]], None]:
+def chunk_writer(path: str, seams: list[int], index: int, following: int | None, warm: TraceParser, gate: CoreGate) -> Callable[[IO[bytes]], None]:
     """What the child of seams[index] does: parse its chunk, stitch the rest of the file from the next child, send it on.
 
     It sends ("rest", result) for the text from its seam to the end; ("skip",
@@ -2551,7 +2629,8 @@ def chunk_writer(path: str, seams: list[int], index: int, following: int | None,
         parser.where = path
         parser.start_from(warm)
         try:
-            parse_range(parser, path, seam, later[0] if later else None)
+            with gate.held():
+                parse_range(parser, path, seam, later[0] if later else None)
         except (SeamUnknown, UserError):  # UserError: the process before meets the same problem in order
             send_message(pipe, ("skip", None))
             relay_messages(source, pipe)
@@ -2701,6 +2780,8 @@ def replay_seam_log(parser: TraceParser, log: list[tuple]) -> None:
                 parser.keep(record)
             else:
                 parser.task_state(record[1], record[2]).irq_entry = True
+        elif len(record) == 4:
+            parser.trace_dat_entry(*record)
         else:
             parser.graph_event(*record)
     parser.flush_counts()
@@ -3162,6 +3243,26 @@ class CpuData:
     size: int
 
 
+class CpuUnits:
+    """A CPU's units (pages, or compressed chunks of pages) in order: how many, where each chunk's header is, and each
+    unit's first time stamp, read when asked (reading every page's would map the whole file)."""
+
+    def __init__(self, count: int, read_stamp: Callable[[int], int], positions: list[int] | None) -> None:
+        self.count, self.read_stamp, self.positions = count, read_stamp, positions
+        self.stamps: dict[int, int] = {}
+
+    def stamp(self, unit: int) -> int:
+        found = self.stamps.get(unit)
+        if found is None:
+            found = self.stamps[unit] = self.read_stamp(unit)
+        return found
+
+    def last_starting_by(self, time: int) -> int:
+        """The last unit whose stamp is at or before `time` (the first when none is): a binary search, as the stamps
+        of a CPU's pages increase (where they do not, the window's check finds it out)."""
+        return max(0, bisect.bisect_right(range(self.count), time, key=self.stamp) - 1)
+
+
 @dataclass
 class RingLayout:
     """Where a ring-buffer page keeps its timestamp, commit and data, and the event header's types."""
@@ -3212,6 +3313,7 @@ class TraceDat:
         self.other_buffers: list[str] = []
         self.consumed = 0  # bytes of ring-buffer data read so far, for the progress display
         self.decompressor: Callable[[bytes, int], bytes] | None = None
+        self.peeker: Callable[[bytes, int], bytes] | None = None  # the first bytes of a compressed block
         try:
             self.read_metadata()
         except TraceDatTruncated as err:
@@ -3264,6 +3366,7 @@ class TraceDat:
         reader.string()  # the compression library's version
         if self.compression not in ("none", ""):
             self.decompressor = trace_dat_decompressor(self.path, self.compression)
+            self.peeker = trace_dat_peeker(self.compression)
         next_options = reader.number("Q")
         sections: dict[int, int] = {}
         seen = set()
@@ -3382,51 +3485,120 @@ class TraceDat:
 
     def cpu_chunks(self, data: CpuData, damage: list[str]) -> Iterator[bytes]:
         """A CPU's ring-buffer pages, a batch of whole pages at a time; damage gets what was cut."""
-        # The first batches are small, so that the model (or a decoding child's parent) starts at once.
+        for _, chunk in self.cpu_units(data, damage):
+            yield chunk
+
+    def cpu_units(self, data: CpuData, damage: list[str], first: int = 0, breaks: tuple[int, ...] = (), units: CpuUnits | None = None) -> Iterator[tuple[int, bytes]]:
+        """(index of its first unit, bytes) per batch of a CPU's units from unit `first` on, a batch never running across
+        a unit in `breaks` (increasing). A unit is a page, or a compressed chunk of pages (trace-cmd compresses ~10 pages a chunk);
+        a later first unit needs the CPU's unit table (units)."""
+        # The first batches are small, so that the model starts at once.
         batch = self.page_size * min(FIRST_PAGES_PER_BATCH, PAGES_PER_BATCH)
         if self.decompressor is None:
             end = data.offset + data.size
-            if end > len(self.data):
-                damage.append(f"CPU{data.cpu}'s data is cut at {max(len(self.data) - data.offset, 0):,} of {data.size:,} bytes")
-                end = len(self.data)
-            start = data.offset
+            cut = end > len(self.data)
+            end = min(end, len(self.data))
+            start, unit = data.offset + first * self.page_size, first
             while start < end:
                 stop = min(start + batch, end)
                 stop -= (stop - start) % self.page_size
+                following = next((index for index in breaks if unit < index < unit + (stop - start) // self.page_size), None)
+                if following is not None:
+                    stop = start + (following - unit) * self.page_size
                 if stop <= start:
                     break
-                yield self.data[start:stop]
+                yield unit, self.data[start:stop]
                 self.release(start, stop)
+                unit += (stop - start) // self.page_size
                 start = stop
                 batch = min(2 * batch, self.page_size * PAGES_PER_BATCH)
+            if cut:
+                damage.append(f"CPU{data.cpu}'s data is cut at {max(len(self.data) - data.offset, 0):,} of {data.size:,} bytes")
             return
         # trace-cmd 3.1's size leaves out the 4-byte chunk count before the chunks.
         reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
         done = chunks = 0
-        pending: list[bytes] = []  # trace-cmd compresses ~10 pages a chunk: walk them in bigger batches
+        pending: list[bytes] = []  # walked in bigger batches than a chunk
+        pending_from = first
         try:
             chunks = reader.number("I")
-            for _ in range(chunks):
+            if first:
+                assert units is not None and units.positions is not None
+                reader.position, done = units.positions[first], first
+            while done < chunks:
+                if pending and done in breaks:
+                    yield pending_from, b"".join(pending)
+                    pending, pending_from = [], done
                 compressed, uncompressed = reader.number("I"), reader.number("I")
                 pending.append(self.decompress(reader.take(compressed), uncompressed))
                 self.release(reader.position - compressed, reader.position)
                 done += 1
                 if sum(map(len, pending)) >= batch:
-                    yield b"".join(pending)
-                    pending = []
+                    yield pending_from, b"".join(pending)
+                    pending, pending_from = [], done
                     batch = min(2 * batch, self.page_size * PAGES_PER_BATCH)
         except TraceDatTruncated:
             damage.append(f"CPU{data.cpu}'s compressed data is cut after {done} of {chunks} chunks")
         except (ValueError, OSError) as err:
             damage.append(f"CPU{data.cpu}'s compressed data is damaged after {done} of {chunks} chunks: {err}")
         if pending:
-            yield b"".join(pending)
+            yield pending_from, b"".join(pending)
+
+    def unit_table(self, data: CpuData) -> CpuUnits | None:
+        """A CPU's units, their first pages' time stamps read when asked (None: a compressed file whose chunks cannot be
+        walked or peeked at: it is read in one window, which says what is wrong)."""
+        order = "little" if self.endian == "<" else "big"
+        size = self.layout.timestamp_size
+
+        def stamp_at(buffer, offset: int) -> int:
+            return int.from_bytes(buffer[offset : offset + size], order)
+
+        def page_stamp(unit: int) -> int:
+            offset = data.offset + unit * self.page_size
+            found = stamp_at(self.data, offset)
+            block = offset - offset % MAPPED_BLOCK_BYTES
+            self.unmap(block, block + MAPPED_BLOCK_BYTES)  # a fault maps a whole block of the page cache, up to 2 MB
+            return found
+
+        if self.decompressor is None:
+            return CpuUnits(max(0, min(data.size, len(self.data) - data.offset)) // self.page_size, page_stamp, None)
+        if self.peeker is None:
+            return None
+        positions: list[int] = []
+        reader = ByteReader(self.data, self.endian, data.offset, data.offset + data.size + 4)
+        try:
+            for _ in range(reader.number("I")):
+                positions.append(reader.position)
+                compressed = reader.number("I")
+                reader.position += 4 + compressed  # the uncompressed size, then the chunk
+                if len(positions) % 256 == 0:
+                    self.unmap(data.offset, reader.position)
+            self.unmap(data.offset, reader.position)
+            if reader.position > min(reader.end, len(self.data)):
+                raise TraceDatTruncated("the last chunk runs past the CPU's data")
+        except TraceDatTruncated:
+            return None
+        peeker = self.peeker
+
+        def chunk_stamp(unit: int) -> int:
+            reader.position = positions[unit]
+            compressed, _ = reader.number("I"), reader.number("I")
+            try:
+                return stamp_at(peeker(reader.take(compressed), size), 0)
+            except Exception:  # any decompressor's error: a damaged chunk, which the reading itself reports
+                return 0
+
+        return CpuUnits(len(positions), chunk_stamp, positions)
 
     def release(self, start: int, stop: int) -> None:
         """Drop pages already decoded from the mapping, so memory stays bounded whatever the file's size."""
+        self.consumed += stop - start
+        self.unmap(start, stop)
+
+    def unmap(self, start: int, stop: int) -> None:
+        """Bytes start..stop of the mapping out of this process's memory (the page cache keeps them for a next read)."""
         import mmap
 
-        self.consumed += stop - start
         if isinstance(self.data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
             aligned = start - start % mmap.PAGESIZE
             with contextlib.suppress(OSError, ValueError):
@@ -3464,6 +3636,29 @@ def trace_dat_decompressor(path: str, name: str) -> Callable[[bytes, int], bytes
 
         return unzstd
     raise UserError(f"{path} is compressed with {name!r}: kernel-magnifier reads zstd, zlib and uncompressed trace.dat files")
+
+
+def trace_dat_peeker(name: str) -> Callable[[bytes, int], bytes] | None:
+    """The first `size` bytes of a compressed block without decompressing the rest (None: not for this compression)."""
+    if name == "zlib":
+        return lambda blob, size: zlib.decompressobj().decompress(blob, size)
+    if name != "zstd":
+        return None
+    with contextlib.suppress(ImportError):
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+
+        return lambda blob, size: zstd.ZstdDecompressor().decompress(blob, max_length=size)
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    decompressor = zstandard.ZstdDecompressor()
+
+    def peek(blob: bytes, size: int) -> bytes:
+        with decompressor.stream_reader(blob) as reader:
+            return reader.read(size)
+
+    return peek
 
 
 def zstd_standard(zstd: Any, blob: bytes) -> bytes:
@@ -3941,9 +4136,8 @@ class EventDecoder:
                 duration[selected] = np.nan
         if self.details is not None:
             self.keep_details(buffer, where, types, kind, code)
-        others = types[kind == EV_OTHER]
-        if len(others):
-            self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
+        else:
+            code[kind == EV_OTHER] = types[kind == EV_OTHER]  # counted by event id as the model is fed (count_others)
         batch = EventBatch(stamps, kind, code, ctx, duration)
         if len(lost_at):
             batch = self.with_lost(batch, cpu, lost_at, lost_counts)
@@ -3982,6 +4176,13 @@ class EventDecoder:
             code[index] = self.detail_count
             self.detail_count += 1
 
+    def count_others(self, batch: EventBatch) -> None:
+        """The events that are no calls (scheduler events...), by event id: counted, never read field by field."""
+        np = self.np
+        others = batch.code[batch.kind == EV_OTHER]
+        if len(others):
+            self.other_counts.update(dict(zip(*(part.tolist() for part in np.unique(others, return_counts=True)))))
+
     def returned_errnos(self, values):
         """Per return value, the errno (1..4095) it is by print_graph_retval's rule (see errno_of()), else 0."""
         np = self.np
@@ -4014,138 +4215,296 @@ class EventDecoder:
         )
 
 
-def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damage: list[str]) -> Iterator[EventBatch]:
-    """One CPU's events, batch by batch, with a never-decreasing merge key (the per-CPU order is kept)."""
+def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damage: list[str], start: CpuStart | None = None) -> Iterator[EventBatch]:
+    """One CPU's events, batch by batch, with a never-decreasing merge key (the per-CPU order is kept).
+
+    From a start (a time window's, see WindowPlan): from its unit on, without the events before its time; and
+    at each unit of its `breaks` the merge key reached before it is noted in its `floors`."""
     np = decoder.np
     floor = 0
-    for chunk in dat.cpu_chunks(data, damage):
+    units = dat.cpu_units(data, damage, start.unit, start.breaks, start.units) if start else dat.cpu_units(data, damage)
+    for unit, chunk in units:
+        if start is not None and unit in start.breaks:
+            start.floors[unit] = floor
         batch = decoder.decode(chunk, data.cpu, *walk_pages(chunk, dat.page_size, dat.layout, dat.endian))
         if not len(batch):
             continue
         batch.key = np.maximum.accumulate(np.maximum(batch.key, floor))
         floor = int(batch.key[-1])
+        if start is not None and start.since:
+            batch = batch.part(slice(int(np.searchsorted(batch.key, start.since)), None))
+            if not len(batch):
+                continue
+            start.since = 0  # the keys never decrease: the rest is all later
         yield batch
 
 
 def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
-    """All CPUs' events in timestamp order (ties: lower CPU first, as trace-cmd report), window by window.
+    """All CPUs' events in timestamp order (ties: lower CPU first, as trace-cmd report), window by window."""
+    return TimeMerge(streams).windows()
+
+
+class TimeMerge:
+    """The CPUs' event streams merged in timestamp order, handed out up to a time at a time.
 
     A window ends at the earliest last timestamp of the CPUs' current batches, so
-    memory holds one batch per CPU, never the file.
-    """
+    memory holds one batch per CPU, never the file; windows(until) stops before the
+    first event at `until` or later and keeps the rest for the next call."""
+
+    def __init__(self, streams: list[Iterator[EventBatch]]) -> None:
+        self.streams = streams
+        self.current: dict[int, EventBatch] = {}
+        self.active = list(range(len(streams)))
+
+    def windows(self, until: int | None = None) -> Iterator[EventBatch]:
+        import numpy as np
+
+        current = self.current
+        while True:
+            for index in list(self.active):
+                if index not in current or not len(current[index]):
+                    following = next(self.streams[index], None)
+                    if following is None:
+                        self.active.remove(index)
+                        current.pop(index, None)
+                    else:
+                        current[index] = following
+            if not current or (until is not None and all(batch.key[0] >= until for batch in current.values())):
+                return
+            horizon = min(batch.key[-1] for batch in current.values())
+            if until is not None:
+                horizon = min(horizon, until - 1)
+            parts = []
+            for index in sorted(current):
+                batch = current[index]
+                cut = int(np.searchsorted(batch.key, horizon, side="right"))
+                parts.append(batch.part(slice(0, cut)))
+                current[index] = batch.part(slice(cut, None))
+            merged = EventBatch.joined(parts)
+            yield merged.part(np.argsort(merged.key, kind="stable"))
+
+
+# --- a trace.dat in N time windows, one process each ---------------------------------
+#
+# -j N cuts the recording at N-1 times T1 < T2 < ..., chosen so that each window
+# holds about as many pages (all CPUs together). The parent reads the first
+# window; a child each later one, stitched as text chunks are (SeamParser: a
+# task's events before its first call at depth 0 are logged for the process
+# before, an entry with its time; the chain of pipes; read_on's fallbacks). The
+# child of window k starts, on each CPU, at the last page (or compressed chunk)
+# that began at or before Tk and keeps the events from Tk on; the process before
+# reads each CPU until its events reach Tk. An event's merge key is the running
+# maximum of its CPU's time stamps (cpu_event_batches), which the child, starting
+# with none of the CPU's earlier events, computes alike only if no event before
+# its first page has a key at Tk or later: the process before checks that as it
+# passes the page, and reads on itself where it does not hold (a clock that went
+# back), as it does where the child gave up (a log too long, a lost-events notice
+# so close after Tk that it may repeat one before: see TraceParser.lost_line()).
+
+DAT_WINDOW_MIN_BYTES = 16 << 20  # by default one process per this much of a trace.dat's pages at least (fork and stitch cost)
+DAT_WARM_UP_BYTES = 2 << 20  # pages read before the children are forked (see read_in_windows)
+WINDOW_SAMPLE_UNITS = 1024  # units per CPU whose stamps place the windows' times
+MAPPED_BLOCK_BYTES = 2 << 20  # what one page fault may map of a file in the page cache (a huge page)
+MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs reads its trace.dat in one window
+
+
+@dataclass
+class CpuStart:
+    """Where a window's events of one CPU begin: a unit, a time (the events before it are the window before's), the
+    units where later windows begin (breaks) and the merge key this process had reached before each (floors)."""
+
+    unit: int
+    since: int
+    breaks: tuple[int, ...]
+    units: CpuUnits
+    floors: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class WindowPlan:
+    """The times where windows 1, 2, ... begin (window 0 begins with the file) and per window the unit where each CPU's
+    events begin (CPUs with no units are read whole by every window: they have no events)."""
+
+    times: list[int]
+    units: dict[int, CpuUnits]  # index in dat.cpus -> its unit table
+    first_units: list[dict[int, int]]
+
+    def starts(self, window: int) -> dict[int, CpuStart]:
+        since = self.times[window - 1] if window else 0
+        return {cpu: CpuStart(first, since, tuple(sorted({later[cpu] for later in self.first_units[window + 1 :] if later[cpu] > first})), self.units[cpu])
+                for cpu, first in self.first_units[window].items()}
+
+    def seam_holds(self, starts: dict[int, CpuStart], window: int) -> bool:
+        """Whether the process holding `starts` passed every CPU's first unit of `window` with keys all before its time."""
+        since = self.times[window - 1]
+        for cpu, start in starts.items():
+            unit = self.first_units[window][cpu]
+            floor = 0 if unit == start.unit else start.floors.get(unit)
+            if floor is None or floor >= since:
+                return False
+        return True
+
+
+def window_plan(dat: TraceDat, parser: TraceParser) -> WindowPlan | None:
+    """Where the windows of -j N begin (KM_SPLIT_AT: at these shares of the pages); None for one window."""
     import numpy as np
 
-    current: dict[int, EventBatch] = {}
-    active = list(range(len(streams)))
-    while True:
-        for index in list(active):
-            if index not in current or not len(current[index]):
-                following = next(streams[index], None)
-                if following is None:
-                    active.remove(index)
-                    current.pop(index, None)
-                else:
-                    current[index] = following
-        if not current:
-            return
-        horizon = min(batch.key[-1] for batch in current.values())
-        parts = []
-        for index in sorted(current):
-            batch = current[index]
-            cut = int(np.searchsorted(batch.key, horizon, side="right"))
-            parts.append(batch.part(slice(0, cut)))
-            current[index] = batch.part(slice(cut, None))
-        merged = EventBatch.joined(parts)
-        yield merged.part(np.argsort(merged.key, kind="stable"))
-
-
-# --- decoding in a second process ------------------------------------------------
-#
-# The model takes the events in the parent; the pages can be decoded meanwhile
-# on a second core. A child decodes and merges them and pickles each window to
-# a pipe (with the function names it found since the last one); the pipe's
-# capacity keeps it at most a window ahead, so memory stays bounded.
-#
-# Only on request (KM_PARSE_PROCESSES=2 or more): on the 2-vCPU machine of
-# bench/bench_tracedat.py two busy processes ran each 2.4 times slower than one
-# alone, so the child never overlapped the parent, and pickling the windows
-# made the whole `visualize` slower (1.53 s instead of 1.29 s for 1 M events of
-# record's pages; 2.42 s instead of 2.07 s for trace-cmd's lossy sample).
-
-DECODE_PIPE_BYTES = 1 << 20  # the child's pipe buffer (see widen_pipe)
-MAIN_PROCESS = os.getpid()  # a child parsing one of several inputs forks no decoder of its own
-
-
-def decode_in_child_wanted(dat: TraceDat) -> bool:
-    """A child decoder when KM_PARSE_PROCESSES asks for 2 or more, with fork, not already in a child (see above why not by default)."""
-    if not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS:
-        return False
-    return os.environ.get(PARSE_PROCESSES_ENV, "").isdigit() and parse_processes() >= 2
-
-
-@contextlib.contextmanager
-def decoded_windows(dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[Iterator[EventBatch]]:
-    """The merged windows of all CPUs, decoded here or in a child process; the child ends with the block."""
-    if not decode_in_child_wanted(dat):
-        yield merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus])
-        return
-    pid, read_end = decode_in_child(dat, decoder)
+    jobs = parse_processes()
+    if parser.selection or jobs < 2 or not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS or isinstance(parser, SeamParser):
+        return None
+    size = sum(data.size for data in dat.cpus)
+    wanted = os.environ.get(SPLIT_AT_ENV, "")
     try:
-        with os.fdopen(read_end, "rb") as pipe:
-            yield windows_from_child(pipe, dat, decoder, damage)
-    finally:
-        end_child(pid)
+        shares = sorted(float(share) for share in wanted.split(",")) if wanted else None
+    except ValueError:
+        shares = None
+    if shares is None:
+        windows = jobs if jobs_forced() else min(jobs, size // DAT_WINDOW_MIN_BYTES)
+        shares = [index / windows for index in range(1, windows)]
+    if not shares:
+        return None
+    units: dict[int, CpuUnits] = {}
+    for index, data in enumerate(dat.cpus):
+        table = dat.unit_table(data)
+        if table is None:
+            return None
+        if table.count:
+            units[index] = table
+    if not units:
+        return None
+    # The windows' times from a sample of each CPU's units (each weighing the units it stands for)
+    samples: list[tuple[int, float]] = []
+    for table in units.values():
+        taken = min(table.count, WINDOW_SAMPLE_UNITS)
+        samples.extend((table.stamp(step * table.count // taken), table.count / taken) for step in range(taken))
+    samples.sort()
+    weights = np.cumsum([weight for _, weight in samples])
+    times: list[int] = []
+    for share in shares:
+        if 0 < share < 1:
+            at = min(int(np.searchsorted(weights, share * weights[-1])), len(samples) - 1)
+            time = samples[at][0] + 1  # just after a page's first event
+            if time > samples[0][0] + 1 and (not times or time > times[-1]):
+                times.append(time)
+    if not times:
+        return None
+    first_units = [dict.fromkeys(units, 0)]
+    for time in times:
+        first_units.append({cpu: table.last_starting_by(time) for cpu, table in units.items()})
+    dat.unmap(0, len(dat.data))  # the pages the searches looked at
+    return WindowPlan(times, units, first_units)
 
 
-def decode_in_child(dat: TraceDat, decoder: EventDecoder) -> tuple[int, int]:
-    """Fork a child that pickles ("window", arrays, new names, bytes read) per window, then ("end", ...), to a pipe."""
+class DatReading:
+    """One process's reading of a trace.dat's events into its parser, and what the statistics need at the end."""
+
+    def __init__(self, parser: TraceParser, dat: TraceDat, decoder: EventDecoder, progress: Progress | None) -> None:
+        self.parser, self.dat, self.decoder, self.progress = parser, dat, decoder, progress
+        self.fed = 0  # events fed to the model (lost-event notices excluded)
+        self.kinds = [0] * (EV_OTHER + 1)
+        self.damage: list[str] = []
+
+    def merge(self, plan: WindowPlan | None = None, window: int = 0) -> tuple[TimeMerge, dict[int, CpuStart]]:
+        """The CPUs' events merged, from the file's start or from a window's."""
+        starts = plan.starts(window) if plan else {}
+        streams = [cpu_event_batches(self.dat, self.decoder, data, self.damage, starts.get(index)) for index, data in enumerate(self.dat.cpus)]
+        return TimeMerge(streams), starts
+
+    def feed(self, windows: Iterable[EventBatch]) -> None:
+        parser, decoder = self.parser, self.decoder
+        for window in windows:
+            decoder.count_others(window)
+            if parser.selection:
+                window = selected_events(window, parser.selection, decoder.np, self.dat.comms)
+            if len(window):
+                parser.note_times(int(window.key[0]) / 1000, int(window.key[-1]) / 1000)
+            self.kinds = [total + int(count) for total, count in zip(self.kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
+            self.fed = feed_trace_dat_window(parser, decoder, window, self.fed)
+            if self.progress:
+                self.progress.update(self.dat.consumed, f"{self.fed:,} events")
+
+    def rest_result(self) -> dict:
+        """What a child sends for the windows from its own to the end (SeamParser.seam_result() and the reading's counts)."""
+        assert isinstance(self.parser, SeamParser)
+        decoder = self.decoder
+        return {**self.parser.seam_result(), "fed": self.fed, "kinds": self.kinds, "damage": self.damage, "other_counts": dict(decoder.other_counts),
+                "sites_not_kept": decoder.sites_not_kept}
+
+    def add_rest(self, result: dict) -> None:
+        """The windows from the next child's on, as if this process had read on."""
+        add_second_half(self.parser, result)
+        self.fed += result["fed"]
+        self.kinds = [mine + theirs for mine, theirs in zip(self.kinds, result["kinds"])]
+        self.damage.extend(result["damage"])
+        self.decoder.other_counts.update(result["other_counts"])
+        self.decoder.sites_not_kept += result["sites_not_kept"]
+
+
+def read_in_windows(reading: DatReading, plan: WindowPlan) -> None:
+    """The first window here, each later one in a child of its own, stitched in a chain (see above).
+
+    The first pages are read before the children are forked: they start with the
+    decoder's names and codes, and the call paths, that every window meets."""
+    merge, starts = reading.merge(plan, 0)
+    windows = merge.windows(plan.times[0])
+    for window in windows:
+        reading.feed([window])
+        if reading.dat.consumed >= DAT_WARM_UP_BYTES:
+            break
+    with chain_of_children(len(plan.times), lambda index, following, gate: window_writer(reading, plan, index + 1, following, gate)) as (pipe, gate):
+        reading.feed(windows)
+        gate.give()
+        read_windows_on(reading, merge, starts, plan, 1, pipe)
+    if reading.progress:
+        reading.progress.update(len(reading.dat.data), f"{reading.fed:,} events")
+
+
+def window_writer(reading: DatReading, plan: WindowPlan, window: int, following: int | None, gate: CoreGate) -> Callable[[IO[bytes]], None]:
+    """What the child of a window does: read its window, stitch the later ones from the next child, send on ("rest", result);
+    ("skip", None) and then what the next child sent when it cannot read its window alone."""
 
     def write(pipe: IO[bytes]) -> None:
-        widen_pipe(pipe.fileno())
-        damage: list[str] = []
-        sent, sites_sent = 0, len(decoder.sites)
-        for window in merge_by_time([cpu_event_batches(dat, decoder, cpu, damage) for cpu in dat.cpus]):
-            arrays = (window.key, window.kind, window.code, window.ctx, window.duration)
-            pickle.dump(("window", arrays, (decoder.names[sent:], decoder.sites[sites_sent:]), dat.consumed), pipe, protocol=pickle.HIGHEST_PROTOCOL)
-            sent, sites_sent = len(decoder.names), len(decoder.sites)
-        pickle.dump(("end", (dict(decoder.other_counts), damage, decoder.sites_not_kept), (decoder.names[sent:], decoder.sites[sites_sent:]), dat.consumed),
-                    pipe, protocol=pickle.HIGHEST_PROTOCOL)
-
-    return fork_writer(write)
-
-
-def widen_pipe(fd: int) -> None:
-    """The pipe's buffer as large as the system allows (up to 1 MB): a window then crosses in a few handovers.
-
-    With the default 64 KB each window (some MB) takes dozens of wake-ups of
-    the other process, and in a VM such a wake-up can cost a good part of a
-    millisecond: the parent then waits more than the child works."""
-    import fcntl
-
-    try:
-        with open("/proc/sys/fs/pipe-max-size") as limit:
-            size = min(int(limit.read()), DECODE_PIPE_BYTES)
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
-    except (OSError, ValueError):
-        pass  # not Linux, or not allowed: the default size works, only slower
-
-
-def windows_from_child(pipe: IO[bytes], dat: TraceDat, decoder: EventDecoder, damage: list[str]) -> Iterator[EventBatch]:
-    """The child's windows, with the decoder's names, counts and the damage found brought up to date."""
-    while True:
+        source = os.fdopen(following, "rb") if following is not None else None
+        parser = SeamParser(CallGraph(), reading.dat.path, 0)
+        parser.where = reading.dat.path
+        parser.start_from(reading.parser)
+        parser.first_lost_may_repeat = True
+        decoder = reading.decoder
+        decoder.other_counts, decoder.sites_not_kept = Counter(), 0  # the parent's so far are its own
+        mine = DatReading(parser, reading.dat, decoder, None)
+        merge, starts = mine.merge(plan, window)
+        last = window == len(plan.times)
         try:
-            kind, body, names, consumed = pickle.load(pipe)
-        except (EOFError, pickle.UnpicklingError, ValueError):
-            raise UserError(f"{dat.path}: decoding its pages failed in the child process (out of memory?)") from None
-        decoder.names.extend(names[0])
-        decoder.sites.extend(names[1])
-        dat.consumed = consumed
-        if kind == "end":
-            other_counts, found, decoder.sites_not_kept = body
-            decoder.other_counts.update(other_counts)
-            damage.extend(found)
+            with gate.held():
+                mine.feed(merge.windows(None if last else plan.times[window]))
+        except (SeamUnknown, UserError):  # UserError: the process before meets the same problem in order
+            send_message(pipe, ("skip", None))
+            relay_messages(source, pipe)
             return
-        yield EventBatch(*body)
+        if source is not None and not last:
+            try:
+                read_windows_on(mine, merge, starts, plan, window + 1, source)
+            except (SeamUnknown, UserError):
+                return  # the process before reads the whole rest
+        send_message(pipe, ("rest", mine.rest_result()))
+
+    return write
+
+
+def read_windows_on(reading: DatReading, merge: TimeMerge, starts: dict[int, CpuStart], plan: WindowPlan, window: int, pipe: IO[bytes]) -> None:
+    """The reading holds every event before `window`: the rest from the next child's message, or read here where it cannot be used."""
+    for index in range(window, len(plan.times) + 1):
+        try:
+            kind, result = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
+            kind, result = "", None
+        if kind == "rest" and plan.seam_holds(starts, index):
+            reading.add_rest(result)
+            return
+        if kind != "skip":
+            break
+        reading.feed(merge.windows(plan.times[index] if index < len(plan.times) else None))
+    reading.feed(merge.windows())
 
 
 def feed_trace_dat(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
@@ -4320,10 +4679,11 @@ def feed_graph_run(parser: TraceParser, parsed: list[tuple], context: tuple, dur
                             self_us[node] += duration
                             top[2] += duration
                     continue
-        graph_event(event, context, duration)
         if kind == entry_kind:
-            tasks[key].stack[-1].append(stamp)  # graph_event() opened it
-        elif kind == LEAF:
+            parser.trace_dat_entry(event, context, duration, stamp)
+        else:
+            graph_event(event, context, duration)
+        if kind == LEAF:
             parser.leaves -= 1
             entries += 1
             exits += 1
@@ -4373,7 +4733,59 @@ EXACT_EVENTS = 1024  # events fed the per-event way after an irregular one (doub
 
 
 def feed_trace_dat_window(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
-    """One merged window into the model: regular stretches in bulk, the rest by feed_trace_dat(); returns the events fed.
+    """One merged window into the model; returns the events fed (lost-event notices excluded)."""
+    if isinstance(parser, SeamParser):
+        return feed_seam_window(parser, decoder, batch, fed)
+    return feed_events(parser, decoder, batch, fed)
+
+
+def feed_seam_window(parser: SeamParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
+    """A later window's events: those of the tasks the process does not hold yet one by one (SeamParser logs them or
+    takes the task on at its call at depth 0), the others as any window's.
+
+    Tasks do not touch each other's state, but for lost-event notices, which
+    break the open calls of the tasks that last ran on their CPU: up to the last
+    event of a task not held, the events are taken in that order between notices
+    (each notice on its own)."""
+    np = decoder.np
+    unheld = events_of_unheld_tasks(parser, np, batch)
+    if unheld is None:
+        return feed_events(parser, decoder, batch, fed)
+    last = int(np.flatnonzero(unheld)[-1]) + 1
+    notices = np.flatnonzero(batch.kind[:last] == EV_LOST).tolist()
+    start = 0
+    for notice in [*notices, last]:
+        if notice > start:
+            part = batch.part(slice(start, notice))
+            mine = events_of_unheld_tasks(parser, np, part)
+            if mine is not None:
+                fed = feed_trace_dat(parser, decoder, part.part(mine), fed)
+                part = part.part(~mine)
+            if len(part):
+                fed = feed_events(parser, decoder, part, fed)
+        if notice < last:
+            fed = feed_trace_dat(parser, decoder, batch.part(slice(notice, notice + 1)), fed)
+        start = notice + 1
+    return feed_events(parser, decoder, batch.part(slice(last, None)), fed) if last < len(batch) else fed
+
+
+def events_of_unheld_tasks(parser: TraceParser, np, batch: EventBatch):
+    """Per event whether it is a task's that the parser does not hold (None: no such event); lost-event notices are not.
+
+    The contexts are looked at once per run of equal ones (a task runs for many events on its CPU)."""
+    ctx = batch.ctx
+    if not len(ctx):
+        return None
+    heads = ctx[np.concatenate(([0], np.flatnonzero(ctx[1:] != ctx[:-1]) + 1))]
+    new = [value for value in np.unique(heads).tolist() if trace_dat_context(value)[1] not in parser.tasks]
+    if not new:
+        return None
+    unheld = np.isin(ctx, new) & (batch.kind != EV_LOST)
+    return unheld if unheld.any() else None
+
+
+def feed_events(parser: TraceParser, decoder: EventDecoder, batch: EventBatch, fed: int) -> int:
+    """Events into the model: regular stretches in bulk, the rest by feed_trace_dat(); returns the events fed.
 
     A bulk attempt looks at most `ahead` events: as many again as the last
     regular stretch (an irregular event early in a long look-ahead wastes the
@@ -4781,20 +5193,14 @@ def read_trace_dat(parser: TraceParser, path: str, progress: Progress | None = N
         decoder = EventDecoder(dat)
         if not decoder.by_kind:
             raise UserError(f"{path}: the trace.dat describes no function_graph or function events (recorded with another tracer?)")
-        damage: list[str] = []
-        fed = 0
-        kinds = [0] * (EV_OTHER + 1)
         lost_before = dict(stats.lost_by_cpu)
-        with decoded_windows(dat, decoder, damage) as windows:
-            for window in windows:
-                if parser.selection:
-                    window = selected_events(window, parser.selection, decoder.np, dat.comms)
-                if len(window):
-                    parser.note_times(int(window.key[0]) / 1000, int(window.key[-1]) / 1000)
-                kinds = [total + int(count) for total, count in zip(kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
-                fed = feed_trace_dat_window(parser, decoder, window, fed)
-                if progress:
-                    progress.update(dat.consumed, f"{fed:,} events")
+        reading = DatReading(parser, dat, decoder, progress)
+        plan = window_plan(dat, parser)
+        if plan is None:
+            reading.feed(reading.merge()[0].windows())
+        else:
+            read_in_windows(reading, plan)
+    kinds, fed, damage = reading.kinds, reading.fed, reading.damage
     used = kinds[EV_ENTRY] + kinds[EV_EXIT] + kinds[EV_FUNCTION]
     stats.events += kinds[EV_OTHER]  # the model counts what it was fed; the rest are ring-buffer events too
     parser.line_no = fed
@@ -4855,7 +5261,7 @@ def note_trace_dat_stats(dat: TraceDat, decoder: EventDecoder, stats: TraceStats
         warn(f"{dat.path} is damaged or truncated: {problem}; read what came before")
     if dat.other_buffers:
         warn(f"{dat.path}: read the top trace instance only, not {', '.join(repr(name) for name in dat.other_buffers)}")
-    for event_id, count in decoder.other_counts.items():  # counted while decoding (np.unique of the ids), never read field by field
+    for event_id, count in decoder.other_counts.items():  # counted as the model was fed (np.unique of the ids), never read field by field
         stats.note_trace_event(decoder.event_names.get(event_id) or f"unknown id {event_id}", count)
 
 
