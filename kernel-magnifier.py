@@ -4131,7 +4131,8 @@ class EventDecoder:
                 code[selected] |= self.returned_errnos(self.gather(buffer, at, event.fields["retval"])) << ERRNO_CODE_SHIFT
             if event_kind == EV_EXIT and {"calltime", "rettime"} <= event.fields.keys():
                 spent = self.gather(buffer, at, event.fields["rettime"]).astype(np.int64) - self.gather(buffer, at, event.fields["calltime"]).astype(np.int64)
-                duration[selected] = spent / 1000.0
+                # A time no call takes (negative, or 11.6 days and more: damaged pages) is none, as text's duration_field() rules
+                duration[selected] = np.where((spent >= 0) & (spent < MAX_DURATION_US * 1000), spent / 1000.0, np.nan)
             elif event_kind == EV_EXIT:
                 duration[selected] = np.nan
         if self.details is not None:
@@ -4222,7 +4223,8 @@ def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damag
     at each unit of its `breaks` the merge key reached before it is noted in its `floors`."""
     np = decoder.np
     floor = 0
-    units = dat.cpu_units(data, damage, start.unit, start.breaks, start.units) if start else dat.cpu_units(data, damage)
+    found: list[str] = []  # what is cut or damaged: said by the process whose window holds the CPU's last events
+    units = dat.cpu_units(data, found, start.unit, start.breaks, start.units) if start else dat.cpu_units(data, found)
     for unit, chunk in units:
         if start is not None and unit in start.breaks:
             start.floors[unit] = floor
@@ -4237,6 +4239,8 @@ def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damag
                 continue
             start.since = 0  # the keys never decrease: the rest is all later
         yield batch
+    if not (start and start.since):  # else every event was the window before's, and so is the end
+        damage.extend(found)
 
 
 def merge_by_time(streams: list[Iterator[EventBatch]]) -> Iterator[EventBatch]:
@@ -4407,7 +4411,8 @@ class DatReading:
     def merge(self, plan: WindowPlan | None = None, window: int = 0) -> tuple[TimeMerge, dict[int, CpuStart]]:
         """The CPUs' events merged, from the file's start or from a window's."""
         starts = plan.starts(window) if plan else {}
-        streams = [cpu_event_batches(self.dat, self.decoder, data, self.damage, starts.get(index)) for index, data in enumerate(self.dat.cpus)]
+        streams = [cpu_event_batches(self.dat, self.decoder, data, self.damage, starts.get(index)) if not window or index in starts else iter(())
+                   for index, data in enumerate(self.dat.cpus)]  # a CPU without pages (or whose pages are cut off): the first window's
         return TimeMerge(streams), starts
 
     def feed(self, windows: Iterable[EventBatch]) -> None:

@@ -284,7 +284,7 @@ def test_stretches_fed_in_bulk_build_the_model_of_one_call_per_event(km, tmp_pat
     assert bulk == model_state(km, trace, fed_per_event)
 
 
-# -- decoding in a second process ------------------------------------------------
+# -- read in time windows by several processes (tests/test_windows.py has the rest) --------
 
 
 def visualize_with(processes: str, trace: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -295,8 +295,8 @@ def visualize_with(processes: str, trace: Path, out: Path) -> subprocess.Complet
 
 
 @pytest.mark.parametrize("case", ["v7-zstd", "v6", "v6-cut", "raw-binary"])
-def test_pages_decoded_in_a_child_process_give_the_same_output(km, tmp_path, case):
-    """KM_PARSE_PROCESSES=2 makes even a small file decode in a child: the JSON and the messages are the sequential ones."""
+def test_two_time_windows_give_the_same_output(km, tmp_path, case):
+    """KM_PARSE_PROCESSES=2 makes even a small file be read in two time windows: the JSON and the messages are the sequential ones."""
     if case == "raw-binary":
         trace = bundled_trace_dat(km, case, tmp_path / "trace.dat")
     else:
@@ -332,8 +332,8 @@ def children_of(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_ends_the_decoding_child_within_a_second(tmp_path, stop):
-    """A 1.1 M-event file (the sample's real pages written 40 times, as bench/ builds it): a signal mid-decode ends both processes."""
+def test_ctrl_c_ends_the_second_window_within_a_second(tmp_path, stop):
+    """A 1.1 M-event file (the sample's real pages written 40 times, as bench/ builds it): a signal mid-read ends both processes."""
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_tracedat import repeated_pages
 
@@ -347,8 +347,8 @@ def test_ctrl_c_ends_the_decoding_child_within_a_second(tmp_path, stop):
     deadline = time.monotonic() + 20
     while not children_of(process.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    decoder = children_of(process.pid)
-    assert decoder, "no decoding child process"
+    workers = children_of(process.pid)
+    assert workers, "no child process for the second window"
     time.sleep(0.3)
     assert process.poll() is None
     sent = time.monotonic()
@@ -359,9 +359,9 @@ def test_ctrl_c_ends_the_decoding_child_within_a_second(tmp_path, stop):
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "kernel-magnifier: interrupted"
     deadline = time.monotonic() + 1
-    while any(running(pid) for pid in decoder) and time.monotonic() < deadline:
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert [pid for pid in decoder if running(pid)] == []
+    assert [pid for pid in workers if running(pid)] == []
     assert sorted(path.name for path in tmp_path.iterdir()) == ["long.dat"]
 
 
