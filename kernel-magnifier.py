@@ -11,7 +11,8 @@ The file is a pipeline in sections, read top to bottom:
     Model              CallTree (one node per distinct call path) and the CallGraph derived from it
     Input              plain, gzip and xz text, judged text or not by its bytes
     Parsers            function_graph text, function tracer text, the latency format, trace-cmd report (one process, or N chunks with -j)
-    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model; any event's fields by its stored format
+    Input: trace.dat   trace-cmd's binary file (v6, v7), decoded into the same model (one process, or N time windows with -j);
+                       any event's fields by its stored format
     Calls over time    every single call with its start, duration, task: timeline, latency, --pid/--cpu, --time-window
     Sleeps and wakeups on/off-CPU time of every call path from sched_switch, who wakes whom from sched_waking
     Symbol map         reading a name -> source file map, and generating one from DWARF

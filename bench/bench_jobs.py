@@ -1,29 +1,31 @@
 #!/usr/bin/env python3
-"""visualize -j N: wall time and CPU seconds for N = 1, 2, 4, 8, and `trace-cmd report` beside it.
+"""visualize -j N: wall time, CPU seconds and peak memory for N = 1, 2, 4, 8, and `trace-cmd report` beside it.
 
-Two real-derived recordings: function_graph text (tests/data/fg-default, from
-trace_pipe, repeated up to --size-mb) and trace-cmd's own lossy trace.dat
-(tests/data/trace-cmd/trace-v6.dat, its pages x 35 in one file, 1.0 M events:
-bench_tracedat.py's file). Each run is the whole CLI, `visualize -i FILE -o
-out.json --chart '' -j N`, in a fresh process; its CPU seconds are the
-operating system's account of it and every worker it waited for (wait4). The
-rounds interleave every N (and `trace-cmd report FILE > /dev/null` for the
-trace.dat), so a change in the machine's load touches them all alike; the load
-average is printed with each figure. Every -j N output is compared, byte for
-byte, with -j 1's.
+Three real-derived recordings: function_graph text (tests/data/fg-default, from
+trace_pipe, repeated up to --size-mb), and trace-cmd's own lossy trace.dat
+(tests/data/trace-cmd/trace-v6.dat, its pages written 35 times, 1.0 M events,
+bench_tracedat.py's file: the yardstick's; and 350 times, 10 M events, 349 MB:
+the large one). Each run is the whole CLI, `visualize -i FILE -o out.json
+--chart '' -j N`, in a fresh process; its CPU seconds are the operating
+system's account of it and every worker it waited for (wait4), its peak memory
+the largest of those processes' (ru_maxrss). The rounds interleave every N (and
+`trace-cmd report FILE > /dev/null` for a trace.dat), so a change in the
+machine's load touches them all alike; the load average is printed with each
+figure. Every -j N output is compared, byte for byte, with -j 1's.
 
 CPU seconds flat as N grows is what carries over to a machine with more cores:
-the work is split, not added to (seam cost = CPU(N) / CPU(1) - 1).
+the work is split, not added to (seam cost = CPU(N) / CPU(1) - 1). With more
+N than cores, at most as many workers run at once as there are cores (the
+others wait for one), so the figure is the split's cost, not the time-sharing's.
 
-    python bench/bench_jobs.py                     # 256 MB of text, the 1.0 M-event trace.dat, 3 rounds
-    python bench/bench_jobs.py --size-mb 64 --rounds 1 --jobs 1,2
+    python bench/bench_jobs.py                     # 256 MB of text, both trace.dat files, 3 rounds
+    python bench/bench_jobs.py --size-mb 64 --rounds 1 --jobs 1,2 --only text
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
-import lzma
 import os
 import shutil
 import statistics
@@ -33,17 +35,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_tracedat import SAMPLE, repeated_pages
+from bench_tracedat import SAMPLE
 
 from bench import SAMPLES, build_trace, load_average
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "kernel-magnifier.py"
-DAT_REPEAT = 35
+DAT_REPEATS = (35, 350)
 
 
-def run(command: list[str], workdir: str, stdout=subprocess.DEVNULL) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the process and the children it waited for) of one run."""
+def run(command: list[str], workdir: str, stdout=subprocess.DEVNULL) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the process and the children it waited for, the largest one's peak MB) of one run."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=workdir, stdout=stdout, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -52,33 +54,32 @@ def run(command: list[str], workdir: str, stdout=subprocess.DEVNULL) -> tuple[fl
     error = process.stderr.read().decode() if process.stderr else ""
     if process.returncode:
         sys.exit(f"{' '.join(command)} failed: {error.strip()[-300:]}")
-    return wall, usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def visualize(trace: Path, jobs: int, workdir: str) -> tuple[float, float]:
+def visualize(trace: Path, jobs: int, workdir: str) -> tuple[float, float, float]:
     return run([sys.executable, str(SCRIPT), "visualize", "-i", str(trace), "-o", f"out-{jobs}.json", "--chart", "", "-j", str(jobs)], workdir)
 
 
 def bench(label: str, trace: Path, jobs: list[int], rounds: int, workdir: str, yardstick: bool) -> None:
-    figures: dict[str, list[tuple[float, float, str]]] = {}
+    figures: dict[str, list[tuple[float, float, float, str]]] = {}
     for _ in range(rounds):
         for count in jobs:
-            wall, cpu = visualize(trace, count, workdir)
-            figures.setdefault(f"-j {count}", []).append((wall, cpu, load_average().split()[0]))
+            figures.setdefault(f"-j {count}", []).append((*visualize(trace, count, workdir), load_average().split()[0]))
         if yardstick:
             with open(os.devnull, "wb") as null:
-                wall, cpu = run(["trace-cmd", "report", str(trace)], workdir, stdout=null)
-            figures.setdefault("trace-cmd report", []).append((wall, cpu, load_average().split()[0]))
+                figures.setdefault("trace-cmd report", []).append((*run(["trace-cmd", "report", str(trace)], workdir, stdout=null), load_average().split()[0]))
     same = all(filecmp.cmp(Path(workdir) / f"out-{jobs[0]}.json", Path(workdir) / f"out-{count}.json", shallow=False) for count in jobs)
     print(f"\n{label} ({trace.stat().st_size / 1e6:.0f} MB), {rounds} round(s), JSON of every -j identical to -j {jobs[0]}: {'yes' if same else 'NO'}")
-    print(f"{'':18} {'wall s (median)':>16} {'CPU s (median)':>15} {'CPU vs -j ' + str(jobs[0]):>12} {'wall vs report':>15}  load (1 min) per round")
-    base_cpu = statistics.median(cpu for _, cpu, _ in figures[f"-j {jobs[0]}"])
-    report = statistics.median(wall for wall, _, _ in figures["trace-cmd report"]) if "trace-cmd report" in figures else None
+    print(f"{'':18} {'wall s (median)':>16} {'CPU s (median)':>15} {'CPU vs -j ' + str(jobs[0]):>12} {'wall vs report':>15} {'peak MB':>8}  load (1 min) per round")
+    base_cpu = statistics.median(cpu for _, cpu, _, _ in figures[f"-j {jobs[0]}"])
+    report = statistics.median(wall for wall, _, _, _ in figures["trace-cmd report"]) if "trace-cmd report" in figures else None
     for name, runs in figures.items():
         wall = statistics.median(run[0] for run in runs)
         cpu = statistics.median(run[1] for run in runs)
+        peak = max(run[2] for run in runs)
         versus = f"{wall / report:.2f}x" if report else ""
-        print(f"{name:18} {wall:16.2f} {cpu:15.2f} {cpu / base_cpu - 1:+12.1%} {versus:>15}  {' '.join(load for _, _, load in runs)}")
+        print(f"{name:18} {wall:16.2f} {cpu:15.2f} {cpu / base_cpu - 1:+12.1%} {versus:>15} {peak:8.0f}  {' '.join(load for _, _, _, load in runs)}")
 
 
 def main() -> None:
@@ -96,10 +97,16 @@ def main() -> None:
             build_trace(SAMPLES["function_graph"], text, args.size_mb)
             bench(f"function_graph text, {SAMPLES['function_graph'].relative_to(ROOT)} repeated", text, jobs, args.rounds, workdir, False)
         if args.only != "text":
-            dat = Path(workdir) / "trace.dat"
-            dat.write_bytes(repeated_pages(lzma.decompress(SAMPLE.read_bytes()), DAT_REPEAT))
-            yardstick = shutil.which("trace-cmd") is not None
-            bench(f"trace.dat, {SAMPLE.relative_to(ROOT)}'s pages x {DAT_REPEAT}", dat, jobs, args.rounds, workdir, yardstick)
+            for repeat in DAT_REPEATS:
+                dat = Path(workdir) / "trace.dat"
+                # Made in a process of its own: a run's peak memory counts what the process it was forked from held
+                # (Linux keeps the larger of the two across exec), and building 349 MB here takes about 1 GB
+                subprocess.run([sys.executable, "-c", "import lzma, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+                                "from bench_tracedat import SAMPLE, repeated_pages; "
+                                "Path(sys.argv[2]).write_bytes(repeated_pages(lzma.decompress(SAMPLE.read_bytes()), int(sys.argv[3])))",
+                                str(Path(__file__).parent), str(dat), str(repeat)], check=True)
+                yardstick = shutil.which("trace-cmd") is not None
+                bench(f"trace.dat, {SAMPLE.relative_to(ROOT)}'s pages x {repeat}", dat, jobs, args.rounds, workdir, yardstick)
     print(f"\nload average after: {load_average()}")
 
 
