@@ -14524,8 +14524,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     visualize.add_argument(
         "-j", "--jobs", type=positive_int, metavar="N",
-        help="parse with N processes: one large text file in N chunks, several inputs side by side; the result is the one-process parse's"
-        " (default: the cores available, one per 32 MB of input at most)",
+        help="parse with N processes: one large text file in N chunks, a trace.dat in N time windows, several inputs side by side;"
+        " the result is the one-process parse's (default: the cores available, one per 32 MB of text or 16 MB of trace.dat at most)",
     )
     visualize.add_argument("--chart", metavar="FILE", help=f"PNG chart of the most-called functions (default: {DEFAULT_CHART}, none with a text report or --latency alone; '' for none)")
     visualize.add_argument("--chart-top", type=positive_int, default=30, metavar="N", help="functions in the chart")
