@@ -2282,6 +2282,7 @@ class SeamParser(TraceParser):
         self.later_calls: dict[tuple, None] = {}  # function tracer calls first met in the chunks after this one (their modules)
         self.shared: tuple[int, frozenset[int]] = (0, frozenset())  # node ids the process before holds for the same paths (start_from)
         self.first_lost_may_repeat = False  # a trace.dat window: a lost-events notice at its start ends the attempt (lost_line)
+        self.logged_on: dict[object, str] | None = None  # a trace.dat window: per task not held, the CPU of its last logged event
 
     def event_mark(self) -> tuple[int, int, int]:
         mark = super().event_mark()
@@ -2315,6 +2316,8 @@ class SeamParser(TraceParser):
         if key not in self.tasks:
             if kind == EXIT or depth > 0:
                 self.keep((parsed, context, duration))
+                if self.logged_on is not None:
+                    self.logged_on[key] = cpu
                 if kind == EXIT:
                     self.logged_other_lines += 1
                 else:
@@ -2323,6 +2326,8 @@ class SeamParser(TraceParser):
                     self.graph.modules[name] = module  # in line order, as the sequential parse sets it
                 return None
             self.keep(("anchor", key))
+            if self.logged_on:
+                self.logged_on.pop(key, None)
         return super().graph_event(parsed, context, duration)
 
     def trace_dat_entry(self, parsed: tuple, context: tuple, duration: float | None, stamp: int) -> None:
@@ -2334,6 +2339,8 @@ class SeamParser(TraceParser):
             super().trace_dat_entry(parsed, context, duration, stamp)
             return
         self.keep((parsed, context, duration, stamp))
+        if self.logged_on is not None:
+            self.logged_on[context[1]] = context[0]
         self.logged_entry_lines += 1
         if module:
             self.graph.modules[name] = module
@@ -2370,6 +2377,18 @@ class SeamParser(TraceParser):
             raise SeamUnknown  # whether it repeats a notice of the window before depends on what the process before holds
         self.keep(("break", cpu))
         super().lost_line(cpu, count)
+        if self.logged_on:
+            self.take_on_broken_tasks(cpu)
+
+    def take_on_broken_tasks(self, cpu: str) -> None:
+        """The tasks not held whose last event (logged) ran on `cpu`: the loss broke their open calls in the process
+        before too (break_call_stacks, after the log's events), which leaves them with no open call and no call waiting
+        for its caller, as a new task: from here on this process holds them (trace.dat: a task's CPU is its last
+        call's, known here)."""
+        for key in [key for key, last in self.logged_on.items() if last == cpu]:
+            del self.logged_on[key]
+            self.keep(("anchor", key))
+            self.task_state(cpu, key)
 
     def function_call(self, call: tuple) -> None:
         """As TraceParser's, but the module of a call met first here is left to the parent (add_second_half):
@@ -3493,12 +3512,13 @@ class TraceDat:
         for _, chunk in self.cpu_units(data, damage):
             yield chunk
 
-    def cpu_units(self, data: CpuData, damage: list[str], first: int = 0, breaks: tuple[int, ...] = (), units: CpuUnits | None = None) -> Iterator[tuple[int, bytes]]:
+    def cpu_units(self, data: CpuData, damage: list[str], first: int = 0, breaks: tuple[int, ...] = (), units: CpuUnits | None = None,
+                  small_first: bool = True) -> Iterator[tuple[int, bytes]]:
         """(index of its first unit, bytes) per batch of a CPU's units from unit `first` on, a batch never running across
         a unit in `breaks` (increasing). A unit is a page, or a compressed chunk of pages (trace-cmd compresses ~10 pages a chunk);
         a later first unit needs the CPU's unit table (units)."""
-        # The first batches are small, so that the model starts at once.
-        batch = self.page_size * min(FIRST_PAGES_PER_BATCH, PAGES_PER_BATCH)
+        # The first batches are small, so that the model starts at once (a later window's worker shows no progress: whole batches)
+        batch = self.page_size * (min(FIRST_PAGES_PER_BATCH, PAGES_PER_BATCH) if small_first else PAGES_PER_BATCH)
         if self.decompressor is None:
             end = data.offset + data.size
             cut = end > len(self.data)
@@ -4229,7 +4249,7 @@ def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damag
     np = decoder.np
     floor = 0
     found: list[str] = []  # what is cut or damaged: said by the process whose window holds the CPU's last events
-    units = dat.cpu_units(data, found, start.unit, start.breaks, start.units) if start else dat.cpu_units(data, found)
+    units = dat.cpu_units(data, found, start.unit, start.breaks, start.units, not start.since) if start else dat.cpu_units(data, found)
     for unit, chunk in units:
         if start is not None and unit in start.breaks:
             start.floors[unit] = floor
@@ -4339,8 +4359,12 @@ class WindowPlan:
     first_units: list[dict[int, int]]
 
     def starts(self, window: int) -> dict[int, CpuStart]:
+        """Where each CPU's events of `window` begin. Batches break at each later window's first unit, and after it: the
+        process reads that one unit on its own (its events before the later window's time are this one's), not a whole
+        batch of the next window's pages, to find where it ends."""
         since = self.times[window - 1] if window else 0
-        return {cpu: CpuStart(first, since, tuple(sorted({later[cpu] for later in self.first_units[window + 1 :] if later[cpu] > first})), self.units[cpu])
+        return {cpu: CpuStart(first, since, tuple(sorted({unit for later in self.first_units[window + 1 :] for unit in (later[cpu], later[cpu] + 1)
+                                                           if unit > first})), self.units[cpu])
                 for cpu, first in self.first_units[window].items()}
 
     def seam_holds(self, starts: dict[int, CpuStart], window: int) -> bool:
@@ -4479,6 +4503,7 @@ def window_writer(reading: DatReading, plan: WindowPlan, window: int, following:
         parser.where = reading.dat.path
         parser.start_from(reading.parser)
         parser.first_lost_may_repeat = True
+        parser.logged_on = {}
         decoder = reading.decoder
         decoder.other_counts, decoder.sites_not_kept = Counter(), 0  # the parent's so far are its own
         mine = DatReading(parser, reading.dat, decoder, None)

@@ -291,7 +291,8 @@ def test_a_worker_killed_at_work_leaves_no_one_waiting(tmp_path):
 def test_stop_signal_ends_every_window_worker(tmp_path, stop):
     """Ctrl-C (to the process group) or SIGTERM (to the parent alone) during a -j 4 read: status 130 within a second, no worker left."""
     trace = repeated(120, tmp_path / "trace.dat")
-    process = cli(trace, tmp_path / "out.json", 4, start_new_session=True)
+    # (a test runner started in the background ignores SIGINT, and so would the CLI: Python then sets no handler)
+    process = cli(trace, tmp_path / "out.json", 4, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: list[int] = []
     deadline = time.monotonic() + 30
     while len(workers) < 3 and time.monotonic() < deadline:
