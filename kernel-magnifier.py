@@ -2087,11 +2087,13 @@ def parse_one_input(path: str, selection: TaskSelection | None) -> dict:
     }
 
 
-def fork_writer(write: Callable[[IO[bytes]], None]) -> tuple[int, int]:
+def fork_writer(write: Callable[[IO[bytes]], None], started: list[int]) -> tuple[int, int]:
     """Fork a child that runs write(pipe) and exits; the parent gets (pid, the pipe's read end).
 
     Ctrl-C (which reaches the whole process group) and SIGTERM just end the
     child; any failure in it shows to the parent as a result that never came.
+    The pid goes into `started` before a stop signal can interrupt the parent,
+    so that the caller's cleanup ends every child forked.
     """
     read_end, write_end = os.pipe()
     stops = {signal.SIGINT, signal.SIGTERM}
@@ -2104,8 +2106,9 @@ def fork_writer(write: Callable[[IO[bytes]], None]) -> tuple[int, int]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         raise
     if pid:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        started.append(pid)
         os.close(write_end)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         return pid, read_end
     status = 0
     try:
@@ -2129,7 +2132,7 @@ def end_child(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[int, int]:
+def parse_in_child(paths: list[str], selection: TaskSelection | None, started: list[int]) -> tuple[int, int]:
     """Fork a child that parses `paths` in turn and pickles one result (or error) per input to a pipe."""
 
     def write(pipe: IO[bytes]) -> None:
@@ -2142,16 +2145,18 @@ def parse_in_child(paths: list[str], selection: TaskSelection | None) -> tuple[i
             if result[0] == "error":
                 break
 
-    return fork_writer(write)
+    return fork_writer(write, started)
 
 
 def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) -> CallGraph:
     workers = min(parse_processes(), len(paths))
-    children = [parse_in_child(paths[first::workers], selection) for first in range(workers)]
-    pipes = [os.fdopen(read_end, "rb") for _, read_end in children]
+    started: list[int] = []
+    pipes: list[IO[bytes]] = []
     graph = CallGraph()
     empty = EmptySelections(selection)
     try:
+        for first in range(workers):
+            pipes.append(os.fdopen(parse_in_child(paths[first::workers], selection, started)[1], "rb"))
         for index, path in enumerate(paths):
             try:
                 status, result = pickle.load(pipes[index % workers])
@@ -2166,7 +2171,7 @@ def parse_inputs_in_parallel(paths: list[str], selection: TaskSelection | None) 
                 check_parsed_input(path, result["lines"], result["stats"]["formats"], result["stats"]["unparsed_example"])
         empty.check(paths)
     finally:
-        for pid, _ in children:
+        for pid in started:
             end_child(pid)
         for pipe in pipes:
             pipe.close()
@@ -2618,8 +2623,7 @@ def chain_of_children(count: int, writer: Callable[[int, int | None, CoreGate], 
         gc.freeze()
         try:
             for index in range(count - 1, -1, -1):
-                pid, read_end = fork_writer(writer(index, following, gate))
-                pids.append(pid)
+                _, read_end = fork_writer(writer(index, following, gate), pids)
                 if following is not None:
                     os.close(following)  # the child before holds it now
                 following = read_end

@@ -191,7 +191,7 @@ def test_several_inputs_side_by_side(km, tmp_path, monkeypatch):
                                              "fg-overflow-pipe/trace.txt.xz", "retval/retval.dat.xz")]
     forked: list[list[str]] = []
     real = km.parse_in_child
-    monkeypatch.setattr(km, "parse_in_child", lambda paths, selection: forked.append(paths) or real(paths, selection))
+    monkeypatch.setattr(km, "parse_in_child", lambda paths, selection, started: forked.append(paths) or real(paths, selection, started))
     reference = visualize(km, tmp_path, inputs, 1)
     assert reference[0] == 0, reference[1]
     assert not forked

@@ -76,7 +76,7 @@ def test_every_real_trace_is_covered():
 def test_parallel_parse_is_identical(km, monkeypatch, group):
     forked = []
     real_child = km.parse_in_child
-    monkeypatch.setattr(km, "parse_in_child", lambda paths, selection: forked.append(paths) or real_child(paths, selection))
+    monkeypatch.setattr(km, "parse_in_child", lambda paths, selection, started: forked.append(paths) or real_child(paths, selection, started))
     sequential = parse(km, monkeypatch, group, 1)
     assert not isinstance(sequential, str), sequential
     assert not forked
