@@ -2320,15 +2320,7 @@ class SeamParser(TraceParser):
             context = (cpu, key, irq)
         if key not in self.tasks:
             if kind == EXIT or depth > 0:
-                self.keep((parsed, context, duration))
-                if self.logged_on is not None:
-                    self.logged_on[key] = cpu
-                if kind == EXIT:
-                    self.logged_other_lines += 1
-                else:
-                    self.logged_entry_lines += 1
-                if module:
-                    self.graph.modules[name] = module  # in line order, as the sequential parse sets it
+                self.log_event((parsed, context, duration), key, cpu, kind != EXIT, name, module)
                 return None
             self.keep(("anchor", key))
             if self.logged_on:
@@ -2343,12 +2335,19 @@ class SeamParser(TraceParser):
         if depth == 0:
             super().trace_dat_entry(parsed, context, duration, stamp)
             return
-        self.keep((parsed, context, duration, stamp))
+        self.log_event((parsed, context, duration, stamp), context[1], context[0], True, name, module)
+
+    def log_event(self, record: tuple, key: object, cpu: str | None, entry: bool, name: str, module: str | None) -> None:
+        """An event of a task not held, logged for the process before (replay_seam_log), counted as the line it is."""
+        self.keep(record)
         if self.logged_on is not None:
-            self.logged_on[context[1]] = context[0]
-        self.logged_entry_lines += 1
+            self.logged_on[key] = cpu
+        if entry:
+            self.logged_entry_lines += 1
+        else:
+            self.logged_other_lines += 1
         if module:
-            self.graph.modules[name] = module
+            self.graph.modules[name] = module  # in line order, as the sequential parse sets it
 
     def keep(self, record: tuple) -> None:
         """Log a record for the parent; a log too long to be worth it (or to hold) ends the attempt."""
@@ -2678,12 +2677,19 @@ def send_message(pipe: IO[bytes], message: tuple) -> None:
     pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def receive_message(pipe: IO[bytes]) -> tuple:
+    """The next child's next message; ("", None) when none came (it ended, or failed: the receiver reads on itself)."""
+    try:
+        return pickle.load(pipe)
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
+        return "", None
+
+
 def relay_messages(source: IO[bytes] | None, pipe: IO[bytes]) -> None:
     """Pass on what the next child sends, up to its result for the rest of the file."""
     while source is not None:
-        try:
-            message = pickle.load(source)
-        except (EOFError, pickle.UnpicklingError):
+        message = receive_message(source)
+        if not message[0]:
             return
         send_message(pipe, message)
         if message[0] != "skip":
@@ -2696,10 +2702,7 @@ def read_on(parser: TraceParser, path: str, seams: list[int], pipe: IO[bytes], p
     `seams` are all the seams from here on: a chunk its child skipped is parsed
     here, up to the next seam, and the next message is that seam's."""
     for index, seam in enumerate(seams):
-        try:
-            kind, result = pickle.load(pipe)
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
-            kind, result = "", None
+        kind, result = receive_message(pipe)
         if kind == "rest" and not lost_line_after_seam(path, seam):
             add_second_half(parser, result)
             return True
@@ -3510,11 +3513,6 @@ class TraceDat:
             self.cpus.append(CpuData(reader.number("I"), reader.number("Q"), reader.number("Q")))
 
     # -- the per-CPU pages ------------------------------------------------
-
-    def cpu_chunks(self, data: CpuData, damage: list[str]) -> Iterator[bytes]:
-        """A CPU's ring-buffer pages, a batch of whole pages at a time; damage gets what was cut."""
-        for _, chunk in self.cpu_units(data, damage):
-            yield chunk
 
     def cpu_units(self, data: CpuData, damage: list[str], first: int = 0, breaks: tuple[int, ...] = (), units: CpuUnits | None = None,
                   small_first: bool = True) -> Iterator[tuple[int, bytes]]:
@@ -4387,7 +4385,7 @@ def window_plan(dat: TraceDat, parser: TraceParser) -> WindowPlan | None:
     import numpy as np
 
     jobs = parse_processes()
-    if parser.selection or jobs < 2 or not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS or isinstance(parser, SeamParser):
+    if parser.selection or jobs < 2 or not hasattr(os, "fork") or os.getpid() != MAIN_PROCESS:
         return None
     size = sum(data.size for data in dat.cpus)
     wanted = os.environ.get(SPLIT_AT_ENV, "")
@@ -4533,10 +4531,7 @@ def window_writer(reading: DatReading, plan: WindowPlan, window: int, following:
 def read_windows_on(reading: DatReading, merge: TimeMerge, starts: dict[int, CpuStart], plan: WindowPlan, window: int, pipe: IO[bytes]) -> None:
     """The reading holds every event before `window`: the rest from the next child's message, or read here where it cannot be used."""
     for index in range(window, len(plan.times) + 1):
-        try:
-            kind, result = pickle.load(pipe)
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
-            kind, result = "", None
+        kind, result = receive_message(pipe)
         if kind == "rest" and plan.seam_holds(starts, index):
             reading.add_rest(result)
             return

@@ -230,12 +230,19 @@ def test_stop_signal_ends_every_worker(tmp_path, stop):
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     assert process.stdout.readline().startswith("Visualization mode")
-    workers: list[str] = []
+    stop_amid_workers(process, stop, 3)  # the parent parses the first chunk itself
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["trace.txt"]
+
+
+def stop_amid_workers(process: subprocess.Popen, stop: signal.Signals, workers: int) -> None:
+    """Once the CLI (started in a session of its own) has its workers, Ctrl-C (SIGINT to the process group) or SIGTERM
+    (to the parent alone): status 130 within a second, the one-line message, and no process of the group left."""
+    found: list[str] = []
     deadline = time.monotonic() + 30
-    while len(workers) < 3 and time.monotonic() < deadline:  # forked once the parent has read the file's first MBs
-        time.sleep(0.1)
-        workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
-    assert len(workers) == 3, workers  # the parent parses the first chunk itself
+    while len(found) < workers and time.monotonic() < deadline:  # forked once the parent has read the file's first MBs
+        time.sleep(0.05)
+        found = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(found) == workers, found
     began = time.monotonic()
     if stop == signal.SIGINT:
         os.killpg(process.pid, stop)
@@ -246,7 +253,6 @@ def test_stop_signal_ends_every_worker(tmp_path, stop):
     assert "parsing completed" not in stdout, "the signal came after the parse: use a larger input"
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "kernel-magnifier: interrupted" and "Traceback" not in stderr, stderr
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["trace.txt"]
     time.sleep(0.3)
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)

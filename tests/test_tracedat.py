@@ -466,7 +466,7 @@ def test_pages_of_data_events_only_walk_as_the_general_walk(km, tmp_path, monkey
         with km.mapped_trace_dat(str(trace)) as data:
             dat = km.TraceDat(str(trace), data)
             for cpu in dat.cpus:
-                for chunk in dat.cpu_chunks(cpu, []):
+                for _, chunk in dat.cpu_units(cpu, []):
                     general = km.walk_pages(chunk, dat.page_size, dat.layout, dat.endian, regular_first=False)
                     fast = km.walk_pages(chunk, dat.page_size, dat.layout, dat.endian)
                     assert all(np.array_equal(mine, theirs) for mine, theirs in zip(fast, general))

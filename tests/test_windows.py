@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA, ROOT, SCRIPT, load_module
+from test_jobs import stop_amid_workers
+from test_tracedat import children_of
 
 SEED = 20261207
 MAGIC = b"\x17\x08\x44tracing"
@@ -239,16 +241,6 @@ def cli(trace: Path, out: Path, jobs: int, **options) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(stat.parent.name))
-    return found
-
-
 def cpu_ticks(pid: int) -> int:
     with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -293,23 +285,5 @@ def test_stop_signal_ends_every_window_worker(tmp_path, stop):
     trace = repeated(120, tmp_path / "trace.dat")
     # (a test runner started in the background ignores SIGINT, and so would the CLI: Python then sets no handler)
     process = cli(trace, tmp_path / "out.json", 4, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    workers: list[int] = []
-    deadline = time.monotonic() + 30
-    while len(workers) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-        workers = children_of(process.pid)
-    assert len(workers) == 3, workers  # the parent reads the first window itself
-    sent = time.monotonic()
-    if stop == signal.SIGINT:
-        os.killpg(process.pid, stop)
-    else:
-        process.send_signal(stop)
-    stdout, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - sent < 1.0
-    assert "parsing completed" not in stdout, "the signal came after the parse: use a larger input"
-    assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "kernel-magnifier: interrupted" and "Traceback" not in stderr, stderr
+    stop_amid_workers(process, stop, 3)  # the parent reads the first window itself
     assert sorted(path.name for path in tmp_path.iterdir()) == ["trace.dat"]
-    time.sleep(0.3)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(process.pid, 0)
