@@ -3996,10 +3996,13 @@ class EventBatch:
         return EventBatch(self.key[selection], self.kind[selection], self.code[selection], self.ctx[selection], self.duration[selection])
 
     @staticmethod
-    def joined(batches: list[EventBatch]) -> EventBatch:
+    def in_time_order(batches: list[EventBatch]) -> EventBatch:
+        """The batches' events as one batch, sorted stably by key (ties: the earlier batch's first), a column at a time:
+        no second copy of the whole."""
         import numpy as np
 
-        return EventBatch(*(np.concatenate([getattr(batch, name) for batch in batches]) for name in ("key", "kind", "code", "ctx", "duration")))
+        order = np.argsort(np.concatenate([batch.key for batch in batches]), kind="stable")
+        return EventBatch(*(np.concatenate([getattr(batch, name) for batch in batches])[order] for name in ("key", "kind", "code", "ctx", "duration")))
 
 
 class EventDecoder:
@@ -4263,6 +4266,7 @@ def cpu_event_batches(dat: TraceDat, decoder: EventDecoder, data: CpuData, damag
         if start is not None and unit in start.breaks:
             start.floors[unit] = floor
         batch = decoder.decode(chunk, data.cpu, *walk_pages(chunk, dat.page_size, dat.layout, dat.endian))
+        del chunk  # not kept while the batch is merged and fed: a copy of up to 4 MB of pages
         if not len(batch):
             continue
         batch.key = np.maximum.accumulate(np.maximum(batch.key, floor))
@@ -4295,8 +4299,6 @@ class TimeMerge:
         self.active = list(range(len(streams)))
 
     def windows(self, until: int | None = None) -> Iterator[EventBatch]:
-        import numpy as np
-
         current = self.current
         while True:
             for index in list(self.active):
@@ -4312,14 +4314,21 @@ class TimeMerge:
             horizon = min(batch.key[-1] for batch in current.values())
             if until is not None:
                 horizon = min(horizon, until - 1)
-            parts = []
-            for index in sorted(current):
-                batch = current[index]
-                cut = int(np.searchsorted(batch.key, horizon, side="right"))
-                parts.append(batch.part(slice(0, cut)))
-                current[index] = batch.part(slice(cut, None))
-            merged = EventBatch.joined(parts)
-            yield merged.part(np.argsort(merged.key, kind="stable"))
+            yield self.take_until(horizon)
+
+    def take_until(self, horizon: int) -> EventBatch:
+        """The current batches' events up to horizon, in time order (the generator holds no part of a window it handed
+        out: a window is as big as the next one being decoded)."""
+        import numpy as np
+
+        current = self.current
+        parts = []
+        for index in sorted(current):
+            batch = current[index]
+            cut = int(np.searchsorted(batch.key, horizon, side="right"))
+            parts.append(batch.part(slice(0, cut)))
+            current[index] = batch.part(slice(cut, None))
+        return EventBatch.in_time_order(parts)
 
 
 # --- a trace.dat in N time windows, one process each ---------------------------------
@@ -4368,11 +4377,12 @@ class WindowPlan:
     first_units: list[dict[int, int]]
 
     def starts(self, window: int) -> dict[int, CpuStart]:
-        """Where each CPU's events of `window` begin. Batches break at each later window's first unit, and after it: the
-        process reads that one unit on its own (its events before the later window's time are this one's), not a whole
-        batch of the next window's pages, to find where it ends."""
+        """Where each CPU's events of `window` begin. Batches break at each later window's first unit and two units
+        on: the process reads that unit and the next as one small batch (the first's events before the later window's
+        time are this one's; where they all are, the next began after the time), not a whole batch of the next
+        window's pages, to find where it ends."""
         since = self.times[window - 1] if window else 0
-        return {cpu: CpuStart(first, since, tuple(sorted({unit for later in self.first_units[window + 1 :] for unit in (later[cpu], later[cpu] + 1)
+        return {cpu: CpuStart(first, since, tuple(sorted({unit for later in self.first_units[window + 1 :] for unit in (later[cpu], later[cpu] + 2)
                                                            if unit > first})), self.units[cpu])
                 for cpu, first in self.first_units[window].items()}
 
@@ -4463,6 +4473,7 @@ class DatReading:
                 parser.note_times(int(window.key[0]) / 1000, int(window.key[-1]) / 1000)
             self.kinds = [total + int(count) for total, count in zip(self.kinds, decoder.np.bincount(window.kind, minlength=EV_OTHER + 1))]
             self.fed = feed_trace_dat_window(parser, decoder, window, self.fed)
+            del window  # as big as the next window: not kept while that one is decoded
             if self.progress:
                 self.progress.update(self.dat.consumed, f"{self.fed:,} events")
 
