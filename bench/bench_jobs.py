@@ -11,7 +11,8 @@ system's account of it and every worker it waited for (wait4), its peak memory
 the largest of those processes' (ru_maxrss). The rounds interleave every N (and
 `trace-cmd report FILE > /dev/null` for a trace.dat), so a change in the
 machine's load touches them all alike; the load average is printed with each
-figure. Every -j N output is compared, byte for byte, with -j 1's.
+figure. Every -j N output is compared, byte for byte, with -j 1's. "CPU vs -j 1" is the median over the
+rounds of each round's CPU seconds against the same round's -j 1 (all rounds' figures beside it).
 
 CPU seconds flat as N grows is what carries over to a machine with more cores:
 the work is split, not added to (seam cost = CPU(N) / CPU(1) - 1). With more
@@ -71,15 +72,19 @@ def bench(label: str, trace: Path, jobs: list[int], rounds: int, workdir: str, y
                 figures.setdefault("trace-cmd report", []).append((*run(["trace-cmd", "report", str(trace)], workdir, stdout=null), load_average().split()[0]))
     same = all(filecmp.cmp(Path(workdir) / f"out-{jobs[0]}.json", Path(workdir) / f"out-{count}.json", shallow=False) for count in jobs)
     print(f"\n{label} ({trace.stat().st_size / 1e6:.0f} MB), {rounds} round(s), JSON of every -j identical to -j {jobs[0]}: {'yes' if same else 'NO'}")
-    print(f"{'':18} {'wall s (median)':>16} {'CPU s (median)':>15} {'CPU vs -j ' + str(jobs[0]):>12} {'wall vs report':>15} {'peak MB':>8}  load (1 min) per round")
-    base_cpu = statistics.median(cpu for _, cpu, _, _ in figures[f"-j {jobs[0]}"])
+    print(f"{'':18} {'wall s (median)':>16} {'CPU s (median)':>15} {'CPU vs -j ' + str(jobs[0]):>12} {'(per round)':>22} {'wall vs report':>15} "
+          f"{'peak MB':>8}  load (1 min) per round")
+    base = figures[f"-j {jobs[0]}"]
     report = statistics.median(wall for wall, _, _, _ in figures["trace-cmd report"]) if "trace-cmd report" in figures else None
     for name, runs in figures.items():
         wall = statistics.median(run[0] for run in runs)
         cpu = statistics.median(run[1] for run in runs)
         peak = max(run[2] for run in runs)
+        # Each round's run against the same round's -j 1 (the machine's speed drifts from round to round): the median, and all
+        ratios = [run[1] / first[1] - 1 for run, first in zip(runs, base)]
         versus = f"{wall / report:.2f}x" if report else ""
-        print(f"{name:18} {wall:16.2f} {cpu:15.2f} {cpu / base_cpu - 1:+12.1%} {versus:>15} {peak:8.0f}  {' '.join(load for _, _, _, load in runs)}")
+        print(f"{name:18} {wall:16.2f} {cpu:15.2f} {statistics.median(ratios):+12.1%} {' '.join(f'{ratio:+.1%}' for ratio in ratios):>22} {versus:>15} "
+              f"{peak:8.0f}  {' '.join(load for _, _, _, load in runs)}")
 
 
 def main() -> None:
