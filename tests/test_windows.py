@@ -246,8 +246,8 @@ def test_the_process_before_reads_two_pages_of_the_next_window(km, tmp_path, mon
     read: list[tuple[int, int, int]] = []  # per batch: CPU, its first page, pages
     real_units = km.TraceDat.cpu_units
 
-    def units(self, data, damage, first=0, breaks=(), table=None, small_first=True):
-        for unit, chunk in real_units(self, data, damage, first, breaks, table, small_first):
+    def units(self, data, *args):
+        for unit, chunk in real_units(self, data, *args):
             read.append((data.cpu, unit, len(chunk) // self.page_size))
             yield unit, chunk
 
